@@ -1,0 +1,187 @@
+//! File helpers shared by every stage: atomic writes (temp file + rename) and safetensors I/O
+//! with errors that name the file and the tensor.
+use anyhow::{anyhow, bail, Context, Result};
+use ndarray::{ArrayD, IxDyn};
+use safetensors::tensor::{Dtype, TensorView};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// A temporary sibling of `path` that keeps its extension(s), so writers that look at the
+/// extension (`.nii.gz`, `.png`) behave the same; renamed into place by [`commit`].
+pub fn temp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let tag = format!(".tmp-{}-", std::process::id());
+    path.with_file_name(format!("{tag}{name}"))
+}
+
+/// Renames a finished temporary file into place (atomic on one filesystem).
+pub fn commit(tmp: &Path, path: &Path) -> Result<()> {
+    std::fs::rename(tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+}
+
+/// Writes a file through `write(tmp_path)` then renames it into place; the parent folder is
+/// created. An interrupted write never leaves a file under the final name.
+pub fn write_atomic<F>(path: &Path, write: F) -> Result<()>
+where
+    F: FnOnce(&Path) -> Result<()>,
+{
+    if let Some(parent) = path.parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating folder {}", parent.display()))?;
+        }
+    }
+    let tmp = temp_path(path);
+    let result = write(&tmp);
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        return result.with_context(|| format!("writing {}", path.display()));
+    }
+    commit(&tmp, path)
+}
+
+/// Atomically writes bytes.
+pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic(path, |tmp| Ok(std::fs::write(tmp, bytes)?))
+}
+
+/// Atomically writes pretty JSON.
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
+    write_bytes(path, serde_json::to_string_pretty(value)?.as_bytes())
+}
+
+/// Reads JSON with the file named in the error.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing JSON in {}", path.display()))
+}
+
+/// One named array to store; f32, f64, i64 and u8 are what the pipeline needs.
+pub enum Tensor {
+    F32(ArrayD<f32>),
+    F64(ArrayD<f64>),
+    I64(ArrayD<i64>),
+    U8(ArrayD<u8>),
+}
+
+impl Tensor {
+    fn bytes(&self) -> (Dtype, Vec<usize>, Vec<u8>) {
+        fn le<T: Copy, const N: usize>(a: &ArrayD<T>, f: fn(T) -> [u8; N]) -> Vec<u8> {
+            a.iter().flat_map(|&x| f(x)).collect()
+        }
+        match self {
+            Tensor::F32(a) => (Dtype::F32, a.shape().to_vec(), le(a, f32::to_le_bytes)),
+            Tensor::F64(a) => (Dtype::F64, a.shape().to_vec(), le(a, f64::to_le_bytes)),
+            Tensor::I64(a) => (Dtype::I64, a.shape().to_vec(), le(a, i64::to_le_bytes)),
+            Tensor::U8(a) => (Dtype::U8, a.shape().to_vec(), a.iter().copied().collect()),
+        }
+    }
+}
+
+/// Atomically writes named tensors (in logical, row-major order) plus string metadata.
+pub fn write_tensors(
+    path: &Path,
+    tensors: Vec<(&str, Tensor)>,
+    metadata: HashMap<String, String>,
+) -> Result<()> {
+    let raw: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
+        .into_iter()
+        .map(|(n, t)| {
+            let (d, s, b) = t.bytes();
+            (n.to_string(), d, s, b)
+        })
+        .collect();
+    let views = raw
+        .iter()
+        .map(|(n, d, s, b)| Ok((n.clone(), TensorView::new(*d, s.clone(), b)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let meta = if metadata.is_empty() { None } else { Some(metadata) };
+    write_atomic(path, |tmp| {
+        safetensors::serialize_to_file(views, &meta, tmp).map_err(|e| anyhow!("{e}"))
+    })
+}
+
+/// A safetensors file read into memory, with typed getters whose errors name file and tensor.
+pub struct TensorFile {
+    path: PathBuf,
+    bytes: Vec<u8>,
+}
+
+impl TensorFile {
+    pub fn open(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        safetensors::SafeTensors::deserialize(&bytes)
+            .map_err(|e| anyhow!("{} is not a valid safetensors file: {e}", path.display()))?;
+        Ok(Self { path: path.to_path_buf(), bytes })
+    }
+
+    fn view(&self, name: &str, want: Dtype) -> Result<(Vec<usize>, &[u8])> {
+        let st = safetensors::SafeTensors::deserialize(&self.bytes).expect("validated in open");
+        let t = st
+            .tensor(name)
+            .map_err(|_| anyhow!("{} has no tensor named '{name}'", self.path.display()))?;
+        if t.dtype() != want {
+            bail!("{}: tensor '{name}' is {:?}, expected {want:?}", self.path.display(), t.dtype());
+        }
+        let shape = t.shape().to_vec();
+        let data = t.data();
+        // Re-borrow from self.bytes: the view's data is a slice of it.
+        let start = data.as_ptr() as usize - self.bytes.as_ptr() as usize;
+        Ok((shape, &self.bytes[start..start + data.len()]))
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        safetensors::SafeTensors::deserialize(&self.bytes)
+            .map(|st| st.tensor(name).is_ok())
+            .unwrap_or(false)
+    }
+
+    pub fn f32(&self, name: &str) -> Result<ArrayD<f32>> {
+        let (shape, b) = self.view(name, Dtype::F32)?;
+        let v = b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        Ok(ArrayD::from_shape_vec(IxDyn(&shape), v)?)
+    }
+
+    pub fn f64(&self, name: &str) -> Result<ArrayD<f64>> {
+        let (shape, b) = self.view(name, Dtype::F64)?;
+        let v = b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect();
+        Ok(ArrayD::from_shape_vec(IxDyn(&shape), v)?)
+    }
+
+    pub fn i64(&self, name: &str) -> Result<ArrayD<i64>> {
+        let (shape, b) = self.view(name, Dtype::I64)?;
+        let v = b.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
+        Ok(ArrayD::from_shape_vec(IxDyn(&shape), v)?)
+    }
+
+    pub fn u8(&self, name: &str) -> Result<ArrayD<u8>> {
+        let (shape, b) = self.view(name, Dtype::U8)?;
+        Ok(ArrayD::from_shape_vec(IxDyn(&shape), b.to_vec())?)
+    }
+
+    pub fn metadata(&self) -> HashMap<String, String> {
+        safetensors::SafeTensors::read_metadata(&self.bytes)
+            .ok()
+            .and_then(|(_, m)| m.metadata().clone())
+            .unwrap_or_default()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Converts a dynamic array to 2-D with an error naming the file and tensor.
+pub fn into_2d<T>(a: ArrayD<T>, what: &str) -> Result<ndarray::Array2<T>> {
+    let shape = a.shape().to_vec();
+    a.into_dimensionality()
+        .map_err(|_| anyhow!("{what}: expected a 2-D array, found shape {shape:?}"))
+}
+
+/// Converts a dynamic array to 1-D with an error naming the file and tensor.
+pub fn into_1d<T>(a: ArrayD<T>, what: &str) -> Result<ndarray::Array1<T>> {
+    let shape = a.shape().to_vec();
+    a.into_dimensionality()
+        .map_err(|_| anyhow!("{what}: expected a 1-D array, found shape {shape:?}"))
+}
