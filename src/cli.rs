@@ -1,7 +1,14 @@
-//! Command-line interface: one subcommand per pipeline stage. Each stage module owns its
-//! argument struct and its `run` function; this file only lists them.
-use anyhow::Result;
-use clap::{Parser, Subcommand};
+//! Command-line interface: one subcommand per pipeline stage. Stage logic lives in the stage
+//! modules; this file parses arguments and prints summaries.
+use crate::align::{AlignOptions, Lag};
+use crate::dataset::{synth, Dataset};
+use crate::encode::{self, Split};
+use crate::features::{self, ExtractorKind, FeaturesOptions};
+use crate::pipeline::{self, DemoOptions};
+use crate::ridge::{CvScore, RidgeOptions};
+use anyhow::{bail, Result};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
 #[command(name = "brainscale", version, about = "Video transformers, fMRI encoding models and scaling laws")]
@@ -12,8 +19,271 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Make or inspect datasets.
+    #[command(subcommand)]
+    Dataset(DatasetCmd),
+    /// Decode a dataset's movies (or given files) to cached RGB frames.
+    Decode(DecodeArgs),
+    /// Extract features from a dataset's movies.
+    Features(FeaturesArgs),
+    /// Align features to each run's TR grid (FIR delays or HRF).
+    Align(AlignArgs),
+    /// Cross-validated ridge per voxel, tested on held-out runs.
+    Encode(EncodeArgs),
+    /// Write r maps (NIfTI, PNG) and the per-subject summary.
+    Maps(MapsArgs),
+    /// The whole pipeline on the embedded synthetic dataset.
+    Demo(DemoArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DatasetCmd {
+    /// Write a synthetic movie-fMRI dataset with known ground truth.
+    Synth(SynthArgs),
+    /// Report subjects, runs, TRs, voxels and movies of a dataset, and any problem found.
+    Check { path: PathBuf },
+}
+
+#[derive(Args, Debug)]
+pub struct SynthArgs {
+    #[arg(long, value_enum, default_value = "tiny")]
+    pub size: synth::Size,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output folder (default datasets/synth-SIZE).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Override the signal-to-noise ratio (signal variance / noise variance).
+    #[arg(long)]
+    pub snr: Option<f64>,
+    #[arg(long)]
+    pub subjects: Option<usize>,
+    #[arg(long)]
+    pub runs: Option<usize>,
+    #[arg(long)]
+    pub trs: Option<usize>,
+}
+
+/// Where a stage reads and writes.
+#[derive(Args, Debug, Clone)]
+pub struct Place {
+    /// Dataset folder (BIDS-like; see `dataset synth`).
+    #[arg(long)]
+    pub dataset: PathBuf,
+    /// Work folder for caches and outputs (default results/<dataset name>).
+    #[arg(long)]
+    pub work: Option<PathBuf>,
+}
+
+impl Place {
+    fn open(&self) -> Result<(Dataset, PathBuf)> {
+        let ds = Dataset::open(&self.dataset)?;
+        Ok((ds, self.work.clone().unwrap_or_else(|| pipeline::default_work(&self.dataset))))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct DecodeArgs {
+    /// Decode these files instead of a dataset's movies.
+    #[arg(long, num_args = 1.., conflicts_with = "dataset")]
+    pub movie: Vec<PathBuf>,
+    #[arg(long)]
+    pub dataset: Option<PathBuf>,
+    /// Cache folder root (frames go to WORK/frames).
+    #[arg(long)]
+    pub work: Option<PathBuf>,
+    /// Output frame rate (default: the movie's own).
+    #[arg(long)]
+    pub fps: Option<f64>,
+    /// Shorter side resized to this, then centre-cropped square (default: native size).
+    #[arg(long)]
+    pub size: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+pub struct FeaturesArgs {
+    #[command(flatten)]
+    pub place: Place,
+    #[arg(long, value_enum, default_value = "baseline")]
+    pub extractor: ExtractorKind,
+    /// PCA components for the baseline extractor (0 keeps all 128 features).
+    #[arg(long, default_value_t = 32)]
+    pub pca: usize,
+    #[arg(long)]
+    pub fps: Option<f64>,
+    #[arg(long, default_value_t = 64)]
+    pub size: u32,
+}
+
+#[derive(Args, Debug)]
+pub struct AlignArgs {
+    #[command(flatten)]
+    pub place: Place,
+    /// Features name (a folder under WORK/features).
+    #[arg(long, default_value = "baseline")]
+    pub features: String,
+    /// FIR delays in TRs.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4")]
+    pub delays: Vec<usize>,
+    /// Convolve with the canonical HRF instead of FIR delays.
+    #[arg(long)]
+    pub hrf: bool,
+    /// Largest tolerated excess of movie over BOLD duration, seconds (default one TR).
+    #[arg(long)]
+    pub max_mismatch: Option<f64>,
+}
+
+#[derive(Args, Debug)]
+pub struct EncodeArgs {
+    #[command(flatten)]
+    pub place: Place,
+    #[arg(long, default_value = "baseline")]
+    pub features: String,
+    /// Subjects (default all), e.g. 01,02.
+    #[arg(long, value_delimiter = ',')]
+    pub subjects: Vec<String>,
+    /// Run ids held out for testing (default: each subject's last run).
+    #[arg(long, value_delimiter = ',')]
+    pub test_runs: Vec<String>,
+    /// Candidate alphas (default 10 values, 1 … 1e6, log-spaced).
+    #[arg(long, value_delimiter = ',')]
+    pub alphas: Vec<f64>,
+    /// Score used to choose alpha per voxel.
+    #[arg(long, value_enum, default_value = "r")]
+    pub cv_score: CvScore,
+    /// Save the refit weights (features × voxels).
+    #[arg(long)]
+    pub save_weights: bool,
+    /// Save the CV score of every alpha for every voxel.
+    #[arg(long)]
+    pub save_cv_scores: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct MapsArgs {
+    #[command(flatten)]
+    pub place: Place,
+    #[arg(long, default_value = "baseline")]
+    pub features: String,
+    #[arg(long, value_delimiter = ',')]
+    pub subjects: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    #[arg(long, value_enum, default_value = "medium")]
+    pub size: synth::Size,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Dataset folder (default datasets/synth-SIZE; generated when missing).
+    #[arg(long)]
+    pub dataset: Option<PathBuf>,
+    /// Output folder.
+    #[arg(long, default_value = "results/demo")]
+    pub out: PathBuf,
+    #[arg(long, value_enum, default_value = "baseline")]
+    pub extractor: ExtractorKind,
+    #[arg(long, default_value_t = 32)]
+    pub pca: usize,
+}
+
+fn size_name(s: synth::Size) -> &'static str {
+    match s {
+        synth::Size::Tiny => "tiny",
+        synth::Size::Medium => "medium",
+    }
 }
 
 pub fn run(cli: Cli) -> Result<()> {
-    match cli.command {}
+    match cli.command {
+        Command::Dataset(DatasetCmd::Synth(a)) => {
+            let mut cfg = synth::SynthConfig::preset(a.size, a.seed);
+            if let Some(v) = a.snr {
+                cfg.snr = v;
+            }
+            cfg.subjects = a.subjects.unwrap_or(cfg.subjects);
+            cfg.runs = a.runs.unwrap_or(cfg.runs);
+            cfg.trs_per_run = a.trs.unwrap_or(cfg.trs_per_run);
+            let out = a.out.unwrap_or_else(|| PathBuf::from(format!("datasets/synth-{}", size_name(a.size))));
+            let s = synth::generate(&cfg, &out)?;
+            println!(
+                "{} {}: {} subjects × {} runs × {} TRs (TR {} s), voxels per subject {:?}, movies {}x{} at {} fps",
+                if s.skipped { "already complete:" } else { "wrote" },
+                out.display(),
+                cfg.subjects,
+                cfg.runs,
+                cfg.trs_per_run,
+                cfg.tr,
+                s.voxels_per_subject,
+                cfg.frame_size,
+                cfg.frame_size,
+                cfg.fps
+            );
+        }
+        Command::Dataset(DatasetCmd::Check { path }) => print!("{}", crate::dataset::check(&path)?),
+        Command::Decode(a) => decode(a)?,
+        Command::Features(a) => {
+            let (ds, work) = a.place.open()?;
+            let opts = FeaturesOptions {
+                extractor: a.extractor,
+                pca: (a.extractor == ExtractorKind::Baseline && a.pca > 0).then_some(a.pca),
+                fps: a.fps,
+                size: Some(a.size),
+            };
+            let dir = features::run_stage(&ds, &work, &opts)?;
+            println!("features of {} movies in {}", ds.movies().len(), dir.display());
+        }
+        Command::Align(a) => {
+            let (ds, work) = a.place.open()?;
+            let lag = if a.hrf { Lag::Hrf } else { Lag::Fir(a.delays.clone()) };
+            let n = encode::align_dataset(&ds, &work, &a.features, &AlignOptions { lag, max_mismatch_s: a.max_mismatch })?;
+            println!("{n} design matrices written under {}", work.join("design").join(&a.features).display());
+        }
+        Command::Encode(a) => {
+            let (ds, work) = a.place.open()?;
+            let mut ropts = RidgeOptions { score: a.cv_score, keep_weights: a.save_weights, keep_cv_scores: a.save_cv_scores, ..Default::default() };
+            if !a.alphas.is_empty() {
+                ropts.alphas = a.alphas.clone();
+            }
+            let fits = pipeline::encode_dataset(&ds, &work, &a.features, &a.subjects, &Split { test_runs: a.test_runs.clone() }, &ropts)?;
+            for (s, f) in pipeline::select_subjects(&ds, &a.subjects)?.iter().zip(&fits) {
+                let sm = crate::stats::summarize_r(f.fit.test_r.view());
+                println!("sub-{}: {} voxels, test mean r {:.3}, top-10% r {:.3}", s.id, f.fit.test_r.len(), sm.mean_r, sm.top10_mean_r);
+            }
+        }
+        Command::Maps(a) => {
+            let (ds, work) = a.place.open()?;
+            let rows = pipeline::maps_dataset(&ds, &work, &a.features, &a.subjects)?;
+            print!("{}", pipeline::summary_table(&rows));
+            println!("maps in {}, summary in {}", work.join("maps").join(&a.features).display(), work.join("summary.csv").display());
+        }
+        Command::Demo(a) => {
+            let dataset = a.dataset.unwrap_or_else(|| PathBuf::from(format!("datasets/synth-{}", size_name(a.size))));
+            let rows = pipeline::demo(&DemoOptions { size: a.size, seed: a.seed, dataset, work: a.out.clone(), extractor: a.extractor, pca: a.pca })?;
+            print!("{}", pipeline::summary_table(&rows));
+            println!("maps (r, r2, alpha, ceiling NIfTI + r_mosaic.png) in {}/maps, summary in {}/summary.csv", a.out.display(), a.out.display());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(feature = "video")]
+fn decode(a: DecodeArgs) -> Result<()> {
+    let (movies, work) = match (&a.dataset, a.movie.is_empty()) {
+        (Some(d), _) => (Dataset::open(d)?.movies(), a.work.clone().unwrap_or_else(|| pipeline::default_work(d))),
+        (None, false) => (a.movie.clone(), a.work.clone().unwrap_or_else(|| PathBuf::from("results/decode"))),
+        (None, true) => bail!("give --dataset or --movie"),
+    };
+    let opts = crate::video::DecodeOptions { fps: a.fps, size: a.size };
+    for m in &movies {
+        let f = crate::video::decode_cached(m, &work.join("frames"), &opts)?;
+        let (_, h, w, _) = f.data.dim();
+        println!("{}: {} frames {}x{} at {:.3} fps, {:.3} s", m.display(), f.len(), w, h, f.fps, f.duration());
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "video"))]
+fn decode(_a: DecodeArgs) -> Result<()> {
+    bail!("this build has no video support (built without the `video` feature)")
 }

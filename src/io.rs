@@ -80,16 +80,16 @@ impl Tensor {
 }
 
 /// Atomically writes named tensors (in logical, row-major order) plus string metadata.
-pub fn write_tensors(
+pub fn write_tensors<S: Into<String>>(
     path: &Path,
-    tensors: Vec<(&str, Tensor)>,
+    tensors: Vec<(S, Tensor)>,
     metadata: HashMap<String, String>,
 ) -> Result<()> {
     let raw: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
         .into_iter()
         .map(|(n, t)| {
             let (d, s, b) = t.bytes();
-            (n.to_string(), d, s, b)
+            (n.into(), d, s, b)
         })
         .collect();
     let views = raw

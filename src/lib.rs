@@ -3,10 +3,15 @@
 //!
 //! Each pipeline stage is a module and a subcommand that reads files and writes files
 //! (see DESIGN.md): `dataset` → `video` (decode) → `features` → `align` → `ridge` (encode) → `maps`.
+pub mod align;
 pub mod cli;
+pub mod dataset;
+pub mod encode;
 pub mod features;
 pub mod flops;
 pub mod io;
+pub mod maps;
+pub mod pipeline;
 pub mod ridge;
 pub mod stats;
 pub mod video;

@@ -1,0 +1,194 @@
+//! Align stage: features at frame (or clip) times → a design matrix on the TR grid.
+//!
+//! Each TR window [k·TR, (k+1)·TR) gets the mean of the feature samples whose time falls in
+//! it; then either FIR delays (copies shifted by d TRs, d in `delays`, as in Huth-lab encoding
+//! models) or convolution with the canonical (SPM) HRF model the haemodynamic lag.
+use crate::features::FrameFeatures;
+use anyhow::{bail, Result};
+use ndarray::{s, Array1, Array2};
+
+/// How the haemodynamic delay is modelled.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Lag {
+    /// Shifted copies of the features, by these many TRs (default 1, 2, 3, 4).
+    Fir(Vec<usize>),
+    /// Convolution with the canonical double-gamma HRF.
+    Hrf,
+}
+
+/// Alignment options.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AlignOptions {
+    pub lag: Lag,
+    /// Largest tolerated difference between movie and BOLD durations, in seconds
+    /// (None: one TR).
+    pub max_mismatch_s: Option<f64>,
+}
+
+impl Default for AlignOptions {
+    fn default() -> Self {
+        Self { lag: Lag::Fir(vec![1, 2, 3, 4]), max_mismatch_s: None }
+    }
+}
+
+/// SPM's canonical HRF sampled every `tr` seconds over 32 s, normalised to sum 1:
+/// Γ(6) peak minus Γ(16) undershoot / 6.
+pub fn canonical_hrf(tr: f64) -> Vec<f64> {
+    let gamma_pdf = |t: f64, k: u32| {
+        let fact: f64 = (1..k).map(|i| i as f64).product();
+        t.powi(k as i32 - 1) * (-t).exp() / fact
+    };
+    let n = (32.0 / tr).floor() as usize + 1;
+    let h: Vec<f64> = (0..n).map(|i| i as f64 * tr).map(|t| gamma_pdf(t, 6) - gamma_pdf(t, 16) / 6.0).collect();
+    let sum: f64 = h.iter().sum();
+    h.into_iter().map(|v| v / sum).collect()
+}
+
+/// Checks that the movie covers the BOLD run (and is not much longer), saying by how much
+/// when it does not. `what` names the run in the message.
+pub fn check_coverage(feat: &FrameFeatures, movie_duration: f64, tr: f64, n_trs: usize, max_mismatch_s: Option<f64>, what: &str) -> Result<()> {
+    let bold = tr * n_trs as f64;
+    let tol = max_mismatch_s.unwrap_or(tr);
+    if feat.times.is_empty() {
+        bail!("{what}: the movie has no feature samples");
+    }
+    // The last TR window may be partly uncovered (its mean uses what exists), no more.
+    let short = bold - movie_duration;
+    if short > 0.5 * tr + 1e-6 {
+        bail!(
+            "{what}: the BOLD run ({n_trs} volumes × {tr} s = {bold:.2} s) is longer than the movie ({movie_duration:.2} s) by {short:.2} s"
+        );
+    }
+    if movie_duration - bold > tol + 1e-6 {
+        bail!(
+            "{what}: the movie ({movie_duration:.2} s) is longer than the BOLD run ({n_trs} volumes × {tr} s = {bold:.2} s) by {:.2} s \
+             (more than the {tol:.2} s tolerated; missing volumes?)",
+            movie_duration - bold
+        );
+    }
+    Ok(())
+}
+
+/// Mean of the samples in each TR window. A window with no sample (features sparser than
+/// the TR) takes the sample nearest to its centre.
+pub fn window_average(feat: &FrameFeatures, tr: f64, n_trs: usize) -> Array2<f32> {
+    let f = feat.values.ncols();
+    let mut out = Array2::<f32>::zeros((n_trs, f));
+    let mut sums = Array2::<f64>::zeros((n_trs, f));
+    let mut counts = vec![0usize; n_trs];
+    for (i, &t) in feat.times.iter().enumerate() {
+        let k = (t / tr + 1e-9).floor();
+        if k < 0.0 || k as usize >= n_trs {
+            continue;
+        }
+        let k = k as usize;
+        counts[k] += 1;
+        sums.row_mut(k).zip_mut_with(&feat.values.row(i), |s, &v| *s += v as f64);
+    }
+    for k in 0..n_trs {
+        if counts[k] > 0 {
+            out.row_mut(k).assign(&sums.row(k).mapv(|v| (v / counts[k] as f64) as f32));
+        } else {
+            let centre = (k as f64 + 0.5) * tr;
+            let nearest = feat
+                .times
+                .iter()
+                .enumerate()
+                .min_by(|a, b| (a.1 - centre).abs().total_cmp(&(b.1 - centre).abs()))
+                .map(|(i, _)| i)
+                .unwrap_or(0);
+            out.row_mut(k).assign(&feat.values.row(nearest));
+        }
+    }
+    out
+}
+
+/// FIR design: for each delay d, the features shifted down by d rows (zeros before the start).
+pub fn fir(x: &Array2<f32>, delays: &[usize]) -> Array2<f32> {
+    let (n, f) = x.dim();
+    let mut out = Array2::<f32>::zeros((n, f * delays.len()));
+    for (j, &d) in delays.iter().enumerate() {
+        if d < n {
+            out.slice_mut(s![d.., j * f..(j + 1) * f]).assign(&x.slice(s![..n - d, ..]));
+        }
+    }
+    out
+}
+
+/// Causal convolution of every column with the canonical HRF.
+pub fn hrf_convolve(x: &Array2<f32>, tr: f64) -> Array2<f32> {
+    let h = canonical_hrf(tr);
+    let (n, _) = x.dim();
+    let mut out = Array2::<f32>::zeros(x.raw_dim());
+    for t in 0..n {
+        let mut row = Array1::<f64>::zeros(x.ncols());
+        for (lag, &w) in h.iter().enumerate().take(t + 1) {
+            row.zip_mut_with(&x.row(t - lag), |r, &v| *r += w * v as f64);
+        }
+        out.row_mut(t).assign(&row.mapv(|v| v as f32));
+    }
+    out
+}
+
+/// The design matrix of one run: window averages on the TR grid, then the lag model.
+pub fn design(feat: &FrameFeatures, movie_duration: f64, tr: f64, n_trs: usize, opts: &AlignOptions, what: &str) -> Result<Array2<f32>> {
+    check_coverage(feat, movie_duration, tr, n_trs, opts.max_mismatch_s, what)?;
+    let avg = window_average(feat, tr, n_trs);
+    Ok(match &opts.lag {
+        Lag::Fir(d) => {
+            if d.is_empty() {
+                bail!("FIR alignment needs at least one delay");
+            }
+            fir(&avg, d)
+        }
+        Lag::Hrf => hrf_convolve(&avg, tr),
+    })
+}
+
+/// Duration of a movie from its feature samples' spacing: last sample time plus one period.
+pub fn duration_from_times(times: &Array1<f64>) -> f64 {
+    let n = times.len();
+    if n < 2 {
+        return times.get(0).copied().unwrap_or(0.0);
+    }
+    let period = (times[n - 1] - times[0]) / (n - 1) as f64;
+    times[n - 1] + period
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn hrf_peaks_at_five_seconds_and_sums_to_one() {
+        let h = canonical_hrf(0.1);
+        let peak = h.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0 as f64 * 0.1;
+        assert!((peak - 5.0).abs() < 0.11, "peak at {peak}");
+        assert!((h.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        assert!(h.iter().any(|&v| v < 0.0), "has an undershoot");
+    }
+
+    #[test]
+    fn windows_average_frames_and_fir_shifts() {
+        // 4 samples per TR of 1 s; values = sample index.
+        let times = Array1::from_iter((0..12).map(|i| i as f64 * 0.25));
+        let values = Array2::from_shape_fn((12, 1), |(i, _)| i as f32);
+        let f = FrameFeatures { values, times };
+        let w = window_average(&f, 1.0, 3);
+        assert_eq!(w, array![[1.5], [5.5], [9.5]]);
+        let d = fir(&w, &[1, 2]);
+        assert_eq!(d, array![[0.0, 0.0], [1.5, 0.0], [5.5, 1.5]]);
+    }
+
+    #[test]
+    fn coverage_errors_say_by_how_much() {
+        let times = Array1::from_iter((0..40).map(|i| i as f64 * 0.25));
+        let f = FrameFeatures { values: Array2::zeros((40, 1)), times };
+        assert!(check_coverage(&f, 10.0, 1.0, 10, None, "r").is_ok());
+        let e = check_coverage(&f, 10.0, 1.0, 12, None, "run-01").unwrap_err().to_string();
+        assert!(e.contains("longer than the movie") && e.contains("2.00 s"), "{e}");
+        let e = check_coverage(&f, 10.0, 1.0, 7, None, "run-01").unwrap_err().to_string();
+        assert!(e.contains("movie (10.00 s) is longer") && e.contains("3.00 s"), "{e}");
+    }
+}

@@ -1,0 +1,169 @@
+//! Align and encode stages over a dataset: per subject and run, the design matrix on the TR
+//! grid (written under WORK/design/), then z-scoring per run, leave-run-out ridge with one
+//! alpha per voxel, and held-out test r (written under WORK/encode/).
+use crate::align::{self, AlignOptions};
+use crate::dataset::{self, synth, Dataset, Subject};
+use crate::features;
+use crate::io::{self, Tensor, TensorFile};
+use crate::ridge::{self, RidgeOptions, RidgeProblem};
+use crate::stats;
+use anyhow::{bail, Context, Result};
+use ndarray::{concatenate, Array1, Array2, Axis};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+pub fn design_path(work: &Path, feat: &str, subject: &str, label: &str) -> PathBuf {
+    work.join("design").join(feat).join(format!("sub-{subject}")).join(format!("{label}.safetensors"))
+}
+
+pub fn encode_path(work: &Path, feat: &str, subject: &str) -> PathBuf {
+    work.join("encode").join(feat).join(format!("sub-{subject}")).join("ridge.safetensors")
+}
+
+/// Align stage: writes one design matrix per subject and run. Returns how many were written
+/// (finished ones with the same options are skipped).
+pub fn align_dataset(ds: &Dataset, work: &Path, feat: &str, opts: &AlignOptions) -> Result<usize> {
+    let config = serde_json::to_string(opts)?;
+    let mut written = 0;
+    let mut cache: HashMap<PathBuf, (features::FrameFeatures, f64)> = HashMap::new();
+    for s in &ds.subjects {
+        for r in &s.runs {
+            let out = design_path(work, feat, &s.id, &r.label());
+            if TensorFile::open(&out).map(|f| f.metadata().get("align") == Some(&config)).unwrap_or(false) {
+                continue;
+            }
+            let fp = features::features_path(work, feat, &r.movie);
+            if !cache.contains_key(&fp) {
+                if !fp.exists() {
+                    bail!("{}: no features for movie {} (run the features stage first)", fp.display(), r.movie.display());
+                }
+                cache.insert(fp.clone(), features::load_with_duration(&fp)?);
+            }
+            let (f, dur) = &cache[&fp];
+            let what = format!("sub-{} {} ({})", s.id, r.label(), r.bold.display());
+            let x = align::design(f, *dur, r.tr, r.n_volumes, opts, &what)?;
+            let meta = HashMap::from([("align".to_string(), config.clone())]);
+            io::write_tensors(&out, vec![("design", Tensor::F32(x.into_dyn()))], meta)?;
+            written += 1;
+        }
+    }
+    Ok(written)
+}
+
+/// Which runs are held out for testing.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Split {
+    /// Run ids (e.g. "06") used only for the final test; the rest are cross-validated.
+    pub test_runs: Vec<String>,
+}
+
+impl Split {
+    /// Test runs given by id, or the subject's last run.
+    pub fn resolve(&self, s: &Subject) -> Result<Vec<bool>> {
+        let ids: Vec<&str> = s.runs.iter().map(|r| r.id.as_str()).collect();
+        let test: Vec<bool> = if self.test_runs.is_empty() {
+            (0..ids.len()).map(|i| i + 1 == ids.len()).collect()
+        } else {
+            for t in &self.test_runs {
+                if !ids.contains(&t.as_str()) {
+                    bail!("sub-{}: test run '{t}' does not exist (runs: {})", s.id, ids.join(", "));
+                }
+            }
+            ids.iter().map(|i| self.test_runs.iter().any(|t| t == i)).collect()
+        };
+        if test.iter().filter(|&&t| !t).count() < 2 {
+            bail!("sub-{}: cross-validation needs at least 2 training runs besides the test runs", s.id);
+        }
+        Ok(test)
+    }
+}
+
+/// Per-voxel results of one subject.
+pub struct SubjectFit {
+    pub fit: ridge::RidgeFit,
+    pub data: dataset::SubjectData,
+    /// Ceiling r per voxel (noise-free signal vs data on the test runs), when ground truth exists.
+    pub ceiling: Option<Array1<f64>>,
+    pub has_signal: Option<Array1<u8>>,
+    pub true_weights: Option<Array2<f32>>,
+}
+
+/// Encode stage for one subject: reads designs and BOLD, fits, writes WORK/encode/...
+pub fn encode_subject(ds: &Dataset, s: &Subject, work: &Path, feat: &str, split: &Split, ropts: &RidgeOptions) -> Result<SubjectFit> {
+    let is_test = split.resolve(s)?;
+    let data = dataset::load_subject(s)?;
+    let (mut xs_tr, mut ys_tr, mut groups, mut xs_te, mut ys_te) = (vec![], vec![], vec![], vec![], vec![]);
+    for (i, (r, y)) in s.runs.iter().zip(&data.runs).enumerate() {
+        let dp = design_path(work, feat, &s.id, &r.label());
+        let x = io::into_2d(
+            TensorFile::open(&dp).with_context(|| format!("no design for sub-{} {} (run the align stage first)", s.id, r.label()))?.f32("design")?,
+            &dp.display().to_string(),
+        )?;
+        if x.nrows() != y.nrows() {
+            bail!("{}: design has {} rows but the BOLD run has {} volumes (re-run align)", dp.display(), x.nrows(), y.nrows());
+        }
+        let (mut x, mut y) = (x, y.clone());
+        stats::zscore_columns(&mut x);
+        stats::zscore_columns(&mut y);
+        if is_test[i] {
+            xs_te.push(x);
+            ys_te.push(y);
+        } else {
+            groups.extend(std::iter::repeat(i).take(x.nrows()));
+            xs_tr.push(x);
+            ys_tr.push(y);
+        }
+    }
+    let cat = |v: &[Array2<f32>]| concatenate(Axis(0), &v.iter().map(|a| a.view()).collect::<Vec<_>>()).map_err(anyhow::Error::from);
+    let (x_train, y_train, x_test, y_test) = (cat(&xs_tr)?, cat(&ys_tr)?, cat(&xs_te)?, cat(&ys_te)?);
+    let problem = RidgeProblem { x_train: x_train.view(), y_train: y_train.view(), groups: &groups, x_test: x_test.view(), y_test: y_test.view() };
+    let fit = ridge::fit_cv(&problem, ropts).with_context(|| format!("ridge for sub-{}", s.id))?;
+    if !fit.constant_voxels.is_empty() {
+        eprintln!("warning: sub-{}: {} voxel(s) are constant over the training runs; their r is 0", s.id, fit.constant_voxels.len());
+    }
+
+    // Ground truth (synthetic data): ceiling r on the same test runs, same preprocessing.
+    let labels: Vec<String> = s.runs.iter().map(|r| r.label()).collect();
+    let truth = synth::load_truth(&ds.root, &s.id, &labels)?;
+    let (ceiling, has_signal, true_weights) = match truth {
+        Some(t) => {
+            let mut sig = vec![];
+            for (i, r) in s.runs.iter().enumerate() {
+                if is_test[i] {
+                    let mut a = t.signal[&r.label()].clone();
+                    stats::zscore_columns(&mut a);
+                    sig.push(a);
+                }
+            }
+            let sig = cat(&sig)?;
+            if sig.ncols() != y_test.ncols() {
+                bail!("ground truth of sub-{} has {} voxels, the mask {}", s.id, sig.ncols(), y_test.ncols());
+            }
+            (Some(stats::pearson_columns(sig.view(), y_test.view())), Some(t.has_signal), Some(t.weights))
+        }
+        None => (None, None, None),
+    };
+
+    let mut tensors = vec![
+        ("best_alpha", Tensor::F64(fit.best_alpha.clone().into_dyn())),
+        ("test_r", Tensor::F64(fit.test_r.clone().into_dyn())),
+        ("test_r2", Tensor::F64(fit.test_r2.clone().into_dyn())),
+        ("alphas", Tensor::F64(Array1::from_vec(fit.alphas.clone()).into_dyn())),
+    ];
+    if let Some(c) = &ceiling {
+        tensors.push(("ceiling_r", Tensor::F64(c.clone().into_dyn())));
+    }
+    if let Some(h) = &has_signal {
+        tensors.push(("has_signal", Tensor::U8(h.clone().into_dyn())));
+    }
+    if let Some(cv) = &fit.cv_scores {
+        tensors.push(("cv_scores", Tensor::F64(cv.clone().into_dyn())));
+    }
+    if let Some(w) = &fit.weights {
+        tensors.push(("weights", Tensor::F32(w.clone().into_dyn())));
+    }
+    let test_ids: Vec<&str> = s.runs.iter().zip(&is_test).filter(|(_, &t)| t).map(|(r, _)| r.id.as_str()).collect();
+    let meta = HashMap::from([("test_runs".to_string(), test_ids.join(",")), ("features".to_string(), feat.to_string())]);
+    io::write_tensors(&encode_path(work, feat, &s.id), tensors, meta)?;
+    Ok(SubjectFit { fit, data, ceiling, has_signal, true_weights })
+}

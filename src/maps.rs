@@ -1,0 +1,193 @@
+//! Maps stage: per-voxel values → NIfTI maps with the BOLD's geometry, a PNG mosaic of axial
+//! slices, and one summary row per subject in a CSV.
+use crate::dataset::nifti_io::{self, Mask};
+use crate::io;
+use crate::stats::{self, RSummary};
+use anyhow::Result;
+use image::{Rgb, RgbImage};
+use ndarray::{Array1, ArrayD, IxDyn};
+use nifti::NiftiHeader;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Writes a per-voxel map as a 3-D float32 NIfTI with `reference`'s affine.
+pub fn write_map(path: &Path, reference: &NiftiHeader, mask: &Mask, values: &Array1<f64>) -> Result<()> {
+    let v: Vec<f32> = values.iter().map(|&x| x as f32).collect();
+    nifti_io::write(path, reference, mask.unmask(&v).view())
+}
+
+/// Diverging colour map: blue (−max) → white (0) → red (+max).
+fn diverging(v: f32, max: f32) -> Rgb<u8> {
+    let t = (v / max).clamp(-1.0, 1.0);
+    let (r, g, b) = if t >= 0.0 { (1.0, 1.0 - t, 1.0 - t) } else { (1.0 + t, 1.0 + t, 1.0) };
+    Rgb([(r * 255.0) as u8, (g * 255.0) as u8, (b * 255.0) as u8])
+}
+
+/// Axial slices of a volume [x, y, z] in a near-square grid, each pixel `zoom`×`zoom`, with a
+/// colour bar along the bottom; voxels outside the mask are dark grey. Anterior is up.
+pub fn mosaic_png(path: &Path, vol: &ArrayD<f32>, mask: &Mask, max_abs: f32, zoom: u32) -> Result<()> {
+    let [nx, ny, nz] = mask.dims;
+    let cols = (nz as f64).sqrt().ceil() as usize;
+    let rows = nz.div_ceil(cols);
+    let (w, h) = ((cols * nx) as u32 * zoom, (rows * ny) as u32 * zoom + 12);
+    let mut img = RgbImage::from_pixel(w, h, Rgb([0, 0, 0]));
+    let mut inside = vec![false; nx * ny * nz];
+    for &l in &mask.linear {
+        inside[l] = true;
+    }
+    for z in 0..nz {
+        let (ox, oy) = ((z % cols) * nx, (z / cols) * ny);
+        for y in 0..ny {
+            for x in 0..nx {
+                let l = x + nx * (y + ny * z);
+                let c = if inside[l] { diverging(vol[IxDyn(&[x, y, z])], max_abs) } else { Rgb([40, 40, 40]) };
+                for dy in 0..zoom {
+                    for dx in 0..zoom {
+                        let px = (ox + x) as u32 * zoom + dx;
+                        let py = (oy + ny - 1 - y) as u32 * zoom + dy;
+                        img.put_pixel(px, py, c);
+                    }
+                }
+            }
+        }
+    }
+    for x in 0..w {
+        let c = diverging((x as f32 / (w - 1).max(1) as f32 * 2.0 - 1.0) * max_abs, max_abs);
+        for y in h - 10..h {
+            img.put_pixel(x, y, c);
+        }
+    }
+    io::write_atomic(path, |tmp| Ok(img.save_with_format(tmp, image::ImageFormat::Png)?))
+}
+
+/// One results row per subject.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SummaryRow {
+    pub dataset: String,
+    pub features: String,
+    pub subject: String,
+    pub voxels: usize,
+    pub test_runs: String,
+    pub mean_r: f64,
+    pub top10_mean_r: f64,
+    pub frac_r_above_0_1: f64,
+    /// Ground-truth ceiling (synthetic data only; empty otherwise).
+    pub ceiling_mean_r: Option<f64>,
+    pub ceiling_top10_mean_r: Option<f64>,
+    /// Mean r over voxels that carry signal, and its ceiling (synthetic data only).
+    pub signal_mean_r: Option<f64>,
+    pub signal_ceiling_mean_r: Option<f64>,
+    pub noise_mean_r: Option<f64>,
+    pub median_alpha: f64,
+}
+
+impl SummaryRow {
+    pub fn r_summary(&self) -> RSummary {
+        RSummary { mean_r: self.mean_r, top10_mean_r: self.top10_mean_r, frac_r_above_0_1: self.frac_r_above_0_1 }
+    }
+}
+
+/// Replaces (or adds) the rows of `rows`' subjects/features in the CSV at `path`, atomically.
+pub fn upsert_summary(path: &Path, rows: &[SummaryRow]) -> Result<()> {
+    let mut all: Vec<SummaryRow> = if path.exists() {
+        csv::Reader::from_path(path)?.deserialize().collect::<std::result::Result<_, _>>().unwrap_or_default()
+    } else {
+        vec![]
+    };
+    for r in rows {
+        all.retain(|o| !(o.dataset == r.dataset && o.features == r.features && o.subject == r.subject));
+        all.push(r.clone());
+    }
+    all.sort_by(|a, b| (&a.dataset, &a.features, &a.subject).cmp(&(&b.dataset, &b.features, &b.subject)));
+    io::write_atomic(path, |tmp| {
+        let mut w = csv::Writer::from_path(tmp)?;
+        for r in &all {
+            w.serialize(r)?;
+        }
+        w.flush()?;
+        Ok(())
+    })
+}
+
+/// What the encode stage saved for one subject (WORK/encode/FEATURES/sub-XX/ridge.safetensors).
+pub struct VoxelResults {
+    pub test_r: Array1<f64>,
+    pub test_r2: Array1<f64>,
+    pub best_alpha: Array1<f64>,
+    pub ceiling: Option<Array1<f64>>,
+    pub has_signal: Option<Array1<u8>>,
+    pub test_runs: String,
+}
+
+impl VoxelResults {
+    pub fn load(path: &Path) -> Result<Self> {
+        let f = io::TensorFile::open(path)?;
+        let what = |n: &str| format!("{}: {n}", path.display());
+        let opt_f64 = |n: &str| -> Result<Option<Array1<f64>>> {
+            if f.has(n) { Ok(Some(io::into_1d(f.f64(n)?, &what(n))?)) } else { Ok(None) }
+        };
+        Ok(Self {
+            test_r: io::into_1d(f.f64("test_r")?, &what("test_r"))?,
+            test_r2: io::into_1d(f.f64("test_r2")?, &what("test_r2"))?,
+            best_alpha: io::into_1d(f.f64("best_alpha")?, &what("best_alpha"))?,
+            ceiling: opt_f64("ceiling_r")?,
+            has_signal: if f.has("has_signal") { Some(io::into_1d(f.u8("has_signal")?, &what("has_signal"))?) } else { None },
+            test_runs: f.metadata().get("test_runs").cloned().unwrap_or_default(),
+        })
+    }
+}
+
+/// Maps stage for one subject: NIfTI maps (r, r², best alpha, ceiling when known) with the
+/// BOLD's geometry, a PNG mosaic of r, and the subject's summary row.
+pub fn write_subject_maps(
+    out_dir: &Path,
+    dataset: &str,
+    features: &str,
+    subject: &str,
+    reference: &NiftiHeader,
+    mask: &Mask,
+    res: &VoxelResults,
+) -> Result<SummaryRow> {
+    if res.test_r.len() != mask.len() {
+        anyhow::bail!("sub-{subject}: {} r values for a mask of {} voxels (re-run encode)", res.test_r.len(), mask.len());
+    }
+    let h = reference;
+    write_map(&out_dir.join("r.nii.gz"), h, mask, &res.test_r)?;
+    write_map(&out_dir.join("r2.nii.gz"), h, mask, &res.test_r2)?;
+    write_map(&out_dir.join("alpha.nii.gz"), h, mask, &res.best_alpha)?;
+    if let Some(c) = &res.ceiling {
+        write_map(&out_dir.join("ceiling_r.nii.gz"), h, mask, c)?;
+    }
+    let r32: Vec<f32> = res.test_r.iter().map(|&v| v as f32).collect();
+    let p99 = {
+        let mut a: Vec<f32> = r32.iter().map(|v| v.abs()).collect();
+        a.sort_by(f32::total_cmp);
+        a[((a.len() as f64 * 0.99) as usize).min(a.len() - 1)].max(0.1)
+    };
+    mosaic_png(&out_dir.join("r_mosaic.png"), &mask.unmask(&r32), mask, p99, 4)?;
+
+    let s = stats::summarize_r(res.test_r.view());
+    let select_mean = |v: &Array1<f64>, want: u8| -> Option<f64> {
+        let hs = res.has_signal.as_ref()?;
+        let sel: Vec<f64> = v.iter().zip(hs).filter(|(_, &h)| h == want).map(|(&x, _)| x).collect();
+        (!sel.is_empty()).then(|| sel.iter().sum::<f64>() / sel.len() as f64)
+    };
+    let mut alphas = res.best_alpha.to_vec();
+    alphas.sort_by(f64::total_cmp);
+    Ok(SummaryRow {
+        dataset: dataset.into(),
+        features: features.into(),
+        subject: subject.into(),
+        voxels: mask.len(),
+        test_runs: res.test_runs.clone(),
+        mean_r: s.mean_r,
+        top10_mean_r: s.top10_mean_r,
+        frac_r_above_0_1: s.frac_r_above_0_1,
+        ceiling_mean_r: res.ceiling.as_ref().map(|c| stats::summarize_r(c.view()).mean_r),
+        ceiling_top10_mean_r: res.ceiling.as_ref().map(|c| stats::summarize_r(c.view()).top10_mean_r),
+        signal_mean_r: select_mean(&res.test_r, 1),
+        signal_ceiling_mean_r: res.ceiling.as_ref().and_then(|c| select_mean(c, 1)),
+        noise_mean_r: select_mean(&res.test_r, 0),
+        median_alpha: alphas[alphas.len() / 2],
+    })
+}

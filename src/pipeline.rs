@@ -1,0 +1,161 @@
+//! Chains the stages (what `brainscale demo` runs) and shared command-line plumbing:
+//! dataset/work-folder arguments, progress bars, the maps stage over a dataset, and the
+//! per-subject summary table.
+use crate::align::{AlignOptions, Lag};
+use crate::dataset::{nifti_io, synth, Dataset};
+use crate::encode::{self, Split};
+use crate::features::{self, ExtractorKind, FeaturesOptions};
+use crate::maps::{self, SummaryRow, VoxelResults};
+use crate::ridge::RidgeOptions;
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// A progress bar on stderr (hidden when stderr is not a terminal).
+pub fn progress(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>18} [{bar:30}] {pos}/{len} {msg} ({elapsed})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(what.to_string());
+    bar
+}
+
+/// Dataset name used in results rows: the dataset folder's name.
+pub fn dataset_name(ds: &Dataset) -> String {
+    ds.root.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "dataset".into())
+}
+
+/// Default work folder for a dataset: results/<dataset name>.
+pub fn default_work(dataset: &Path) -> PathBuf {
+    let name = dataset.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "dataset".into());
+    PathBuf::from("results").join(name)
+}
+
+/// Picks subjects by id ("01" or "sub-01"); all when `ids` is empty.
+pub fn select_subjects<'a>(ds: &'a Dataset, ids: &[String]) -> Result<Vec<&'a crate::dataset::Subject>> {
+    if ids.is_empty() {
+        return Ok(ds.subjects.iter().collect());
+    }
+    ids.iter().map(|id| ds.subject(id)).collect()
+}
+
+/// Encode stage over subjects, with a progress bar.
+pub fn encode_dataset(ds: &Dataset, work: &Path, feat: &str, subjects: &[String], split: &Split, ropts: &RidgeOptions) -> Result<Vec<encode::SubjectFit>> {
+    let subs = select_subjects(ds, subjects)?;
+    let bar = progress(subs.len() as u64, "encode");
+    let mut out = Vec::new();
+    for s in subs {
+        bar.set_message(format!("sub-{}", s.id));
+        out.push(encode::encode_subject(ds, s, work, feat, split, ropts)?);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(out)
+}
+
+/// Maps stage over subjects: reads WORK/encode, writes WORK/maps/FEATURES/sub-XX/ and updates
+/// WORK/summary.csv. Returns the rows.
+pub fn maps_dataset(ds: &Dataset, work: &Path, feat: &str, subjects: &[String]) -> Result<Vec<SummaryRow>> {
+    let mut rows = Vec::new();
+    for s in select_subjects(ds, subjects)? {
+        let path = encode::encode_path(work, feat, &s.id);
+        let res = VoxelResults::load(&path).with_context(|| format!("sub-{}: run the encode stage first", s.id))?;
+        let (_, mask) = nifti_io::Mask::read(&s.mask)?;
+        let header = nifti_io::read_header(&s.runs[0].bold)?;
+        let dir = work.join("maps").join(feat).join(format!("sub-{}", s.id));
+        rows.push(maps::write_subject_maps(&dir, &dataset_name(ds), feat, &s.id, &header, &mask, &res)?);
+    }
+    maps::upsert_summary(&work.join("summary.csv"), &rows)?;
+    Ok(rows)
+}
+
+/// The table printed at the end of a run: each subject beside its ground-truth ceiling.
+pub fn summary_table(rows: &[SummaryRow]) -> String {
+    let opt = |v: Option<f64>| v.map_or("    -".to_string(), |x| format!("{x:5.3}"));
+    let mut s = String::from(
+        "subject  voxels  mean r  top10% r  r>0.1   | ceiling: mean r  top10% r | signal voxels: r / ceiling   no-signal r\n",
+    );
+    for r in rows {
+        let ratio = match (r.signal_mean_r, r.signal_ceiling_mean_r) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{a:5.3} / {b:5.3} ({:3.0}%)", 100.0 * a / b),
+            _ => "            -".into(),
+        };
+        s += &format!(
+            "sub-{:<4} {:>6}  {:6.3}  {:8.3}  {:5.1}%  |          {}     {}   | {:>26}   {}\n",
+            r.subject,
+            r.voxels,
+            r.mean_r,
+            r.top10_mean_r,
+            100.0 * r.frac_r_above_0_1,
+            opt(r.ceiling_mean_r),
+            opt(r.ceiling_top10_mean_r),
+            ratio,
+            opt(r.noise_mean_r),
+        );
+    }
+    s
+}
+
+/// Options of `brainscale demo`.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub size: synth::Size,
+    pub seed: u64,
+    pub dataset: PathBuf,
+    pub work: PathBuf,
+    pub extractor: ExtractorKind,
+    pub pca: usize,
+}
+
+/// synth → decode → features → align → encode → maps, with timings; returns the rows.
+pub fn demo(o: &DemoOptions) -> Result<Vec<SummaryRow>> {
+    let t0 = Instant::now();
+    let step = |name: &str, t: Instant| eprintln!("  {name:<9} done in {:5.1} s", t.elapsed().as_secs_f64());
+
+    let t = Instant::now();
+    let cfg = synth::SynthConfig::preset(o.size, o.seed);
+    let sum = synth::generate(&cfg, &o.dataset)?;
+    eprintln!(
+        "dataset {}: {} subjects × {} runs × {} TRs (TR {} s), {:?} voxels{}",
+        o.dataset.display(),
+        cfg.subjects,
+        cfg.runs,
+        cfg.trs_per_run,
+        cfg.tr,
+        sum.voxels_per_subject,
+        if sum.skipped { " (already there)" } else { "" }
+    );
+    step("synth", t);
+    let ds = Dataset::open(&o.dataset)?;
+
+    let t = Instant::now();
+    let fopts = FeaturesOptions {
+        extractor: o.extractor,
+        pca: (o.extractor == ExtractorKind::Baseline).then_some(o.pca),
+        fps: None,
+        size: Some(cfg.frame_size as u32),
+    };
+    let fdir = features::run_stage(&ds, &o.work, &fopts)?;
+    let feat = fdir.file_name().unwrap().to_string_lossy().into_owned();
+    step("decode+features", t);
+
+    let t = Instant::now();
+    let aopts = AlignOptions { lag: if o.extractor == ExtractorKind::Groundtruth { Lag::Hrf } else { Lag::Fir(vec![1, 2, 3, 4]) }, max_mismatch_s: None };
+    encode::align_dataset(&ds, &o.work, &feat, &aopts)?;
+    step("align", t);
+
+    let t = Instant::now();
+    let split = Split { test_runs: vec![] };
+    encode_dataset(&ds, &o.work, &feat, &[], &split, &RidgeOptions::default())?;
+    step("encode", t);
+
+    let t = Instant::now();
+    let rows = maps_dataset(&ds, &o.work, &feat, &[])?;
+    step("maps", t);
+    eprintln!("total {:.1} s", t0.elapsed().as_secs_f64());
+    Ok(rows)
+}
