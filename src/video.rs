@@ -183,6 +183,37 @@ mod ffmpeg_decode {
         })
     }
 
+    /// Frames received from the decoder, converted to RGB and cropped.
+    struct Collector {
+        pixels: Vec<u8>,
+        times: Vec<f64>,
+        scaler: Scaler,
+        /// x offset, y offset, width, height.
+        crop: (u32, u32, u32, u32),
+        start: i64,
+        tb: f64,
+    }
+
+    impl Collector {
+        fn drain(&mut self, dec: &mut ff::decoder::Video) -> Result<()> {
+            let mut frame = ff::frame::Video::empty();
+            let (ox, oy, w, h) = self.crop;
+            while dec.receive_frame(&mut frame).is_ok() {
+                let pts = frame.timestamp().or(frame.pts()).unwrap_or(self.times.len() as i64);
+                let mut rgb = ff::frame::Video::empty();
+                self.scaler.run(&frame, &mut rgb).context("converting a frame to RGB")?;
+                let stride = rgb.stride(0);
+                let data = rgb.data(0);
+                for y in oy..oy + h {
+                    let row = y as usize * stride + ox as usize * 3;
+                    self.pixels.extend_from_slice(&data[row..row + w as usize * 3]);
+                }
+                self.times.push((pts - self.start) as f64 * self.tb);
+            }
+            Ok(())
+        }
+    }
+
     /// Decodes every frame, then resamples in time (latest frame at or before each output
     /// time) and space (shorter side to `size`, centre crop).
     pub fn decode(path: &Path, opts: &DecodeOptions) -> Result<Frames> {
@@ -213,39 +244,27 @@ mod ffmpeg_decode {
             }
             None => (w0, h0, (w0, h0)),
         };
-        let mut scaler = Scaler::get(dec.format(), w0, h0, Pixel::RGB24, sw, sh, Flags::AREA)
+        let scaler = Scaler::get(dec.format(), w0, h0, Pixel::RGB24, sw, sh, Flags::AREA)
             .with_context(|| format!("{}: cannot convert pixel format {:?}", path.display(), dec.format()))?;
         let (ox, oy) = ((sw - out.0) / 2, (sh - out.1) / 2);
 
-        let mut pixels: Vec<u8> = Vec::new();
-        let mut times: Vec<f64> = Vec::new();
-        let mut receive = |dec: &mut ff::decoder::Video| -> Result<()> {
-            let mut frame = ff::frame::Video::empty();
-            while dec.receive_frame(&mut frame).is_ok() {
-                let pts = frame.timestamp().or(frame.pts()).unwrap_or(times.len() as i64);
-                let mut rgb = ff::frame::Video::empty();
-                scaler.run(&frame, &mut rgb).context("scaling a frame")?;
-                let stride = rgb.stride(0);
-                let data = rgb.data(0);
-                for y in oy..oy + out.1 {
-                    let row = y as usize * stride + ox as usize * 3;
-                    pixels.extend_from_slice(&data[row..row + out.0 as usize * 3]);
-                }
-                times.push((pts - start) as f64 * tb);
-            }
-            Ok(())
-        };
+        let mut out_frames = Collector { pixels: Vec::new(), times: Vec::new(), scaler, crop: (ox, oy, out.0, out.1), start, tb };
         for (s, packet) in ictx.packets() {
             if s.index() != idx {
                 continue;
             }
             dec.send_packet(&packet).map_err(|e| {
-                anyhow::anyhow!("{}: corrupt video data ({e})", path.display())
+                anyhow::anyhow!(
+                    "{}: truncated or corrupt video data after {} frames ({e})",
+                    path.display(),
+                    out_frames.times.len()
+                )
             })?;
-            receive(&mut dec)?;
+            out_frames.drain(&mut dec)?;
         }
         dec.send_eof().ok();
-        receive(&mut dec)?;
+        out_frames.drain(&mut dec)?;
+        let Collector { pixels, times, .. } = out_frames;
         let n = times.len();
         if n == 0 {
             bail!("{}: no video frame could be decoded (corrupt or empty file)", path.display());
