@@ -4,7 +4,11 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "brainscale", version, about = "Video transformers, fMRI encoding models and scaling laws")]
+#[command(
+    name = "brainscale",
+    version,
+    about = "Video transformers, fMRI encoding models and scaling laws"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -12,8 +16,13 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Scaling-law fits over results rows (iso-FLOP and parametric).
+    #[command(subcommand)]
+    Scaling(crate::scaling::ScalingCommand),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
-    match cli.command {}
+    match cli.command {
+        Command::Scaling(c) => crate::scaling::run(c),
+    }
 }

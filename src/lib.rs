@@ -8,5 +8,6 @@ pub mod features;
 pub mod flops;
 pub mod io;
 pub mod ridge;
+pub mod scaling;
 pub mod stats;
 pub mod video;
