@@ -129,6 +129,15 @@ fn lin_range(v: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
     lo - pad..hi + pad
 }
 
+/// Curves fall with compute for losses and rise for correlations: put the legend where they
+/// are not.
+fn legend_pos(r: &FitReport) -> SeriesLabelPosition {
+    match r.columns.direction {
+        super::Direction::Lower => SeriesLabelPosition::UpperRight,
+        super::Direction::Higher => SeriesLabelPosition::LowerRight,
+    }
+}
+
 fn sci(v: &f64) -> String {
     format!("{v:.0e}")
 }
@@ -158,7 +167,8 @@ fn draw_vs(path: &Path, r: &FitReport, fit: &[Point], held: &[Point], axis: Axis
     let yr = lin_range(all.iter().map(|p| p.value));
     let title = format!("{} vs {}, per {}", r.columns.target, xname, keyname);
     render(path, |root| {
-        let mut ch = ChartBuilder::on(&root)
+        let (main, foot) = root.split_vertically(H - 26);
+        let mut ch = ChartBuilder::on(&main)
             .caption(title, ("sans-serif", 26))
             .margin(14)
             .x_label_area_size(48)
@@ -234,17 +244,13 @@ fn draw_vs(path: &Path, r: &FitReport, fit: &[Point], held: &[Point], axis: Axis
                 .background_style(WHITE.mix(0.85))
                 .border_style(BLACK)
                 .label_font(("sans-serif", 14))
-                .position(SeriesLabelPosition::UpperRight)
+                .position(legend_pos(r))
                 .draw()
                 .map_err(e)?;
         }
         let note = "solid: runs   dashed: fitted L(N,D)   hollow: held out";
-        root.draw_text(
-            note,
-            &("sans-serif", 14).into_text_style(&root),
-            (80, (H - 18) as i32),
-        )
-        .map_err(e)?;
+        foot.draw_text(note, &("sans-serif", 14).into_text_style(&foot), (80, 4))
+            .map_err(e)?;
         Ok(())
     })
 }
@@ -261,7 +267,8 @@ fn draw_isoflop(path: &Path, r: &FitReport, fit: &[Point]) -> Result<()> {
     );
     let tol = 0.6; // colour runs by the nearest profile budget in log space
     render(path, |root| {
-        let mut ch = ChartBuilder::on(&root)
+        let (main, foot) = root.split_vertically(H - 26);
+        let mut ch = ChartBuilder::on(&main)
             .caption(
                 format!("iso-FLOP profiles of {}", r.columns.target),
                 ("sans-serif", 26),
@@ -330,14 +337,14 @@ fn draw_isoflop(path: &Path, r: &FitReport, fit: &[Point]) -> Result<()> {
                 .background_style(WHITE.mix(0.85))
                 .border_style(BLACK)
                 .label_font(("sans-serif", 14))
-                .position(SeriesLabelPosition::UpperRight)
+                .position(legend_pos(r))
                 .draw()
                 .map_err(e)?;
         }
-        root.draw_text(
-            "lines: parabola in log N per budget   crosses: its minimum (compute-optimal N)",
-            &("sans-serif", 14).into_text_style(&root),
-            (80, (H - 18) as i32),
+        foot.draw_text(
+            "lines: parabola in log N per budget   crosses: its optimum (compute-optimal N)",
+            &("sans-serif", 14).into_text_style(&foot),
+            (80, 4),
         )
         .map_err(e)?;
         Ok(())
