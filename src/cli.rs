@@ -16,6 +16,9 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Scale benchmarks over grids of data size × model × precision (local or SLURM).
+    #[command(subcommand)]
+    Bench(crate::bench::BenchCommand),
     /// Scaling-law fits over results rows (iso-FLOP and parametric).
     #[command(subcommand)]
     Scaling(crate::scaling::ScalingCommand),
@@ -23,6 +26,7 @@ pub enum Command {
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Bench(c) => crate::bench::run(c),
         Command::Scaling(c) => crate::scaling::run(c),
     }
 }

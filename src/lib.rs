@@ -3,6 +3,7 @@
 //!
 //! Each pipeline stage is a module and a subcommand that reads files and writes files
 //! (see DESIGN.md): `dataset` → `video` (decode) → `features` → `align` → `ridge` (encode) → `maps`.
+pub mod bench;
 pub mod cli;
 pub mod features;
 pub mod flops;
