@@ -100,6 +100,58 @@ fn smoke_grid_runs_once_and_feeds_the_scaling_fit() {
     assert!((law["beta"].as_f64().unwrap() - 0.30).abs() < 1e-3, "{law}");
 }
 
+#[test]
+fn budget_axis_gives_every_model_the_same_compute_and_isoflop_profiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("iso");
+    bin()
+        .args(["bench", "run"])
+        .arg(repo().join("bench/smoke-isoflop.toml"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let rows = read_rows(&out);
+    assert_eq!(rows.len(), 15);
+    for budget in [1e11, 1e12, 1e13] {
+        let group: Vec<&BTreeMap<String, String>> = rows
+            .iter()
+            .filter(|r| r["cell_id"].contains(&format!("-C{budget:e}-")))
+            .collect();
+        assert_eq!(group.len(), 5, "five models per budget");
+        for r in group {
+            // Tokens are rounded to whole tokens: C is met to within one token's FLOPs.
+            let per_token = f(r, "flops") / f(r, "tokens");
+            assert!(
+                (f(r, "flops") - budget).abs() <= per_token,
+                "{} at {budget:e}",
+                r["flops"]
+            );
+        }
+    }
+    let fit = dir.path().join("fit");
+    bin()
+        .args(["scaling", "fit"])
+        .arg(out.join("results.csv"))
+        .args(["--bootstrap", "0", "--no-plots", "--out"])
+        .arg(&fit)
+        .assert()
+        .success();
+    let rep: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fit.join("fit.json")).unwrap()).unwrap();
+    let profiles = rep["isoflop"]["profiles"].as_array().unwrap();
+    assert_eq!(profiles.len(), 3, "{}", rep["isoflop"]);
+    assert!(profiles
+        .iter()
+        .all(|p| p["runs"] == 5 && p["inside_range"] == true));
+    // Larger budgets want larger models.
+    let n: Vec<f64> = profiles
+        .iter()
+        .map(|p| p["n_opt"].as_f64().unwrap())
+        .collect();
+    assert!(n[0] < n[1] && n[1] < n[2], "{n:?}");
+}
+
 fn write_grid(dir: &Path, name: &str, body: &str) -> PathBuf {
     let p = dir.join(format!("{name}.toml"));
     std::fs::write(&p, format!("name = \"{name}\"\n{body}")).unwrap();

@@ -5,7 +5,10 @@
 //! name = "smoke"
 //! out = "results/bench/smoke"        # optional; default results/bench/NAME
 //! [axes]
-//! tokens = [4096, 16384]             # D, training tokens
+//! tokens = [4096, 16384]             # D, training tokens, and/or
+//! budgets = [1e9, 4e9]               # compute budgets C in FLOPs: D = C / (FLOPs per token)
+//!                                    # of each model, so every model meets each budget
+//!                                    # (an iso-FLOP design for `scaling fit`)
 //! models = ["tiny", "models/s.toml"] # [models.NAME] tables or model TOML files
 //! precisions = ["fp32"]              # fp32 | bf16 | fp16
 //! seeds = [0]                        # optional, default [0]
@@ -101,7 +104,11 @@ impl ModelSpec {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Axes {
+    #[serde(default)]
     pub tokens: Vec<u64>,
+    /// Training budgets in FLOPs; each model gets the tokens that spend it.
+    #[serde(default)]
+    pub budgets: Vec<f64>,
     pub models: Vec<String>,
     pub precisions: Vec<String>,
     #[serde(default = "default_seeds")]
@@ -242,7 +249,10 @@ impl Grid {
         }
         let a = &g.axes;
         for (what, empty) in [
-            ("axes.tokens", a.tokens.is_empty()),
+            (
+                "axes.tokens and axes.budgets",
+                a.tokens.is_empty() && a.budgets.is_empty(),
+            ),
             ("axes.models", a.models.is_empty()),
             ("axes.precisions", a.precisions.is_empty()),
             ("axes.seeds", a.seeds.is_empty()),
@@ -253,6 +263,11 @@ impl Grid {
         }
         if let Some(t) = a.tokens.iter().find(|&&t| t == 0) {
             return Err(ctx(format!("axes.tokens: {t} must be positive")));
+        }
+        if let Some(b) = a.budgets.iter().find(|b| !(b.is_finite() && **b > 0.0)) {
+            return Err(ctx(format!(
+                "axes.budgets: {b} must be a positive number of FLOPs"
+            )));
         }
         for p in &a.precisions {
             if !PRECISIONS.contains(&p.as_str()) {
@@ -313,16 +328,39 @@ impl Grid {
             .unwrap_or_else(|| PathBuf::from("results/bench").join(&self.name))
     }
 
-    /// Every cell, in a fixed order (models, then tokens, precisions, seeds).
+    /// Every cell, in a fixed order (models, then data sizes — tokens, then budgets —,
+    /// precisions, seeds).
     pub fn cells(&self) -> Result<Vec<Cell>> {
         let mut cells = Vec::new();
         for m in &self.axes.models {
             let model = self.models[m].clone();
             let counts = model.counts();
-            for &tokens in &self.axes.tokens {
+            let per_token = crate::flops::train_flops_per_token(
+                counts.matmul,
+                model.n_layer,
+                model.ctx,
+                model.d_model,
+            );
+            let mut sizes: Vec<(u64, String)> = self
+                .axes
+                .tokens
+                .iter()
+                .map(|&t| (t, format!("D{t}")))
+                .collect();
+            for &b in &self.axes.budgets {
+                let tokens = (b / per_token).round() as u64;
+                if tokens == 0 {
+                    bail!(
+                        "grid file {}: budget {b:e} FLOPs is less than one token of model '{m}' ({per_token:e} FLOPs per token)",
+                        self.path.display()
+                    );
+                }
+                sizes.push((tokens, format!("C{b:e}")));
+            }
+            for (tokens, size) in sizes {
                 for p in &self.axes.precisions {
                     for &seed in &self.axes.seeds {
-                        let id = format!("{}-D{}-{}-s{}", sanitize(m), tokens, p, seed);
+                        let id = format!("{}-{size}-{p}-s{seed}", sanitize(m));
                         let flops = crate::flops::train_flops(
                             counts.matmul,
                             model.n_layer,
