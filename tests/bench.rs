@@ -454,6 +454,61 @@ fn paper_grid_has_the_papers_axes() {
 // ---------------------------------------------------------------------------------------------
 // SLURM: a real controller and node on loopback (recipe: shared/notes/slurm-local.md).
 
+#[test]
+fn slurm_script_carries_resources_and_one_task_per_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = write_grid(
+        dir.path(),
+        "res",
+        &format!(
+            "[axes]\ntokens = [10, 20, 30]\nmodels = [\"m\"]\nprecisions = [\"fp16\"]\n{MODEL}[cell]\nkind = \"command\"\nsteps = [\"true\"]\n\
+             [slurm]\npartition = \"gpu\"\naccount = \"lab\"\ntime = \"01:30:00\"\ngres = \"gpu:1\"\nmem = \"8G\"\ncpus_per_task = 4\n\
+             extra = [\"--constraint=h100\"]\nsetup = [\"module load cuda\"]\n"
+        ),
+    );
+    let grid = brainscale::bench::grid::Grid::load(&g).unwrap();
+    let cells = grid.cells().unwrap();
+    let out = dir.path().join("it's out");
+    let s = brainscale::bench::slurm::script(
+        &grid,
+        &cells,
+        &out,
+        Path::new("/opt/bs/brainscale"),
+        Path::new("/work"),
+    );
+    for want in [
+        "#SBATCH --array=0-2\n",
+        "#SBATCH --partition=gpu\n",
+        "#SBATCH --account=lab\n",
+        "#SBATCH --time=01:30:00\n",
+        "#SBATCH --gres=gpu:1\n",
+        "#SBATCH --mem=8G\n",
+        "#SBATCH --cpus-per-task=4\n",
+        "#SBATCH --constraint=h100\n",
+        "#SBATCH --chdir=/work\n",
+        "module load cuda\n",
+        "CELLS=( 'm-D10-fp16-s0' 'm-D20-fp16-s0' 'm-D30-fp16-s0' )",
+        "exec '/opt/bs/brainscale' bench run-cell",
+        "--out '",
+        "it'\\''s out",
+        "--cell \"${CELLS[$SLURM_ARRAY_TASK_ID]}\"",
+    ] {
+        assert!(s.contains(want), "{want:?} missing from\n{s}");
+    }
+    // Without SLURM's tools the executor says what is missing.
+    let empty = dir.path().join("nobin");
+    std::fs::create_dir(&empty).unwrap();
+    bin()
+        .args(["bench", "run", "--executor", "slurm"])
+        .arg(&g)
+        .arg("--out")
+        .arg(dir.path().join("o"))
+        .env("PATH", &empty)
+        .assert()
+        .failure()
+        .stderr(contains("slurm-client"));
+}
+
 /// Daemons started by the test, stopped through their pid files when dropped.
 struct Daemons {
     pid_files: Vec<PathBuf>,

@@ -547,8 +547,6 @@ pub fn run_fit(args: &FitArgs) -> Result<FitReport> {
     crate::io::write_bytes(&out.join("fit.txt"), text.as_bytes())?;
     let mut written = vec![out.join("fit.json"), out.join("fit.txt")];
     if !args.no_plots {
-        let mut all = fit_pts.clone();
-        all.extend(held.iter().cloned());
         written.extend(plot::draw_all(&out, &report, &fit_pts, &held)?);
     }
     println!("{text}");
