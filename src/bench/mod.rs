@@ -119,6 +119,8 @@ pub fn run_cell(grid: &Grid, cell: &Cell, out: &Path, work: &dyn CellWork) -> Re
         grid_dir: grid.path.parent().unwrap_or(Path::new("/")).to_path_buf(),
         out_dir: out.to_path_buf(),
     };
+    // The cell's full configuration beside its outputs (the row holds the summary).
+    crate::io::write_json(&dir.join("cell.json"), cell)?;
     let err_path = dir.join("error.txt");
     let t0 = Instant::now();
     let result = work.run(&env).and_then(|o| {
@@ -213,6 +215,11 @@ pub fn run_grid(a: &RunArgs) -> Result<RunSummary> {
         return dry_run(&grid, &cells, &out);
     }
     let _lock = OutLock::take(&out)?;
+    // JSON sidecar of results.csv: the resolved grid and every cell's configuration.
+    crate::io::write_json(
+        &out.join("grid.json"),
+        &serde_json::json!({ "grid": grid, "cells": cells }),
+    )?;
     // Rows left in cells/ by an earlier, interrupted run join results.csv first.
     results::merge(&out)?;
     let (pending, skipped) = pending_cells(&cells, &out)?;

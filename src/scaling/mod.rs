@@ -440,13 +440,31 @@ pub fn run_fit(args: &FitArgs) -> Result<FitReport> {
             * opts.a_grid.len()
             * opts.b_grid.len()
     });
+    let spinner = |msg: String| {
+        let s = indicatif::ProgressBar::new_spinner().with_message(msg);
+        s.enable_steady_tick(std::time::Duration::from_millis(120));
+        s
+    };
+    let t0 = std::time::Instant::now();
+    let sp = spinner("L-BFGS from every start of the grid".into());
     let pfit = parametric::fit(&obs, &opts);
+    sp.finish_and_clear();
+    eprintln!("  best of the grid in {:.1}s", t0.elapsed().as_secs_f64());
     let boots = if args.bootstrap > 0 {
-        eprintln!(
-            "bootstrap: {} resamples (seed {})...",
+        let t0 = std::time::Instant::now();
+        let sp = spinner(format!(
+            "{} bootstrap refits (seed {})",
             args.bootstrap, args.seed
+        ));
+        let b = parametric::bootstrap(&obs, &opts, &pfit.law, args.bootstrap, args.seed);
+        sp.finish_and_clear();
+        eprintln!(
+            "  {} bootstrap refits (seed {}) in {:.1}s",
+            args.bootstrap,
+            args.seed,
+            t0.elapsed().as_secs_f64()
         );
-        parametric::bootstrap(&obs, &opts, &pfit.law, args.bootstrap, args.seed)
+        b
     } else {
         Vec::new()
     };
