@@ -41,7 +41,7 @@ fn rel(a: f64, b: f64) -> f64 {
 #[test]
 fn parametric_fit_recovers_a_known_law_from_noisy_points() {
     let obs = noisy_points(&TRUE, 0.003, 7);
-    let fit = parametric::fit(&obs, &parametric::FitOptions::default());
+    let fit = parametric::fit(&obs, &parametric::FitOptions::default()).unwrap();
     let l = fit.law;
     eprintln!("fitted {l:?}");
     assert!(rel(l.e, TRUE.e) < 0.02, "E {}", l.e);
@@ -62,6 +62,7 @@ fn parametric_fit_recovers_a_known_law_from_noisy_points() {
         &noisy_points(&TRUE, 0.0, 0),
         &parametric::FitOptions::default(),
     )
+    .unwrap()
     .law;
     for (got, want) in [
         (exact.e, TRUE.e),
@@ -78,7 +79,7 @@ fn parametric_fit_recovers_a_known_law_from_noisy_points() {
 fn bootstrap_is_seeded_and_brackets_the_truth() {
     let obs = noisy_points(&TRUE, 0.003, 11);
     let opt = parametric::FitOptions::default();
-    let best = parametric::fit(&obs, &opt).law;
+    let best = parametric::fit(&obs, &opt).unwrap().law;
     let b1 = parametric::bootstrap(&obs, &opt, &best, 60, 3);
     let b2 = parametric::bootstrap(&obs, &opt, &best, 60, 3);
     assert_eq!(b1, b2, "same seed, same replicates");
@@ -137,7 +138,9 @@ fn chinchilla_replication_lands_inside_published_intervals() {
             loss: p.loss,
         })
         .collect();
-    let l = parametric::fit(&obs, &parametric::FitOptions::default()).law;
+    let l = parametric::fit(&obs, &parametric::FitOptions::default())
+        .unwrap()
+        .law;
     eprintln!("Chinchilla fit: {l:?}");
     let inside = |v: f64, lo: f64, hi: f64, name: &str| {
         assert!(lo <= v && v <= hi, "{name} = {v} outside [{lo}, {hi}]")

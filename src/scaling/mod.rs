@@ -447,7 +447,7 @@ pub fn run_fit(args: &FitArgs) -> Result<FitReport> {
     };
     let t0 = std::time::Instant::now();
     let sp = spinner("L-BFGS from every start of the grid".into());
-    let pfit = parametric::fit(&obs, &opts);
+    let pfit = parametric::fit(&obs, &opts)?;
     sp.finish_and_clear();
     eprintln!("  best of the grid in {:.1}s", t0.elapsed().as_secs_f64());
     let boots = if args.bootstrap > 0 {

@@ -158,7 +158,7 @@ fn fit_from(p: &LogObs, opt: &FitOptions, x0: &[f64]) -> lbfgs::Minimum {
 
 /// Fits the law from every start of the grid (in parallel) and keeps the lowest objective; ties
 /// go to the earliest start so the result does not depend on thread scheduling.
-pub fn fit(obs: &[Obs], opt: &FitOptions) -> Fit {
+pub fn fit(obs: &[Obs], opt: &FitOptions) -> anyhow::Result<Fit> {
     let p = LogObs::new(obs);
     let mut starts = Vec::new();
     for &al in &opt.alpha_grid {
@@ -178,13 +178,18 @@ pub fn fit(obs: &[Obs], opt: &FitOptions) -> Fit {
         .into_iter()
         .filter(|m| m.f.is_finite() && m.x.iter().all(|v| v.is_finite()))
         .reduce(|best, m| if m.f < best.f { m } else { best })
-        .expect("at least one start gives a finite objective");
-    Fit {
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "the parametric fit found no finite optimum from any of {} starts",
+                starts.len()
+            )
+        })?;
+    Ok(Fit {
         law: Law::from_x(&best.x),
         objective: best.f,
         starts: starts.len(),
         starts_converged: converged,
-    }
+    })
 }
 
 /// Refits one law from a given start (used by bootstraps and hold-out checks).
