@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 PKGS=(pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
       libavfilter-dev libavdevice-dev libswresample-dev libopenblas-dev liblapacke-dev ffmpeg
-      libhdf5-dev)
+      libhdf5-dev
+      slurmctld slurmd slurm-client munge fonts-dejavu-core)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

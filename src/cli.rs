@@ -34,6 +34,12 @@ pub enum Command {
     Maps(MapsArgs),
     /// The whole pipeline on the embedded synthetic dataset.
     Demo(DemoArgs),
+    /// Scale benchmarks over grids of data size × model × precision (local or SLURM).
+    #[command(subcommand)]
+    Bench(crate::bench::BenchCommand),
+    /// Scaling-law fits over results rows (iso-FLOP and parametric).
+    #[command(subcommand)]
+    Scaling(crate::scaling::ScalingCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -263,6 +269,8 @@ pub fn run(cli: Cli) -> Result<()> {
             print!("{}", pipeline::summary_table(&rows));
             println!("maps (r, r2, alpha, ceiling NIfTI + r_mosaic.png) in {}/maps, summary in {}/summary.csv", a.out.display(), a.out.display());
         }
+        Command::Bench(c) => crate::bench::run(c)?,
+        Command::Scaling(c) => crate::scaling::run(c)?,
     }
     Ok(())
 }

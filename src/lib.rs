@@ -4,6 +4,7 @@
 //! Each pipeline stage is a module and a subcommand that reads files and writes files
 //! (see DESIGN.md): `dataset` → `video` (decode) → `features` → `align` → `ridge` (encode) → `maps`.
 pub mod align;
+pub mod bench;
 pub mod cli;
 pub mod dataset;
 pub mod encode;
@@ -13,5 +14,6 @@ pub mod io;
 pub mod maps;
 pub mod pipeline;
 pub mod ridge;
+pub mod scaling;
 pub mod stats;
 pub mod video;

@@ -1,0 +1,196 @@
+//! The SLURM executor: one sbatch job array per submission (task i runs the i-th unfinished
+//! cell through `brainscale bench run-cell`), resources from the grid's [slurm] table. Tasks
+//! write only their own cell folder; `bench collect` / `bench status` merge the rows.
+use super::grid::{Cell, Grid};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A submitted job array, kept in OUT/slurm/jobs.json.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub job_id: String,
+    pub script: PathBuf,
+    /// Cell id of each array index.
+    pub cells: Vec<String>,
+    pub submitted_unix: u64,
+}
+
+fn jobs_path(out: &Path) -> PathBuf {
+    out.join("slurm").join("jobs.json")
+}
+
+pub fn read_jobs(out: &Path) -> Result<Vec<JobRecord>> {
+    let p = jobs_path(out);
+    if !p.exists() {
+        return Ok(Vec::new());
+    }
+    crate::io::read_json(&p)
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The job-array script for `cells` (pure, for tests and `--dry-run` users).
+pub fn script(grid: &Grid, cells: &[Cell], out: &Path, exe: &Path, cwd: &Path) -> String {
+    let s = &grid.slurm;
+    let logs = out.join("slurm").join("logs");
+    let mut t = String::from("#!/bin/bash\n");
+    let mut d = |k: &str, v: &str| t.push_str(&format!("#SBATCH --{k}={v}\n"));
+    d("job-name", &format!("bs-{}", grid.name));
+    let array = match s.max_parallel {
+        Some(p) => format!("0-{}%{p}", cells.len() - 1),
+        None => format!("0-{}", cells.len() - 1),
+    };
+    d("array", &array);
+    d("output", &logs.join("%A_%a.out").display().to_string());
+    d("chdir", &cwd.display().to_string());
+    d("ntasks", "1");
+    for (k, v) in [
+        ("partition", &s.partition),
+        ("account", &s.account),
+        ("qos", &s.qos),
+        ("time", &s.time),
+        ("mem", &s.mem),
+        ("gres", &s.gres),
+    ] {
+        if let Some(v) = v {
+            d(k, v);
+        }
+    }
+    if let Some(c) = s.cpus_per_task {
+        d("cpus-per-task", &c.to_string());
+    }
+    for e in &s.extra {
+        t.push_str(&format!("#SBATCH {}\n", e.trim()));
+    }
+    t.push_str("set -euo pipefail\n");
+    for line in &s.setup {
+        t.push_str(line);
+        t.push('\n');
+    }
+    t.push_str("CELLS=(");
+    for c in cells {
+        t.push_str(&format!(" {}", quote(&c.id)));
+    }
+    t.push_str(" )\n");
+    t.push_str(&format!(
+        "exec {} bench run-cell {} --out {} --cell \"${{CELLS[$SLURM_ARRAY_TASK_ID]}}\"\n",
+        quote(&exe.display().to_string()),
+        quote(&grid.path.display().to_string()),
+        quote(&out.display().to_string())
+    ));
+    t
+}
+
+/// Writes the script, submits it with `sbatch --parsable`, records the job; returns its id.
+pub fn submit(grid: &Grid, cells: &[Cell], out: &Path) -> Result<String> {
+    let exe = match &grid.slurm.brainscale {
+        Some(p) => p.clone(),
+        None => {
+            std::env::current_exe().context("locating the brainscale binary for the SLURM tasks")?
+        }
+    };
+    let cwd = std::env::current_dir().context("reading the current folder")?;
+    let dir = out.join("slurm");
+    std::fs::create_dir_all(dir.join("logs"))
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let path = dir.join(format!("{}-{now}-{}.sbatch", grid.name, std::process::id()));
+    crate::io::write_bytes(&path, script(grid, cells, out, &exe, &cwd).as_bytes())?;
+    let o = Command::new("sbatch").arg("--parsable").arg(&path).output().map_err(|e| {
+        anyhow::anyhow!("running sbatch: {e}; the slurm executor needs SLURM's client tools (Debian: slurm-client) and a reachable controller")
+    })?;
+    if !o.status.success() {
+        bail!(
+            "sbatch {} failed ({}): {}",
+            path.display(),
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&o.stdout);
+    let job = text.trim().split(';').next().unwrap_or("").to_string();
+    if job.is_empty() || !job.chars().all(|c| c.is_ascii_digit()) {
+        bail!(
+            "sbatch {}: unexpected reply '{}'",
+            path.display(),
+            text.trim()
+        );
+    }
+    let mut jobs = read_jobs(out)?;
+    jobs.push(JobRecord {
+        job_id: job.clone(),
+        script: path,
+        cells: cells.iter().map(|c| c.id.clone()).collect(),
+        submitted_unix: now,
+    });
+    crate::io::write_json(&jobs_path(out), &jobs)?;
+    Ok(job)
+}
+
+/// Array tasks of `job` still known to the controller: (array index, state).
+fn squeue(job: &str) -> Result<Option<Vec<(usize, String)>>> {
+    let o = Command::new("squeue")
+        .args(["-h", "-r", "-j", job, "-o", "%K %T"])
+        .output()
+        .context("running squeue")?;
+    if !o.status.success() {
+        let err = String::from_utf8_lossy(&o.stderr);
+        // Finished jobs drop out of the controller's memory: squeue then rejects the id.
+        if err.contains("Invalid job id") {
+            return Ok(Some(Vec::new()));
+        }
+        bail!("squeue -j {job} failed: {}", err.trim());
+    }
+    let mut tasks = Vec::new();
+    for line in String::from_utf8_lossy(&o.stdout).lines() {
+        let mut it = line.split_whitespace();
+        if let (Some(k), Some(st)) = (it.next(), it.next()) {
+            if let Ok(k) = k.parse() {
+                tasks.push((k, st.to_string()));
+            }
+        }
+    }
+    Ok(Some(tasks))
+}
+
+/// Cell id → queue state for the recorded jobs still in the queue.
+pub fn queue_states(out: &Path) -> Result<BTreeMap<String, String>> {
+    let mut m = BTreeMap::new();
+    for j in read_jobs(out)? {
+        if let Some(tasks) = squeue(&j.job_id)? {
+            for (k, st) in tasks {
+                if let Some(id) = j.cells.get(k) {
+                    m.insert(id.clone(), format!("{st} (job {}_{k})", j.job_id));
+                }
+            }
+        }
+    }
+    Ok(m)
+}
+
+/// Polls squeue until no task of `job` is left.
+pub fn wait(job: &str) -> Result<()> {
+    let bar = indicatif::ProgressBar::new_spinner();
+    loop {
+        let tasks = squeue(job)?.unwrap_or_default();
+        if tasks.is_empty() {
+            bar.finish_and_clear();
+            return Ok(());
+        }
+        let running = tasks.iter().filter(|t| t.1 == "RUNNING").count();
+        bar.set_message(format!(
+            "job {job}: {} tasks left, {running} running",
+            tasks.len()
+        ));
+        bar.tick();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
