@@ -405,9 +405,11 @@ pub fn run_fit(args: &FitArgs) -> Result<FitReport> {
     };
     if fit_pts.len() < 6 {
         bail!(
-            "{}: {} usable rows to fit (after filters, drops and hold-out); the parametric law has 5 parameters and needs at least 6",
+            "{}: {} usable rows to fit (after filters, drops and hold-out; {empty} rows had no '{}' value); \
+             the parametric law has 5 parameters and needs at least 6",
             args.results.display(),
-            fit_pts.len()
+            fit_pts.len(),
+            cols.target
         );
     }
     let out = args.out.clone().unwrap_or_else(|| {

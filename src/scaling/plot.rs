@@ -425,7 +425,7 @@ fn draw_frontier(path: &Path, r: &FitReport, fit: &[Point], held: &[Point]) -> R
             ch.draw_series(DashedLineSeries::new(par, 8, 5, blue.stroke_width(2)))
                 .map_err(e)?
                 .label(format!(
-                    "parametric law: C^{:.3}",
+                    "parametric law (C = 6ND): C^{:.3}",
                     if k == 0 {
                         r.parametric.a
                     } else {
