@@ -1,145 +1,410 @@
-//! CPU backend (ndarray + LAPACK through ndarray-linalg), f64.
-//!
-//! For each fold, one eigendecomposition gives the validation predictions of every alpha:
-//! pred(alpha) = A · diag(1 / (s + alpha)) · B, with A = X_val U, B = U' X_tr' Y_tr (primal, when
-//! n ≥ p), or A = X_val X_tr' V, B = V' Y_tr (kernel form, when p > n).
-use super::{validate, CvScore, RidgeFit, RidgeOptions, RidgeProblem};
-use crate::stats::{pearson_columns, r2_columns};
+//! CPU backend: ndarray + OpenBLAS (matrix products) + LAPACK (eigendecompositions, f64).
+//! The algorithm is described in `mod.rs`; the voxel-sized work runs in f32 or f64.
+use super::blas::{gemm, Real};
+use super::{
+    best_alpha_index, chunk_voxels, eigh_flops, fold_score, gemm_flops, memory_budget, progress,
+    ChunkShape, Plan, Precision, RawFit, RidgeOptions, RidgeProblem,
+};
 use anyhow::{Context, Result};
-use ndarray::{Array1, Array2, ArrayView2, Axis};
+use ndarray::{s, Array1, Array2, ArrayView2, Axis, Zip};
 use ndarray_linalg::{Eigh, UPLO};
 
-struct Decomp {
-    /// Maps rows of some X to the eigenbasis (X · proj gives A).
-    proj: Array2<f64>,
+/// Columns of the validation product handled at once, so it stays in cache.
+const BLOCK: usize = 1024;
+
+pub(crate) fn fit(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan) -> Result<RawFit> {
+    match o.precision {
+        Precision::F32 => fit_t::<f32>(p, o, plan),
+        Precision::F64 => fit_t::<f64>(p, o, plan),
+    }
+}
+
+/// Counts the floating-point work as it is issued.
+#[derive(Default)]
+struct Flops(f64);
+
+impl Flops {
+    fn gemm<T: Real>(
+        &mut self,
+        alpha: T,
+        a: ArrayView2<T>,
+        b: ArrayView2<T>,
+        beta: T,
+        c: ndarray::ArrayViewMut2<T>,
+    ) {
+        self.0 += gemm_flops(a.nrows(), b.ncols(), a.ncols());
+        gemm(alpha, a, b, beta, c);
+    }
+    fn dot<T: Real>(&mut self, a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
+        let mut c = Array2::zeros((a.nrows(), b.ncols()));
+        self.gemm(T::one(), a, b, T::zero(), c.view_mut());
+        c
+    }
+    fn eigh(&mut self, a: &Array2<f64>, what: &str) -> Result<(Array1<f64>, Array2<f64>)> {
+        self.0 += eigh_flops(a.nrows());
+        a.eigh(UPLO::Lower)
+            .with_context(|| format!("eigendecomposition of {what}"))
+    }
+}
+
+/// Eigenvalues kept: above the usual numerical-rank tolerance of the largest one.
+fn keep_mask(s: &Array1<f64>, dim: usize) -> Vec<usize> {
+    let smax = s.iter().cloned().fold(0.0, f64::max);
+    let tol = smax * dim as f64 * f64::EPSILON * 10.0;
+    (0..s.len()).filter(|&i| s[i] > tol && s[i] > 0.0).collect()
+}
+
+/// Orthonormal basis M (p × k) of the centred training rows' span, and the eigenvalues s of
+/// X_c'X_c on it: from the p × p Gram (primal) or the n × n kernel when p > n.
+fn basis(
+    x: ArrayView2<f32>,
+    train_rows: &[usize],
+    gram: &Array2<f64>,
+    mu: &Array1<f64>,
+    flops: &mut Flops,
+) -> Result<(Array2<f64>, Array1<f64>)> {
+    let (n_t, p) = (train_rows.len(), x.ncols());
+    if p <= n_t {
+        // X_c'X_c = X'X - n μμ' (μ = 0 without intercept).
+        let mut k = gram.clone();
+        let nm = n_t as f64;
+        Zip::indexed(&mut k).for_each(|(i, j), v| *v -= nm * mu[i] * mu[j]);
+        let (s, u) = flops.eigh(&k, "the training Gram matrix X'X")?;
+        let keep = keep_mask(&s, p);
+        Ok((u.select(Axis(1), &keep), s.select(Axis(0), &keep)))
+    } else {
+        let xc = Array2::from_shape_fn((n_t, p), |(i, j)| x[[train_rows[i], j]] as f64 - mu[j]);
+        let k = flops.dot(xc.view(), xc.t());
+        let (s, v) = flops.eigh(&k, "the training kernel XX'")?;
+        let keep = keep_mask(&s, n_t);
+        let s = s.select(Axis(0), &keep);
+        // M = X_c' V S^-1/2 has orthonormal columns and spans the same space as U.
+        let mut m = flops.dot(xc.t(), v.select(Axis(1), &keep).view());
+        for (mut col, &sv) in m.axis_iter_mut(Axis(1)).zip(s.iter()) {
+            col.mapv_inplace(|t| t / sv.sqrt());
+        }
+        Ok((m, s))
+    }
+}
+
+/// What one fold needs for the voxel-sized work.
+struct Fold<T> {
+    rows: Vec<usize>,
+    /// Validation rows of X, in T (for X_f'Y_f).
+    x_val: Array2<T>,
+    mu: Array1<f64>,
+    xbar: Array1<f64>,
+    /// M' (k × p).
+    mt: Array2<T>,
     s: Array1<f64>,
-    /// Training targets in the eigenbasis.
-    b: Array2<f64>,
-    x_mean: Array1<f64>,
-    y_mean: Array1<f64>,
+    /// Factor of the validation Gram in the basis: F'F = A_c'A_c, A_c = (X_val - x̄) M.
+    f: Array2<T>,
+    /// M'(x̄_val - μ): offset of the validation mean from the training mean, in the basis.
+    delta: Array1<f64>,
 }
 
-fn decompose(x: ArrayView2<f64>, y: ArrayView2<f64>, intercept: bool) -> Result<Decomp> {
-    let (n, p) = x.dim();
-    let (x_mean, y_mean) = if intercept {
-        (x.mean_axis(Axis(0)).unwrap(), y.mean_axis(Axis(0)).unwrap())
+fn to_t<T: Real>(a: &Array2<f64>) -> Array2<T> {
+    a.mapv(T::from_f64)
+}
+
+fn fit_t<T: Real>(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan) -> Result<RawFit> {
+    let x = p.x_train;
+    let (n, nf) = x.dim();
+    let v = p.y_train.ncols();
+    let na = plan.alphas.len();
+    let nfold = plan.folds.len();
+    let mut flops = Flops::default();
+
+    // Per-fold Grams and sums, in f64; training Grams are the total minus the fold's.
+    let mut grams = Vec::with_capacity(nfold);
+    let mut sums = Vec::with_capacity(nfold);
+    for rows in &plan.folds {
+        let xf = Array2::from_shape_fn((rows.len(), nf), |(i, j)| x[[rows[i], j]] as f64);
+        grams.push(flops.dot(xf.t(), xf.view()));
+        sums.push(xf.sum_axis(Axis(0)));
+    }
+    let gram_all = grams
+        .iter()
+        .fold(Array2::<f64>::zeros((nf, nf)), |a, g| a + g);
+    let sum_all = sums.iter().fold(Array1::<f64>::zeros(nf), |a, s| a + s);
+
+    let mut folds: Vec<Fold<T>> = Vec::with_capacity(nfold);
+    for (fi, rows) in plan.folds.iter().enumerate() {
+        let n_f = rows.len();
+        let n_t = n - n_f;
+        let mu = if o.intercept {
+            (&sum_all - &sums[fi]) / n_t as f64
+        } else {
+            Array1::zeros(nf)
+        };
+        let xbar = &sums[fi] / n_f as f64;
+        let mut in_fold = vec![false; n];
+        rows.iter().for_each(|&r| in_fold[r] = true);
+        let train_rows: Vec<usize> = (0..n).filter(|&r| !in_fold[r]).collect();
+        let (m, s) = basis(x, &train_rows, &(&gram_all - &grams[fi]), &mu, &mut flops)
+            .with_context(|| format!("CV fold {} of {nfold}", fi + 1))?;
+        let k = s.len();
+        let xvc = Array2::from_shape_fn((n_f, nf), |(i, j)| x[[rows[i], j]] as f64 - xbar[j]);
+        let a_c = flops.dot(xvc.view(), m.view());
+        let f = if n_f <= k {
+            a_c
+        } else {
+            let g = flops.dot(a_c.t(), a_c.view());
+            let (lam, q) = flops.eigh(&g, "the validation Gram matrix")?;
+            let keep = keep_mask(&lam, k);
+            let mut f = q
+                .select(Axis(1), &keep)
+                .reversed_axes()
+                .as_standard_layout()
+                .to_owned();
+            for (mut row, l) in f.axis_iter_mut(Axis(0)).zip(keep.iter().map(|&i| lam[i])) {
+                row.mapv_inplace(|t| t * l.sqrt());
+            }
+            f
+        };
+        let delta = m.t().dot(&(&xbar - &mu));
+        folds.push(Fold {
+            rows: rows.clone(),
+            x_val: Array2::from_shape_fn((n_f, nf), |(i, j)| T::from_f64(x[[rows[i], j]] as f64)),
+            mu,
+            xbar,
+            mt: to_t(&m.t().as_standard_layout().to_owned()),
+            s,
+            f: to_t(&f),
+            delta,
+        });
+    }
+
+    // Refit basis on all training rows.
+    let mu_all = if o.intercept {
+        &sum_all / n as f64
     } else {
-        (Array1::zeros(p), Array1::zeros(y.ncols()))
+        Array1::zeros(nf)
     };
-    let xc = &x - &x_mean;
-    let yc = &y - &y_mean;
-    if n >= p {
-        let (s, u) = xc.t().dot(&xc).eigh(UPLO::Lower).context("eigendecomposition of X'X")?;
-        let b = u.t().dot(&xc.t().dot(&yc));
-        Ok(Decomp { proj: u, s: s.mapv(|v| v.max(0.0)), b, x_mean, y_mean })
-    } else {
-        let (s, v) = xc.dot(&xc.t()).eigh(UPLO::Lower).context("eigendecomposition of XX'")?;
-        let b = v.t().dot(&yc);
-        Ok(Decomp { proj: xc.t().dot(&v), s: s.mapv(|v| v.max(0.0)), b, x_mean, y_mean })
-    }
-}
+    let all_rows: Vec<usize> = (0..n).collect();
+    let (m_all, s_all) = basis(x, &all_rows, &gram_all, &mu_all, &mut flops)
+        .context("refit on all training runs")?;
+    let k_all = s_all.len();
+    let n_test = p.x_test.nrows();
+    let xtc = Array2::from_shape_fn((n_test, nf), |(i, j)| p.x_test[[i, j]] as f64 - mu_all[j]);
+    let a_test: Array2<T> = to_t(&flops.dot(xtc.view(), m_all.view()));
+    let mt_all: Array2<T> = to_t(&m_all.t().as_standard_layout().to_owned());
+    let m_all_t: Option<Array2<T>> = o.keep_weights.then(|| to_t(&m_all));
 
-impl Decomp {
-    /// Predictions for rows `x` with one alpha for every voxel in `cols`.
-    fn predict(&self, x: ArrayView2<f64>, alpha: f64, cols: &[usize]) -> Array2<f64> {
-        let a = (&x - &self.x_mean).dot(&self.proj);
-        let scale = self.s.mapv(|s| 1.0 / (s + alpha));
-        let b = self.b.select(Axis(1), cols);
-        let mut pred = (a * &scale).dot(&b);
-        let ym = self.y_mean.select(Axis(0), cols);
-        pred += &ym;
-        pred
-    }
-}
+    // Voxel chunks sized from the memory budget.
+    let e = std::mem::size_of::<T>();
+    let k_max = folds
+        .iter()
+        .map(|f| f.s.len())
+        .chain([k_all])
+        .max()
+        .unwrap_or(0);
+    let r_max = folds
+        .iter()
+        .map(|f| f.f.nrows())
+        .max()
+        .unwrap_or(0)
+        .min(BLOCK.max(1));
+    let fixed = (e
+        * (n * nf + nfold * k_max * (nf + k_max) + k_all * (nf + n_test) + na * k_max * 2)
+        + 8 * nf * nf * (nfold + 2)) as u64;
+    let shape = ChunkShape {
+        n,
+        p: nf,
+        k: k_max,
+        r: r_max,
+        n_test,
+        n_folds: nfold,
+        n_alphas: na,
+        elem: e,
+    };
+    let chunk = chunk_voxels(&shape, fixed, memory_budget(o), v)?;
 
-fn score(kind: CvScore, truth: ArrayView2<f64>, pred: ArrayView2<f64>) -> Array1<f64> {
-    let (t, p) = (truth.mapv(|v| v as f32), pred.mapv(|v| v as f32));
-    match kind {
-        CvScore::R => pearson_columns(t.view(), p.view()),
-        CvScore::R2 => r2_columns(t.view(), p.view()),
-    }
-}
+    let mut cv_scores = Array2::<f64>::zeros((na, v));
+    let mut best = vec![0usize; v];
+    let mut test_pred = Array2::<f32>::zeros((n_test, v));
+    let mut weights = o.keep_weights.then(|| Array2::<f32>::zeros((nf, v)));
+    let n_chunks = v.div_ceil(chunk);
+    let bar = progress(o.progress, (n_chunks * (nfold + 1)) as u64);
 
-/// Cross-validated ridge with one alpha per voxel, then refit on all training rows.
-pub fn fit_cv(p: &RidgeProblem, o: &RidgeOptions) -> Result<RidgeFit> {
-    validate(p, o)?;
-    let mut alphas = o.alphas.clone();
-    alphas.sort_by(f64::total_cmp);
-    alphas.dedup();
-    let x = p.x_train.mapv(|v| v as f64);
-    let y = p.y_train.mapv(|v| v as f64);
-    let v = y.ncols();
-    let all: Vec<usize> = (0..v).collect();
-    let mut runs: Vec<usize> = p.groups.to_vec();
-    runs.sort_unstable();
-    runs.dedup();
-
-    let mut scores = Array2::<f64>::zeros((alphas.len(), v));
-    for &run in &runs {
-        let tr: Vec<usize> = (0..p.groups.len()).filter(|&i| p.groups[i] != run).collect();
-        let va: Vec<usize> = (0..p.groups.len()).filter(|&i| p.groups[i] == run).collect();
-        let d = decompose(x.select(Axis(0), &tr).view(), y.select(Axis(0), &tr).view(), o.intercept)?;
-        let (xv, yv) = (x.select(Axis(0), &va), y.select(Axis(0), &va));
-        for (k, &alpha) in alphas.iter().enumerate() {
-            let pred = d.predict(xv.view(), alpha, &all);
-            scores.row_mut(k).scaled_add(1.0 / runs.len() as f64, &score(o.score, yv.view(), pred.view()));
+    for j0 in (0..v).step_by(chunk) {
+        let j1 = (j0 + chunk).min(v);
+        let c = j1 - j0;
+        // Per fold: Y rows, their sums and centred sums of squares, and X_f'Y_f.
+        let mut yf: Vec<Array2<T>> = Vec::with_capacity(nfold);
+        let mut ysum: Vec<Array1<f64>> = Vec::with_capacity(nfold);
+        let mut yss: Vec<Array1<f64>> = Vec::with_capacity(nfold);
+        let mut z: Vec<Array2<T>> = Vec::with_capacity(nfold);
+        for fd in &folds {
+            let yv = p.y_train.slice(s![.., j0..j1]);
+            let y = Array2::from_shape_fn((fd.rows.len(), c), |(i, j)| {
+                T::from_f64(yv[[fd.rows[i], j]] as f64)
+            });
+            let (sm, ss) = column_moments(y.view());
+            let mut zf = Array2::<T>::zeros((nf, c));
+            flops.gemm(T::one(), fd.x_val.t(), y.view(), T::zero(), zf.view_mut());
+            yf.push(y);
+            ysum.push(sm);
+            yss.push(ss);
+            z.push(zf);
         }
-    }
+        let mut xty = Array2::<T>::zeros((nf, c));
+        z.iter()
+            .for_each(|zf| Zip::from(&mut xty).and(zf).for_each(|a, &b| *a = *a + b));
+        let ysum_all = ysum.iter().fold(Array1::<f64>::zeros(c), |a, s| a + s);
+        drop(yf);
 
-    // Best alpha per voxel; iterating from the largest alpha down with a strict comparison
-    // sends ties to the larger alpha.
-    let mut best = vec![alphas.len() - 1; v];
-    for j in 0..v {
-        for k in (0..alphas.len()).rev() {
-            if scores[[k, j]] > scores[[best[j], j]] {
-                best[j] = k;
+        let mut scores = Array2::<f64>::zeros((na, c));
+        for (fi, fd) in folds.iter().enumerate() {
+            let n_f = fd.rows.len() as f64;
+            let n_t = n as f64 - n_f;
+            let k = fd.s.len();
+            // ν·n_t = Σ_train y; R = X_t'Y_t - n_t μν' (centred training product),
+            // Zc = X_f'Y_f - n_f x̄ȳ' (validation product centred on the validation mean).
+            let ytr: Array1<f64> = &ysum_all - &ysum[fi];
+            let nu: Array1<f64> = if o.intercept {
+                &ytr / n_t
+            } else {
+                Array1::zeros(c)
+            };
+            let mut rz = Array2::<T>::zeros((nf, 2 * c));
+            Zip::indexed(rz.slice_mut(s![.., ..c]))
+                .and(&xty)
+                .and(&z[fi])
+                .par_for_each(|(i, j), r, &a, &b| {
+                    let corr = if o.intercept { fd.mu[i] * ytr[j] } else { 0.0 };
+                    *r = a - b - T::from_f64(corr);
+                });
+            Zip::indexed(rz.slice_mut(s![.., c..]))
+                .and(&z[fi])
+                .par_for_each(|(i, j), r, &b| {
+                    *r = b - T::from_f64(fd.xbar[i] * ysum[fi][j]);
+                });
+            let bc = flops.dot(fd.mt.view(), rz.view());
+            let (b, cmat) = (bc.slice(s![.., ..c]), bc.slice(s![.., c..]));
+            // d(alpha) for every alpha, and the alpha-stacked linear statistics.
+            let d = Array2::from_shape_fn((na, k), |(a, i)| 1.0 / (fd.s[i] + plan.alphas[a]));
+            let dt: Array2<T> = to_t(&d);
+            let ddelta: Array2<T> = to_t(&(&d * &fd.delta));
+            let mut e_cb = Array2::<T>::zeros((k, c));
+            Zip::from(&mut e_cb)
+                .and(&b)
+                .and(&cmat)
+                .par_for_each(|e, &bb, &cc| *e = bb * cc);
+            let lin = flops.dot(dt.view(), e_cb.view());
+            let mm = flops.dot(ddelta.view(), b);
+            // ||P_c||² = ||F D B||², block by block so B's block stays in cache across alphas.
+            let fds: Vec<Array2<T>> = (0..na)
+                .map(|a| {
+                    let mut fd_a = fd.f.clone();
+                    for (mut col, &dd) in fd_a.axis_iter_mut(Axis(1)).zip(d.row(a).iter()) {
+                        col.mapv_inplace(|t| t * T::from_f64(dd));
+                    }
+                    fd_a
+                })
+                .collect();
+            let r = fd.f.nrows();
+            let mut h = Array2::<T>::zeros((r, BLOCK.min(c)));
+            let mut q = Array2::<f64>::zeros((na, c));
+            for b0 in (0..c).step_by(BLOCK) {
+                let b1 = (b0 + BLOCK).min(c);
+                let mut hb = h.slice_mut(s![.., ..b1 - b0]);
+                for a in 0..na {
+                    flops.gemm(
+                        T::one(),
+                        fds[a].view(),
+                        b.slice(s![.., b0..b1]),
+                        T::zero(),
+                        hb.view_mut(),
+                    );
+                    let mut qa = q.slice_mut(s![a, b0..b1]);
+                    for row in hb.rows() {
+                        Zip::from(&mut qa).and(&row).for_each(|acc, &t| {
+                            let t = t.to_f64();
+                            *acc += t * t;
+                        });
+                    }
+                }
             }
+            let inv = 1.0 / plan.folds.len() as f64;
+            Zip::indexed(&mut scores).par_for_each(|(a, j), sc| {
+                let mean_y = ysum[fi][j] / n_f;
+                let sv = fold_score(
+                    o.score,
+                    lin[[a, j]].to_f64(),
+                    q[[a, j]],
+                    yss[fi][j],
+                    mm[[a, j]].to_f64(),
+                    mean_y - nu[j],
+                    n_f,
+                );
+                *sc += sv * inv;
+            });
+            bar.inc(1);
         }
-    }
 
-    let d = decompose(x.view(), y.view(), o.intercept)?;
-    let xt = p.x_test.mapv(|v| v as f64);
-    let mut pred = Array2::<f64>::zeros((xt.nrows(), v));
-    let mut weights = o.keep_weights.then(|| Array2::<f32>::zeros((x.ncols(), v)));
-    for (k, &alpha) in alphas.iter().enumerate() {
-        let cols: Vec<usize> = (0..v).filter(|&j| best[j] == k).collect();
-        if cols.is_empty() {
-            continue;
+        // Refit with each voxel's best alpha, predict the test rows.
+        let best_c = best_alpha_index(scores.view());
+        let mut r_all = xty;
+        if o.intercept {
+            Zip::indexed(&mut r_all)
+                .par_for_each(|(i, j), r| *r = *r - T::from_f64(mu_all[i] * ysum_all[j]));
         }
-        let pk = d.predict(xt.view(), alpha, &cols);
-        for (c, &j) in cols.iter().enumerate() {
-            pred.column_mut(j).assign(&pk.column(c));
+        let mut bs = flops.dot(mt_all.view(), r_all.view());
+        Zip::indexed(&mut bs).par_for_each(|(i, j), b| {
+            *b = *b * T::from_f64(1.0 / (s_all[i] + plan.alphas[best_c[j]]))
+        });
+        let mut pred = flops.dot(a_test.view(), bs.view());
+        let nu_all: Array1<f64> = if o.intercept {
+            &ysum_all / n as f64
+        } else {
+            Array1::zeros(c)
+        };
+        Zip::from(test_pred.slice_mut(s![.., j0..j1]))
+            .and(&mut pred)
+            .and_broadcast(&nu_all)
+            .for_each(|t, &mut pv, &nu| {
+                *t = (pv.to_f64() + nu) as f32;
+            });
+        if let (Some(w), Some(m)) = (weights.as_mut(), m_all_t.as_ref()) {
+            let wc = flops.dot(m.view(), bs.view());
+            Zip::from(w.slice_mut(s![.., j0..j1]))
+                .and(&wc)
+                .for_each(|t, &x| *t = x.to_f64() as f32);
         }
-        // W = proj · diag(1/(s+alpha)) · B in both forms (primal: proj = U; kernel: proj = X'V).
-        if let Some(w) = weights.as_mut() {
-            let wk = (&d.proj * &d.s.mapv(|s| 1.0 / (s + alpha))).dot(&d.b.select(Axis(1), &cols));
-            for (c, &j) in cols.iter().enumerate() {
-                w.column_mut(j).assign(&wk.column(c).mapv(|v| v as f32));
-            }
-        }
+        cv_scores.slice_mut(s![.., j0..j1]).assign(&scores);
+        best[j0..j1].copy_from_slice(&best_c);
+        bar.inc(1);
     }
-    let constant_voxels: Vec<usize> = (0..v)
-        .filter(|&j| {
-            let c = y.column(j);
-            let m = c.mean().unwrap_or(0.0);
-            c.iter().all(|&t| (t - m).abs() <= 1e-12 * (1.0 + m.abs()))
-        })
-        .collect();
-    let yt = p.y_test.mapv(|v| v as f64);
-    let test_pred = pred.mapv(|v| v as f32);
-    let mut test_r = pearson_columns(p.y_test, test_pred.view());
-    let test_r2 = score(CvScore::R2, yt.view(), pred.view());
-    for &j in &constant_voxels {
-        test_r[j] = 0.0;
-    }
-    Ok(RidgeFit {
-        best_alpha: best.iter().map(|&k| alphas[k]).collect(),
-        alphas,
-        test_r,
-        test_r2,
-        cv_scores: o.keep_cv_scores.then_some(scores),
-        weights,
-        constant_voxels,
+    bar.finish_and_clear();
+    Ok(RawFit {
+        cv_scores,
+        best,
         test_pred,
+        weights,
+        flops: flops.0,
     })
+}
+
+/// Column sums and centred sums of squares (f64 accumulation).
+fn column_moments<T: Real>(y: ArrayView2<T>) -> (Array1<f64>, Array1<f64>) {
+    let n = y.nrows() as f64;
+    let mut sum = Array1::<f64>::zeros(y.ncols());
+    for row in y.rows() {
+        Zip::from(&mut sum)
+            .and(&row)
+            .for_each(|s, &t| *s += t.to_f64());
+    }
+    let mean = &sum / n;
+    let mut ss = Array1::<f64>::zeros(y.ncols());
+    for row in y.rows() {
+        Zip::from(&mut ss)
+            .and(&row)
+            .and(&mean)
+            .for_each(|s, &t, &m| {
+                let d = t.to_f64() - m;
+                *s += d * d;
+            });
+    }
+    (sum, ss)
 }
