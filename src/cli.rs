@@ -15,8 +15,13 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {}
+pub enum Command {
+    /// Time the cross-validated ridge fit on generated data (seconds, GFLOP/s, ratio to GEMM peak).
+    BenchRidge(crate::ridge::bench::BenchArgs),
+}
 
 pub fn run(cli: Cli) -> Result<()> {
-    match cli.command {}
+    match cli.command {
+        Command::BenchRidge(a) => crate::ridge::bench::run(&a),
+    }
 }
