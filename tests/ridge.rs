@@ -586,3 +586,43 @@ fn torch_backend_agrees_with_cpu() {
         }
     }
 }
+
+#[test]
+fn degenerate_spectrum_design_works_in_f32() {
+    // Walsh-like ±1 features of period 8, each run 8 rows: every training Gram is a multiple
+    // of the identity (all eigenvalues equal), the case partial fractions cannot handle.
+    // (With equal eigenvalues every alpha gives the same r, so alphas are chosen by R².)
+    let (runs, len, p, v) = (4, 8, 7, 5);
+    let n = runs * len;
+    let walsh = |i: usize, j: usize| {
+        if ((i % 8) & (j + 1)).count_ones() % 2 == 0 {
+            1.0f32
+        } else {
+            -1.0
+        }
+    };
+    let mut d = make_data(runs, len, p, v, 8, 10);
+    d.x = Array2::from_shape_fn((n, p), |(i, j)| walsh(i, j));
+    d.xt = Array2::from_shape_fn((8, p), |(i, j)| walsh(i + 3, j));
+    let w = Array2::from_shape_fn((p, v), |(i, j)| ((i * 3 + j) % 5) as f32 - 2.0);
+    let noise = make_data(runs, len, 1, v, 8, 11);
+    d.y = d.x.dot(&w) + &noise.y * 2.0;
+    d.yt = d.xt.dot(&w) + &noise.yt * 2.0;
+    let nv = naive(&d, &ALPHAS, CvScore::R2, true, Folds::LeaveOneRunOut);
+    let f64fit = fit_cv(
+        &problem(&d),
+        &opts(&ALPHAS, CvScore::R2, true, Backend::Cpu, Precision::F64),
+    )
+    .unwrap();
+    check_against_naive(&f64fit, &nv, 1e-9);
+    for backend in backends() {
+        let fit = fit_cv(
+            &problem(&d),
+            &opts(&ALPHAS, CvScore::R2, true, backend, Precision::F32),
+        )
+        .unwrap();
+        let err = max_abs_diff(fit.cv_scores.as_ref().unwrap().iter(), nv.scores.iter());
+        assert!(err < 1e-5, "{backend}: f32 CV scores off by {err}");
+        assert!(max_abs_diff(fit.test_r.iter(), f64fit.test_r.iter()) < 1e-4);
+    }
+}

@@ -7,16 +7,63 @@ use super::{
 };
 use anyhow::{Context, Result};
 use ndarray::{s, Array1, Array2, ArrayView2, Axis, Zip};
-use ndarray_linalg::{Eigh, UPLO};
 
 /// Columns of the validation product handled at once, so it stays in cache.
 const BLOCK: usize = 1024;
+/// Largest voxel chunk (the memory budget may ask for less).
+const CHUNK_MAX: usize = 4096;
+
+/// Wall time per phase, printed when BRAINSCALE_RIDGE_TRACE is set (for tuning only).
+struct Trace {
+    on: bool,
+    last: std::time::Instant,
+    acc: Vec<(&'static str, f64)>,
+}
+
+impl Trace {
+    fn new() -> Self {
+        Self {
+            on: std::env::var_os("BRAINSCALE_RIDGE_TRACE").is_some(),
+            last: std::time::Instant::now(),
+            acc: Vec::new(),
+        }
+    }
+    fn lap(&mut self, name: &'static str) {
+        if !self.on {
+            return;
+        }
+        let t = self.last.elapsed().as_secs_f64();
+        self.last = std::time::Instant::now();
+        match self.acc.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, a)) => *a += t,
+            None => self.acc.push((name, t)),
+        }
+    }
+    fn report(&self) {
+        if self.on {
+            let parts: Vec<String> = self
+                .acc
+                .iter()
+                .map(|(n, t)| format!("{n} {t:.3}s"))
+                .collect();
+            eprintln!("ridge trace: {}", parts.join(", "));
+        }
+    }
+}
 
 pub(crate) fn fit(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan) -> Result<RawFit> {
-    match o.precision {
+    // libtorch_cpu (always linked, through tch) exports its bundled MKL's BLAS/LAPACK symbols
+    // ahead of OpenBLAS, so LAPACK calls may land in MKL, whose OpenMP threads then spin
+    // against OpenBLAS's threads (fits ran ~3x slower). One OpenMP thread during the fit
+    // avoids that; the setting is restored afterwards.
+    let omp_threads = tch::get_num_threads();
+    tch::set_num_threads(1);
+    let out = match o.precision {
         Precision::F32 => fit_t::<f32>(p, o, plan),
         Precision::F64 => fit_t::<f64>(p, o, plan),
-    }
+    };
+    tch::set_num_threads(omp_threads);
+    out
 }
 
 /// Counts the floating-point work as it is issued.
@@ -42,8 +89,7 @@ impl Flops {
     }
     fn eigh(&mut self, a: &Array2<f64>, what: &str) -> Result<(Array1<f64>, Array2<f64>)> {
         self.0 += eigh_flops(a.nrows());
-        a.eigh(UPLO::Lower)
-            .with_context(|| format!("eigendecomposition of {what}"))
+        super::blas::eigh(a).with_context(|| format!("eigendecomposition of {what}"))
     }
 }
 
@@ -73,7 +119,7 @@ fn basis(
         let keep = keep_mask(&s, p);
         Ok((u.select(Axis(1), &keep), s.select(Axis(0), &keep)))
     } else {
-        let xc = Array2::from_shape_fn((n_t, p), |(i, j)| x[[train_rows[i], j]] as f64 - mu[j]);
+        let xc = gather(x, train_rows, 0..p, |t, j| t as f64 - mu[j]);
         let k = flops.dot(xc.view(), xc.t());
         let (s, v) = flops.eigh(&k, "the training kernel XX'")?;
         let keep = keep_mask(&s, n_t);
@@ -97,8 +143,8 @@ struct Fold<T> {
     /// M' (k × p).
     mt: Array2<T>,
     s: Array1<f64>,
-    /// Factor of the validation Gram in the basis: F'F = A_c'A_c, A_c = (X_val - x̄) M.
-    f: Array2<T>,
+    /// How ||P_c||² is computed for this fold.
+    quad: Quad<T>,
     /// M'(x̄_val - μ): offset of the validation mean from the training mean, in the basis.
     delta: Array1<f64>,
 }
@@ -114,15 +160,17 @@ fn fit_t<T: Real>(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan) -> Result<Raw
     let na = plan.alphas.len();
     let nfold = plan.folds.len();
     let mut flops = Flops::default();
+    let mut tr = Trace::new();
 
     // Per-fold Grams and sums, in f64; training Grams are the total minus the fold's.
     let mut grams = Vec::with_capacity(nfold);
     let mut sums = Vec::with_capacity(nfold);
     for rows in &plan.folds {
-        let xf = Array2::from_shape_fn((rows.len(), nf), |(i, j)| x[[rows[i], j]] as f64);
+        let xf = gather(x, rows, 0..nf, |t, _| t as f64);
         grams.push(flops.dot(xf.t(), xf.view()));
         sums.push(xf.sum_axis(Axis(0)));
     }
+    tr.lap("grams");
     let gram_all = grams
         .iter()
         .fold(Array2::<f64>::zeros((nf, nf)), |a, g| a + g);
@@ -143,38 +191,23 @@ fn fit_t<T: Real>(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan) -> Result<Raw
         let train_rows: Vec<usize> = (0..n).filter(|&r| !in_fold[r]).collect();
         let (m, s) = basis(x, &train_rows, &(&gram_all - &grams[fi]), &mu, &mut flops)
             .with_context(|| format!("CV fold {} of {nfold}", fi + 1))?;
-        let k = s.len();
-        let xvc = Array2::from_shape_fn((n_f, nf), |(i, j)| x[[rows[i], j]] as f64 - xbar[j]);
+        let xvc = gather(x, rows, 0..nf, |t, j| t as f64 - xbar[j]);
         let a_c = flops.dot(xvc.view(), m.view());
-        let f = if n_f <= k {
-            a_c
-        } else {
-            let g = flops.dot(a_c.t(), a_c.view());
-            let (lam, q) = flops.eigh(&g, "the validation Gram matrix")?;
-            let keep = keep_mask(&lam, k);
-            let mut f = q
-                .select(Axis(1), &keep)
-                .reversed_axes()
-                .as_standard_layout()
-                .to_owned();
-            for (mut row, l) in f.axis_iter_mut(Axis(0)).zip(keep.iter().map(|&i| lam[i])) {
-                row.mapv_inplace(|t| t * l.sqrt());
-            }
-            f
-        };
+        let quad = choose_quad::<T>(a_c, &s, &plan.alphas, o.precision, &mut flops)?;
         let delta = m.t().dot(&(&xbar - &mu));
         folds.push(Fold {
             rows: rows.clone(),
-            x_val: Array2::from_shape_fn((n_f, nf), |(i, j)| T::from_f64(x[[rows[i], j]] as f64)),
+            x_val: gather(x, rows, 0..nf, |t, _| T::from_f64(t as f64)),
             mu,
             xbar,
             mt: to_t(&m.t().as_standard_layout().to_owned()),
             s,
-            f: to_t(&f),
+            quad,
             delta,
         });
     }
 
+    tr.lap("fold bases");
     // Refit basis on all training rows.
     let mu_all = if o.intercept {
         &sum_all / n as f64
@@ -186,7 +219,9 @@ fn fit_t<T: Real>(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan) -> Result<Raw
         .context("refit on all training runs")?;
     let k_all = s_all.len();
     let n_test = p.x_test.nrows();
-    let xtc = Array2::from_shape_fn((n_test, nf), |(i, j)| p.x_test[[i, j]] as f64 - mu_all[j]);
+    let xtc = gather(p.x_test, &(0..n_test).collect::<Vec<_>>(), 0..nf, |t, j| {
+        t as f64 - mu_all[j]
+    });
     let a_test: Array2<T> = to_t(&flops.dot(xtc.view(), m_all.view()));
     let mt_all: Array2<T> = to_t(&m_all.t().as_standard_layout().to_owned());
     let m_all_t: Option<Array2<T>> = o.keep_weights.then(|| to_t(&m_all));
@@ -201,7 +236,7 @@ fn fit_t<T: Real>(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan) -> Result<Raw
         .unwrap_or(0);
     let r_max = folds
         .iter()
-        .map(|f| f.f.nrows())
+        .map(|f| f.quad.rows())
         .max()
         .unwrap_or(0)
         .min(BLOCK.max(1));
@@ -218,7 +253,9 @@ fn fit_t<T: Real>(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan) -> Result<Raw
         n_alphas: na,
         elem: e,
     };
-    let chunk = chunk_voxels(&shape, fixed, memory_budget(o), v)?;
+    // Chunks of at most CHUNK_MAX voxels keep the per-fold buffers cache-friendly.
+    let chunk = chunk_voxels(&shape, fixed, memory_budget(o), v)?.min(CHUNK_MAX);
+    tr.lap("refit basis");
 
     let mut cv_scores = Array2::<f64>::zeros((na, v));
     let mut best = vec![0usize; v];
@@ -231,31 +268,26 @@ fn fit_t<T: Real>(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan) -> Result<Raw
         let j1 = (j0 + chunk).min(v);
         let c = j1 - j0;
         // Per fold: Y rows, their sums and centred sums of squares, and X_f'Y_f.
-        let mut yf: Vec<Array2<T>> = Vec::with_capacity(nfold);
         let mut ysum: Vec<Array1<f64>> = Vec::with_capacity(nfold);
         let mut yss: Vec<Array1<f64>> = Vec::with_capacity(nfold);
         let mut z: Vec<Array2<T>> = Vec::with_capacity(nfold);
         for fd in &folds {
-            let yv = p.y_train.slice(s![.., j0..j1]);
-            let y = Array2::from_shape_fn((fd.rows.len(), c), |(i, j)| {
-                T::from_f64(yv[[fd.rows[i], j]] as f64)
-            });
+            let y = gather(p.y_train, &fd.rows, j0..j1, |t, _| T::from_f64(t as f64));
             let (sm, ss) = column_moments(y.view());
             let mut zf = Array2::<T>::zeros((nf, c));
             flops.gemm(T::one(), fd.x_val.t(), y.view(), T::zero(), zf.view_mut());
-            yf.push(y);
             ysum.push(sm);
             yss.push(ss);
             z.push(zf);
         }
+        tr.lap("X'Y per fold");
         let mut xty = Array2::<T>::zeros((nf, c));
         z.iter()
             .for_each(|zf| Zip::from(&mut xty).and(zf).for_each(|a, &b| *a = *a + b));
         let ysum_all = ysum.iter().fold(Array1::<f64>::zeros(c), |a, s| a + s);
-        drop(yf);
 
         let mut scores = Array2::<f64>::zeros((na, c));
-        for (fi, fd) in folds.iter().enumerate() {
+        for (fi, fd) in folds.iter_mut().enumerate() {
             let n_f = fd.rows.len() as f64;
             let n_t = n as f64 - n_f;
             let k = fd.s.len();
@@ -293,39 +325,9 @@ fn fit_t<T: Real>(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan) -> Result<Raw
                 .par_for_each(|e, &bb, &cc| *e = bb * cc);
             let lin = flops.dot(dt.view(), e_cb.view());
             let mm = flops.dot(ddelta.view(), b);
-            // ||P_c||² = ||F D B||², block by block so B's block stays in cache across alphas.
-            let fds: Vec<Array2<T>> = (0..na)
-                .map(|a| {
-                    let mut fd_a = fd.f.clone();
-                    for (mut col, &dd) in fd_a.axis_iter_mut(Axis(1)).zip(d.row(a).iter()) {
-                        col.mapv_inplace(|t| t * T::from_f64(dd));
-                    }
-                    fd_a
-                })
-                .collect();
-            let r = fd.f.nrows();
-            let mut h = Array2::<T>::zeros((r, BLOCK.min(c)));
-            let mut q = Array2::<f64>::zeros((na, c));
-            for b0 in (0..c).step_by(BLOCK) {
-                let b1 = (b0 + BLOCK).min(c);
-                let mut hb = h.slice_mut(s![.., ..b1 - b0]);
-                for a in 0..na {
-                    flops.gemm(
-                        T::one(),
-                        fds[a].view(),
-                        b.slice(s![.., b0..b1]),
-                        T::zero(),
-                        hb.view_mut(),
-                    );
-                    let mut qa = q.slice_mut(s![a, b0..b1]);
-                    for row in hb.rows() {
-                        Zip::from(&mut qa).and(&row).for_each(|acc, &t| {
-                            let t = t.to_f64();
-                            *acc += t * t;
-                        });
-                    }
-                }
-            }
+            tr.lap("B, C, linear stats");
+            let q = fd.quad.q(&d, &fd.s, &plan.alphas, b, &mut flops);
+            tr.lap("q");
             let inv = 1.0 / plan.folds.len() as f64;
             Zip::indexed(&mut scores).par_for_each(|(a, j), sc| {
                 let mean_y = ysum[fi][j] / n_f;
@@ -343,6 +345,7 @@ fn fit_t<T: Real>(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan) -> Result<Raw
             bar.inc(1);
         }
 
+        tr.lap("scores");
         // Refit with each voxel's best alpha, predict the test rows.
         let best_c = best_alpha_index(scores.view());
         let mut r_all = xty;
@@ -377,6 +380,8 @@ fn fit_t<T: Real>(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan) -> Result<Raw
         bar.inc(1);
     }
     bar.finish_and_clear();
+    tr.lap("refit");
+    tr.report();
     Ok(RawFit {
         cv_scores,
         best,
@@ -384,6 +389,30 @@ fn fit_t<T: Real>(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan) -> Result<Raw
         weights,
         flops: flops.0,
     })
+}
+
+/// Rows `rows` and columns `cols` of `a`, mapped elementwise by `f(value, column)`.
+fn gather<O, F>(a: ArrayView2<f32>, rows: &[usize], cols: std::ops::Range<usize>, f: F) -> Array2<O>
+where
+    O: Clone + Send + Sync,
+    F: Fn(f32, usize) -> O + Sync,
+{
+    use rayon::prelude::*;
+    let w = cols.len();
+    if rows.is_empty() || w == 0 {
+        return Array2::from_shape_vec((rows.len(), w), Vec::new()).expect("empty shape");
+    }
+    let mut out = vec![f(0.0, 0); rows.len() * w];
+    out.par_chunks_mut(w)
+        .zip(rows.par_iter())
+        .for_each(|(dst, &r)| {
+            let src = a.row(r);
+            let src = src.slice(s![cols.clone()]);
+            for (j, (d, &t)) in dst.iter_mut().zip(src.iter()).enumerate() {
+                *d = f(t, j);
+            }
+        });
+    Array2::from_shape_vec((rows.len(), w), out).expect("gather shape")
 }
 
 /// Column sums and centred sums of squares (f64 accumulation).
@@ -407,4 +436,271 @@ fn column_moments<T: Real>(y: ArrayView2<T>) -> (Array1<f64>, Array1<f64>) {
             });
     }
     (sum, ss)
+}
+
+/// How a fold computes q = ||P_c||² = ||A_c D b||² for every alpha and voxel.
+enum Quad<T> {
+    /// With a factor F (F'F = A_c'A_c, min(n_val, k) rows): one product F·D·B per alpha.
+    Direct { f: Array2<T> },
+    /// By partial fractions over the eigenvalues (d_k d_l = (d_k - d_l)/(s_l - s_k)): one
+    /// product T·B per fold (T_kl = G_kl/(s_l - s_k), G = A_c'A_c) serves every alpha:
+    /// q(α) = Σ_k d_k² G_kk b_k² + 2 Σ_k (d_k - d_ref) b_k (T b)_k, the d_ref term being
+    /// exactly zero (T is antisymmetric) and subtracted to avoid cancellation at large alpha.
+    /// f64 arithmetic; checked against `Direct` on the first voxels, else replaced by it.
+    Fractions {
+        t: Array2<f64>,
+        gdiag: Array1<f64>,
+        s_ref: f64,
+        a_c: Array2<f64>,
+        checked: bool,
+    },
+}
+
+/// Largest accepted relative error of q by partial fractions (f32 products are ~1e-6).
+const FRACTIONS_TOL: f64 = 1e-7;
+
+fn direct_factor<T: Real>(a_c: Array2<f64>, k: usize, flops: &mut Flops) -> Result<Quad<T>> {
+    let n_f = a_c.nrows();
+    if n_f <= k {
+        return Ok(Quad::Direct { f: to_t(&a_c) });
+    }
+    let g = flops.dot(a_c.t(), a_c.view());
+    let (lam, q) = flops.eigh(&g, "the validation Gram matrix")?;
+    let keep = keep_mask(&lam, k);
+    let mut f = q
+        .select(Axis(1), &keep)
+        .reversed_axes()
+        .as_standard_layout()
+        .to_owned();
+    for (mut row, l) in f.axis_iter_mut(Axis(0)).zip(keep.iter().map(|&i| lam[i])) {
+        row.mapv_inplace(|t| t * l.sqrt());
+    }
+    Ok(Quad::Direct { f: to_t(&f) })
+}
+
+/// Partial fractions when they are cheaper and well conditioned (f32 work only: the f64
+/// path stays on the exact direct products).
+fn choose_quad<T: Real>(
+    a_c: Array2<f64>,
+    s: &Array1<f64>,
+    alphas: &[f64],
+    precision: Precision,
+    flops: &mut Flops,
+) -> Result<Quad<T>> {
+    let (n_f, k) = a_c.dim();
+    let na = alphas.len();
+    let r = n_f.min(k);
+    let cheaper = k + 4 * na < na * r;
+    if precision == Precision::F64 || !cheaper || k < 2 {
+        return direct_factor(a_c, k, flops);
+    }
+    let gap = s
+        .windows(2)
+        .into_iter()
+        .map(|w| w[1] - w[0])
+        .fold(f64::INFINITY, f64::min);
+    let (smin, smax) = (s[0], s[k - 1]);
+    let amin = alphas.iter().cloned().fold(f64::INFINITY, f64::min);
+    // Rounding in T·B, relative to q, grows like spread/gap · (s_max+α)/(s_min+α).
+    let est = 1e-15 * (smax - smin) / gap * (smax + amin) / (smin + amin);
+    if !(gap > 0.0 && est <= FRACTIONS_TOL) {
+        return direct_factor(a_c, k, flops);
+    }
+    let g = flops.dot(a_c.t(), a_c.view());
+    let t = Array2::from_shape_fn((k, k), |(i, j)| {
+        if i == j {
+            0.0
+        } else {
+            0.5 * (g[[i, j]] + g[[j, i]]) / (s[j] - s[i])
+        }
+    });
+    Ok(Quad::Fractions {
+        t,
+        gdiag: g.diag().to_owned(),
+        s_ref: 0.5 * (smin + smax),
+        a_c,
+        checked: false,
+    })
+}
+
+impl<T: Real> Quad<T> {
+    fn rows(&self) -> usize {
+        match self {
+            Quad::Direct { f } => f.nrows(),
+            Quad::Fractions { t, .. } => t.nrows(),
+        }
+    }
+
+    /// q (alphas × voxels) for the projected targets `b` (k × voxels); `d` = 1/(s + α).
+    fn q(
+        &mut self,
+        d: &Array2<f64>,
+        s: &Array1<f64>,
+        alphas: &[f64],
+        b: ArrayView2<T>,
+        flops: &mut Flops,
+    ) -> Array2<f64> {
+        if let Quad::Fractions {
+            t,
+            gdiag,
+            s_ref,
+            a_c,
+            checked,
+        } = self
+        {
+            let b64 = b.mapv(|x| x.to_f64());
+            let q = fractions_q(t, gdiag, *s_ref, s, alphas, b64.view(), flops);
+            if *checked {
+                return q;
+            }
+            // Check on the first voxels against the exact products; fall back if off.
+            let nc = b.ncols().min(64);
+            let exact = direct_q(a_c, d, b64.slice(s![.., ..nc]), flops);
+            let mut worst = 0.0f64;
+            for j in 0..nc {
+                let scale = exact.column(j).iter().cloned().fold(0.0, f64::max);
+                if scale > 1e-300 {
+                    for a in 0..alphas.len() {
+                        worst = worst.max((q[[a, j]] - exact[[a, j]]).abs() / scale);
+                    }
+                }
+            }
+            if worst <= FRACTIONS_TOL {
+                *checked = true;
+                return q;
+            }
+            let k = a_c.ncols();
+            *self = direct_factor(std::mem::take(a_c), k, flops).expect("validation Gram factor");
+        }
+        match self {
+            Quad::Direct { f } => direct_q(f, d, b, flops),
+            Quad::Fractions { .. } => unreachable!("replaced above"),
+        }
+    }
+}
+
+fn fractions_q(
+    t: &Array2<f64>,
+    gdiag: &Array1<f64>,
+    s_ref: f64,
+    s: &Array1<f64>,
+    alphas: &[f64],
+    b: ArrayView2<f64>,
+    flops: &mut Flops,
+) -> Array2<f64> {
+    let (k, c) = b.dim();
+    let tb = flops.dot(t.view(), b);
+    let mut u1 = Array2::<f64>::zeros((k, c));
+    let mut u2 = Array2::<f64>::zeros((k, c));
+    Zip::indexed(&mut u1)
+        .and(&mut u2)
+        .and(&b)
+        .and(&tb)
+        .par_for_each(|(i, _), x1, x2, &bb, &vv| {
+            *x1 = gdiag[i] * bb * bb;
+            *x2 = 2.0 * bb * vv;
+        });
+    let na = alphas.len();
+    let dsq = Array2::from_shape_fn((na, k), |(a, i)| (s[i] + alphas[a]).powi(-2));
+    // d_k - d_ref = (s_ref - s_k) d_k d_ref, without cancellation.
+    let ddiff = Array2::from_shape_fn((na, k), |(a, i)| {
+        (s_ref - s[i]) / ((s[i] + alphas[a]) * (s_ref + alphas[a]))
+    });
+    let mut q = flops.dot(dsq.view(), u1.view());
+    flops.gemm(1.0, ddiff.view(), u2.view(), 1.0, q.view_mut());
+    q
+}
+
+/// q = ||F D B||² per alpha, block by block so B's block stays in cache across alphas.
+fn direct_q<T: Real>(
+    f: &Array2<T>,
+    d: &Array2<f64>,
+    b: ArrayView2<T>,
+    flops: &mut Flops,
+) -> Array2<f64> {
+    let (na, c) = (d.nrows(), b.ncols());
+    let fds: Vec<Array2<T>> = (0..na)
+        .map(|a| {
+            let mut fd_a = f.clone();
+            for (mut col, &dd) in fd_a.axis_iter_mut(Axis(1)).zip(d.row(a).iter()) {
+                col.mapv_inplace(|t| t * T::from_f64(dd));
+            }
+            fd_a
+        })
+        .collect();
+    let r = f.nrows();
+    let mut h = Array2::<T>::zeros((r, BLOCK.min(c)));
+    let mut q = Array2::<f64>::zeros((na, c));
+    for b0 in (0..c).step_by(BLOCK) {
+        let b1 = (b0 + BLOCK).min(c);
+        let mut hb = h.slice_mut(s![.., ..b1 - b0]);
+        for a in 0..na {
+            flops.gemm(
+                T::one(),
+                fds[a].view(),
+                b.slice(s![.., b0..b1]),
+                T::zero(),
+                hb.view_mut(),
+            );
+            let mut qa = q.slice_mut(s![a, b0..b1]);
+            for row in hb.rows() {
+                Zip::from(&mut qa).and(&row).for_each(|acc, &t| {
+                    let t = t.to_f64();
+                    *acc += t * t;
+                });
+            }
+        }
+    }
+    q
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_distr::{Distribution, StandardNormal};
+
+    fn randn(r: usize, c: usize, seed: u64) -> Array2<f64> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        Array2::from_shape_simple_fn((r, c), || StandardNormal.sample(&mut rng))
+    }
+
+    #[test]
+    fn partial_fractions_equal_direct_products() {
+        let (n_f, k, c) = (40, 12, 9);
+        let a_c = randn(n_f, k, 1);
+        let s = Array1::from_shape_fn(k, |i| 5.0 + 3.0 * i as f64 + (i as f64).sin());
+        let alphas = [0.01, 1.0, 30.0, 1e3, 1e6];
+        let b = randn(k, c, 2);
+        let d = Array2::from_shape_fn((alphas.len(), k), |(a, i)| 1.0 / (s[i] + alphas[a]));
+        let mut fl = Flops::default();
+        let exact = direct_q(&a_c, &d, b.view(), &mut fl);
+        let mut quad =
+            choose_quad::<f32>(a_c.clone(), &s, &alphas, Precision::F32, &mut fl).unwrap();
+        assert!(
+            matches!(quad, Quad::Fractions { .. }),
+            "well separated eigenvalues use partial fractions"
+        );
+        let b32 = b.mapv(|t| t as f32);
+        let q = quad.q(&d, &s, &alphas, b32.view(), &mut fl);
+        let exact32 = direct_q(&a_c, &d, b32.mapv(|t| t as f64).view(), &mut fl);
+        for ((x, y), z) in q.iter().zip(exact32.iter()).zip(exact.iter()) {
+            assert!((x - y).abs() <= 1e-9 * y.abs(), "{x} vs {y}");
+            assert!((x - z).abs() <= 1e-5 * z.abs());
+        }
+        assert!(matches!(quad, Quad::Fractions { checked: true, .. }));
+    }
+
+    #[test]
+    fn repeated_eigenvalues_and_f64_use_direct_products() {
+        let a_c = randn(30, 6, 3);
+        let s = Array1::from_vec(vec![1.0, 2.0, 2.0, 3.0, 4.0, 5.0]);
+        let alphas = [1.0, 10.0, 100.0];
+        let mut fl = Flops::default();
+        let q = choose_quad::<f32>(a_c.clone(), &s, &alphas, Precision::F32, &mut fl).unwrap();
+        assert!(matches!(q, Quad::Direct { .. }));
+        let s2 = Array1::from_shape_fn(6, |i| 1.0 + i as f64);
+        let q = choose_quad::<f64>(a_c, &s2, &alphas, Precision::F64, &mut fl).unwrap();
+        assert!(matches!(q, Quad::Direct { .. }));
+    }
 }

@@ -422,6 +422,10 @@ pub fn validate(p: &RidgeProblem, o: &RidgeOptions) -> Result<()> {
         ("test X", &p.x_test),
         ("test Y", &p.y_test),
     ] {
+        // Fast scan first; locate the culprit only when there is one.
+        if a.iter().all(|v| v.is_finite()) {
+            continue;
+        }
         if let Some((pos, _)) = a.indexed_iter().find(|(_, v)| !v.is_finite()) {
             bail!(
                 "{name} has a non-finite value (NaN or infinity) at row {}, column {}",
