@@ -141,7 +141,7 @@ struct Fold {
     xbar: Tensor,
     mt: Tensor,
     s: Tensor,
-    f: Tensor,
+    quad: Quad,
     delta: Tensor,
 }
 
@@ -205,19 +205,9 @@ fn fit_inner(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan, dev: Device) -> Re
             &mut fl,
         )
         .with_context(|| format!("CV fold {} of {nfold}", fi + 1))?;
-        let k = s.size()[0] as usize;
         let xf = x64.index_select(0, &idxs[fi]);
         let a_c = fl.mm(&(&xf - xbar.unsqueeze(0)), &m);
-        let f = if n_f <= k {
-            a_c
-        } else {
-            let g = fl.mm(&a_c.tr(), &a_c);
-            let (lam, q) = fl.eigh(&g, "the validation Gram matrix")?;
-            let (keep, _) = keep_index(&lam, k, dev);
-            (q.index_select(1, &keep) * lam.index_select(0, &keep).sqrt().unsqueeze(0))
-                .tr()
-                .contiguous()
-        };
+        let quad = choose_quad(a_c, &s, &plan.alphas, o.precision, kd, dev, &mut fl)?;
         let delta = m.tr().mv(&(&xbar - &mu));
         folds.push(Fold {
             idx: idxs[fi].shallow_clone(),
@@ -227,7 +217,7 @@ fn fit_inner(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan, dev: Device) -> Re
             xbar,
             mt: m.tr().contiguous().to_kind(kd),
             s,
-            f: f.to_kind(kd),
+            quad,
             delta,
         });
     }
@@ -257,11 +247,7 @@ fn fit_inner(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan, dev: Device) -> Re
         .chain([k_all])
         .max()
         .unwrap_or(0);
-    let r_max = folds
-        .iter()
-        .map(|f| f.f.size()[0] as usize)
-        .max()
-        .unwrap_or(0);
+    let r_max = folds.iter().map(|f| f.quad.rows()).max().unwrap_or(0);
     let fixed = (e * (n * nf + nfold * k_max * (nf + k_max) + k_all * (nf + n_test))
         + 8 * nf * (n + n_test + nf * (nfold + 2))) as u64;
     let shape = ChunkShape {
@@ -311,7 +297,7 @@ fn fit_inner(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan, dev: Device) -> Re
             .fold(ysum[0].shallow_clone(), |a, b| a + b);
 
         let mut scores = Tensor::zeros([na as i64, c], (Kind::Double, dev));
-        for (fi, fd) in folds.iter().enumerate() {
+        for (fi, fd) in folds.iter_mut().enumerate() {
             let n_f = fd.n_val as f64;
             let n_t = n as f64 - n_f;
             let ytr = &ysum_all - &ysum[fi];
@@ -332,17 +318,7 @@ fn fit_inner(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan, dev: Device) -> Re
             let mm = fl
                 .mm(&(&d * fd.delta.unsqueeze(0)).to_kind(kd), &b)
                 .to_kind(Kind::Double);
-            let q = Tensor::stack(
-                &(0..na as i64)
-                    .map(|a| {
-                        let fda = &fd.f * d.get(a).to_kind(kd).unsqueeze(0);
-                        fl.mm(&fda, &b)
-                            .square()
-                            .sum_dim_intlist(dim0, false, Kind::Double)
-                    })
-                    .collect::<Vec<_>>(),
-                0,
-            );
+            let q = fd.quad.q(&d, &fd.s, &alphas, &b, kd, &mut fl)?;
             let yy = yss[fi].unsqueeze(0);
             let sc = match o.score {
                 CvScore::R => {
@@ -426,4 +402,149 @@ pub(crate) fn sync(dev: Device) {
     if let Device::Cuda(i) = dev {
         tch::Cuda::synchronize(i as i64);
     }
+}
+
+/// ||P_c||² per alpha and voxel, as in the cpu backend (see `cpu::Quad`): direct products with
+/// a factor F of the validation Gram, or partial fractions over the eigenvalues (f32 work only,
+/// checked against the direct products on the first voxels).
+enum Quad {
+    Direct {
+        f: Tensor,
+    },
+    Fractions {
+        t: Tensor,
+        gdiag: Tensor,
+        s_ref: f64,
+        a_c: Tensor,
+        checked: bool,
+    },
+}
+
+const FRACTIONS_TOL: f64 = 1e-7;
+
+fn direct_factor(a_c: Tensor, kd: Kind, dev: Device, fl: &mut Flops) -> Result<Quad> {
+    let (n_f, k) = a_c.size2()?;
+    if n_f <= k {
+        return Ok(Quad::Direct { f: a_c.to_kind(kd) });
+    }
+    let g = fl.mm(&a_c.tr(), &a_c);
+    let (lam, q) = fl.eigh(&g, "the validation Gram matrix")?;
+    let (keep, _) = keep_index(&lam, k as usize, dev);
+    let f = (q.index_select(1, &keep) * lam.index_select(0, &keep).sqrt().unsqueeze(0))
+        .tr()
+        .contiguous();
+    Ok(Quad::Direct { f: f.to_kind(kd) })
+}
+
+fn choose_quad(
+    a_c: Tensor,
+    s: &Tensor,
+    alphas: &[f64],
+    precision: Precision,
+    kd: Kind,
+    dev: Device,
+    fl: &mut Flops,
+) -> Result<Quad> {
+    let (n_f, k) = a_c.size2()?;
+    let (n_f, k) = (n_f as usize, k as usize);
+    let na = alphas.len();
+    let cheaper = k + 4 * na < na * n_f.min(k);
+    if precision == Precision::F64 || !cheaper || k < 2 {
+        return direct_factor(a_c, kd, dev, fl);
+    }
+    let sv = to_vec_f64(s);
+    let gap = sv
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .fold(f64::INFINITY, f64::min);
+    let (smin, smax) = (sv[0], sv[k - 1]);
+    let amin = alphas.iter().cloned().fold(f64::INFINITY, f64::min);
+    let est = 1e-15 * (smax - smin) / gap * (smax + amin) / (smin + amin);
+    if !(gap > 0.0 && est <= FRACTIONS_TOL) {
+        return direct_factor(a_c, kd, dev, fl);
+    }
+    let g = fl.mm(&a_c.tr(), &a_c);
+    let mut t = (&g + g.tr()) * 0.5 / (s.unsqueeze(0) - s.unsqueeze(1));
+    let _ = t.fill_diagonal_(0.0, false);
+    Ok(Quad::Fractions {
+        t,
+        gdiag: g.diagonal(0, 0, 1),
+        s_ref: 0.5 * (smin + smax),
+        a_c,
+        checked: false,
+    })
+}
+
+impl Quad {
+    fn rows(&self) -> usize {
+        match self {
+            Quad::Direct { f } => f.size()[0] as usize,
+            Quad::Fractions { t, .. } => t.size()[0] as usize,
+        }
+    }
+
+    fn q(
+        &mut self,
+        d: &Tensor,
+        s: &Tensor,
+        alphas: &Tensor,
+        b: &Tensor,
+        kd: Kind,
+        fl: &mut Flops,
+    ) -> Result<Tensor> {
+        if let Quad::Fractions {
+            t,
+            gdiag,
+            s_ref,
+            a_c,
+            checked,
+        } = self
+        {
+            let b64 = b.to_kind(Kind::Double);
+            let tb = fl.mm(t, &b64);
+            let u1 = gdiag.unsqueeze(1) * b64.square();
+            let u2 = &b64 * tb * 2.0;
+            let den = s.unsqueeze(0) + alphas.unsqueeze(1);
+            let dsq = den.square().reciprocal();
+            let ddiff = (-s.unsqueeze(0) + *s_ref) / (&den * (alphas.unsqueeze(1) + *s_ref));
+            let q = fl.mm(&dsq, &u1) + fl.mm(&ddiff, &u2);
+            if *checked {
+                return Ok(q);
+            }
+            let nc = b.size()[1].min(64);
+            let exact = direct_q(a_c, d, &b64.narrow(1, 0, nc), Kind::Double, fl);
+            let scale = exact.amax([0i64].as_slice(), true);
+            let err = (q.narrow(1, 0, nc) - &exact).abs() / scale.clamp_min(1e-300);
+            let worst = to_vec_f64(
+                &err.where_scalarother(&scale.gt(1e-300).expand_as(&err), 0.0)
+                    .max(),
+            )[0];
+            if worst <= FRACTIONS_TOL {
+                *checked = true;
+                return Ok(q);
+            }
+            let dev = a_c.device();
+            *self = direct_factor(a_c.shallow_clone(), kd, dev, fl)?;
+        }
+        match self {
+            Quad::Direct { f } => Ok(direct_q(f, d, b, kd, fl)),
+            Quad::Fractions { .. } => unreachable!("replaced above"),
+        }
+    }
+}
+
+fn direct_q(f: &Tensor, d: &Tensor, b: &Tensor, kd: Kind, fl: &mut Flops) -> Tensor {
+    let na = d.size()[0];
+    let dims0 = [0i64];
+    Tensor::stack(
+        &(0..na)
+            .map(|a| {
+                let fda = f * d.get(a).to_kind(kd).unsqueeze(0);
+                fl.mm(&fda, b)
+                    .square()
+                    .sum_dim_intlist(dims0.as_slice(), false, Kind::Double)
+            })
+            .collect::<Vec<_>>(),
+        0,
+    )
 }
