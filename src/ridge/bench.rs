@@ -57,6 +57,9 @@ pub struct BenchArgs {
     pub cv_score: CvScore,
     #[arg(long, value_name = "SIZE")]
     pub max_memory: Option<String>,
+    /// Per-alpha f32 products for the validation norms instead of partial fractions.
+    #[arg(long)]
+    pub no_partial_fractions: bool,
     /// Timed repetitions of each fit (the fastest is reported).
     #[arg(long, default_value_t = 1)]
     pub repeats: usize,
@@ -145,6 +148,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             .context("--max-memory")?,
         folds: Folds::LeaveOneRunOut,
         progress: false,
+        partial_fractions: !a.no_partial_fractions,
         ..RidgeOptions::default()
     };
     super::check_options(&o)?;

@@ -164,6 +164,10 @@ pub struct RidgeOptions {
     pub folds: Folds,
     /// Show a progress bar (hidden anyway when stderr is not a terminal).
     pub progress: bool,
+    /// With f32 work, compute the validation norms of all alphas from one f64 product per
+    /// fold (partial fractions, checked against direct products) instead of one f32 product
+    /// per alpha. Turn off on GPUs with slow f64 (consumer cards).
+    pub partial_fractions: bool,
 }
 
 impl Default for RidgeOptions {
@@ -181,6 +185,7 @@ impl Default for RidgeOptions {
             max_memory: None,
             folds: Folds::LeaveOneRunOut,
             progress: true,
+            partial_fractions: true,
         }
     }
 }
@@ -228,6 +233,10 @@ pub struct RidgeArgs {
     /// 16GiB on a GPU).
     #[arg(long, value_name = "SIZE")]
     pub max_memory: Option<String>,
+    /// Compute each alpha's validation norms by its own f32 product instead of one f64
+    /// partial-fraction product per fold (faster on GPUs with slow f64, e.g. consumer cards).
+    #[arg(long)]
+    pub no_partial_fractions: bool,
     /// Save the refit weights (features × voxels).
     #[arg(long)]
     pub save_weights: bool,
@@ -261,6 +270,7 @@ impl RidgeArgs {
             max_memory,
             folds,
             progress: true,
+            partial_fractions: !self.no_partial_fractions,
         };
         check_options(&o).context("ridge options")?;
         Ok(o)
@@ -586,10 +596,10 @@ pub(crate) struct ChunkShape {
 /// Voxels per chunk such that the chunk's buffers fit `budget` after `fixed` bytes.
 pub(crate) fn chunk_voxels(s: &ChunkShape, fixed: u64, budget: u64, v: usize) -> Result<usize> {
     let e = s.elem as u64;
-    // Y rows (n), per-fold X'Y (folds·p), their sum and two centred copies (3p), B, C, C∘B
+    // Y rows and their per-fold copies (2n), per-fold X'Y (folds·p), their sum and two centred copies (3p), B, C, C∘B
     // (3k), the per-alpha validation product (r), weights (p), test predictions (n_test),
     // plus f64 score accumulators.
-    let per_voxel = e * (s.n + (s.n_folds + 4) * s.p + 3 * s.k + s.r + s.n_test) as u64
+    let per_voxel = e * (2 * s.n + (s.n_folds + 4) * s.p + 3 * s.k + s.r + s.n_test) as u64
         + 8 * (3 * s.n_alphas + 4 * s.n_folds) as u64;
     let min_chunk = v.min(64) as u64;
     if budget < fixed + min_chunk * per_voxel {

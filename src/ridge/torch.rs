@@ -207,7 +207,16 @@ fn fit_inner(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan, dev: Device) -> Re
         .with_context(|| format!("CV fold {} of {nfold}", fi + 1))?;
         let xf = x64.index_select(0, &idxs[fi]);
         let a_c = fl.mm(&(&xf - xbar.unsqueeze(0)), &m);
-        let quad = choose_quad(a_c, &s, &plan.alphas, o.precision, kd, dev, &mut fl)?;
+        let quad = choose_quad(
+            a_c,
+            &s,
+            &plan.alphas,
+            o.precision,
+            o.partial_fractions,
+            kd,
+            dev,
+            &mut fl,
+        )?;
         let delta = m.tr().mv(&(&xbar - &mu));
         folds.push(Fold {
             idx: idxs[fi].shallow_clone(),
@@ -441,6 +450,7 @@ fn choose_quad(
     s: &Tensor,
     alphas: &[f64],
     precision: Precision,
+    allowed: bool,
     kd: Kind,
     dev: Device,
     fl: &mut Flops,
@@ -449,7 +459,7 @@ fn choose_quad(
     let (n_f, k) = (n_f as usize, k as usize);
     let na = alphas.len();
     let cheaper = k + 4 * na < na * n_f.min(k);
-    if precision == Precision::F64 || !cheaper || k < 2 {
+    if !allowed || precision == Precision::F64 || !cheaper || k < 2 {
         return direct_factor(a_c, kd, dev, fl);
     }
     let sv = to_vec_f64(s);
