@@ -385,7 +385,7 @@ fn chunked_voxels_give_the_same_result() {
     let whole = fit_cv(&problem(&d), &o).unwrap();
     // A budget that allows only ~100 voxels per chunk.
     let mut small = o.clone();
-    small.max_memory = Some(200_000);
+    small.max_memory = Some(400_000);
     let chunked = fit_cv(&problem(&d), &small).unwrap();
     assert_eq!(whole.best_alpha, chunked.best_alpha);
     assert!(max_abs_diff(whole.test_r.iter(), chunked.test_r.iter()) < 1e-12);

@@ -604,12 +604,23 @@ pub(crate) fn chunk_voxels(s: &ChunkShape, fixed: u64, budget: u64, v: usize) ->
     let min_chunk = v.min(64) as u64;
     if budget < fixed + min_chunk * per_voxel {
         bail!(
-            "memory budget {:.2} GiB is too small: this problem needs at least {:.2} GiB (raise --max-memory)",
-            budget as f64 / (1u64 << 30) as f64,
-            (fixed + min_chunk * per_voxel) as f64 / (1u64 << 30) as f64
+            "memory budget {} is too small: this problem needs at least {} (raise --max-memory)",
+            human_bytes(budget),
+            human_bytes(fixed + min_chunk * per_voxel)
         );
     }
     Ok((((budget - fixed) / per_voxel) as usize).clamp(1, v))
+}
+
+/// 1.50 GiB, 12.0 MiB, 800 KiB, 12 B.
+pub fn human_bytes(b: u64) -> String {
+    let units = [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    for (name, size) in units {
+        if b >= size {
+            return format!("{:.2} {name}", b as f64 / size as f64);
+        }
+    }
+    format!("{b} B")
 }
 
 /// Eigendecomposition FLOP estimate (tridiagonal reduction 4/3·p³ plus eigenvector
