@@ -85,6 +85,9 @@ pub struct BenchRow {
     pub flops: f64,
     pub peak_gflops: f64,
     pub mean_test_r: f64,
+    /// Process CPU time (user + system, all threads) of the fastest fit: on a shared machine,
+    /// CPU time / cores bounds what the wall time would be without the other load.
+    pub cpu_seconds: f64,
 }
 
 impl BenchRow {
@@ -169,8 +172,14 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     );
     let peak = gemm_peak(&o)?;
     println!("GEMM peak measured now: {peak:.1} GFLOP/s");
-    println!("| n | p | v | alphas | folds | seconds | GFLOP | GFLOP/s | ratio to GEMM peak | mean test r |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    if let Some(l) = load_average() {
+        println!(
+            "load average (1 min) before the fits: {l:.2} on {} logical CPUs",
+            num_cpus()
+        );
+    }
+    println!("| n | p | v | alphas | folds | seconds | CPU s | GFLOP | GFLOP/s | ratio to GEMM peak | mean test r |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for s in sizes {
         o.alphas = (0..s.alphas)
             .map(|i| 10f64.powf(-1.0 + 7.0 * i as f64 / (s.alphas.max(2) - 1) as f64))
@@ -184,13 +193,14 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             peak,
         )?;
         println!(
-            "| {} | {} | {} | {} | {} | {:.3} | {:.1} | {:.1} | {:.2} | {:.4} |",
+            "| {} | {} | {} | {} | {} | {:.3} | {:.2} | {:.1} | {:.1} | {:.2} | {:.4} |",
             s.n,
             s.p,
             s.v,
             s.alphas,
             s.folds,
             row.seconds,
+            row.cpu_seconds,
             row.flops / 1e9,
             row.gflops(),
             row.gflops() / peak,
@@ -198,6 +208,12 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// Seeded X (n × p), W (p × v) and Y = XW + noise (per-voxel noise level from 0.5 to 5),
@@ -261,11 +277,17 @@ pub fn bench_one(
         y_test: yt.view(),
     };
     let mut best = f64::INFINITY;
+    let mut cpu = f64::INFINITY;
     let mut fit = None;
     for _ in 0..repeats {
+        let c0 = process_cpu_seconds();
         let t = Instant::now();
         let f = fit_cv(&prob, o)?;
-        best = best.min(t.elapsed().as_secs_f64());
+        let wall = t.elapsed().as_secs_f64();
+        if wall < best {
+            best = wall;
+            cpu = process_cpu_seconds() - c0;
+        }
         fit = Some(f);
     }
     let fit = fit.expect("repeats >= 1");
@@ -275,7 +297,27 @@ pub fn bench_one(
         flops: fit.flops,
         peak_gflops: peak,
         mean_test_r: fit.test_r.mean().unwrap_or(f64::NAN),
+        cpu_seconds: cpu,
     })
+}
+
+/// User + system CPU time of this process so far (all threads).
+fn process_cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// The 1-minute load average (other work on the machine skews timings).
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Best GFLOP/s of square matrix products on the fit's backend, device and precision.

@@ -76,7 +76,7 @@ fn keep_freed_memory() {
         // SAFETY: mallopt only tunes glibc's allocator; called once, before the big allocations.
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20); // glibc's maximum
-            libc::mallopt(libc::M_TRIM_THRESHOLD, 4 << 30);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
         }
     });
 }

@@ -39,13 +39,35 @@ fn kind(p: Precision) -> Kind {
     }
 }
 
-/// A host f32 matrix to a device tensor of `k`.
+/// A host f32 matrix to a device tensor of `k`. Row-major views (including column slices of
+/// a larger matrix) are read in place: no host copy before the transfer.
 fn upload(a: ArrayView2<f32>, k: Kind, dev: Device) -> Tensor {
+    let (r, c) = a.dim();
+    let st = a.strides();
+    if r > 0 && c > 0 && (c == 1 || st[1] == 1) && st[0] >= c as isize {
+        let strides = [st[0] as i64, 1];
+        // SAFETY: the blob covers exactly the view's elements (shape and positive strides
+        // checked above) and lives only until the copy below, while `a` is borrowed.
+        let blob = unsafe {
+            Tensor::from_blob(
+                a.as_ptr() as *const u8,
+                &[r as i64, c as i64],
+                &strides,
+                Kind::Float,
+                Device::Cpu,
+            )
+        };
+        return if dev == Device::Cpu && k == Kind::Float {
+            blob.copy()
+        } else if dev == Device::Cpu {
+            blob.to_kind(k)
+        } else {
+            blob.to_device(dev).to_kind(k)
+        };
+    }
     let std = a.as_standard_layout();
     let t = Tensor::from_slice(std.as_slice().expect("standard layout"));
-    t.view([a.nrows() as i64, a.ncols() as i64])
-        .to_device(dev)
-        .to_kind(k)
+    t.view([r as i64, c as i64]).to_device(dev).to_kind(k)
 }
 
 fn to_vec_f64(t: &Tensor) -> Vec<f64> {
