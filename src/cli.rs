@@ -5,7 +5,7 @@ use crate::dataset::{synth, Dataset};
 use crate::encode::{self, Split};
 use crate::features::{self, ExtractorKind, FeaturesOptions};
 use crate::pipeline::{self, DemoOptions};
-use crate::ridge::{CvScore, RidgeOptions};
+use crate::ridge::RidgeArgs;
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -34,6 +34,8 @@ pub enum Command {
     Maps(MapsArgs),
     /// The whole pipeline on the embedded synthetic dataset.
     Demo(DemoArgs),
+    /// Time the cross-validated ridge fit on generated data (seconds, GFLOP/s, ratio to GEMM peak).
+    BenchRidge(crate::ridge::bench::BenchArgs),
     /// Scale benchmarks over grids of data size × model × precision (local or SLURM).
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
@@ -151,18 +153,8 @@ pub struct EncodeArgs {
     /// Run ids held out for testing (default: each subject's last run).
     #[arg(long, value_delimiter = ',')]
     pub test_runs: Vec<String>,
-    /// Candidate alphas (default 10 values, 1 … 1e6, log-spaced).
-    #[arg(long, value_delimiter = ',')]
-    pub alphas: Vec<f64>,
-    /// Score used to choose alpha per voxel.
-    #[arg(long, value_enum, default_value = "r")]
-    pub cv_score: CvScore,
-    /// Save the refit weights (features × voxels).
-    #[arg(long)]
-    pub save_weights: bool,
-    /// Save the CV score of every alpha for every voxel.
-    #[arg(long)]
-    pub save_cv_scores: bool,
+    #[command(flatten)]
+    pub ridge: RidgeArgs,
 }
 
 #[derive(Args, Debug)]
@@ -247,10 +239,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Encode(a) => {
             let (ds, work) = a.place.open()?;
-            let mut ropts = RidgeOptions { score: a.cv_score, keep_weights: a.save_weights, keep_cv_scores: a.save_cv_scores, ..Default::default() };
-            if !a.alphas.is_empty() {
-                ropts.alphas = a.alphas.clone();
-            }
+            let ropts = a.ridge.to_options()?;
             let fits = pipeline::encode_dataset(&ds, &work, &a.features, &a.subjects, &Split { test_runs: a.test_runs.clone() }, &ropts)?;
             for (s, f) in pipeline::select_subjects(&ds, &a.subjects)?.iter().zip(&fits) {
                 let sm = crate::stats::summarize_r(f.fit.test_r.view());
@@ -269,6 +258,7 @@ pub fn run(cli: Cli) -> Result<()> {
             print!("{}", pipeline::summary_table(&rows));
             println!("maps (r, r2, alpha, ceiling NIfTI + r_mosaic.png) in {}/maps, summary in {}/summary.csv", a.out.display(), a.out.display());
         }
+        Command::BenchRidge(a) => crate::ridge::bench::run(&a)?,
         Command::Bench(c) => crate::bench::run(c)?,
         Command::Scaling(c) => crate::scaling::run(c)?,
     }

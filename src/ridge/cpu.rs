@@ -1,145 +1,730 @@
-//! CPU backend (ndarray + LAPACK through ndarray-linalg), f64.
-//!
-//! For each fold, one eigendecomposition gives the validation predictions of every alpha:
-//! pred(alpha) = A · diag(1 / (s + alpha)) · B, with A = X_val U, B = U' X_tr' Y_tr (primal, when
-//! n ≥ p), or A = X_val X_tr' V, B = V' Y_tr (kernel form, when p > n).
-use super::{validate, CvScore, RidgeFit, RidgeOptions, RidgeProblem};
-use crate::stats::{pearson_columns, r2_columns};
+//! CPU backend: ndarray + OpenBLAS (matrix products) + LAPACK (eigendecompositions, f64).
+//! The algorithm is described in `mod.rs`; the voxel-sized work runs in f32 or f64.
+use super::blas::{gemm, Real};
+use super::{
+    best_alpha_index, chunk_voxels, eigh_flops, fold_score, gemm_flops, memory_budget, progress,
+    ChunkShape, Plan, Precision, RawFit, RidgeOptions, RidgeProblem,
+};
 use anyhow::{Context, Result};
-use ndarray::{Array1, Array2, ArrayView2, Axis};
-use ndarray_linalg::{Eigh, UPLO};
+use ndarray::{s, Array1, Array2, ArrayView2, Axis, Zip};
 
-struct Decomp {
-    /// Maps rows of some X to the eigenbasis (X · proj gives A).
-    proj: Array2<f64>,
-    s: Array1<f64>,
-    /// Training targets in the eigenbasis.
-    b: Array2<f64>,
-    x_mean: Array1<f64>,
-    y_mean: Array1<f64>,
+/// Columns of the validation product handled at once, so it stays in cache.
+const BLOCK: usize = 1024;
+/// Largest voxel chunk (the memory budget may ask for less).
+const CHUNK_MAX: usize = 4096;
+
+/// Wall time per phase, printed when BRAINSCALE_RIDGE_TRACE is set (for tuning only).
+struct Trace {
+    on: bool,
+    last: std::time::Instant,
+    acc: Vec<(&'static str, f64)>,
 }
 
-fn decompose(x: ArrayView2<f64>, y: ArrayView2<f64>, intercept: bool) -> Result<Decomp> {
-    let (n, p) = x.dim();
-    let (x_mean, y_mean) = if intercept {
-        (x.mean_axis(Axis(0)).unwrap(), y.mean_axis(Axis(0)).unwrap())
-    } else {
-        (Array1::zeros(p), Array1::zeros(y.ncols()))
+impl Trace {
+    fn new() -> Self {
+        Self {
+            on: std::env::var_os("BRAINSCALE_RIDGE_TRACE").is_some(),
+            last: std::time::Instant::now(),
+            acc: Vec::new(),
+        }
+    }
+    fn lap(&mut self, name: &'static str) {
+        if !self.on {
+            return;
+        }
+        let t = self.last.elapsed().as_secs_f64();
+        self.last = std::time::Instant::now();
+        match self.acc.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, a)) => *a += t,
+            None => self.acc.push((name, t)),
+        }
+    }
+    fn report(&self) {
+        if self.on {
+            let parts: Vec<String> = self
+                .acc
+                .iter()
+                .map(|(n, t)| format!("{n} {t:.3}s"))
+                .collect();
+            eprintln!("ridge trace: {}", parts.join(", "));
+        }
+    }
+}
+
+pub(crate) fn fit(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan) -> Result<RawFit> {
+    // libtorch_cpu (always linked, through tch) exports its bundled MKL's BLAS/LAPACK symbols
+    // ahead of OpenBLAS, so LAPACK calls may land in MKL, whose OpenMP threads then spin
+    // against OpenBLAS's threads (fits ran ~3x slower). One OpenMP thread during the fit
+    // avoids that; the setting is restored afterwards.
+    let omp_threads = tch::get_num_threads();
+    keep_freed_memory();
+    tch::set_num_threads(1);
+    let out = match o.precision {
+        Precision::F32 => fit_t::<f32>(p, o, plan),
+        Precision::F64 => fit_t::<f64>(p, o, plan),
     };
-    let xc = &x - &x_mean;
-    let yc = &y - &y_mean;
-    if n >= p {
-        let (s, u) = xc.t().dot(&xc).eigh(UPLO::Lower).context("eigendecomposition of X'X")?;
-        let b = u.t().dot(&xc.t().dot(&yc));
-        Ok(Decomp { proj: u, s: s.mapv(|v| v.max(0.0)), b, x_mean, y_mean })
+    tch::set_num_threads(omp_threads);
+    out
+}
+
+/// The fit allocates and frees many matrices of tens of MB; glibc would map and unmap each,
+/// and the kernel zero every page again (~20% of the fit's time in page faults). Raising the
+/// mmap and trim thresholds keeps freed blocks in the heap for reuse (process-wide, once).
+fn keep_freed_memory() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: mallopt only tunes glibc's allocator; called once, before the big allocations.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20); // glibc's maximum
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        }
+    });
+}
+
+/// Counts the floating-point work as it is issued.
+#[derive(Default)]
+struct Flops(f64);
+
+impl Flops {
+    fn gemm<T: Real>(
+        &mut self,
+        alpha: T,
+        a: ArrayView2<T>,
+        b: ArrayView2<T>,
+        beta: T,
+        c: ndarray::ArrayViewMut2<T>,
+    ) {
+        self.0 += gemm_flops(a.nrows(), b.ncols(), a.ncols());
+        gemm(alpha, a, b, beta, c);
+    }
+    fn dot<T: Real>(&mut self, a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
+        let mut c = Array2::zeros((a.nrows(), b.ncols()));
+        self.gemm(T::one(), a, b, T::zero(), c.view_mut());
+        c
+    }
+    fn eigh(&mut self, a: &Array2<f64>, what: &str) -> Result<(Array1<f64>, Array2<f64>)> {
+        self.0 += eigh_flops(a.nrows());
+        super::blas::eigh(a).with_context(|| format!("eigendecomposition of {what}"))
+    }
+}
+
+/// Eigenvalues kept: above the usual numerical-rank tolerance of the largest one.
+fn keep_mask(s: &Array1<f64>, dim: usize) -> Vec<usize> {
+    let smax = s.iter().cloned().fold(0.0, f64::max);
+    let tol = smax * dim as f64 * f64::EPSILON * 10.0;
+    (0..s.len()).filter(|&i| s[i] > tol && s[i] > 0.0).collect()
+}
+
+/// Orthonormal basis M (p × k) of the centred training rows' span, and the eigenvalues s of
+/// X_c'X_c on it: from the p × p Gram (primal) or the n × n kernel when p > n.
+fn basis(
+    x: ArrayView2<f32>,
+    train_rows: &[usize],
+    gram: &Array2<f64>,
+    mu: &Array1<f64>,
+    flops: &mut Flops,
+) -> Result<(Array2<f64>, Array1<f64>)> {
+    let (n_t, p) = (train_rows.len(), x.ncols());
+    if p <= n_t {
+        // X_c'X_c = X'X - n μμ' (μ = 0 without intercept).
+        let mut k = gram.clone();
+        let nm = n_t as f64;
+        Zip::indexed(&mut k).for_each(|(i, j), v| *v -= nm * mu[i] * mu[j]);
+        let (s, u) = flops.eigh(&k, "the training Gram matrix X'X")?;
+        let keep = keep_mask(&s, p);
+        Ok((u.select(Axis(1), &keep), s.select(Axis(0), &keep)))
     } else {
-        let (s, v) = xc.dot(&xc.t()).eigh(UPLO::Lower).context("eigendecomposition of XX'")?;
-        let b = v.t().dot(&yc);
-        Ok(Decomp { proj: xc.t().dot(&v), s: s.mapv(|v| v.max(0.0)), b, x_mean, y_mean })
-    }
-}
-
-impl Decomp {
-    /// Predictions for rows `x` with one alpha for every voxel in `cols`.
-    fn predict(&self, x: ArrayView2<f64>, alpha: f64, cols: &[usize]) -> Array2<f64> {
-        let a = (&x - &self.x_mean).dot(&self.proj);
-        let scale = self.s.mapv(|s| 1.0 / (s + alpha));
-        let b = self.b.select(Axis(1), cols);
-        let mut pred = (a * &scale).dot(&b);
-        let ym = self.y_mean.select(Axis(0), cols);
-        pred += &ym;
-        pred
-    }
-}
-
-fn score(kind: CvScore, truth: ArrayView2<f64>, pred: ArrayView2<f64>) -> Array1<f64> {
-    let (t, p) = (truth.mapv(|v| v as f32), pred.mapv(|v| v as f32));
-    match kind {
-        CvScore::R => pearson_columns(t.view(), p.view()),
-        CvScore::R2 => r2_columns(t.view(), p.view()),
-    }
-}
-
-/// Cross-validated ridge with one alpha per voxel, then refit on all training rows.
-pub fn fit_cv(p: &RidgeProblem, o: &RidgeOptions) -> Result<RidgeFit> {
-    validate(p, o)?;
-    let mut alphas = o.alphas.clone();
-    alphas.sort_by(f64::total_cmp);
-    alphas.dedup();
-    let x = p.x_train.mapv(|v| v as f64);
-    let y = p.y_train.mapv(|v| v as f64);
-    let v = y.ncols();
-    let all: Vec<usize> = (0..v).collect();
-    let mut runs: Vec<usize> = p.groups.to_vec();
-    runs.sort_unstable();
-    runs.dedup();
-
-    let mut scores = Array2::<f64>::zeros((alphas.len(), v));
-    for &run in &runs {
-        let tr: Vec<usize> = (0..p.groups.len()).filter(|&i| p.groups[i] != run).collect();
-        let va: Vec<usize> = (0..p.groups.len()).filter(|&i| p.groups[i] == run).collect();
-        let d = decompose(x.select(Axis(0), &tr).view(), y.select(Axis(0), &tr).view(), o.intercept)?;
-        let (xv, yv) = (x.select(Axis(0), &va), y.select(Axis(0), &va));
-        for (k, &alpha) in alphas.iter().enumerate() {
-            let pred = d.predict(xv.view(), alpha, &all);
-            scores.row_mut(k).scaled_add(1.0 / runs.len() as f64, &score(o.score, yv.view(), pred.view()));
+        let xc = gather(x, train_rows, 0..p, |t, j| t as f64 - mu[j]);
+        let k = flops.dot(xc.view(), xc.t());
+        let (s, v) = flops.eigh(&k, "the training kernel XX'")?;
+        let keep = keep_mask(&s, n_t);
+        let s = s.select(Axis(0), &keep);
+        // M = X_c' V S^-1/2 has orthonormal columns and spans the same space as U.
+        let mut m = flops.dot(xc.t(), v.select(Axis(1), &keep).view());
+        for (mut col, &sv) in m.axis_iter_mut(Axis(1)).zip(s.iter()) {
+            col.mapv_inplace(|t| t / sv.sqrt());
         }
+        Ok((m, s))
+    }
+}
+
+/// What one fold needs for the voxel-sized work.
+struct Fold<T> {
+    rows: Vec<usize>,
+    /// Validation rows of X, in T (for X_f'Y_f).
+    x_val: Array2<T>,
+    mu: Array1<f64>,
+    xbar: Array1<f64>,
+    /// M' (k × p).
+    mt: Array2<T>,
+    s: Array1<f64>,
+    /// How ||P_c||² is computed for this fold.
+    quad: Quad<T>,
+    /// M'(x̄_val - μ): offset of the validation mean from the training mean, in the basis.
+    delta: Array1<f64>,
+}
+
+fn to_t<T: Real>(a: &Array2<f64>) -> Array2<T> {
+    a.mapv(T::from_f64)
+}
+
+fn fit_t<T: Real>(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan) -> Result<RawFit> {
+    let x = p.x_train;
+    let (n, nf) = x.dim();
+    let v = p.y_train.ncols();
+    let na = plan.alphas.len();
+    let nfold = plan.folds.len();
+    let mut flops = Flops::default();
+    let mut tr = Trace::new();
+
+    // Per-fold Grams and sums, in f64; training Grams are the total minus the fold's.
+    let mut grams = Vec::with_capacity(nfold);
+    let mut sums = Vec::with_capacity(nfold);
+    for rows in &plan.folds {
+        let xf = gather(x, rows, 0..nf, |t, _| t as f64);
+        grams.push(flops.dot(xf.t(), xf.view()));
+        sums.push(xf.sum_axis(Axis(0)));
+    }
+    tr.lap("grams");
+    let gram_all = grams
+        .iter()
+        .fold(Array2::<f64>::zeros((nf, nf)), |a, g| a + g);
+    let sum_all = sums.iter().fold(Array1::<f64>::zeros(nf), |a, s| a + s);
+
+    let mut folds: Vec<Fold<T>> = Vec::with_capacity(nfold);
+    for (fi, rows) in plan.folds.iter().enumerate() {
+        let n_f = rows.len();
+        let n_t = n - n_f;
+        let mu = if o.intercept {
+            (&sum_all - &sums[fi]) / n_t as f64
+        } else {
+            Array1::zeros(nf)
+        };
+        let xbar = &sums[fi] / n_f as f64;
+        let mut in_fold = vec![false; n];
+        rows.iter().for_each(|&r| in_fold[r] = true);
+        let train_rows: Vec<usize> = (0..n).filter(|&r| !in_fold[r]).collect();
+        let (m, s) = basis(x, &train_rows, &(&gram_all - &grams[fi]), &mu, &mut flops)
+            .with_context(|| format!("CV fold {} of {nfold}", fi + 1))?;
+        let xvc = gather(x, rows, 0..nf, |t, j| t as f64 - xbar[j]);
+        let a_c = flops.dot(xvc.view(), m.view());
+        let quad = choose_quad::<T>(
+            a_c,
+            &s,
+            &plan.alphas,
+            o.precision,
+            o.partial_fractions,
+            &mut flops,
+        )?;
+        let delta = m.t().dot(&(&xbar - &mu));
+        folds.push(Fold {
+            rows: rows.clone(),
+            x_val: gather(x, rows, 0..nf, |t, _| T::from_f64(t as f64)),
+            mu,
+            xbar,
+            mt: to_t(&m.t().as_standard_layout().to_owned()),
+            s,
+            quad,
+            delta,
+        });
     }
 
-    // Best alpha per voxel; iterating from the largest alpha down with a strict comparison
-    // sends ties to the larger alpha.
-    let mut best = vec![alphas.len() - 1; v];
-    for j in 0..v {
-        for k in (0..alphas.len()).rev() {
-            if scores[[k, j]] > scores[[best[j], j]] {
-                best[j] = k;
+    tr.lap("fold bases");
+    // Refit basis on all training rows.
+    let mu_all = if o.intercept {
+        &sum_all / n as f64
+    } else {
+        Array1::zeros(nf)
+    };
+    let all_rows: Vec<usize> = (0..n).collect();
+    let (m_all, s_all) = basis(x, &all_rows, &gram_all, &mu_all, &mut flops)
+        .context("refit on all training runs")?;
+    let k_all = s_all.len();
+    let n_test = p.x_test.nrows();
+    let xtc = gather(p.x_test, &(0..n_test).collect::<Vec<_>>(), 0..nf, |t, j| {
+        t as f64 - mu_all[j]
+    });
+    let a_test: Array2<T> = to_t(&flops.dot(xtc.view(), m_all.view()));
+    let mt_all: Array2<T> = to_t(&m_all.t().as_standard_layout().to_owned());
+    let m_all_t: Option<Array2<T>> = o.keep_weights.then(|| to_t(&m_all));
+
+    // Voxel chunks sized from the memory budget.
+    let e = std::mem::size_of::<T>();
+    let k_max = folds
+        .iter()
+        .map(|f| f.s.len())
+        .chain([k_all])
+        .max()
+        .unwrap_or(0);
+    let r_max = folds
+        .iter()
+        .map(|f| f.quad.rows())
+        .max()
+        .unwrap_or(0)
+        .min(BLOCK.max(1));
+    let fixed = (e
+        * (n * nf + nfold * k_max * (nf + k_max) + k_all * (nf + n_test) + na * k_max * 2)
+        + 8 * nf * nf * (nfold + 2)) as u64;
+    let shape = ChunkShape {
+        n,
+        p: nf,
+        k: k_max,
+        r: r_max,
+        n_test,
+        n_folds: nfold,
+        n_alphas: na,
+        elem: e,
+    };
+    // Chunks of at most CHUNK_MAX voxels keep the per-fold buffers cache-friendly.
+    let chunk = chunk_voxels(&shape, fixed, memory_budget(o), v)?.min(CHUNK_MAX);
+    tr.lap("refit basis");
+
+    let mut cv_scores = Array2::<f64>::zeros((na, v));
+    let mut best = vec![0usize; v];
+    let mut test_pred = Array2::<f32>::zeros((n_test, v));
+    let mut weights = o.keep_weights.then(|| Array2::<f32>::zeros((nf, v)));
+    let n_chunks = v.div_ceil(chunk);
+    let bar = progress(o.progress, (n_chunks * (nfold + 1)) as u64);
+
+    for j0 in (0..v).step_by(chunk) {
+        let j1 = (j0 + chunk).min(v);
+        let c = j1 - j0;
+        // Per fold: Y rows, their sums and centred sums of squares, and X_f'Y_f.
+        let mut ysum: Vec<Array1<f64>> = Vec::with_capacity(nfold);
+        let mut yss: Vec<Array1<f64>> = Vec::with_capacity(nfold);
+        let mut z: Vec<Array2<T>> = Vec::with_capacity(nfold);
+        for fd in &folds {
+            let y = gather(p.y_train, &fd.rows, j0..j1, |t, _| T::from_f64(t as f64));
+            let (sm, ss) = column_moments(y.view());
+            let mut zf = Array2::<T>::zeros((nf, c));
+            flops.gemm(T::one(), fd.x_val.t(), y.view(), T::zero(), zf.view_mut());
+            ysum.push(sm);
+            yss.push(ss);
+            z.push(zf);
+        }
+        tr.lap("X'Y per fold");
+        let mut xty = Array2::<T>::zeros((nf, c));
+        z.iter()
+            .for_each(|zf| Zip::from(&mut xty).and(zf).for_each(|a, &b| *a = *a + b));
+        let ysum_all = ysum.iter().fold(Array1::<f64>::zeros(c), |a, s| a + s);
+
+        let mut scores = Array2::<f64>::zeros((na, c));
+        for (fi, fd) in folds.iter_mut().enumerate() {
+            let n_f = fd.rows.len() as f64;
+            let n_t = n as f64 - n_f;
+            let k = fd.s.len();
+            // ν·n_t = Σ_train y; R = X_t'Y_t - n_t μν' (centred training product),
+            // Zc = X_f'Y_f - n_f x̄ȳ' (validation product centred on the validation mean).
+            let ytr: Array1<f64> = &ysum_all - &ysum[fi];
+            let nu: Array1<f64> = if o.intercept {
+                &ytr / n_t
+            } else {
+                Array1::zeros(c)
+            };
+            let mut rz = Array2::<T>::zeros((nf, 2 * c));
+            Zip::indexed(rz.slice_mut(s![.., ..c]))
+                .and(&xty)
+                .and(&z[fi])
+                .par_for_each(|(i, j), r, &a, &b| {
+                    let corr = if o.intercept { fd.mu[i] * ytr[j] } else { 0.0 };
+                    *r = a - b - T::from_f64(corr);
+                });
+            Zip::indexed(rz.slice_mut(s![.., c..]))
+                .and(&z[fi])
+                .par_for_each(|(i, j), r, &b| {
+                    *r = b - T::from_f64(fd.xbar[i] * ysum[fi][j]);
+                });
+            let bc = flops.dot(fd.mt.view(), rz.view());
+            let (b, cmat) = (bc.slice(s![.., ..c]), bc.slice(s![.., c..]));
+            // d(alpha) for every alpha, and the alpha-stacked linear statistics.
+            let d = Array2::from_shape_fn((na, k), |(a, i)| 1.0 / (fd.s[i] + plan.alphas[a]));
+            let dt: Array2<T> = to_t(&d);
+            let ddelta: Array2<T> = to_t(&(&d * &fd.delta));
+            let mut e_cb = Array2::<T>::zeros((k, c));
+            Zip::from(&mut e_cb)
+                .and(&b)
+                .and(&cmat)
+                .par_for_each(|e, &bb, &cc| *e = bb * cc);
+            let lin = flops.dot(dt.view(), e_cb.view());
+            let mm = flops.dot(ddelta.view(), b);
+            tr.lap("B, C, linear stats");
+            let q = fd.quad.q(&d, &fd.s, &plan.alphas, b, &mut flops);
+            tr.lap("q");
+            let inv = 1.0 / plan.folds.len() as f64;
+            Zip::indexed(&mut scores).par_for_each(|(a, j), sc| {
+                let mean_y = ysum[fi][j] / n_f;
+                let sv = fold_score(
+                    o.score,
+                    lin[[a, j]].to_f64(),
+                    q[[a, j]],
+                    yss[fi][j],
+                    mm[[a, j]].to_f64(),
+                    mean_y - nu[j],
+                    n_f,
+                );
+                *sc += sv * inv;
+            });
+            bar.inc(1);
+        }
+
+        tr.lap("scores");
+        // Refit with each voxel's best alpha, predict the test rows.
+        let best_c = best_alpha_index(scores.view());
+        let mut r_all = xty;
+        if o.intercept {
+            Zip::indexed(&mut r_all)
+                .par_for_each(|(i, j), r| *r = *r - T::from_f64(mu_all[i] * ysum_all[j]));
+        }
+        let mut bs = flops.dot(mt_all.view(), r_all.view());
+        Zip::indexed(&mut bs).par_for_each(|(i, j), b| {
+            *b = *b * T::from_f64(1.0 / (s_all[i] + plan.alphas[best_c[j]]))
+        });
+        let mut pred = flops.dot(a_test.view(), bs.view());
+        let nu_all: Array1<f64> = if o.intercept {
+            &ysum_all / n as f64
+        } else {
+            Array1::zeros(c)
+        };
+        Zip::from(test_pred.slice_mut(s![.., j0..j1]))
+            .and(&mut pred)
+            .and_broadcast(&nu_all)
+            .for_each(|t, &mut pv, &nu| {
+                *t = (pv.to_f64() + nu) as f32;
+            });
+        if let (Some(w), Some(m)) = (weights.as_mut(), m_all_t.as_ref()) {
+            let wc = flops.dot(m.view(), bs.view());
+            Zip::from(w.slice_mut(s![.., j0..j1]))
+                .and(&wc)
+                .for_each(|t, &x| *t = x.to_f64() as f32);
+        }
+        cv_scores.slice_mut(s![.., j0..j1]).assign(&scores);
+        best[j0..j1].copy_from_slice(&best_c);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    tr.lap("refit");
+    tr.report();
+    Ok(RawFit {
+        cv_scores,
+        best,
+        test_pred,
+        weights,
+        flops: flops.0,
+    })
+}
+
+/// Rows `rows` and columns `cols` of `a`, mapped elementwise by `f(value, column)`.
+fn gather<O, F>(a: ArrayView2<f32>, rows: &[usize], cols: std::ops::Range<usize>, f: F) -> Array2<O>
+where
+    O: Clone + Send + Sync,
+    F: Fn(f32, usize) -> O + Sync,
+{
+    use rayon::prelude::*;
+    let w = cols.len();
+    if rows.is_empty() || w == 0 {
+        return Array2::from_shape_vec((rows.len(), w), Vec::new()).expect("empty shape");
+    }
+    let mut out = vec![f(0.0, 0); rows.len() * w];
+    out.par_chunks_mut(w)
+        .zip(rows.par_iter())
+        .for_each(|(dst, &r)| {
+            let src = a.row(r);
+            let src = src.slice(s![cols.clone()]);
+            for (j, (d, &t)) in dst.iter_mut().zip(src.iter()).enumerate() {
+                *d = f(t, j);
             }
+        });
+    Array2::from_shape_vec((rows.len(), w), out).expect("gather shape")
+}
+
+/// Column sums and centred sums of squares (f64 accumulation).
+fn column_moments<T: Real>(y: ArrayView2<T>) -> (Array1<f64>, Array1<f64>) {
+    let n = y.nrows() as f64;
+    let mut sum = Array1::<f64>::zeros(y.ncols());
+    for row in y.rows() {
+        Zip::from(&mut sum)
+            .and(&row)
+            .for_each(|s, &t| *s += t.to_f64());
+    }
+    let mean = &sum / n;
+    let mut ss = Array1::<f64>::zeros(y.ncols());
+    for row in y.rows() {
+        Zip::from(&mut ss)
+            .and(&row)
+            .and(&mean)
+            .for_each(|s, &t, &m| {
+                let d = t.to_f64() - m;
+                *s += d * d;
+            });
+    }
+    (sum, ss)
+}
+
+/// How a fold computes q = ||P_c||² = ||A_c D b||² for every alpha and voxel.
+enum Quad<T> {
+    /// With a factor F (F'F = A_c'A_c, min(n_val, k) rows): one product F·D·B per alpha.
+    Direct { f: Array2<T> },
+    /// By partial fractions over the eigenvalues (d_k d_l = (d_k - d_l)/(s_l - s_k)): one
+    /// product T·B per fold (T_kl = G_kl/(s_l - s_k), G = A_c'A_c) serves every alpha:
+    /// q(α) = Σ_k d_k² G_kk b_k² + 2 Σ_k (d_k - d_ref) b_k (T b)_k, the d_ref term being
+    /// exactly zero (T is antisymmetric) and subtracted to avoid cancellation at large alpha.
+    /// f64 arithmetic; checked against `Direct` on the first voxels, else replaced by it.
+    Fractions {
+        t: Array2<f64>,
+        gdiag: Array1<f64>,
+        s_ref: f64,
+        a_c: Array2<f64>,
+        checked: bool,
+    },
+}
+
+/// Largest accepted relative error of q by partial fractions (f32 products are ~1e-6).
+const FRACTIONS_TOL: f64 = 1e-7;
+
+fn direct_factor<T: Real>(a_c: Array2<f64>, k: usize, flops: &mut Flops) -> Result<Quad<T>> {
+    let n_f = a_c.nrows();
+    if n_f <= k {
+        return Ok(Quad::Direct { f: to_t(&a_c) });
+    }
+    let g = flops.dot(a_c.t(), a_c.view());
+    let (lam, q) = flops.eigh(&g, "the validation Gram matrix")?;
+    let keep = keep_mask(&lam, k);
+    let mut f = q
+        .select(Axis(1), &keep)
+        .reversed_axes()
+        .as_standard_layout()
+        .to_owned();
+    for (mut row, l) in f.axis_iter_mut(Axis(0)).zip(keep.iter().map(|&i| lam[i])) {
+        row.mapv_inplace(|t| t * l.sqrt());
+    }
+    Ok(Quad::Direct { f: to_t(&f) })
+}
+
+/// Partial fractions when they are cheaper and well conditioned (f32 work only: the f64
+/// path stays on the exact direct products).
+fn choose_quad<T: Real>(
+    a_c: Array2<f64>,
+    s: &Array1<f64>,
+    alphas: &[f64],
+    precision: Precision,
+    allowed: bool,
+    flops: &mut Flops,
+) -> Result<Quad<T>> {
+    let (n_f, k) = a_c.dim();
+    let na = alphas.len();
+    let r = n_f.min(k);
+    let cheaper = k + 4 * na < na * r;
+    if !allowed || precision == Precision::F64 || !cheaper || k < 2 {
+        return direct_factor(a_c, k, flops);
+    }
+    let gap = s
+        .windows(2)
+        .into_iter()
+        .map(|w| w[1] - w[0])
+        .fold(f64::INFINITY, f64::min);
+    let (smin, smax) = (s[0], s[k - 1]);
+    let amin = alphas.iter().cloned().fold(f64::INFINITY, f64::min);
+    // Rounding in T·B, relative to q, grows like spread/gap · (s_max+α)/(s_min+α).
+    let est = 1e-15 * (smax - smin) / gap * (smax + amin) / (smin + amin);
+    if !(gap > 0.0 && est <= FRACTIONS_TOL) {
+        return direct_factor(a_c, k, flops);
+    }
+    let g = flops.dot(a_c.t(), a_c.view());
+    let t = Array2::from_shape_fn((k, k), |(i, j)| {
+        if i == j {
+            0.0
+        } else {
+            0.5 * (g[[i, j]] + g[[j, i]]) / (s[j] - s[i])
+        }
+    });
+    Ok(Quad::Fractions {
+        t,
+        gdiag: g.diag().to_owned(),
+        s_ref: 0.5 * (smin + smax),
+        a_c,
+        checked: false,
+    })
+}
+
+impl<T: Real> Quad<T> {
+    fn rows(&self) -> usize {
+        match self {
+            Quad::Direct { f } => f.nrows(),
+            Quad::Fractions { t, .. } => t.nrows(),
         }
     }
 
-    let d = decompose(x.view(), y.view(), o.intercept)?;
-    let xt = p.x_test.mapv(|v| v as f64);
-    let mut pred = Array2::<f64>::zeros((xt.nrows(), v));
-    let mut weights = o.keep_weights.then(|| Array2::<f32>::zeros((x.ncols(), v)));
-    for (k, &alpha) in alphas.iter().enumerate() {
-        let cols: Vec<usize> = (0..v).filter(|&j| best[j] == k).collect();
-        if cols.is_empty() {
-            continue;
-        }
-        let pk = d.predict(xt.view(), alpha, &cols);
-        for (c, &j) in cols.iter().enumerate() {
-            pred.column_mut(j).assign(&pk.column(c));
-        }
-        // W = proj · diag(1/(s+alpha)) · B in both forms (primal: proj = U; kernel: proj = X'V).
-        if let Some(w) = weights.as_mut() {
-            let wk = (&d.proj * &d.s.mapv(|s| 1.0 / (s + alpha))).dot(&d.b.select(Axis(1), &cols));
-            for (c, &j) in cols.iter().enumerate() {
-                w.column_mut(j).assign(&wk.column(c).mapv(|v| v as f32));
+    /// q (alphas × voxels) for the projected targets `b` (k × voxels); `d` = 1/(s + α).
+    fn q(
+        &mut self,
+        d: &Array2<f64>,
+        s: &Array1<f64>,
+        alphas: &[f64],
+        b: ArrayView2<T>,
+        flops: &mut Flops,
+    ) -> Array2<f64> {
+        if let Quad::Fractions {
+            t,
+            gdiag,
+            s_ref,
+            a_c,
+            checked,
+        } = self
+        {
+            let b64 = b.mapv(|x| x.to_f64());
+            let q = fractions_q(t, gdiag, *s_ref, s, alphas, b64.view(), flops);
+            if *checked {
+                return q;
             }
+            // Check on the first voxels against the exact products; fall back if off.
+            let nc = b.ncols().min(64);
+            let exact = direct_q(a_c, d, b64.slice(s![.., ..nc]), flops);
+            let mut worst = 0.0f64;
+            for j in 0..nc {
+                let scale = exact.column(j).iter().cloned().fold(0.0, f64::max);
+                if scale > 1e-300 {
+                    for a in 0..alphas.len() {
+                        worst = worst.max((q[[a, j]] - exact[[a, j]]).abs() / scale);
+                    }
+                }
+            }
+            if worst <= FRACTIONS_TOL {
+                *checked = true;
+                return q;
+            }
+            let k = a_c.ncols();
+            *self = direct_factor(std::mem::take(a_c), k, flops).expect("validation Gram factor");
+        }
+        match self {
+            Quad::Direct { f } => direct_q(f, d, b, flops),
+            Quad::Fractions { .. } => unreachable!("replaced above"),
         }
     }
-    let constant_voxels: Vec<usize> = (0..v)
-        .filter(|&j| {
-            let c = y.column(j);
-            let m = c.mean().unwrap_or(0.0);
-            c.iter().all(|&t| (t - m).abs() <= 1e-12 * (1.0 + m.abs()))
+}
+
+fn fractions_q(
+    t: &Array2<f64>,
+    gdiag: &Array1<f64>,
+    s_ref: f64,
+    s: &Array1<f64>,
+    alphas: &[f64],
+    b: ArrayView2<f64>,
+    flops: &mut Flops,
+) -> Array2<f64> {
+    let (k, c) = b.dim();
+    let tb = flops.dot(t.view(), b);
+    let mut u1 = Array2::<f64>::zeros((k, c));
+    let mut u2 = Array2::<f64>::zeros((k, c));
+    Zip::indexed(&mut u1)
+        .and(&mut u2)
+        .and(&b)
+        .and(&tb)
+        .par_for_each(|(i, _), x1, x2, &bb, &vv| {
+            *x1 = gdiag[i] * bb * bb;
+            *x2 = 2.0 * bb * vv;
+        });
+    let na = alphas.len();
+    let dsq = Array2::from_shape_fn((na, k), |(a, i)| (s[i] + alphas[a]).powi(-2));
+    // d_k - d_ref = (s_ref - s_k) d_k d_ref, without cancellation.
+    let ddiff = Array2::from_shape_fn((na, k), |(a, i)| {
+        (s_ref - s[i]) / ((s[i] + alphas[a]) * (s_ref + alphas[a]))
+    });
+    let mut q = flops.dot(dsq.view(), u1.view());
+    flops.gemm(1.0, ddiff.view(), u2.view(), 1.0, q.view_mut());
+    q
+}
+
+/// q = ||F D B||² per alpha, block by block so B's block stays in cache across alphas.
+fn direct_q<T: Real>(
+    f: &Array2<T>,
+    d: &Array2<f64>,
+    b: ArrayView2<T>,
+    flops: &mut Flops,
+) -> Array2<f64> {
+    let (na, c) = (d.nrows(), b.ncols());
+    let fds: Vec<Array2<T>> = (0..na)
+        .map(|a| {
+            let mut fd_a = f.clone();
+            for (mut col, &dd) in fd_a.axis_iter_mut(Axis(1)).zip(d.row(a).iter()) {
+                col.mapv_inplace(|t| t * T::from_f64(dd));
+            }
+            fd_a
         })
         .collect();
-    let yt = p.y_test.mapv(|v| v as f64);
-    let test_pred = pred.mapv(|v| v as f32);
-    let mut test_r = pearson_columns(p.y_test, test_pred.view());
-    let test_r2 = score(CvScore::R2, yt.view(), pred.view());
-    for &j in &constant_voxels {
-        test_r[j] = 0.0;
+    let r = f.nrows();
+    let mut h = Array2::<T>::zeros((r, BLOCK.min(c)));
+    let mut q = Array2::<f64>::zeros((na, c));
+    for b0 in (0..c).step_by(BLOCK) {
+        let b1 = (b0 + BLOCK).min(c);
+        let mut hb = h.slice_mut(s![.., ..b1 - b0]);
+        for a in 0..na {
+            flops.gemm(
+                T::one(),
+                fds[a].view(),
+                b.slice(s![.., b0..b1]),
+                T::zero(),
+                hb.view_mut(),
+            );
+            let mut qa = q.slice_mut(s![a, b0..b1]);
+            for row in hb.rows() {
+                Zip::from(&mut qa).and(&row).for_each(|acc, &t| {
+                    let t = t.to_f64();
+                    *acc += t * t;
+                });
+            }
+        }
     }
-    Ok(RidgeFit {
-        best_alpha: best.iter().map(|&k| alphas[k]).collect(),
-        alphas,
-        test_r,
-        test_r2,
-        cv_scores: o.keep_cv_scores.then_some(scores),
-        weights,
-        constant_voxels,
-        test_pred,
-    })
+    q
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_distr::{Distribution, StandardNormal};
+
+    fn randn(r: usize, c: usize, seed: u64) -> Array2<f64> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        Array2::from_shape_simple_fn((r, c), || StandardNormal.sample(&mut rng))
+    }
+
+    #[test]
+    fn partial_fractions_equal_direct_products() {
+        let (n_f, k, c) = (40, 12, 9);
+        let a_c = randn(n_f, k, 1);
+        let s = Array1::from_shape_fn(k, |i| 5.0 + 3.0 * i as f64 + (i as f64).sin());
+        let alphas = [0.01, 1.0, 30.0, 1e3, 1e6];
+        let b = randn(k, c, 2);
+        let d = Array2::from_shape_fn((alphas.len(), k), |(a, i)| 1.0 / (s[i] + alphas[a]));
+        let mut fl = Flops::default();
+        let exact = direct_q(&a_c, &d, b.view(), &mut fl);
+        let mut quad =
+            choose_quad::<f32>(a_c.clone(), &s, &alphas, Precision::F32, true, &mut fl).unwrap();
+        assert!(
+            matches!(quad, Quad::Fractions { .. }),
+            "well separated eigenvalues use partial fractions"
+        );
+        let b32 = b.mapv(|t| t as f32);
+        let q = quad.q(&d, &s, &alphas, b32.view(), &mut fl);
+        let exact32 = direct_q(&a_c, &d, b32.mapv(|t| t as f64).view(), &mut fl);
+        for ((x, y), z) in q.iter().zip(exact32.iter()).zip(exact.iter()) {
+            assert!((x - y).abs() <= 1e-9 * y.abs(), "{x} vs {y}");
+            assert!((x - z).abs() <= 1e-5 * z.abs());
+        }
+        assert!(matches!(quad, Quad::Fractions { checked: true, .. }));
+    }
+
+    #[test]
+    fn repeated_eigenvalues_and_f64_use_direct_products() {
+        let a_c = randn(30, 6, 3);
+        let s = Array1::from_vec(vec![1.0, 2.0, 2.0, 3.0, 4.0, 5.0]);
+        let alphas = [1.0, 10.0, 100.0];
+        let mut fl = Flops::default();
+        let q =
+            choose_quad::<f32>(a_c.clone(), &s, &alphas, Precision::F32, true, &mut fl).unwrap();
+        assert!(matches!(q, Quad::Direct { .. }));
+        let s2 = Array1::from_shape_fn(6, |i| 1.0 + i as f64);
+        let q = choose_quad::<f64>(a_c, &s2, &alphas, Precision::F64, true, &mut fl).unwrap();
+        assert!(matches!(q, Quad::Direct { .. }));
+    }
 }

@@ -1,0 +1,582 @@
+//! torch backend (tch): the algorithm of `mod.rs` on libtorch tensors, on the CPU or a CUDA
+//! GPU. Grams and eigendecompositions in f64 (cuSOLVER / LAPACK), the voxel-sized work in f32
+//! (optionally TF32 matrix products) or f64.
+use super::{
+    best_alpha_index, chunk_voxels, eigh_flops, gemm_flops, memory_budget, progress, ChunkShape,
+    CvScore, Plan, Precision, RawFit, RidgeDevice, RidgeOptions, RidgeProblem,
+};
+use anyhow::{bail, Context, Result};
+use ndarray::{s, Array2, ArrayView2};
+use tch::{Device, Kind, Tensor};
+
+/// The libtorch device for `d`, checked to exist.
+pub(crate) fn device(d: RidgeDevice) -> Result<Device> {
+    match d {
+        RidgeDevice::Cpu => Ok(Device::Cpu),
+        RidgeDevice::Cuda(i) => {
+            let count = tch::Cuda::device_count();
+            if !tch::Cuda::is_available() || i as i64 >= count {
+                bail!("CUDA device {i} is not available (libtorch sees {count} CUDA device(s)); use --device cpu");
+            }
+            Ok(Device::Cuda(i))
+        }
+    }
+}
+
+/// TF32 for cuBLAS matrix products. tch exposes no setter, so this uses libtorch's
+/// `TORCH_ALLOW_TF32_CUBLAS_OVERRIDE`, read at its first cuBLAS call: it applies to the whole
+/// process and must be set before any CUDA matrix product.
+fn set_tf32(on: bool) {
+    if on {
+        std::env::set_var("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "1");
+    }
+}
+
+fn kind(p: Precision) -> Kind {
+    match p {
+        Precision::F32 => Kind::Float,
+        Precision::F64 => Kind::Double,
+    }
+}
+
+/// A host f32 matrix to a device tensor of `k`. Row-major views (including column slices of
+/// a larger matrix) are read in place: no host copy before the transfer.
+fn upload(a: ArrayView2<f32>, k: Kind, dev: Device) -> Tensor {
+    let (r, c) = a.dim();
+    let st = a.strides();
+    if r > 0 && c > 0 && (c == 1 || st[1] == 1) && st[0] >= c as isize {
+        let strides = [st[0] as i64, 1];
+        // SAFETY: the blob covers exactly the view's elements (shape and positive strides
+        // checked above) and lives only until the copy below, while `a` is borrowed.
+        let blob = unsafe {
+            Tensor::from_blob(
+                a.as_ptr() as *const u8,
+                &[r as i64, c as i64],
+                &strides,
+                Kind::Float,
+                Device::Cpu,
+            )
+        };
+        return if dev == Device::Cpu && k == Kind::Float {
+            blob.copy()
+        } else if dev == Device::Cpu {
+            blob.to_kind(k)
+        } else {
+            blob.to_device(dev).to_kind(k)
+        };
+    }
+    let std = a.as_standard_layout();
+    let t = Tensor::from_slice(std.as_slice().expect("standard layout"));
+    t.view([r as i64, c as i64]).to_device(dev).to_kind(k)
+}
+
+fn to_vec_f64(t: &Tensor) -> Vec<f64> {
+    let t = t
+        .to_kind(Kind::Double)
+        .to_device(Device::Cpu)
+        .contiguous()
+        .view(-1);
+    let numel = t.numel();
+    let mut out = vec![0.0f64; numel];
+    t.copy_data(&mut out, numel);
+    out
+}
+
+fn to_array_f32(t: &Tensor) -> Result<Array2<f32>> {
+    let (r, c) = t.size2()?;
+    let t = t
+        .to_kind(Kind::Float)
+        .to_device(Device::Cpu)
+        .contiguous()
+        .view(-1);
+    let numel = t.numel();
+    let mut out = vec![0.0f32; numel];
+    t.copy_data(&mut out, numel);
+    Ok(Array2::from_shape_vec((r as usize, c as usize), out)?)
+}
+
+fn index(rows: &[usize], dev: Device) -> Tensor {
+    Tensor::from_slice(&rows.iter().map(|&r| r as i64).collect::<Vec<_>>()).to_device(dev)
+}
+
+/// Counts FLOPs as in the cpu backend.
+#[derive(Default)]
+struct Flops(f64);
+
+impl Flops {
+    fn mm(&mut self, a: &Tensor, b: &Tensor) -> Tensor {
+        let (m, k) = a.size2().expect("2-d");
+        let n = b.size2().expect("2-d").1;
+        self.0 += gemm_flops(m as usize, n as usize, k as usize);
+        a.mm(b)
+    }
+    fn eigh(&mut self, a: &Tensor, what: &str) -> Result<(Tensor, Tensor)> {
+        self.0 += eigh_flops(a.size()[0] as usize);
+        a.f_linalg_eigh("L")
+            .with_context(|| format!("eigendecomposition of {what}"))
+    }
+}
+
+/// Indices of eigenvalues above the numerical-rank tolerance (as in the cpu backend).
+fn keep_index(s: &Tensor, dim: usize, dev: Device) -> (Tensor, usize) {
+    let sv = to_vec_f64(s);
+    let smax = sv.iter().cloned().fold(0.0, f64::max);
+    let tol = smax * dim as f64 * f64::EPSILON * 10.0;
+    let keep: Vec<usize> = (0..sv.len())
+        .filter(|&i| sv[i] > tol && sv[i] > 0.0)
+        .collect();
+    (index(&keep, dev), keep.len())
+}
+
+/// Orthonormal basis M (p × k, f64) of the centred training rows and the eigenvalues s.
+fn basis(
+    x64: &Tensor,
+    train: &Tensor,
+    n_t: usize,
+    gram: &Tensor,
+    mu: &Tensor,
+    dev: Device,
+    fl: &mut Flops,
+) -> Result<(Tensor, Tensor)> {
+    let p = x64.size()[1] as usize;
+    if p <= n_t {
+        let k = gram - mu.outer(mu) * n_t as f64;
+        let (s, u) = fl.eigh(&k, "the training Gram matrix X'X")?;
+        let (keep, _) = keep_index(&s, p, dev);
+        Ok((u.index_select(1, &keep), s.index_select(0, &keep)))
+    } else {
+        let xc = x64.index_select(0, train) - mu.unsqueeze(0);
+        let k = fl.mm(&xc, &xc.tr());
+        let (s, v) = fl.eigh(&k, "the training kernel XX'")?;
+        let (keep, _) = keep_index(&s, n_t, dev);
+        let s = s.index_select(0, &keep);
+        let m = fl.mm(&xc.tr(), &v.index_select(1, &keep)) / s.sqrt().unsqueeze(0);
+        Ok((m, s))
+    }
+}
+
+struct Fold {
+    idx: Tensor,
+    n_val: usize,
+    x_val: Tensor,
+    mu: Tensor,
+    xbar: Tensor,
+    mt: Tensor,
+    s: Tensor,
+    quad: Quad,
+    delta: Tensor,
+}
+
+pub(crate) fn fit(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan) -> Result<RawFit> {
+    set_tf32(o.tf32);
+    let dev = device(o.device)?;
+    tch::no_grad(|| fit_inner(p, o, plan, dev))
+}
+
+fn fit_inner(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan, dev: Device) -> Result<RawFit> {
+    let kd = kind(o.precision);
+    let (n, nf) = p.x_train.dim();
+    let v = p.y_train.ncols();
+    let na = plan.alphas.len();
+    let nfold = plan.folds.len();
+    let mut fl = Flops::default();
+    let x64 = upload(p.x_train, Kind::Double, dev);
+    let alphas = Tensor::from_slice(&plan.alphas).to_device(dev);
+
+    let mut grams = Vec::with_capacity(nfold);
+    let mut sums = Vec::with_capacity(nfold);
+    let mut idxs = Vec::with_capacity(nfold);
+    for rows in &plan.folds {
+        let idx = index(rows, dev);
+        let xf = x64.index_select(0, &idx);
+        grams.push(fl.mm(&xf.tr(), &xf));
+        sums.push(xf.sum_dim_intlist([0i64].as_slice(), false, Kind::Double));
+        idxs.push(idx);
+    }
+    let gram_all = grams.iter().fold(
+        Tensor::zeros([nf as i64, nf as i64], (Kind::Double, dev)),
+        |a, g| a + g,
+    );
+    let sum_all = sums
+        .iter()
+        .fold(Tensor::zeros([nf as i64], (Kind::Double, dev)), |a, s| {
+            a + s
+        });
+    let zeros_p = Tensor::zeros([nf as i64], (Kind::Double, dev));
+
+    let mut folds = Vec::with_capacity(nfold);
+    for (fi, rows) in plan.folds.iter().enumerate() {
+        let n_f = rows.len();
+        let n_t = n - n_f;
+        let mu = if o.intercept {
+            (&sum_all - &sums[fi]) / n_t as f64
+        } else {
+            zeros_p.shallow_clone()
+        };
+        let xbar = &sums[fi] / n_f as f64;
+        let mut in_fold = vec![false; n];
+        rows.iter().for_each(|&r| in_fold[r] = true);
+        let train: Vec<usize> = (0..n).filter(|&r| !in_fold[r]).collect();
+        let (m, s) = basis(
+            &x64,
+            &index(&train, dev),
+            n_t,
+            &(&gram_all - &grams[fi]),
+            &mu,
+            dev,
+            &mut fl,
+        )
+        .with_context(|| format!("CV fold {} of {nfold}", fi + 1))?;
+        let xf = x64.index_select(0, &idxs[fi]);
+        let a_c = fl.mm(&(&xf - xbar.unsqueeze(0)), &m);
+        let quad = choose_quad(
+            a_c,
+            &s,
+            &plan.alphas,
+            o.precision,
+            o.partial_fractions,
+            kd,
+            dev,
+            &mut fl,
+        )?;
+        let delta = m.tr().mv(&(&xbar - &mu));
+        folds.push(Fold {
+            idx: idxs[fi].shallow_clone(),
+            n_val: n_f,
+            x_val: xf.to_kind(kd),
+            mu,
+            xbar,
+            mt: m.tr().contiguous().to_kind(kd),
+            s,
+            quad,
+            delta,
+        });
+    }
+
+    let mu_all = if o.intercept {
+        &sum_all / n as f64
+    } else {
+        zeros_p.shallow_clone()
+    };
+    let all = index(&(0..n).collect::<Vec<_>>(), dev);
+    let (m_all, s_all) = basis(&x64, &all, n, &gram_all, &mu_all, dev, &mut fl)
+        .context("refit on all training runs")?;
+    let k_all = s_all.size()[0] as usize;
+    let n_test = p.x_test.nrows();
+    let xt64 = upload(p.x_test, Kind::Double, dev);
+    let a_test = fl.mm(&(xt64 - mu_all.unsqueeze(0)), &m_all).to_kind(kd);
+    let mt_all = m_all.tr().contiguous().to_kind(kd);
+    let m_all_k = o.keep_weights.then(|| m_all.to_kind(kd));
+
+    let e = match o.precision {
+        Precision::F32 => 4,
+        Precision::F64 => 8,
+    };
+    let k_max = folds
+        .iter()
+        .map(|f| f.s.size()[0] as usize)
+        .chain([k_all])
+        .max()
+        .unwrap_or(0);
+    let r_max = folds.iter().map(|f| f.quad.rows()).max().unwrap_or(0);
+    let fixed = (e * (n * nf + nfold * k_max * (nf + k_max) + k_all * (nf + n_test))
+        + 8 * nf * (n + n_test + nf * (nfold + 2))) as u64;
+    let shape = ChunkShape {
+        n,
+        p: nf,
+        k: k_max,
+        r: r_max,
+        n_test,
+        n_folds: nfold,
+        n_alphas: na,
+        elem: e,
+    };
+    let chunk = chunk_voxels(&shape, fixed, memory_budget(o), v)?;
+
+    let mut cv_scores = Array2::<f64>::zeros((na, v));
+    let mut best = vec![0usize; v];
+    let mut test_pred = Array2::<f32>::zeros((n_test, v));
+    let mut weights = o.keep_weights.then(|| Array2::<f32>::zeros((nf, v)));
+    let bar = progress(o.progress, (v.div_ceil(chunk) * (nfold + 1)) as u64);
+    let dims0 = [0i64];
+    let dim0 = dims0.as_slice();
+
+    for j0 in (0..v).step_by(chunk) {
+        let j1 = (j0 + chunk).min(v);
+        let c = (j1 - j0) as i64;
+        let y = upload(p.y_train.slice(s![.., j0..j1]), kd, dev);
+        let mut ysum = Vec::with_capacity(nfold);
+        let mut yss = Vec::with_capacity(nfold);
+        let mut z = Vec::with_capacity(nfold);
+        for fd in &folds {
+            let yf = y.index_select(0, &fd.idx);
+            let sm = yf.sum_dim_intlist(dim0, false, Kind::Double);
+            let mean = (&sm / fd.n_val as f64).to_kind(kd).unsqueeze(0);
+            yss.push(
+                (&yf - mean)
+                    .square()
+                    .sum_dim_intlist(dim0, false, Kind::Double),
+            );
+            ysum.push(sm);
+            z.push(fl.mm(&fd.x_val.tr(), &yf));
+        }
+        drop(y);
+        let xty = z.iter().skip(1).fold(z[0].shallow_clone(), |a, b| a + b);
+        let ysum_all = ysum
+            .iter()
+            .skip(1)
+            .fold(ysum[0].shallow_clone(), |a, b| a + b);
+
+        let mut scores = Tensor::zeros([na as i64, c], (Kind::Double, dev));
+        for (fi, fd) in folds.iter_mut().enumerate() {
+            let n_f = fd.n_val as f64;
+            let n_t = n as f64 - n_f;
+            let ytr = &ysum_all - &ysum[fi];
+            let nu = if o.intercept {
+                &ytr / n_t
+            } else {
+                ytr.zeros_like()
+            };
+            let mut r = &xty - &z[fi];
+            if o.intercept {
+                r -= fd.mu.outer(&ytr).to_kind(kd);
+            }
+            let zc = &z[fi] - fd.xbar.outer(&ysum[fi]).to_kind(kd);
+            let b = fl.mm(&fd.mt, &r);
+            let cm = fl.mm(&fd.mt, &zc);
+            let d = (fd.s.unsqueeze(0) + alphas.unsqueeze(1)).reciprocal();
+            let lin = fl.mm(&d.to_kind(kd), &(&cm * &b)).to_kind(Kind::Double);
+            let mm = fl
+                .mm(&(&d * fd.delta.unsqueeze(0)).to_kind(kd), &b)
+                .to_kind(Kind::Double);
+            let q = fd.quad.q(&d, &fd.s, &alphas, &b, kd, &mut fl)?;
+            let yy = yss[fi].unsqueeze(0);
+            let sc = match o.score {
+                CvScore::R => {
+                    let ok = q.gt(0.0).logical_and(&yy.gt(f64::EPSILON * n_f));
+                    (&lin / (&q * &yy).sqrt()).where_scalarother(&ok, 0.0)
+                }
+                CvScore::R2 => {
+                    let dy = (&ysum[fi] / n_f - &nu).unsqueeze(0);
+                    let ee = &yy + dy.square() * n_f;
+                    let sse = ee - (&lin + &mm * &dy * n_f) * 2.0 + &q + mm.square() * n_f;
+                    (-(sse / &yy) + 1.0).where_scalarother(&yy.gt(f64::EPSILON), 0.0)
+                }
+            };
+            scores += sc / nfold as f64;
+            bar.inc(1);
+        }
+
+        // Same tie rule as the cpu backend: scores come back to the host (alphas × chunk).
+        let sc_host = Array2::from_shape_vec((na, c as usize), to_vec_f64(&scores))?;
+        let best_c = best_alpha_index(sc_host.view());
+        let mut r_all = xty;
+        if o.intercept {
+            r_all -= mu_all.outer(&ysum_all).to_kind(kd);
+        }
+        let b = fl.mm(&mt_all, &r_all);
+        let a_best = alphas.index_select(0, &index(&best_c, dev));
+        let bs = &b
+            * (s_all.unsqueeze(1) + a_best.unsqueeze(0))
+                .reciprocal()
+                .to_kind(kd);
+        let nu_all = if o.intercept {
+            &ysum_all / n as f64
+        } else {
+            ysum_all.zeros_like()
+        };
+        let pred = fl.mm(&a_test, &bs).to_kind(Kind::Double) + nu_all.unsqueeze(0);
+        test_pred
+            .slice_mut(s![.., j0..j1])
+            .assign(&to_array_f32(&pred)?);
+        if let (Some(w), Some(m)) = (weights.as_mut(), m_all_k.as_ref()) {
+            w.slice_mut(s![.., j0..j1])
+                .assign(&to_array_f32(&fl.mm(m, &bs))?);
+        }
+        cv_scores.slice_mut(s![.., j0..j1]).assign(&sc_host);
+        best[j0..j1].copy_from_slice(&best_c);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(RawFit {
+        cv_scores,
+        best,
+        test_pred,
+        weights,
+        flops: fl.0,
+    })
+}
+
+/// Best GFLOP/s of square matrix products on the device and precision of `o`.
+pub(crate) fn matmul_peak(o: &RidgeOptions) -> Result<f64> {
+    set_tf32(o.tf32);
+    let dev = device(o.device)?;
+    let m = if dev == Device::Cpu { 2048 } else { 8192 };
+    tch::no_grad(|| {
+        let a = Tensor::randn([m, m], (kind(o.precision), dev));
+        let b = Tensor::randn([m, m], (kind(o.precision), dev));
+        let mut best = 0.0f64;
+        for _ in 0..5 {
+            sync(dev);
+            let t = std::time::Instant::now();
+            let c = a.mm(&b);
+            sync(dev);
+            let secs = t.elapsed().as_secs_f64();
+            drop(c);
+            best = best.max(gemm_flops(m as usize, m as usize, m as usize) / secs / 1e9);
+        }
+        Ok(best)
+    })
+}
+
+pub(crate) fn sync(dev: Device) {
+    if let Device::Cuda(i) = dev {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+/// ||P_c||² per alpha and voxel, as in the cpu backend (see `cpu::Quad`): direct products with
+/// a factor F of the validation Gram, or partial fractions over the eigenvalues (f32 work only,
+/// checked against the direct products on the first voxels).
+enum Quad {
+    Direct {
+        f: Tensor,
+    },
+    Fractions {
+        t: Tensor,
+        gdiag: Tensor,
+        s_ref: f64,
+        a_c: Tensor,
+        checked: bool,
+    },
+}
+
+const FRACTIONS_TOL: f64 = 1e-7;
+
+fn direct_factor(a_c: Tensor, kd: Kind, dev: Device, fl: &mut Flops) -> Result<Quad> {
+    let (n_f, k) = a_c.size2()?;
+    if n_f <= k {
+        return Ok(Quad::Direct { f: a_c.to_kind(kd) });
+    }
+    let g = fl.mm(&a_c.tr(), &a_c);
+    let (lam, q) = fl.eigh(&g, "the validation Gram matrix")?;
+    let (keep, _) = keep_index(&lam, k as usize, dev);
+    let f = (q.index_select(1, &keep) * lam.index_select(0, &keep).sqrt().unsqueeze(0))
+        .tr()
+        .contiguous();
+    Ok(Quad::Direct { f: f.to_kind(kd) })
+}
+
+fn choose_quad(
+    a_c: Tensor,
+    s: &Tensor,
+    alphas: &[f64],
+    precision: Precision,
+    allowed: bool,
+    kd: Kind,
+    dev: Device,
+    fl: &mut Flops,
+) -> Result<Quad> {
+    let (n_f, k) = a_c.size2()?;
+    let (n_f, k) = (n_f as usize, k as usize);
+    let na = alphas.len();
+    let cheaper = k + 4 * na < na * n_f.min(k);
+    if !allowed || precision == Precision::F64 || !cheaper || k < 2 {
+        return direct_factor(a_c, kd, dev, fl);
+    }
+    let sv = to_vec_f64(s);
+    let gap = sv
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .fold(f64::INFINITY, f64::min);
+    let (smin, smax) = (sv[0], sv[k - 1]);
+    let amin = alphas.iter().cloned().fold(f64::INFINITY, f64::min);
+    let est = 1e-15 * (smax - smin) / gap * (smax + amin) / (smin + amin);
+    if !(gap > 0.0 && est <= FRACTIONS_TOL) {
+        return direct_factor(a_c, kd, dev, fl);
+    }
+    let g = fl.mm(&a_c.tr(), &a_c);
+    let mut t = (&g + g.tr()) * 0.5 / (s.unsqueeze(0) - s.unsqueeze(1));
+    let _ = t.fill_diagonal_(0.0, false);
+    Ok(Quad::Fractions {
+        t,
+        gdiag: g.diagonal(0, 0, 1),
+        s_ref: 0.5 * (smin + smax),
+        a_c,
+        checked: false,
+    })
+}
+
+impl Quad {
+    fn rows(&self) -> usize {
+        match self {
+            Quad::Direct { f } => f.size()[0] as usize,
+            Quad::Fractions { t, .. } => t.size()[0] as usize,
+        }
+    }
+
+    fn q(
+        &mut self,
+        d: &Tensor,
+        s: &Tensor,
+        alphas: &Tensor,
+        b: &Tensor,
+        kd: Kind,
+        fl: &mut Flops,
+    ) -> Result<Tensor> {
+        if let Quad::Fractions {
+            t,
+            gdiag,
+            s_ref,
+            a_c,
+            checked,
+        } = self
+        {
+            let b64 = b.to_kind(Kind::Double);
+            let tb = fl.mm(t, &b64);
+            let u1 = gdiag.unsqueeze(1) * b64.square();
+            let u2 = &b64 * tb * 2.0;
+            let den = s.unsqueeze(0) + alphas.unsqueeze(1);
+            let dsq = den.square().reciprocal();
+            let ddiff = (-s.unsqueeze(0) + *s_ref) / (&den * (alphas.unsqueeze(1) + *s_ref));
+            let q = fl.mm(&dsq, &u1) + fl.mm(&ddiff, &u2);
+            if *checked {
+                return Ok(q);
+            }
+            let nc = b.size()[1].min(64);
+            let exact = direct_q(a_c, d, &b64.narrow(1, 0, nc), Kind::Double, fl);
+            let scale = exact.amax([0i64].as_slice(), true);
+            let err = (q.narrow(1, 0, nc) - &exact).abs() / scale.clamp_min(1e-300);
+            let worst = to_vec_f64(
+                &err.where_scalarother(&scale.gt(1e-300).expand_as(&err), 0.0)
+                    .max(),
+            )[0];
+            if worst <= FRACTIONS_TOL {
+                *checked = true;
+                return Ok(q);
+            }
+            let dev = a_c.device();
+            *self = direct_factor(a_c.shallow_clone(), kd, dev, fl)?;
+        }
+        match self {
+            Quad::Direct { f } => Ok(direct_q(f, d, b, kd, fl)),
+            Quad::Fractions { .. } => unreachable!("replaced above"),
+        }
+    }
+}
+
+fn direct_q(f: &Tensor, d: &Tensor, b: &Tensor, kd: Kind, fl: &mut Flops) -> Tensor {
+    let na = d.size()[0];
+    let dims0 = [0i64];
+    Tensor::stack(
+        &(0..na)
+            .map(|a| {
+                let fda = f * d.get(a).to_kind(kd).unsqueeze(0);
+                fl.mm(&fda, b)
+                    .square()
+                    .sum_dim_intlist(dims0.as_slice(), false, Kind::Double)
+            })
+            .collect::<Vec<_>>(),
+        0,
+    )
+}
