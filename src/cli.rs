@@ -4,15 +4,18 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "brainscale", version, about = "Video transformers, fMRI encoding models and scaling laws")]
+#[command(
+    name = "brainscale",
+    version,
+    about = "Video transformers, fMRI encoding models and scaling laws"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {
-}
+pub enum Command {}
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {}

@@ -7,6 +7,8 @@ pub mod cli;
 pub mod features;
 pub mod flops;
 pub mod io;
+pub mod models;
 pub mod ridge;
 pub mod stats;
+pub mod train;
 pub mod video;

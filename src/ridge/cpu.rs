@@ -29,13 +29,32 @@ fn decompose(x: ArrayView2<f64>, y: ArrayView2<f64>, intercept: bool) -> Result<
     let xc = &x - &x_mean;
     let yc = &y - &y_mean;
     if n >= p {
-        let (s, u) = xc.t().dot(&xc).eigh(UPLO::Lower).context("eigendecomposition of X'X")?;
+        let (s, u) = xc
+            .t()
+            .dot(&xc)
+            .eigh(UPLO::Lower)
+            .context("eigendecomposition of X'X")?;
         let b = u.t().dot(&xc.t().dot(&yc));
-        Ok(Decomp { proj: u, s: s.mapv(|v| v.max(0.0)), b, x_mean, y_mean })
+        Ok(Decomp {
+            proj: u,
+            s: s.mapv(|v| v.max(0.0)),
+            b,
+            x_mean,
+            y_mean,
+        })
     } else {
-        let (s, v) = xc.dot(&xc.t()).eigh(UPLO::Lower).context("eigendecomposition of XX'")?;
+        let (s, v) = xc
+            .dot(&xc.t())
+            .eigh(UPLO::Lower)
+            .context("eigendecomposition of XX'")?;
         let b = v.t().dot(&yc);
-        Ok(Decomp { proj: xc.t().dot(&v), s: s.mapv(|v| v.max(0.0)), b, x_mean, y_mean })
+        Ok(Decomp {
+            proj: xc.t().dot(&v),
+            s: s.mapv(|v| v.max(0.0)),
+            b,
+            x_mean,
+            y_mean,
+        })
     }
 }
 
@@ -76,13 +95,24 @@ pub fn fit_cv(p: &RidgeProblem, o: &RidgeOptions) -> Result<RidgeFit> {
 
     let mut scores = Array2::<f64>::zeros((alphas.len(), v));
     for &run in &runs {
-        let tr: Vec<usize> = (0..p.groups.len()).filter(|&i| p.groups[i] != run).collect();
-        let va: Vec<usize> = (0..p.groups.len()).filter(|&i| p.groups[i] == run).collect();
-        let d = decompose(x.select(Axis(0), &tr).view(), y.select(Axis(0), &tr).view(), o.intercept)?;
+        let tr: Vec<usize> = (0..p.groups.len())
+            .filter(|&i| p.groups[i] != run)
+            .collect();
+        let va: Vec<usize> = (0..p.groups.len())
+            .filter(|&i| p.groups[i] == run)
+            .collect();
+        let d = decompose(
+            x.select(Axis(0), &tr).view(),
+            y.select(Axis(0), &tr).view(),
+            o.intercept,
+        )?;
         let (xv, yv) = (x.select(Axis(0), &va), y.select(Axis(0), &va));
         for (k, &alpha) in alphas.iter().enumerate() {
             let pred = d.predict(xv.view(), alpha, &all);
-            scores.row_mut(k).scaled_add(1.0 / runs.len() as f64, &score(o.score, yv.view(), pred.view()));
+            scores.row_mut(k).scaled_add(
+                1.0 / runs.len() as f64,
+                &score(o.score, yv.view(), pred.view()),
+            );
         }
     }
 

@@ -7,7 +7,9 @@ use anyhow::{bail, Result};
 use ndarray::{Array1, Array2, ArrayView2};
 
 /// How a validation prediction is scored when choosing alpha.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 pub enum CvScore {
     /// Pearson r between prediction and held-out data.
     R,
@@ -84,13 +86,24 @@ pub fn validate(p: &RidgeProblem, o: &RidgeOptions) -> Result<()> {
         bail!("{} run labels for {n} training rows", p.groups.len());
     }
     if p.x_test.ncols() != f {
-        bail!("test X has {} features, training X has {f}", p.x_test.ncols());
+        bail!(
+            "test X has {} features, training X has {f}",
+            p.x_test.ncols()
+        );
     }
     if p.x_test.nrows() != p.y_test.nrows() {
-        bail!("test X has {} rows but test Y has {}", p.x_test.nrows(), p.y_test.nrows());
+        bail!(
+            "test X has {} rows but test Y has {}",
+            p.x_test.nrows(),
+            p.y_test.nrows()
+        );
     }
     if p.y_test.ncols() != p.y_train.ncols() {
-        bail!("test Y has {} voxels, training Y has {}", p.y_test.ncols(), p.y_train.ncols());
+        bail!(
+            "test Y has {} voxels, training Y has {}",
+            p.y_test.ncols(),
+            p.y_train.ncols()
+        );
     }
     if o.alphas.is_empty() {
         bail!("no alphas given");
@@ -102,9 +115,17 @@ pub fn validate(p: &RidgeProblem, o: &RidgeOptions) -> Result<()> {
     runs.sort_unstable();
     runs.dedup();
     if runs.len() < 2 {
-        bail!("cross-validation needs at least 2 training runs, got {}", runs.len());
+        bail!(
+            "cross-validation needs at least 2 training runs, got {}",
+            runs.len()
+        );
     }
-    for (name, a) in [("training X", &p.x_train), ("training Y", &p.y_train), ("test X", &p.x_test), ("test Y", &p.y_test)] {
+    for (name, a) in [
+        ("training X", &p.x_train),
+        ("training Y", &p.y_train),
+        ("test X", &p.x_test),
+        ("test Y", &p.y_test),
+    ] {
         if let Some(pos) = a.iter().position(|v| !v.is_finite()) {
             let (r, c) = (pos / a.ncols().max(1), pos % a.ncols().max(1));
             bail!("{name} has a non-finite value at row {r}, column {c}");

@@ -1,0 +1,892 @@
+//! Pretraining the GPT-2 prior on VQ-VAE codes (`brainscale pretrain`).
+//!
+//! AdamW with decoupled weight decay, linear warmup then cosine decay, gradient clipping and
+//! accumulation, fp32 / tf32 / bf16 / fp16 (dynamic loss scaling), evaluation on held-out clips,
+//! checkpoints that resume bit for bit on CPU, a loss CSV, tokens/s and MFU while training.
+//!
+//! Data unit: a *sample* is one clip's code sequence (t·h·w tokens, 1024 for 16 frames of
+//! 64×64 at downsampling 4); `--train-samples N` trains on the first N training clips.
+//! Each optimizer step sees `batch_size × grad_accum` samples of (t·h·w − 1) predicted tokens.
+use crate::flops;
+use crate::io;
+use crate::models::codes::{self, CodeData};
+use crate::models::gpt::{decays, Gpt, GptConfig, Precision};
+use anyhow::{anyhow, bail, Context, Result};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{nn, Device, Kind, Tensor};
+
+/// Optimisation settings, stored with every checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub seed: u64,
+    pub precision: Precision,
+    /// Sequences per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step.
+    pub grad_accum: usize,
+    pub max_steps: u64,
+    pub lr: f64,
+    pub min_lr: f64,
+    pub warmup_steps: u64,
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// Global gradient-norm clip (0 = off).
+    pub grad_clip: f64,
+    /// Evaluate every this many steps (0 = only at the end).
+    pub eval_every: u64,
+    /// Held-out sequences per evaluation (at most).
+    pub eval_samples: usize,
+    /// Checkpoint every this many steps (0 = only at the end).
+    pub checkpoint_every: u64,
+    /// Initial fp16 loss scale, and steps without overflow before it doubles.
+    pub loss_scale: f64,
+    pub scale_growth_interval: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            precision: Precision::Fp32,
+            batch_size: 8,
+            grad_accum: 1,
+            max_steps: 1000,
+            lr: 3e-4,
+            min_lr: 3e-5,
+            warmup_steps: 100,
+            weight_decay: 0.1,
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            grad_clip: 1.0,
+            eval_every: 200,
+            eval_samples: 256,
+            checkpoint_every: 200,
+            loss_scale: 65536.0,
+            scale_growth_interval: 2000,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.batch_size == 0 || self.grad_accum == 0 || self.max_steps == 0 {
+            bail!("batch size, gradient accumulation and steps must be positive");
+        }
+        for (n, v) in [
+            ("lr", self.lr),
+            ("eps", self.eps),
+            ("loss scale", self.loss_scale),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                bail!("{n} must be positive and finite, got {v}");
+            }
+        }
+        if !(self.min_lr >= 0.0 && self.min_lr <= self.lr) {
+            bail!("min lr {} must be in [0, lr = {}]", self.min_lr, self.lr);
+        }
+        if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
+            bail!("betas must be in [0, 1)");
+        }
+        if self.weight_decay < 0.0 || self.grad_clip < 0.0 {
+            bail!("weight decay and gradient clip must be non-negative");
+        }
+        Ok(())
+    }
+
+    /// Linear warmup to `lr`, then cosine decay to `min_lr` at `max_steps`.
+    pub fn lr_at(&self, step: u64) -> f64 {
+        if step < self.warmup_steps {
+            return self.lr * (step + 1) as f64 / self.warmup_steps as f64;
+        }
+        let span = self.max_steps.saturating_sub(self.warmup_steps).max(1) as f64;
+        let frac = ((step - self.warmup_steps) as f64 / span).min(1.0);
+        self.min_lr + 0.5 * (1.0 + (std::f64::consts::PI * frac).cos()) * (self.lr - self.min_lr)
+    }
+}
+
+/// AdamW with decoupled weight decay (Loshchilov & Hutter), written out so its state can be
+/// checkpointed: p ← p·(1 − lr·wd) − lr·m̂/(√v̂ + ε).
+pub struct AdamW {
+    params: Vec<(String, Tensor, bool)>,
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+    /// Updates taken (for bias correction).
+    pub t: u64,
+}
+
+impl AdamW {
+    pub fn new(vs: &nn::VarStore) -> Self {
+        let vars: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+        let params: Vec<(String, Tensor, bool)> = vars
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .map(|(n, t)| {
+                let d = decays(&n, &t);
+                (n, t, d)
+            })
+            .collect();
+        let m = params.iter().map(|(_, p, _)| p.zeros_like()).collect();
+        let v = params.iter().map(|(_, p, _)| p.zeros_like()).collect();
+        Self { params, m, v, t: 0 }
+    }
+
+    pub fn zero_grad(&mut self) {
+        for (_, p, _) in self.params.iter_mut() {
+            p.zero_grad();
+        }
+    }
+
+    /// Global L2 norm of the gradients (fp32, one device sync).
+    pub fn grad_norm(&self) -> f64 {
+        tch::no_grad(|| {
+            let sq: Vec<Tensor> = self
+                .params
+                .iter()
+                .filter(|(_, p, _)| p.grad().defined())
+                .map(|(_, p, _)| p.grad().to_kind(Kind::Float).square().sum(Kind::Float))
+                .collect();
+            if sq.is_empty() {
+                return 0.0;
+            }
+            Tensor::stack(&sq, 0)
+                .sum(Kind::Float)
+                .sqrt()
+                .double_value(&[])
+        })
+    }
+
+    /// One update with gradients multiplied by `grad_mul` (unscaling and clipping).
+    pub fn step(&mut self, cfg: &TrainConfig, lr: f64, grad_mul: f64) {
+        self.t += 1;
+        let bc1 = 1.0 - cfg.beta1.powi(self.t as i32);
+        let bc2 = 1.0 - cfg.beta2.powi(self.t as i32);
+        tch::no_grad(|| {
+            for ((_, p, decay), (m, v)) in self
+                .params
+                .iter_mut()
+                .zip(self.m.iter_mut().zip(self.v.iter_mut()))
+            {
+                let g = p.grad();
+                if !g.defined() {
+                    continue;
+                }
+                let g = g * grad_mul;
+                if *decay && cfg.weight_decay > 0.0 {
+                    let _ = p.g_mul_scalar_(1.0 - lr * cfg.weight_decay);
+                }
+                let _ = m.lerp_(&g, 1.0 - cfg.beta1);
+                let _ = v
+                    .g_mul_scalar_(cfg.beta2)
+                    .g_add_(&(g.square() * (1.0 - cfg.beta2)));
+                let denom = (&*v / bc2).sqrt() + cfg.eps;
+                let _ = p.g_sub_(&(&*m / denom * (lr / bc1)));
+            }
+        });
+    }
+
+    fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for ((n, _, _), (m, v)) in self.params.iter().zip(self.m.iter().zip(self.v.iter())) {
+            out.push((format!("m.{n}"), m.to_device(Device::Cpu)));
+            out.push((format!("v.{n}"), v.to_device(Device::Cpu)));
+        }
+        out
+    }
+
+    fn load_state(&mut self, path: &Path) -> Result<()> {
+        let saved: BTreeMap<String, Tensor> = Tensor::read_safetensors(path)
+            .map_err(|e| anyhow!("reading optimizer state {}: {e}", path.display()))?
+            .into_iter()
+            .collect();
+        tch::no_grad(|| -> Result<()> {
+            for ((n, _, _), (m, v)) in self
+                .params
+                .iter()
+                .zip(self.m.iter_mut().zip(self.v.iter_mut()))
+            {
+                for (key, dst) in [(format!("m.{n}"), m), (format!("v.{n}"), v)] {
+                    let src = saved.get(&key).ok_or_else(|| {
+                        anyhow!("{}: no optimizer tensor '{key}'", path.display())
+                    })?;
+                    if src.size() != dst.size() {
+                        bail!(
+                            "{}: '{key}' has shape {:?}, expected {:?}",
+                            path.display(),
+                            src.size(),
+                            dst.size()
+                        );
+                    }
+                    dst.copy_(src);
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Dynamic loss scaling for fp16: multiply the loss by `scale` so small gradients survive in
+/// fp16; a step whose gradients overflow is skipped and the scale halved; after
+/// `growth_interval` clean steps the scale doubles.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LossScaler {
+    pub scale: f64,
+    pub good_steps: u64,
+    pub growth_interval: u64,
+}
+
+impl LossScaler {
+    /// Records the outcome of a step; returns whether the update may be applied.
+    pub fn update(&mut self, grads_finite: bool) -> bool {
+        if !grads_finite {
+            self.scale /= 2.0;
+            self.good_steps = 0;
+            return false;
+        }
+        self.good_steps += 1;
+        if self.good_steps >= self.growth_interval {
+            self.scale *= 2.0;
+            self.good_steps = 0;
+        }
+        true
+    }
+}
+
+/// What one optimizer step did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepStats {
+    pub step: u64,
+    pub loss: f64,
+    pub lr: f64,
+    /// Unscaled global gradient norm before clipping (inf/NaN on an fp16 overflow).
+    pub grad_norm: f64,
+    /// The update was skipped (fp16 overflow).
+    pub skipped: bool,
+    pub loss_scale: f64,
+    pub tokens: u64,
+}
+
+/// Resumable training state besides the tensors.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TrainState {
+    step: u64,
+    tokens: u64,
+    adam_t: u64,
+    scaler: Option<LossScaler>,
+    model: GptConfig,
+    train: TrainConfig,
+    params: crate::models::gpt::ParamCounts,
+}
+
+/// A model, its optimizer and where training stands. libtorch's RNG (init, dropout) is
+/// process-global: bit-exact resumes assume one trainer per process at a time.
+pub struct Trainer {
+    pub vs: nn::VarStore,
+    pub model: Gpt,
+    pub opt: AdamW,
+    pub scaler: Option<LossScaler>,
+    pub cfg: TrainConfig,
+    /// Optimizer steps done (skipped ones included, so the schedule and data order advance).
+    pub step: u64,
+    /// Tokens processed (predicted positions).
+    pub tokens: u64,
+    pub device: Device,
+}
+
+fn mix(seed: u64, a: u64, b: u64) -> u64 {
+    // SplitMix64-style mixing so neighbouring (step, micro) pairs get unrelated streams.
+    let mut z =
+        seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Sets TF32 for cuBLAS through PyTorch's documented override variable; must run before the
+/// first CUDA matmul. No effect on CPU.
+pub fn configure_precision(p: Precision) {
+    if p == Precision::Tf32 {
+        std::env::set_var("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "1");
+    }
+}
+
+impl Trainer {
+    /// A freshly initialised model (weights from `cfg.seed`).
+    pub fn new(model_cfg: &GptConfig, cfg: &TrainConfig, device: Device) -> Result<Self> {
+        model_cfg.validate()?;
+        cfg.validate()?;
+        configure_precision(cfg.precision);
+        tch::manual_seed(cfg.seed as i64);
+        let vs = nn::VarStore::new(device);
+        let model = Gpt::new(&vs.root(), model_cfg)?;
+        let opt = AdamW::new(&vs);
+        let scaler = (cfg.precision == Precision::Fp16).then_some(LossScaler {
+            scale: cfg.loss_scale,
+            good_steps: 0,
+            growth_interval: cfg.scale_growth_interval,
+        });
+        Ok(Self {
+            vs,
+            model,
+            opt,
+            scaler,
+            cfg: cfg.clone(),
+            step: 0,
+            tokens: 0,
+            device,
+        })
+    }
+
+    /// Inputs and next-token targets for micro-batch `micro` of the current step.
+    fn batch(&self, data: &Tensor, micro: usize) -> Result<(Tensor, Tensor)> {
+        let (n, l) = data
+            .size2()
+            .context("training data must be [sequences, tokens]")?;
+        if n == 0 {
+            bail!("no training sequences");
+        }
+        if l < 2 || l - 1 > self.model.cfg.ctx {
+            bail!(
+                "sequences of {l} tokens need 2 ≤ length ≤ ctx + 1 = {}",
+                self.model.cfg.ctx + 1
+            );
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(mix(self.cfg.seed, self.step, micro as u64));
+        let rows: Vec<i64> = (0..self.cfg.batch_size)
+            .map(|_| rng.gen_range(0..n))
+            .collect();
+        let seqs = data
+            .index_select(0, &Tensor::from_slice(&rows))
+            .to_device(self.device);
+        Ok((seqs.narrow(1, 0, l - 1), seqs.narrow(1, 1, l - 1)))
+    }
+
+    /// One optimizer step over `grad_accum` micro-batches sampled from `data` [n, L].
+    pub fn train_step(&mut self, data: &Tensor) -> Result<StepStats> {
+        let kind = self.cfg.precision.kind();
+        let lr = self.cfg.lr_at(self.step);
+        let scale = self.scaler.map_or(1.0, |s| s.scale);
+        // Dropout masks depend only on (seed, step): resuming replays them exactly.
+        tch::manual_seed(mix(self.cfg.seed, self.step, u64::MAX) as i64 & i64::MAX);
+        self.opt.zero_grad();
+        let mut loss_sum = 0.0;
+        let mut tokens = 0;
+        for micro in 0..self.cfg.grad_accum {
+            let (x, y) = self.batch(data, micro)?;
+            tokens += y.numel() as u64;
+            let loss = self.model.loss(&x, &y, true, kind)?;
+            loss_sum += loss.double_value(&[]);
+            (loss * (scale / self.cfg.grad_accum as f64)).backward();
+        }
+        let loss = loss_sum / self.cfg.grad_accum as f64;
+        let grad_norm = self.opt.grad_norm() / scale;
+        let finite = grad_norm.is_finite();
+        let apply = match self.scaler.as_mut() {
+            Some(s) => s.update(finite),
+            None if !finite || !loss.is_finite() => bail!(
+                "loss {loss} / gradient norm {grad_norm} became non-finite at step {} (lower the learning rate?)",
+                self.step
+            ),
+            None => true,
+        };
+        if apply {
+            let clip = if self.cfg.grad_clip > 0.0 && grad_norm > self.cfg.grad_clip {
+                self.cfg.grad_clip / (grad_norm + 1e-6)
+            } else {
+                1.0
+            };
+            self.opt.step(&self.cfg, lr, clip / scale);
+        }
+        self.opt.zero_grad();
+        self.step += 1;
+        self.tokens += tokens;
+        Ok(StepStats {
+            step: self.step,
+            loss,
+            lr,
+            grad_norm,
+            skipped: !apply,
+            loss_scale: self.scaler.map_or(1.0, |s| s.scale),
+            tokens: self.tokens,
+        })
+    }
+
+    /// Mean next-token loss over (up to `eval_samples`) held-out sequences, without dropout.
+    pub fn eval_loss(&self, data: &Tensor) -> Result<Option<f64>> {
+        let (n, l) = data
+            .size2()
+            .context("held-out data must be [sequences, tokens]")?;
+        let n = n.min(self.cfg.eval_samples as i64);
+        if n == 0 || l < 2 {
+            return Ok(None);
+        }
+        let kind = self.cfg.precision.kind();
+        tch::no_grad(|| {
+            let (mut sum, mut count) = (0.0, 0i64);
+            let mut i = 0;
+            while i < n {
+                let b = (self.cfg.batch_size as i64).min(n - i);
+                let seqs = data.narrow(0, i, b).to_device(self.device);
+                let loss = self.model.loss(
+                    &seqs.narrow(1, 0, l - 1),
+                    &seqs.narrow(1, 1, l - 1),
+                    false,
+                    kind,
+                )?;
+                sum += loss.double_value(&[]) * b as f64;
+                count += b;
+                i += b;
+            }
+            Ok(Some(sum / count as f64))
+        })
+    }
+
+    /// Writes a checkpoint to `dir/step-NNNNNNNN/` then points `dir/latest.json` at it (an
+    /// interrupted save leaves the previous checkpoint in force); older step folders are removed.
+    pub fn save(&self, dir: &Path) -> Result<PathBuf> {
+        let name = format!("step-{:08}", self.step);
+        let ck = dir.join(&name);
+        std::fs::create_dir_all(&ck).with_context(|| format!("creating {}", ck.display()))?;
+        let model_file = ck.join("model.safetensors");
+        io::write_atomic(&model_file, |tmp| {
+            self.vs.save(tmp).map_err(|e| anyhow!("{e}"))
+        })?;
+        let opt = self.opt.state_tensors();
+        io::write_atomic(&ck.join("optim.safetensors"), |tmp| {
+            Tensor::write_safetensors(&opt, tmp).map_err(|e| anyhow!("{e}"))
+        })?;
+        let state = TrainState {
+            step: self.step,
+            tokens: self.tokens,
+            adam_t: self.opt.t,
+            scaler: self.scaler,
+            model: self.model.cfg.clone(),
+            train: self.cfg.clone(),
+            params: self.model.cfg.param_counts(),
+        };
+        io::write_json(&ck.join("state.json"), &state)?;
+        io::write_bytes(
+            &dir.join("config.toml"),
+            self.model.cfg.to_toml()?.as_bytes(),
+        )?;
+        io::write_json(
+            &dir.join("latest.json"),
+            &serde_json::json!({ "checkpoint": name, "step": self.step }),
+        )?;
+        // Keep only the checkpoint just written.
+        for e in std::fs::read_dir(dir)?.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with("step-") && n != name {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+        Ok(ck)
+    }
+
+    /// Resumes from `dir` (written by [`Trainer::save`]); `cfg` may change the schedule length
+    /// and evaluation settings but not the model.
+    pub fn resume(dir: &Path, cfg: Option<&TrainConfig>, device: Device) -> Result<Self> {
+        let ck = latest_checkpoint(dir)?;
+        let state: TrainState = io::read_json(&ck.join("state.json"))?;
+        let cfg = cfg.cloned().unwrap_or(state.train.clone());
+        let mut t = Trainer::new(&state.model, &cfg, device)?;
+        t.vs.load(ck.join("model.safetensors"))
+            .map_err(|e| anyhow!("loading {}: {e}", ck.join("model.safetensors").display()))?;
+        t.opt.load_state(&ck.join("optim.safetensors"))?;
+        t.opt.t = state.adam_t;
+        // A run resumed in fp16 keeps its loss scale; switching precision starts a fresh one.
+        t.scaler = if cfg.precision == Precision::Fp16 {
+            state.scaler.or(t.scaler)
+        } else {
+            None
+        };
+        t.step = state.step;
+        t.tokens = state.tokens;
+        Ok(t)
+    }
+}
+
+/// The checkpoint folder `dir/latest.json` points at.
+pub fn latest_checkpoint(dir: &Path) -> Result<PathBuf> {
+    let latest = dir.join("latest.json");
+    if !latest.exists() {
+        bail!(
+            "{}: no checkpoint (latest.json missing): not a pretrain output folder",
+            dir.display()
+        );
+    }
+    let v: serde_json::Value = io::read_json(&latest)?;
+    let name = v["checkpoint"]
+        .as_str()
+        .with_context(|| format!("{}: no 'checkpoint' field", latest.display()))?;
+    Ok(dir.join(name))
+}
+
+/// Loads a trained prior (config and weights) from a pretrain output folder.
+pub fn load_prior(dir: &Path, device: Device) -> Result<(nn::VarStore, Gpt)> {
+    let ck = latest_checkpoint(dir)?;
+    let cfg = GptConfig::load(&dir.join("config.toml"))?;
+    let mut vs = nn::VarStore::new(device);
+    let model = Gpt::new(&vs.root(), &cfg)?;
+    vs.load(ck.join("model.safetensors"))
+        .map_err(|e| anyhow!("loading {}: {e}", ck.join("model.safetensors").display()))?;
+    vs.freeze();
+    Ok((vs, model))
+}
+
+/// Peak dense matmul throughput (FLOP/s) of `device` in `kind`, measured now: the best of a
+/// few n×n products (n = 4096 on GPU, 512 on CPU), after a warm-up.
+pub fn measure_peak_matmul(device: Device, kind: Kind) -> f64 {
+    let n: i64 = if device.is_cuda() { 8192 } else { 512 };
+    let reps = if device.is_cuda() { 20 } else { 5 };
+    tch::no_grad(|| {
+        let a = Tensor::randn([n, n], (kind, device));
+        let b = Tensor::randn([n, n], (kind, device));
+        let sync = |t: &Tensor| {
+            let _ = t.get(0).get(0).double_value(&[]);
+        };
+        sync(&a.matmul(&b));
+        let mut best = f64::INFINITY;
+        for _ in 0..3 {
+            let t0 = Instant::now();
+            let mut c = a.matmul(&b);
+            for _ in 1..reps {
+                c = a.matmul(&b);
+            }
+            sync(&c);
+            best = best.min(t0.elapsed().as_secs_f64() / reps as f64);
+        }
+        2.0 * (n as f64).powi(3) / best
+    })
+}
+
+/// One row of the loss CSV.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LossRow {
+    pub step: u64,
+    pub tokens: u64,
+    pub lr: f64,
+    pub train_loss: f64,
+    pub eval_loss: Option<f64>,
+    pub loss_scale: f64,
+    pub skipped: bool,
+    pub tokens_per_s: f64,
+    pub mfu: f64,
+}
+
+fn read_loss_csv(path: &Path, upto: u64) -> Result<Vec<LossRow>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let mut r =
+        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    let rows: Vec<LossRow> = r
+        .deserialize()
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("parsing {}", path.display()))?;
+    Ok(rows.into_iter().filter(|r| r.step <= upto).collect())
+}
+
+fn write_loss_csv(path: &Path, rows: &[LossRow]) -> Result<()> {
+    io::write_atomic(path, |tmp| {
+        let mut w = csv::Writer::from_path(tmp)?;
+        for r in rows {
+            w.serialize(r)?;
+        }
+        w.flush()?;
+        Ok(())
+    })
+}
+
+/// Summary of a finished run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainSummary {
+    pub steps: u64,
+    pub tokens: u64,
+    pub final_train_loss: f64,
+    pub final_eval_loss: Option<f64>,
+    pub tokens_per_s: f64,
+    pub mfu: f64,
+    pub checkpoint: PathBuf,
+}
+
+/// Trains (or resumes, if `out` holds a checkpoint) until `cfg.max_steps`; writes checkpoints,
+/// `loss.csv` and `summary.json` into `out`.
+pub fn train_prior(
+    model_cfg: &GptConfig,
+    cfg: &TrainConfig,
+    data: &CodeData,
+    out: &Path,
+    device: Device,
+    progress: bool,
+) -> Result<TrainSummary> {
+    let l = data.latent_shape.iter().product::<i64>();
+    if data.n_codes > model_cfg.vocab {
+        bail!(
+            "the tokenizer has {} codes but the model's vocab is {}",
+            data.n_codes,
+            model_cfg.vocab
+        );
+    }
+    if l - 1 > model_cfg.ctx {
+        bail!(
+            "clips of {l} codes need ctx ≥ {}, the model has ctx {}",
+            l - 1,
+            model_cfg.ctx
+        );
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut t = if out.join("latest.json").exists() {
+        let t = Trainer::resume(out, Some(cfg), device)?;
+        if &t.model.cfg != model_cfg {
+            bail!(
+                "{}: holds a checkpoint of a different model config; use another --out",
+                out.display()
+            );
+        }
+        t
+    } else {
+        Trainer::new(model_cfg, cfg, device)?
+    };
+    let csv_path = out.join("loss.csv");
+    let mut rows = read_loss_csv(&csv_path, t.step)?;
+    let kind = cfg.precision.kind();
+    let peak = measure_peak_matmul(device, kind);
+    let flops_per_token = flops::train_flops_per_token(
+        model_cfg.param_counts().matmul,
+        model_cfg.n_layer as u64,
+        (l - 1) as u64,
+        model_cfg.d_model as u64,
+    );
+    let bar = if progress {
+        indicatif::ProgressBar::new(cfg.max_steps)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {msg}",
+        )
+        .unwrap(),
+    );
+    bar.set_position(t.step);
+    let (mut tok_s, mut mfu, mut last) = (0.0, 0.0, None);
+    let run_start = Instant::now();
+    let tokens_at_start = t.tokens;
+    while t.step < cfg.max_steps {
+        let t0 = Instant::now();
+        let s = t.train_step(&data.train)?;
+        let dt = t0.elapsed().as_secs_f64();
+        let step_tokens = (cfg.batch_size * cfg.grad_accum) as f64 * (l - 1) as f64;
+        tok_s = step_tokens / dt;
+        mfu = tok_s * flops_per_token / peak;
+        let last_step = t.step == cfg.max_steps;
+        let eval = if (cfg.eval_every > 0 && t.step % cfg.eval_every == 0) || last_step {
+            t.eval_loss(&data.eval)?
+        } else {
+            None
+        };
+        rows.push(LossRow {
+            step: s.step,
+            tokens: s.tokens,
+            lr: s.lr,
+            train_loss: s.loss,
+            eval_loss: eval,
+            loss_scale: s.loss_scale,
+            skipped: s.skipped,
+            tokens_per_s: tok_s,
+            mfu,
+        });
+        bar.set_message(format!(
+            "loss {:.4}{} | {:.0} tok/s | MFU {:.1}%{}",
+            s.loss,
+            eval.map_or(String::new(), |e| format!(" eval {e:.4}")),
+            tok_s,
+            100.0 * mfu,
+            if s.skipped {
+                " | overflow: step skipped"
+            } else {
+                ""
+            }
+        ));
+        bar.set_position(t.step);
+        last = Some(s);
+        if (cfg.checkpoint_every > 0 && t.step % cfg.checkpoint_every == 0) || last_step {
+            t.save(out)?;
+            write_loss_csv(&csv_path, &rows)?;
+        }
+    }
+    bar.finish_and_clear();
+    let ck = if last.is_none() {
+        latest_checkpoint(out)?
+    } else {
+        t.save(out)?
+    };
+    write_loss_csv(&csv_path, &rows)?;
+    let elapsed = run_start.elapsed().as_secs_f64();
+    if last.is_some() && elapsed > 0.0 {
+        tok_s = (t.tokens - tokens_at_start) as f64 / elapsed;
+        mfu = tok_s * flops_per_token / peak;
+    }
+    let final_train = rows.last().map_or(f64::NAN, |r| r.train_loss);
+    let final_eval = rows.iter().rev().find_map(|r| r.eval_loss);
+    let summary = TrainSummary {
+        steps: t.step,
+        tokens: t.tokens,
+        final_train_loss: final_train,
+        final_eval_loss: final_eval,
+        tokens_per_s: tok_s,
+        mfu,
+        checkpoint: ck,
+    };
+    io::write_json(&out.join("summary.json"), &summary)?;
+    Ok(summary)
+}
+
+/// Parses `cpu`, `cuda`, `cuda:N` or `auto` (CUDA when available).
+pub fn parse_device(s: &str) -> Result<Device> {
+    match s {
+        "cpu" => Ok(Device::Cpu),
+        "auto" => Ok(Device::cuda_if_available()),
+        "cuda" | "gpu" => {
+            if !tch::Cuda::is_available() {
+                bail!("--device cuda: no CUDA device is available to libtorch");
+            }
+            Ok(Device::Cuda(0))
+        }
+        _ => match s
+            .strip_prefix("cuda:")
+            .and_then(|i| i.parse::<usize>().ok())
+        {
+            Some(i) if tch::Cuda::is_available() && (i as i64) < tch::Cuda::device_count() => {
+                Ok(Device::Cuda(i))
+            }
+            Some(i) => bail!("--device cuda:{i}: no such CUDA device"),
+            None => bail!("--device {s}: expected cpu, cuda, cuda:N or auto"),
+        },
+    }
+}
+
+/// `brainscale pretrain`.
+#[derive(clap::Args, Debug)]
+pub struct PretrainArgs {
+    /// Code caches (`*.codes.safetensors`) or folders of them, from `brainscale tokenize`.
+    #[arg(long, required = true, num_args = 1..)]
+    pub codes: Vec<PathBuf>,
+    /// Model config TOML (models/*.toml); its vocab must cover the codebook and ctx the clip.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Output folder: checkpoints, loss.csv, summary.json, tokenizer/ (resumes if it holds a checkpoint).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, value_enum, default_value = "fp32")]
+    pub precision: Precision,
+    /// Train on exactly the first N training clips (one clip = one sequence of t·h·w codes).
+    #[arg(long)]
+    pub train_samples: Option<usize>,
+    #[arg(long, default_value_t = 1000)]
+    pub max_steps: u64,
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 1)]
+    pub grad_accum: usize,
+    #[arg(long, default_value_t = 3e-4)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 3e-5)]
+    pub min_lr: f64,
+    #[arg(long, default_value_t = 100)]
+    pub warmup_steps: u64,
+    #[arg(long, default_value_t = 0.1)]
+    pub weight_decay: f64,
+    #[arg(long, default_value_t = 1.0)]
+    pub grad_clip: f64,
+    /// Fraction of each code file's clips (its last ones) held out for evaluation.
+    #[arg(long, default_value_t = 0.05)]
+    pub eval_fraction: f64,
+    #[arg(long, default_value_t = 200)]
+    pub eval_every: u64,
+    #[arg(long, default_value_t = 200)]
+    pub checkpoint_every: u64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+/// Copies the tokenizer folder next to the prior so a pretrain output is self-contained.
+fn copy_tokenizer(src: &Path, out: &Path) -> Result<()> {
+    let dst = out.join("tokenizer");
+    std::fs::create_dir_all(&dst)?;
+    for name in crate::models::vqvae::TOKENIZER_FILES {
+        let s = src.join(name);
+        let bytes =
+            std::fs::read(&s).with_context(|| format!("reading tokenizer file {}", s.display()))?;
+        io::write_bytes(&dst.join(name), &bytes)?;
+    }
+    Ok(())
+}
+
+pub fn run_pretrain(a: &PretrainArgs) -> Result<()> {
+    let model_cfg = GptConfig::load(&a.model)?;
+    let device = parse_device(&a.device)?;
+    let files = codes::list_code_files(&a.codes)?;
+    let mut data = codes::load_code_data(&files, a.eval_fraction)?;
+    if let Some(n) = a.train_samples {
+        let have = data.train.size()[0] as usize;
+        if n == 0 || n > have {
+            bail!("--train-samples {n}: the code caches hold {have} training clips");
+        }
+        data.train = data.train.narrow(0, 0, n as i64);
+    }
+    let cfg = TrainConfig {
+        seed: a.seed,
+        precision: a.precision,
+        batch_size: a.batch_size,
+        grad_accum: a.grad_accum,
+        max_steps: a.max_steps,
+        lr: a.lr,
+        min_lr: a.min_lr,
+        warmup_steps: a.warmup_steps,
+        weight_decay: a.weight_decay,
+        grad_clip: a.grad_clip,
+        eval_every: a.eval_every,
+        checkpoint_every: a.checkpoint_every,
+        ..TrainConfig::default()
+    };
+    cfg.validate()?;
+    let pc = model_cfg.param_counts();
+    eprintln!(
+        "pretrain {}: {} params ({} non-embedding), {} training clips × {} codes, {} held out, {} on {:?}",
+        if model_cfg.name.is_empty() { a.model.display().to_string() } else { model_cfg.name.clone() },
+        pc.total,
+        pc.non_embedding,
+        data.train.size()[0],
+        data.latent_shape.iter().product::<i64>(),
+        data.eval.size()[0],
+        cfg.precision.name(),
+        device
+    );
+    let s = train_prior(&model_cfg, &cfg, &data, &a.out, device, true)?;
+    if let Some(tok) = &data.tokenizer {
+        copy_tokenizer(tok, &a.out)?;
+    }
+    println!(
+        "done: {} steps, {} tokens, train loss {:.4}, eval loss {}, {:.0} tokens/s, MFU {:.1}%; checkpoint {}",
+        s.steps,
+        s.tokens,
+        s.final_train_loss,
+        s.final_eval_loss.map_or("n/a".into(), |e| format!("{e:.4}")),
+        s.tokens_per_s,
+        100.0 * s.mfu,
+        s.checkpoint.display()
+    );
+    Ok(())
+}
