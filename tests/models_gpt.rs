@@ -5,7 +5,7 @@ use brainscale::train::{LossScaler, TrainConfig, Trainer};
 use tch::{nn, Device, Kind, Tensor};
 
 /// libtorch's RNG (weight init, dropout) is process-global and tests run on parallel threads:
-/// tests that compare two runs hold this lock so no other test reseeds the RNG under them.
+/// every test holds this lock so none reseeds or draws from the RNG under another.
 static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn tiny(pos: PosEmbedding, tie: bool) -> GptConfig {
@@ -30,6 +30,7 @@ fn numel(vs: &nn::VarStore) -> u64 {
 
 #[test]
 fn param_counts_match_the_built_model() {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
     for (pos, tie) in [
         (PosEmbedding::Learned, true),
         (PosEmbedding::Learned, false),
@@ -64,6 +65,7 @@ fn param_counts_match_the_built_model() {
 
 #[test]
 fn shapes_of_logits_and_hidden_states() {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(0);
     let cfg = tiny(PosEmbedding::Factorized, true);
     let vs = nn::VarStore::new(Device::Cpu);
@@ -98,6 +100,7 @@ fn shapes_of_logits_and_hidden_states() {
 
 #[test]
 fn a_future_token_cannot_change_a_past_logit() {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(1);
     for pos in [PosEmbedding::Learned, PosEmbedding::Factorized] {
         let cfg = tiny(pos, true);
@@ -151,6 +154,7 @@ fn train_cfg() -> TrainConfig {
 
 #[test]
 fn a_tiny_model_overfits_a_tiny_token_set() {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
     let cfg = tiny(PosEmbedding::Learned, true);
     // 4 random sequences of 17 tokens whose first tokens differ: every next token is
     // determined by the prefix, so the achievable loss is 0.
@@ -207,6 +211,7 @@ fn checkpoint_and_resume_give_the_identical_next_step_loss() {
 
 #[test]
 fn fp16_loss_scaling_skips_an_overflow_step_and_halves_the_scale() {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
     let cfg = tiny(PosEmbedding::Learned, true);
     let data = tiny_data(8, 17, cfg.vocab, 5);
     // 2^40 overflows fp16 gradients (max 65504) on the first backward pass.
@@ -284,6 +289,7 @@ fn fp16_and_bf16_losses_track_fp32() {
 
 #[test]
 fn adamw_first_steps_match_the_closed_form() {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
     // One parameter matrix, loss = sum(w * c): gradient c, so AdamW's first update is
     // w1 = w0·(1 − lr·wd) − lr·c/(|c| + ε) and the second uses m, v of two equal gradients.
     let cfg = tiny(PosEmbedding::Learned, true);
@@ -331,6 +337,7 @@ fn adamw_first_steps_match_the_closed_form() {
 
 #[test]
 fn learning_rate_warms_up_then_follows_a_cosine() {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
     let tc = TrainConfig {
         lr: 1.0,
         min_lr: 0.1,
@@ -347,6 +354,7 @@ fn learning_rate_warms_up_then_follows_a_cosine() {
 
 #[test]
 fn hugging_face_gpt2_weights_round_trip() {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(2);
     let cfg = tiny(PosEmbedding::Learned, true);
     let vs = nn::VarStore::new(Device::Cpu);
@@ -422,6 +430,7 @@ fn hugging_face_gpt2_weights_round_trip() {
 
 #[test]
 fn bad_configs_are_clear_errors() {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
     let base = tiny(PosEmbedding::Learned, true);
     let e = GptConfig {
         n_head: 5,
@@ -468,6 +477,7 @@ fn bad_configs_are_clear_errors() {
 
 #[test]
 fn the_model_ladder_loads_and_spans_1m_to_300m_parameters() {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
     let mut counts = Vec::new();
     for e in std::fs::read_dir(&dir).unwrap() {
