@@ -627,6 +627,19 @@ pub fn train_prior(
     device: Device,
     progress: bool,
 ) -> Result<TrainSummary> {
+    train_prior_from(model_cfg, cfg, data, out, device, progress, None)
+}
+
+/// [`train_prior`], starting a new run from Hugging Face GPT-2 weights when `init_hf` is given.
+pub fn train_prior_from(
+    model_cfg: &GptConfig,
+    cfg: &TrainConfig,
+    data: &CodeData,
+    out: &Path,
+    device: Device,
+    progress: bool,
+    init_hf: Option<&Path>,
+) -> Result<TrainSummary> {
     let l = data.latent_shape.iter().product::<i64>();
     if data.n_codes > model_cfg.vocab {
         bail!(
@@ -653,7 +666,11 @@ pub fn train_prior(
         }
         t
     } else {
-        Trainer::new(model_cfg, cfg, device)?
+        let mut t = Trainer::new(model_cfg, cfg, device)?;
+        if let Some(p) = init_hf {
+            crate::models::hf::load_hf(&mut t.vs, p)?;
+        }
+        t
     };
     let csv_path = out.join("loss.csv");
     let mut rows = read_loss_csv(&csv_path, t.step)?;
@@ -819,6 +836,9 @@ pub struct PretrainArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Start from Hugging Face GPT-2 weights (model.safetensors) whose shapes match --model.
+    #[arg(long)]
+    pub init_hf: Option<PathBuf>,
 }
 
 /// Copies the tokenizer folder next to the prior so a pretrain output is self-contained.
@@ -874,7 +894,15 @@ pub fn run_pretrain(a: &PretrainArgs) -> Result<()> {
         cfg.precision.name(),
         device
     );
-    let s = train_prior(&model_cfg, &cfg, &data, &a.out, device, true)?;
+    let s = train_prior_from(
+        &model_cfg,
+        &cfg,
+        &data,
+        &a.out,
+        device,
+        true,
+        a.init_hf.as_deref(),
+    )?;
     if let Some(tok) = &data.tokenizer {
         copy_tokenizer(tok, &a.out)?;
     }
@@ -889,4 +917,350 @@ pub fn run_pretrain(a: &PretrainArgs) -> Result<()> {
         s.checkpoint.display()
     );
     Ok(())
+}
+
+/// Named `bench-train` cases: the H100 targets and a CPU smoke size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchPreset {
+    /// GPT-2 small (d768 L12 H12), ctx 1024, batch 16, vocab 2048, bf16 (H100 target ≥ 410k tok/s).
+    Gpt2Bf16,
+    /// VideoGPT prior (d576 L8 H4), ctx 1024, batch 32, vocab 2048, fp32 with TF32 off.
+    VideogptFp32,
+    /// Same with TF32 matmuls.
+    VideogptTf32,
+    VideogptBf16,
+    VideogptFp16,
+    /// A small model for a CPU run: d128 L4 H4, ctx 256, batch 4, vocab 2048, fp32.
+    CpuSmall,
+}
+
+impl BenchPreset {
+    /// Model, precision and batch size of the preset.
+    pub fn case(self) -> (GptConfig, Precision, usize) {
+        let videogpt = GptConfig {
+            name: "videogpt-prior".into(),
+            d_model: 576,
+            n_layer: 8,
+            n_head: 4,
+            ctx: 1024,
+            vocab: 2048,
+            dropout: 0.2,
+            attn_dropout: 0.3,
+            pos: crate::models::gpt::PosEmbedding::Factorized,
+            latent_shape: Some([4, 16, 16]),
+            tie_weights: true,
+        };
+        match self {
+            BenchPreset::Gpt2Bf16 => (
+                GptConfig {
+                    name: "gpt2-small-v2048".into(),
+                    d_model: 768,
+                    n_layer: 12,
+                    n_head: 12,
+                    dropout: 0.0,
+                    attn_dropout: 0.0,
+                    pos: crate::models::gpt::PosEmbedding::Learned,
+                    latent_shape: None,
+                    ..videogpt
+                },
+                Precision::Bf16,
+                16,
+            ),
+            BenchPreset::VideogptFp32 => (videogpt, Precision::Fp32, 32),
+            BenchPreset::VideogptTf32 => (videogpt, Precision::Tf32, 32),
+            BenchPreset::VideogptBf16 => (videogpt, Precision::Bf16, 32),
+            BenchPreset::VideogptFp16 => (videogpt, Precision::Fp16, 32),
+            BenchPreset::CpuSmall => (
+                GptConfig {
+                    name: "cpu-small".into(),
+                    d_model: 128,
+                    n_layer: 4,
+                    n_head: 4,
+                    ctx: 256,
+                    dropout: 0.0,
+                    attn_dropout: 0.0,
+                    pos: crate::models::gpt::PosEmbedding::Learned,
+                    latent_shape: None,
+                    ..videogpt
+                },
+                Precision::Fp32,
+                4,
+            ),
+        }
+    }
+}
+
+/// `brainscale bench-train`: training throughput of one model / precision / batch / device.
+#[derive(clap::Args, Debug)]
+pub struct BenchTrainArgs {
+    /// A named case (model, precision, batch); explicit flags below override it.
+    #[arg(long, value_enum)]
+    pub preset: Option<BenchPreset>,
+    /// Model config TOML instead of a preset.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    #[arg(long, value_enum)]
+    pub precision: Option<Precision>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Sequence length (default: the model's ctx).
+    #[arg(long)]
+    pub ctx: Option<i64>,
+    /// Timed optimizer steps (after the warm-up ones).
+    #[arg(long, default_value_t = 10)]
+    pub steps: u64,
+    #[arg(long, default_value_t = 3)]
+    pub warmup: u64,
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Append the result row to this CSV (created with a header).
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+}
+
+/// One bench-train measurement.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchTrainRow {
+    pub model: String,
+    pub device: String,
+    pub precision: String,
+    pub d_model: i64,
+    pub n_layer: i64,
+    pub n_head: i64,
+    pub ctx: i64,
+    pub vocab: i64,
+    pub batch_size: usize,
+    pub params_total: u64,
+    pub params_matmul: u64,
+    pub steps: u64,
+    pub tokens_per_s: f64,
+    pub tflops: f64,
+    pub peak_matmul_tflops: f64,
+    pub mfu: f64,
+}
+
+/// Measures training tokens/s of `model_cfg` at sequence length `ctx` on random tokens.
+pub fn bench_train(
+    model_cfg: &GptConfig,
+    precision: Precision,
+    batch: usize,
+    ctx: i64,
+    steps: u64,
+    warmup: u64,
+    device: Device,
+) -> Result<BenchTrainRow> {
+    if ctx <= 0 || ctx > model_cfg.ctx {
+        bail!("--ctx {ctx} must be in 1..={}", model_cfg.ctx);
+    }
+    if steps == 0 {
+        bail!("--steps must be positive");
+    }
+    let cfg = TrainConfig {
+        precision,
+        batch_size: batch,
+        max_steps: steps + warmup,
+        warmup_steps: 1,
+        ..TrainConfig::default()
+    };
+    let mut t = Trainer::new(model_cfg, &cfg, device)?;
+    tch::manual_seed(1);
+    let data = Tensor::randint(
+        model_cfg.vocab,
+        [(4 * batch).max(64) as i64, ctx + 1],
+        (Kind::Int64, Device::Cpu),
+    );
+    for _ in 0..warmup {
+        t.train_step(&data)?;
+    }
+    let t0 = Instant::now();
+    for _ in 0..steps {
+        t.train_step(&data)?; // each step reads its loss back: a device sync
+    }
+    let dt = t0.elapsed().as_secs_f64();
+    let tokens = (steps as usize * batch) as f64 * ctx as f64;
+    let tok_s = tokens / dt;
+    let pc = model_cfg.param_counts();
+    let fpt = flops::train_flops_per_token(
+        pc.matmul,
+        model_cfg.n_layer as u64,
+        ctx as u64,
+        model_cfg.d_model as u64,
+    );
+    let peak = measure_peak_matmul(device, precision.kind());
+    Ok(BenchTrainRow {
+        model: model_cfg.name.clone(),
+        device: format!("{device:?}"),
+        precision: precision.name().into(),
+        d_model: model_cfg.d_model,
+        n_layer: model_cfg.n_layer,
+        n_head: model_cfg.n_head,
+        ctx,
+        vocab: model_cfg.vocab,
+        batch_size: batch,
+        params_total: pc.total,
+        params_matmul: pc.matmul,
+        steps,
+        tokens_per_s: tok_s,
+        tflops: tok_s * fpt / 1e12,
+        peak_matmul_tflops: peak / 1e12,
+        mfu: tok_s * fpt / peak,
+    })
+}
+
+pub fn run_bench_train(a: &BenchTrainArgs) -> Result<()> {
+    let (mut cfg, mut precision, mut batch) = a.preset.unwrap_or(BenchPreset::CpuSmall).case();
+    if let Some(m) = &a.model {
+        cfg = GptConfig::load(m)?;
+    } else if a.preset.is_none() {
+        bail!("give --preset or --model");
+    }
+    precision = a.precision.unwrap_or(precision);
+    batch = a.batch_size.unwrap_or(batch);
+    let ctx = a.ctx.unwrap_or(cfg.ctx);
+    configure_precision(precision);
+    let device = parse_device(&a.device)?;
+    let r = bench_train(&cfg, precision, batch, ctx, a.steps, a.warmup, device)?;
+    println!(
+        "{} ({} params, {} in matmuls) d{} L{} H{} ctx {} batch {} vocab {} {} on {}:\n  {:.0} tokens/s, {:.2} TFLOP/s achieved, peak matmul {:.2} TFLOP/s (measured now), MFU {:.1}%",
+        r.model, r.params_total, r.params_matmul, r.d_model, r.n_layer, r.n_head, r.ctx, r.batch_size, r.vocab, r.precision, r.device,
+        r.tokens_per_s, r.tflops, r.peak_matmul_tflops, 100.0 * r.mfu
+    );
+    if let Some(path) = &a.csv {
+        let mut rows: Vec<BenchTrainRow> = if path.exists() {
+            csv::Reader::from_path(path)?
+                .deserialize()
+                .collect::<Result<_, _>>()
+                .with_context(|| format!("parsing {}", path.display()))?
+        } else {
+            Vec::new()
+        };
+        rows.push(r);
+        io::write_atomic(path, |tmp| {
+            let mut w = csv::Writer::from_path(tmp)?;
+            for r in &rows {
+                w.serialize(r)?;
+            }
+            w.flush()?;
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+/// Settings of [`train_small_prior`]: a tokenizer and prior small enough to train on CPU in
+/// seconds (32×32 frames, 8-frame clips → 2×8×8 codes of 64; a d64 L2 H2 prior).
+pub fn small_prior_configs() -> (crate::models::vqvae::VqVaeConfig, GptConfig) {
+    let vq = crate::models::vqvae::VqVaeConfig {
+        resolution: 32,
+        clip_len: 8,
+        downsample: [4, 4, 4],
+        n_hiddens: 16,
+        n_res_layers: 1,
+        n_codes: 64,
+        embedding_dim: 16,
+        attn_heads: 2,
+        ema_decay: 0.99,
+        commitment: 0.25,
+    };
+    let lat = vq.latent_shape();
+    let gpt = GptConfig {
+        name: "small-prior".into(),
+        d_model: 64,
+        n_layer: 2,
+        n_head: 2,
+        ctx: lat.iter().product(),
+        vocab: vq.n_codes,
+        dropout: 0.0,
+        attn_dropout: 0.0,
+        pos: crate::models::gpt::PosEmbedding::Factorized,
+        latent_shape: Some(lat),
+        tie_weights: true,
+    };
+    (vq, gpt)
+}
+
+/// Trains a small tokenizer and prior on decoded movies (CPU, seconds); returns the prior's
+/// folder (`work/prior`, with its `tokenizer/`), ready for [`crate::models::extract::GptExtractor`].
+/// A finished folder is reused.
+pub fn train_small_prior_frames(
+    movies: &[(String, crate::video::Frames)],
+    work: &Path,
+    seed: u64,
+) -> Result<PathBuf> {
+    // Ops this small run fastest on one thread; several threads on a busy machine spend their
+    // time waiting for each other (30× slower measured on 2 shared cores).
+    let threads = tch::get_num_threads();
+    tch::set_num_threads(1);
+    let r = small_prior_inner(movies, work, seed);
+    tch::set_num_threads(threads);
+    r
+}
+
+fn small_prior_inner(
+    movies: &[(String, crate::video::Frames)],
+    work: &Path,
+    seed: u64,
+) -> Result<PathBuf> {
+    use crate::models::vqvae;
+    let prior_dir = work.join("prior");
+    if prior_dir.join("summary.json").exists()
+        && prior_dir.join("tokenizer").join("vqvae.json").exists()
+    {
+        return Ok(prior_dir);
+    }
+    let (vq, gpt) = small_prior_configs();
+    let tok_dir = work.join("tokenizer");
+    let frames: Vec<crate::video::Frames> = movies.iter().map(|(_, f)| f.clone()).collect();
+    let tc = vqvae::TokenizerTrainConfig {
+        steps: 40,
+        batch_size: 4,
+        lr: 3e-3,
+        seed,
+        frame_stride: 1,
+        hop: 4,
+    };
+    vqvae::train_tokenizer(&vq, &tc, &frames, &tok_dir, Device::Cpu, false)?;
+    let tok = vqvae::Tokenizer::load(&tok_dir, Device::Cpu)?;
+    let code_dir = work.join("codes");
+    let files = vqvae::tokenize_movies(&tok, movies, &code_dir, 1, 4)?;
+    let data = codes::load_code_data(&files, 0.1)?;
+    let cfg = TrainConfig {
+        seed,
+        batch_size: 8,
+        max_steps: 60,
+        lr: 3e-3,
+        min_lr: 3e-4,
+        warmup_steps: 10,
+        eval_every: 0,
+        checkpoint_every: 0,
+        eval_samples: 32,
+        ..TrainConfig::default()
+    };
+    train_prior(&gpt, &cfg, &data, &prior_dir, Device::Cpu, false)?;
+    copy_tokenizer(&tok_dir, &prior_dir)?;
+    Ok(prior_dir)
+}
+
+/// [`train_small_prior_frames`] on movie files, decoded at native rate to 32×32 (frame cache
+/// in `work/frames`). For `brainscale demo --extractor gpt`.
+pub fn train_small_prior(movies: &[PathBuf], work: &Path, seed: u64) -> Result<PathBuf> {
+    let (vq, _) = small_prior_configs();
+    let opts = crate::video::DecodeOptions {
+        fps: None,
+        size: Some(vq.resolution as u32),
+    };
+    let decoded = movies
+        .iter()
+        .map(|m| {
+            let stem = m
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            Ok((
+                stem,
+                crate::video::decode_cached(m, &work.join("frames"), &opts)?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    train_small_prior_frames(&decoded, work, seed)
 }

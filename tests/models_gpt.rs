@@ -8,6 +8,12 @@ use tch::{nn, Device, Kind, Tensor};
 /// every test holds this lock so none reseeds or draws from the RNG under another.
 static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// Takes the RNG lock; tiny ops run fastest on one libtorch thread (the test machine is shared).
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    tch::set_num_threads(1);
+    RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn tiny(pos: PosEmbedding, tie: bool) -> GptConfig {
     GptConfig {
         name: "tiny".into(),
@@ -30,7 +36,7 @@ fn numel(vs: &nn::VarStore) -> u64 {
 
 #[test]
 fn param_counts_match_the_built_model() {
-    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let _rng = lock();
     for (pos, tie) in [
         (PosEmbedding::Learned, true),
         (PosEmbedding::Learned, false),
@@ -65,7 +71,7 @@ fn param_counts_match_the_built_model() {
 
 #[test]
 fn shapes_of_logits_and_hidden_states() {
-    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let _rng = lock();
     tch::manual_seed(0);
     let cfg = tiny(PosEmbedding::Factorized, true);
     let vs = nn::VarStore::new(Device::Cpu);
@@ -100,7 +106,7 @@ fn shapes_of_logits_and_hidden_states() {
 
 #[test]
 fn a_future_token_cannot_change_a_past_logit() {
-    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let _rng = lock();
     tch::manual_seed(1);
     for pos in [PosEmbedding::Learned, PosEmbedding::Factorized] {
         let cfg = tiny(pos, true);
@@ -108,7 +114,7 @@ fn a_future_token_cannot_change_a_past_logit() {
         let m = Gpt::new(&vs.root(), &cfg).unwrap();
         let idx = Tensor::randint(cfg.vocab, [2, 24], (Kind::Int64, Device::Cpu));
         let j = 13;
-        let mut changed = idx.copy();
+        let changed = idx.copy();
         let _ = changed
             .get(0)
             .get(j)
@@ -154,7 +160,7 @@ fn train_cfg() -> TrainConfig {
 
 #[test]
 fn a_tiny_model_overfits_a_tiny_token_set() {
-    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let _rng = lock();
     let cfg = tiny(PosEmbedding::Learned, true);
     // 4 random sequences of 17 tokens whose first tokens differ: every next token is
     // determined by the prefix, so the achievable loss is 0.
@@ -177,7 +183,7 @@ fn a_tiny_model_overfits_a_tiny_token_set() {
 
 #[test]
 fn checkpoint_and_resume_give_the_identical_next_step_loss() {
-    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let _rng = lock();
     let mut cfg = tiny(PosEmbedding::Factorized, true);
     cfg.dropout = 0.1;
     cfg.attn_dropout = 0.1;
@@ -211,7 +217,7 @@ fn checkpoint_and_resume_give_the_identical_next_step_loss() {
 
 #[test]
 fn fp16_loss_scaling_skips_an_overflow_step_and_halves_the_scale() {
-    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let _rng = lock();
     let cfg = tiny(PosEmbedding::Learned, true);
     let data = tiny_data(8, 17, cfg.vocab, 5);
     // 2^40 overflows fp16 gradients (max 65504) on the first backward pass.
@@ -267,7 +273,7 @@ fn fp16_loss_scaling_skips_an_overflow_step_and_halves_the_scale() {
 
 #[test]
 fn fp16_and_bf16_losses_track_fp32() {
-    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let _rng = lock();
     let cfg = tiny(PosEmbedding::Learned, true);
     let data = tiny_data(8, 17, cfg.vocab, 6);
     let mut losses = Vec::new();
@@ -289,7 +295,7 @@ fn fp16_and_bf16_losses_track_fp32() {
 
 #[test]
 fn adamw_first_steps_match_the_closed_form() {
-    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let _rng = lock();
     // One parameter matrix, loss = sum(w * c): gradient c, so AdamW's first update is
     // w1 = w0·(1 − lr·wd) − lr·c/(|c| + ε) and the second uses m, v of two equal gradients.
     let cfg = tiny(PosEmbedding::Learned, true);
@@ -337,7 +343,7 @@ fn adamw_first_steps_match_the_closed_form() {
 
 #[test]
 fn learning_rate_warms_up_then_follows_a_cosine() {
-    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let _rng = lock();
     let tc = TrainConfig {
         lr: 1.0,
         min_lr: 0.1,
@@ -354,7 +360,7 @@ fn learning_rate_warms_up_then_follows_a_cosine() {
 
 #[test]
 fn hugging_face_gpt2_weights_round_trip() {
-    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let _rng = lock();
     tch::manual_seed(2);
     let cfg = tiny(PosEmbedding::Learned, true);
     let vs = nn::VarStore::new(Device::Cpu);
@@ -430,7 +436,7 @@ fn hugging_face_gpt2_weights_round_trip() {
 
 #[test]
 fn bad_configs_are_clear_errors() {
-    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let _rng = lock();
     let base = tiny(PosEmbedding::Learned, true);
     let e = GptConfig {
         n_head: 5,
@@ -477,7 +483,7 @@ fn bad_configs_are_clear_errors() {
 
 #[test]
 fn the_model_ladder_loads_and_spans_1m_to_300m_parameters() {
-    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let _rng = lock();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
     let mut counts = Vec::new();
     for e in std::fs::read_dir(&dir).unwrap() {
