@@ -362,9 +362,17 @@ impl Trainer {
         let rows: Vec<i64> = (0..self.cfg.batch_size)
             .map(|_| rng.gen_range(0..n))
             .collect();
-        let seqs = data
-            .index_select(0, &Tensor::from_slice(&rows))
-            .to_device(self.device);
+        let seqs = data.index_select(0, &Tensor::from_slice(&rows));
+        if seqs.device() == Device::Cpu {
+            let (lo, hi) = (seqs.min().int64_value(&[]), seqs.max().int64_value(&[]));
+            if lo < 0 || hi >= self.model.cfg.vocab {
+                bail!(
+                    "token ids must be in 0..{}, found {lo}..={hi}",
+                    self.model.cfg.vocab
+                );
+            }
+        }
+        let seqs = seqs.to_device(self.device);
         Ok((seqs.narrow(1, 0, l - 1), seqs.narrow(1, 1, l - 1)))
     }
 
@@ -376,16 +384,20 @@ impl Trainer {
         // Dropout masks depend only on (seed, step): resuming replays them exactly.
         tch::manual_seed(mix(self.cfg.seed, self.step, u64::MAX) as i64 & i64::MAX);
         self.opt.zero_grad();
-        let mut loss_sum = 0.0;
+        let mut losses = Vec::with_capacity(self.cfg.grad_accum);
         let mut tokens = 0;
         for micro in 0..self.cfg.grad_accum {
             let (x, y) = self.batch(data, micro)?;
             tokens += y.numel() as u64;
             let loss = self.model.loss(&x, &y, true, kind)?;
-            loss_sum += loss.double_value(&[]);
+            losses.push(loss.detach());
             (loss * (scale / self.cfg.grad_accum as f64)).backward();
         }
-        let loss = loss_sum / self.cfg.grad_accum as f64;
+        // One device sync per step for the loss (and one for the gradient norm below).
+        let loss = Tensor::stack(&losses, 0)
+            .to_kind(Kind::Double)
+            .mean(Kind::Double)
+            .double_value(&[]);
         let grad_norm = self.opt.grad_norm() / scale;
         let finite = grad_norm.is_finite();
         let apply = match self.scaler.as_mut() {
@@ -1121,7 +1133,7 @@ pub fn run_bench_train(a: &BenchTrainArgs) -> Result<()> {
     let device = parse_device(&a.device)?;
     let r = bench_train(&cfg, precision, batch, ctx, a.steps, a.warmup, device)?;
     println!(
-        "{} ({} params, {} in matmuls) d{} L{} H{} ctx {} batch {} vocab {} {} on {}:\n  {:.0} tokens/s, {:.2} TFLOP/s achieved, peak matmul {:.2} TFLOP/s (measured now), MFU {:.1}%",
+        "{} ({} params, {} in matmuls) d{} L{} H{} ctx {} batch {} vocab {} {} on {}:\n  {:.0} tokens/s, {:.4} TFLOP/s achieved, peak matmul {:.4} TFLOP/s (measured now), MFU {:.1}%",
         r.model, r.params_total, r.params_matmul, r.d_model, r.n_layer, r.n_head, r.ctx, r.batch_size, r.vocab, r.precision, r.device,
         r.tokens_per_s, r.tflops, r.peak_matmul_tflops, 100.0 * r.mfu
     );

@@ -39,13 +39,43 @@ fn tokenizer_tokenize_pretrain_resume_and_bench_train() {
     )
     .unwrap();
     cmd(d)
-        .args(["tokenizer", "train", "--movies", "a.mp4", "b.mp4", "--out", "tok", "--config", "vq.toml"])
-        .args(["--steps", "5", "--batch-size", "2", "--device", "cpu", "--cache", "frames"])
+        .args([
+            "tokenizer",
+            "train",
+            "--movies",
+            "a.mp4",
+            "b.mp4",
+            "--out",
+            "tok",
+            "--config",
+            "vq.toml",
+        ])
+        .args([
+            "--steps",
+            "5",
+            "--batch-size",
+            "2",
+            "--device",
+            "cpu",
+            "--cache",
+            "frames",
+        ])
         .assert()
         .success()
         .stdout(contains("reconstruction loss"));
     cmd(d)
-        .args(["tokenize", "--movies", "a.mp4", "b.mp4", "--tokenizer", "tok", "--out", "codes", "--hop", "2"])
+        .args([
+            "tokenize",
+            "--movies",
+            "a.mp4",
+            "b.mp4",
+            "--tokenizer",
+            "tok",
+            "--out",
+            "codes",
+            "--hop",
+            "2",
+        ])
         .args(["--device", "cpu", "--cache", "frames"])
         .assert()
         .success();
@@ -53,51 +83,150 @@ fn tokenizer_tokenize_pretrain_resume_and_bench_train() {
     // 24 frames, 4-frame clips every 2 frames: 11 clips per movie, 10 + 10 for training.
     let pre = |steps: &str| {
         let mut c = cmd(d);
-        c.args(["pretrain", "--codes", "codes", "--model", "gpt.toml", "--out", "prior", "--max-steps", steps])
-            .args(["--batch-size", "2", "--warmup-steps", "2", "--eval-every", "2", "--checkpoint-every", "2"])
-            .args(["--train-samples", "12", "--eval-fraction", "0.1", "--device", "cpu"]);
+        c.args([
+            "pretrain",
+            "--codes",
+            "codes",
+            "--model",
+            "gpt.toml",
+            "--out",
+            "prior",
+            "--max-steps",
+            steps,
+        ])
+        .args([
+            "--batch-size",
+            "2",
+            "--warmup-steps",
+            "2",
+            "--eval-every",
+            "2",
+            "--checkpoint-every",
+            "2",
+        ])
+        .args([
+            "--train-samples",
+            "12",
+            "--eval-fraction",
+            "0.1",
+            "--device",
+            "cpu",
+        ]);
         c
     };
-    pre("4").assert().success().stdout(contains("done: 4 steps"));
-    pre("6").assert().success().stdout(contains("done: 6 steps"));
+    pre("4")
+        .assert()
+        .success()
+        .stdout(contains("done: 4 steps"));
+    pre("6")
+        .assert()
+        .success()
+        .stdout(contains("done: 6 steps"));
     let csv = std::fs::read_to_string(d.join("prior/loss.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 6, "{csv}");
     assert!(d.join("prior/tokenizer/vqvae.json").exists());
     assert!(d.join("prior/step-00000006/model.safetensors").exists());
     assert!(!d.join("prior/step-00000004").exists());
     // The extractor reads the pretrain output folder as is.
-    let mut ex = brainscale::models::extract::GptExtractor::load(&d.join("prior"), &[2], tch::Device::Cpu, 1).unwrap();
-    let frames = brainscale::video::load_frames(&std::fs::read_dir(d.join("frames")).unwrap().next().unwrap().unwrap().path()).unwrap();
+    let mut ex = brainscale::models::extract::GptExtractor::load(
+        &d.join("prior"),
+        &[2],
+        tch::Device::Cpu,
+        1,
+    )
+    .unwrap();
+    let frames = brainscale::video::load_frames(
+        &std::fs::read_dir(d.join("frames"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path(),
+    )
+    .unwrap();
     let f = brainscale::features::Extractor::extract(&mut ex, &frames).unwrap();
     assert_eq!(f.values.dim(), (6, 32));
     // Bad inputs: clear errors, non-zero exit.
     cmd(d)
-        .args(["pretrain", "--codes", "codes", "--model", "gpt.toml", "--out", "p2", "--train-samples", "999", "--device", "cpu"])
+        .args([
+            "pretrain",
+            "--codes",
+            "codes",
+            "--model",
+            "gpt.toml",
+            "--out",
+            "p2",
+            "--train-samples",
+            "999",
+            "--device",
+            "cpu",
+        ])
         .assert()
         .failure()
         .stderr(contains("--train-samples 999"));
     cmd(d)
-        .args(["pretrain", "--codes", "codes", "--model", "missing.toml", "--out", "p2", "--device", "cpu"])
+        .args([
+            "pretrain",
+            "--codes",
+            "codes",
+            "--model",
+            "missing.toml",
+            "--out",
+            "p2",
+            "--device",
+            "cpu",
+        ])
         .assert()
         .failure()
         .stderr(contains("missing.toml"));
     cmd(d)
-        .args(["pretrain", "--codes", "nowhere", "--model", "gpt.toml", "--out", "p2", "--device", "cpu"])
+        .args([
+            "pretrain", "--codes", "nowhere", "--model", "gpt.toml", "--out", "p2", "--device",
+            "cpu",
+        ])
         .assert()
         .failure()
         .stderr(contains("nowhere"));
     cmd(d)
-        .args(["tokenize", "--movies", "a.mp4", "--tokenizer", "nope", "--out", "c2", "--device", "cpu"])
+        .args([
+            "tokenize",
+            "--movies",
+            "a.mp4",
+            "--tokenizer",
+            "nope",
+            "--out",
+            "c2",
+            "--device",
+            "cpu",
+        ])
         .assert()
         .failure()
         .stderr(contains("nope"));
     cmd(d)
-        .args(["bench-train", "--model", "gpt.toml", "--steps", "1", "--warmup", "0", "--batch-size", "2", "--device", "cpu"])
+        .args([
+            "bench-train",
+            "--model",
+            "gpt.toml",
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+            "--batch-size",
+            "2",
+            "--device",
+            "cpu",
+        ])
         .args(["--csv", "bench.csv"])
         .assert()
         .success()
         .stdout(contains("tokens/s").and(contains("MFU")));
-    assert_eq!(std::fs::read_to_string(d.join("bench.csv")).unwrap().lines().count(), 2);
+    assert_eq!(
+        std::fs::read_to_string(d.join("bench.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
 }
 
 use predicates::prelude::PredicateBooleanExt;

@@ -390,7 +390,9 @@ impl Gpt {
                 self.cfg.ctx
             );
         }
-        if b > 0 {
+        // The id range is checked where it costs no device sync (CPU inputs); training data
+        // is validated when loaded, so GPU steps stay asynchronous.
+        if b > 0 && idx.device() == tch::Device::Cpu {
             let (lo, hi) = (idx.min().int64_value(&[]), idx.max().int64_value(&[]));
             if lo < 0 || hi >= self.cfg.vocab {
                 bail!(
