@@ -309,11 +309,40 @@ fn mix(seed: u64, a: u64, b: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Sets TF32 for cuBLAS through PyTorch's documented override variable; must run before the
-/// first CUDA matmul. No effect on CPU.
+/// PyTorch reads this variable once, when its global context is created, to allow TF32
+/// cuBLAS matmuls for fp32 tensors; tch has no other switch for it.
+pub const TF32_ENV: &str = "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE";
+
+/// Best effort for library callers: sets [`TF32_ENV`] for `tf32` (effective only if libtorch
+/// has not created its context yet). The CLI uses [`reexec_for_precision`], which is certain.
 pub fn configure_precision(p: Precision) {
     if p == Precision::Tf32 {
-        std::env::set_var("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "1");
+        std::env::set_var(TF32_ENV, "1");
+    }
+}
+
+/// Makes the TF32 setting of this process match `p`: for `tf32` without [`TF32_ENV`] the
+/// program re-runs itself with it set (returns true: the child did the work and succeeded);
+/// `fp32` with the variable set is an error, since matmuls would silently use TF32.
+pub fn reexec_for_precision(p: Precision) -> Result<bool> {
+    let set = std::env::var(TF32_ENV).is_ok_and(|v| v == "1");
+    match (p, set) {
+        (Precision::Tf32, false) => {
+            let exe = std::env::current_exe().context("locating the brainscale executable")?;
+            let status = std::process::Command::new(exe)
+                .args(std::env::args_os().skip(1))
+                .env(TF32_ENV, "1")
+                .status()
+                .context("re-running with TF32 enabled")?;
+            if !status.success() {
+                bail!("the TF32 run failed ({status})");
+            }
+            Ok(true)
+        }
+        (Precision::Fp32, true) => bail!(
+            "--precision fp32 with {TF32_ENV}=1 in the environment would run TF32 matmuls; unset it"
+        ),
+        _ => Ok(false),
     }
 }
 
@@ -867,6 +896,9 @@ fn copy_tokenizer(src: &Path, out: &Path) -> Result<()> {
 }
 
 pub fn run_pretrain(a: &PretrainArgs) -> Result<()> {
+    if reexec_for_precision(a.precision)? {
+        return Ok(());
+    }
     let model_cfg = GptConfig::load(&a.model)?;
     let device = parse_device(&a.device)?;
     let files = codes::list_code_files(&a.codes)?;
@@ -1129,7 +1161,9 @@ pub fn run_bench_train(a: &BenchTrainArgs) -> Result<()> {
     precision = a.precision.unwrap_or(precision);
     batch = a.batch_size.unwrap_or(batch);
     let ctx = a.ctx.unwrap_or(cfg.ctx);
-    configure_precision(precision);
+    if reexec_for_precision(precision)? {
+        return Ok(());
+    }
     let device = parse_device(&a.device)?;
     let r = bench_train(&cfg, precision, batch, ctx, a.steps, a.warmup, device)?;
     println!(

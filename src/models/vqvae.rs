@@ -1045,6 +1045,13 @@ pub fn load_config(path: Option<&Path>) -> Result<VqVaeConfig> {
 }
 
 pub fn run_tokenizer_train(a: &TokenizerTrainArgs) -> Result<()> {
+    if TOKENIZER_FILES.iter().all(|f| a.out.join(f).exists()) {
+        println!(
+            "{} already holds a trained tokenizer; delete it to retrain",
+            a.out.display()
+        );
+        return Ok(());
+    }
     let cfg = load_config(a.config.as_deref())?;
     let device = parse_device(&a.device)?;
     let movies: Vec<Frames> = decode_movies(&a.movies, &a.cache, a.fps, cfg.resolution as u32)?
@@ -1090,5 +1097,55 @@ pub enum TokenizerCommand {
 pub fn run_tokenizer_command(c: &TokenizerCommand) -> Result<()> {
     match c {
         TokenizerCommand::Train(a) => run_tokenizer_train(a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One EMA step by hand: decay 0.5, two codes used, a third never used (restarted).
+    #[test]
+    fn ema_codebook_update_matches_the_closed_form() {
+        tch::manual_seed(0);
+        let cfg = VqVaeConfig {
+            n_codes: 3,
+            embedding_dim: 2,
+            ema_decay: 0.5,
+            ..VqVaeConfig::default()
+        };
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mut cb = Codebook::new(vs.root(), &cfg);
+        tch::no_grad(|| {
+            cb.embeddings
+                .copy_(&Tensor::from_slice(&[0.0f32, 0.0, 10.0, 10.0, 100.0, -100.0]).view([3, 2]));
+            cb.z_avg.copy_(&cb.embeddings.copy());
+            cb.n.copy_(&Tensor::from_slice(&[1.0f32, 1.0, 0.0]));
+            let _ = cb.initialized.fill_(1.0);
+        });
+        // Four vectors on a 1×2×2 grid: two near code 0, two near code 1.
+        let flat = [1.0f32, 0.0, 0.0, 1.0, 9.0, 10.0, 11.0, 10.0];
+        let z = Tensor::from_slice(&flat)
+            .view([1, 1, 2, 2, 2])
+            .permute([0, 4, 1, 2, 3]);
+        let q = cb.forward(&z, true);
+        assert_eq!(
+            Vec::<i64>::try_from(q.codes.reshape([-1])).unwrap(),
+            vec![0, 0, 1, 1]
+        );
+        // N = 0.5·[1, 1, 0] + 0.5·[2, 2, 0]; z_avg0 = 0.5·0 + 0.5·(1, 1); z_avg1 = 0.5·10 + 0.5·(20, 20).
+        let n: Vec<f32> = Vec::try_from(&cb.n).unwrap();
+        assert_eq!(n, vec![1.5, 1.5, 0.0]);
+        // Laplace smoothing: w_k = (N_k + ε)/(ΣN + Kε)·ΣN ≈ N_k, so e0 = (1/3, 1/3), e1 = (10, 10).
+        let e: Vec<f32> = Vec::try_from(cb.embeddings.reshape([-1])).unwrap();
+        for (got, want) in e[..4].iter().zip([1.0 / 3.0, 1.0 / 3.0, 10.0, 10.0]) {
+            assert!((got - want).abs() < 1e-5, "{e:?}");
+        }
+        // The dead code restarted at one of the encoder outputs.
+        let restarted = (0..4).any(|i| e[4] == flat[2 * i] && e[5] == flat[2 * i + 1]);
+        assert!(restarted, "{e:?}");
+        // Commitment loss: β·mean((z − e)²) with the pre-update codes e0 = 0, e1 = (10, 10).
+        let want = 0.25 * (1.0 + 1.0 + 1.0 + 1.0) / 8.0;
+        assert!((q.commitment_loss.double_value(&[]) - want).abs() < 1e-6);
     }
 }
