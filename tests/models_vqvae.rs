@@ -123,6 +123,12 @@ fn preprocessing_resizes_the_shorter_side_and_crops_the_centre() {
     assert_eq!(x.size(), vec![3, 2, 16, 16]);
     let left = x.narrow(3, 0, 7).max().double_value(&[]);
     let right = x.narrow(3, 9, 7).min().double_value(&[]);
+    // Chunked preprocessing (long movies) gives the same pixels.
+    let m = moving_pattern(7, 20, 30, 10.0, 0.2);
+    let whole = preprocess(&m, 16, Device::Cpu).unwrap();
+    let chunked = vqvae::preprocess_chunked(&m, 16, Device::Cpu, 3).unwrap();
+    assert_eq!(whole.size(), vec![3, 7, 16, 16]);
+    assert!(whole.equal(&chunked));
     assert!((left + 0.5).abs() < 1e-6, "{left}");
     assert!((right - 0.5).abs() < 1e-6, "{right}");
 }

@@ -655,29 +655,48 @@ pub fn preprocess(frames: &Frames, resolution: i64, device: Device) -> Result<Te
             frames.data.dim()
         );
     }
+    // Chunks of ~64 MB of frames, so a long full-resolution movie never sits on the device
+    // as floats.
+    let chunk = (64 * 1024 * 1024 / (h * w * 3)).clamp(1, t);
+    preprocess_chunked(frames, resolution, device, chunk)
+}
+
+/// [`preprocess`] `chunk` frames at a time (the result does not depend on `chunk`).
+pub fn preprocess_chunked(
+    frames: &Frames,
+    resolution: i64,
+    device: Device,
+    chunk: usize,
+) -> Result<Tensor> {
+    let (t, h, w, _) = frames.data.dim();
     let data = frames.data.as_standard_layout();
-    let x = Tensor::from_slice(data.as_slice().unwrap())
-        .view([t as i64, h as i64, w as i64, 3])
-        .to_device(device)
-        .permute([0, 3, 1, 2])
-        .to_kind(Kind::Float);
+    let data = data.as_slice().unwrap();
     let (h, w) = (h as i64, w as i64);
-    let x = if h == resolution && w == resolution {
-        x
-    } else {
-        let scale = resolution as f64 / h.min(w) as f64;
-        let (nh, nw) = (
-            ((h as f64 * scale).round() as i64).max(resolution),
-            ((w as f64 * scale).round() as i64).max(resolution),
-        );
-        let x = x.internal_upsample_bilinear2d_aa([nh, nw], false, None, None);
-        let (oy, ox) = ((nh - resolution) / 2, (nw - resolution) / 2);
-        x.narrow(2, oy, resolution).narrow(3, ox, resolution)
-    };
-    Ok((x / 255.0 - 0.5)
-        .clamp(-0.5, 0.5)
-        .permute([1, 0, 2, 3])
-        .contiguous())
+    let frame_bytes = (h * w * 3) as usize;
+    let chunk = chunk.max(1);
+    let mut out = Vec::new();
+    for start in (0..t).step_by(chunk) {
+        let n = chunk.min(t - start);
+        let x = Tensor::from_slice(&data[start * frame_bytes..(start + n) * frame_bytes])
+            .view([n as i64, h, w, 3])
+            .to_device(device)
+            .permute([0, 3, 1, 2])
+            .to_kind(Kind::Float);
+        let x = if h == resolution && w == resolution {
+            x
+        } else {
+            let scale = resolution as f64 / h.min(w) as f64;
+            let (nh, nw) = (
+                ((h as f64 * scale).round() as i64).max(resolution),
+                ((w as f64 * scale).round() as i64).max(resolution),
+            );
+            let x = x.internal_upsample_bilinear2d_aa([nh, nw], false, None, None);
+            let (oy, ox) = ((nh - resolution) / 2, (nw - resolution) / 2);
+            x.narrow(2, oy, resolution).narrow(3, ox, resolution)
+        };
+        out.push((x / 255.0 - 0.5).clamp(-0.5, 0.5));
+    }
+    Ok(Tensor::cat(&out, 0).permute([1, 0, 2, 3]).contiguous())
 }
 
 /// Clip starts in frames: clips of `clip_len` frames taken every `frame_stride` frames start
