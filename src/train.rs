@@ -945,6 +945,10 @@ pub struct PretrainArgs {
     /// Start from Hugging Face GPT-2 weights (model.safetensors) whose shapes match --model.
     #[arg(long)]
     pub init_hf: Option<PathBuf>,
+    /// Also write the trained weights in Hugging Face GPT-2 naming to this file (learned
+    /// positions and tied head only).
+    #[arg(long)]
+    pub export_hf: Option<PathBuf>,
 }
 
 /// Copies the tokenizer folder next to the prior so a pretrain output is self-contained.
@@ -1014,6 +1018,11 @@ pub fn run_pretrain(a: &PretrainArgs) -> Result<()> {
     )?;
     if let Some(tok) = &data.tokenizer {
         copy_tokenizer(tok, &a.out)?;
+    }
+    if let Some(path) = &a.export_hf {
+        let (vs, _) = load_prior(&a.out, Device::Cpu)?;
+        crate::models::hf::save_hf(&vs, &model_cfg, path)?;
+        println!("wrote Hugging Face GPT-2 weights to {}", path.display());
     }
     println!(
         "done: {} steps, {} tokens, train loss {:.4}, eval loss {}, {:.0} tokens/s, MFU {:.1}%; checkpoint {}",

@@ -146,6 +146,59 @@ fn tokenizer_tokenize_pretrain_resume_and_bench_train() {
     .unwrap();
     let f = brainscale::features::Extractor::extract(&mut ex, &frames).unwrap();
     assert_eq!(f.values.dim(), (6, 32));
+    // Hugging Face export of a learned-position model, then a new run initialised from it.
+    std::fs::write(
+        d.join("gpt-learned.toml"),
+        "d_model = 32\nn_layer = 1\nn_head = 2\nctx = 31\nvocab = 32\n",
+    )
+    .unwrap();
+    let hf_run = |out: &str, extra: &[&str]| {
+        let mut c = cmd(d);
+        c.args([
+            "pretrain",
+            "--codes",
+            "codes",
+            "--model",
+            "gpt-learned.toml",
+            "--out",
+            out,
+            "--max-steps",
+            "2",
+        ])
+        .args([
+            "--batch-size",
+            "2",
+            "--warmup-steps",
+            "1",
+            "--device",
+            "cpu",
+        ])
+        .args(extra);
+        c
+    };
+    hf_run("p-hf", &["--export-hf", "hf/model.safetensors"])
+        .assert()
+        .success()
+        .stdout(contains("Hugging Face"));
+    hf_run("p-hf2", &["--init-hf", "hf/model.safetensors"])
+        .assert()
+        .success();
+    hf_run("p-hf3", &["--init-hf", "a.mp4"])
+        .assert()
+        .failure()
+        .stderr(contains("a.mp4"));
+    // The library entry point of `brainscale demo --extractor gpt`.
+    let small = brainscale::train::train_small_prior(
+        &[d.join("a.mp4"), d.join("b.mp4")],
+        &d.join("small"),
+        0,
+    )
+    .unwrap();
+    let mut ex =
+        brainscale::models::extract::GptExtractor::load(&small, &[1, 2], tch::Device::Cpu, 1)
+            .unwrap();
+    let f = brainscale::features::Extractor::extract(&mut ex, &frames).unwrap();
+    assert_eq!(f.values.ncols(), 128);
     // Bad inputs: clear errors, non-zero exit.
     cmd(d)
         .args([
