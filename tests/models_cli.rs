@@ -280,6 +280,66 @@ fn tokenizer_tokenize_pretrain_resume_and_bench_train() {
             .count(),
         2
     );
+    // tf32 re-runs the program with PyTorch's TF32 switch set; fp32 refuses to run under it.
+    cmd(d)
+        .args([
+            "bench-train",
+            "--model",
+            "gpt.toml",
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+            "--batch-size",
+            "1",
+        ])
+        .args([
+            "--precision",
+            "tf32",
+            "--device",
+            "cpu",
+            "--csv",
+            "bench.csv",
+        ])
+        .assert()
+        .success()
+        .stdout(contains("tf32"));
+    assert_eq!(
+        std::fs::read_to_string(d.join("bench.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        3
+    );
+    cmd(d)
+        .env("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "1")
+        .args([
+            "bench-train",
+            "--model",
+            "gpt.toml",
+            "--steps",
+            "1",
+            "--precision",
+            "fp32",
+            "--device",
+            "cpu",
+        ])
+        .assert()
+        .failure()
+        .stderr(contains("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE"));
+    // A partial VQ-VAE config takes VideoGPT's defaults for the rest; unknown keys are errors.
+    std::fs::write(d.join("partial.toml"), "resolution = 32\nn_codes = 512\n").unwrap();
+    let c = brainscale::models::vqvae::load_config(Some(&d.join("partial.toml"))).unwrap();
+    assert_eq!(
+        (c.resolution, c.n_codes, c.embedding_dim, c.downsample),
+        (32, 512, 256, [4, 4, 4])
+    );
+    std::fs::write(d.join("typo.toml"), "resolutoin = 32\n").unwrap();
+    let e = format!(
+        "{:#}",
+        brainscale::models::vqvae::load_config(Some(&d.join("typo.toml"))).unwrap_err()
+    );
+    assert!(e.contains("typo.toml") && e.contains("resolutoin"), "{e}");
 }
 
 use predicates::prelude::PredicateBooleanExt;

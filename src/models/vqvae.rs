@@ -19,9 +19,9 @@ use tch::{nn, nn::ModuleT, Device, Kind, Tensor};
 /// Files that make up a tokenizer folder.
 pub const TOKENIZER_FILES: [&str; 2] = ["vqvae.safetensors", "vqvae.json"];
 
-/// Architecture and codebook settings (VideoGPT's defaults).
+/// Architecture and codebook settings; fields missing from a TOML file take VideoGPT's defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct VqVaeConfig {
     /// Frame side after resize and centre crop.
     pub resolution: i64,
