@@ -254,7 +254,7 @@ impl AdamW {
             .view(p.size().as_slice())
     }
 
-    fn state_tensors(&self) -> Vec<(String, Tensor)> {
+    pub(crate) fn state_tensors(&self) -> Vec<(String, Tensor)> {
         let mut out = Vec::new();
         for (i, n) in self.names.iter().enumerate() {
             out.push((
@@ -269,7 +269,7 @@ impl AdamW {
         out
     }
 
-    fn load_state(&mut self, path: &Path) -> Result<()> {
+    pub(crate) fn load_state(&mut self, path: &Path) -> Result<()> {
         let saved: BTreeMap<String, Tensor> = Tensor::read_safetensors(path)
             .map_err(|e| anyhow!("reading optimizer state {}: {e}", path.display()))?
             .into_iter()
@@ -365,7 +365,7 @@ pub struct Trainer {
     pub device: Device,
 }
 
-fn mix(seed: u64, a: u64, b: u64) -> u64 {
+pub(crate) fn mix(seed: u64, a: u64, b: u64) -> u64 {
     // SplitMix64-style mixing so neighbouring (step, micro) pairs get unrelated streams.
     let mut z =
         seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -1338,6 +1338,7 @@ fn small_prior_inner(
         seed,
         frame_stride: 1,
         hop: 4,
+        checkpoint_every: 0,
     };
     vqvae::train_tokenizer(&vq, &tc, &frames, &tok_dir, Device::Cpu, false)?;
     let tok = vqvae::Tokenizer::load(&tok_dir, Device::Cpu)?;

@@ -158,6 +158,7 @@ fn reconstruction_error_falls_on_a_moving_pattern() {
         seed: 3,
         frame_stride: 1,
         hop: 1,
+        checkpoint_every: 0,
     };
     let losses = vqvae::train_tokenizer(
         &tiny_cfg(),
@@ -263,4 +264,77 @@ fn a_small_prior_trains_and_the_extractor_gives_one_sample_per_clip() {
     // Re-running reuses the finished prior.
     let again = brainscale::train::train_small_prior_frames(&movies, work.path(), 0).unwrap();
     assert_eq!(again, dir);
+}
+
+#[test]
+fn tokenizer_training_resumes_bit_for_bit() {
+    let _g = lock();
+    let movie = moving_pattern(8, 16, 16, 10.0, 0.0);
+    let tc = |steps| TokenizerTrainConfig {
+        steps,
+        batch_size: 2,
+        lr: 2e-3,
+        seed: 5,
+        frame_stride: 1,
+        hop: 1,
+        checkpoint_every: 2,
+    };
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let straight = vqvae::train_tokenizer(
+        &tiny_cfg(),
+        &tc(6),
+        &[movie.clone()],
+        a.path(),
+        Device::Cpu,
+        false,
+    )
+    .unwrap();
+    vqvae::train_tokenizer(
+        &tiny_cfg(),
+        &tc(3),
+        &[movie.clone()],
+        b.path(),
+        Device::Cpu,
+        false,
+    )
+    .unwrap();
+    let resumed = vqvae::train_tokenizer(
+        &tiny_cfg(),
+        &tc(6),
+        &[movie.clone()],
+        b.path(),
+        Device::Cpu,
+        false,
+    )
+    .unwrap();
+    assert_eq!(straight, resumed);
+    let wa = Tensor::read_safetensors(a.path().join("vqvae.safetensors")).unwrap();
+    let wb: std::collections::HashMap<String, Tensor> =
+        Tensor::read_safetensors(b.path().join("vqvae.safetensors"))
+            .unwrap()
+            .into_iter()
+            .collect();
+    for (n, t) in wa {
+        assert!(t.equal(&wb[&n]), "{n} differs after resume");
+    }
+    // A finished folder is returned as is; another config is refused.
+    assert_eq!(
+        vqvae::train_tokenizer(
+            &tiny_cfg(),
+            &tc(6),
+            &[movie.clone()],
+            b.path(),
+            Device::Cpu,
+            false
+        )
+        .unwrap(),
+        straight
+    );
+    let other = VqVaeConfig {
+        n_codes: 16,
+        ..tiny_cfg()
+    };
+    assert!(
+        vqvae::train_tokenizer(&other, &tc(6), &[movie], b.path(), Device::Cpu, false).is_err()
+    );
 }

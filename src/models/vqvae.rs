@@ -11,12 +11,15 @@ use crate::models::codes::CodeFile;
 use crate::train::{parse_device, AdamW, TrainConfig};
 use crate::video::Frames;
 use anyhow::{anyhow, bail, Context, Result};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use tch::{nn, nn::ModuleT, Device, Kind, Tensor};
 
-/// Files that make up a tokenizer folder.
+/// Files that make up a tokenizer folder (the optimizer state, `optim.safetensors`, is only
+/// needed to train it further).
 pub const TOKENIZER_FILES: [&str; 2] = ["vqvae.safetensors", "vqvae.json"];
 
 /// Architecture and codebook settings; fields missing from a TOML file take VideoGPT's defaults.
@@ -749,10 +752,16 @@ pub struct Tokenizer {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct TokenizerMeta {
     config: VqVaeConfig,
+    /// Steps trained so far (a later run with more steps resumes from here).
     steps: u64,
     seed: u64,
     final_recon_loss: f64,
     final_perplexity: f64,
+    /// Optimizer updates taken (Adam bias correction) and every step's reconstruction loss.
+    #[serde(default)]
+    adam_t: u64,
+    #[serde(default)]
+    losses: Vec<f64>,
 }
 
 impl Tokenizer {
@@ -826,10 +835,15 @@ pub struct TokenizerTrainConfig {
     /// Frame subsampling inside a clip and hop between training clips.
     pub frame_stride: usize,
     pub hop: usize,
+    /// Save the tokenizer (and optimizer) every this many steps (0 = only at the end).
+    pub checkpoint_every: u64,
 }
 
-/// Trains a VQ-VAE on clips cut from `movies` (already decoded); writes `vqvae.safetensors`
-/// and `vqvae.json` into `out`. Returns the reconstruction loss of each step.
+/// Trains a VQ-VAE on clips cut from `movies` (already decoded); writes `vqvae.safetensors`,
+/// `optim.safetensors` and `vqvae.json` into `out`, every `checkpoint_every` steps and at the
+/// end. A folder that holds fewer steps of the same config and seed is resumed (bit for bit on
+/// CPU: batches and codebook restarts are seeded per step); one that holds `steps` is returned
+/// as is. Returns the reconstruction loss of every step.
 pub fn train_tokenizer(
     cfg: &VqVaeConfig,
     tc: &TokenizerTrainConfig,
@@ -864,9 +878,29 @@ pub fn train_tokenizer(
     let clips = Tensor::cat(&clips, 0);
     let n = clips.size()[0];
     tch::manual_seed(tc.seed as i64);
-    let vs = nn::VarStore::new(device);
+    let mut vs = nn::VarStore::new(device);
     let mut model = VqVae::new(&vs.root(), cfg)?;
     let mut opt = AdamW::new(&vs);
+    let (mut losses, mut start) = (Vec::new(), 0);
+    let meta_path = out.join("vqvae.json");
+    if meta_path.exists() {
+        let m: TokenizerMeta = io::read_json(&meta_path)?;
+        if m.config != *cfg || m.seed != tc.seed {
+            bail!(
+                "{} holds a tokenizer of another config or seed; use another --out",
+                out.display()
+            );
+        }
+        if m.steps >= tc.steps {
+            return Ok(m.losses);
+        }
+        let w = out.join("vqvae.safetensors");
+        vs.load(&w)
+            .map_err(|e| anyhow!("loading {}: {e}", w.display()))?;
+        opt.load_state(&out.join("optim.safetensors"))?;
+        opt.t = m.adam_t;
+        (losses, start) = (m.losses, m.steps);
+    }
     let ocfg = TrainConfig {
         lr: tc.lr,
         weight_decay: 0.0,
@@ -885,11 +919,37 @@ pub fn train_tokenizer(
         )
         .unwrap(),
     );
-    let mut losses = Vec::new();
-    let mut perplexity = 0.0;
-    for step in 0..tc.steps {
-        let idx = Tensor::randint(n, [tc.batch_size as i64], (Kind::Int64, Device::Cpu));
-        let x = clips.index_select(0, &idx).to_device(device);
+    bar.set_position(start);
+    let save =
+        |step: u64, losses: &[f64], perplexity: f64, adam_t: u64, opt: &AdamW| -> Result<()> {
+            std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+            io::write_atomic(&out.join("vqvae.safetensors"), |tmp| {
+                vs.save(tmp).map_err(|e| anyhow!("{e}"))
+            })?;
+            let st = opt.state_tensors();
+            io::write_atomic(&out.join("optim.safetensors"), |tmp| {
+                Tensor::write_safetensors(&st, tmp).map_err(|e| anyhow!("{e}"))
+            })?;
+            // Written last: it says how many steps the files above hold.
+            let meta = TokenizerMeta {
+                config: cfg.clone(),
+                steps: step,
+                seed: tc.seed,
+                final_recon_loss: *losses.last().unwrap_or(&f64::NAN),
+                final_perplexity: perplexity,
+                adam_t,
+                losses: losses.to_vec(),
+            };
+            io::write_json(&meta_path, &meta)
+        };
+    for step in start..tc.steps {
+        // Batches and codebook restarts depend only on (seed, step): resumes replay them.
+        tch::manual_seed(crate::train::mix(tc.seed, step, 1) as i64 & i64::MAX);
+        let mut rng = ChaCha8Rng::seed_from_u64(crate::train::mix(tc.seed, step, 2));
+        let rows: Vec<i64> = (0..tc.batch_size).map(|_| rng.gen_range(0..n)).collect();
+        let x = clips
+            .index_select(0, &Tensor::from_slice(&rows))
+            .to_device(device);
         opt.zero_grad();
         let o = model.forward(&x, true)?;
         let loss = &o.recon_loss + &o.commitment_loss;
@@ -900,23 +960,15 @@ pub fn train_tokenizer(
             bail!("tokenizer loss became non-finite at step {step} (lower the learning rate?)");
         }
         losses.push(r);
-        perplexity = o.perplexity;
+        let perplexity = o.perplexity;
         bar.set_message(format!("recon {r:.4} | perplexity {perplexity:.1}"));
         bar.inc(1);
+        let done = step + 1;
+        if done == tc.steps || (tc.checkpoint_every > 0 && done % tc.checkpoint_every == 0) {
+            save(done, &losses, perplexity, opt.t, &opt)?;
+        }
     }
     bar.finish_and_clear();
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    io::write_atomic(&out.join("vqvae.safetensors"), |tmp| {
-        vs.save(tmp).map_err(|e| anyhow!("{e}"))
-    })?;
-    let meta = TokenizerMeta {
-        config: cfg.clone(),
-        steps: tc.steps,
-        seed: tc.seed,
-        final_recon_loss: *losses.last().unwrap(),
-        final_perplexity: perplexity,
-    };
-    io::write_json(&out.join("vqvae.json"), &meta)?;
     Ok(losses)
 }
 
@@ -1018,6 +1070,9 @@ pub struct TokenizerTrainArgs {
     pub lr: f64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Save every this many steps; a re-run with more --steps resumes from the folder.
+    #[arg(long, default_value_t = 200)]
+    pub checkpoint_every: u64,
     /// Frame cache folder.
     #[arg(long, default_value = "cache/frames")]
     pub cache: PathBuf,
@@ -1084,6 +1139,7 @@ pub fn run_tokenizer_train(a: &TokenizerTrainArgs) -> Result<()> {
         seed: a.seed,
         frame_stride: a.frame_stride,
         hop: a.hop,
+        checkpoint_every: a.checkpoint_every,
     };
     let losses = train_tokenizer(&cfg, &tc, &movies, &a.out, device, true)?;
     println!(
