@@ -949,6 +949,9 @@ pub struct PretrainArgs {
     /// positions and tied head only).
     #[arg(long)]
     pub export_hf: Option<PathBuf>,
+    /// Tokenizer folder to bundle with the prior (default: the one the code caches name).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
 }
 
 /// Copies the tokenizer folder next to the prior so a pretrain output is self-contained.
@@ -1007,6 +1010,17 @@ pub fn run_pretrain(a: &PretrainArgs) -> Result<()> {
         cfg.precision.name(),
         device
     );
+    // The tokenizer goes into the output folder so the extractor finds it; check it first
+    // rather than after hours of training.
+    let tokenizer = a.tokenizer.clone().or(data.tokenizer.clone());
+    match &tokenizer {
+        Some(t) if !crate::models::vqvae::TOKENIZER_FILES.iter().all(|f| t.join(f).exists()) => bail!(
+            "tokenizer folder {} (recorded in the code caches) is missing or incomplete; pass --tokenizer DIR",
+            t.display()
+        ),
+        None => bail!("the code caches name no tokenizer; pass --tokenizer DIR"),
+        _ => {}
+    }
     let s = train_prior_from(
         &model_cfg,
         &cfg,
@@ -1016,7 +1030,7 @@ pub fn run_pretrain(a: &PretrainArgs) -> Result<()> {
         true,
         a.init_hf.as_deref(),
     )?;
-    if let Some(tok) = &data.tokenizer {
+    if let Some(tok) = &tokenizer {
         copy_tokenizer(tok, &a.out)?;
     }
     if let Some(path) = &a.export_hf {

@@ -208,6 +208,23 @@ fn tokenizer_tokenize_pretrain_resume_and_bench_train() {
             "--model",
             "gpt.toml",
             "--out",
+            "p4",
+            "--tokenizer",
+            "gone",
+            "--device",
+            "cpu",
+        ])
+        .assert()
+        .failure()
+        .stderr(contains("gone"));
+    cmd(d)
+        .args([
+            "pretrain",
+            "--codes",
+            "codes",
+            "--model",
+            "gpt.toml",
+            "--out",
             "p2",
             "--train-samples",
             "999",
