@@ -34,6 +34,15 @@ pub enum Command {
     Maps(MapsArgs),
     /// The whole pipeline on the embedded synthetic dataset.
     Demo(DemoArgs),
+    /// Train the VQ-VAE video tokenizer.
+    #[command(subcommand)]
+    Tokenizer(crate::models::vqvae::TokenizerCommand),
+    /// Turn movies into VQ-VAE code caches.
+    Tokenize(crate::models::vqvae::TokenizeArgs),
+    /// Train a GPT-2 prior over code sequences.
+    Pretrain(crate::train::PretrainArgs),
+    /// Measure training throughput (tokens/s, TFLOP/s, MFU).
+    BenchTrain(crate::train::BenchTrainArgs),
     /// Time the cross-validated ridge fit on generated data (seconds, GFLOP/s, ratio to GEMM peak).
     BenchRidge(crate::ridge::bench::BenchArgs),
     /// Scale benchmarks over grids of data size × model × precision (local or SLURM).
@@ -258,6 +267,10 @@ pub fn run(cli: Cli) -> Result<()> {
             print!("{}", pipeline::summary_table(&rows));
             println!("maps (r, r2, alpha, ceiling NIfTI + r_mosaic.png) in {}/maps, summary in {}/summary.csv", a.out.display(), a.out.display());
         }
+        Command::Tokenizer(c) => crate::models::vqvae::run_tokenizer_command(&c)?,
+        Command::Tokenize(a) => crate::models::vqvae::run_tokenize(&a)?,
+        Command::Pretrain(a) => crate::train::run_pretrain(&a)?,
+        Command::BenchTrain(a) => crate::train::run_bench_train(&a)?,
         Command::BenchRidge(a) => crate::ridge::bench::run(&a)?,
         Command::Bench(c) => crate::bench::run(c)?,
         Command::Scaling(c) => crate::scaling::run(c)?,

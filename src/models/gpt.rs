@@ -1,0 +1,484 @@
+//! GPT-2 prior over VQ-VAE code sequences, nanoGPT style: pre-norm blocks, causal attention
+//! through `scaled_dot_product_attention` (flash / memory-efficient kernels on GPU), learned or
+//! factorized (time, height, width) position embeddings, weight tying.
+//!
+//! Variable names follow Hugging Face GPT-2 (`h.{i}.attn.c_attn.weight`, ...) so that
+//! [`super::hf`] only has to transpose the Conv1D weights; linear weights here are [out, in].
+//!
+//! Mixed precision is explicit rather than autocast: master weights stay fp32, every matmul casts
+//! its weight and input to the compute dtype (what autocast does), layer norms, the residual
+//! stream and the loss stay fp32. The same code runs on CPU in tests and on GPU.
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use tch::{nn, Kind, Tensor};
+
+/// How positions are embedded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PosEmbedding {
+    /// One learned vector per position (GPT-2's `wpe`).
+    #[default]
+    Learned,
+    /// Sum of learned time, height and width vectors (VideoGPT's broadcast position embedding);
+    /// needs `latent_shape` with t·h·w = ctx.
+    Factorized,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Model size and regularisation; one TOML file per config in `models/`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GptConfig {
+    #[serde(default)]
+    pub name: String,
+    pub d_model: i64,
+    pub n_layer: i64,
+    pub n_head: i64,
+    /// Maximum sequence length (tokens per clip for the video prior).
+    pub ctx: i64,
+    /// Number of token ids (the VQ-VAE codebook size).
+    pub vocab: i64,
+    /// Dropout on embeddings, attention output and MLP output.
+    #[serde(default)]
+    pub dropout: f64,
+    /// Dropout on attention probabilities.
+    #[serde(default)]
+    pub attn_dropout: f64,
+    #[serde(default)]
+    pub pos: PosEmbedding,
+    /// Latent grid (t, h, w) for factorized position embeddings.
+    #[serde(default)]
+    pub latent_shape: Option<[i64; 3]>,
+    /// Output projection shares the token embedding matrix.
+    #[serde(default = "default_true")]
+    pub tie_weights: bool,
+}
+
+/// Parameter counts, computed here and nowhere else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParamCounts {
+    /// Every parameter.
+    pub total: u64,
+    /// Total minus the token and position embedding tables (Kaplan et al.'s N); an untied
+    /// output head counts here.
+    pub non_embedding: u64,
+    /// Parameters in a matmul per token (the N of [`crate::flops`]): non-embedding plus the
+    /// tied output head.
+    pub matmul: u64,
+}
+
+impl GptConfig {
+    /// Reads and validates a TOML config.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading model config {}", path.display()))?;
+        let cfg: GptConfig = toml::from_str(&text)
+            .with_context(|| format!("parsing model config {}", path.display()))?;
+        cfg.validate()
+            .with_context(|| format!("invalid model config {}", path.display()))?;
+        Ok(cfg)
+    }
+
+    pub fn to_toml(&self) -> Result<String> {
+        Ok(toml::to_string(self)?)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        for (name, v) in [
+            ("d_model", self.d_model),
+            ("n_layer", self.n_layer),
+            ("n_head", self.n_head),
+            ("ctx", self.ctx),
+            ("vocab", self.vocab),
+        ] {
+            if v <= 0 {
+                bail!("{name} must be positive, got {v}");
+            }
+        }
+        if self.d_model % self.n_head != 0 {
+            bail!(
+                "d_model {} is not divisible by n_head {}",
+                self.d_model,
+                self.n_head
+            );
+        }
+        for (name, p) in [
+            ("dropout", self.dropout),
+            ("attn_dropout", self.attn_dropout),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                bail!("{name} must be in [0, 1), got {p}");
+            }
+        }
+        match (self.pos, self.latent_shape) {
+            (PosEmbedding::Factorized, None) => {
+                bail!("pos = \"factorized\" needs latent_shape = [t, h, w]")
+            }
+            (PosEmbedding::Factorized, Some([t, h, w])) => {
+                if t <= 0 || h <= 0 || w <= 0 || t * h * w != self.ctx {
+                    bail!(
+                        "latent_shape [{t}, {h}, {w}] must be positive with t*h*w = ctx = {}",
+                        self.ctx
+                    );
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    pub fn head_dim(&self) -> i64 {
+        self.d_model / self.n_head
+    }
+
+    fn pos_rows(&self) -> i64 {
+        match (self.pos, self.latent_shape) {
+            (PosEmbedding::Factorized, Some([t, h, w])) => t + h + w,
+            _ => self.ctx,
+        }
+    }
+
+    /// Parameter counts from the config alone (tested against the built model).
+    pub fn param_counts(&self) -> ParamCounts {
+        let d = self.d_model as u64;
+        let v = self.vocab as u64;
+        // ln_1, c_attn, c_proj, ln_2, c_fc, mlp.c_proj (weights + biases).
+        let per_layer = 2 * d
+            + (3 * d * d + 3 * d)
+            + (d * d + d)
+            + 2 * d
+            + (4 * d * d + 4 * d)
+            + (4 * d * d + d);
+        let head = if self.tie_weights { 0 } else { v * d };
+        let non_embedding = self.n_layer as u64 * per_layer + 2 * d + head;
+        let embedding = v * d + self.pos_rows() as u64 * d;
+        let matmul = non_embedding + if self.tie_weights { v * d } else { 0 };
+        ParamCounts {
+            total: non_embedding + embedding,
+            non_embedding,
+            matmul,
+        }
+    }
+
+    /// Training FLOPs per token at full context (the one formula in [`crate::flops`]).
+    pub fn train_flops_per_token(&self) -> f64 {
+        crate::flops::train_flops_per_token(
+            self.param_counts().matmul,
+            self.n_layer as u64,
+            self.ctx as u64,
+            self.d_model as u64,
+        )
+    }
+}
+
+/// Compute precision of a forward/backward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// fp32 matmuls (TF32 off).
+    Fp32,
+    /// fp32 storage, TF32 tensor-core matmuls on NVIDIA GPUs (same as fp32 on CPU).
+    Tf32,
+    /// bfloat16 matmuls, fp32 master weights.
+    Bf16,
+    /// float16 matmuls, fp32 master weights, dynamic loss scaling.
+    Fp16,
+}
+
+impl Precision {
+    pub fn kind(self) -> Kind {
+        match self {
+            Precision::Fp32 | Precision::Tf32 => Kind::Float,
+            Precision::Bf16 => Kind::BFloat16,
+            Precision::Fp16 => Kind::Half,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Tf32 => "tf32",
+            Precision::Bf16 => "bf16",
+            Precision::Fp16 => "fp16",
+        }
+    }
+}
+
+struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl LayerNorm {
+    fn new(p: nn::Path, d: i64) -> Self {
+        Self {
+            weight: p.ones("weight", &[d]),
+            bias: p.zeros("bias", &[d]),
+        }
+    }
+
+    /// Always in fp32 (as under autocast).
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let d = self.weight.size()[0];
+        x.to_kind(Kind::Float)
+            .layer_norm([d], Some(&self.weight), Some(&self.bias), 1e-5, true)
+    }
+}
+
+struct Linear {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Linear {
+    fn new(p: nn::Path, d_in: i64, d_out: i64, std: f64) -> Self {
+        Self {
+            weight: p.var(
+                "weight",
+                &[d_out, d_in],
+                nn::Init::Randn {
+                    mean: 0.0,
+                    stdev: std,
+                },
+            ),
+            bias: p.zeros("bias", &[d_out]),
+        }
+    }
+
+    fn forward(&self, x: &Tensor, kind: Kind) -> Tensor {
+        x.to_kind(kind)
+            .linear(&self.weight.to_kind(kind), Some(&self.bias.to_kind(kind)))
+    }
+}
+
+struct Block {
+    ln_1: LayerNorm,
+    c_attn: Linear,
+    attn_proj: Linear,
+    ln_2: LayerNorm,
+    c_fc: Linear,
+    mlp_proj: Linear,
+}
+
+impl Block {
+    fn new(p: nn::Path, cfg: &GptConfig) -> Self {
+        let d = cfg.d_model;
+        // GPT-2: residual projections scaled by 1/sqrt(2·n_layer).
+        let proj_std = 0.02 / (2.0 * cfg.n_layer as f64).sqrt();
+        Self {
+            ln_1: LayerNorm::new(&p / "ln_1", d),
+            c_attn: Linear::new(&p / "attn" / "c_attn", d, 3 * d, 0.02),
+            attn_proj: Linear::new(&p / "attn" / "c_proj", d, d, proj_std),
+            ln_2: LayerNorm::new(&p / "ln_2", d),
+            c_fc: Linear::new(&p / "mlp" / "c_fc", d, 4 * d, 0.02),
+            mlp_proj: Linear::new(&p / "mlp" / "c_proj", 4 * d, d, proj_std),
+        }
+    }
+
+    fn attention(&self, x: &Tensor, cfg: &GptConfig, train: bool, kind: Kind) -> Tensor {
+        let (b, t, d) = x.size3().unwrap();
+        let (h, hd) = (cfg.n_head, cfg.head_dim());
+        let qkv = self
+            .c_attn
+            .forward(x, kind)
+            .view([b, t, 3, h, hd])
+            .permute([2, 0, 3, 1, 4]);
+        let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
+        let p = if train { cfg.attn_dropout } else { 0.0 };
+        let y =
+            Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, p, true, None, false);
+        let y = y.transpose(1, 2).contiguous().view([b, t, d]);
+        self.attn_proj.forward(&y, kind).dropout(cfg.dropout, train)
+    }
+
+    fn mlp(&self, x: &Tensor, cfg: &GptConfig, train: bool, kind: Kind) -> Tensor {
+        // GPT-2's tanh GELU, so Hugging Face weights give the same outputs.
+        let h = self.c_fc.forward(x, kind).gelu("tanh");
+        self.mlp_proj.forward(&h, kind).dropout(cfg.dropout, train)
+    }
+
+    /// Residual stream stays fp32; branch outputs are added back in fp32.
+    fn forward(&self, x: &Tensor, cfg: &GptConfig, train: bool, kind: Kind) -> Tensor {
+        let x = x + self
+            .attention(&self.ln_1.forward(x), cfg, train, kind)
+            .to_kind(Kind::Float);
+        &x + self
+            .mlp(&self.ln_2.forward(&x), cfg, train, kind)
+            .to_kind(Kind::Float)
+    }
+}
+
+/// The GPT-2 model; its parameters live in the `VarStore` it was built in.
+pub struct Gpt {
+    pub cfg: GptConfig,
+    wte: Tensor,
+    /// Learned: [ctx, d]; factorized: t, h, w tables.
+    wpe: Vec<Tensor>,
+    blocks: Vec<Block>,
+    ln_f: LayerNorm,
+    lm_head: Option<Tensor>,
+}
+
+impl Gpt {
+    /// Builds a freshly initialised model (seed the RNG with `tch::manual_seed` first for
+    /// reproducible weights).
+    pub fn new(vs: &nn::Path, cfg: &GptConfig) -> Result<Self> {
+        cfg.validate()?;
+        let d = cfg.d_model;
+        let init = nn::Init::Randn {
+            mean: 0.0,
+            stdev: 0.02,
+        };
+        let wte = (vs / "wte").var("weight", &[cfg.vocab, d], init);
+        let wpe = match (cfg.pos, cfg.latent_shape) {
+            (PosEmbedding::Factorized, Some([t, h, w])) => vec![
+                (vs / "wpe_t").var("weight", &[t, d], init),
+                (vs / "wpe_h").var("weight", &[h, d], init),
+                (vs / "wpe_w").var("weight", &[w, d], init),
+            ],
+            _ => vec![(vs / "wpe").var("weight", &[cfg.ctx, d], init)],
+        };
+        let blocks = (0..cfg.n_layer)
+            .map(|i| Block::new(vs / "h" / i, cfg))
+            .collect();
+        let ln_f = LayerNorm::new(vs / "ln_f", d);
+        let lm_head =
+            (!cfg.tie_weights).then(|| (vs / "lm_head").var("weight", &[cfg.vocab, d], init));
+        Ok(Self {
+            cfg: cfg.clone(),
+            wte,
+            wpe,
+            blocks,
+            ln_f,
+            lm_head,
+        })
+    }
+
+    /// Position embeddings for positions 0..t, [t, d] fp32.
+    fn positions(&self, t: i64) -> Tensor {
+        let dev = self.wte.device();
+        let pos = Tensor::arange(t, (Kind::Int64, dev));
+        match (self.cfg.pos, self.cfg.latent_shape) {
+            (PosEmbedding::Factorized, Some([_, h, w])) => {
+                let ti = pos.divide_scalar_mode(h * w, "floor");
+                let hi = pos.divide_scalar_mode(w, "floor").remainder(h);
+                let wi = pos.remainder(w);
+                Tensor::embedding(&self.wpe[0], &ti, -1, false, false)
+                    + Tensor::embedding(&self.wpe[1], &hi, -1, false, false)
+                    + Tensor::embedding(&self.wpe[2], &wi, -1, false, false)
+            }
+            _ => Tensor::embedding(&self.wpe[0], &pos, -1, false, false),
+        }
+    }
+
+    fn check_input(&self, idx: &Tensor) -> Result<(i64, i64)> {
+        let size = idx.size();
+        if size.len() != 2 {
+            bail!("GPT input must be [batch, time] token ids, got shape {size:?}");
+        }
+        if idx.kind() != Kind::Int64 {
+            bail!("GPT input must be int64 token ids, got {:?}", idx.kind());
+        }
+        let (b, t) = (size[0], size[1]);
+        if t == 0 || t > self.cfg.ctx {
+            bail!(
+                "sequence length {t} must be in 1..={} (the config's ctx)",
+                self.cfg.ctx
+            );
+        }
+        // The id range is checked where it costs no device sync (CPU inputs); training data
+        // is validated when loaded, so GPU steps stay asynchronous.
+        if b > 0 && idx.device() == tch::Device::Cpu {
+            let (lo, hi) = (idx.min().int64_value(&[]), idx.max().int64_value(&[]));
+            if lo < 0 || hi >= self.cfg.vocab {
+                bail!(
+                    "token ids must be in 0..{}, found range {lo}..={hi}",
+                    self.cfg.vocab
+                );
+            }
+        }
+        Ok((b, t))
+    }
+
+    /// Runs the trunk; returns the final (pre-ln_f) residual stream and the hidden states of
+    /// the requested layers (0 = embeddings, l = output of block l), all fp32 [b, t, d].
+    pub fn trunk(
+        &self,
+        idx: &Tensor,
+        train: bool,
+        kind: Kind,
+        keep: &[usize],
+    ) -> Result<(Tensor, Vec<Tensor>)> {
+        let (_, t) = self.check_input(idx)?;
+        if let Some(&l) = keep.iter().find(|&&l| l as i64 > self.cfg.n_layer) {
+            bail!(
+                "layer {l} does not exist: the model has layers 0..={}",
+                self.cfg.n_layer
+            );
+        }
+        let tok = Tensor::embedding(&self.wte, idx, -1, false, false);
+        let mut x = (tok + self.positions(t)).dropout(self.cfg.dropout, train);
+        let mut kept: Vec<Option<Tensor>> = keep.iter().map(|_| None).collect();
+        let record = |l: usize, x: &Tensor, kept: &mut Vec<Option<Tensor>>| {
+            for (slot, &k) in kept.iter_mut().zip(keep) {
+                if k == l {
+                    *slot = Some(x.shallow_clone());
+                }
+            }
+        };
+        record(0, &x, &mut kept);
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = block.forward(&x, &self.cfg, train, kind);
+            record(i + 1, &x, &mut kept);
+        }
+        Ok((
+            x,
+            kept.into_iter()
+                .map(|k| k.expect("every layer index was checked"))
+                .collect(),
+        ))
+    }
+
+    /// Logits [b, t, vocab] in the compute dtype.
+    pub fn forward(&self, idx: &Tensor, train: bool, kind: Kind) -> Result<Tensor> {
+        let (x, _) = self.trunk(idx, train, kind, &[])?;
+        let head = self.lm_head.as_ref().unwrap_or(&self.wte);
+        Ok(self
+            .ln_f
+            .forward(&x)
+            .to_kind(kind)
+            .linear(&head.to_kind(kind), None::<Tensor>))
+    }
+
+    /// Mean next-token cross-entropy (fp32) of `targets` given `idx`, both [b, t].
+    pub fn loss(&self, idx: &Tensor, targets: &Tensor, train: bool, kind: Kind) -> Result<Tensor> {
+        let logits = self.forward(idx, train, kind)?;
+        if targets.size() != idx.size() {
+            bail!(
+                "targets shape {:?} differs from inputs {:?}",
+                targets.size(),
+                idx.size()
+            );
+        }
+        Ok(logits
+            .to_kind(Kind::Float)
+            .reshape([-1, self.cfg.vocab])
+            .cross_entropy_loss(
+                &targets.reshape([-1]),
+                None::<Tensor>,
+                tch::Reduction::Mean,
+                -100,
+                0.0,
+            ))
+    }
+}
+
+/// Names of parameters that get weight decay: matrices (matmuls and embeddings), as in
+/// nanoGPT; biases and layer-norm gains do not.
+pub fn decays(name: &str, t: &Tensor) -> bool {
+    t.dim() >= 2 && !name.contains("ln_")
+}

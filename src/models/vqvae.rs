@@ -1,0 +1,1226 @@
+//! VideoGPT's VQ-VAE (Yan et al. 2021), the tokenizer of the video prior.
+//!
+//! Encoder: stride-2 3D convs (kernel 4) until the (t, h, w) downsampling is reached, a kernel-3
+//! conv, then residual blocks carrying axial attention over time, height and width. Decoder:
+//! the mirror image with transposed convs. Codebook: `n_codes` vectors of `embedding_dim`,
+//! updated by exponential moving averages (no gradient), dead codes restarted from encoder
+//! outputs, commitment loss β·‖z − sg(e)‖². Pixels are scaled to [-0.5, 0.5]; frames are resized
+//! (shorter side) and centre-cropped to `resolution`.
+use crate::io;
+use crate::models::codes::CodeFile;
+use crate::train::{parse_device, AdamW, TrainConfig};
+use crate::video::Frames;
+use anyhow::{anyhow, bail, Context, Result};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use tch::{nn, nn::ModuleT, Device, Kind, Tensor};
+
+/// Files that make up a tokenizer folder (the optimizer state, `optim.safetensors`, is only
+/// needed to train it further).
+pub const TOKENIZER_FILES: [&str; 2] = ["vqvae.safetensors", "vqvae.json"];
+
+/// Architecture and codebook settings; fields missing from a TOML file take VideoGPT's defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VqVaeConfig {
+    /// Frame side after resize and centre crop.
+    pub resolution: i64,
+    /// Frames per clip.
+    pub clip_len: i64,
+    /// Downsampling factors (t, h, w), powers of two.
+    pub downsample: [i64; 3],
+    pub n_hiddens: i64,
+    pub n_res_layers: i64,
+    pub n_codes: i64,
+    pub embedding_dim: i64,
+    pub attn_heads: i64,
+    pub ema_decay: f64,
+    /// Commitment loss weight β.
+    pub commitment: f64,
+}
+
+impl Default for VqVaeConfig {
+    fn default() -> Self {
+        Self {
+            resolution: 64,
+            clip_len: 16,
+            downsample: [4, 4, 4],
+            n_hiddens: 240,
+            n_res_layers: 4,
+            n_codes: 2048,
+            embedding_dim: 256,
+            attn_heads: 2,
+            ema_decay: 0.99,
+            commitment: 0.25,
+        }
+    }
+}
+
+impl VqVaeConfig {
+    pub fn validate(&self) -> Result<()> {
+        for (n, v) in [
+            ("resolution", self.resolution),
+            ("clip_len", self.clip_len),
+            ("n_hiddens", self.n_hiddens),
+            ("n_res_layers", self.n_res_layers),
+            ("n_codes", self.n_codes),
+            ("embedding_dim", self.embedding_dim),
+            ("attn_heads", self.attn_heads),
+        ] {
+            if v <= 0 {
+                bail!("{n} must be positive, got {v}");
+            }
+        }
+        for (d, (&f, size)) in self
+            .downsample
+            .iter()
+            .zip([self.clip_len, self.resolution, self.resolution])
+            .enumerate()
+        {
+            if f <= 0 || f & (f - 1) != 0 || size % f != 0 {
+                bail!("downsample[{d}] = {f} must be a power of two dividing {size}");
+            }
+        }
+        if self.n_hiddens % 2 != 0 || self.n_hiddens % self.attn_heads != 0 {
+            bail!(
+                "n_hiddens {} must be even and divisible by attn_heads {}",
+                self.n_hiddens,
+                self.attn_heads
+            );
+        }
+        if !(0.0..1.0).contains(&self.ema_decay) || self.commitment < 0.0 {
+            bail!("ema_decay must be in [0, 1) and commitment non-negative");
+        }
+        Ok(())
+    }
+
+    /// Code grid (t, h, w) of one clip.
+    pub fn latent_shape(&self) -> [i64; 3] {
+        [
+            self.clip_len / self.downsample[0],
+            self.resolution / self.downsample[1],
+            self.resolution / self.downsample[2],
+        ]
+    }
+}
+
+/// Conv3d with TensorFlow-style "same" padding (total k − s, front gets the odd one), as in
+/// VideoGPT's `SamePadConv3d`.
+struct SamePadConv3d {
+    weight: Tensor,
+    bias: Tensor,
+    stride: [i64; 3],
+    pad: [i64; 6],
+}
+
+fn same_pad(k: [i64; 3], s: [i64; 3]) -> [i64; 6] {
+    // constant_pad_nd takes (w_front, w_back, h_front, h_back, t_front, t_back).
+    let mut pad = [0; 6];
+    for d in 0..3 {
+        let p = k[d] - s[d];
+        pad[2 * (2 - d)] = p / 2 + p % 2;
+        pad[2 * (2 - d) + 1] = p / 2;
+    }
+    pad
+}
+
+impl SamePadConv3d {
+    fn new(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: [i64; 3]) -> Self {
+        let fan_in = (c_in * k * k * k) as f64;
+        let bound = 1.0 / fan_in.sqrt();
+        Self {
+            weight: p.var(
+                "weight",
+                &[c_out, c_in, k, k, k],
+                nn::Init::Uniform {
+                    lo: -bound,
+                    up: bound,
+                },
+            ),
+            bias: p.var(
+                "bias",
+                &[c_out],
+                nn::Init::Uniform {
+                    lo: -bound,
+                    up: bound,
+                },
+            ),
+            stride,
+            pad: same_pad([k; 3], stride),
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.constant_pad_nd(self.pad)
+            .conv3d(&self.weight, Some(&self.bias), self.stride, 0, 1, 1)
+    }
+}
+
+/// Transposed conv with VideoGPT's `SamePadConvTranspose3d` padding (output = input × stride).
+struct SamePadConvT3d {
+    weight: Tensor,
+    bias: Tensor,
+    stride: [i64; 3],
+    pad: [i64; 6],
+    k: i64,
+}
+
+impl SamePadConvT3d {
+    fn new(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: [i64; 3]) -> Self {
+        let fan_in = (c_out * k * k * k) as f64;
+        let bound = 1.0 / fan_in.sqrt();
+        Self {
+            weight: p.var(
+                "weight",
+                &[c_in, c_out, k, k, k],
+                nn::Init::Uniform {
+                    lo: -bound,
+                    up: bound,
+                },
+            ),
+            bias: p.var(
+                "bias",
+                &[c_out],
+                nn::Init::Uniform {
+                    lo: -bound,
+                    up: bound,
+                },
+            ),
+            stride,
+            pad: same_pad([k; 3], stride),
+            k,
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let p = self.k - 1;
+        Tensor::conv_transpose3d(
+            &x.constant_pad_nd(self.pad),
+            &self.weight,
+            Some(&self.bias),
+            self.stride,
+            [p, p, p],
+            [0, 0, 0],
+            1,
+            [1, 1, 1],
+        )
+    }
+}
+
+/// Multi-head attention along one axis of a [B, T, H, W, C] tensor.
+struct AxialAttention {
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    fc_w: Tensor,
+    fc_b: Tensor,
+    heads: i64,
+    axis: i64,
+}
+
+impl AxialAttention {
+    fn new(p: nn::Path, c: i64, heads: i64, axis: i64, n_res_layers: i64) -> Self {
+        let std = 1.0 / (c as f64).sqrt();
+        let init = nn::Init::Randn {
+            mean: 0.0,
+            stdev: std,
+        };
+        Self {
+            q: (&p / "w_qs").var("weight", &[c, c], init),
+            k: (&p / "w_ks").var("weight", &[c, c], init),
+            v: (&p / "w_vs").var("weight", &[c, c], init),
+            // VideoGPT scales the output projection by 1/sqrt(n_res_layers).
+            fc_w: (&p / "fc").var(
+                "weight",
+                &[c, c],
+                nn::Init::Randn {
+                    mean: 0.0,
+                    stdev: std / (n_res_layers as f64).sqrt(),
+                },
+            ),
+            fc_b: (&p / "fc").zeros("bias", &[c]),
+            heads,
+            axis,
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        // x: [B, T, H, W, C]; bring the attended axis next to the channels.
+        let xm = x.movedim(&[self.axis], &[3]);
+        let s = xm.size();
+        let (l, c) = (s[3], s[4]);
+        let hd = c / self.heads;
+        let flat = xm.reshape([-1, l, c]);
+        let split = |w: &Tensor| {
+            flat.linear(w, None::<Tensor>)
+                .view([-1, l, self.heads, hd])
+                .transpose(1, 2)
+        };
+        let y = Tensor::scaled_dot_product_attention(
+            &split(&self.q),
+            &split(&self.k),
+            &split(&self.v),
+            None::<Tensor>,
+            0.0,
+            false,
+            None,
+            false,
+        );
+        let y = y
+            .transpose(1, 2)
+            .reshape([-1, l, c])
+            .linear(&self.fc_w, Some(&self.fc_b));
+        y.view(s.as_slice()).movedim(&[3], &[self.axis])
+    }
+}
+
+/// BN, ReLU, conv3 (n → n/2), BN, ReLU, conv1 (n/2 → n), BN, ReLU, axial attention; residual.
+struct AttentionResidualBlock {
+    bn1: nn::BatchNorm,
+    conv1: SamePadConv3d,
+    bn2: nn::BatchNorm,
+    conv2: SamePadConv3d,
+    bn3: nn::BatchNorm,
+    attn: [AxialAttention; 3],
+}
+
+impl AttentionResidualBlock {
+    fn new(p: nn::Path, n: i64, heads: i64, n_res_layers: i64) -> Self {
+        let bn = |name: &str, c: i64| nn::batch_norm3d(&p / name, c, Default::default());
+        Self {
+            bn1: bn("bn1", n),
+            conv1: SamePadConv3d::new(&p / "conv1", n, n / 2, 3, [1, 1, 1]),
+            bn2: bn("bn2", n / 2),
+            conv2: SamePadConv3d::new(&p / "conv2", n / 2, n, 1, [1, 1, 1]),
+            bn3: bn("bn3", n),
+            attn: [1, 2, 3].map(|axis| {
+                AxialAttention::new(&p / format!("attn_{axis}"), n, heads, axis, n_res_layers)
+            }),
+        }
+    }
+
+    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        let h = self.conv1.forward(&self.bn1.forward_t(x, train).relu());
+        let h = self.conv2.forward(&self.bn2.forward_t(&h, train).relu());
+        let h = self
+            .bn3
+            .forward_t(&h, train)
+            .relu()
+            .permute([0, 2, 3, 4, 1]);
+        let a = self
+            .attn
+            .iter()
+            .map(|m| m.forward(&h))
+            .reduce(|a, b| a + b)
+            .unwrap();
+        x + a.permute([0, 4, 1, 2, 3])
+    }
+}
+
+struct ResStack {
+    blocks: Vec<AttentionResidualBlock>,
+    bn: nn::BatchNorm,
+}
+
+impl ResStack {
+    fn new(p: nn::Path, cfg: &VqVaeConfig) -> Self {
+        Self {
+            blocks: (0..cfg.n_res_layers)
+                .map(|i| {
+                    AttentionResidualBlock::new(
+                        &p / i,
+                        cfg.n_hiddens,
+                        cfg.attn_heads,
+                        cfg.n_res_layers,
+                    )
+                })
+                .collect(),
+            bn: nn::batch_norm3d(&p / "bn", cfg.n_hiddens, Default::default()),
+        }
+    }
+
+    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        let h = self
+            .blocks
+            .iter()
+            .fold(x.shallow_clone(), |h, b| b.forward(&h, train));
+        self.bn.forward_t(&h, train).relu()
+    }
+}
+
+/// Number of stride-2 stages and the stride of each.
+fn stages(ds: [i64; 3]) -> Vec<[i64; 3]> {
+    let mut n = ds.map(|f| f.trailing_zeros() as i64);
+    let max = *n.iter().max().unwrap();
+    (0..max)
+        .map(|_| {
+            let s = n.map(|k| if k > 0 { 2 } else { 1 });
+            n = n.map(|k| (k - 1).max(0));
+            s
+        })
+        .collect()
+}
+
+/// The EMA codebook.
+struct Codebook {
+    embeddings: Tensor,
+    /// EMA of code usage counts (N) and of the sums of assigned vectors.
+    n: Tensor,
+    z_avg: Tensor,
+    /// 1 once initialised from data.
+    initialized: Tensor,
+    decay: f64,
+    beta: f64,
+}
+
+/// What quantisation returns.
+pub struct Quantized {
+    /// Quantised latents with straight-through gradients, [B, D, t, h, w].
+    pub z_q: Tensor,
+    /// Code indices [B, t, h, w].
+    pub codes: Tensor,
+    pub commitment_loss: Tensor,
+    /// exp(entropy) of code usage in the batch.
+    pub perplexity: f64,
+}
+
+impl Codebook {
+    fn new(p: nn::Path, cfg: &VqVaeConfig) -> Self {
+        let (k, d) = (cfg.n_codes, cfg.embedding_dim);
+        // Buffers, not parameters: the codebook is updated by EMA, not by gradients; it is
+        // initialised from the first training batch.
+        let mut embeddings = p.zeros_no_train("embeddings", &[k, d]);
+        tch::no_grad(|| {
+            embeddings.copy_(&Tensor::randn([k, d], (Kind::Float, embeddings.device())))
+        });
+        Self {
+            embeddings,
+            n: p.zeros_no_train("N", &[k]),
+            z_avg: p.zeros_no_train("z_avg", &[k, d]),
+            initialized: p.zeros_no_train("initialized", &[1]),
+            decay: cfg.ema_decay,
+            beta: cfg.commitment,
+        }
+    }
+
+    /// `k` rows of `flat` at random (repeated with a little noise if there are fewer rows).
+    fn random_rows(flat: &Tensor, k: i64) -> Tensor {
+        let (n, d) = flat.size2().unwrap();
+        let y = if n < k {
+            let reps = (k + n - 1) / n;
+            let std = 0.01 / (d as f64).sqrt();
+            let y = flat.repeat([reps, 1]);
+            &y + y.randn_like() * std
+        } else {
+            flat.shallow_clone()
+        };
+        let idx = Tensor::randperm(y.size()[0], (Kind::Int64, flat.device())).narrow(0, 0, k);
+        y.index_select(0, &idx)
+    }
+
+    fn codes_of(&self, flat: &Tensor) -> Tensor {
+        let dist = flat
+            .square()
+            .sum_dim_intlist([1i64].as_slice(), true, Kind::Float)
+            - flat.matmul(&self.embeddings.tr()) * 2.0
+            + self
+                .embeddings
+                .square()
+                .sum_dim_intlist([1i64].as_slice(), false, Kind::Float)
+                .unsqueeze(0);
+        dist.argmin(1, false)
+    }
+
+    fn forward(&mut self, z: &Tensor, train: bool) -> Quantized {
+        let s = z.size();
+        let (b, d) = (s[0], s[1]);
+        let flat = z.permute([0, 2, 3, 4, 1]).reshape([-1, d]);
+        let k = self.embeddings.size()[0];
+        if train && self.initialized.double_value(&[0]) == 0.0 {
+            tch::no_grad(|| {
+                let init = Self::random_rows(&flat.detach(), k);
+                self.embeddings.copy_(&init);
+                self.z_avg.copy_(&init);
+                let _ = self.n.fill_(1.0);
+                let _ = self.initialized.fill_(1.0);
+            });
+        }
+        let idx = tch::no_grad(|| self.codes_of(&flat.detach()));
+        let onehot = idx.one_hot(k).to_kind(Kind::Float);
+        let e = self
+            .embeddings
+            .index_select(0, &idx)
+            .view([b, s[2], s[3], s[4], d])
+            .permute([0, 4, 1, 2, 3]);
+        let commitment_loss = (z - e.detach()).square().mean(Kind::Float) * self.beta;
+        if train {
+            tch::no_grad(|| {
+                let f = flat.detach();
+                let a = 1.0 - self.decay;
+                let _ = self
+                    .n
+                    .g_mul_scalar_(self.decay)
+                    .g_add_(&(onehot.sum_dim_intlist([0i64].as_slice(), false, Kind::Float) * a));
+                let _ = self
+                    .z_avg
+                    .g_mul_scalar_(self.decay)
+                    .g_add_(&(onehot.tr().matmul(&f) * a));
+                // Laplace-smoothed counts so unused codes do not divide by zero.
+                let total = self.n.sum(Kind::Float);
+                let w = (&self.n + 1e-7) / (&total + k as f64 * 1e-7) * &total;
+                let new = &self.z_avg / w.unsqueeze(1);
+                // Dead codes (EMA usage below one) restart at random encoder outputs.
+                let used = self.n.ge(1.0).to_kind(Kind::Float).unsqueeze(1);
+                let fresh = Self::random_rows(&f, k);
+                self.embeddings
+                    .copy_(&(&new * &used + fresh * (1.0 - &used)));
+            });
+        }
+        let probs = onehot.mean_dim([0i64].as_slice(), false, Kind::Float);
+        let perplexity = (-(&probs * (&probs + 1e-10).log()).sum(Kind::Float))
+            .exp()
+            .double_value(&[]);
+        let z_q = (&e - z).detach() + z;
+        Quantized {
+            z_q,
+            codes: idx.view([b, s[2], s[3], s[4]]),
+            commitment_loss,
+            perplexity,
+        }
+    }
+}
+
+/// The VQ-VAE; parameters live in the `VarStore` it was built in.
+pub struct VqVae {
+    pub cfg: VqVaeConfig,
+    enc_convs: Vec<SamePadConv3d>,
+    enc_last: SamePadConv3d,
+    enc_res: ResStack,
+    pre_vq: SamePadConv3d,
+    codebook: Codebook,
+    post_vq: SamePadConv3d,
+    dec_res: ResStack,
+    dec_convts: Vec<SamePadConvT3d>,
+}
+
+/// Losses of one forward pass.
+pub struct VqOutput {
+    pub recon: Tensor,
+    /// MSE / 0.06 (VideoGPT normalises by the data variance of its datasets).
+    pub recon_loss: Tensor,
+    pub commitment_loss: Tensor,
+    pub codes: Tensor,
+    pub perplexity: f64,
+}
+
+impl VqVae {
+    pub fn new(vs: &nn::Path, cfg: &VqVaeConfig) -> Result<Self> {
+        cfg.validate()?;
+        let n = cfg.n_hiddens;
+        let st = stages(cfg.downsample);
+        let enc_convs = st
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| {
+                SamePadConv3d::new(
+                    vs / "encoder" / format!("conv{i}"),
+                    if i == 0 { 3 } else { n },
+                    n,
+                    4,
+                    s,
+                )
+            })
+            .collect();
+        let dec_convts = st
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| {
+                let out = if i + 1 == st.len() { 3 } else { n };
+                SamePadConvT3d::new(vs / "decoder" / format!("convt{i}"), n, out, 4, s)
+            })
+            .collect();
+        Ok(Self {
+            cfg: cfg.clone(),
+            enc_convs,
+            enc_last: SamePadConv3d::new(vs / "encoder" / "conv_last", n, n, 3, [1, 1, 1]),
+            enc_res: ResStack::new(vs / "encoder" / "res_stack", cfg),
+            pre_vq: SamePadConv3d::new(vs / "pre_vq_conv", n, cfg.embedding_dim, 1, [1, 1, 1]),
+            codebook: Codebook::new(vs / "codebook", cfg),
+            post_vq: SamePadConv3d::new(vs / "post_vq_conv", cfg.embedding_dim, n, 1, [1, 1, 1]),
+            dec_res: ResStack::new(vs / "decoder" / "res_stack", cfg),
+            dec_convts,
+        })
+    }
+
+    fn check(&self, x: &Tensor) -> Result<()> {
+        let s = x.size();
+        let c = &self.cfg;
+        if s.len() != 5
+            || s[1] != 3
+            || s[2] != c.clip_len
+            || s[3] != c.resolution
+            || s[4] != c.resolution
+        {
+            bail!(
+                "VQ-VAE input must be [batch, 3, {}, {}, {}] pixels in [-0.5, 0.5], got {s:?}",
+                c.clip_len,
+                c.resolution,
+                c.resolution
+            );
+        }
+        Ok(())
+    }
+
+    fn encode_latent(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut h = x.shallow_clone();
+        for c in &self.enc_convs {
+            h = c.forward(&h).relu();
+        }
+        let h = self.enc_res.forward(&self.enc_last.forward(&h), train);
+        self.pre_vq.forward(&h)
+    }
+
+    fn decode_latent(&self, z_q: &Tensor, train: bool) -> Tensor {
+        let mut h = self.dec_res.forward(&self.post_vq.forward(z_q), train);
+        let last = self.dec_convts.len() - 1;
+        for (i, c) in self.dec_convts.iter().enumerate() {
+            h = c.forward(&h);
+            if i < last {
+                h = h.relu();
+            }
+        }
+        h
+    }
+
+    /// Encode, quantise (updating the codebook when `train`), decode.
+    pub fn forward(&mut self, x: &Tensor, train: bool) -> Result<VqOutput> {
+        self.check(x)?;
+        let z = self.encode_latent(x, train);
+        let q = self.codebook.forward(&z, train);
+        let recon = self.decode_latent(&q.z_q, train);
+        let recon_loss = (&recon - x).square().mean(Kind::Float) / 0.06;
+        Ok(VqOutput {
+            recon,
+            recon_loss,
+            commitment_loss: q.commitment_loss,
+            codes: q.codes,
+            perplexity: q.perplexity,
+        })
+    }
+
+    /// Codes [B, t, h, w] of clips [B, 3, T, H, W] (evaluation mode).
+    pub fn encode(&self, x: &Tensor) -> Result<Tensor> {
+        self.check(x)?;
+        Ok(tch::no_grad(|| {
+            let z = self.encode_latent(x, false);
+            let d = z.size()[1];
+            let s = z.size();
+            let flat = z.permute([0, 2, 3, 4, 1]).reshape([-1, d]);
+            self.codebook.codes_of(&flat).view([s[0], s[2], s[3], s[4]])
+        }))
+    }
+
+    /// Pixels [B, 3, T, H, W] from codes [B, t, h, w].
+    pub fn decode(&self, codes: &Tensor) -> Result<Tensor> {
+        let want = self.cfg.latent_shape();
+        let s = codes.size();
+        if s.len() != 4 || s[1..] != want {
+            bail!(
+                "codes must be [batch, {}, {}, {}], got {s:?}",
+                want[0],
+                want[1],
+                want[2]
+            );
+        }
+        Ok(tch::no_grad(|| {
+            let e = self
+                .codebook
+                .embeddings
+                .index_select(0, &codes.reshape([-1]));
+            let z = e
+                .view([s[0], s[1], s[2], s[3], -1])
+                .permute([0, 4, 1, 2, 3]);
+            self.decode_latent(&z, false)
+        }))
+    }
+}
+
+/// Frames [T, H, W, 3] u8 → pixels [3, T, R, R] f32 in [-0.5, 0.5]: shorter side resized to R
+/// (antialiased bilinear), centre crop.
+pub fn preprocess(frames: &Frames, resolution: i64, device: Device) -> Result<Tensor> {
+    let (t, h, w, c) = frames.data.dim();
+    if c != 3 || t == 0 || h == 0 || w == 0 {
+        bail!(
+            "frames must be [T>0, H>0, W>0, 3], got {:?}",
+            frames.data.dim()
+        );
+    }
+    // Chunks of ~64 MB of frames, so a long full-resolution movie never sits on the device
+    // as floats.
+    let chunk = (64 * 1024 * 1024 / (h * w * 3)).clamp(1, t);
+    preprocess_chunked(frames, resolution, device, chunk)
+}
+
+/// [`preprocess`] `chunk` frames at a time (the result does not depend on `chunk`).
+pub fn preprocess_chunked(
+    frames: &Frames,
+    resolution: i64,
+    device: Device,
+    chunk: usize,
+) -> Result<Tensor> {
+    let (t, h, w, _) = frames.data.dim();
+    let data = frames.data.as_standard_layout();
+    let data = data.as_slice().unwrap();
+    let (h, w) = (h as i64, w as i64);
+    let frame_bytes = (h * w * 3) as usize;
+    let chunk = chunk.max(1);
+    let mut out = Vec::new();
+    for start in (0..t).step_by(chunk) {
+        let n = chunk.min(t - start);
+        let x = Tensor::from_slice(&data[start * frame_bytes..(start + n) * frame_bytes])
+            .view([n as i64, h, w, 3])
+            .to_device(device)
+            .permute([0, 3, 1, 2])
+            .to_kind(Kind::Float);
+        let x = if h == resolution && w == resolution {
+            x
+        } else {
+            let scale = resolution as f64 / h.min(w) as f64;
+            let (nh, nw) = (
+                ((h as f64 * scale).round() as i64).max(resolution),
+                ((w as f64 * scale).round() as i64).max(resolution),
+            );
+            let x = x.internal_upsample_bilinear2d_aa([nh, nw], false, None, None);
+            let (oy, ox) = ((nh - resolution) / 2, (nw - resolution) / 2);
+            x.narrow(2, oy, resolution).narrow(3, ox, resolution)
+        };
+        out.push((x / 255.0 - 0.5).clamp(-0.5, 0.5));
+    }
+    Ok(Tensor::cat(&out, 0).permute([1, 0, 2, 3]).contiguous())
+}
+
+/// Clip starts in frames: clips of `clip_len` frames taken every `frame_stride` frames start
+/// every `hop` frames; only clips that fit inside the movie are cut.
+pub fn clip_starts(
+    n_frames: usize,
+    clip_len: usize,
+    frame_stride: usize,
+    hop: usize,
+) -> Vec<usize> {
+    let span = (clip_len - 1) * frame_stride + 1;
+    if n_frames < span || hop == 0 {
+        return Vec::new();
+    }
+    (0..=n_frames - span).step_by(hop).collect()
+}
+
+/// Centre time (s) of the clip starting at frame `start`: the middle of the interval from the
+/// first frame's onset to the last frame's offset.
+pub fn clip_centre(frames: &Frames, start: usize, clip_len: usize, frame_stride: usize) -> f64 {
+    let last = start + (clip_len - 1) * frame_stride;
+    0.5 * (frames.times[start] + frames.times[last] + 1.0 / frames.fps)
+}
+
+/// Stacks clips [N, 3, clip_len, R, R] of preprocessed pixels [3, T, R, R].
+pub fn cut_clips(
+    pixels: &Tensor,
+    starts: &[usize],
+    clip_len: usize,
+    frame_stride: usize,
+) -> Tensor {
+    let dev = pixels.device();
+    let idx: Vec<i64> = starts
+        .iter()
+        .flat_map(|&s| (0..clip_len).map(move |i| (s + i * frame_stride) as i64))
+        .collect();
+    let sel = pixels.index_select(1, &Tensor::from_slice(&idx).to_device(dev));
+    let s = sel.size();
+    sel.view([s[0], starts.len() as i64, clip_len as i64, s[2], s[3]])
+        .permute([1, 0, 2, 3, 4])
+}
+
+/// A tokenizer loaded from its folder.
+pub struct Tokenizer {
+    pub vs: nn::VarStore,
+    pub model: VqVae,
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TokenizerMeta {
+    config: VqVaeConfig,
+    /// Steps trained so far (a later run with more steps resumes from here).
+    steps: u64,
+    seed: u64,
+    final_recon_loss: f64,
+    final_perplexity: f64,
+    /// Optimizer updates taken (Adam bias correction) and every step's reconstruction loss.
+    #[serde(default)]
+    adam_t: u64,
+    #[serde(default)]
+    losses: Vec<f64>,
+}
+
+impl Tokenizer {
+    pub fn load(dir: &Path, device: Device) -> Result<Self> {
+        let meta: TokenizerMeta = io::read_json(&dir.join("vqvae.json")).with_context(|| {
+            format!(
+                "{} is not a tokenizer folder (from `brainscale tokenizer train`)",
+                dir.display()
+            )
+        })?;
+        meta.config
+            .validate()
+            .with_context(|| format!("{}: invalid VQ-VAE config", dir.display()))?;
+        let mut vs = nn::VarStore::new(device);
+        let model = VqVae::new(&vs.root(), &meta.config)?;
+        let w = dir.join("vqvae.safetensors");
+        vs.load(&w)
+            .map_err(|e| anyhow!("loading {}: {e}", w.display()))?;
+        vs.freeze();
+        Ok(Self {
+            vs,
+            model,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Codes of every clip of `frames`, in batches: [clips, t, h, w] and clip centre times.
+    pub fn tokenize(
+        &self,
+        frames: &Frames,
+        frame_stride: usize,
+        hop: usize,
+        batch: usize,
+    ) -> Result<(Tensor, Vec<f64>)> {
+        let c = &self.model.cfg;
+        let len = c.clip_len as usize;
+        let starts = clip_starts(frames.len(), len, frame_stride, hop);
+        if starts.is_empty() {
+            bail!(
+                "the movie has {} frames; a clip needs {} ({} frames every {})",
+                frames.len(),
+                (len - 1) * frame_stride + 1,
+                len,
+                frame_stride
+            );
+        }
+        let pixels = preprocess(frames, c.resolution, self.vs.device())?;
+        let mut out = Vec::new();
+        for chunk in starts.chunks(batch.max(1)) {
+            out.push(
+                self.model
+                    .encode(&cut_clips(&pixels, chunk, len, frame_stride))?
+                    .to_device(Device::Cpu),
+            );
+        }
+        let times = starts
+            .iter()
+            .map(|&s| clip_centre(frames, s, len, frame_stride))
+            .collect();
+        Ok((Tensor::cat(&out, 0), times))
+    }
+}
+
+/// Training settings of the tokenizer.
+#[derive(Debug, Clone)]
+pub struct TokenizerTrainConfig {
+    pub steps: u64,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub seed: u64,
+    /// Frame subsampling inside a clip and hop between training clips.
+    pub frame_stride: usize,
+    pub hop: usize,
+    /// Save the tokenizer (and optimizer) every this many steps (0 = only at the end).
+    pub checkpoint_every: u64,
+}
+
+/// Trains a VQ-VAE on clips cut from `movies` (already decoded); writes `vqvae.safetensors`,
+/// `optim.safetensors` and `vqvae.json` into `out`, every `checkpoint_every` steps and at the
+/// end. A folder that holds fewer steps of the same config and seed is resumed (bit for bit on
+/// CPU: batches and codebook restarts are seeded per step); one that holds `steps` is returned
+/// as is. Returns the reconstruction loss of every step.
+pub fn train_tokenizer(
+    cfg: &VqVaeConfig,
+    tc: &TokenizerTrainConfig,
+    movies: &[Frames],
+    out: &Path,
+    device: Device,
+    progress: bool,
+) -> Result<Vec<f64>> {
+    cfg.validate()?;
+    if tc.steps == 0 || tc.batch_size == 0 || !(tc.lr > 0.0) {
+        bail!("tokenizer training needs positive steps, batch size and learning rate");
+    }
+    let len = cfg.clip_len as usize;
+    let mut clips = Vec::new();
+    for f in movies {
+        let starts = clip_starts(f.len(), len, tc.frame_stride, tc.hop);
+        if !starts.is_empty() {
+            clips.push(cut_clips(
+                &preprocess(f, cfg.resolution, Device::Cpu)?,
+                &starts,
+                len,
+                tc.frame_stride,
+            ));
+        }
+    }
+    if clips.is_empty() {
+        bail!(
+            "no movie is long enough for one {len}-frame clip at frame stride {}",
+            tc.frame_stride
+        );
+    }
+    let clips = Tensor::cat(&clips, 0);
+    let n = clips.size()[0];
+    tch::manual_seed(tc.seed as i64);
+    let mut vs = nn::VarStore::new(device);
+    let mut model = VqVae::new(&vs.root(), cfg)?;
+    let mut opt = AdamW::new(&vs);
+    let (mut losses, mut start) = (Vec::new(), 0);
+    let meta_path = out.join("vqvae.json");
+    if meta_path.exists() {
+        let m: TokenizerMeta = io::read_json(&meta_path)?;
+        if m.config != *cfg || m.seed != tc.seed {
+            bail!(
+                "{} holds a tokenizer of another config or seed; use another --out",
+                out.display()
+            );
+        }
+        if m.steps >= tc.steps {
+            return Ok(m.losses);
+        }
+        let w = out.join("vqvae.safetensors");
+        vs.load(&w)
+            .map_err(|e| anyhow!("loading {}: {e}", w.display()))?;
+        opt.load_state(&out.join("optim.safetensors"))?;
+        opt.t = m.adam_t;
+        (losses, start) = (m.losses, m.steps);
+    }
+    let ocfg = TrainConfig {
+        lr: tc.lr,
+        weight_decay: 0.0,
+        beta1: 0.9,
+        beta2: 0.999,
+        ..TrainConfig::default()
+    };
+    let bar = if progress {
+        indicatif::ProgressBar::new(tc.steps)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} tokenizer steps [{elapsed_precise}<{eta_precise}] {msg}",
+        )
+        .unwrap(),
+    );
+    bar.set_position(start);
+    let save =
+        |step: u64, losses: &[f64], perplexity: f64, adam_t: u64, opt: &AdamW| -> Result<()> {
+            std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+            io::write_atomic(&out.join("vqvae.safetensors"), |tmp| {
+                vs.save(tmp).map_err(|e| anyhow!("{e}"))
+            })?;
+            let st = opt.state_tensors();
+            io::write_atomic(&out.join("optim.safetensors"), |tmp| {
+                Tensor::write_safetensors(&st, tmp).map_err(|e| anyhow!("{e}"))
+            })?;
+            // Written last: it says how many steps the files above hold.
+            let meta = TokenizerMeta {
+                config: cfg.clone(),
+                steps: step,
+                seed: tc.seed,
+                final_recon_loss: *losses.last().unwrap_or(&f64::NAN),
+                final_perplexity: perplexity,
+                adam_t,
+                losses: losses.to_vec(),
+            };
+            io::write_json(&meta_path, &meta)
+        };
+    for step in start..tc.steps {
+        // Batches and codebook restarts depend only on (seed, step): resumes replay them.
+        tch::manual_seed(crate::train::mix(tc.seed, step, 1) as i64 & i64::MAX);
+        let mut rng = ChaCha8Rng::seed_from_u64(crate::train::mix(tc.seed, step, 2));
+        let rows: Vec<i64> = (0..tc.batch_size).map(|_| rng.gen_range(0..n)).collect();
+        let x = clips
+            .index_select(0, &Tensor::from_slice(&rows))
+            .to_device(device);
+        opt.zero_grad();
+        let o = model.forward(&x, true)?;
+        let loss = &o.recon_loss + &o.commitment_loss;
+        loss.backward();
+        opt.step(&ocfg, tc.lr, 1.0);
+        let r = o.recon_loss.double_value(&[]);
+        if !r.is_finite() {
+            bail!("tokenizer loss became non-finite at step {step} (lower the learning rate?)");
+        }
+        losses.push(r);
+        let perplexity = o.perplexity;
+        bar.set_message(format!("recon {r:.4} | perplexity {perplexity:.1}"));
+        bar.inc(1);
+        let done = step + 1;
+        if done == tc.steps || (tc.checkpoint_every > 0 && done % tc.checkpoint_every == 0) {
+            save(done, &losses, perplexity, opt.t, &opt)?;
+        }
+    }
+    bar.finish_and_clear();
+    Ok(losses)
+}
+
+/// Tokenizes decoded movies into code caches `<out>/<name>.codes.safetensors`; existing
+/// caches made by the same tokenizer and cut are kept (re-runs skip finished work).
+pub fn tokenize_movies(
+    tok: &Tokenizer,
+    movies: &[(String, Frames)],
+    out: &Path,
+    frame_stride: usize,
+    hop: usize,
+) -> Result<Vec<PathBuf>> {
+    let mut paths = Vec::new();
+    let meta = HashMap::from([
+        (
+            "tokenizer".to_string(),
+            std::fs::canonicalize(&tok.dir)
+                .unwrap_or(tok.dir.clone())
+                .display()
+                .to_string(),
+        ),
+        ("n_codes".to_string(), tok.model.cfg.n_codes.to_string()),
+        ("clip_len".to_string(), tok.model.cfg.clip_len.to_string()),
+        ("frame_stride".to_string(), frame_stride.to_string()),
+        ("hop".to_string(), hop.to_string()),
+    ]);
+    for (name, frames) in movies {
+        let path = out.join(format!("{name}.codes.safetensors"));
+        if path.exists() {
+            if let Ok(old) = CodeFile::load(&path) {
+                if meta.iter().all(|(k, v)| old.meta.get(k) == Some(v)) {
+                    paths.push(path);
+                    continue;
+                }
+            }
+        }
+        let (c, times) = tok
+            .tokenize(frames, frame_stride, hop, 8)
+            .with_context(|| format!("tokenizing {name}"))?;
+        let s: Vec<usize> = c.size().iter().map(|&x| x as usize).collect();
+        let v: Vec<i64> = Vec::<i64>::try_from(c.reshape([-1]))?;
+        let file = CodeFile {
+            codes: ndarray::Array4::from_shape_vec((s[0], s[1], s[2], s[3]), v)?,
+            times: ndarray::Array1::from_vec(times),
+            meta: meta.clone(),
+        };
+        file.save(&path)?;
+        paths.push(path);
+    }
+    Ok(paths)
+}
+
+fn decode_movies(
+    movies: &[PathBuf],
+    cache: &Path,
+    fps: Option<f64>,
+    size: u32,
+) -> Result<Vec<(String, Frames)>> {
+    let opts = crate::video::DecodeOptions {
+        fps,
+        size: Some(size),
+    };
+    movies
+        .iter()
+        .map(|m| {
+            let stem = m
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            Ok((stem, crate::video::decode_cached(m, cache, &opts)?))
+        })
+        .collect()
+}
+
+/// `brainscale tokenizer train`.
+#[derive(clap::Args, Debug)]
+pub struct TokenizerTrainArgs {
+    /// Movie files to train on.
+    #[arg(long, required = true, num_args = 1..)]
+    pub movies: Vec<PathBuf>,
+    /// Output tokenizer folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// VQ-VAE config TOML (fields of VqVaeConfig); VideoGPT's defaults when absent.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Decode frame rate (native when absent).
+    #[arg(long)]
+    pub fps: Option<f64>,
+    #[arg(long, default_value_t = 1)]
+    pub frame_stride: usize,
+    #[arg(long, default_value_t = 4)]
+    pub hop: usize,
+    #[arg(long, default_value_t = 2000)]
+    pub steps: u64,
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 3e-4)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Save every this many steps; a re-run with more --steps resumes from the folder.
+    #[arg(long, default_value_t = 200)]
+    pub checkpoint_every: u64,
+    /// Frame cache folder.
+    #[arg(long, default_value = "cache/frames")]
+    pub cache: PathBuf,
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+/// `brainscale tokenize`.
+#[derive(clap::Args, Debug)]
+pub struct TokenizeArgs {
+    #[arg(long, required = true, num_args = 1..)]
+    pub movies: Vec<PathBuf>,
+    /// Tokenizer folder (from `brainscale tokenizer train`).
+    #[arg(long)]
+    pub tokenizer: PathBuf,
+    /// Output folder of `<movie>.codes.safetensors`.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub fps: Option<f64>,
+    #[arg(long, default_value_t = 1)]
+    pub frame_stride: usize,
+    /// Frames between clip starts (default: the clip span, i.e. non-overlapping clips).
+    #[arg(long)]
+    pub hop: Option<usize>,
+    #[arg(long, default_value = "cache/frames")]
+    pub cache: PathBuf,
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+pub fn load_config(path: Option<&Path>) -> Result<VqVaeConfig> {
+    let cfg = match path {
+        None => VqVaeConfig::default(),
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading VQ-VAE config {}", p.display()))?;
+            toml::from_str(&text)
+                .with_context(|| format!("parsing VQ-VAE config {}", p.display()))?
+        }
+    };
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+pub fn run_tokenizer_train(a: &TokenizerTrainArgs) -> Result<()> {
+    if TOKENIZER_FILES.iter().all(|f| a.out.join(f).exists()) {
+        println!(
+            "{} already holds a trained tokenizer; delete it to retrain",
+            a.out.display()
+        );
+        return Ok(());
+    }
+    let cfg = load_config(a.config.as_deref())?;
+    let device = parse_device(&a.device)?;
+    let movies: Vec<Frames> = decode_movies(&a.movies, &a.cache, a.fps, cfg.resolution as u32)?
+        .into_iter()
+        .map(|(_, f)| f)
+        .collect();
+    let tc = TokenizerTrainConfig {
+        steps: a.steps,
+        batch_size: a.batch_size,
+        lr: a.lr,
+        seed: a.seed,
+        frame_stride: a.frame_stride,
+        hop: a.hop,
+        checkpoint_every: a.checkpoint_every,
+    };
+    let losses = train_tokenizer(&cfg, &tc, &movies, &a.out, device, true)?;
+    println!(
+        "tokenizer: {} steps, reconstruction loss {:.4} → {:.4}; saved to {}",
+        a.steps,
+        losses[0],
+        losses.last().unwrap(),
+        a.out.display()
+    );
+    Ok(())
+}
+
+pub fn run_tokenize(a: &TokenizeArgs) -> Result<()> {
+    let device = parse_device(&a.device)?;
+    let tok = Tokenizer::load(&a.tokenizer, device)?;
+    let movies = decode_movies(&a.movies, &a.cache, a.fps, tok.model.cfg.resolution as u32)?;
+    let span = (tok.model.cfg.clip_len as usize - 1) * a.frame_stride + 1;
+    let paths = tokenize_movies(&tok, &movies, &a.out, a.frame_stride, a.hop.unwrap_or(span))?;
+    println!("tokenized {} movies into {}", paths.len(), a.out.display());
+    Ok(())
+}
+
+/// `brainscale tokenizer ...`.
+#[derive(clap::Subcommand, Debug)]
+pub enum TokenizerCommand {
+    /// Train a VQ-VAE on movies.
+    Train(TokenizerTrainArgs),
+}
+
+pub fn run_tokenizer_command(c: &TokenizerCommand) -> Result<()> {
+    match c {
+        TokenizerCommand::Train(a) => run_tokenizer_train(a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One EMA step by hand: decay 0.5, two codes used, a third never used (restarted).
+    #[test]
+    fn ema_codebook_update_matches_the_closed_form() {
+        tch::manual_seed(0);
+        let cfg = VqVaeConfig {
+            n_codes: 3,
+            embedding_dim: 2,
+            ema_decay: 0.5,
+            ..VqVaeConfig::default()
+        };
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mut cb = Codebook::new(vs.root(), &cfg);
+        tch::no_grad(|| {
+            cb.embeddings
+                .copy_(&Tensor::from_slice(&[0.0f32, 0.0, 10.0, 10.0, 100.0, -100.0]).view([3, 2]));
+            cb.z_avg.copy_(&cb.embeddings.copy());
+            cb.n.copy_(&Tensor::from_slice(&[1.0f32, 1.0, 0.0]));
+            let _ = cb.initialized.fill_(1.0);
+        });
+        // Four vectors on a 1×2×2 grid: two near code 0, two near code 1.
+        let flat = [1.0f32, 0.0, 0.0, 1.0, 9.0, 10.0, 11.0, 10.0];
+        let z = Tensor::from_slice(&flat)
+            .view([1, 1, 2, 2, 2])
+            .permute([0, 4, 1, 2, 3]);
+        let q = cb.forward(&z, true);
+        assert_eq!(
+            Vec::<i64>::try_from(q.codes.reshape([-1])).unwrap(),
+            vec![0, 0, 1, 1]
+        );
+        // N = 0.5·[1, 1, 0] + 0.5·[2, 2, 0]; z_avg0 = 0.5·0 + 0.5·(1, 1); z_avg1 = 0.5·10 + 0.5·(20, 20).
+        let n: Vec<f32> = Vec::try_from(&cb.n).unwrap();
+        assert_eq!(n, vec![1.5, 1.5, 0.0]);
+        // Laplace smoothing: w_k = (N_k + ε)/(ΣN + Kε)·ΣN ≈ N_k, so e0 = (1/3, 1/3), e1 = (10, 10).
+        let e: Vec<f32> = Vec::try_from(cb.embeddings.reshape([-1])).unwrap();
+        for (got, want) in e[..4].iter().zip([1.0 / 3.0, 1.0 / 3.0, 10.0, 10.0]) {
+            assert!((got - want).abs() < 1e-5, "{e:?}");
+        }
+        // The dead code restarted at one of the encoder outputs.
+        let restarted = (0..4).any(|i| e[4] == flat[2 * i] && e[5] == flat[2 * i + 1]);
+        assert!(restarted, "{e:?}");
+        // Commitment loss: β·mean((z − e)²) with the pre-update codes e0 = 0, e1 = (10, 10).
+        let want = 0.25 * (1.0 + 1.0 + 1.0 + 1.0) / 8.0;
+        assert!((q.commitment_loss.double_value(&[]) - want).abs() < 1e-6);
+    }
+}

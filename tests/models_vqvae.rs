@@ -1,0 +1,340 @@
+//! VQ-VAE tokenizer, code caches, the small prior and the GPT feature extractor, on CPU.
+use brainscale::features::Extractor;
+use brainscale::models::codes::{load_code_data, CodeFile};
+use brainscale::models::extract::GptExtractor;
+use brainscale::models::vqvae::{
+    self, clip_centre, clip_starts, preprocess, Tokenizer, TokenizerTrainConfig, VqVae, VqVaeConfig,
+};
+use brainscale::video::Frames;
+use ndarray::{Array1, Array4};
+use tch::{nn, Device, Kind, Tensor};
+
+/// libtorch's RNG is process-global; tests run on parallel threads.
+static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes the RNG lock; tiny ops run fastest on one libtorch thread (the test machine is shared).
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    tch::set_num_threads(1);
+    RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A drifting colour grating (moves 2 px per frame) with a bright square moving the other way.
+fn moving_pattern(t: usize, h: usize, w: usize, fps: f64, phase: f64) -> Frames {
+    let mut data = Array4::<u8>::zeros((t, h, w, 3));
+    for f in 0..t {
+        for y in 0..h {
+            for x in 0..w {
+                for c in 0..3 {
+                    let a = 2.0
+                        * std::f64::consts::PI
+                        * ((x as f64 + 2.0 * f as f64) / 8.0
+                            + y as f64 / 16.0
+                            + c as f64 / 3.0
+                            + phase);
+                    let mut v = 127.5 * (1.0 + a.sin());
+                    let sx = (w as isize - 1 - (f as isize * 3) % w as isize) as usize;
+                    if (x as isize - sx as isize).abs() < 3
+                        && (y as isize - (h / 2) as isize).abs() < 3
+                    {
+                        v = 255.0;
+                    }
+                    data[[f, y, x, c]] = v.round() as u8;
+                }
+            }
+        }
+    }
+    Frames {
+        data,
+        times: Array1::from_iter((0..t).map(|i| i as f64 / fps)),
+        fps,
+    }
+}
+
+fn tiny_cfg() -> VqVaeConfig {
+    VqVaeConfig {
+        resolution: 16,
+        clip_len: 4,
+        downsample: [2, 2, 2],
+        n_hiddens: 16,
+        n_res_layers: 1,
+        n_codes: 32,
+        embedding_dim: 8,
+        attn_heads: 2,
+        ema_decay: 0.99,
+        commitment: 0.25,
+    }
+}
+
+#[test]
+fn shapes_through_encoder_codebook_and_decoder() {
+    let _g = lock();
+    tch::manual_seed(0);
+    for ds in [[2, 2, 2], [1, 4, 4], [4, 2, 2]] {
+        let cfg = VqVaeConfig {
+            downsample: ds,
+            ..tiny_cfg()
+        };
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mut m = VqVae::new(&vs.root(), &cfg).unwrap();
+        let x = Tensor::rand([2, 3, 4, 16, 16], (Kind::Float, Device::Cpu)) - 0.5;
+        let o = m.forward(&x, true).unwrap();
+        let lat = cfg.latent_shape();
+        assert_eq!(o.recon.size(), vec![2, 3, 4, 16, 16], "{ds:?}");
+        assert_eq!(o.codes.size(), vec![2, lat[0], lat[1], lat[2]], "{ds:?}");
+        let codes = m.encode(&x).unwrap();
+        assert_eq!(codes.size(), o.codes.size());
+        assert_eq!(m.decode(&codes).unwrap().size(), vec![2, 3, 4, 16, 16]);
+        assert!(m
+            .forward(&x.narrow(2, 0, 3), false)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("[batch, 3, 4, 16, 16]"));
+    }
+    // VideoGPT's default: 16×64×64 → 4×16×16 codes.
+    assert_eq!(VqVaeConfig::default().latent_shape(), [4, 16, 16]);
+    assert!(VqVaeConfig {
+        downsample: [3, 2, 2],
+        ..tiny_cfg()
+    }
+    .validate()
+    .is_err());
+    assert!(VqVaeConfig {
+        n_codes: 0,
+        ..tiny_cfg()
+    }
+    .validate()
+    .is_err());
+}
+
+#[test]
+fn preprocessing_resizes_the_shorter_side_and_crops_the_centre() {
+    let _g = lock();
+    // 20×40 frames: left half black, right half white. Resized to 16×32 and centre-cropped to
+    // columns 8..24, the crop is black on its left half and white on its right half.
+    let mut data = Array4::<u8>::zeros((2, 20, 40, 3));
+    data.slice_mut(ndarray::s![.., .., 20.., ..]).fill(255);
+    let f = Frames {
+        data,
+        times: Array1::from_vec(vec![0.0, 0.1]),
+        fps: 10.0,
+    };
+    let x = preprocess(&f, 16, Device::Cpu).unwrap();
+    assert_eq!(x.size(), vec![3, 2, 16, 16]);
+    let left = x.narrow(3, 0, 7).max().double_value(&[]);
+    let right = x.narrow(3, 9, 7).min().double_value(&[]);
+    // Chunked preprocessing (long movies) gives the same pixels.
+    let m = moving_pattern(7, 20, 30, 10.0, 0.2);
+    let whole = preprocess(&m, 16, Device::Cpu).unwrap();
+    let chunked = vqvae::preprocess_chunked(&m, 16, Device::Cpu, 3).unwrap();
+    assert_eq!(whole.size(), vec![3, 7, 16, 16]);
+    assert!(whole.equal(&chunked));
+    assert!((left + 0.5).abs() < 1e-6, "{left}");
+    assert!((right - 0.5).abs() < 1e-6, "{right}");
+}
+
+#[test]
+fn clips_are_cut_inside_the_movie_with_centre_times() {
+    assert_eq!(clip_starts(10, 4, 1, 4), vec![0, 4]);
+    assert_eq!(clip_starts(10, 4, 3, 1), vec![0]); // span 10
+    assert_eq!(clip_starts(9, 4, 3, 1), Vec::<usize>::new());
+    assert_eq!(clip_starts(49, 16, 3, 3), vec![0, 3]); // span 46
+    let f = moving_pattern(12, 4, 4, 10.0, 0.0);
+    // Frames 2..=5 shown from 0.2 s to 0.6 s.
+    assert!((clip_centre(&f, 2, 4, 1) - 0.4).abs() < 1e-12);
+    // Frames 0, 3, 6, 9 (stride 3): 0.0 s to 1.0 s.
+    assert!((clip_centre(&f, 0, 4, 3) - 0.5).abs() < 1e-12);
+}
+
+#[test]
+fn reconstruction_error_falls_on_a_moving_pattern() {
+    let _g = lock();
+    let movie = moving_pattern(12, 16, 16, 10.0, 0.0);
+    let dir = tempfile::tempdir().unwrap();
+    let tc = TokenizerTrainConfig {
+        steps: 60,
+        batch_size: 2,
+        lr: 2e-3,
+        seed: 3,
+        frame_stride: 1,
+        hop: 1,
+        checkpoint_every: 0,
+    };
+    let losses = vqvae::train_tokenizer(
+        &tiny_cfg(),
+        &tc,
+        &[movie.clone()],
+        dir.path(),
+        Device::Cpu,
+        false,
+    )
+    .unwrap();
+    let first = losses[0];
+    let last: f64 = losses[losses.len() - 5..].iter().sum::<f64>() / 5.0;
+    assert!(last < 0.5 * first, "reconstruction loss {first} → {last}");
+    // The saved tokenizer reconstructs in evaluation mode at least as well as training began.
+    let tok = Tokenizer::load(dir.path(), Device::Cpu).unwrap();
+    let x = vqvae::cut_clips(
+        &preprocess(&movie, 16, Device::Cpu).unwrap(),
+        &[0, 4, 8],
+        4,
+        1,
+    );
+    let recon = tok.model.decode(&tok.model.encode(&x).unwrap()).unwrap();
+    let mse = (recon - &x).square().mean(Kind::Float).double_value(&[]) / 0.06;
+    assert!(
+        mse < 0.5 * first,
+        "eval reconstruction {mse} vs first training loss {first}"
+    );
+    // Bad folders are clear errors.
+    let e = format!(
+        "{:#}",
+        Tokenizer::load(&dir.path().join("nope"), Device::Cpu)
+            .err()
+            .unwrap()
+    );
+    assert!(e.contains("nope"), "{e}");
+}
+
+#[test]
+fn a_small_prior_trains_and_the_extractor_gives_one_sample_per_clip() {
+    let _g = lock();
+    let movies: Vec<(String, Frames)> = (0..2)
+        .map(|i| {
+            (
+                format!("movie{i}"),
+                moving_pattern(48, 32, 32, 10.0, i as f64 * 0.3),
+            )
+        })
+        .collect();
+    let work = tempfile::tempdir().unwrap();
+    let t0 = std::time::Instant::now();
+    let dir = brainscale::train::train_small_prior_frames(&movies, work.path(), 0).unwrap();
+    eprintln!("small prior trained in {:.1} s", t0.elapsed().as_secs_f64());
+    // Code caches: 2×8×8 codes of 64 per clip, clips every 4 frames.
+    let code = CodeFile::load(&work.path().join("codes").join("movie0.codes.safetensors")).unwrap();
+    assert_eq!(code.codes.shape(), &[11, 2, 8, 8]);
+    assert_eq!(code.n_codes(), 64);
+    let data = load_code_data(&[work.path().join("codes/movie0.codes.safetensors")], 0.1).unwrap();
+    assert_eq!((data.train.size()[0], data.eval.size()[0]), (9, 2));
+    // The prior learned something: held-out loss well below the uniform ln 64 = 4.16.
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    let eval = summary["final_eval_loss"].as_f64().unwrap();
+    assert!(eval < 3.5, "eval loss {eval}");
+    assert!(dir.join("loss.csv").exists() && dir.join("tokenizer/vqvae.safetensors").exists());
+
+    let mut ex = GptExtractor::load(&dir, &[0, 2], Device::Cpu, 2).unwrap();
+    assert_eq!(ex.feature_dim(), 128);
+    assert_eq!(ex.clip_span(), 15);
+    let movie = moving_pattern(40, 48, 64, 10.0, 0.1); // not square: resized and cropped
+    let f = ex.extract(&movie).unwrap();
+    // Clip starts 0, 15 (span 15 < 40, next at 30 does not fit).
+    assert_eq!(f.values.dim(), (2, 128));
+    assert!(
+        (f.times[0] - 0.75).abs() < 1e-9 && (f.times[1] - 2.25).abs() < 1e-9,
+        "{:?}",
+        f.times
+    );
+    let again = ex.extract(&movie).unwrap();
+    assert_eq!(f.values, again.values, "extraction is deterministic");
+    let mut dense = GptExtractor::load(&dir, &[2], Device::Cpu, 2)
+        .unwrap()
+        .with_hop(5)
+        .unwrap();
+    let d = dense.extract(&movie).unwrap();
+    assert_eq!(d.values.dim(), (6, 64));
+    // Layer 2 of the dense run at the clip starting at 15 (index 3) matches the first run.
+    for j in 0..64 {
+        assert!((d.values[[3, j]] - f.values[[1, 64 + j]]).abs() < 1e-5);
+    }
+    // Errors: a layer that does not exist, a movie shorter than a clip, no checkpoint.
+    assert!(GptExtractor::load(&dir, &[3], Device::Cpu, 1)
+        .err()
+        .unwrap()
+        .to_string()
+        .contains("layer 3"));
+    let short = moving_pattern(10, 32, 32, 10.0, 0.0);
+    assert!(ex
+        .extract(&short)
+        .unwrap_err()
+        .to_string()
+        .contains("10 frames"));
+    assert!(GptExtractor::load(work.path(), &[1], Device::Cpu, 1).is_err());
+    // Re-running reuses the finished prior.
+    let again = brainscale::train::train_small_prior_frames(&movies, work.path(), 0).unwrap();
+    assert_eq!(again, dir);
+}
+
+#[test]
+fn tokenizer_training_resumes_bit_for_bit() {
+    let _g = lock();
+    let movie = moving_pattern(8, 16, 16, 10.0, 0.0);
+    let tc = |steps| TokenizerTrainConfig {
+        steps,
+        batch_size: 2,
+        lr: 2e-3,
+        seed: 5,
+        frame_stride: 1,
+        hop: 1,
+        checkpoint_every: 2,
+    };
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let straight = vqvae::train_tokenizer(
+        &tiny_cfg(),
+        &tc(6),
+        &[movie.clone()],
+        a.path(),
+        Device::Cpu,
+        false,
+    )
+    .unwrap();
+    vqvae::train_tokenizer(
+        &tiny_cfg(),
+        &tc(3),
+        &[movie.clone()],
+        b.path(),
+        Device::Cpu,
+        false,
+    )
+    .unwrap();
+    let resumed = vqvae::train_tokenizer(
+        &tiny_cfg(),
+        &tc(6),
+        &[movie.clone()],
+        b.path(),
+        Device::Cpu,
+        false,
+    )
+    .unwrap();
+    assert_eq!(straight, resumed);
+    let wa = Tensor::read_safetensors(a.path().join("vqvae.safetensors")).unwrap();
+    let wb: std::collections::HashMap<String, Tensor> =
+        Tensor::read_safetensors(b.path().join("vqvae.safetensors"))
+            .unwrap()
+            .into_iter()
+            .collect();
+    for (n, t) in wa {
+        assert!(t.equal(&wb[&n]), "{n} differs after resume");
+    }
+    // A finished folder is returned as is; another config is refused.
+    assert_eq!(
+        vqvae::train_tokenizer(
+            &tiny_cfg(),
+            &tc(6),
+            &[movie.clone()],
+            b.path(),
+            Device::Cpu,
+            false
+        )
+        .unwrap(),
+        straight
+    );
+    let other = VqVaeConfig {
+        n_codes: 16,
+        ..tiny_cfg()
+    };
+    assert!(
+        vqvae::train_tokenizer(&other, &tc(6), &[movie], b.path(), Device::Cpu, false).is_err()
+    );
+}
