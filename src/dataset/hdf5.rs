@@ -13,12 +13,22 @@ pub struct Entry {
     pub shape: Vec<usize>,
 }
 
+/// HDF5 file locking is turned off: brainscale only reads these files (and writes new ones
+/// under a temporary name), and locks fail on many cluster filesystems and in processes that
+/// inherit a descriptor of a file being written (fork while another thread writes).
+fn builder() -> ::hdf5_metno::FileBuilder {
+    let mut b = ::hdf5_metno::File::with_options();
+    b.fapl().file_locking(false);
+    b
+}
+
 fn open(path: &Path) -> Result<::hdf5_metno::File> {
     if !path.exists() {
         bail!("{} not found", path.display());
     }
     ::hdf5_metno::silence_errors(true);
-    ::hdf5_metno::File::open(path)
+    builder()
+        .open(path)
         .map_err(|e| anyhow!("{}: not a readable HDF5 file ({e})", path.display()))
 }
 
@@ -91,7 +101,8 @@ pub fn read_run(path: &Path, key: &str) -> Result<Array2<f32>> {
 /// is stored as the root attribute `RepetitionTime` when given.
 pub fn write_runs(path: &Path, runs: &[(String, Array2<f32>)], tr: Option<f64>) -> Result<()> {
     crate::io::write_atomic(path, |tmp| {
-        let f = ::hdf5_metno::File::create(tmp)
+        let f = builder()
+            .create(tmp)
             .map_err(|e| anyhow!("creating {}: {e}", tmp.display()))?;
         for (key, a) in runs {
             let std = a.as_standard_layout();

@@ -1200,23 +1200,27 @@ pub fn check(root: &Path, opts: &OpenOptions) -> Result<CheckReport> {
     let mut out = String::new();
     writeln!(out, "dataset {}", root.display())?;
     let mut durations: HashMap<PathBuf, Option<f64>> = HashMap::new();
-    let mut seasons: BTreeMap<u32, usize> = BTreeMap::new();
+    let mut seasons: BTreeMap<u32, std::collections::BTreeSet<String>> = BTreeMap::new();
     let mut episode_trs: BTreeMap<String, Vec<(String, usize)>> = BTreeMap::new();
     for s in &ds.subjects {
-        let space = match subject_space(s) {
-            Ok(Space::Voxels { mask, .. }) => format!("{} voxels in mask", mask.len()),
-            Ok(Space::Parcels { n, atlas }) => match atlas {
-                Some(a) => format!("{n} parcels, atlas {}", rel(&a.path)),
-                None => format!(
+        let space = if s.runs.is_empty() {
+            "no usable run".into()
+        } else {
+            match subject_space(s) {
+                Ok(Space::Voxels { mask, .. }) => format!("{} voxels in mask", mask.len()),
+                Ok(Space::Parcels { n, atlas }) => match atlas {
+                    Some(a) => format!("{n} parcels, atlas {}", rel(&a.path)),
+                    None => format!(
                     "{n} parcels, no atlas (parcel results as CSV; give --atlas for NIfTI maps)"
                 ),
-            },
-            Err(e) => {
-                let m = format!("sub-{}: {e:#}", s.id);
-                if !problems.contains(&m) && !problems.iter().any(|p| m.contains(p.as_str())) {
-                    problems.push(m);
+                },
+                Err(e) => {
+                    let m = format!("sub-{}: {e:#}", s.id);
+                    if !problems.contains(&m) && !problems.iter().any(|p| m.contains(p.as_str())) {
+                        problems.push(m);
+                    }
+                    "space unreadable".into()
                 }
-                "space unreadable".into()
             }
         };
         writeln!(
@@ -1257,7 +1261,7 @@ pub fn check(root: &Path, opts: &OpenOptions) -> Result<CheckReport> {
                 }
             }
             if let Some(x) = r.season() {
-                *seasons.entry(x).or_default() += 1;
+                seasons.entry(x).or_default().insert(r.key.clone());
             }
             episode_trs
                 .entry(r.key.clone())
@@ -1268,7 +1272,7 @@ pub fn check(root: &Path, opts: &OpenOptions) -> Result<CheckReport> {
     if !seasons.is_empty() {
         let list: Vec<String> = seasons
             .iter()
-            .map(|(s, n)| format!("{s} ({n} runs)"))
+            .map(|(s, k)| format!("{s} ({} runs)", k.len()))
             .collect();
         writeln!(out, "  seasons: {}", list.join(", "))?;
     }
