@@ -768,3 +768,78 @@ fn fmriprep_confounds_atlas_and_errors() {
         ],
     );
 }
+
+/// Movie10 keys: repeated viewings (`_run-1`, `_run-2`) share one movie and one CV/test group;
+/// a key matching two movie files is an ambiguity, reported.
+#[test]
+fn movie10_repeats_and_ambiguous_movies() {
+    use brainscale::dataset::splits::{Role, SplitPlan};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("movie10");
+    for m in [
+        "figures/figures04.mkv",
+        "figures/figures05.mkv",
+        "life/life01.mkv",
+        "wolf/wolf01.mkv",
+    ] {
+        let p = root.join("stimuli/movies/movie10").join(m);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, b"").unwrap();
+    }
+    let runs: Vec<(String, Array2<f32>)> = [
+        "ses-006_task-figures04_run-1",
+        "ses-006_task-figures04_run-2",
+        "ses-007_task-figures05_run-1",
+        "ses-008_task-life01",
+    ]
+    .iter()
+    .map(|k| {
+        (
+            k.to_string(),
+            Array2::from_shape_fn((5, 3), |(t, p)| (t + p) as f32),
+        )
+    })
+    .collect();
+    hdf5::write_runs(
+        &root.join("sub-03/func/sub-03_task-movie10_bold.h5"),
+        &runs,
+        Some(1.49),
+    )
+    .unwrap();
+    let ds = Dataset::open(&root).unwrap();
+    let s = &ds.subjects[0];
+    let ids: Vec<&str> = s.runs.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "figures04_run-1",
+            "figures04_run-2",
+            "figures05_run-1",
+            "life01"
+        ]
+    );
+    assert!(
+        s.runs[0].movie.ends_with("figures/figures04.mkv") && s.runs[1].movie == s.runs[0].movie
+    );
+    assert_eq!(s.runs[1].episode_group(), "figures04");
+    assert!(ds
+        .movies_without_run
+        .iter()
+        .any(|m| m.ends_with("wolf01.mkv")));
+    // Testing on figures04 holds out both viewings.
+    let r = SplitPlan {
+        test_runs: vec!["figures04".into()],
+        ..Default::default()
+    }
+    .resolve(s)
+    .unwrap();
+    assert_eq!(r.roles, [Role::Test, Role::Test, Role::Train, Role::Train]);
+    // Two files for one key.
+    std::fs::write(
+        root.join("stimuli/movies/movie10/life/movie10_life01.mp4"),
+        b"",
+    )
+    .unwrap();
+    let e = format!("{:#}", Dataset::open(&root).unwrap_err());
+    assert!(e.contains("several movies match episode 'life01'"), "{e}");
+}
