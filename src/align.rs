@@ -203,6 +203,13 @@ mod tests {
     }
 
     #[test]
+    fn algonauts_window_is_a_block_of_fir_delays() {
+        assert_eq!(Lag::window(3, 5).unwrap(), Lag::Fir(vec![3, 4, 5, 6, 7]));
+        assert_eq!(Lag::window(0, 1).unwrap(), Lag::Fir(vec![0]));
+        assert!(Lag::window(3, 0).is_err());
+    }
+
+    #[test]
     fn coverage_errors_say_by_how_much() {
         let times = Array1::from_iter((0..40).map(|i| i as f64 * 0.25));
         let f = FrameFeatures { values: Array2::zeros((40, 1)), times };

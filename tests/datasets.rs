@@ -408,6 +408,9 @@ fn algonauts_hdf5_season_split_encode_and_parcel_maps() {
         }
         assert_eq!(vol[IxDyn(&[4, 4, 0])], 0.0, "background stays 0");
         assert!(m.join("r_mosaic.png").exists() && m.join("alpha.nii.gz").exists());
+        eprintln!(
+            "HDF5 fixture sub-{sub}: signal parcels mean test r {sig:.3}, noise parcels {noise:.3}"
+        );
     }
     let rows: Vec<brainscale::maps::SummaryRow> = csv::Reader::from_path(work.join("summary.csv"))
         .unwrap()
@@ -834,6 +837,35 @@ fn movie10_repeats_and_ambiguous_movies() {
     .resolve(s)
     .unwrap();
     assert_eq!(r.roles, [Role::Test, Role::Test, Role::Train, Role::Train]);
+    // Time series load as float32 from float64 files too; NaN values are refused with their place.
+    let f64_file = root.join("sub-03/func/sub-03_task-movie10_bold.h5");
+    {
+        let f = hdf5_metno::File::create(&f64_file).unwrap();
+        let a = Array2::<f64>::from_shape_fn((5, 3), |(t, p)| 0.5 * (t * 3 + p) as f64);
+        f.new_dataset_builder()
+            .with_data(&a.view())
+            .create("ses-006_task-figures04_run-1")
+            .unwrap();
+        let mut b = a.clone();
+        b[[2, 1]] = f64::NAN;
+        f.new_dataset_builder()
+            .with_data(&b.view())
+            .create("ses-008_task-life01")
+            .unwrap();
+    }
+    let ds = Dataset::open(&root).unwrap();
+    assert_eq!(
+        hdf5::read_run(&f64_file, "ses-006_task-figures04_run-1").unwrap()[[4, 2]],
+        7.0
+    );
+    let e = format!(
+        "{:#}",
+        dataset::load_subject(&ds.subjects[0]).err().unwrap()
+    );
+    assert!(
+        e.contains("'ses-008_task-life01'") && e.contains("NaN") && e.contains("TR 2, parcel 1"),
+        "{e}"
+    );
     // Two files for one key.
     std::fs::write(
         root.join("stimuli/movies/movie10/life/movie10_life01.mp4"),
