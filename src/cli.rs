@@ -49,6 +49,9 @@ pub struct CheckArgs {
     pub path: PathBuf,
     #[command(flatten)]
     pub open: crate::dataset::OpenOptions,
+    /// Largest tolerated excess of movie over BOLD duration, seconds (as align; default one TR).
+    #[arg(long)]
+    pub max_mismatch: Option<f64>,
 }
 
 #[derive(Args, Debug)]
@@ -239,7 +242,7 @@ pub fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Dataset(DatasetCmd::Check(a)) => {
-            let report = crate::dataset::check(&a.path, &a.open)?;
+            let report = crate::dataset::check(&a.path, &a.open, a.max_mismatch)?;
             print!("{}", report.text);
             if !report.problems.is_empty() {
                 return Err(crate::dataset::check_error(&a.path, &report.problems));

@@ -1190,7 +1190,9 @@ pub struct CheckReport {
 /// A report of a dataset: layout, subjects, runs (TRs, TR, movie and its duration, season),
 /// voxels or parcels, movies without a run, and every problem found. Reads headers, masks,
 /// atlases and HDF5 shapes; runs nothing else.
-pub fn check(root: &Path, opts: &OpenOptions) -> Result<CheckReport> {
+/// `max_mismatch_s` is the align stage's `--max-mismatch` (how much longer than the BOLD run a
+/// movie may be; default one TR).
+pub fn check(root: &Path, opts: &OpenOptions, max_mismatch_s: Option<f64>) -> Result<CheckReport> {
     use std::fmt::Write;
     let Scan {
         dataset: ds,
@@ -1256,7 +1258,9 @@ pub fn check(root: &Path, opts: &OpenOptions) -> Result<CheckReport> {
             )?;
             if let Some(d) = dur {
                 let what = format!("sub-{} {} ({})", s.id, r.label(), r.describe());
-                if let Some(p) = crate::align::coverage_problem(d, r.tr, r.n_volumes, None, &what) {
+                if let Some(p) =
+                    crate::align::coverage_problem(d, r.tr, r.n_volumes, max_mismatch_s, &what)
+                {
                     problems.push(format!("{p} (TR count mismatch)"));
                 }
             }
