@@ -1131,6 +1131,22 @@ pub fn load_subject(s: &Subject) -> Result<SubjectData> {
     }
     if let Some(ap) = &s.atlas {
         let a = Atlas::read(ap)?;
+        // Same grid is not enough: the atlas must also sit at the same place in the world.
+        let bold_header = header.as_ref().expect("a subject has runs");
+        let (x, y) = (nifti_io::affine(&a.header), nifti_io::affine(bold_header));
+        let diff = x
+            .iter()
+            .flatten()
+            .zip(y.iter().flatten())
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0, f64::max);
+        if diff > 1e-3 {
+            bail!(
+                "{}: the atlas affine differs from the BOLD's ({}): resample the atlas to the BOLD grid",
+                ap.display(),
+                s.runs[0].bold.display()
+            );
+        }
         let mut parcels = Vec::with_capacity(runs.len());
         let mut empty_labels = Vec::new();
         for (r, y) in s.runs.iter().zip(&runs) {
