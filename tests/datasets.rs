@@ -866,6 +866,21 @@ fn movie10_repeats_and_ambiguous_movies() {
         e.contains("'ses-008_task-life01'") && e.contains("NaN") && e.contains("TR 2, parcel 1"),
         "{e}"
     );
+    // A movie that is a link to content not fetched (datalad).
+    std::fs::remove_file(root.join("stimuli/movies/movie10/figures/figures04.mkv")).unwrap();
+    std::os::unix::fs::symlink(
+        "../../../../.git/annex/objects/XX/figures04.mkv",
+        root.join("stimuli/movies/movie10/figures/figures04.mkv"),
+    )
+    .unwrap();
+    let e = format!("{:#}", Dataset::open(&root).unwrap_err());
+    assert!(e.contains("figures04.mkv is a broken link"), "{e}");
+    std::fs::remove_file(root.join("stimuli/movies/movie10/figures/figures04.mkv")).unwrap();
+    std::fs::write(
+        root.join("stimuli/movies/movie10/figures/figures04.mkv"),
+        b"",
+    )
+    .unwrap();
     // Two files for one key.
     std::fs::write(
         root.join("stimuli/movies/movie10/life/movie10_life01.mp4"),

@@ -385,6 +385,14 @@ impl Scanner<'_> {
             return None;
         }
         match self.movies.find(episode) {
+            Ok(Some(p)) if !p.exists() => {
+                // datalad / git-annex trees hold links to content that may not be fetched yet.
+                self.problems.push(format!(
+                    "{what}: its movie {} is a broken link (content not fetched? `datalad get` it)",
+                    p.display()
+                ));
+                None
+            }
             Ok(Some(p)) => Some(p),
             Ok(None) => {
                 let msg = format!(
