@@ -25,6 +25,18 @@ pub struct AlignOptions {
     pub max_mismatch_s: Option<f64>,
 }
 
+impl Lag {
+    /// The Algonauts 2025 baseline's alignment: the features of a stimulus window of `window`
+    /// TRs ending `hrf_delay` TRs before each fMRI sample, concatenated; i.e. FIR delays
+    /// hrf_delay, …, hrf_delay + window − 1 (zeros before the run's start).
+    pub fn window(hrf_delay: usize, window: usize) -> Result<Self> {
+        if window == 0 {
+            bail!("the stimulus window must be at least 1 TR");
+        }
+        Ok(Lag::Fir((hrf_delay..hrf_delay + window).collect()))
+    }
+}
+
 impl Default for AlignOptions {
     fn default() -> Self {
         Self { lag: Lag::Fir(vec![1, 2, 3, 4]), max_mismatch_s: None }
@@ -47,26 +59,35 @@ pub fn canonical_hrf(tr: f64) -> Vec<f64> {
 /// Checks that the movie covers the BOLD run (and is not much longer), saying by how much
 /// when it does not. `what` names the run in the message.
 pub fn check_coverage(feat: &FrameFeatures, movie_duration: f64, tr: f64, n_trs: usize, max_mismatch_s: Option<f64>, what: &str) -> Result<()> {
-    let bold = tr * n_trs as f64;
-    let tol = max_mismatch_s.unwrap_or(tr);
     if feat.times.is_empty() {
         bail!("{what}: the movie has no feature samples");
     }
-    // The last TR window may be partly uncovered (its mean uses what exists), no more.
+    match coverage_problem(movie_duration, tr, n_trs, max_mismatch_s, what) {
+        Some(p) => bail!("{p}"),
+        None => Ok(()),
+    }
+}
+
+/// The coverage rule of [`check_coverage`] on durations alone (also used by `dataset check`):
+/// the BOLD run may outlast the movie by at most half a TR (the last window is partly
+/// covered), and the movie may outlast the BOLD by at most `max_mismatch_s` (default one TR).
+pub fn coverage_problem(movie_duration: f64, tr: f64, n_trs: usize, max_mismatch_s: Option<f64>, what: &str) -> Option<String> {
+    let bold = tr * n_trs as f64;
+    let tol = max_mismatch_s.unwrap_or(tr);
     let short = bold - movie_duration;
     if short > 0.5 * tr + 1e-6 {
-        bail!(
+        return Some(format!(
             "{what}: the BOLD run ({n_trs} volumes × {tr} s = {bold:.2} s) is longer than the movie ({movie_duration:.2} s) by {short:.2} s"
-        );
+        ));
     }
     if movie_duration - bold > tol + 1e-6 {
-        bail!(
+        return Some(format!(
             "{what}: the movie ({movie_duration:.2} s) is longer than the BOLD run ({n_trs} volumes × {tr} s = {bold:.2} s) by {:.2} s \
-             (more than the {tol:.2} s tolerated; missing volumes?)",
+             (more than the {tol:.2} s tolerated; missing volumes? see align --max-mismatch)",
             movie_duration - bold
-        );
+        ));
     }
-    Ok(())
+    None
 }
 
 /// Mean of the samples in each TR window. A window with no sample (features sparser than
@@ -179,6 +200,13 @@ mod tests {
         assert_eq!(w, array![[1.5], [5.5], [9.5]]);
         let d = fir(&w, &[1, 2]);
         assert_eq!(d, array![[0.0, 0.0], [1.5, 0.0], [5.5, 1.5]]);
+    }
+
+    #[test]
+    fn algonauts_window_is_a_block_of_fir_delays() {
+        assert_eq!(Lag::window(3, 5).unwrap(), Lag::Fir(vec![3, 4, 5, 6, 7]));
+        assert_eq!(Lag::window(0, 1).unwrap(), Lag::Fir(vec![0]));
+        assert!(Lag::window(3, 0).is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! modules; this file parses arguments and prints summaries.
 use crate::align::{AlignOptions, Lag};
 use crate::dataset::{synth, Dataset};
-use crate::encode::{self, Split};
+use crate::encode;
 use crate::features::{self, ExtractorKind, FeaturesOptions};
 use crate::pipeline::{self, DemoOptions};
 use crate::ridge::RidgeArgs;
@@ -57,8 +57,18 @@ pub enum Command {
 pub enum DatasetCmd {
     /// Write a synthetic movie-fMRI dataset with known ground truth.
     Synth(SynthArgs),
-    /// Report subjects, runs, TRs, voxels and movies of a dataset, and any problem found.
-    Check { path: PathBuf },
+    /// Report subjects, runs, TRs, voxels or parcels, movies, and every problem found.
+    Check(CheckArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    pub path: PathBuf,
+    #[command(flatten)]
+    pub open: crate::dataset::OpenOptions,
+    /// Largest tolerated excess of movie over BOLD duration, seconds (as align; default one TR).
+    #[arg(long)]
+    pub max_mismatch: Option<f64>,
 }
 
 #[derive(Args, Debug)]
@@ -90,11 +100,13 @@ pub struct Place {
     /// Work folder for caches and outputs (default results/<dataset name>).
     #[arg(long)]
     pub work: Option<PathBuf>,
+    #[command(flatten)]
+    pub open: crate::dataset::OpenOptions,
 }
 
 impl Place {
     fn open(&self) -> Result<(Dataset, PathBuf)> {
-        let ds = Dataset::open(&self.dataset)?;
+        let ds = Dataset::open_with(&self.dataset, &self.open)?;
         Ok((ds, self.work.clone().unwrap_or_else(|| pipeline::default_work(&self.dataset))))
     }
 }
@@ -145,6 +157,13 @@ pub struct AlignArgs {
     /// Convolve with the canonical HRF instead of FIR delays.
     #[arg(long)]
     pub hrf: bool,
+    /// Algonauts-baseline alignment: the stimulus window ending this many TRs before each
+    /// sample (replaces --delays; the baseline uses 3).
+    #[arg(long, conflicts_with = "hrf")]
+    pub hrf_delay: Option<usize>,
+    /// Stimulus window length in TRs, with --hrf-delay (the baseline uses 5).
+    #[arg(long, default_value_t = 5, requires = "hrf_delay")]
+    pub window: usize,
     /// Largest tolerated excess of movie over BOLD duration, seconds (default one TR).
     #[arg(long)]
     pub max_mismatch: Option<f64>,
@@ -164,6 +183,8 @@ pub struct EncodeArgs {
     pub test_runs: Vec<String>,
     #[command(flatten)]
     pub ridge: RidgeArgs,
+    #[command(flatten)]
+    pub split: crate::dataset::splits::SplitArgs,
 }
 
 #[derive(Args, Debug)]
@@ -227,7 +248,13 @@ pub fn run(cli: Cli) -> Result<()> {
                 cfg.fps
             );
         }
-        Command::Dataset(DatasetCmd::Check { path }) => print!("{}", crate::dataset::check(&path)?),
+        Command::Dataset(DatasetCmd::Check(a)) => {
+            let report = crate::dataset::check(&a.path, &a.open, a.max_mismatch)?;
+            print!("{}", report.text);
+            if !report.problems.is_empty() {
+                return Err(crate::dataset::check_error(&a.path, &report.problems));
+            }
+        }
         Command::Decode(a) => decode(a)?,
         Command::Features(a) => {
             let (ds, work) = a.place.open()?;
@@ -242,14 +269,18 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Align(a) => {
             let (ds, work) = a.place.open()?;
-            let lag = if a.hrf { Lag::Hrf } else { Lag::Fir(a.delays.clone()) };
+            let lag = match (a.hrf, a.hrf_delay) {
+                (true, _) => Lag::Hrf,
+                (false, Some(d)) => Lag::window(d, a.window)?,
+                (false, None) => Lag::Fir(a.delays.clone()),
+            };
             let n = encode::align_dataset(&ds, &work, &a.features, &AlignOptions { lag, max_mismatch_s: a.max_mismatch })?;
             println!("{n} design matrices written under {}", work.join("design").join(&a.features).display());
         }
         Command::Encode(a) => {
             let (ds, work) = a.place.open()?;
             let ropts = a.ridge.to_options()?;
-            let fits = pipeline::encode_dataset(&ds, &work, &a.features, &a.subjects, &Split { test_runs: a.test_runs.clone() }, &ropts)?;
+            let fits = pipeline::encode_dataset(&ds, &work, &a.features, &a.subjects, a.split.plan(&a.test_runs)?, &ropts)?;
             for (s, f) in pipeline::select_subjects(&ds, &a.subjects)?.iter().zip(&fits) {
                 let sm = crate::stats::summarize_r(f.fit.test_r.view());
                 println!("sub-{}: {} voxels, test mean r {:.3}, top-10% r {:.3}", s.id, f.fit.test_r.len(), sm.mean_r, sm.top10_mean_r);

@@ -2,6 +2,7 @@
 //! grid (written under WORK/design/), then z-scoring per run, leave-run-out ridge with one
 //! alpha per voxel, and held-out test r (written under WORK/encode/).
 use crate::align::{self, AlignOptions};
+pub use crate::dataset::splits::{Role, SplitPlan};
 use crate::dataset::{self, synth, Dataset, Subject};
 use crate::features;
 use crate::io::{self, Tensor, TensorFile};
@@ -50,32 +51,40 @@ pub fn align_dataset(ds: &Dataset, work: &Path, feat: &str, opts: &AlignOptions)
     Ok(written)
 }
 
-/// Which runs are held out for testing.
+/// Which runs are held out for testing (the simple form; [`SplitPlan`] has seasons, explicit
+/// lists, GroupKFold and trimming). Converts into a `SplitPlan`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Split {
     /// Run ids (e.g. "06") used only for the final test; the rest are cross-validated.
     pub test_runs: Vec<String>,
 }
 
-impl Split {
-    /// Test runs given by id, or the subject's last run.
-    pub fn resolve(&self, s: &Subject) -> Result<Vec<bool>> {
-        let ids: Vec<&str> = s.runs.iter().map(|r| r.id.as_str()).collect();
-        let test: Vec<bool> = if self.test_runs.is_empty() {
-            (0..ids.len()).map(|i| i + 1 == ids.len()).collect()
-        } else {
-            for t in &self.test_runs {
-                if !ids.contains(&t.as_str()) {
-                    bail!("sub-{}: test run '{t}' does not exist (runs: {})", s.id, ids.join(", "));
-                }
-            }
-            ids.iter().map(|i| self.test_runs.iter().any(|t| t == i)).collect()
-        };
-        if test.iter().filter(|&&t| !t).count() < 2 {
-            bail!("sub-{}: cross-validation needs at least 2 training runs besides the test runs", s.id);
-        }
-        Ok(test)
+impl From<&Split> for SplitPlan {
+    fn from(s: &Split) -> Self {
+        SplitPlan { test_runs: s.test_runs.clone(), ..Default::default() }
     }
+}
+
+impl From<&SplitPlan> for SplitPlan {
+    fn from(s: &SplitPlan) -> Self {
+        s.clone()
+    }
+}
+
+impl Split {
+    /// Test-run flags per run (see [`SplitPlan::resolve`]).
+    pub fn resolve(&self, s: &Subject) -> Result<Vec<bool>> {
+        Ok(SplitPlan::from(self).resolve(s)?.roles.iter().map(|r| *r == Role::Test).collect())
+    }
+}
+
+/// Rows `trim_start .. n - trim_end` of a run, or an error naming the run.
+fn trim_rows(a: &Array2<f32>, plan: &SplitPlan, what: &str) -> Result<Array2<f32>> {
+    let n = a.nrows();
+    if plan.trim_start + plan.trim_end + 2 > n {
+        bail!("{what}: {n} TRs cannot lose {} at the start and {} at the end", plan.trim_start, plan.trim_end);
+    }
+    Ok(a.slice(ndarray::s![plan.trim_start..n - plan.trim_end, ..]).to_owned())
 }
 
 /// Per-voxel results of one subject.
@@ -89,11 +98,17 @@ pub struct SubjectFit {
 }
 
 /// Encode stage for one subject: reads designs and BOLD, fits, writes WORK/encode/...
-pub fn encode_subject(ds: &Dataset, s: &Subject, work: &Path, feat: &str, split: &Split, ropts: &RidgeOptions) -> Result<SubjectFit> {
-    let is_test = split.resolve(s)?;
+/// `split` is a [`Split`] or a [`SplitPlan`].
+pub fn encode_subject(ds: &Dataset, s: &Subject, work: &Path, feat: &str, split: impl Into<SplitPlan>, ropts: &RidgeOptions) -> Result<SubjectFit> {
+    let plan: SplitPlan = split.into();
+    let resolved = plan.resolve(s)?;
+    let is_test: Vec<bool> = resolved.roles.iter().map(|r| *r == Role::Test).collect();
     let data = dataset::load_subject(s)?;
     let (mut xs_tr, mut ys_tr, mut groups, mut xs_te, mut ys_te) = (vec![], vec![], vec![], vec![], vec![]);
     for (i, (r, y)) in s.runs.iter().zip(&data.runs).enumerate() {
+        if resolved.roles[i] == Role::Unused {
+            continue;
+        }
         let dp = design_path(work, feat, &s.id, &r.label());
         let x = io::into_2d(
             TensorFile::open(&dp).with_context(|| format!("no design for sub-{} {} (run the align stage first)", s.id, r.label()))?.f32("design")?,
@@ -102,14 +117,15 @@ pub fn encode_subject(ds: &Dataset, s: &Subject, work: &Path, feat: &str, split:
         if x.nrows() != y.nrows() {
             bail!("{}: design has {} rows but the BOLD run has {} volumes (re-run align)", dp.display(), x.nrows(), y.nrows());
         }
-        let (mut x, mut y) = (x, y.clone());
+        let what = format!("sub-{} {}", s.id, r.label());
+        let (mut x, mut y) = (trim_rows(&x, &plan, &what)?, trim_rows(y, &plan, &what)?);
         stats::zscore_columns(&mut x);
         stats::zscore_columns(&mut y);
         if is_test[i] {
             xs_te.push(x);
             ys_te.push(y);
         } else {
-            groups.extend(std::iter::repeat(i).take(x.nrows()));
+            groups.extend(std::iter::repeat(resolved.cv_group[i]).take(x.nrows()));
             xs_tr.push(x);
             ys_tr.push(y);
         }
@@ -130,7 +146,7 @@ pub fn encode_subject(ds: &Dataset, s: &Subject, work: &Path, feat: &str, split:
             let mut sig = vec![];
             for (i, r) in s.runs.iter().enumerate() {
                 if is_test[i] {
-                    let mut a = t.signal[&r.label()].clone();
+                    let mut a = trim_rows(&t.signal[&r.label()], &plan, &r.label())?;
                     stats::zscore_columns(&mut a);
                     sig.push(a);
                 }
@@ -163,7 +179,11 @@ pub fn encode_subject(ds: &Dataset, s: &Subject, work: &Path, feat: &str, split:
         tensors.push(("weights", Tensor::F32(w.clone().into_dyn())));
     }
     let test_ids: Vec<&str> = s.runs.iter().zip(&is_test).filter(|(_, &t)| t).map(|(r, _)| r.id.as_str()).collect();
-    let meta = HashMap::from([("test_runs".to_string(), test_ids.join(",")), ("features".to_string(), feat.to_string())]);
+    let meta = HashMap::from([
+        ("test_runs".to_string(), test_ids.join(",")),
+        ("features".to_string(), feat.to_string()),
+        ("split".to_string(), serde_json::to_string(&plan)?),
+    ]);
     io::write_tensors(&encode_path(work, feat, &s.id), tensors, meta)?;
     Ok(SubjectFit { fit, data, ceiling, has_signal, true_weights })
 }

@@ -1,5 +1,6 @@
 //! Maps stage: per-voxel values → NIfTI maps with the BOLD's geometry, a PNG mosaic of axial
 //! slices, and one summary row per subject in a CSV.
+use crate::dataset::atlas::Atlas;
 use crate::dataset::nifti_io::{self, Mask};
 use crate::io;
 use crate::stats::{self, RSummary};
@@ -159,13 +160,12 @@ pub fn write_subject_maps(
         write_map(&out_dir.join("ceiling_r.nii.gz"), h, mask, c)?;
     }
     let r32: Vec<f32> = res.test_r.iter().map(|&v| v as f32).collect();
-    let p99 = {
-        let mut a: Vec<f32> = r32.iter().map(|v| v.abs()).collect();
-        a.sort_by(f32::total_cmp);
-        a[((a.len() as f64 * 0.99) as usize).min(a.len() - 1)].max(0.1)
-    };
-    mosaic_png(&out_dir.join("r_mosaic.png"), &mask.unmask(&r32), mask, p99, 4)?;
+    mosaic_png(&out_dir.join("r_mosaic.png"), &mask.unmask(&r32), mask, mosaic_scale(&r32), 4)?;
+    Ok(summary_row(dataset, features, subject, res))
+}
 
+/// The summary row of one subject's per-voxel (or per-parcel) results.
+fn summary_row(dataset: &str, features: &str, subject: &str, res: &VoxelResults) -> SummaryRow {
     let s = stats::summarize_r(res.test_r.view());
     let select_mean = |v: &Array1<f64>, want: u8| -> Option<f64> {
         let hs = res.has_signal.as_ref()?;
@@ -174,11 +174,11 @@ pub fn write_subject_maps(
     };
     let mut alphas = res.best_alpha.to_vec();
     alphas.sort_by(f64::total_cmp);
-    Ok(SummaryRow {
+    SummaryRow {
         dataset: dataset.into(),
         features: features.into(),
         subject: subject.into(),
-        voxels: mask.len(),
+        voxels: res.test_r.len(),
         test_runs: res.test_runs.clone(),
         mean_r: s.mean_r,
         top10_mean_r: s.top10_mean_r,
@@ -189,5 +189,47 @@ pub fn write_subject_maps(
         signal_ceiling_mean_r: res.ceiling.as_ref().and_then(|c| select_mean(c, 1)),
         noise_mean_r: select_mean(&res.test_r, 0),
         median_alpha: alphas[alphas.len() / 2],
-    })
+    }
+}
+
+/// Colour scale of an r mosaic: the 99th percentile of |r|, at least 0.1.
+fn mosaic_scale(r: &[f32]) -> f32 {
+    let mut a: Vec<f32> = r.iter().map(|v| v.abs()).collect();
+    a.sort_by(f32::total_cmp);
+    a[((a.len() as f64 * 0.99) as usize).min(a.len() - 1)].max(0.1)
+}
+
+/// Maps stage for a parcellated subject: `parcels.csv` (parcel, label, r, r², alpha[, ceiling])
+/// always; with an atlas, the same NIfTI maps and PNG mosaic as voxel data (each parcel's
+/// value painted over its voxels, with the atlas geometry). The summary row is over parcels.
+pub fn write_parcel_maps(out_dir: &Path, dataset: &str, features: &str, subject: &str, n_parcels: usize, atlas: Option<&Atlas>, res: &VoxelResults) -> Result<SummaryRow> {
+    if res.test_r.len() != n_parcels {
+        anyhow::bail!("sub-{subject}: {} r values for {n_parcels} parcels (re-run encode)", res.test_r.len());
+    }
+    io::write_atomic(&out_dir.join("parcels.csv"), |tmp| {
+        let mut w = csv::Writer::from_path(tmp)?;
+        w.write_record(["parcel", "label", "r", "r2", "alpha", "ceiling_r"])?;
+        for p in 0..n_parcels {
+            let c = res.ceiling.as_ref().map_or(String::new(), |c| c[p].to_string());
+            w.write_record([p.to_string(), (p + 1).to_string(), res.test_r[p].to_string(), res.test_r2[p].to_string(), res.best_alpha[p].to_string(), c])?;
+        }
+        w.flush()?;
+        Ok(())
+    })?;
+    if let Some(a) = atlas {
+        let h = &a.header;
+        let map = |name: &str, v: &Array1<f64>| -> Result<()> {
+            let vol = a.volume(v.as_slice().expect("contiguous"))?;
+            nifti_io::write(&out_dir.join(name), h, vol.view())
+        };
+        map("r.nii.gz", &res.test_r)?;
+        map("r2.nii.gz", &res.test_r2)?;
+        map("alpha.nii.gz", &res.best_alpha)?;
+        if let Some(c) = &res.ceiling {
+            map("ceiling_r.nii.gz", c)?;
+        }
+        let r32: Vec<f32> = res.test_r.iter().map(|&v| v as f32).collect();
+        mosaic_png(&out_dir.join("r_mosaic.png"), &a.volume(res.test_r.as_slice().unwrap())?, &a.mask, mosaic_scale(&r32), 4)?;
+    }
+    Ok(summary_row(dataset, features, subject, res))
 }

@@ -2,7 +2,7 @@
 //! dataset/work-folder arguments, progress bars, the maps stage over a dataset, and the
 //! per-subject summary table.
 use crate::align::{AlignOptions, Lag};
-use crate::dataset::{nifti_io, synth, Dataset};
+use crate::dataset::{self, synth, Dataset};
 use crate::encode::{self, Split};
 use crate::features::{self, ExtractorKind, FeaturesOptions};
 use crate::maps::{self, SummaryRow, VoxelResults};
@@ -44,13 +44,15 @@ pub fn select_subjects<'a>(ds: &'a Dataset, ids: &[String]) -> Result<Vec<&'a cr
 }
 
 /// Encode stage over subjects, with a progress bar.
-pub fn encode_dataset(ds: &Dataset, work: &Path, feat: &str, subjects: &[String], split: &Split, ropts: &RidgeOptions) -> Result<Vec<encode::SubjectFit>> {
+/// `split` is an [`encode::Split`] or an [`encode::SplitPlan`].
+pub fn encode_dataset(ds: &Dataset, work: &Path, feat: &str, subjects: &[String], split: impl Into<encode::SplitPlan>, ropts: &RidgeOptions) -> Result<Vec<encode::SubjectFit>> {
+    let plan: encode::SplitPlan = split.into();
     let subs = select_subjects(ds, subjects)?;
     let bar = progress(subs.len() as u64, "encode");
     let mut out = Vec::new();
     for s in subs {
         bar.set_message(format!("sub-{}", s.id));
-        out.push(encode::encode_subject(ds, s, work, feat, split, ropts)?);
+        out.push(encode::encode_subject(ds, s, work, feat, &plan, ropts)?);
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -64,10 +66,11 @@ pub fn maps_dataset(ds: &Dataset, work: &Path, feat: &str, subjects: &[String]) 
     for s in select_subjects(ds, subjects)? {
         let path = encode::encode_path(work, feat, &s.id);
         let res = VoxelResults::load(&path).with_context(|| format!("sub-{}: run the encode stage first", s.id))?;
-        let (_, mask) = nifti_io::Mask::read(&s.mask)?;
-        let header = nifti_io::read_header(&s.runs[0].bold)?;
         let dir = work.join("maps").join(feat).join(format!("sub-{}", s.id));
-        rows.push(maps::write_subject_maps(&dir, &dataset_name(ds), feat, &s.id, &header, &mask, &res)?);
+        rows.push(match dataset::subject_space(s)? {
+            dataset::Space::Voxels { mask, header } => maps::write_subject_maps(&dir, &dataset_name(ds), feat, &s.id, &header, &mask, &res)?,
+            dataset::Space::Parcels { n, atlas } => maps::write_parcel_maps(&dir, &dataset_name(ds), feat, &s.id, n, atlas.as_ref(), &res)?,
+        });
     }
     maps::upsert_summary(&work.join("summary.csv"), &rows)?;
     Ok(rows)
