@@ -142,6 +142,8 @@ pub struct FeaturesArgs {
     pub fps: Option<f64>,
     #[arg(long, default_value_t = 64)]
     pub size: u32,
+    #[command(flatten)]
+    pub gpt: features::GptFeatureArgs,
 }
 
 #[derive(Args, Debug)]
@@ -263,6 +265,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 pca: (a.extractor == ExtractorKind::Baseline && a.pca > 0).then_some(a.pca),
                 fps: a.fps,
                 size: Some(a.size),
+                gpt: (a.extractor == ExtractorKind::Gpt).then(|| a.gpt.clone()),
             };
             let dir = features::run_stage(&ds, &work, &opts)?;
             println!("features of {} movies in {}", ds.movies().len(), dir.display());

@@ -3,7 +3,7 @@
 //! this format whatever the extractor: the baseline below, or a trained prior (models).
 use crate::io::{self, Tensor, TensorFile};
 use crate::video::Frames;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use ndarray::{Array1, Array2};
 use std::collections::HashMap;
 use std::path::Path;
@@ -206,6 +206,28 @@ pub enum ExtractorKind {
     Baseline,
     /// The synthetic dataset's true latent factors (an oracle, for checking the pipeline).
     Groundtruth,
+    /// Hidden states of a trained GPT-2 prior over VQ-VAE codes (`brainscale pretrain`).
+    Gpt,
+}
+
+/// Options of the GPT extractor.
+#[derive(Debug, Clone, clap::Args, serde::Serialize)]
+pub struct GptFeatureArgs {
+    /// `brainscale pretrain` output folder (with its tokenizer/).
+    #[arg(long)]
+    pub model: Option<std::path::PathBuf>,
+    /// Layers whose hidden states are averaged over each clip (0 = embeddings, l = block l).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub layers: Vec<usize>,
+    /// Frame subsampling inside a clip (e.g. 3 at 29.97 fps: a 16-frame clip spans ~1.5 s).
+    #[arg(long, default_value_t = 1)]
+    pub clip_stride: usize,
+    /// Frames between clip starts (default: the clip span, i.e. no overlap).
+    #[arg(long)]
+    pub hop: Option<usize>,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
 }
 
 /// Output folder of an extractor's features under a work folder.
@@ -238,17 +260,54 @@ pub struct FeaturesOptions {
     pub pca: Option<usize>,
     pub fps: Option<f64>,
     pub size: Option<u32>,
+    /// GPT extractor options (with `ExtractorKind::Gpt`).
+    pub gpt: Option<GptFeatureArgs>,
+}
+
+impl FeaturesOptions {
+    /// The features' name: their folder under WORK/features and the `--features` of later stages.
+    pub fn name(&self) -> &'static str {
+        match self.extractor {
+            ExtractorKind::Baseline => "baseline",
+            ExtractorKind::Groundtruth => "groundtruth",
+            ExtractorKind::Gpt => "gpt",
+        }
+    }
+
+    /// What decides whether saved features are still valid: the options, plus the identity of
+    /// the trained model (its latest checkpoint) for the GPT extractor.
+    fn fingerprint(&self) -> Result<String> {
+        let mut s = serde_json::to_string(self)?;
+        if let Some(dir) = self.gpt.as_ref().and_then(|g| g.model.as_ref()) {
+            s += &std::fs::read_to_string(dir.join("latest.json")).unwrap_or_default();
+        }
+        Ok(s)
+    }
+
+    fn extractor(&self) -> Result<Box<dyn Extractor>> {
+        Ok(match self.extractor {
+            ExtractorKind::Baseline => Box::new(Baseline::default()),
+            ExtractorKind::Gpt => {
+                let g = self.gpt.as_ref().context("the GPT extractor needs its options")?;
+                let model = g.model.as_ref().context("the GPT extractor needs --model DIR (a `brainscale pretrain` output)")?;
+                let device = crate::train::parse_device(&g.device)?;
+                let mut ex = crate::models::extract::GptExtractor::load(model, &g.layers, device, g.clip_stride)?;
+                if let Some(h) = g.hop {
+                    ex = ex.with_hop(h)?;
+                }
+                Box::new(ex)
+            }
+            ExtractorKind::Groundtruth => bail!("the ground-truth features are read, not extracted"),
+        })
+    }
 }
 
 /// Runs the features stage over a dataset's movies; returns the output folder. A finished
 /// run with the same options is not redone.
 pub fn run_stage(ds: &crate::dataset::Dataset, work: &Path, opts: &FeaturesOptions) -> Result<std::path::PathBuf> {
-    let name = match opts.extractor {
-        ExtractorKind::Baseline => "baseline",
-        ExtractorKind::Groundtruth => "groundtruth",
-    };
+    let name = opts.name();
     let movies = ds.movies();
-    let config = serde_json::to_string(opts)?;
+    let config = opts.fingerprint()?;
     let outs: Vec<_> = movies.iter().map(|m| features_path(work, name, m)).collect();
     let done = outs.iter().all(|p| {
         TensorFile::open(p).map(|f| f.metadata().get("config") == Some(&config)).unwrap_or(false)
@@ -256,12 +315,16 @@ pub fn run_stage(ds: &crate::dataset::Dataset, work: &Path, opts: &FeaturesOptio
     if done {
         return Ok(features_dir(work, name));
     }
+    let mut extractor = match opts.extractor {
+        ExtractorKind::Groundtruth => None,
+        _ => Some(opts.extractor()?),
+    };
     let bar = crate::pipeline::progress(movies.len() as u64, &format!("features ({name})"));
     let mut raw: Vec<(FrameFeatures, f64)> = Vec::new();
     for movie in &movies {
         bar.set_message(movie.file_name().unwrap_or_default().to_string_lossy().into_owned());
-        raw.push(match opts.extractor {
-            ExtractorKind::Groundtruth => {
+        raw.push(match extractor.as_mut() {
+            None => {
                 let stem = movie.file_stem().unwrap_or_default().to_string_lossy().into_owned();
                 let p = ds.root.join(format!("derivatives/groundtruth/stimuli/{stem}_latents.safetensors"));
                 if !p.exists() {
@@ -271,10 +334,11 @@ pub fn run_stage(ds: &crate::dataset::Dataset, work: &Path, opts: &FeaturesOptio
                 let d = crate::align::duration_from_times(&f.times);
                 (f, d)
             }
-            ExtractorKind::Baseline => {
+            Some(ex) => {
                 let dopts = crate::video::DecodeOptions { fps: opts.fps, size: opts.size };
                 let frames = crate::video::decode_cached(movie, &work.join("frames"), &dopts)?;
-                (Baseline::default().extract(&frames)?, frames.duration())
+                let f = ex.extract(&frames).with_context(|| format!("features of {}", movie.display()))?;
+                (f, frames.duration())
             }
         });
         bar.inc(1);

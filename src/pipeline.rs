@@ -135,12 +135,23 @@ pub fn demo(o: &DemoOptions) -> Result<Vec<SummaryRow>> {
     step("synth", t);
     let ds = Dataset::open(&o.dataset)?;
 
+    let gpt = if o.extractor == ExtractorKind::Gpt {
+        // A small prior (VQ-VAE tokenizer + 2-layer GPT) trained on the dataset's own movies.
+        let t = Instant::now();
+        let dir = crate::train::train_small_prior(&ds.movies(), &o.work.join("gpt-prior"), o.seed)?;
+        step("pretrain", t);
+        Some(features::GptFeatureArgs { model: Some(dir), layers: vec![2], clip_stride: 1, hop: None, device: "cpu".into() })
+    } else {
+        None
+    };
+
     let t = Instant::now();
     let fopts = FeaturesOptions {
         extractor: o.extractor,
         pca: (o.extractor == ExtractorKind::Baseline).then_some(o.pca),
         fps: None,
         size: Some(cfg.frame_size as u32),
+        gpt,
     };
     let fdir = features::run_stage(&ds, &o.work, &fopts)?;
     let feat = fdir.file_name().unwrap().to_string_lossy().into_owned();

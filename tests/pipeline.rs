@@ -20,7 +20,7 @@ fn mean(v: impl Iterator<Item = f64>) -> f64 {
 fn ground_truth_is_recovered() {
     let ds = Dataset::open(tiny()).unwrap();
     let work = tempfile::tempdir().unwrap();
-    let fo = FeaturesOptions { extractor: ExtractorKind::Groundtruth, pca: None, fps: None, size: None };
+    let fo = FeaturesOptions { extractor: ExtractorKind::Groundtruth, pca: None, fps: None, size: None, gpt: None };
     features::run_stage(&ds, work.path(), &fo).unwrap();
     encode::align_dataset(&ds, work.path(), "groundtruth", &AlignOptions { lag: Lag::Hrf, max_mismatch_s: None }).unwrap();
     let ropts = RidgeOptions { keep_weights: true, ..Default::default() };
