@@ -637,6 +637,7 @@ pub(crate) fn gemm_flops(m: usize, n: usize, k: usize) -> f64 {
 /// `lin` = <P_c, Y> (P centred on the validation mean), `q` = ||P_c||², `yy` = ||Y_c||²,
 /// `m` = mean offset of P from the training target mean ν, `dy` = ȳ_val - ν, `n` rows.
 #[inline]
+#[cfg_attr(not(feature = "cpu-linalg"), allow(dead_code))]
 pub(crate) fn fold_score(kind: CvScore, lin: f64, q: f64, yy: f64, m: f64, dy: f64, n: f64) -> f64 {
     match kind {
         CvScore::R => {
