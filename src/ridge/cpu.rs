@@ -577,7 +577,7 @@ impl<T: Real> Quad<T> {
                 return q;
             }
             // Check on the first voxels against the exact products; fall back if off.
-            let nc = b.ncols().min(64);
+            let nc = b.ncols().min(32);
             let exact = direct_q(a_c, d, b64.slice(s![.., ..nc]), flops);
             let mut worst = 0.0f64;
             for j in 0..nc {
@@ -613,15 +613,24 @@ fn fractions_q(
 ) -> Array2<f64> {
     let (k, c) = b.dim();
     let tb = flops.dot(t.view(), b);
+    // u1 = G_kk b², u2 = 2 b (T b), row by row (contiguous inner loops).
     let mut u1 = Array2::<f64>::zeros((k, c));
     let mut u2 = Array2::<f64>::zeros((k, c));
-    Zip::indexed(&mut u1)
-        .and(&mut u2)
-        .and(&b)
-        .and(&tb)
-        .par_for_each(|(i, _), x1, x2, &bb, &vv| {
-            *x1 = gdiag[i] * bb * bb;
-            *x2 = 2.0 * bb * vv;
+    Zip::from(u1.rows_mut())
+        .and(u2.rows_mut())
+        .and(b.rows())
+        .and(tb.rows())
+        .and(gdiag)
+        .par_for_each(|mut x1, mut x2, bb, vv, &g| {
+            let (x1, x2) = (
+                x1.as_slice_mut().expect("row"),
+                x2.as_slice_mut().expect("row"),
+            );
+            for j in 0..bb.len() {
+                let t = bb[j];
+                x1[j] = g * t * t;
+                x2[j] = 2.0 * t * vv[j];
+            }
         });
     let na = alphas.len();
     let dsq = Array2::from_shape_fn((na, k), |(a, i)| (s[i] + alphas[a]).powi(-2));
