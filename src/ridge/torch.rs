@@ -200,7 +200,15 @@ fn fit_inner(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan, dev: Device) -> Re
     let na = plan.alphas.len();
     let nfold = plan.folds.len();
     let mut fl = Flops::default();
-    let x64 = upload(p.x_train, Kind::Double, dev);
+    // With an intercept, X and Y are shifted by their training means first (the fit does not
+    // change), so that f32 products of data with large means (raw BOLD) keep their precision.
+    let mut x64 = upload(p.x_train, Kind::Double, dev);
+    let xs = if o.intercept {
+        x64.mean_dim([0i64].as_slice(), true, Kind::Double)
+    } else {
+        Tensor::zeros([1, nf as i64], (Kind::Double, dev))
+    };
+    x64 -= &xs;
     let alphas = Tensor::from_slice(&plan.alphas).to_device(dev);
 
     let mut grams = Vec::with_capacity(nfold);
@@ -283,7 +291,7 @@ fn fit_inner(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan, dev: Device) -> Re
         .context("refit on all training runs")?;
     let k_all = s_all.size()[0] as usize;
     let n_test = p.x_test.nrows();
-    let xt64 = upload(p.x_test, Kind::Double, dev);
+    let xt64 = upload(p.x_test, Kind::Double, dev) - &xs;
     let a_test = fl.mm(&(xt64 - mu_all.unsqueeze(0)), &m_all).to_kind(kd);
     let mt_all = m_all.tr().contiguous().to_kind(kd);
     let m_all_k = o.keep_weights.then(|| m_all.to_kind(kd));
@@ -324,7 +332,14 @@ fn fit_inner(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan, dev: Device) -> Re
     for j0 in (0..v).step_by(chunk) {
         let j1 = (j0 + chunk).min(v);
         let c = (j1 - j0) as i64;
-        let y = upload(p.y_train.slice(s![.., j0..j1]), kd, dev);
+        let mut y = upload(p.y_train.slice(s![.., j0..j1]), kd, dev);
+        // The shift is rounded to the working precision and added back exactly as used.
+        let ys = if o.intercept {
+            (y.sum_dim_intlist(dim0, false, Kind::Double) / n as f64).to_kind(kd)
+        } else {
+            Tensor::zeros([c], (kd, dev))
+        };
+        y -= ys.unsqueeze(0);
         let mut ysum = Vec::with_capacity(nfold);
         let mut yss = Vec::with_capacity(nfold);
         let mut z = Vec::with_capacity(nfold);
@@ -405,7 +420,8 @@ fn fit_inner(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan, dev: Device) -> Re
         } else {
             ysum_all.zeros_like()
         };
-        let pred = fl.mm(&a_test, &bs).to_kind(Kind::Double) + nu_all.unsqueeze(0);
+        let pred = fl.mm(&a_test, &bs).to_kind(Kind::Double)
+            + (nu_all + ys.to_kind(Kind::Double)).unsqueeze(0);
         test_pred
             .slice_mut(s![.., j0..j1])
             .assign(&to_array_f32(&pred)?);
