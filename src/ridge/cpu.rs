@@ -326,8 +326,11 @@ fn fit_t<T: Real>(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan) -> Result<Raw
         }
         tr.lap("X'Y per fold");
         let mut xty = Array2::<T>::zeros((nf, c));
-        z.iter()
-            .for_each(|zf| Zip::from(&mut xty).and(zf).for_each(|a, &b| *a = *a + b));
+        z.iter().for_each(|zf| {
+            Zip::from(&mut xty)
+                .and(zf)
+                .par_for_each(|a, &b| *a = *a + b)
+        });
         let ysum_all = ysum.iter().fold(Array1::<f64>::zeros(c), |a, s| a + s);
 
         let mut scores = Array2::<f64>::zeros((na, c));
@@ -470,26 +473,27 @@ fn column_means(a: ArrayView2<f32>) -> Array1<f64> {
     sum / a.nrows().max(1) as f64
 }
 
-/// Column sums and centred sums of squares (f64 accumulation).
+/// Column sums and centred sums of squares (f64 accumulation, rows split across threads).
 fn column_moments<T: Real>(y: ArrayView2<T>) -> (Array1<f64>, Array1<f64>) {
-    let n = y.nrows() as f64;
-    let mut sum = Array1::<f64>::zeros(y.ncols());
-    for row in y.rows() {
-        Zip::from(&mut sum)
-            .and(&row)
-            .for_each(|s, &t| *s += t.to_f64());
-    }
-    let mean = &sum / n;
-    let mut ss = Array1::<f64>::zeros(y.ncols());
-    for row in y.rows() {
-        Zip::from(&mut ss)
-            .and(&row)
-            .and(&mean)
-            .for_each(|s, &t, &m| {
-                let d = t.to_f64() - m;
-                *s += d * d;
-            });
-    }
+    use rayon::prelude::*;
+    let (n, c) = y.dim();
+    let sum_rows = |f: &(dyn Fn(f64, usize) -> f64 + Sync)| -> Array1<f64> {
+        (0..n)
+            .into_par_iter()
+            .fold(
+                || Array1::<f64>::zeros(c),
+                |mut acc, i| {
+                    Zip::indexed(&mut acc)
+                        .and(&y.row(i))
+                        .for_each(|j, a, &t| *a += f(t.to_f64(), j));
+                    acc
+                },
+            )
+            .reduce(|| Array1::<f64>::zeros(c), |a, b| a + b)
+    };
+    let sum = sum_rows(&|t, _| t);
+    let mean = &sum / n.max(1) as f64;
+    let ss = sum_rows(&|t, j| (t - mean[j]) * (t - mean[j]));
     (sum, ss)
 }
 
