@@ -665,3 +665,20 @@ fn large_means_keep_f32_precision() {
         );
     }
 }
+
+#[test]
+fn no_test_rows_still_fits() {
+    let mut d = make_data(3, 12, 5, 4, 0, 13);
+    d.xt = Array2::zeros((0, 5));
+    d.yt = Array2::zeros((0, 4));
+    for backend in backends() {
+        let fit = fit_cv(
+            &problem(&d),
+            &opts(&ALPHAS, CvScore::R, true, backend, Precision::F32),
+        )
+        .unwrap();
+        assert_eq!(fit.test_pred.dim(), (0, 4));
+        assert_eq!(fit.best_alpha.len(), 4);
+        assert!(fit.weights.unwrap().iter().all(|w| w.is_finite()));
+    }
+}
