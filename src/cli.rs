@@ -4,7 +4,11 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "brainscale", version, about = "Video transformers, fMRI encoding models and scaling laws")]
+#[command(
+    name = "brainscale",
+    version,
+    about = "Video transformers, fMRI encoding models and scaling laws"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -36,10 +36,17 @@ impl FrameFeatures {
         let values = io::into_2d(f.f32("features")?, &format!("{what}: features"))?;
         let times = io::into_1d(f.f64("times")?, &format!("{what}: times"))?;
         if values.nrows() != times.len() {
-            bail!("{what}: {} feature rows but {} times", values.nrows(), times.len());
+            bail!(
+                "{what}: {} feature rows but {} times",
+                values.nrows(),
+                times.len()
+            );
         }
         if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            bail!("{what}: non-finite feature value at row {}", i / values.ncols().max(1));
+            bail!(
+                "{what}: non-finite feature value at row {}",
+                i / values.ncols().max(1)
+            );
         }
         Ok(Self { values, times })
     }

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 /// A temporary sibling of `path` that keeps its extension(s), so writers that look at the
 /// extension (`.nii.gz`, `.png`) behave the same; renamed into place by [`commit`].
 pub fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tag = format!(".tmp-{}-", std::process::id());
     path.with_file_name(format!("{tag}{name}"))
 }
@@ -53,7 +56,8 @@ pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
 
 /// Reads JSON with the file named in the error.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing JSON in {}", path.display()))
 }
 
@@ -96,7 +100,11 @@ pub fn write_tensors(
         .iter()
         .map(|(n, d, s, b)| Ok((n.clone(), TensorView::new(*d, s.clone(), b)?)))
         .collect::<Result<Vec<_>>>()?;
-    let meta = if metadata.is_empty() { None } else { Some(metadata) };
+    let meta = if metadata.is_empty() {
+        None
+    } else {
+        Some(metadata)
+    };
     write_atomic(path, |tmp| {
         safetensors::serialize_to_file(views, &meta, tmp).map_err(|e| anyhow!("{e}"))
     })
@@ -113,7 +121,10 @@ impl TensorFile {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         safetensors::SafeTensors::deserialize(&bytes)
             .map_err(|e| anyhow!("{} is not a valid safetensors file: {e}", path.display()))?;
-        Ok(Self { path: path.to_path_buf(), bytes })
+        Ok(Self {
+            path: path.to_path_buf(),
+            bytes,
+        })
     }
 
     fn view(&self, name: &str, want: Dtype) -> Result<(Vec<usize>, &[u8])> {
@@ -122,7 +133,11 @@ impl TensorFile {
             .tensor(name)
             .map_err(|_| anyhow!("{} has no tensor named '{name}'", self.path.display()))?;
         if t.dtype() != want {
-            bail!("{}: tensor '{name}' is {:?}, expected {want:?}", self.path.display(), t.dtype());
+            bail!(
+                "{}: tensor '{name}' is {:?}, expected {want:?}",
+                self.path.display(),
+                t.dtype()
+            );
         }
         let shape = t.shape().to_vec();
         let data = t.data();
@@ -139,19 +154,28 @@ impl TensorFile {
 
     pub fn f32(&self, name: &str) -> Result<ArrayD<f32>> {
         let (shape, b) = self.view(name, Dtype::F32)?;
-        let v = b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        let v = b
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
         Ok(ArrayD::from_shape_vec(IxDyn(&shape), v)?)
     }
 
     pub fn f64(&self, name: &str) -> Result<ArrayD<f64>> {
         let (shape, b) = self.view(name, Dtype::F64)?;
-        let v = b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect();
+        let v = b
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+            .collect();
         Ok(ArrayD::from_shape_vec(IxDyn(&shape), v)?)
     }
 
     pub fn i64(&self, name: &str) -> Result<ArrayD<i64>> {
         let (shape, b) = self.view(name, Dtype::I64)?;
-        let v = b.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
+        let v = b
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+            .collect();
         Ok(ArrayD::from_shape_vec(IxDyn(&shape), v)?)
     }
 

@@ -45,8 +45,16 @@ pub fn r2_columns(truth: ArrayView2<f32>, pred: ArrayView2<f32>) -> Array1<f64> 
         .par_for_each(|r, t, p| {
             let m = t.iter().map(|&v| v as f64).sum::<f64>() / t.len() as f64;
             let sst: f64 = t.iter().map(|&v| (v as f64 - m).powi(2)).sum();
-            let sse: f64 = t.iter().zip(p.iter()).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
-            *r = if sst <= f64::EPSILON { 0.0 } else { 1.0 - sse / sst };
+            let sse: f64 = t
+                .iter()
+                .zip(p.iter())
+                .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+                .sum();
+            *r = if sst <= f64::EPSILON {
+                0.0
+            } else {
+                1.0 - sse / sst
+            };
         });
     out
 }
@@ -82,7 +90,11 @@ pub struct RSummary {
 pub fn summarize_r(r: ArrayView1<f64>) -> RSummary {
     let n = r.len();
     if n == 0 {
-        return RSummary { mean_r: f64::NAN, top10_mean_r: f64::NAN, frac_r_above_0_1: f64::NAN };
+        return RSummary {
+            mean_r: f64::NAN,
+            top10_mean_r: f64::NAN,
+            frac_r_above_0_1: f64::NAN,
+        };
     }
     let mut sorted: Vec<f64> = r.to_vec();
     sorted.sort_by(|a, b| b.total_cmp(a));
