@@ -633,3 +633,52 @@ fn degenerate_spectrum_design_works_in_f32() {
         assert!(max_abs_diff(fit.test_r.iter(), f64fit.test_r.iter()) < 1e-4);
     }
 }
+
+#[test]
+fn large_means_keep_f32_precision() {
+    // Raw BOLD-like data: large voxel means and feature offsets. With an intercept the fit is
+    // shift-invariant; f32 must still match f64 (products are formed on centred data).
+    let mut d = make_data(4, 25, 15, 30, 12, 12);
+    d.x.mapv_inplace(|t| t + 100.0);
+    d.xt.mapv_inplace(|t| t + 100.0);
+    d.y.mapv_inplace(|t| t + 1000.0);
+    d.yt.mapv_inplace(|t| t + 1000.0);
+    let nv = naive(&d, &ALPHAS, CvScore::R, true, Folds::LeaveOneRunOut);
+    let f64fit = fit_cv(
+        &problem(&d),
+        &opts(&ALPHAS, CvScore::R, true, Backend::Cpu, Precision::F64),
+    )
+    .unwrap();
+    check_against_naive(&f64fit, &nv, 1e-7);
+    for backend in backends() {
+        let fit = fit_cv(
+            &problem(&d),
+            &opts(&ALPHAS, CvScore::R, true, backend, Precision::F32),
+        )
+        .unwrap();
+        let err = max_abs_diff(fit.cv_scores.as_ref().unwrap().iter(), nv.scores.iter());
+        assert!(err < 1e-5, "{backend}: f32 CV scores off by {err}");
+        let perr = max_abs_diff(fit.test_pred.mapv(|t| t as f64).iter(), nv.pred.iter());
+        assert!(
+            perr < 1e-3,
+            "{backend}: f32 test predictions off by {perr} (values ~1000)"
+        );
+    }
+}
+
+#[test]
+fn no_test_rows_still_fits() {
+    let mut d = make_data(3, 12, 5, 4, 0, 13);
+    d.xt = Array2::zeros((0, 5));
+    d.yt = Array2::zeros((0, 4));
+    for backend in backends() {
+        let fit = fit_cv(
+            &problem(&d),
+            &opts(&ALPHAS, CvScore::R, true, backend, Precision::F32),
+        )
+        .unwrap();
+        assert_eq!(fit.test_pred.dim(), (0, 4));
+        assert_eq!(fit.best_alpha.len(), 4);
+        assert!(fit.weights.unwrap().iter().all(|w| w.is_finite()));
+    }
+}

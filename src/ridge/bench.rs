@@ -44,11 +44,12 @@ pub struct BenchArgs {
     /// Test rows (default: n/10).
     #[arg(long)]
     pub n_test: Option<usize>,
-    #[arg(long, value_enum, default_value_t = Backend::default())]
-    pub backend: Backend,
-    /// cpu, cuda or cuda:N (torch backend).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    /// Default: torch for `--preset gpu`, else cpu.
+    #[arg(long, value_enum)]
+    pub backend: Option<Backend>,
+    /// cpu, cuda or cuda:N (torch backend). Default: cuda for `--preset gpu`, else cpu.
+    #[arg(long)]
+    pub device: Option<String>,
     #[arg(long, value_enum, default_value_t = Precision::F32)]
     pub precision: Precision,
     #[arg(long)]
@@ -136,10 +137,20 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             },
         ],
     };
-    let device: RidgeDevice = a.device.parse().context("--device")?;
+    let gpu = a.preset == Some(Preset::Gpu);
+    let backend = a.backend.unwrap_or(if gpu {
+        Backend::Torch
+    } else {
+        Backend::default()
+    });
+    let device: RidgeDevice = match &a.device {
+        Some(d) => d.parse().context("--device")?,
+        None if gpu => RidgeDevice::Cuda(0),
+        None => RidgeDevice::Cpu,
+    };
     let mut o = RidgeOptions {
         score: a.cv_score,
-        backend: a.backend,
+        backend,
         device,
         precision: a.precision,
         tf32: a.tf32,
@@ -158,13 +169,13 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     if a.repeats == 0 {
         bail!("--repeats must be at least 1");
     }
-    let threads = match a.backend {
+    let threads = match backend {
         Backend::Cpu => rayon::current_num_threads(),
         Backend::Torch => tch::get_num_threads() as usize,
     };
     println!(
         "bench-ridge: backend {} on {} ({} CPU threads), precision {}{}",
-        a.backend,
+        backend,
         device,
         threads,
         a.precision,

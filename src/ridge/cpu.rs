@@ -119,6 +119,7 @@ fn keep_mask(s: &Array1<f64>, dim: usize) -> Vec<usize> {
 /// X_c'X_c on it: from the p × p Gram (primal) or the n × n kernel when p > n.
 fn basis(
     x: ArrayView2<f32>,
+    xs: &Array1<f64>,
     train_rows: &[usize],
     gram: &Array2<f64>,
     mu: &Array1<f64>,
@@ -134,7 +135,7 @@ fn basis(
         let keep = keep_mask(&s, p);
         Ok((u.select(Axis(1), &keep), s.select(Axis(0), &keep)))
     } else {
-        let xc = gather(x, train_rows, 0..p, |t, j| t as f64 - mu[j]);
+        let xc = gather(x, train_rows, 0..p, |t, j| t as f64 - xs[j] - mu[j]);
         let k = flops.dot(xc.view(), xc.t());
         let (s, v) = flops.eigh(&k, "the training kernel XX'")?;
         let keep = keep_mask(&s, n_t);
@@ -177,11 +178,18 @@ fn fit_t<T: Real>(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan) -> Result<Raw
     let mut flops = Flops::default();
     let mut tr = Trace::new();
 
+    // With an intercept, X and Y are first shifted by their training means (the fit does not
+    // change), so that f32 products of data with large means (raw BOLD) keep their precision.
+    let xs = if o.intercept {
+        column_means(x)
+    } else {
+        Array1::zeros(nf)
+    };
     // Per-fold Grams and sums, in f64; training Grams are the total minus the fold's.
     let mut grams = Vec::with_capacity(nfold);
     let mut sums = Vec::with_capacity(nfold);
     for rows in &plan.folds {
-        let xf = gather(x, rows, 0..nf, |t, _| t as f64);
+        let xf = gather(x, rows, 0..nf, |t, j| t as f64 - xs[j]);
         grams.push(flops.dot(xf.t(), xf.view()));
         sums.push(xf.sum_axis(Axis(0)));
     }
@@ -204,9 +212,16 @@ fn fit_t<T: Real>(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan) -> Result<Raw
         let mut in_fold = vec![false; n];
         rows.iter().for_each(|&r| in_fold[r] = true);
         let train_rows: Vec<usize> = (0..n).filter(|&r| !in_fold[r]).collect();
-        let (m, s) = basis(x, &train_rows, &(&gram_all - &grams[fi]), &mu, &mut flops)
-            .with_context(|| format!("CV fold {} of {nfold}", fi + 1))?;
-        let xvc = gather(x, rows, 0..nf, |t, j| t as f64 - xbar[j]);
+        let (m, s) = basis(
+            x,
+            &xs,
+            &train_rows,
+            &(&gram_all - &grams[fi]),
+            &mu,
+            &mut flops,
+        )
+        .with_context(|| format!("CV fold {} of {nfold}", fi + 1))?;
+        let xvc = gather(x, rows, 0..nf, |t, j| t as f64 - xs[j] - xbar[j]);
         let a_c = flops.dot(xvc.view(), m.view());
         let quad = choose_quad::<T>(
             a_c,
@@ -219,7 +234,7 @@ fn fit_t<T: Real>(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan) -> Result<Raw
         let delta = m.t().dot(&(&xbar - &mu));
         folds.push(Fold {
             rows: rows.clone(),
-            x_val: gather(x, rows, 0..nf, |t, _| T::from_f64(t as f64)),
+            x_val: gather(x, rows, 0..nf, |t, j| T::from_f64(t as f64 - xs[j])),
             mu,
             xbar,
             mt: to_t(&m.t().as_standard_layout().to_owned()),
@@ -237,12 +252,12 @@ fn fit_t<T: Real>(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan) -> Result<Raw
         Array1::zeros(nf)
     };
     let all_rows: Vec<usize> = (0..n).collect();
-    let (m_all, s_all) = basis(x, &all_rows, &gram_all, &mu_all, &mut flops)
+    let (m_all, s_all) = basis(x, &xs, &all_rows, &gram_all, &mu_all, &mut flops)
         .context("refit on all training runs")?;
     let k_all = s_all.len();
     let n_test = p.x_test.nrows();
     let xtc = gather(p.x_test, &(0..n_test).collect::<Vec<_>>(), 0..nf, |t, j| {
-        t as f64 - mu_all[j]
+        t as f64 - xs[j] - mu_all[j]
     });
     let a_test: Array2<T> = to_t(&flops.dot(xtc.view(), m_all.view()));
     let mt_all: Array2<T> = to_t(&m_all.t().as_standard_layout().to_owned());
@@ -289,12 +304,19 @@ fn fit_t<T: Real>(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan) -> Result<Raw
     for j0 in (0..v).step_by(chunk) {
         let j1 = (j0 + chunk).min(v);
         let c = j1 - j0;
+        let ys = if o.intercept {
+            column_means(p.y_train.slice(s![.., j0..j1]))
+        } else {
+            Array1::zeros(c)
+        };
         // Per fold: Y rows, their sums and centred sums of squares, and X_f'Y_f.
         let mut ysum: Vec<Array1<f64>> = Vec::with_capacity(nfold);
         let mut yss: Vec<Array1<f64>> = Vec::with_capacity(nfold);
         let mut z: Vec<Array2<T>> = Vec::with_capacity(nfold);
         for fd in &folds {
-            let y = gather(p.y_train, &fd.rows, j0..j1, |t, _| T::from_f64(t as f64));
+            let y = gather(p.y_train, &fd.rows, j0..j1, |t, j| {
+                T::from_f64(t as f64 - ys[j])
+            });
             let (sm, ss) = column_moments(y.view());
             let mut zf = Array2::<T>::zeros((nf, c));
             flops.gemm(T::one(), fd.x_val.t(), y.view(), T::zero(), zf.view_mut());
@@ -304,8 +326,11 @@ fn fit_t<T: Real>(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan) -> Result<Raw
         }
         tr.lap("X'Y per fold");
         let mut xty = Array2::<T>::zeros((nf, c));
-        z.iter()
-            .for_each(|zf| Zip::from(&mut xty).and(zf).for_each(|a, &b| *a = *a + b));
+        z.iter().for_each(|zf| {
+            Zip::from(&mut xty)
+                .and(zf)
+                .par_for_each(|a, &b| *a = *a + b)
+        });
         let ysum_all = ysum.iter().fold(Array1::<f64>::zeros(c), |a, s| a + s);
 
         let mut scores = Array2::<f64>::zeros((na, c));
@@ -381,7 +406,7 @@ fn fit_t<T: Real>(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan) -> Result<Raw
         });
         let mut pred = flops.dot(a_test.view(), bs.view());
         let nu_all: Array1<f64> = if o.intercept {
-            &ysum_all / n as f64
+            &ysum_all / n as f64 + &ys
         } else {
             Array1::zeros(c)
         };
@@ -437,26 +462,38 @@ where
     Array2::from_shape_vec((rows.len(), w), out).expect("gather shape")
 }
 
-/// Column sums and centred sums of squares (f64 accumulation).
-fn column_moments<T: Real>(y: ArrayView2<T>) -> (Array1<f64>, Array1<f64>) {
-    let n = y.nrows() as f64;
-    let mut sum = Array1::<f64>::zeros(y.ncols());
-    for row in y.rows() {
+/// Column means in f64.
+fn column_means(a: ArrayView2<f32>) -> Array1<f64> {
+    let mut sum = Array1::<f64>::zeros(a.ncols());
+    for row in a.rows() {
         Zip::from(&mut sum)
             .and(&row)
-            .for_each(|s, &t| *s += t.to_f64());
+            .for_each(|s, &t| *s += t as f64);
     }
-    let mean = &sum / n;
-    let mut ss = Array1::<f64>::zeros(y.ncols());
-    for row in y.rows() {
-        Zip::from(&mut ss)
-            .and(&row)
-            .and(&mean)
-            .for_each(|s, &t, &m| {
-                let d = t.to_f64() - m;
-                *s += d * d;
-            });
-    }
+    sum / a.nrows().max(1) as f64
+}
+
+/// Column sums and centred sums of squares (f64 accumulation, rows split across threads).
+fn column_moments<T: Real>(y: ArrayView2<T>) -> (Array1<f64>, Array1<f64>) {
+    use rayon::prelude::*;
+    let (n, c) = y.dim();
+    let sum_rows = |f: &(dyn Fn(f64, usize) -> f64 + Sync)| -> Array1<f64> {
+        (0..n)
+            .into_par_iter()
+            .fold(
+                || Array1::<f64>::zeros(c),
+                |mut acc, i| {
+                    Zip::indexed(&mut acc)
+                        .and(&y.row(i))
+                        .for_each(|j, a, &t| *a += f(t.to_f64(), j));
+                    acc
+                },
+            )
+            .reduce(|| Array1::<f64>::zeros(c), |a, b| a + b)
+    };
+    let sum = sum_rows(&|t, _| t);
+    let mean = &sum / n.max(1) as f64;
+    let ss = sum_rows(&|t, j| (t - mean[j]) * (t - mean[j]));
     (sum, ss)
 }
 
@@ -577,7 +614,7 @@ impl<T: Real> Quad<T> {
                 return q;
             }
             // Check on the first voxels against the exact products; fall back if off.
-            let nc = b.ncols().min(64);
+            let nc = b.ncols().min(32);
             let exact = direct_q(a_c, d, b64.slice(s![.., ..nc]), flops);
             let mut worst = 0.0f64;
             for j in 0..nc {
@@ -613,15 +650,24 @@ fn fractions_q(
 ) -> Array2<f64> {
     let (k, c) = b.dim();
     let tb = flops.dot(t.view(), b);
+    // u1 = G_kk b², u2 = 2 b (T b), row by row (contiguous inner loops).
     let mut u1 = Array2::<f64>::zeros((k, c));
     let mut u2 = Array2::<f64>::zeros((k, c));
-    Zip::indexed(&mut u1)
-        .and(&mut u2)
-        .and(&b)
-        .and(&tb)
-        .par_for_each(|(i, _), x1, x2, &bb, &vv| {
-            *x1 = gdiag[i] * bb * bb;
-            *x2 = 2.0 * bb * vv;
+    Zip::from(u1.rows_mut())
+        .and(u2.rows_mut())
+        .and(b.rows())
+        .and(tb.rows())
+        .and(gdiag)
+        .par_for_each(|mut x1, mut x2, bb, vv, &g| {
+            let (x1, x2) = (
+                x1.as_slice_mut().expect("row"),
+                x2.as_slice_mut().expect("row"),
+            );
+            for j in 0..bb.len() {
+                let t = bb[j];
+                x1[j] = g * t * t;
+                x2[j] = 2.0 * t * vv[j];
+            }
         });
     let na = alphas.len();
     let dsq = Array2::from_shape_fn((na, k), |(a, i)| (s[i] + alphas[a]).powi(-2));

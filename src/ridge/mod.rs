@@ -11,9 +11,17 @@
 //! eigendecomposition of the centred training Gram X'X (or of XX' when p > n) gives an
 //! orthonormal basis M and eigenvalues s; the training targets are projected once (B = M'X'Y),
 //! and every alpha is a diagonal scaling d = 1/(s + alpha). Validation predictions are never
-//! formed: r needs only, per voxel, <P, Y> (= d'(C∘B), with C = M'X_val'Y_val), the mean of P
-//! and ||P||² = ||F D B||², where F'F is the validation Gram in the basis (F has
-//! min(n_val, k) rows). X'Y of every fold comes from per-fold products X_f'Y_f computed once.
+//! formed: r (and R²) need only, per voxel, <P, Y> (= d'(C∘B), with C = M'X_val'Y_val), the
+//! mean of P, and ||P||² = ||A D B||² with A = X_val M. That last norm costs one product per
+//! alpha (F·D·B, F a factor of A'A with min(n_val, k) rows), or, with f32 work, one f64
+//! product for all alphas by partial fractions over the eigenvalues (see `cpu::Quad`),
+//! checked against the direct products and replaced by them when the eigenvalues are too
+//! close. X'Y of every fold comes from per-fold products X_f'Y_f computed once; Grams and
+//! eigendecompositions are f64. Voxels are processed in chunks sized from a memory budget.
+//!
+//! FLOPs per fit (reported by `RidgeFit::flops`): X'Y 2npv; per fold 4pkv (B and C) plus
+//! either 2·n_alphas·min(n_val,k)·k·v (direct) or 2k²v + 4·n_alphas·k·v (partial fractions);
+//! refit 2pkv + 2·n_test·k·v; setup O(np² + folds·p³).
 use anyhow::{bail, Context, Result};
 use ndarray::{Array1, Array2, ArrayView2};
 use std::fmt;
@@ -637,6 +645,7 @@ pub(crate) fn gemm_flops(m: usize, n: usize, k: usize) -> f64 {
 /// `lin` = <P_c, Y> (P centred on the validation mean), `q` = ||P_c||², `yy` = ||Y_c||²,
 /// `m` = mean offset of P from the training target mean ν, `dy` = ȳ_val - ν, `n` rows.
 #[inline]
+#[cfg_attr(not(feature = "cpu-linalg"), allow(dead_code))]
 pub(crate) fn fold_score(kind: CvScore, lin: f64, q: f64, yy: f64, m: f64, dy: f64, n: f64) -> f64 {
     match kind {
         CvScore::R => {

@@ -23,13 +23,29 @@ pub(crate) fn device(d: RidgeDevice) -> Result<Device> {
     }
 }
 
-/// TF32 for cuBLAS matrix products. tch exposes no setter, so this uses libtorch's
-/// `TORCH_ALLOW_TF32_CUBLAS_OVERRIDE`, read at its first cuBLAS call: it applies to the whole
-/// process and must be set before any CUDA matrix product.
-fn set_tf32(on: bool) {
-    if on {
-        std::env::set_var("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "1");
-    }
+// libtorch's global switch for TF32 in cuBLAS products, which tch does not wrap:
+// at::globalContext().setAllowTF32CuBLAS(bool) (Itanium C++ ABI: `this` first), exported by
+// libtorch_cpu, which every build links through tch.
+extern "C" {
+    #[link_name = "_ZN2at13globalContextEv"]
+    fn at_global_context() -> *mut std::ffi::c_void;
+    #[link_name = "_ZN2at7Context18setAllowTF32CuBLASEb"]
+    fn at_context_set_allow_tf32_cublas(ctx: *mut std::ffi::c_void, allow: bool);
+    #[link_name = "_ZNK2at7Context15allowTF32CuBLASEv"]
+    fn at_context_allow_tf32_cublas(ctx: *const std::ffi::c_void) -> bool;
+}
+
+/// Turns TF32 for cuBLAS f32 matrix products on or off (process-wide, as in PyTorch's
+/// `torch.backends.cuda.matmul.allow_tf32`).
+pub(crate) fn set_tf32(on: bool) {
+    // SAFETY: plain setter on libtorch's global context, which lives for the process.
+    unsafe { at_context_set_allow_tf32_cublas(at_global_context(), on) }
+}
+
+/// Whether cuBLAS may use TF32 for f32 products.
+pub(crate) fn tf32_enabled() -> bool {
+    // SAFETY: plain getter on libtorch's global context.
+    unsafe { at_context_allow_tf32_cublas(at_global_context()) }
 }
 
 fn kind(p: Precision) -> Kind {
@@ -168,9 +184,13 @@ struct Fold {
 }
 
 pub(crate) fn fit(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan) -> Result<RawFit> {
-    set_tf32(o.tf32);
     let dev = device(o.device)?;
-    tch::no_grad(|| fit_inner(p, o, plan, dev))
+    // TF32 exactly as asked during the fit; the process-wide setting is restored after.
+    let before = tf32_enabled();
+    set_tf32(o.tf32);
+    let out = tch::no_grad(|| fit_inner(p, o, plan, dev));
+    set_tf32(before);
+    out
 }
 
 fn fit_inner(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan, dev: Device) -> Result<RawFit> {
@@ -180,7 +200,15 @@ fn fit_inner(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan, dev: Device) -> Re
     let na = plan.alphas.len();
     let nfold = plan.folds.len();
     let mut fl = Flops::default();
-    let x64 = upload(p.x_train, Kind::Double, dev);
+    // With an intercept, X and Y are shifted by their training means first (the fit does not
+    // change), so that f32 products of data with large means (raw BOLD) keep their precision.
+    let mut x64 = upload(p.x_train, Kind::Double, dev);
+    let xs = if o.intercept {
+        x64.mean_dim([0i64].as_slice(), true, Kind::Double)
+    } else {
+        Tensor::zeros([1, nf as i64], (Kind::Double, dev))
+    };
+    x64 -= &xs;
     let alphas = Tensor::from_slice(&plan.alphas).to_device(dev);
 
     let mut grams = Vec::with_capacity(nfold);
@@ -263,7 +291,7 @@ fn fit_inner(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan, dev: Device) -> Re
         .context("refit on all training runs")?;
     let k_all = s_all.size()[0] as usize;
     let n_test = p.x_test.nrows();
-    let xt64 = upload(p.x_test, Kind::Double, dev);
+    let xt64 = upload(p.x_test, Kind::Double, dev) - &xs;
     let a_test = fl.mm(&(xt64 - mu_all.unsqueeze(0)), &m_all).to_kind(kd);
     let mt_all = m_all.tr().contiguous().to_kind(kd);
     let m_all_k = o.keep_weights.then(|| m_all.to_kind(kd));
@@ -304,7 +332,14 @@ fn fit_inner(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan, dev: Device) -> Re
     for j0 in (0..v).step_by(chunk) {
         let j1 = (j0 + chunk).min(v);
         let c = (j1 - j0) as i64;
-        let y = upload(p.y_train.slice(s![.., j0..j1]), kd, dev);
+        let mut y = upload(p.y_train.slice(s![.., j0..j1]), kd, dev);
+        // The shift is rounded to the working precision and added back exactly as used.
+        let ys = if o.intercept {
+            (y.sum_dim_intlist(dim0, false, Kind::Double) / n as f64).to_kind(kd)
+        } else {
+            Tensor::zeros([c], (kd, dev))
+        };
+        y -= ys.unsqueeze(0);
         let mut ysum = Vec::with_capacity(nfold);
         let mut yss = Vec::with_capacity(nfold);
         let mut z = Vec::with_capacity(nfold);
@@ -385,7 +420,8 @@ fn fit_inner(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan, dev: Device) -> Re
         } else {
             ysum_all.zeros_like()
         };
-        let pred = fl.mm(&a_test, &bs).to_kind(Kind::Double) + nu_all.unsqueeze(0);
+        let pred = fl.mm(&a_test, &bs).to_kind(Kind::Double)
+            + (nu_all + ys.to_kind(Kind::Double)).unsqueeze(0);
         test_pred
             .slice_mut(s![.., j0..j1])
             .assign(&to_array_f32(&pred)?);
@@ -409,8 +445,15 @@ fn fit_inner(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan, dev: Device) -> Re
 
 /// Best GFLOP/s of square matrix products on the device and precision of `o`.
 pub(crate) fn matmul_peak(o: &RidgeOptions) -> Result<f64> {
-    set_tf32(o.tf32);
     let dev = device(o.device)?;
+    let before = tf32_enabled();
+    set_tf32(o.tf32);
+    let out = matmul_peak_on(o, dev);
+    set_tf32(before);
+    out
+}
+
+fn matmul_peak_on(o: &RidgeOptions, dev: Device) -> Result<f64> {
     let m = if dev == Device::Cpu { 2048 } else { 8192 };
     tch::no_grad(|| {
         let a = Tensor::randn([m, m], (kind(o.precision), dev));
@@ -579,4 +622,17 @@ fn direct_q(f: &Tensor, d: &Tensor, b: &Tensor, kd: Kind, fl: &mut Flops) -> Ten
             .collect::<Vec<_>>(),
         0,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tf32_switch_round_trips() {
+        let before = super::tf32_enabled();
+        super::set_tf32(true);
+        assert!(super::tf32_enabled());
+        super::set_tf32(false);
+        assert!(!super::tf32_enabled());
+        super::set_tf32(before);
+    }
 }
