@@ -127,27 +127,18 @@ fn same_pad(k: [i64; 3], s: [i64; 3]) -> [i64; 6] {
     pad
 }
 
+/// A parameter initialised uniformly in [-bound, bound] (PyTorch's default for convolutions).
+fn uniform(p: &nn::Path, name: &str, shape: &[i64], bound: f64) -> Tensor {
+    p.var(name, shape, nn::Init::Uniform { lo: -bound, up: bound })
+}
+
 impl SamePadConv3d {
     fn new(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: [i64; 3]) -> Self {
         let fan_in = (c_in * k * k * k) as f64;
         let bound = 1.0 / fan_in.sqrt();
         Self {
-            weight: p.var(
-                "weight",
-                &[c_out, c_in, k, k, k],
-                nn::Init::Uniform {
-                    lo: -bound,
-                    up: bound,
-                },
-            ),
-            bias: p.var(
-                "bias",
-                &[c_out],
-                nn::Init::Uniform {
-                    lo: -bound,
-                    up: bound,
-                },
-            ),
+            weight: uniform(&p, "weight", &[c_out, c_in, k, k, k], bound),
+            bias: uniform(&p, "bias", &[c_out], bound),
             stride,
             pad: same_pad([k; 3], stride),
         }
@@ -173,22 +164,8 @@ impl SamePadConvT3d {
         let fan_in = (c_out * k * k * k) as f64;
         let bound = 1.0 / fan_in.sqrt();
         Self {
-            weight: p.var(
-                "weight",
-                &[c_in, c_out, k, k, k],
-                nn::Init::Uniform {
-                    lo: -bound,
-                    up: bound,
-                },
-            ),
-            bias: p.var(
-                "bias",
-                &[c_out],
-                nn::Init::Uniform {
-                    lo: -bound,
-                    up: bound,
-                },
-            ),
+            weight: uniform(&p, "weight", &[c_in, c_out, k, k, k], bound),
+            bias: uniform(&p, "bias", &[c_out], bound),
             stride,
             pad: same_pad([k; 3], stride),
             k,
