@@ -1,0 +1,279 @@
+//! The built-in pipeline cell end to end through `brainscale bench run`: a shared tokenizer,
+//! per-cell pretraining for exactly D tokens, GPT features, FIR alignment and ridge encoding
+//! on a tiny synthetic dataset; rows with the models' exact counts and FLOPs.
+use assert_cmd::Command;
+use brainscale::dataset::synth::{self, Size, SynthConfig};
+use brainscale::models::gpt::GptConfig;
+use predicates::str::contains;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+fn bin() -> Command {
+    Command::cargo_bin("brainscale").unwrap()
+}
+
+fn read_rows(out: &Path) -> Vec<BTreeMap<String, String>> {
+    let mut r = csv::Reader::from_path(out.join("results.csv")).unwrap();
+    let h: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+    r.records()
+        .map(|rec| {
+            h.iter()
+                .cloned()
+                .zip(rec.unwrap().iter().map(String::from))
+                .collect()
+        })
+        .collect()
+}
+
+fn num(r: &BTreeMap<String, String>, k: &str) -> f64 {
+    r.get(k)
+        .unwrap_or_else(|| panic!("no column {k}"))
+        .parse()
+        .unwrap_or_else(|_| panic!("column {k}: '{}'", r[k]))
+}
+
+// 32×32 frames, 8-frame clips, downsampling 4 → 2×8×8 = 128 codes per clip, 64 code ids.
+const CELL: &str = r#"
+[cell]
+kind = "pipeline"
+dataset = "DATASET"
+tokenizer_steps = 8
+tokenizer_batch = 4
+tokenizer_lr = 3e-3
+batch_size = 8
+lr = 3e-3
+eval_fraction = 0.1
+eval_samples = 16
+checkpoint_every = 2
+layers = "last"
+fir_delays = [1, 2]
+alphas = [1.0, 100.0, 10000.0]
+device = "cpu"
+threads = 1
+
+[cell.vqvae]
+resolution = 32
+clip_len = 8
+downsample = [4, 4, 4]
+n_hiddens = 16
+n_res_layers = 1
+n_codes = 64
+embedding_dim = 16
+attn_heads = 2
+"#;
+
+fn setup(dir: &Path) -> std::path::PathBuf {
+    let ds = dir.join("ds");
+    let cfg = SynthConfig {
+        subjects: 1,
+        runs: 3,
+        trs_per_run: 20,
+        frame_size: 32,
+        ..SynthConfig::preset(Size::Tiny, 0)
+    };
+    synth::generate(&cfg, &ds).unwrap();
+    std::fs::write(
+        dir.join("a.toml"),
+        "d_model = 16\nn_layer = 1\nn_head = 2\nctx = 128\nvocab = 64\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("b.toml"),
+        "d_model = 32\nn_layer = 2\nn_head = 2\nctx = 128\nvocab = 64\npos = \"factorized\"\nlatent_shape = [2, 8, 8]\n",
+    )
+    .unwrap();
+    let grid = dir.join("grid.toml");
+    let text = format!(
+        "name = \"pipe\"\n[axes]\ntokens = [3000]\nmodels = [\"a.toml\", \"b.toml\"]\nprecisions = [\"fp32\"]\n{}",
+        CELL.replace("DATASET", &ds.display().to_string())
+    );
+    std::fs::write(&grid, text).unwrap();
+    grid
+}
+
+#[test]
+fn pipeline_grid_pretrains_extracts_encodes_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = setup(dir.path());
+    let out = dir.path().join("out");
+    bin()
+        .args(["bench", "run"])
+        .arg(&grid)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(contains("2 cells ran, 0 failed"));
+    let rows = read_rows(&out);
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        let model = dir.path().join(format!("{}", r["model"]));
+        let cfg = GptConfig::load(&model).unwrap();
+        let pc = cfg.param_counts();
+        // Counts come from the model code's one formula, FLOPs from src/flops.rs with them.
+        assert_eq!(
+            num(r, "n_params") as u64,
+            pc.non_embedding,
+            "{}",
+            r["cell_id"]
+        );
+        assert_eq!(num(r, "n_params_total") as u64, pc.total);
+        let want = brainscale::flops::train_flops(
+            pc.matmul,
+            cfg.n_layer as u64,
+            cfg.ctx as u64,
+            cfg.d_model as u64,
+            3000,
+        );
+        assert!((num(r, "flops") / want - 1.0).abs() < 1e-12);
+        assert_eq!(num(r, "tokens"), 3000.0);
+        // 127 predicted tokens per clip × batch 8 = 1016 per step: 3 steps.
+        assert_eq!(num(r, "tokens_trained"), 3048.0);
+        let (train, eval) = (num(r, "train_loss"), num(r, "eval_loss"));
+        assert!(train.is_finite() && eval.is_finite() && eval > 0.0);
+        // Barely trained: the loss is still near ln(64) (uniform over the codebook).
+        assert!(eval < 2.0 * 64f64.ln(), "eval loss {eval}");
+        let (m, t) = (num(r, "r_mean:sub-01"), num(r, "r_top10:sub-01"));
+        assert!(
+            m.abs() <= 1.0 && t.abs() <= 1.0 && t >= m,
+            "r {m} top10 {t}"
+        );
+        assert_eq!(num(r, "encoding_r"), m);
+        assert_eq!(r["device"], "cpu");
+        let json: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join("cells").join(&r["cell_id"]).join("row.json"))
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(json["extra"]["train_steps"], 3);
+        assert_eq!(json["extra"]["train_clips"], 24); // ⌈3000 / 127⌉
+    }
+    // One tokenizer and one code cache for the grid.
+    let shared: Vec<String> = std::fs::read_dir(out.join("shared"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert_eq!(
+        shared
+            .iter()
+            .filter(|n| n.starts_with("tokenizer-"))
+            .count(),
+        1,
+        "{shared:?}"
+    );
+    assert_eq!(
+        shared.iter().filter(|n| n.starts_with("codes-")).count(),
+        1,
+        "{shared:?}"
+    );
+
+    bin()
+        .args(["bench", "run"])
+        .arg(&grid)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(contains("all 2 cells already have rows"));
+    assert_eq!(read_rows(&out), rows);
+
+    // A cell whose row is lost (killed after training) reruns from its checkpoint: the
+    // prior is not retrained (same checkpoint step), and the row comes back the same.
+    let id = &rows[0]["cell_id"];
+    let cell = out.join("cells").join(id);
+    let before = std::fs::read_to_string(cell.join("prior/latest.json")).unwrap();
+    std::fs::remove_file(cell.join("row.json")).unwrap();
+    std::fs::remove_file(out.join("results.csv")).unwrap();
+    bin()
+        .args(["bench", "run"])
+        .arg(&grid)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(contains("1 cells ran, 0 failed, 1 skipped"));
+    assert_eq!(
+        std::fs::read_to_string(cell.join("prior/latest.json")).unwrap(),
+        before
+    );
+    let again = read_rows(&out);
+    let (a, b) = (
+        again.iter().find(|r| &r["cell_id"] == id).unwrap(),
+        &rows[0],
+    );
+    for k in [
+        "eval_loss",
+        "train_loss",
+        "r_mean:sub-01",
+        "n_params",
+        "flops",
+    ] {
+        assert_eq!(a[k], b[k], "{k}");
+    }
+}
+
+#[test]
+fn pipeline_grid_errors_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = dir.path().join("none");
+    std::fs::write(
+        dir.path().join("a.toml"),
+        "d_model = 16\nn_layer = 1\nn_head = 2\nctx = 128\nvocab = 64\n",
+    )
+    .unwrap();
+    let head = "name = \"pipe\"\n[axes]\ntokens = [3000]\nmodels = [\"a.toml\"]\nprecisions = [\"fp32\"]\n";
+    let write = |name: &str, cell: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, format!("{head}{cell}")).unwrap();
+        p
+    };
+    let out = dir.path().join("out");
+    // Unknown key: refused when the grid loads, even for a dry run.
+    let g = write(
+        "typo.toml",
+        &format!(
+            "[cell]\nkind = \"pipeline\"\ndataset = \"{}\"\nbatchsize = 4\n",
+            ds.display()
+        ),
+    );
+    bin()
+        .args(["bench", "run", "--dry-run"])
+        .arg(&g)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .failure()
+        .stderr(contains("batchsize"));
+    // A missing dataset: named before any cell starts.
+    let g = write(
+        "missing.toml",
+        &format!(
+            "[cell]\nkind = \"pipeline\"\ndataset = \"{}\"\n",
+            ds.display()
+        ),
+    );
+    bin()
+        .args(["bench", "run"])
+        .arg(&g)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .failure()
+        .stderr(contains("[cell] dataset"));
+    assert!(!out.join("cells").exists());
+    // A model field the GPT code does not know.
+    std::fs::write(
+        dir.path().join("a.toml"),
+        "d_model = 16\nn_layer = 1\nn_head = 2\nctx = 128\nvocab = 64\nbias = false\n",
+    )
+    .unwrap();
+    bin()
+        .args(["bench", "run", "--dry-run"])
+        .arg(&g)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .failure()
+        .stderr(contains("bias"));
+}
