@@ -277,3 +277,43 @@ fn pipeline_grid_errors_are_clear() {
         .failure()
         .stderr(contains("bias"));
 }
+
+#[test]
+fn smoke_pipeline_grid_learns_with_more_data() {
+    // bench/smoke-pipeline.toml as shipped; its dataset path is relative to where bench runs.
+    let dir = tempfile::tempdir().unwrap();
+    let ds = dir.path().join("datasets/synth-tiny");
+    synth::generate(&SynthConfig::preset(Size::Tiny, 0), &ds).unwrap();
+    let out = dir.path().join("out");
+    bin()
+        .current_dir(dir.path())
+        .args(["bench", "run"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/smoke-pipeline.toml"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(contains("4 cells ran, 0 failed"));
+    let rows = read_rows(&out);
+    assert_eq!(rows.len(), 4);
+    let get = |id: &str| rows.iter().find(|r| r["cell_id"] == id).unwrap();
+    for m in ["p16", "p32"] {
+        let (small, big) = (
+            get(&format!("{m}-D4096-fp32-s0")),
+            get(&format!("{m}-D16384-fp32-s0")),
+        );
+        // Four times the tokens lowers the held-out loss.
+        assert!(
+            num(big, "eval_loss") < num(small, "eval_loss") - 0.05,
+            "{m}"
+        );
+        for r in [small, big] {
+            // Features of the prior predict the synthetic responses (both subjects scored).
+            assert!(num(r, "r_mean:sub-01") > 0.05 && num(r, "r_mean:sub-02") > 0.05);
+        }
+    }
+    // The bigger model reaches a lower loss at the larger D.
+    assert!(
+        num(get("p32-D16384-fp32-s0"), "eval_loss") < num(get("p16-D16384-fp32-s0"), "eval_loss")
+    );
+}

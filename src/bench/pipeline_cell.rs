@@ -1,5 +1,5 @@
 //! The built-in bench cell, `[cell] kind = "pipeline"`: pretrain the cell's GPT-2 prior on
-//! VQ-VAE codes for exactly the cell's D tokens, extract its hidden states from the dataset's
+//! VQ-VAE codes for the cell's D tokens (to the nearest optimizer step), extract its hidden states from the dataset's
 //! movies, align them to the TR grid (FIR delays) and encode every subject with cross-validated
 //! ridge; the row gets the model's exact parameter counts, the final train and held-out loss,
 //! and each subject's mean and top-10% test r (src/stats.rs `summarize_r`).
@@ -20,6 +20,7 @@
 //! layers = "last"                     # "last" | "middle" | "all" | [1, 2]
 //! fir_delays = [1, 2, 3, 4]           # or lag = "hrf"
 //! # alphas = [1.0, 10.0, 100.0]       # ridge alphas (default: 1 … 1e6, 10 log-spaced)
+//! # ridge_device = "cuda"             # ridge on the GPU (torch backend); default CPU
 //! # [cell.split]                      # held-out runs (default: each subject's last run)
 //! device = "auto"                     # cpu | cuda | cuda:N | auto
 //! # threads = 1                       # libtorch CPU threads (tiny models: 1 is fastest)
@@ -28,8 +29,9 @@
 //! Data size: a pretraining *sample* is one clip's code sequence of L = t·h·w codes, of which
 //! L − 1 are predicted (the unit of `brainscale pretrain --train-samples`). A cell with D tokens
 //! trains on the first ⌈D / (L − 1)⌉ training clips (all of them if there are fewer; the row's
-//! `epochs` then exceeds 1) for ⌈D / (batch_size · grad_accum · (L − 1))⌉ steps; the tokens
-//! actually trained are recorded (`tokens_trained`, at most one step's tokens above D).
+//! `epochs` then exceeds 1) for round(D / (batch_size · grad_accum · (L − 1))) steps (at least
+//! one). The tokens actually trained are recorded (`tokens_trained`, within half a step of D);
+//! the row's `tokens` and `flops` stay the grid's D, so iso-FLOP designs keep their budgets.
 //!
 //! Files: OUT/shared/ holds what every cell reuses (decoded frames, the trained tokenizer, the
 //! pretraining code caches), prepared by the first cell under a file lock (concurrent local
@@ -193,6 +195,9 @@ pub struct PipelineConfig {
     pub lag: Option<String>,
     pub max_mismatch_s: Option<f64>,
     pub alphas: Option<Vec<f64>>,
+    /// Where the ridge runs: "cpu" (default: the CPU backend of this build) or "cuda",
+    /// "cuda:N", "auto" (the torch backend on that GPU; CPU when none is available with auto).
+    pub ridge_device: Option<String>,
     #[serde(default = "d")]
     pub split: SplitPlan,
     #[serde(default = "device")]
@@ -555,7 +560,7 @@ pub struct DataPlan {
 }
 
 /// D tokens → clips and steps: ⌈D / (L − 1)⌉ clips (at most `available`) and
-/// ⌈D / (batch · accum · (L − 1))⌉ steps.
+/// round(D / (batch · accum · (L − 1))) steps (at least one).
 pub fn data_plan(
     tokens: u64,
     clip_codes: u64,
@@ -571,7 +576,8 @@ pub fn data_plan(
     }
     let per = clip_codes - 1;
     let per_step = batch * accum * per;
-    let steps = tokens.div_ceil(per_step).max(1);
+    // The nearest whole number of steps: within half a step of D.
+    let steps = ((tokens + per_step / 2) / per_step).max(1);
     Ok(DataPlan {
         tokens_per_clip: per,
         train_clips: tokens.div_ceil(per).clamp(1, available),
@@ -782,12 +788,15 @@ mod tests {
         // 128-code clips predict 127 tokens; batch 8 → 1016 tokens per step.
         let p = data_plan(2032, 128, 1000, 8, 1).unwrap();
         assert_eq!((p.train_clips, p.steps, p.tokens_trained), (16, 2, 2032));
-        let p = data_plan(2033, 128, 1000, 8, 1).unwrap();
-        assert_eq!((p.train_clips, p.steps, p.tokens_trained), (17, 3, 3048));
+        let p = data_plan(2540, 128, 1000, 8, 1).unwrap();
+        assert_eq!((p.train_clips, p.steps, p.tokens_trained), (21, 3, 3048));
+        let p = data_plan(2539, 128, 1000, 8, 1).unwrap();
+        assert_eq!((p.steps, p.tokens_trained), (2, 2032));
+        assert_eq!(data_plan(10, 128, 1000, 8, 1).unwrap().steps, 1);
         // Fewer clips than D needs: all of them, several epochs.
         let p = data_plan(1_000_000, 128, 50, 4, 2).unwrap();
         assert_eq!(p.train_clips, 50);
-        assert_eq!(p.steps, 1_000_000u64.div_ceil(8 * 127));
+        assert_eq!(p.steps, 984); // 1e6 / 1016 = 984.3
         assert!(data_plan(10, 1, 5, 1, 1).is_err());
         assert!(data_plan(10, 16, 0, 1, 1).is_err());
     }
