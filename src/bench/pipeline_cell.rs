@@ -789,7 +789,7 @@ mod tests {
         let p = data_plan(2032, 128, 1000, 8, 1).unwrap();
         assert_eq!((p.train_clips, p.steps, p.tokens_trained), (16, 2, 2032));
         let p = data_plan(2540, 128, 1000, 8, 1).unwrap();
-        assert_eq!((p.train_clips, p.steps, p.tokens_trained), (21, 3, 3048));
+        assert_eq!((p.train_clips, p.steps, p.tokens_trained), (20, 3, 3048));
         let p = data_plan(2539, 128, 1000, 8, 1).unwrap();
         assert_eq!((p.steps, p.tokens_trained), (2, 2032));
         assert_eq!(data_plan(10, 128, 1000, 8, 1).unwrap().steps, 1);
