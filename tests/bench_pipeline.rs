@@ -95,17 +95,39 @@ fn setup(dir: &Path) -> std::path::PathBuf {
 fn pipeline_grid_pretrains_extracts_encodes_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let grid = setup(dir.path());
+    // Two cells at once: they share one tokenizer (prepared under a lock) and take turns at
+    // pretraining; the rows equal those of a sequential run.
     let out = dir.path().join("out");
-    bin()
-        .args(["bench", "run"])
-        .arg(&grid)
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success()
-        .stdout(contains("2 cells ran, 0 failed"));
+    let seq = dir.path().join("seq");
+    for (o, parallel) in [(&out, "2"), (&seq, "1")] {
+        bin()
+            .args(["bench", "run"])
+            .arg(&grid)
+            .arg("--out")
+            .arg(o)
+            .args(["--parallel", parallel])
+            .assert()
+            .success()
+            .stdout(contains("2 cells ran, 0 failed"));
+    }
     let rows = read_rows(&out);
     assert_eq!(rows.len(), 2);
+    let seq_rows = read_rows(&seq);
+    for r in &rows {
+        let s = seq_rows
+            .iter()
+            .find(|s| s["cell_id"] == r["cell_id"])
+            .unwrap();
+        for k in [
+            "train_loss",
+            "eval_loss",
+            "r_mean:sub-01",
+            "r_top10:sub-01",
+            "flops",
+        ] {
+            assert_eq!(r[k], s[k], "{} {k}: parallel vs sequential", r["cell_id"]);
+        }
+    }
     for r in &rows {
         let model = dir.path().join(format!("{}", r["model"]));
         let cfg = GptConfig::load(&model).unwrap();

@@ -549,6 +549,8 @@ impl PipelineCell {
     }
 }
 
+static PRETRAIN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Exactly how a cell's D tokens are trained (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataPlan {
@@ -666,8 +668,13 @@ impl CellWork for PipelineCell {
             }
             crate::io::write_json(&fp_path, &fp)?;
         }
-        let s = train::train_prior(&gcfg, &tcfg, &data, &prior, device, true)
-            .with_context(|| format!("pretraining {}", cell.id))?;
+        let s = {
+            // libtorch's RNG is process-global (initialisation, dropout): cells run in parallel
+            // threads take turns to pretrain, so each prior is the same as in a run alone.
+            let _turn = PRETRAIN.lock().unwrap_or_else(|e| e.into_inner());
+            train::train_prior(&gcfg, &tcfg, &data, &prior, device, true)
+                .with_context(|| format!("pretraining {}", cell.id))?
+        };
         train::copy_tokenizer(&prep.tokenizer, &prior)?;
         let pretrain_s = t0.elapsed().as_secs_f64();
 
