@@ -200,6 +200,42 @@ fn pipeline_grid_pretrains_extracts_encodes_and_resumes() {
         .stdout(contains("all 2 cells already have rows"));
     assert_eq!(read_rows(&out), rows);
 
+    // The grid's tokenizer and code caches given explicitly reproduce a cell exactly.
+    let find = |prefix: &str| {
+        std::fs::read_dir(out.join("shared"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+            .unwrap()
+    };
+    let cell_text = CELL.replace("DATASET", &dir.path().join("ds").display().to_string());
+    let vq = cell_text.find("[cell.vqvae]").unwrap();
+    let given = format!(
+        "name = \"given\"\n[axes]\ntokens = [3000]\nmodels = [\"a.toml\"]\nprecisions = [\"fp32\"]\nsubjects = [\"sub-01\"]\n{}tokenizer = \"{}\"\npretrain_movies = [\"{}\"]\n",
+        &cell_text[..vq],
+        find("tokenizer-").display(),
+        find("codes-").display()
+    );
+    let g2 = dir.path().join("given.toml");
+    std::fs::write(&g2, given).unwrap();
+    let out2 = dir.path().join("given");
+    bin()
+        .args(["bench", "run"])
+        .arg(&g2)
+        .arg("--out")
+        .arg(&out2)
+        .assert()
+        .success()
+        .stdout(contains("1 cells ran, 0 failed"));
+    let r2 = &read_rows(&out2)[0];
+    let r1 = rows.iter().find(|r| r["model"] == "a.toml").unwrap();
+    for k in ["train_loss", "eval_loss", "r_mean:sub-01", "tokens_trained"] {
+        assert_eq!(
+            r1[k], r2[k],
+            "{k}: given tokenizer and codes vs the grid's own"
+        );
+    }
+
     // A cell whose row is lost (killed after training) reruns from its checkpoint: the
     // prior is not retrained (same checkpoint step), and the row comes back the same.
     let id = &rows[0]["cell_id"];
@@ -239,6 +275,18 @@ fn pipeline_grid_pretrains_extracts_encodes_and_resumes() {
 fn pipeline_grid_errors_are_clear() {
     let dir = tempfile::tempdir().unwrap();
     let ds = dir.path().join("none");
+    let real = dir.path().join("ds");
+    synth::generate(
+        &SynthConfig {
+            subjects: 1,
+            runs: 2,
+            trs_per_run: 10,
+            frame_size: 16,
+            ..SynthConfig::preset(Size::Tiny, 0)
+        },
+        &real,
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("a.toml"),
         "d_model = 16\nn_layer = 1\nn_head = 2\nctx = 128\nvocab = 64\n",
@@ -283,6 +331,43 @@ fn pipeline_grid_errors_are_clear() {
         .assert()
         .failure()
         .stderr(contains("[cell] dataset"));
+    assert!(!out.join("cells").exists());
+    // A tokenizer folder that holds no tokenizer.
+    let g = write(
+        "tok.toml",
+        &format!(
+            "[cell]\nkind = \"pipeline\"\ndataset = \"{}\"\ntokenizer = \"{}\"\n",
+            real.display(),
+            dir.path().display()
+        ),
+    );
+    bin()
+        .args(["bench", "run"])
+        .arg(&g)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .failure()
+        .stderr(contains("not a trained tokenizer folder"));
+    // A subject the dataset does not have.
+    let g = dir.path().join("subj.toml");
+    std::fs::write(
+        &g,
+        format!(
+            "{}subjects = [\"sub-07\"]\n[cell]\nkind = \"pipeline\"\ndataset = \"{}\"\n",
+            head,
+            real.display()
+        ),
+    )
+    .unwrap();
+    bin()
+        .args(["bench", "run"])
+        .arg(&g)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .failure()
+        .stderr(contains("axes.subjects"));
     assert!(!out.join("cells").exists());
     // A model field the GPT code does not know.
     std::fs::write(

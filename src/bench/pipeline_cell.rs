@@ -318,8 +318,11 @@ impl PipelineCell {
         let mut cfg = PipelineConfig::from_table(table)
             .with_context(|| format!("grid file {}", grid.path.display()))?;
         let dataset = absolute(&cfg.dataset)?;
-        Dataset::open(&dataset)
+        let ds = Dataset::open(&dataset)
             .with_context(|| format!("[cell] dataset = {}", cfg.dataset.display()))?;
+        // Subjects the grid lists must exist before hours of pretraining, not after.
+        crate::pipeline::select_subjects(&ds, &grid.axes.subjects)
+            .with_context(|| format!("axes.subjects of grid file {}", grid.path.display()))?;
         if let Some(t) = &cfg.tokenizer {
             let t = absolute(t)?;
             if !vqvae::TOKENIZER_FILES.iter().all(|f| t.join(f).exists()) {
