@@ -424,3 +424,75 @@ fn smoke_pipeline_grid_learns_with_more_data() {
         num(get("p32-D16384-fp32-s0"), "eval_loss") < num(get("p16-D16384-fp32-s0"), "eval_loss")
     );
 }
+
+#[test]
+fn pipeline_cell_killed_mid_pretraining_resumes_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    // One model, 400 steps of 1016 tokens, a checkpoint every 20 steps.
+    let text = format!(
+        "name = \"kill\"\n[axes]\ntokens = [406400]\nmodels = [\"a.toml\"]\nprecisions = [\"fp32\"]\n{}",
+        CELL.replace("DATASET", &dir.path().join("ds").display().to_string())
+            .replace("checkpoint_every = 2", "checkpoint_every = 20")
+    );
+    let grid = dir.path().join("kill.toml");
+    std::fs::write(&grid, text).unwrap();
+    let run = |out: &Path| {
+        bin()
+            .args(["bench", "run"])
+            .arg(&grid)
+            .arg("--out")
+            .arg(out)
+            .assert()
+            .success();
+    };
+    let whole = dir.path().join("whole");
+    run(&whole);
+
+    let out = dir.path().join("killed");
+    let cell = out.join("cells/a-D406400-fp32-s0");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("brainscale"))
+        .args(["bench", "run"])
+        .arg(&grid)
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    loop {
+        let step = std::fs::read_to_string(cell.join("prior/latest.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["step"].as_u64())
+            .unwrap_or(0);
+        if step >= 40 {
+            break;
+        }
+        assert!(t0.elapsed().as_secs() < 120, "no checkpoint appeared");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !cell.join("row.json").exists(),
+        "the cell finished before it could be killed"
+    );
+    run(&out);
+    let (a, b) = (&read_rows(&whole)[0], &read_rows(&out)[0]);
+    // Resumed bit for bit: the same losses and encoding scores as the uninterrupted run.
+    for k in ["train_loss", "eval_loss", "r_mean:sub-01", "tokens_trained"] {
+        assert_eq!(a[k], b[k], "{k}: killed and resumed vs uninterrupted");
+    }
+    let steps: Vec<u64> = csv::Reader::from_path(cell.join("prior/loss.csv"))
+        .unwrap()
+        .records()
+        .map(|r| r.unwrap()[0].parse().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        (1..=400).collect::<Vec<u64>>(),
+        "each step once in loss.csv"
+    );
+}
