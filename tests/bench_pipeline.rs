@@ -369,6 +369,23 @@ fn pipeline_grid_errors_are_clear() {
         .failure()
         .stderr(contains("axes.subjects"));
     assert!(!out.join("cells").exists());
+    // A model too small for the tokenizer's clips (VideoGPT's default: 4·16·16 codes of 2048).
+    let g = write(
+        "ctx.toml",
+        &format!(
+            "[cell]\nkind = \"pipeline\"\ndataset = \"{}\"\n",
+            real.display()
+        ),
+    );
+    bin()
+        .args(["bench", "run"])
+        .arg(&g)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .failure()
+        .stderr(contains("needs ctx ≥ 1023 and vocab ≥ 2048"));
+    assert!(!out.join("cells").exists());
     // A model field the GPT code does not know.
     std::fs::write(
         dir.path().join("a.toml"),

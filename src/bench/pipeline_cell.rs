@@ -44,7 +44,7 @@ use crate::align::{AlignOptions, Lag};
 use crate::dataset::{splits::SplitPlan, Dataset};
 use crate::features::{ExtractorKind, FeaturesOptions, GptFeatureArgs};
 use crate::models::codes;
-use crate::models::gpt::Precision;
+use crate::models::gpt::{PosEmbedding, Precision};
 use crate::models::vqvae::{self, Tokenizer, TokenizerTrainConfig, VqVaeConfig};
 use crate::ridge::RidgeOptions;
 use crate::train::{self, TrainConfig};
@@ -339,8 +339,35 @@ impl PipelineCell {
             .iter()
             .map(|p| absolute(p))
             .collect::<Result<_>>()?;
-        for m in &grid.models {
-            m.1.gpt_config(m.0, true)?;
+        // Every model must fit the tokenizer's clips, checked now rather than after the
+        // tokenizer is trained.
+        let vq = match &cfg.tokenizer {
+            Some(t) => Tokenizer::load(t, tch::Device::Cpu)?.model.cfg.clone(),
+            None => cfg.vqvae_config()?,
+        };
+        let lat = vq.latent_shape();
+        let l: i64 = lat.iter().product();
+        for (name, m) in &grid.models {
+            let g = m.gpt_config(name, true)?;
+            if g.vocab < vq.n_codes || g.ctx < l - 1 {
+                bail!(
+                    "model '{name}': the tokenizer makes clips of {l} codes ({:?}) over {} ids, \
+                     so the model needs ctx ≥ {} and vocab ≥ {}; it has ctx {} and vocab {}",
+                    lat,
+                    vq.n_codes,
+                    l - 1,
+                    vq.n_codes,
+                    g.ctx,
+                    g.vocab
+                );
+            }
+            if let Some(ls) = g.latent_shape.filter(|_| g.pos == PosEmbedding::Factorized) {
+                if ls != lat {
+                    bail!(
+                        "model '{name}': factorized positions over latent_shape {ls:?}, but the tokenizer's clips are {lat:?}"
+                    );
+                }
+            }
         }
         Ok(Self { cfg, dataset })
     }
