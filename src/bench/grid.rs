@@ -20,7 +20,7 @@
 //! ctx = 16
 //! vocab = 64
 //! [cell]
-//! kind = "command"                   # see cell.rs
+//! kind = "command"                   # see cell.rs; or "pipeline" (pipeline_cell.rs)
 //! steps = ["..."]
 //! metrics = "metrics.json"
 //! [executor]
