@@ -512,6 +512,8 @@ impl PipelineCell {
             }
         }
         let _guard = lock(&shared.join(".prepare.lock"))?;
+        // Taken after the file lock, never before it (no thread waits for one holding the other).
+        let _turn = torch_turn();
         // Another cell may have finished while this one waited.
         if let Ok(p) = crate::io::read_json::<Prepared>(&marker) {
             if ready(&p) {
@@ -579,7 +581,16 @@ impl PipelineCell {
     }
 }
 
-static PRETRAIN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// libtorch's RNG is process-global, and building a module (to train it, or before loading
+/// its weights) draws from it: cells run as parallel threads take turns at torch work, so a
+/// prior's initial weights never depend on what another cell did meanwhile. Align and encode
+/// (most of a cell's CPU time after pretraining) still overlap; the slurm executor runs cells
+/// as separate processes.
+static TORCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn torch_turn() -> std::sync::MutexGuard<'static, ()> {
+    TORCH.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Exactly how a cell's D tokens are trained (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -698,13 +709,9 @@ impl CellWork for PipelineCell {
             }
             crate::io::write_json(&fp_path, &fp)?;
         }
-        let s = {
-            // libtorch's RNG is process-global (initialisation, dropout): cells run in parallel
-            // threads take turns to pretrain, so each prior is the same as in a run alone.
-            let _turn = PRETRAIN.lock().unwrap_or_else(|e| e.into_inner());
-            train::train_prior(&gcfg, &tcfg, &data, &prior, device, true)
-                .with_context(|| format!("pretraining {}", cell.id))?
-        };
+        let turn = torch_turn();
+        let s = train::train_prior(&gcfg, &tcfg, &data, &prior, device, true)
+            .with_context(|| format!("pretraining {}", cell.id))?;
         train::copy_tokenizer(&prep.tokenizer, &prior)?;
         let pretrain_s = t0.elapsed().as_secs_f64();
 
@@ -730,6 +737,7 @@ impl CellWork for PipelineCell {
             }),
         };
         let fdir = crate::features::run_stage(&ds, &work, &fopts)?;
+        drop(turn);
         let feat = fdir
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
