@@ -39,7 +39,10 @@ impl Lag {
 
 impl Default for AlignOptions {
     fn default() -> Self {
-        Self { lag: Lag::Fir(vec![1, 2, 3, 4]), max_mismatch_s: None }
+        Self {
+            lag: Lag::Fir(vec![1, 2, 3, 4]),
+            max_mismatch_s: None,
+        }
     }
 }
 
@@ -51,14 +54,24 @@ pub fn canonical_hrf(tr: f64) -> Vec<f64> {
         t.powi(k as i32 - 1) * (-t).exp() / fact
     };
     let n = (32.0 / tr).floor() as usize + 1;
-    let h: Vec<f64> = (0..n).map(|i| i as f64 * tr).map(|t| gamma_pdf(t, 6) - gamma_pdf(t, 16) / 6.0).collect();
+    let h: Vec<f64> = (0..n)
+        .map(|i| i as f64 * tr)
+        .map(|t| gamma_pdf(t, 6) - gamma_pdf(t, 16) / 6.0)
+        .collect();
     let sum: f64 = h.iter().sum();
     h.into_iter().map(|v| v / sum).collect()
 }
 
 /// Checks that the movie covers the BOLD run (and is not much longer), saying by how much
 /// when it does not. `what` names the run in the message.
-pub fn check_coverage(feat: &FrameFeatures, movie_duration: f64, tr: f64, n_trs: usize, max_mismatch_s: Option<f64>, what: &str) -> Result<()> {
+pub fn check_coverage(
+    feat: &FrameFeatures,
+    movie_duration: f64,
+    tr: f64,
+    n_trs: usize,
+    max_mismatch_s: Option<f64>,
+    what: &str,
+) -> Result<()> {
     if feat.times.is_empty() {
         bail!("{what}: the movie has no feature samples");
     }
@@ -71,7 +84,13 @@ pub fn check_coverage(feat: &FrameFeatures, movie_duration: f64, tr: f64, n_trs:
 /// The coverage rule of [`check_coverage`] on durations alone (also used by `dataset check`):
 /// the BOLD run may outlast the movie by at most half a TR (the last window is partly
 /// covered), and the movie may outlast the BOLD by at most `max_mismatch_s` (default one TR).
-pub fn coverage_problem(movie_duration: f64, tr: f64, n_trs: usize, max_mismatch_s: Option<f64>, what: &str) -> Option<String> {
+pub fn coverage_problem(
+    movie_duration: f64,
+    tr: f64,
+    n_trs: usize,
+    max_mismatch_s: Option<f64>,
+    what: &str,
+) -> Option<String> {
     let bold = tr * n_trs as f64;
     let tol = max_mismatch_s.unwrap_or(tr);
     let short = bold - movie_duration;
@@ -104,11 +123,13 @@ pub fn window_average(feat: &FrameFeatures, tr: f64, n_trs: usize) -> Array2<f32
         }
         let k = k as usize;
         counts[k] += 1;
-        sums.row_mut(k).zip_mut_with(&feat.values.row(i), |s, &v| *s += v as f64);
+        sums.row_mut(k)
+            .zip_mut_with(&feat.values.row(i), |s, &v| *s += v as f64);
     }
     for k in 0..n_trs {
         if counts[k] > 0 {
-            out.row_mut(k).assign(&sums.row(k).mapv(|v| (v / counts[k] as f64) as f32));
+            out.row_mut(k)
+                .assign(&sums.row(k).mapv(|v| (v / counts[k] as f64) as f32));
         } else {
             let centre = (k as f64 + 0.5) * tr;
             let nearest = feat
@@ -130,7 +151,8 @@ pub fn fir(x: &Array2<f32>, delays: &[usize]) -> Array2<f32> {
     let mut out = Array2::<f32>::zeros((n, f * delays.len()));
     for (j, &d) in delays.iter().enumerate() {
         if d < n {
-            out.slice_mut(s![d.., j * f..(j + 1) * f]).assign(&x.slice(s![..n - d, ..]));
+            out.slice_mut(s![d.., j * f..(j + 1) * f])
+                .assign(&x.slice(s![..n - d, ..]));
         }
     }
     out
@@ -152,7 +174,14 @@ pub fn hrf_convolve(x: &Array2<f32>, tr: f64) -> Array2<f32> {
 }
 
 /// The design matrix of one run: window averages on the TR grid, then the lag model.
-pub fn design(feat: &FrameFeatures, movie_duration: f64, tr: f64, n_trs: usize, opts: &AlignOptions, what: &str) -> Result<Array2<f32>> {
+pub fn design(
+    feat: &FrameFeatures,
+    movie_duration: f64,
+    tr: f64,
+    n_trs: usize,
+    opts: &AlignOptions,
+    what: &str,
+) -> Result<Array2<f32>> {
     check_coverage(feat, movie_duration, tr, n_trs, opts.max_mismatch_s, what)?;
     let avg = window_average(feat, tr, n_trs);
     Ok(match &opts.lag {
@@ -184,7 +213,13 @@ mod tests {
     #[test]
     fn hrf_peaks_at_five_seconds_and_sums_to_one() {
         let h = canonical_hrf(0.1);
-        let peak = h.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0 as f64 * 0.1;
+        let peak = h
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap()
+            .0 as f64
+            * 0.1;
         assert!((peak - 5.0).abs() < 0.11, "peak at {peak}");
         assert!((h.iter().sum::<f64>() - 1.0).abs() < 1e-12);
         assert!(h.iter().any(|&v| v < 0.0), "has an undershoot");
@@ -212,11 +247,24 @@ mod tests {
     #[test]
     fn coverage_errors_say_by_how_much() {
         let times = Array1::from_iter((0..40).map(|i| i as f64 * 0.25));
-        let f = FrameFeatures { values: Array2::zeros((40, 1)), times };
+        let f = FrameFeatures {
+            values: Array2::zeros((40, 1)),
+            times,
+        };
         assert!(check_coverage(&f, 10.0, 1.0, 10, None, "r").is_ok());
-        let e = check_coverage(&f, 10.0, 1.0, 12, None, "run-01").unwrap_err().to_string();
-        assert!(e.contains("longer than the movie") && e.contains("2.00 s"), "{e}");
-        let e = check_coverage(&f, 10.0, 1.0, 7, None, "run-01").unwrap_err().to_string();
-        assert!(e.contains("movie (10.00 s) is longer") && e.contains("3.00 s"), "{e}");
+        let e = check_coverage(&f, 10.0, 1.0, 12, None, "run-01")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("longer than the movie") && e.contains("2.00 s"),
+            "{e}"
+        );
+        let e = check_coverage(&f, 10.0, 1.0, 7, None, "run-01")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("movie (10.00 s) is longer") && e.contains("3.00 s"),
+            "{e}"
+        );
     }
 }

@@ -11,7 +11,11 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "brainscale", version, about = "Video transformers, fMRI encoding models and scaling laws")]
+#[command(
+    name = "brainscale",
+    version,
+    about = "Video transformers, fMRI encoding models and scaling laws"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -107,7 +111,12 @@ pub struct Place {
 impl Place {
     fn open(&self) -> Result<(Dataset, PathBuf)> {
         let ds = Dataset::open_with(&self.dataset, &self.open)?;
-        Ok((ds, self.work.clone().unwrap_or_else(|| pipeline::default_work(&self.dataset))))
+        Ok((
+            ds,
+            self.work
+                .clone()
+                .unwrap_or_else(|| pipeline::default_work(&self.dataset)),
+        ))
     }
 }
 
@@ -234,7 +243,9 @@ pub fn run(cli: Cli) -> Result<()> {
             cfg.subjects = a.subjects.unwrap_or(cfg.subjects);
             cfg.runs = a.runs.unwrap_or(cfg.runs);
             cfg.trs_per_run = a.trs.unwrap_or(cfg.trs_per_run);
-            let out = a.out.unwrap_or_else(|| PathBuf::from(format!("datasets/synth-{}", size_name(a.size))));
+            let out = a
+                .out
+                .unwrap_or_else(|| PathBuf::from(format!("datasets/synth-{}", size_name(a.size))));
             let s = synth::generate(&cfg, &out)?;
             println!(
                 "{} {}: {} subjects × {} runs × {} TRs (TR {} s), voxels per subject {:?}, movies {}x{} at {} fps",
@@ -268,7 +279,11 @@ pub fn run(cli: Cli) -> Result<()> {
                 gpt: (a.extractor == ExtractorKind::Gpt).then(|| a.gpt.clone()),
             };
             let dir = features::run_stage(&ds, &work, &opts)?;
-            println!("features of {} movies in {}", ds.movies().len(), dir.display());
+            println!(
+                "features of {} movies in {}",
+                ds.movies().len(),
+                dir.display()
+            );
         }
         Command::Align(a) => {
             let (ds, work) = a.place.open()?;
@@ -277,27 +292,67 @@ pub fn run(cli: Cli) -> Result<()> {
                 (false, Some(d)) => Lag::window(d, a.window)?,
                 (false, None) => Lag::Fir(a.delays.clone()),
             };
-            let n = encode::align_dataset(&ds, &work, &a.features, &AlignOptions { lag, max_mismatch_s: a.max_mismatch })?;
-            println!("{n} design matrices written under {}", work.join("design").join(&a.features).display());
+            let n = encode::align_dataset(
+                &ds,
+                &work,
+                &a.features,
+                &AlignOptions {
+                    lag,
+                    max_mismatch_s: a.max_mismatch,
+                },
+            )?;
+            println!(
+                "{n} design matrices written under {}",
+                work.join("design").join(&a.features).display()
+            );
         }
         Command::Encode(a) => {
             let (ds, work) = a.place.open()?;
             let ropts = a.ridge.to_options()?;
-            let fits = pipeline::encode_dataset(&ds, &work, &a.features, &a.subjects, a.split.plan(&a.test_runs)?, &ropts)?;
-            for (s, f) in pipeline::select_subjects(&ds, &a.subjects)?.iter().zip(&fits) {
+            let fits = pipeline::encode_dataset(
+                &ds,
+                &work,
+                &a.features,
+                &a.subjects,
+                a.split.plan(&a.test_runs)?,
+                &ropts,
+            )?;
+            for (s, f) in pipeline::select_subjects(&ds, &a.subjects)?
+                .iter()
+                .zip(&fits)
+            {
                 let sm = crate::stats::summarize_r(f.fit.test_r.view());
-                println!("sub-{}: {} voxels, test mean r {:.3}, top-10% r {:.3}", s.id, f.fit.test_r.len(), sm.mean_r, sm.top10_mean_r);
+                println!(
+                    "sub-{}: {} voxels, test mean r {:.3}, top-10% r {:.3}",
+                    s.id,
+                    f.fit.test_r.len(),
+                    sm.mean_r,
+                    sm.top10_mean_r
+                );
             }
         }
         Command::Maps(a) => {
             let (ds, work) = a.place.open()?;
             let rows = pipeline::maps_dataset(&ds, &work, &a.features, &a.subjects)?;
             print!("{}", pipeline::summary_table(&rows));
-            println!("maps in {}, summary in {}", work.join("maps").join(&a.features).display(), work.join("summary.csv").display());
+            println!(
+                "maps in {}, summary in {}",
+                work.join("maps").join(&a.features).display(),
+                work.join("summary.csv").display()
+            );
         }
         Command::Demo(a) => {
-            let dataset = a.dataset.unwrap_or_else(|| PathBuf::from(format!("datasets/synth-{}", size_name(a.size))));
-            let rows = pipeline::demo(&DemoOptions { size: a.size, seed: a.seed, dataset, work: a.out.clone(), extractor: a.extractor, pca: a.pca })?;
+            let dataset = a
+                .dataset
+                .unwrap_or_else(|| PathBuf::from(format!("datasets/synth-{}", size_name(a.size))));
+            let rows = pipeline::demo(&DemoOptions {
+                size: a.size,
+                seed: a.seed,
+                dataset,
+                work: a.out.clone(),
+                extractor: a.extractor,
+                pca: a.pca,
+            })?;
             print!("{}", pipeline::summary_table(&rows));
             println!("maps (r, r2, alpha, ceiling NIfTI + r_mosaic.png) in {}/maps, summary in {}/summary.csv", a.out.display(), a.out.display());
         }
@@ -315,15 +370,34 @@ pub fn run(cli: Cli) -> Result<()> {
 #[cfg(feature = "video")]
 fn decode(a: DecodeArgs) -> Result<()> {
     let (movies, work) = match (&a.dataset, a.movie.is_empty()) {
-        (Some(d), _) => (Dataset::open(d)?.movies(), a.work.clone().unwrap_or_else(|| pipeline::default_work(d))),
-        (None, false) => (a.movie.clone(), a.work.clone().unwrap_or_else(|| PathBuf::from("results/decode"))),
+        (Some(d), _) => (
+            Dataset::open(d)?.movies(),
+            a.work.clone().unwrap_or_else(|| pipeline::default_work(d)),
+        ),
+        (None, false) => (
+            a.movie.clone(),
+            a.work
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("results/decode")),
+        ),
         (None, true) => bail!("give --dataset or --movie"),
     };
-    let opts = crate::video::DecodeOptions { fps: a.fps, size: a.size };
+    let opts = crate::video::DecodeOptions {
+        fps: a.fps,
+        size: a.size,
+    };
     for m in &movies {
         let f = crate::video::decode_cached(m, &work.join("frames"), &opts)?;
         let (_, h, w, _) = f.data.dim();
-        println!("{}: {} frames {}x{} at {:.3} fps, {:.3} s", m.display(), f.len(), w, h, f.fps, f.duration());
+        println!(
+            "{}: {} frames {}x{} at {:.3} fps, {:.3} s",
+            m.display(),
+            f.len(),
+            w,
+            h,
+            f.fps,
+            f.duration()
+        );
     }
     Ok(())
 }

@@ -14,11 +14,17 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub fn design_path(work: &Path, feat: &str, subject: &str, label: &str) -> PathBuf {
-    work.join("design").join(feat).join(format!("sub-{subject}")).join(format!("{label}.safetensors"))
+    work.join("design")
+        .join(feat)
+        .join(format!("sub-{subject}"))
+        .join(format!("{label}.safetensors"))
 }
 
 pub fn encode_path(work: &Path, feat: &str, subject: &str) -> PathBuf {
-    work.join("encode").join(feat).join(format!("sub-{subject}")).join("ridge.safetensors")
+    work.join("encode")
+        .join(feat)
+        .join(format!("sub-{subject}"))
+        .join("ridge.safetensors")
 }
 
 /// Align stage: writes one design matrix per subject and run. Returns how many were written
@@ -30,13 +36,20 @@ pub fn align_dataset(ds: &Dataset, work: &Path, feat: &str, opts: &AlignOptions)
     for s in &ds.subjects {
         for r in &s.runs {
             let out = design_path(work, feat, &s.id, &r.label());
-            if TensorFile::open(&out).map(|f| f.metadata().get("align") == Some(&config)).unwrap_or(false) {
+            if TensorFile::open(&out)
+                .map(|f| f.metadata().get("align") == Some(&config))
+                .unwrap_or(false)
+            {
                 continue;
             }
             let fp = features::features_path(work, feat, &r.movie);
             if !cache.contains_key(&fp) {
                 if !fp.exists() {
-                    bail!("{}: no features for movie {} (run the features stage first)", fp.display(), r.movie.display());
+                    bail!(
+                        "{}: no features for movie {} (run the features stage first)",
+                        fp.display(),
+                        r.movie.display()
+                    );
                 }
                 cache.insert(fp.clone(), features::load_with_duration(&fp)?);
             }
@@ -61,7 +74,10 @@ pub struct Split {
 
 impl From<&Split> for SplitPlan {
     fn from(s: &Split) -> Self {
-        SplitPlan { test_runs: s.test_runs.clone(), ..Default::default() }
+        SplitPlan {
+            test_runs: s.test_runs.clone(),
+            ..Default::default()
+        }
     }
 }
 
@@ -74,7 +90,12 @@ impl From<&SplitPlan> for SplitPlan {
 impl Split {
     /// Test-run flags per run (see [`SplitPlan::resolve`]).
     pub fn resolve(&self, s: &Subject) -> Result<Vec<bool>> {
-        Ok(SplitPlan::from(self).resolve(s)?.roles.iter().map(|r| *r == Role::Test).collect())
+        Ok(SplitPlan::from(self)
+            .resolve(s)?
+            .roles
+            .iter()
+            .map(|r| *r == Role::Test)
+            .collect())
     }
 }
 
@@ -82,9 +103,14 @@ impl Split {
 fn trim_rows(a: &Array2<f32>, plan: &SplitPlan, what: &str) -> Result<Array2<f32>> {
     let n = a.nrows();
     if plan.trim_start + plan.trim_end + 2 > n {
-        bail!("{what}: {n} TRs cannot lose {} at the start and {} at the end", plan.trim_start, plan.trim_end);
+        bail!(
+            "{what}: {n} TRs cannot lose {} at the start and {} at the end",
+            plan.trim_start,
+            plan.trim_end
+        );
     }
-    Ok(a.slice(ndarray::s![plan.trim_start..n - plan.trim_end, ..]).to_owned())
+    Ok(a.slice(ndarray::s![plan.trim_start..n - plan.trim_end, ..])
+        .to_owned())
 }
 
 /// Per-voxel results of one subject.
@@ -99,23 +125,44 @@ pub struct SubjectFit {
 
 /// Encode stage for one subject: reads designs and BOLD, fits, writes WORK/encode/...
 /// `split` is a [`Split`] or a [`SplitPlan`].
-pub fn encode_subject(ds: &Dataset, s: &Subject, work: &Path, feat: &str, split: impl Into<SplitPlan>, ropts: &RidgeOptions) -> Result<SubjectFit> {
+pub fn encode_subject(
+    ds: &Dataset,
+    s: &Subject,
+    work: &Path,
+    feat: &str,
+    split: impl Into<SplitPlan>,
+    ropts: &RidgeOptions,
+) -> Result<SubjectFit> {
     let plan: SplitPlan = split.into();
     let resolved = plan.resolve(s)?;
     let is_test: Vec<bool> = resolved.roles.iter().map(|r| *r == Role::Test).collect();
     let data = dataset::load_subject(s)?;
-    let (mut xs_tr, mut ys_tr, mut groups, mut xs_te, mut ys_te) = (vec![], vec![], vec![], vec![], vec![]);
+    let (mut xs_tr, mut ys_tr, mut groups, mut xs_te, mut ys_te) =
+        (vec![], vec![], vec![], vec![], vec![]);
     for (i, (r, y)) in s.runs.iter().zip(&data.runs).enumerate() {
         if resolved.roles[i] == Role::Unused {
             continue;
         }
         let dp = design_path(work, feat, &s.id, &r.label());
         let x = io::into_2d(
-            TensorFile::open(&dp).with_context(|| format!("no design for sub-{} {} (run the align stage first)", s.id, r.label()))?.f32("design")?,
+            TensorFile::open(&dp)
+                .with_context(|| {
+                    format!(
+                        "no design for sub-{} {} (run the align stage first)",
+                        s.id,
+                        r.label()
+                    )
+                })?
+                .f32("design")?,
             &dp.display().to_string(),
         )?;
         if x.nrows() != y.nrows() {
-            bail!("{}: design has {} rows but the BOLD run has {} volumes (re-run align)", dp.display(), x.nrows(), y.nrows());
+            bail!(
+                "{}: design has {} rows but the BOLD run has {} volumes (re-run align)",
+                dp.display(),
+                x.nrows(),
+                y.nrows()
+            );
         }
         let what = format!("sub-{} {}", s.id, r.label());
         let (mut x, mut y) = (trim_rows(&x, &plan, &what)?, trim_rows(y, &plan, &what)?);
@@ -130,12 +177,26 @@ pub fn encode_subject(ds: &Dataset, s: &Subject, work: &Path, feat: &str, split:
             ys_tr.push(y);
         }
     }
-    let cat = |v: &[Array2<f32>]| concatenate(Axis(0), &v.iter().map(|a| a.view()).collect::<Vec<_>>()).map_err(anyhow::Error::from);
-    let (x_train, y_train, x_test, y_test) = (cat(&xs_tr)?, cat(&ys_tr)?, cat(&xs_te)?, cat(&ys_te)?);
-    let problem = RidgeProblem { x_train: x_train.view(), y_train: y_train.view(), groups: &groups, x_test: x_test.view(), y_test: y_test.view() };
+    let cat = |v: &[Array2<f32>]| {
+        concatenate(Axis(0), &v.iter().map(|a| a.view()).collect::<Vec<_>>())
+            .map_err(anyhow::Error::from)
+    };
+    let (x_train, y_train, x_test, y_test) =
+        (cat(&xs_tr)?, cat(&ys_tr)?, cat(&xs_te)?, cat(&ys_te)?);
+    let problem = RidgeProblem {
+        x_train: x_train.view(),
+        y_train: y_train.view(),
+        groups: &groups,
+        x_test: x_test.view(),
+        y_test: y_test.view(),
+    };
     let fit = ridge::fit_cv(&problem, ropts).with_context(|| format!("ridge for sub-{}", s.id))?;
     if !fit.constant_voxels.is_empty() {
-        eprintln!("warning: sub-{}: {} voxel(s) are constant over the training runs; their r is 0", s.id, fit.constant_voxels.len());
+        eprintln!(
+            "warning: sub-{}: {} voxel(s) are constant over the training runs; their r is 0",
+            s.id,
+            fit.constant_voxels.len()
+        );
     }
 
     // Ground truth (synthetic data): ceiling r on the same test runs, same preprocessing.
@@ -153,9 +214,18 @@ pub fn encode_subject(ds: &Dataset, s: &Subject, work: &Path, feat: &str, split:
             }
             let sig = cat(&sig)?;
             if sig.ncols() != y_test.ncols() {
-                bail!("ground truth of sub-{} has {} voxels, the mask {}", s.id, sig.ncols(), y_test.ncols());
+                bail!(
+                    "ground truth of sub-{} has {} voxels, the mask {}",
+                    s.id,
+                    sig.ncols(),
+                    y_test.ncols()
+                );
             }
-            (Some(stats::pearson_columns(sig.view(), y_test.view())), Some(t.has_signal), Some(t.weights))
+            (
+                Some(stats::pearson_columns(sig.view(), y_test.view())),
+                Some(t.has_signal),
+                Some(t.weights),
+            )
         }
         None => (None, None, None),
     };
@@ -164,7 +234,10 @@ pub fn encode_subject(ds: &Dataset, s: &Subject, work: &Path, feat: &str, split:
         ("best_alpha", Tensor::F64(fit.best_alpha.clone().into_dyn())),
         ("test_r", Tensor::F64(fit.test_r.clone().into_dyn())),
         ("test_r2", Tensor::F64(fit.test_r2.clone().into_dyn())),
-        ("alphas", Tensor::F64(Array1::from_vec(fit.alphas.clone()).into_dyn())),
+        (
+            "alphas",
+            Tensor::F64(Array1::from_vec(fit.alphas.clone()).into_dyn()),
+        ),
     ];
     if let Some(c) = &ceiling {
         tensors.push(("ceiling_r", Tensor::F64(c.clone().into_dyn())));
@@ -178,12 +251,24 @@ pub fn encode_subject(ds: &Dataset, s: &Subject, work: &Path, feat: &str, split:
     if let Some(w) = &fit.weights {
         tensors.push(("weights", Tensor::F32(w.clone().into_dyn())));
     }
-    let test_ids: Vec<&str> = s.runs.iter().zip(&is_test).filter(|(_, &t)| t).map(|(r, _)| r.id.as_str()).collect();
+    let test_ids: Vec<&str> = s
+        .runs
+        .iter()
+        .zip(&is_test)
+        .filter(|(_, &t)| t)
+        .map(|(r, _)| r.id.as_str())
+        .collect();
     let meta = HashMap::from([
         ("test_runs".to_string(), test_ids.join(",")),
         ("features".to_string(), feat.to_string()),
         ("split".to_string(), serde_json::to_string(&plan)?),
     ]);
     io::write_tensors(&encode_path(work, feat, &s.id), tensors, meta)?;
-    Ok(SubjectFit { fit, data, ceiling, has_signal, true_weights })
+    Ok(SubjectFit {
+        fit,
+        data,
+        ceiling,
+        has_signal,
+        true_weights,
+    })
 }

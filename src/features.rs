@@ -91,7 +91,10 @@ impl Extractor for Baseline {
                 .outer_iter()
                 .flat_map(|row| {
                     row.outer_iter()
-                        .map(|px| (0.299 * px[0] as f32 + 0.587 * px[1] as f32 + 0.114 * px[2] as f32) / 255.0)
+                        .map(|px| {
+                            (0.299 * px[0] as f32 + 0.587 * px[1] as f32 + 0.114 * px[2] as f32)
+                                / 255.0
+                        })
                         .collect::<Vec<_>>()
                 })
                 .collect();
@@ -110,8 +113,12 @@ impl Extractor for Baseline {
             // Block sizes can differ by one pixel when g does not divide the frame size.
             for by in 0..g {
                 for bx in 0..g {
-                    let cnt = ((by + 1) * h).div_ceil(g).saturating_sub((by * h).div_ceil(g))
-                        * ((bx + 1) * w).div_ceil(g).saturating_sub((bx * w).div_ceil(g));
+                    let cnt = ((by + 1) * h)
+                        .div_ceil(g)
+                        .saturating_sub((by * h).div_ceil(g))
+                        * ((bx + 1) * w)
+                            .div_ceil(g)
+                            .saturating_sub((bx * w).div_ceil(g));
                     let c = cnt.max(1) as f32;
                     row[by * g + bx] /= c;
                     row[g * g + by * g + bx] /= c;
@@ -124,7 +131,10 @@ impl Extractor for Baseline {
             let second = values.slice(ndarray::s![1, g * g..]).to_owned();
             values.slice_mut(ndarray::s![0, g * g..]).assign(&second);
         }
-        Ok(FrameFeatures { values, times: frames.times.clone() })
+        Ok(FrameFeatures {
+            values,
+            times: frames.times.clone(),
+        })
     }
 }
 
@@ -164,7 +174,9 @@ impl Pca {
         }
         cov /= (n - 1) as f64;
         let scale = cov.diag().mapv(|v| if v > 1e-12 { v.sqrt() } else { 1.0 });
-        let corr = &cov / &scale.view().insert_axis(ndarray::Axis(1)) / &scale.view().insert_axis(ndarray::Axis(0));
+        let corr = &cov
+            / &scale.view().insert_axis(ndarray::Axis(1))
+            / &scale.view().insert_axis(ndarray::Axis(0));
         let (evals, evecs) = symmetric_eigh(&corr)?;
         let total: f64 = evals.iter().map(|v| v.max(0.0)).sum();
         let mut components = Array2::<f64>::zeros((f, k));
@@ -172,14 +184,23 @@ impl Pca {
         for j in 0..k {
             let idx = f - 1 - j; // ascending eigenvalues
             let mut col = evecs.column(idx).to_owned();
-            let big = col.iter().copied().max_by(|a, b| a.abs().total_cmp(&b.abs())).unwrap_or(1.0);
+            let big = col
+                .iter()
+                .copied()
+                .max_by(|a, b| a.abs().total_cmp(&b.abs()))
+                .unwrap_or(1.0);
             if big < 0.0 {
                 col.mapv_inplace(|v| -v);
             }
             components.column_mut(j).assign(&col);
             ratio.push(evals[idx].max(0.0) / total.max(1e-300));
         }
-        Ok(Self { mean, scale, components, explained_variance_ratio: ratio })
+        Ok(Self {
+            mean,
+            scale,
+            components,
+            explained_variance_ratio: ratio,
+        })
     }
 
     pub fn transform(&self, x: &Array2<f32>) -> Array2<f32> {
@@ -192,7 +213,8 @@ impl Pca {
 /// available in every build.
 fn symmetric_eigh(a: &Array2<f64>) -> Result<(Vec<f64>, Array2<f64>)> {
     let n = a.nrows();
-    let t = tch::Tensor::from_slice(a.as_standard_layout().as_slice().unwrap()).view([n as i64, n as i64]);
+    let t = tch::Tensor::from_slice(a.as_standard_layout().as_slice().unwrap())
+        .view([n as i64, n as i64]);
     let (vals, vecs) = t.f_linalg_eigh("L")?;
     let vals: Vec<f64> = Vec::<f64>::try_from(&vals)?;
     let vecs: Vec<f64> = Vec::<f64>::try_from(&vecs.contiguous().view([-1]))?;
@@ -200,7 +222,9 @@ fn symmetric_eigh(a: &Array2<f64>) -> Result<(Vec<f64>, Array2<f64>)> {
 }
 
 /// Which extractor the features stage runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 pub enum ExtractorKind {
     /// Luminance + motion energy on a grid, PCA-reduced.
     Baseline,
@@ -237,7 +261,10 @@ pub fn features_dir(work: &Path, name: &str) -> std::path::PathBuf {
 
 /// Features file of one movie.
 pub fn features_path(work: &Path, name: &str, movie: &Path) -> std::path::PathBuf {
-    let stem = movie.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = movie
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     features_dir(work, name).join(format!("{stem}.safetensors"))
 }
 
@@ -288,29 +315,50 @@ impl FeaturesOptions {
         Ok(match self.extractor {
             ExtractorKind::Baseline => Box::new(Baseline::default()),
             ExtractorKind::Gpt => {
-                let g = self.gpt.as_ref().context("the GPT extractor needs its options")?;
-                let model = g.model.as_ref().context("the GPT extractor needs --model DIR (a `brainscale pretrain` output)")?;
+                let g = self
+                    .gpt
+                    .as_ref()
+                    .context("the GPT extractor needs its options")?;
+                let model = g.model.as_ref().context(
+                    "the GPT extractor needs --model DIR (a `brainscale pretrain` output)",
+                )?;
                 let device = crate::train::parse_device(&g.device)?;
-                let mut ex = crate::models::extract::GptExtractor::load(model, &g.layers, device, g.clip_stride)?;
+                let mut ex = crate::models::extract::GptExtractor::load(
+                    model,
+                    &g.layers,
+                    device,
+                    g.clip_stride,
+                )?;
                 if let Some(h) = g.hop {
                     ex = ex.with_hop(h)?;
                 }
                 Box::new(ex)
             }
-            ExtractorKind::Groundtruth => bail!("the ground-truth features are read, not extracted"),
+            ExtractorKind::Groundtruth => {
+                bail!("the ground-truth features are read, not extracted")
+            }
         })
     }
 }
 
 /// Runs the features stage over a dataset's movies; returns the output folder. A finished
 /// run with the same options is not redone.
-pub fn run_stage(ds: &crate::dataset::Dataset, work: &Path, opts: &FeaturesOptions) -> Result<std::path::PathBuf> {
+pub fn run_stage(
+    ds: &crate::dataset::Dataset,
+    work: &Path,
+    opts: &FeaturesOptions,
+) -> Result<std::path::PathBuf> {
     let name = opts.name();
     let movies = ds.movies();
     let config = opts.fingerprint()?;
-    let outs: Vec<_> = movies.iter().map(|m| features_path(work, name, m)).collect();
+    let outs: Vec<_> = movies
+        .iter()
+        .map(|m| features_path(work, name, m))
+        .collect();
     let done = outs.iter().all(|p| {
-        TensorFile::open(p).map(|f| f.metadata().get("config") == Some(&config)).unwrap_or(false)
+        TensorFile::open(p)
+            .map(|f| f.metadata().get("config") == Some(&config))
+            .unwrap_or(false)
     });
     if done {
         return Ok(features_dir(work, name));
@@ -322,22 +370,42 @@ pub fn run_stage(ds: &crate::dataset::Dataset, work: &Path, opts: &FeaturesOptio
     let bar = crate::pipeline::progress(movies.len() as u64, &format!("features ({name})"));
     let mut raw: Vec<(FrameFeatures, f64)> = Vec::new();
     for movie in &movies {
-        bar.set_message(movie.file_name().unwrap_or_default().to_string_lossy().into_owned());
+        bar.set_message(
+            movie
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+        );
         raw.push(match extractor.as_mut() {
             None => {
-                let stem = movie.file_stem().unwrap_or_default().to_string_lossy().into_owned();
-                let p = ds.root.join(format!("derivatives/groundtruth/stimuli/{stem}_latents.safetensors"));
+                let stem = movie
+                    .file_stem()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
+                let p = ds.root.join(format!(
+                    "derivatives/groundtruth/stimuli/{stem}_latents.safetensors"
+                ));
                 if !p.exists() {
-                    bail!("{}: no ground-truth latents (only synthetic datasets have them)", p.display());
+                    bail!(
+                        "{}: no ground-truth latents (only synthetic datasets have them)",
+                        p.display()
+                    );
                 }
                 let f = FrameFeatures::load(&p)?;
                 let d = crate::align::duration_from_times(&f.times);
                 (f, d)
             }
             Some(ex) => {
-                let dopts = crate::video::DecodeOptions { fps: opts.fps, size: opts.size };
+                let dopts = crate::video::DecodeOptions {
+                    fps: opts.fps,
+                    size: opts.size,
+                };
                 let frames = crate::video::decode_cached(movie, &work.join("frames"), &dopts)?;
-                let f = ex.extract(&frames).with_context(|| format!("features of {}", movie.display()))?;
+                let f = ex
+                    .extract(&frames)
+                    .with_context(|| format!("features of {}", movie.display()))?;
                 (f, frames.duration())
             }
         });
@@ -348,7 +416,12 @@ pub fn run_stage(ds: &crate::dataset::Dataset, work: &Path, opts: &FeaturesOptio
         Some(k) => {
             let sets: Vec<&Array2<f32>> = raw.iter().map(|(f, _)| &f.values).collect();
             let pca = Pca::fit(&sets, k)?;
-            raw.iter().map(|(f, _)| FrameFeatures { values: pca.transform(&f.values), times: f.times.clone() }).collect()
+            raw.iter()
+                .map(|(f, _)| FrameFeatures {
+                    values: pca.transform(&f.values),
+                    times: f.times.clone(),
+                })
+                .collect()
         }
         None => raw.iter().map(|(f, _)| f.clone()).collect(),
     };

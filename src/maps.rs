@@ -12,7 +12,12 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// Writes a per-voxel map as a 3-D float32 NIfTI with `reference`'s affine.
-pub fn write_map(path: &Path, reference: &NiftiHeader, mask: &Mask, values: &Array1<f64>) -> Result<()> {
+pub fn write_map(
+    path: &Path,
+    reference: &NiftiHeader,
+    mask: &Mask,
+    values: &Array1<f64>,
+) -> Result<()> {
     let v: Vec<f32> = values.iter().map(|&x| x as f32).collect();
     nifti_io::write(path, reference, mask.unmask(&v).view())
 }
@@ -20,13 +25,23 @@ pub fn write_map(path: &Path, reference: &NiftiHeader, mask: &Mask, values: &Arr
 /// Diverging colour map: blue (−max) → white (0) → red (+max).
 fn diverging(v: f32, max: f32) -> Rgb<u8> {
     let t = (v / max).clamp(-1.0, 1.0);
-    let (r, g, b) = if t >= 0.0 { (1.0, 1.0 - t, 1.0 - t) } else { (1.0 + t, 1.0 + t, 1.0) };
+    let (r, g, b) = if t >= 0.0 {
+        (1.0, 1.0 - t, 1.0 - t)
+    } else {
+        (1.0 + t, 1.0 + t, 1.0)
+    };
     Rgb([(r * 255.0) as u8, (g * 255.0) as u8, (b * 255.0) as u8])
 }
 
 /// Axial slices of a volume [x, y, z] in a near-square grid, each pixel `zoom`×`zoom`, with a
 /// colour bar along the bottom; voxels outside the mask are dark grey. Anterior is up.
-pub fn mosaic_png(path: &Path, vol: &ArrayD<f32>, mask: &Mask, max_abs: f32, zoom: u32) -> Result<()> {
+pub fn mosaic_png(
+    path: &Path,
+    vol: &ArrayD<f32>,
+    mask: &Mask,
+    max_abs: f32,
+    zoom: u32,
+) -> Result<()> {
     let [nx, ny, nz] = mask.dims;
     let cols = (nz as f64).sqrt().ceil() as usize;
     let rows = nz.div_ceil(cols);
@@ -41,7 +56,11 @@ pub fn mosaic_png(path: &Path, vol: &ArrayD<f32>, mask: &Mask, max_abs: f32, zoo
         for y in 0..ny {
             for x in 0..nx {
                 let l = x + nx * (y + ny * z);
-                let c = if inside[l] { diverging(vol[IxDyn(&[x, y, z])], max_abs) } else { Rgb([40, 40, 40]) };
+                let c = if inside[l] {
+                    diverging(vol[IxDyn(&[x, y, z])], max_abs)
+                } else {
+                    Rgb([40, 40, 40])
+                };
                 for dy in 0..zoom {
                     for dx in 0..zoom {
                         let px = (ox + x) as u32 * zoom + dx;
@@ -53,12 +72,17 @@ pub fn mosaic_png(path: &Path, vol: &ArrayD<f32>, mask: &Mask, max_abs: f32, zoo
         }
     }
     for x in 0..w {
-        let c = diverging((x as f32 / (w - 1).max(1) as f32 * 2.0 - 1.0) * max_abs, max_abs);
+        let c = diverging(
+            (x as f32 / (w - 1).max(1) as f32 * 2.0 - 1.0) * max_abs,
+            max_abs,
+        );
         for y in h - 10..h {
             img.put_pixel(x, y, c);
         }
     }
-    io::write_atomic(path, |tmp| Ok(img.save_with_format(tmp, image::ImageFormat::Png)?))
+    io::write_atomic(path, |tmp| {
+        Ok(img.save_with_format(tmp, image::ImageFormat::Png)?)
+    })
 }
 
 /// One results row per subject.
@@ -84,22 +108,33 @@ pub struct SummaryRow {
 
 impl SummaryRow {
     pub fn r_summary(&self) -> RSummary {
-        RSummary { mean_r: self.mean_r, top10_mean_r: self.top10_mean_r, frac_r_above_0_1: self.frac_r_above_0_1 }
+        RSummary {
+            mean_r: self.mean_r,
+            top10_mean_r: self.top10_mean_r,
+            frac_r_above_0_1: self.frac_r_above_0_1,
+        }
     }
 }
 
 /// Replaces (or adds) the rows of `rows`' subjects/features in the CSV at `path`, atomically.
 pub fn upsert_summary(path: &Path, rows: &[SummaryRow]) -> Result<()> {
     let mut all: Vec<SummaryRow> = if path.exists() {
-        csv::Reader::from_path(path)?.deserialize().collect::<std::result::Result<_, _>>().unwrap_or_default()
+        csv::Reader::from_path(path)?
+            .deserialize()
+            .collect::<std::result::Result<_, _>>()
+            .unwrap_or_default()
     } else {
         vec![]
     };
     for r in rows {
-        all.retain(|o| !(o.dataset == r.dataset && o.features == r.features && o.subject == r.subject));
+        all.retain(|o| {
+            !(o.dataset == r.dataset && o.features == r.features && o.subject == r.subject)
+        });
         all.push(r.clone());
     }
-    all.sort_by(|a, b| (&a.dataset, &a.features, &a.subject).cmp(&(&b.dataset, &b.features, &b.subject)));
+    all.sort_by(|a, b| {
+        (&a.dataset, &a.features, &a.subject).cmp(&(&b.dataset, &b.features, &b.subject))
+    });
     io::write_atomic(path, |tmp| {
         let mut w = csv::Writer::from_path(tmp)?;
         for r in &all {
@@ -125,14 +160,22 @@ impl VoxelResults {
         let f = io::TensorFile::open(path)?;
         let what = |n: &str| format!("{}: {n}", path.display());
         let opt_f64 = |n: &str| -> Result<Option<Array1<f64>>> {
-            if f.has(n) { Ok(Some(io::into_1d(f.f64(n)?, &what(n))?)) } else { Ok(None) }
+            if f.has(n) {
+                Ok(Some(io::into_1d(f.f64(n)?, &what(n))?))
+            } else {
+                Ok(None)
+            }
         };
         Ok(Self {
             test_r: io::into_1d(f.f64("test_r")?, &what("test_r"))?,
             test_r2: io::into_1d(f.f64("test_r2")?, &what("test_r2"))?,
             best_alpha: io::into_1d(f.f64("best_alpha")?, &what("best_alpha"))?,
             ceiling: opt_f64("ceiling_r")?,
-            has_signal: if f.has("has_signal") { Some(io::into_1d(f.u8("has_signal")?, &what("has_signal"))?) } else { None },
+            has_signal: if f.has("has_signal") {
+                Some(io::into_1d(f.u8("has_signal")?, &what("has_signal"))?)
+            } else {
+                None
+            },
             test_runs: f.metadata().get("test_runs").cloned().unwrap_or_default(),
         })
     }
@@ -150,7 +193,11 @@ pub fn write_subject_maps(
     res: &VoxelResults,
 ) -> Result<SummaryRow> {
     if res.test_r.len() != mask.len() {
-        anyhow::bail!("sub-{subject}: {} r values for a mask of {} voxels (re-run encode)", res.test_r.len(), mask.len());
+        anyhow::bail!(
+            "sub-{subject}: {} r values for a mask of {} voxels (re-run encode)",
+            res.test_r.len(),
+            mask.len()
+        );
     }
     let h = reference;
     write_map(&out_dir.join("r.nii.gz"), h, mask, &res.test_r)?;
@@ -160,7 +207,13 @@ pub fn write_subject_maps(
         write_map(&out_dir.join("ceiling_r.nii.gz"), h, mask, c)?;
     }
     let r32: Vec<f32> = res.test_r.iter().map(|&v| v as f32).collect();
-    mosaic_png(&out_dir.join("r_mosaic.png"), &mask.unmask(&r32), mask, mosaic_scale(&r32), 4)?;
+    mosaic_png(
+        &out_dir.join("r_mosaic.png"),
+        &mask.unmask(&r32),
+        mask,
+        mosaic_scale(&r32),
+        4,
+    )?;
     Ok(summary_row(dataset, features, subject, res))
 }
 
@@ -169,7 +222,12 @@ fn summary_row(dataset: &str, features: &str, subject: &str, res: &VoxelResults)
     let s = stats::summarize_r(res.test_r.view());
     let select_mean = |v: &Array1<f64>, want: u8| -> Option<f64> {
         let hs = res.has_signal.as_ref()?;
-        let sel: Vec<f64> = v.iter().zip(hs).filter(|(_, &h)| h == want).map(|(&x, _)| x).collect();
+        let sel: Vec<f64> = v
+            .iter()
+            .zip(hs)
+            .filter(|(_, &h)| h == want)
+            .map(|(&x, _)| x)
+            .collect();
         (!sel.is_empty()).then(|| sel.iter().sum::<f64>() / sel.len() as f64)
     };
     let mut alphas = res.best_alpha.to_vec();
@@ -183,8 +241,14 @@ fn summary_row(dataset: &str, features: &str, subject: &str, res: &VoxelResults)
         mean_r: s.mean_r,
         top10_mean_r: s.top10_mean_r,
         frac_r_above_0_1: s.frac_r_above_0_1,
-        ceiling_mean_r: res.ceiling.as_ref().map(|c| stats::summarize_r(c.view()).mean_r),
-        ceiling_top10_mean_r: res.ceiling.as_ref().map(|c| stats::summarize_r(c.view()).top10_mean_r),
+        ceiling_mean_r: res
+            .ceiling
+            .as_ref()
+            .map(|c| stats::summarize_r(c.view()).mean_r),
+        ceiling_top10_mean_r: res
+            .ceiling
+            .as_ref()
+            .map(|c| stats::summarize_r(c.view()).top10_mean_r),
         signal_mean_r: select_mean(&res.test_r, 1),
         signal_ceiling_mean_r: res.ceiling.as_ref().and_then(|c| select_mean(c, 1)),
         noise_mean_r: select_mean(&res.test_r, 0),
@@ -202,16 +266,37 @@ fn mosaic_scale(r: &[f32]) -> f32 {
 /// Maps stage for a parcellated subject: `parcels.csv` (parcel, label, r, r², alpha[, ceiling])
 /// always; with an atlas, the same NIfTI maps and PNG mosaic as voxel data (each parcel's
 /// value painted over its voxels, with the atlas geometry). The summary row is over parcels.
-pub fn write_parcel_maps(out_dir: &Path, dataset: &str, features: &str, subject: &str, n_parcels: usize, atlas: Option<&Atlas>, res: &VoxelResults) -> Result<SummaryRow> {
+pub fn write_parcel_maps(
+    out_dir: &Path,
+    dataset: &str,
+    features: &str,
+    subject: &str,
+    n_parcels: usize,
+    atlas: Option<&Atlas>,
+    res: &VoxelResults,
+) -> Result<SummaryRow> {
     if res.test_r.len() != n_parcels {
-        anyhow::bail!("sub-{subject}: {} r values for {n_parcels} parcels (re-run encode)", res.test_r.len());
+        anyhow::bail!(
+            "sub-{subject}: {} r values for {n_parcels} parcels (re-run encode)",
+            res.test_r.len()
+        );
     }
     io::write_atomic(&out_dir.join("parcels.csv"), |tmp| {
         let mut w = csv::Writer::from_path(tmp)?;
         w.write_record(["parcel", "label", "r", "r2", "alpha", "ceiling_r"])?;
         for p in 0..n_parcels {
-            let c = res.ceiling.as_ref().map_or(String::new(), |c| c[p].to_string());
-            w.write_record([p.to_string(), (p + 1).to_string(), res.test_r[p].to_string(), res.test_r2[p].to_string(), res.best_alpha[p].to_string(), c])?;
+            let c = res
+                .ceiling
+                .as_ref()
+                .map_or(String::new(), |c| c[p].to_string());
+            w.write_record([
+                p.to_string(),
+                (p + 1).to_string(),
+                res.test_r[p].to_string(),
+                res.test_r2[p].to_string(),
+                res.best_alpha[p].to_string(),
+                c,
+            ])?;
         }
         w.flush()?;
         Ok(())
@@ -229,7 +314,13 @@ pub fn write_parcel_maps(out_dir: &Path, dataset: &str, features: &str, subject:
             map("ceiling_r.nii.gz", c)?;
         }
         let r32: Vec<f32> = res.test_r.iter().map(|&v| v as f32).collect();
-        mosaic_png(&out_dir.join("r_mosaic.png"), &a.volume(res.test_r.as_slice().unwrap())?, &a.mask, mosaic_scale(&r32), 4)?;
+        mosaic_png(
+            &out_dir.join("r_mosaic.png"),
+            &a.volume(res.test_r.as_slice().unwrap())?,
+            &a.mask,
+            mosaic_scale(&r32),
+            4,
+        )?;
     }
     Ok(summary_row(dataset, features, subject, res))
 }

@@ -26,17 +26,26 @@ pub fn progress(len: u64, what: &str) -> ProgressBar {
 
 /// Dataset name used in results rows: the dataset folder's name.
 pub fn dataset_name(ds: &Dataset) -> String {
-    ds.root.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "dataset".into())
+    ds.root
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "dataset".into())
 }
 
 /// Default work folder for a dataset: results/<dataset name>.
 pub fn default_work(dataset: &Path) -> PathBuf {
-    let name = dataset.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "dataset".into());
+    let name = dataset
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "dataset".into());
     PathBuf::from("results").join(name)
 }
 
 /// Picks subjects by id ("01" or "sub-01"); all when `ids` is empty.
-pub fn select_subjects<'a>(ds: &'a Dataset, ids: &[String]) -> Result<Vec<&'a crate::dataset::Subject>> {
+pub fn select_subjects<'a>(
+    ds: &'a Dataset,
+    ids: &[String],
+) -> Result<Vec<&'a crate::dataset::Subject>> {
     if ids.is_empty() {
         return Ok(ds.subjects.iter().collect());
     }
@@ -45,7 +54,14 @@ pub fn select_subjects<'a>(ds: &'a Dataset, ids: &[String]) -> Result<Vec<&'a cr
 
 /// Encode stage over subjects, with a progress bar.
 /// `split` is an [`encode::Split`] or an [`encode::SplitPlan`].
-pub fn encode_dataset(ds: &Dataset, work: &Path, feat: &str, subjects: &[String], split: impl Into<encode::SplitPlan>, ropts: &RidgeOptions) -> Result<Vec<encode::SubjectFit>> {
+pub fn encode_dataset(
+    ds: &Dataset,
+    work: &Path,
+    feat: &str,
+    subjects: &[String],
+    split: impl Into<encode::SplitPlan>,
+    ropts: &RidgeOptions,
+) -> Result<Vec<encode::SubjectFit>> {
     let plan: encode::SplitPlan = split.into();
     let subs = select_subjects(ds, subjects)?;
     let bar = progress(subs.len() as u64, "encode");
@@ -61,15 +77,37 @@ pub fn encode_dataset(ds: &Dataset, work: &Path, feat: &str, subjects: &[String]
 
 /// Maps stage over subjects: reads WORK/encode, writes WORK/maps/FEATURES/sub-XX/ and updates
 /// WORK/summary.csv. Returns the rows.
-pub fn maps_dataset(ds: &Dataset, work: &Path, feat: &str, subjects: &[String]) -> Result<Vec<SummaryRow>> {
+pub fn maps_dataset(
+    ds: &Dataset,
+    work: &Path,
+    feat: &str,
+    subjects: &[String],
+) -> Result<Vec<SummaryRow>> {
     let mut rows = Vec::new();
     for s in select_subjects(ds, subjects)? {
         let path = encode::encode_path(work, feat, &s.id);
-        let res = VoxelResults::load(&path).with_context(|| format!("sub-{}: run the encode stage first", s.id))?;
+        let res = VoxelResults::load(&path)
+            .with_context(|| format!("sub-{}: run the encode stage first", s.id))?;
         let dir = work.join("maps").join(feat).join(format!("sub-{}", s.id));
         rows.push(match dataset::subject_space(s)? {
-            dataset::Space::Voxels { mask, header } => maps::write_subject_maps(&dir, &dataset_name(ds), feat, &s.id, &header, &mask, &res)?,
-            dataset::Space::Parcels { n, atlas } => maps::write_parcel_maps(&dir, &dataset_name(ds), feat, &s.id, n, atlas.as_ref(), &res)?,
+            dataset::Space::Voxels { mask, header } => maps::write_subject_maps(
+                &dir,
+                &dataset_name(ds),
+                feat,
+                &s.id,
+                &header,
+                &mask,
+                &res,
+            )?,
+            dataset::Space::Parcels { n, atlas } => maps::write_parcel_maps(
+                &dir,
+                &dataset_name(ds),
+                feat,
+                &s.id,
+                n,
+                atlas.as_ref(),
+                &res,
+            )?,
         });
     }
     maps::upsert_summary(&work.join("summary.csv"), &rows)?;
@@ -117,7 +155,9 @@ pub struct DemoOptions {
 /// synth → decode → features → align → encode → maps, with timings; returns the rows.
 pub fn demo(o: &DemoOptions) -> Result<Vec<SummaryRow>> {
     let t0 = Instant::now();
-    let step = |name: &str, t: Instant| eprintln!("  {name:<9} done in {:5.1} s", t.elapsed().as_secs_f64());
+    let step = |name: &str, t: Instant| {
+        eprintln!("  {name:<9} done in {:5.1} s", t.elapsed().as_secs_f64())
+    };
 
     let t = Instant::now();
     let cfg = synth::SynthConfig::preset(o.size, o.seed);
@@ -140,7 +180,13 @@ pub fn demo(o: &DemoOptions) -> Result<Vec<SummaryRow>> {
         let t = Instant::now();
         let dir = crate::train::train_small_prior(&ds.movies(), &o.work.join("gpt-prior"), o.seed)?;
         step("pretrain", t);
-        Some(features::GptFeatureArgs { model: Some(dir), layers: vec![2], clip_stride: 1, hop: None, device: "cpu".into() })
+        Some(features::GptFeatureArgs {
+            model: Some(dir),
+            layers: vec![2],
+            clip_stride: 1,
+            hop: None,
+            device: "cpu".into(),
+        })
     } else {
         None
     };
@@ -158,7 +204,14 @@ pub fn demo(o: &DemoOptions) -> Result<Vec<SummaryRow>> {
     step("decode+features", t);
 
     let t = Instant::now();
-    let aopts = AlignOptions { lag: if o.extractor == ExtractorKind::Groundtruth { Lag::Hrf } else { Lag::Fir(vec![1, 2, 3, 4]) }, max_mismatch_s: None };
+    let aopts = AlignOptions {
+        lag: if o.extractor == ExtractorKind::Groundtruth {
+            Lag::Hrf
+        } else {
+            Lag::Fir(vec![1, 2, 3, 4])
+        },
+        max_mismatch_s: None,
+    };
     encode::align_dataset(&ds, &o.work, &feat, &aopts)?;
     step("align", t);
 

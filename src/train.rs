@@ -955,7 +955,7 @@ pub struct PretrainArgs {
 }
 
 /// Copies the tokenizer folder next to the prior so a pretrain output is self-contained.
-fn copy_tokenizer(src: &Path, out: &Path) -> Result<()> {
+pub fn copy_tokenizer(src: &Path, out: &Path) -> Result<()> {
     let dst = out.join("tokenizer");
     std::fs::create_dir_all(&dst)?;
     for name in crate::models::vqvae::TOKENIZER_FILES {

@@ -3,7 +3,7 @@
 //!
 //! Decoding uses ffmpeg-next (cargo feature `video`); the frame cache and its readers do not,
 //! so GPU builds without ffmpeg can still read caches made elsewhere.
-use crate::io::{self, TensorFile, Tensor};
+use crate::io::{self, Tensor, TensorFile};
 use anyhow::{bail, Context, Result};
 use ndarray::{Array1, Array4};
 use std::collections::HashMap;
@@ -63,11 +63,18 @@ pub fn load_frames(path: &Path) -> Result<Frames> {
     let data = f.u8("frames")?;
     let shape = data.shape().to_vec();
     let data: Array4<u8> = data.into_dimensionality().map_err(|_| {
-        anyhow::anyhow!("{}: frames must be [T, H, W, 3], found {shape:?}", path.display())
+        anyhow::anyhow!(
+            "{}: frames must be [T, H, W, 3], found {shape:?}",
+            path.display()
+        )
     })?;
     let times = io::into_1d(f.f64("times")?, &format!("{}: times", path.display()))?;
     if times.len() != data.shape()[0] || data.shape()[3] != 3 {
-        bail!("{}: {} times for frames of shape {shape:?}", path.display(), times.len());
+        bail!(
+            "{}: {} times for frames of shape {shape:?}",
+            path.display(),
+            times.len()
+        );
     }
     let fps = f
         .metadata()
@@ -79,7 +86,10 @@ pub fn load_frames(path: &Path) -> Result<Frames> {
 
 /// Cache file for a movie, keyed by its stem and the decode options.
 pub fn cache_path(cache_dir: &Path, movie: &Path, opts: &DecodeOptions) -> PathBuf {
-    let stem = movie.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = movie
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let fps = opts.fps.map_or("native".into(), |f| format!("{f}"));
     let size = opts.size.map_or("native".into(), |s| s.to_string());
     cache_dir.join(format!("{stem}_fps-{fps}_size-{size}.safetensors"))
@@ -87,8 +97,12 @@ pub fn cache_path(cache_dir: &Path, movie: &Path, opts: &DecodeOptions) -> PathB
 
 /// A fingerprint of a source file (size and modification time) to invalidate stale caches.
 fn fingerprint(path: &Path) -> Result<String> {
-    let m = std::fs::metadata(path).with_context(|| format!("movie file {} not found", path.display()))?;
-    let mtime = m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+    let m = std::fs::metadata(path)
+        .with_context(|| format!("movie file {} not found", path.display()))?;
+    let mtime = m
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
     Ok(format!("{}:{}", m.len(), mtime.map_or(0, |d| d.as_nanos())))
 }
 
@@ -134,9 +148,9 @@ pub use ffmpeg_decode::{decode, probe, Probe};
 #[cfg(feature = "video")]
 mod ffmpeg_decode {
     use super::*;
-    use ffmpeg_next as ff;
     use ff::format::Pixel;
     use ff::software::scaling::{Context as Scaler, Flags};
+    use ffmpeg_next as ff;
 
     /// What the container says about its video stream.
     #[derive(Debug, Clone)]
@@ -176,10 +190,21 @@ mod ffmpeg_decode {
         Ok(Probe {
             width: dec.width(),
             height: dec.height(),
-            avg_fps: if r.denominator() != 0 { f64::from(r) } else { 0.0 },
+            avg_fps: if r.denominator() != 0 {
+                f64::from(r)
+            } else {
+                0.0
+            },
             declared_frames: st.frames(),
-            duration_s: if st.duration() > 0 { st.duration() as f64 * f64::from(tb) } else { 0.0 },
-            codec: dec.codec().map(|c| c.name().to_string()).unwrap_or_default(),
+            duration_s: if st.duration() > 0 {
+                st.duration() as f64 * f64::from(tb)
+            } else {
+                0.0
+            },
+            codec: dec
+                .codec()
+                .map(|c| c.name().to_string())
+                .unwrap_or_default(),
         })
     }
 
@@ -199,14 +224,20 @@ mod ffmpeg_decode {
             let mut frame = ff::frame::Video::empty();
             let (ox, oy, w, h) = self.crop;
             while dec.receive_frame(&mut frame).is_ok() {
-                let pts = frame.timestamp().or(frame.pts()).unwrap_or(self.times.len() as i64);
+                let pts = frame
+                    .timestamp()
+                    .or(frame.pts())
+                    .unwrap_or(self.times.len() as i64);
                 let mut rgb = ff::frame::Video::empty();
-                self.scaler.run(&frame, &mut rgb).context("converting a frame to RGB")?;
+                self.scaler
+                    .run(&frame, &mut rgb)
+                    .context("converting a frame to RGB")?;
                 let stride = rgb.stride(0);
                 let data = rgb.data(0);
                 for y in oy..oy + h {
                     let row = y as usize * stride + ox as usize * 3;
-                    self.pixels.extend_from_slice(&data[row..row + w as usize * 3]);
+                    self.pixels
+                        .extend_from_slice(&data[row..row + w as usize * 3]);
                 }
                 self.times.push((pts - self.start) as f64 * self.tb);
             }
@@ -224,10 +255,18 @@ mod ffmpeg_decode {
             .with_context(|| format!("{}: no video stream", path.display()))?;
         let idx = st.index();
         let tb = f64::from(st.time_base());
-        let start = if st.start_time() != ff::ffi::AV_NOPTS_VALUE { st.start_time() } else { 0 };
+        let start = if st.start_time() != ff::ffi::AV_NOPTS_VALUE {
+            st.start_time()
+        } else {
+            0
+        };
         let declared = st.frames();
         let rate = st.avg_frame_rate();
-        let native_fps = if rate.denominator() != 0 && rate.numerator() > 0 { f64::from(rate) } else { 0.0 };
+        let native_fps = if rate.denominator() != 0 && rate.numerator() > 0 {
+            f64::from(rate)
+        } else {
+            0.0
+        };
         let mut dec = ff::codec::context::Context::from_parameters(st.parameters())?
             .decoder()
             .video()
@@ -239,16 +278,32 @@ mod ffmpeg_decode {
         let (sw, sh, out) = match opts.size {
             Some(n) => {
                 let scale = n as f64 / w0.min(h0) as f64;
-                let (sw, sh) = ((w0 as f64 * scale).round() as u32, (h0 as f64 * scale).round() as u32);
+                let (sw, sh) = (
+                    (w0 as f64 * scale).round() as u32,
+                    (h0 as f64 * scale).round() as u32,
+                );
                 (sw.max(n), sh.max(n), (n, n))
             }
             None => (w0, h0, (w0, h0)),
         };
         let scaler = Scaler::get(dec.format(), w0, h0, Pixel::RGB24, sw, sh, Flags::AREA)
-            .with_context(|| format!("{}: cannot convert pixel format {:?}", path.display(), dec.format()))?;
+            .with_context(|| {
+                format!(
+                    "{}: cannot convert pixel format {:?}",
+                    path.display(),
+                    dec.format()
+                )
+            })?;
         let (ox, oy) = ((sw - out.0) / 2, (sh - out.1) / 2);
 
-        let mut out_frames = Collector { pixels: Vec::new(), times: Vec::new(), scaler, crop: (ox, oy, out.0, out.1), start, tb };
+        let mut out_frames = Collector {
+            pixels: Vec::new(),
+            times: Vec::new(),
+            scaler,
+            crop: (ox, oy, out.0, out.1),
+            start,
+            tb,
+        };
         for (s, packet) in ictx.packets() {
             if s.index() != idx {
                 continue;
@@ -267,7 +322,10 @@ mod ffmpeg_decode {
         let Collector { pixels, times, .. } = out_frames;
         let n = times.len();
         if n == 0 {
-            bail!("{}: no video frame could be decoded (corrupt or empty file)", path.display());
+            bail!(
+                "{}: no video frame could be decoded (corrupt or empty file)",
+                path.display()
+            );
         }
         if declared > 0 && (n as i64) < declared {
             bail!(
@@ -284,7 +342,11 @@ mod ffmpeg_decode {
         } else {
             1.0
         };
-        let frames = Frames { data: native, times, fps: fps_native };
+        let frames = Frames {
+            data: native,
+            times,
+            fps: fps_native,
+        };
         Ok(match opts.fps {
             Some(fps) if (fps - fps_native).abs() > 1e-9 => resample(&frames, fps),
             _ => frames,
@@ -305,9 +367,14 @@ pub fn resample(frames: &Frames, fps: f64) -> Frames {
         while j + 1 < frames.len() && frames.times[j + 1] <= t + 1e-9 {
             j += 1;
         }
-        data.index_axis_mut(ndarray::Axis(0), k).assign(&frames.data.index_axis(ndarray::Axis(0), j));
+        data.index_axis_mut(ndarray::Axis(0), k)
+            .assign(&frames.data.index_axis(ndarray::Axis(0), j));
     }
-    Frames { data, times: Array1::from_iter((0..n_out).map(|k| k as f64 / fps)), fps }
+    Frames {
+        data,
+        times: Array1::from_iter((0..n_out).map(|k| k as f64 / fps)),
+        fps,
+    }
 }
 
 /// Encodes RGB frames to an H.264 MP4 with the `ffmpeg` program (used by `dataset synth`).
@@ -318,17 +385,41 @@ pub fn encode_mp4(path: &Path, frames: &Array4<u8>, fps: u32) -> Result<()> {
     let (_, h, w, _) = frames.dim();
     io::write_atomic(path, |tmp| {
         let mut child = Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24"])
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-y",
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                "rgb24",
+            ])
             .args(["-s", &format!("{w}x{h}"), "-r", &fps.to_string(), "-i", "-"])
-            .args(["-c:v", "libx264", "-preset", "veryfast", "-crf", "12", "-pix_fmt", "yuv420p"])
-            .args(["-threads", "1", "-fflags", "+bitexact", "-flags:v", "+bitexact", "-f", "mp4"])
+            .args([
+                "-c:v", "libx264", "-preset", "veryfast", "-crf", "12", "-pix_fmt", "yuv420p",
+            ])
+            .args([
+                "-threads",
+                "1",
+                "-fflags",
+                "+bitexact",
+                "-flags:v",
+                "+bitexact",
+                "-f",
+                "mp4",
+            ])
             .arg(tmp)
             .stdin(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .context("running ffmpeg (is it installed? `make deps` installs it)")?;
         let bytes = frames.as_standard_layout();
-        child.stdin.take().unwrap().write_all(bytes.as_slice().unwrap())?;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(bytes.as_slice().unwrap())?;
         let out = child.wait_with_output()?;
         if !out.status.success() {
             bail!("ffmpeg failed: {}", String::from_utf8_lossy(&out.stderr));

@@ -415,7 +415,7 @@ fn failures_and_bad_grids_give_clear_errors() {
         ),
         (
             format!("{axes}{MODEL}[cell]\nkind = \"pipeline\"\n"),
-            "not wired into this build",
+            "missing field `dataset`",
         ),
     ];
     for (i, (body, msg)) in cases.iter().enumerate() {

@@ -20,20 +20,64 @@ fn mean(v: impl Iterator<Item = f64>) -> f64 {
 fn ground_truth_is_recovered() {
     let ds = Dataset::open(tiny()).unwrap();
     let work = tempfile::tempdir().unwrap();
-    let fo = FeaturesOptions { extractor: ExtractorKind::Groundtruth, pca: None, fps: None, size: None, gpt: None };
+    let fo = FeaturesOptions {
+        extractor: ExtractorKind::Groundtruth,
+        pca: None,
+        fps: None,
+        size: None,
+        gpt: None,
+    };
     features::run_stage(&ds, work.path(), &fo).unwrap();
-    encode::align_dataset(&ds, work.path(), "groundtruth", &AlignOptions { lag: Lag::Hrf, max_mismatch_s: None }).unwrap();
-    let ropts = RidgeOptions { keep_weights: true, ..Default::default() };
+    encode::align_dataset(
+        &ds,
+        work.path(),
+        "groundtruth",
+        &AlignOptions {
+            lag: Lag::Hrf,
+            max_mismatch_s: None,
+        },
+    )
+    .unwrap();
+    let ropts = RidgeOptions {
+        keep_weights: true,
+        ..Default::default()
+    };
     for s in &ds.subjects {
-        let f = encode::encode_subject(&ds, s, work.path(), "groundtruth", &Split { test_runs: vec![] }, &ropts).unwrap();
-        let (r, ceil, hs) = (&f.fit.test_r, f.ceiling.as_ref().unwrap(), f.has_signal.as_ref().unwrap());
+        let f = encode::encode_subject(
+            &ds,
+            s,
+            work.path(),
+            "groundtruth",
+            &Split { test_runs: vec![] },
+            &ropts,
+        )
+        .unwrap();
+        let (r, ceil, hs) = (
+            &f.fit.test_r,
+            f.ceiling.as_ref().unwrap(),
+            f.has_signal.as_ref().unwrap(),
+        );
         let sig: Vec<usize> = (0..r.len()).filter(|&v| hs[v] == 1).collect();
         let noise: Vec<usize> = (0..r.len()).filter(|&v| hs[v] == 0).collect();
-        let (r_sig, c_sig) = (mean(sig.iter().map(|&v| r[v])), mean(sig.iter().map(|&v| ceil[v])));
+        let (r_sig, c_sig) = (
+            mean(sig.iter().map(|&v| r[v])),
+            mean(sig.iter().map(|&v| ceil[v])),
+        );
         let r_noise = mean(noise.iter().map(|&v| r[v]));
-        assert!(r_sig > 0.9 * c_sig, "sub-{}: signal voxels r {r_sig:.3} vs ceiling {c_sig:.3}", s.id);
-        assert!(c_sig > 0.5, "the tiny dataset should have a usable ceiling, got {c_sig:.3}");
-        assert!(r_noise.abs() < 0.05, "sub-{}: no-signal voxels r {r_noise:.3}", s.id);
+        assert!(
+            r_sig > 0.9 * c_sig,
+            "sub-{}: signal voxels r {r_sig:.3} vs ceiling {c_sig:.3}",
+            s.id
+        );
+        assert!(
+            c_sig > 0.5,
+            "the tiny dataset should have a usable ceiling, got {c_sig:.3}"
+        );
+        assert!(
+            r_noise.abs() < 0.05,
+            "sub-{}: no-signal voxels r {r_noise:.3}",
+            s.id
+        );
         // Per-voxel r tracks the per-voxel ceiling.
         let rc = stats::pearson_columns(
             ndarray::Array2::from_shape_fn((sig.len(), 1), |(i, _)| r[sig[i]] as f32).view(),
@@ -41,13 +85,20 @@ fn ground_truth_is_recovered() {
         )[0];
         assert!(rc > 0.8, "sub-{}: r vs ceiling across voxels {rc:.3}", s.id);
         // Weights: the design is z-scored, so compare directions per voxel (cosine).
-        let (w, tw) = (f.fit.weights.as_ref().unwrap(), f.true_weights.as_ref().unwrap());
+        let (w, tw) = (
+            f.fit.weights.as_ref().unwrap(),
+            f.true_weights.as_ref().unwrap(),
+        );
         let cos = mean(sig.iter().map(|&v| {
             let a = w.column(v).mapv(|x| x as f64);
             let b = tw.row(v).mapv(|x| x as f64);
             a.dot(&b) / (a.dot(&a).sqrt() * b.dot(&b).sqrt())
         }));
-        assert!(cos > 0.9, "sub-{}: mean cosine between recovered and true weights {cos:.3}", s.id);
+        assert!(
+            cos > 0.9,
+            "sub-{}: mean cosine between recovered and true weights {cos:.3}",
+            s.id
+        );
     }
 }
 
@@ -64,28 +115,93 @@ fn whole_pipeline_through_the_binary() {
     };
     run(&["dataset", "check", d]);
     let out = run(&["decode", "--dataset", d, "--work", w, "--size", "64"]);
-    assert!(out.contains("2160 frames 64x64 at 24.000 fps, 90.000 s"), "{out}");
-    run(&["features", "--dataset", d, "--work", w, "--extractor", "baseline", "--pca", "16"]);
-    run(&["align", "--dataset", d, "--work", w, "--features", "baseline"]);
-    run(&["encode", "--dataset", d, "--work", w, "--features", "baseline", "--test-runs", "04"]);
-    let out = run(&["maps", "--dataset", d, "--work", w, "--features", "baseline"]);
+    assert!(
+        out.contains("2160 frames 64x64 at 24.000 fps, 90.000 s"),
+        "{out}"
+    );
+    run(&[
+        "features",
+        "--dataset",
+        d,
+        "--work",
+        w,
+        "--extractor",
+        "baseline",
+        "--pca",
+        "16",
+    ]);
+    run(&[
+        "align",
+        "--dataset",
+        d,
+        "--work",
+        w,
+        "--features",
+        "baseline",
+    ]);
+    run(&[
+        "encode",
+        "--dataset",
+        d,
+        "--work",
+        w,
+        "--features",
+        "baseline",
+        "--test-runs",
+        "04",
+    ]);
+    let out = run(&[
+        "maps",
+        "--dataset",
+        d,
+        "--work",
+        w,
+        "--features",
+        "baseline",
+    ]);
     assert!(out.contains("sub-01") && out.contains("sub-02"), "{out}");
     for s in ["01", "02"] {
-        for f in ["r.nii.gz", "r2.nii.gz", "alpha.nii.gz", "ceiling_r.nii.gz", "r_mosaic.png"] {
-            assert!(work.path().join(format!("maps/baseline/sub-{s}/{f}")).exists(), "missing {f}");
+        for f in [
+            "r.nii.gz",
+            "r2.nii.gz",
+            "alpha.nii.gz",
+            "ceiling_r.nii.gz",
+            "r_mosaic.png",
+        ] {
+            assert!(
+                work.path()
+                    .join(format!("maps/baseline/sub-{s}/{f}"))
+                    .exists(),
+                "missing {f}"
+            );
         }
     }
     let rows: Vec<brainscale::maps::SummaryRow> =
-        csv::Reader::from_path(work.path().join("summary.csv")).unwrap().deserialize().map(|r| r.unwrap()).collect();
+        csv::Reader::from_path(work.path().join("summary.csv"))
+            .unwrap()
+            .deserialize()
+            .map(|r| r.unwrap())
+            .collect();
     assert_eq!(rows.len(), 2);
     for r in &rows {
         let (sig, ceil) = (r.signal_mean_r.unwrap(), r.signal_ceiling_mean_r.unwrap());
-        assert!(sig > 0.6 * ceil, "baseline features reach {sig:.3} of ceiling {ceil:.3}");
+        assert!(
+            sig > 0.6 * ceil,
+            "baseline features reach {sig:.3} of ceiling {ceil:.3}"
+        );
         assert!(r.noise_mean_r.unwrap().abs() < 0.05);
         assert!(r.top10_mean_r > r.mean_r && r.frac_r_above_0_1 > 0.3);
     }
     // Re-running a finished stage is a no-op that keeps the outputs.
-    let out = run(&["align", "--dataset", d, "--work", w, "--features", "baseline"]);
+    let out = run(&[
+        "align",
+        "--dataset",
+        d,
+        "--work",
+        w,
+        "--features",
+        "baseline",
+    ]);
     assert!(out.starts_with("0 design matrices written"), "{out}");
 }
 
@@ -93,7 +209,12 @@ fn whole_pipeline_through_the_binary() {
 #[test]
 fn synth_is_deterministic() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = brainscale::dataset::synth::SynthConfig { subjects: 1, runs: 2, trs_per_run: 12, ..brainscale::dataset::synth::SynthConfig::preset(brainscale::dataset::synth::Size::Tiny, 7) };
+    let cfg = brainscale::dataset::synth::SynthConfig {
+        subjects: 1,
+        runs: 2,
+        trs_per_run: 12,
+        ..brainscale::dataset::synth::SynthConfig::preset(brainscale::dataset::synth::Size::Tiny, 7)
+    };
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     brainscale::dataset::synth::generate(&cfg, &a).unwrap();
     brainscale::dataset::synth::generate(&cfg, &b).unwrap();
@@ -102,6 +223,10 @@ fn synth_is_deterministic() {
         "stimuli/task-movie_run-02.mp4",
         "derivatives/groundtruth/sub-01_truth.safetensors",
     ] {
-        assert_eq!(std::fs::read(a.join(rel)).unwrap(), std::fs::read(b.join(rel)).unwrap(), "{rel} differs");
+        assert_eq!(
+            std::fs::read(a.join(rel)).unwrap(),
+            std::fs::read(b.join(rel)).unwrap(),
+            "{rel} differs"
+        );
     }
 }

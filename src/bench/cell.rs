@@ -48,13 +48,10 @@ pub trait CellWork: Send + Sync {
 }
 
 /// The work a grid's `[cell]` table describes.
-pub fn work_for(cfg: &CellConfig) -> Result<Box<dyn CellWork>> {
-    match cfg {
+pub fn work_for(grid: &super::grid::Grid) -> Result<Box<dyn CellWork>> {
+    match &grid.cell {
         CellConfig::Command(c) => Ok(Box::new(c.clone())),
-        CellConfig::Pipeline(_) => bail!(
-            "cell kind 'pipeline' (pretrain → extract → encode) is not wired into this build yet; \
-             use kind = \"command\" with steps that run the stages"
-        ),
+        CellConfig::Pipeline(t) => Ok(Box::new(super::pipeline_cell::PipelineCell::new(grid, t)?)),
     }
 }
 

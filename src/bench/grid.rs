@@ -20,7 +20,7 @@
 //! ctx = 16
 //! vocab = 64
 //! [cell]
-//! kind = "command"                   # see cell.rs
+//! kind = "command"                   # see cell.rs; or "pipeline" (pipeline_cell.rs)
 //! steps = ["..."]
 //! metrics = "metrics.json"
 //! [executor]
@@ -50,32 +50,55 @@ pub struct ModelSpec {
     pub extra: BTreeMap<String, toml::Value>,
 }
 
-/// Parameter counts of a GPT-2 block stack (biases and LayerNorms included, head tied to the
-/// token embedding, learned position embeddings), as in nanoGPT.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ParamCounts {
-    /// Everything but the token and position embeddings (Kaplan et al.'s N).
-    pub non_embedding: u64,
-    /// Every parameter (token and position embeddings included; the tied head counted once).
-    pub total: u64,
-    /// Parameters in per-token matmuls, for src/flops.rs: non-embedding plus the output head.
-    pub matmul: u64,
-}
+/// Parameter counts: [`crate::models::gpt::GptConfig::param_counts`] is their one source.
+pub use crate::models::gpt::ParamCounts;
+
+/// [`GptConfig`](crate::models::gpt::GptConfig) fields a model table may set besides the five
+/// above (kept in `extra`); checked against the struct in a test.
+pub const GPT_EXTRA_FIELDS: &[&str] = &[
+    "name",
+    "dropout",
+    "attn_dropout",
+    "pos",
+    "latent_shape",
+    "tie_weights",
+];
 
 impl ModelSpec {
-    /// Counts from the architecture. A cell that builds the real model may report its own
-    /// counts, which then take precedence (see cell.rs).
-    pub fn counts(&self) -> ParamCounts {
-        let d = self.d_model;
-        // Per block: 2 LayerNorms (2·2d), qkv (3d² + 3d), attn proj (d² + d), MLP (8d² + 5d).
-        let block = 12 * d * d + 13 * d;
-        let non_embedding = self.n_layer * block + 2 * d; // + final LayerNorm
-        let total = non_embedding + self.vocab * d + self.ctx * d;
-        ParamCounts {
-            non_embedding,
-            total,
-            matmul: non_embedding + self.vocab * d,
+    /// The model as the GPT code builds it. `strict`: every extra field must be a GptConfig
+    /// field (the pipeline cell builds this model); otherwise extra fields that are not (a
+    /// command cell's own settings) are left out.
+    pub fn gpt_config(&self, name: &str, strict: bool) -> Result<crate::models::gpt::GptConfig> {
+        let mut t = toml::Table::new();
+        for (k, v) in &self.extra {
+            if strict || GPT_EXTRA_FIELDS.contains(&k.as_str()) {
+                t.insert(k.clone(), v.clone());
+            }
         }
+        t.entry("name").or_insert_with(|| name.into());
+        for (k, v) in [
+            ("d_model", self.d_model),
+            ("n_layer", self.n_layer),
+            ("n_head", self.n_head),
+            ("ctx", self.ctx),
+            ("vocab", self.vocab),
+        ] {
+            let v = i64::try_from(v)
+                .map_err(|_| anyhow::anyhow!("model '{name}': {k} = {v} is too large"))?;
+            t.insert(k.into(), toml::Value::Integer(v));
+        }
+        let cfg: crate::models::gpt::GptConfig = toml::Value::Table(t)
+            .try_into()
+            .with_context(|| format!("model '{name}' is not a GPT config"))?;
+        cfg.validate().with_context(|| format!("model '{name}'"))?;
+        Ok(cfg)
+    }
+
+    /// Parameter counts of the model (GPT-2 blocks with biases and LayerNorms; the model's
+    /// position embedding and weight tying). A cell that builds the real model may report
+    /// its own counts, which then take precedence (see cell.rs).
+    pub fn counts(&self, name: &str) -> Result<ParamCounts> {
+        Ok(self.gpt_config(name, false)?.param_counts())
     }
 
     fn validate(&self, name: &str) -> Result<()> {
@@ -97,6 +120,7 @@ impl ModelSpec {
                 self.n_head
             );
         }
+        self.gpt_config(name, false)?;
         Ok(())
     }
 }
@@ -313,8 +337,16 @@ impl Grid {
         if g.executor.parallel == 0 {
             return Err(ctx("executor.parallel must be at least 1".into()));
         }
-        if let CellConfig::Command(c) = &g.cell {
-            c.validate().map_err(|e| ctx(e.to_string()))?;
+        match &g.cell {
+            CellConfig::Command(c) => c.validate().map_err(|e| ctx(e.to_string()))?,
+            CellConfig::Pipeline(t) => {
+                super::pipeline_cell::PipelineConfig::from_table(t)
+                    .map_err(|e| ctx(format!("{e:#}")))?;
+                for (name, m) in &g.models {
+                    m.gpt_config(name, true)
+                        .map_err(|e| ctx(format!("{e:#}")))?;
+                }
+            }
         }
         // Expanding checks placeholders against every cell up front, not mid-run.
         g.cells()?;
@@ -334,7 +366,7 @@ impl Grid {
         let mut cells = Vec::new();
         for m in &self.axes.models {
             let model = self.models[m].clone();
-            let counts = model.counts();
+            let counts = model.counts(m)?;
             let per_token = crate::flops::train_flops_per_token(
                 counts.matmul,
                 model.n_layer,
@@ -448,9 +480,56 @@ mod tests {
             vocab: 50257,
             extra: Default::default(),
         };
-        let c = m.counts();
+        let c = m.counts("gpt2").unwrap();
         assert_eq!(c.total, 124_439_808);
         assert_eq!(c.total - 50257 * 768 - 1024 * 768, c.non_embedding);
         assert_eq!(c.non_embedding, 85_056_000);
+    }
+
+    #[test]
+    fn gpt_extra_fields_are_the_config_fields() {
+        let cfg = ModelSpec {
+            n_layer: 1,
+            n_head: 1,
+            d_model: 8,
+            ctx: 8,
+            vocab: 8,
+            extra: [(
+                "latent_shape".to_string(),
+                toml::Value::try_from([2, 2, 2]).unwrap(),
+            )]
+            .into(),
+        }
+        .gpt_config("x", true)
+        .unwrap();
+        let t: toml::Table = toml::Value::try_from(&cfg).unwrap().try_into().unwrap();
+        let mut keys: Vec<&str> = t
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !["d_model", "n_layer", "n_head", "ctx", "vocab"].contains(k))
+            .collect();
+        keys.sort();
+        let mut want = GPT_EXTRA_FIELDS.to_vec();
+        want.sort();
+        assert_eq!(keys, want);
+        // Strict conversion rejects what the GPT code would not use.
+        let mut m = ModelSpec {
+            extra: Default::default(),
+            ..cfg_spec()
+        };
+        m.extra.insert("bias".into(), toml::Value::Boolean(false));
+        assert!(m.gpt_config("x", true).is_err());
+        assert!(m.gpt_config("x", false).is_ok());
+    }
+
+    fn cfg_spec() -> ModelSpec {
+        ModelSpec {
+            n_layer: 2,
+            n_head: 2,
+            d_model: 16,
+            ctx: 16,
+            vocab: 32,
+            extra: Default::default(),
+        }
     }
 }

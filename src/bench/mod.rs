@@ -9,6 +9,7 @@
 //! (one sbatch job array per submission, one task per cell; see slurm.rs).
 pub mod cell;
 pub mod grid;
+pub mod pipeline_cell;
 pub mod results;
 pub mod slurm;
 
@@ -96,7 +97,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
                 println!("cell {} already has a row; nothing to do", cell.id);
                 return Ok(());
             }
-            let work = cell::work_for(&grid.cell)?;
+            let work = cell::work_for(&grid)?;
             let row = run_cell(&grid, cell, &out, work.as_ref())?;
             println!("cell {} done in {:.1}s", row.cell_id, row.wall_s);
             Ok(())
@@ -238,7 +239,7 @@ pub fn run_grid(a: &RunArgs) -> Result<RunSummary> {
         return Ok(summary);
     }
     // Check the cell kind before starting anything.
-    let work = cell::work_for(&grid.cell)?;
+    let work = cell::work_for(&grid)?;
     match executor {
         ExecutorKind::Local => {
             let parallel = a.parallel.unwrap_or(grid.executor.parallel);

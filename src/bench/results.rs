@@ -144,6 +144,11 @@ impl Row {
         for (k, v) in COLUMNS.iter().zip(fixed) {
             r.insert(k.to_string(), v);
         }
+        // The tokens a cell really trained, when it reports them (the pipeline cell rounds D
+        // up to whole optimizer steps).
+        if let Some(t) = self.extra.get("tokens_trained").and_then(|v| v.as_u64()) {
+            r.insert("tokens_trained".into(), t.to_string());
+        }
         for (s, sc) in &self.subjects {
             r.insert(format!("r_mean:{s}"), sc.mean_r.to_string());
             r.insert(format!("r_top10:{s}"), sc.top10_r.to_string());

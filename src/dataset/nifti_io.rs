@@ -2,10 +2,10 @@
 //! the affine, the TR, masked time series, and atomic writes that keep the source geometry.
 use crate::io;
 use anyhow::{anyhow, bail, Context, Result};
-use ndarray::{Array2, ArrayD, ArrayViewD, IxDyn};
-use nifti::{IntoNdArray, NiftiHeader, NiftiObject, NiftiType, ReaderOptions};
-use nifti::writer::WriterOptions;
 use ndarray::ShapeBuilder;
+use ndarray::{Array2, ArrayD, ArrayViewD, IxDyn};
+use nifti::writer::WriterOptions;
+use nifti::{IntoNdArray, NiftiHeader, NiftiObject, NiftiType, ReaderOptions};
 use std::path::Path;
 
 /// Reads a NIfTI file's header only (cheap: used for discovery and checks).
@@ -92,7 +92,16 @@ pub fn header_tr(h: &NiftiHeader) -> Option<f64> {
 pub fn new_header(dims: [usize; 3], voxel_mm: f32, tr: Option<f64>) -> NiftiHeader {
     let mut h = NiftiHeader::default();
     let off = |n: usize| -(n as f32 - 1.0) * voxel_mm / 2.0;
-    h.pixdim = [1.0, voxel_mm, voxel_mm, voxel_mm, tr.unwrap_or(0.0) as f32, 0.0, 0.0, 0.0];
+    h.pixdim = [
+        1.0,
+        voxel_mm,
+        voxel_mm,
+        voxel_mm,
+        tr.unwrap_or(0.0) as f32,
+        0.0,
+        0.0,
+        0.0,
+    ];
     h.xyzt_units = 2 | 8; // mm, seconds
     h.sform_code = 1; // scanner anatomical
     h.qform_code = 1;
@@ -149,7 +158,11 @@ impl Mask {
     /// Voxels with a value > 0; an empty mask is an error naming the file.
     pub fn from_volume(vol: &ArrayD<f32>, path: &Path) -> Result<Self> {
         if vol.ndim() < 3 || vol.shape()[3..].iter().any(|&d| d != 1) {
-            bail!("{}: a mask must be a 3-D image, found shape {:?}", path.display(), vol.shape());
+            bail!(
+                "{}: a mask must be a 3-D image, found shape {:?}",
+                path.display(),
+                vol.shape()
+            );
         }
         let dims = [vol.shape()[0], vol.shape()[1], vol.shape()[2]];
         let flat = vol.as_slice_memory_order().context("mask not contiguous")?;
@@ -158,7 +171,11 @@ impl Mask {
         for z in 0..dims[2] {
             for y in 0..dims[1] {
                 for x in 0..dims[0] {
-                    let v = if f_order { flat[x + dims[0] * (y + dims[1] * z)] } else { vol[IxDyn(&[x, y, z])] };
+                    let v = if f_order {
+                        flat[x + dims[0] * (y + dims[1] * z)]
+                    } else {
+                        vol[IxDyn(&[x, y, z])]
+                    };
                     if v > 0.0 && v.is_finite() {
                         linear.push(x + dims[0] * (y + dims[1] * z));
                     }
@@ -186,19 +203,32 @@ impl Mask {
 
     pub fn coords(&self, i: usize) -> [usize; 3] {
         let l = self.linear[i];
-        [l % self.dims[0], (l / self.dims[0]) % self.dims[1], l / (self.dims[0] * self.dims[1])]
+        [
+            l % self.dims[0],
+            (l / self.dims[0]) % self.dims[1],
+            l / (self.dims[0] * self.dims[1]),
+        ]
     }
 
     /// Time series of the mask's voxels from a 4-D volume [x, y, z, t]: an array [t, voxel].
     pub fn extract(&self, bold: &ArrayD<f32>, path: &Path) -> Result<Array2<f32>> {
         let s = bold.shape();
         if s.len() != 4 {
-            bail!("{}: BOLD must be a 4-D image, found shape {s:?}", path.display());
+            bail!(
+                "{}: BOLD must be a 4-D image, found shape {s:?}",
+                path.display()
+            );
         }
         if s[..3] != self.dims {
             bail!(
                 "{}: BOLD volume is {}x{}x{} but the mask is {}x{}x{}",
-                path.display(), s[0], s[1], s[2], self.dims[0], self.dims[1], self.dims[2]
+                path.display(),
+                s[0],
+                s[1],
+                s[2],
+                self.dims[0],
+                self.dims[1],
+                self.dims[2]
             );
         }
         let nt = s[3];
@@ -218,7 +248,9 @@ impl Mask {
                 *o = vol[l];
             }
         }
-        let bad: Vec<usize> = (0..self.len()).filter(|&v| out.column(v).iter().any(|x| !x.is_finite())).collect();
+        let bad: Vec<usize> = (0..self.len())
+            .filter(|&v| out.column(v).iter().any(|x| !x.is_finite()))
+            .collect();
         if let Some(&first) = bad.first() {
             let c = self.coords(first);
             bail!(

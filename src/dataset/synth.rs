@@ -12,19 +12,27 @@ use crate::align::canonical_hrf;
 use crate::features::FrameFeatures;
 use crate::io::{self, Tensor};
 use anyhow::{bail, Result};
+use ndarray::ShapeBuilder;
 use ndarray::{Array1, Array2, Array4, ArrayD, Axis, IxDyn};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
-use ndarray::ShapeBuilder;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub const N_LATENTS: usize = 8;
-pub const LATENT_NAMES: [&str; N_LATENTS] =
-    ["blob_tl", "blob_tr", "blob_bl", "blob_br", "grating_speed", "flicker_contrast", "disk_x", "global_luminance"];
+pub const LATENT_NAMES: [&str; N_LATENTS] = [
+    "blob_tl",
+    "blob_tr",
+    "blob_bl",
+    "blob_br",
+    "grating_speed",
+    "flicker_contrast",
+    "disk_x",
+    "global_luminance",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 pub enum Size {
@@ -73,7 +81,14 @@ impl SynthConfig {
         };
         match size {
             Size::Tiny => base,
-            Size::Medium => Self { subjects: 3, runs: 6, trs_per_run: 200, dims: [36, 44, 36], voxel_mm: 2.5, ..base },
+            Size::Medium => Self {
+                subjects: 3,
+                runs: 6,
+                trs_per_run: 200,
+                dims: [36, 44, 36],
+                voxel_mm: 2.5,
+                ..base
+            },
         }
     }
 
@@ -89,7 +104,11 @@ impl SynthConfig {
         if self.subjects == 0 || self.runs < 2 || self.trs_per_run < 10 {
             bail!("synth needs ≥1 subject, ≥2 runs and ≥10 TRs per run");
         }
-        if !(self.tr > 0.0) || self.fps == 0 || self.frame_size < 16 || self.dims.iter().any(|&d| d < 4) {
+        if !(self.tr > 0.0)
+            || self.fps == 0
+            || self.frame_size < 16
+            || self.dims.iter().any(|&d| d < 4)
+        {
             bail!("synth: TR, fps, frame size (≥16) and volume dims (≥4) must be positive");
         }
         if !(0.0..1.0).contains(&self.no_signal_fraction) || !(self.snr > 0.0) {
@@ -114,15 +133,27 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthSummary> {
     let desc_path = out.join("dataset_description.json");
     if desc_path.exists() {
         if let Ok(v) = io::read_json::<serde_json::Value>(&desc_path) {
-            let same = v.get("brainscale_synth").and_then(|c| serde_json::from_value::<SynthConfig>(c.clone()).ok());
-            let voxels = v.get("voxels_per_subject").and_then(|c| serde_json::from_value(c.clone()).ok());
+            let same = v
+                .get("brainscale_synth")
+                .and_then(|c| serde_json::from_value::<SynthConfig>(c.clone()).ok());
+            let voxels = v
+                .get("voxels_per_subject")
+                .and_then(|c| serde_json::from_value(c.clone()).ok());
             if let (Some(c), Some(voxels)) = (same, voxels) {
                 if &c == cfg {
-                    return Ok(SynthSummary { root: out.into(), config: cfg.clone(), voxels_per_subject: voxels, skipped: true });
+                    return Ok(SynthSummary {
+                        root: out.into(),
+                        config: cfg.clone(),
+                        voxels_per_subject: voxels,
+                        skipped: true,
+                    });
                 }
             }
         }
-        bail!("{} holds a different dataset; choose another --out or delete it", out.display());
+        bail!(
+            "{} holds a different dataset; choose another --out or delete it",
+            out.display()
+        );
     }
     let gt = out.join("derivatives/groundtruth");
 
@@ -136,7 +167,14 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthSummary> {
             crate::video::encode_mp4(&out.join(format!("stimuli/{label}.mp4")), &frames, cfg.fps)?;
             let times = Array1::from_iter((0..lat.nrows()).map(|i| i as f64 / cfg.fps as f64));
             let meta = HashMap::from([("latents".to_string(), LATENT_NAMES.join(","))]);
-            FrameFeatures { values: lat.clone(), times }.save(&gt.join(format!("stimuli/{label}_latents.safetensors")), meta)?;
+            FrameFeatures {
+                values: lat.clone(),
+                times,
+            }
+            .save(
+                &gt.join(format!("stimuli/{label}_latents.safetensors")),
+                meta,
+            )?;
             Ok(lat)
         })
         .collect::<Result<_>>()?;
@@ -178,7 +216,12 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthSummary> {
         "latents": LATENT_NAMES,
     });
     io::write_json(&desc_path, &desc)?;
-    Ok(SynthSummary { root: out.into(), config: cfg.clone(), voxels_per_subject: voxels, skipped: false })
+    Ok(SynthSummary {
+        root: out.into(),
+        config: cfg.clone(),
+        voxels_per_subject: voxels,
+        skipped: false,
+    })
 }
 
 /// Smooth latent time courses in [-1, 1] at frame rate: Gaussian-smoothed white noise
@@ -188,11 +231,17 @@ fn latent_series(cfg: &SynthConfig, run: usize) -> Array2<f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_mul(7919).wrapping_add(run as u64));
     let sigma = 1.5 * cfg.fps as f64;
     let half = (3.0 * sigma) as usize;
-    let kernel: Vec<f64> = (0..=2 * half).map(|i| (-((i as f64 - half as f64) / sigma).powi(2) / 2.0).exp()).collect();
+    let kernel: Vec<f64> = (0..=2 * half)
+        .map(|i| (-((i as f64 - half as f64) / sigma).powi(2) / 2.0).exp())
+        .collect();
     let mut out = Array2::<f32>::zeros((n, N_LATENTS));
     for k in 0..N_LATENTS {
-        let noise: Vec<f64> = (0..n + 2 * half).map(|_| rng.sample::<f64, _>(StandardNormal)).collect();
-        let sm: Vec<f64> = (0..n).map(|i| kernel.iter().zip(&noise[i..]).map(|(a, b)| a * b).sum()).collect();
+        let noise: Vec<f64> = (0..n + 2 * half)
+            .map(|_| rng.sample::<f64, _>(StandardNormal))
+            .collect();
+        let sm: Vec<f64> = (0..n)
+            .map(|i| kernel.iter().zip(&noise[i..]).map(|(a, b)| a * b).sum())
+            .collect();
         let m = sm.iter().sum::<f64>() / n as f64;
         let sd = (sm.iter().map(|v| (v - m).powi(2)).sum::<f64>() / n as f64).sqrt();
         for (i, v) in sm.iter().enumerate() {
@@ -207,7 +256,9 @@ fn render_movie(cfg: &SynthConfig, lat: &Array2<f32>, run: usize) -> Array4<u8> 
     let (n, s) = (lat.nrows(), cfg.frame_size);
     let sf = s as f32;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed ^ run as u64);
-    let texture: Vec<f32> = (0..s * s).map(|_| if rng.gen::<bool>() { 1.0 } else { -1.0 }).collect();
+    let texture: Vec<f32> = (0..s * s)
+        .map(|_| if rng.gen::<bool>() { 1.0 } else { -1.0 })
+        .collect();
     let theta: f32 = rng.gen_range(0.0..std::f32::consts::PI);
     let blobs = [(0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)];
     let mut frames = Array4::<u8>::zeros((n, s, s, 3));
@@ -236,7 +287,8 @@ fn render_movie(cfg: &SynthConfig, lat: &Array2<f32>, run: usize) -> Array4<u8> 
                 if y < s / 5 && x >= 3 * s / 8 && x < 5 * s / 8 {
                     g += flicker * texture[y * s + x];
                 }
-                let disk = (disk_r + 0.5 - ((xf - disk_x).powi(2) + (yf - disk_y).powi(2)).sqrt()).clamp(0.0, 1.0);
+                let disk = (disk_r + 0.5 - ((xf - disk_x).powi(2) + (yf - disk_y).powi(2)).sqrt())
+                    .clamp(0.0, 1.0);
                 let rgb = [g + 0.30 * disk, g + 0.15 * disk, g + 0.05 * disk];
                 for c in 0..3 {
                     frame[[y, x, c]] = (rgb[c].clamp(0.0, 1.0) * 255.0).round() as u8;
@@ -263,7 +315,11 @@ fn smooth_field(rng: &mut ChaCha8Rng, dims: [usize; 3], bumps: usize) -> Vec<f64
                 let p = [x as f64, y as f64, z as f64];
                 out[x + dims[0] * (y + dims[1] * z)] = centers
                     .iter()
-                    .map(|(c, a)| a * (-(0..3).map(|i| (p[i] - c[i]).powi(2)).sum::<f64>() / (2.0 * sigma * sigma)).exp())
+                    .map(|(c, a)| {
+                        a * (-(0..3).map(|i| (p[i] - c[i]).powi(2)).sum::<f64>()
+                            / (2.0 * sigma * sigma))
+                            .exp()
+                    })
                     .sum();
             }
         }
@@ -271,21 +327,31 @@ fn smooth_field(rng: &mut ChaCha8Rng, dims: [usize; 3], bumps: usize) -> Vec<f64
     out
 }
 
-fn write_subject(cfg: &SynthConfig, s: usize, drive: &[Array2<f64>], out: &Path, gt: &Path) -> Result<usize> {
+fn write_subject(
+    cfg: &SynthConfig,
+    s: usize,
+    drive: &[Array2<f64>],
+    out: &Path,
+    gt: &Path,
+) -> Result<usize> {
     let sub = format!("sub-{:02}", s + 1);
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_mul(104729).wrapping_add(1000 + s as u64));
+    let mut rng =
+        ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_mul(104729).wrapping_add(1000 + s as u64));
     let dims = cfg.dims;
     let nvox_all: usize = dims.iter().product();
 
     // Ellipsoid brain mask.
-    let radii = [0, 1, 2].map(|i| 0.44 * dims[i] as f64 * (1.0 + 0.03 * rng.sample::<f64, _>(StandardNormal)));
+    let radii = [0, 1, 2]
+        .map(|i| 0.44 * dims[i] as f64 * (1.0 + 0.03 * rng.sample::<f64, _>(StandardNormal)));
     let mut linear = Vec::new();
     let mut mask_vol = vec![0u8; nvox_all];
     for z in 0..dims[2] {
         for y in 0..dims[1] {
             for x in 0..dims[0] {
                 let p = [x, y, z];
-                let r2: f64 = (0..3).map(|i| ((p[i] as f64 + 0.5 - dims[i] as f64 / 2.0) / radii[i]).powi(2)).sum();
+                let r2: f64 = (0..3)
+                    .map(|i| ((p[i] as f64 + 0.5 - dims[i] as f64 / 2.0) / radii[i]).powi(2))
+                    .sum();
                 if r2 <= 1.0 {
                     let l = x + dims[0] * (y + dims[1] * z);
                     linear.push(l);
@@ -298,13 +364,18 @@ fn write_subject(cfg: &SynthConfig, s: usize, drive: &[Array2<f64>], out: &Path,
 
     // Weights: smooth fields per latent; each voxel's weight vector scaled to a smooth gain;
     // the lowest `no_signal_fraction` of a smooth presence field carries nothing.
-    let fields: Vec<Vec<f64>> = (0..N_LATENTS).map(|_| smooth_field(&mut rng, dims, 3)).collect();
+    let fields: Vec<Vec<f64>> = (0..N_LATENTS)
+        .map(|_| smooth_field(&mut rng, dims, 3))
+        .collect();
     let gain_field = smooth_field(&mut rng, dims, 2);
     let presence = smooth_field(&mut rng, dims, 4);
     let mut pres: Vec<f64> = linear.iter().map(|&l| presence[l]).collect();
     pres.sort_by(f64::total_cmp);
     let cut = pres[((cfg.no_signal_fraction * nv as f64) as usize).min(nv - 1)];
-    let (gmin, gmax) = linear.iter().map(|&l| gain_field[l]).fold((f64::MAX, f64::MIN), |(a, b), g| (a.min(g), b.max(g)));
+    let (gmin, gmax) = linear
+        .iter()
+        .map(|&l| gain_field[l])
+        .fold((f64::MAX, f64::MIN), |(a, b), g| (a.min(g), b.max(g)));
     let mut weights = Array2::<f64>::zeros((nv, N_LATENTS));
     let mut has_signal = Array1::<u8>::zeros(nv);
     for (v, &l) in linear.iter().enumerate() {
@@ -331,7 +402,11 @@ fn write_subject(cfg: &SynthConfig, s: usize, drive: &[Array2<f64>], out: &Path,
         })
         .collect();
     sds.sort_by(f64::total_cmp);
-    let noise_sd = if sds.is_empty() { 1.0 } else { sds[sds.len() / 2] / cfg.snr.sqrt() };
+    let noise_sd = if sds.is_empty() {
+        1.0
+    } else {
+        sds[sds.len() / 2] / cfg.snr.sqrt()
+    };
     let scale = 10.0 / noise_sd; // BOLD units: noise sd = 10 around a baseline of ~1000
     let baseline = smooth_field(&mut rng, dims, 3);
 
@@ -344,9 +419,18 @@ fn write_subject(cfg: &SynthConfig, s: usize, drive: &[Array2<f64>], out: &Path,
     )?;
     let header = nifti_io::new_header(dims, cfg.voxel_mm, Some(cfg.tr));
     let mut truth: Vec<(String, Tensor)> = vec![
-        ("weights".into(), Tensor::F32(weights.mapv(|v| v as f32).into_dyn())),
-        ("has_signal".into(), Tensor::U8(has_signal.clone().into_dyn())),
-        ("mask_linear".into(), Tensor::I64(Array1::from_iter(linear.iter().map(|&l| l as i64)).into_dyn())),
+        (
+            "weights".into(),
+            Tensor::F32(weights.mapv(|v| v as f32).into_dyn()),
+        ),
+        (
+            "has_signal".into(),
+            Tensor::U8(has_signal.clone().into_dyn()),
+        ),
+        (
+            "mask_linear".into(),
+            Tensor::I64(Array1::from_iter(linear.iter().map(|&l| l as i64)).into_dyn()),
+        ),
     ];
     for (r, signal) in signals.iter().enumerate() {
         let label = SynthConfig::run_label(r);
@@ -355,18 +439,24 @@ fn write_subject(cfg: &SynthConfig, s: usize, drive: &[Array2<f64>], out: &Path,
         for l in 0..nvox_all {
             // Outside the brain: a dark, noisy background.
             for t in 0..nt {
-                bold[l + nvox_all * t] = (20.0 + 3.0 * rng.sample::<f64, _>(StandardNormal)).round() as i16;
+                bold[l + nvox_all * t] =
+                    (20.0 + 3.0 * rng.sample::<f64, _>(StandardNormal)).round() as i16;
             }
         }
         for (v, &l) in linear.iter().enumerate() {
             let base = 1000.0 + 150.0 * baseline[l];
-            let (freq, ph): (f64, f64) = (rng.gen_range(0.5..1.5), rng.gen_range(0.0..std::f64::consts::TAU));
+            let (freq, ph): (f64, f64) = (
+                rng.gen_range(0.5..1.5),
+                rng.gen_range(0.0..std::f64::consts::TAU),
+            );
             let mut e = rng.sample::<f64, _>(StandardNormal);
             for t in 0..nt {
                 if t > 0 {
-                    e = cfg.ar1 * e + (1.0 - cfg.ar1 * cfg.ar1).sqrt() * rng.sample::<f64, _>(StandardNormal);
+                    e = cfg.ar1 * e
+                        + (1.0 - cfg.ar1 * cfg.ar1).sqrt() * rng.sample::<f64, _>(StandardNormal);
                 }
-                let drift = cfg.drift * (std::f64::consts::TAU * freq * t as f64 / nt as f64 + ph).cos();
+                let drift =
+                    cfg.drift * (std::f64::consts::TAU * freq * t as f64 / nt as f64 + ph).cos();
                 let value = base + scale * signal[[t, v]] + 10.0 * (e + drift);
                 bold[l + nvox_all * t] = value.round().clamp(-32768.0, 32767.0) as i16;
             }
@@ -381,9 +471,16 @@ fn write_subject(cfg: &SynthConfig, s: usize, drive: &[Array2<f64>], out: &Path,
             &func.join(format!("{stem}.json")),
             &serde_json::json!({"RepetitionTime": cfg.tr, "TaskName": "movie", "StimulusFile": format!("stimuli/{label}.mp4")}),
         )?;
-        truth.push((format!("signal_{label}"), Tensor::F32((signal * scale).mapv(|v| v as f32).into_dyn())));
+        truth.push((
+            format!("signal_{label}"),
+            Tensor::F32((signal * scale).mapv(|v| v as f32).into_dyn()),
+        ));
     }
-    io::write_tensors(&gt.join(format!("{sub}_truth.safetensors")), truth, HashMap::new())?;
+    io::write_tensors(
+        &gt.join(format!("{sub}_truth.safetensors")),
+        truth,
+        HashMap::new(),
+    )?;
     Ok(nv)
 }
 
@@ -397,7 +494,9 @@ pub struct Truth {
 
 /// Reads `derivatives/groundtruth/sub-XX_truth.safetensors` if the dataset has one.
 pub fn load_truth(root: &Path, subject: &str, labels: &[String]) -> Result<Option<Truth>> {
-    let path = root.join(format!("derivatives/groundtruth/sub-{subject}_truth.safetensors"));
+    let path = root.join(format!(
+        "derivatives/groundtruth/sub-{subject}_truth.safetensors"
+    ));
     if !path.exists() {
         return Ok(None);
     }
@@ -406,7 +505,14 @@ pub fn load_truth(root: &Path, subject: &str, labels: &[String]) -> Result<Optio
     let hs = io::into_1d(f.u8("has_signal")?, "has_signal")?;
     let mut signal = HashMap::new();
     for l in labels {
-        signal.insert(l.clone(), io::into_2d(f.f32(&format!("signal_{l}"))?, "signal")?);
+        signal.insert(
+            l.clone(),
+            io::into_2d(f.f32(&format!("signal_{l}"))?, "signal")?,
+        );
     }
-    Ok(Some(Truth { weights: w, has_signal: hs, signal }))
+    Ok(Some(Truth {
+        weights: w,
+        has_signal: hs,
+        signal,
+    }))
 }

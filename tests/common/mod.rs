@@ -10,9 +10,14 @@ use std::sync::OnceLock;
 pub fn tiny() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = tempfile::Builder::new().prefix("brainscale-tiny-").tempdir().unwrap().keep();
+        let dir = tempfile::Builder::new()
+            .prefix("brainscale-tiny-")
+            .tempdir()
+            .unwrap()
+            .keep();
         let root = dir.join("synth-tiny");
-        synth::generate(&SynthConfig::preset(synth::Size::Tiny, 0), &root).expect("generate tiny dataset");
+        synth::generate(&SynthConfig::preset(synth::Size::Tiny, 0), &root)
+            .expect("generate tiny dataset");
         root
     })
 }
@@ -21,14 +26,23 @@ pub fn tiny() -> &'static Path {
 pub fn tiny_copy() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let dst = dir.path().join("synth-tiny");
-    let ok = Command::new("cp").arg("-r").arg(tiny()).arg(&dst).status().unwrap().success();
+    let ok = Command::new("cp")
+        .arg("-r")
+        .arg(tiny())
+        .arg(&dst)
+        .status()
+        .unwrap()
+        .success();
     assert!(ok, "copying the tiny dataset");
     (dir, dst)
 }
 
 /// Runs the brainscale binary; returns (success, stdout, stderr).
 pub fn brainscale(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_brainscale")).args(args).output().expect("run brainscale");
+    let out = Command::new(env!("CARGO_BIN_EXE_brainscale"))
+        .args(args)
+        .output()
+        .expect("run brainscale");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -41,9 +55,15 @@ pub fn brainscale(args: &[&str]) -> (bool, String, String) {
 pub fn expect_error(args: &[&str], needles: &[&str]) -> String {
     let (ok, _out, err) = brainscale(args);
     assert!(!ok, "expected failure for {args:?}, stderr: {err}");
-    assert!(!err.contains("panicked"), "panic instead of an error: {err}");
+    assert!(
+        !err.contains("panicked"),
+        "panic instead of an error: {err}"
+    );
     for n in needles {
-        assert!(err.contains(n), "error for {args:?} should mention {n:?}, got: {err}");
+        assert!(
+            err.contains(n),
+            "error for {args:?} should mention {n:?}, got: {err}"
+        );
     }
     err
 }

@@ -1,0 +1,873 @@
+//! The built-in bench cell, `[cell] kind = "pipeline"`: pretrain the cell's GPT-2 prior on
+//! VQ-VAE codes for the cell's D tokens (to the nearest optimizer step), extract its hidden states from the dataset's
+//! movies, align them to the TR grid (FIR delays) and encode every subject with cross-validated
+//! ridge; the row gets the model's exact parameter counts, the final train and held-out loss,
+//! and each subject's mean and top-10% test r (src/stats.rs `summarize_r`).
+//!
+//! ```toml
+//! [cell]
+//! kind = "pipeline"
+//! dataset = "datasets/synth-medium"   # BIDS-like dataset (relative to where bench runs)
+//! # tokenizer = "tokenizers/vq64"     # a trained tokenizer folder; else one is trained once
+//! # [cell.vqvae] / vqvae = "vq.toml"  # ... with this VQ-VAE config (VideoGPT's by default)
+//! tokenizer_steps = 2000              # and these settings (tokenizer_batch, _lr, _hop, _seed)
+//! # pretrain_movies = ["movies/"]     # movie files/folders or *.codes.safetensors to
+//! #                                   # pretrain on (default: the dataset's own movies)
+//! clip_stride = 1                     # frame stride inside a clip (codes and features)
+//! batch_size = 8                      # pretraining: batch_size, grad_accum, lr, min_lr,
+//! lr = 3e-4                           # warmup_steps, weight_decay, grad_clip, eval_fraction,
+//!                                     # eval_samples, checkpoint_every
+//! layers = "last"                     # "last" | "middle" | "all" | [1, 2]
+//! fir_delays = [1, 2, 3, 4]           # or lag = "hrf"
+//! # alphas = [1.0, 10.0, 100.0]       # ridge alphas (default: 1 … 1e6, 10 log-spaced)
+//! # ridge_device = "cuda"             # ridge on the GPU (torch backend); default CPU
+//! # [cell.split]                      # held-out runs (default: each subject's last run)
+//! device = "auto"                     # cpu | cuda | cuda:N | auto
+//! # threads = 1                       # libtorch CPU threads (tiny models: 1 is fastest)
+//! ```
+//!
+//! Data size: a pretraining *sample* is one clip's code sequence of L = t·h·w codes, of which
+//! L − 1 are predicted (the unit of `brainscale pretrain --train-samples`). A cell with D tokens
+//! trains on the first ⌈D / (L − 1)⌉ training clips (all of them if there are fewer; the row's
+//! `epochs` then exceeds 1) for round(D / (batch_size · grad_accum · (L − 1))) steps (at least
+//! one). The tokens actually trained are recorded (`tokens_trained`, within half a step of D);
+//! the row's `tokens` and `flops` stay the grid's D, so iso-FLOP designs keep their budgets.
+//!
+//! Files: OUT/shared/ holds what every cell reuses (decoded frames, the trained tokenizer, the
+//! pretraining code caches), prepared by the first cell under a file lock (concurrent local
+//! cells and SLURM tasks wait for it). Each cell keeps its prior in OUT/cells/ID/prior
+//! (checkpointed every `checkpoint_every` steps: a killed cell resumes from it) and its
+//! features, design matrices and ridge results in OUT/cells/ID/work.
+use super::cell::{CellEnv, CellOutput, CellWork, SubjectScore};
+use super::grid::{fnv1a, Cell, Grid};
+use crate::align::{AlignOptions, Lag};
+use crate::dataset::{splits::SplitPlan, Dataset};
+use crate::features::{ExtractorKind, FeaturesOptions, GptFeatureArgs};
+use crate::models::codes;
+use crate::models::gpt::{PosEmbedding, Precision};
+use crate::models::vqvae::{self, Tokenizer, TokenizerTrainConfig, VqVaeConfig};
+use crate::ridge::RidgeOptions;
+use crate::train::{self, TrainConfig};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Which hidden states become features.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Layers {
+    /// "last", "middle" (block ⌈L/2⌉) or "all" (blocks 1..=L, concatenated).
+    Named(String),
+    /// 0 = embeddings, l = output of block l.
+    List(Vec<usize>),
+}
+
+impl Layers {
+    pub fn resolve(&self, n_layer: usize) -> Result<Vec<usize>> {
+        let v = match self {
+            Layers::Named(s) => match s.as_str() {
+                "last" => vec![n_layer],
+                "middle" => vec![n_layer.div_ceil(2)],
+                "all" => (1..=n_layer).collect(),
+                _ => bail!("[cell] layers = \"{s}\": expected \"last\", \"middle\", \"all\" or a list of layer numbers"),
+            },
+            Layers::List(v) => v.clone(),
+        };
+        if v.is_empty() {
+            bail!("[cell] layers: choose at least one layer");
+        }
+        if let Some(l) = v.iter().find(|&&l| l > n_layer) {
+            bail!("[cell] layers: layer {l} does not exist in a {n_layer}-layer model (0 = embeddings, 1..={n_layer} = blocks)");
+        }
+        Ok(v)
+    }
+}
+
+fn d<T: Default>() -> T {
+    T::default()
+}
+fn tokenizer_steps() -> u64 {
+    2000
+}
+fn tokenizer_batch() -> usize {
+    16
+}
+fn lr() -> f64 {
+    3e-4
+}
+fn tokenizer_hop() -> usize {
+    4
+}
+fn one() -> usize {
+    1
+}
+fn eval_fraction() -> f64 {
+    0.05
+}
+fn batch_size() -> usize {
+    8
+}
+fn weight_decay() -> f64 {
+    0.1
+}
+fn grad_clip() -> f64 {
+    1.0
+}
+fn eval_samples() -> usize {
+    256
+}
+fn checkpoint_every() -> u64 {
+    200
+}
+fn layers() -> Layers {
+    Layers::Named("last".into())
+}
+fn fir_delays() -> Vec<usize> {
+    vec![1, 2, 3, 4]
+}
+fn device() -> String {
+    "auto".into()
+}
+
+/// The `[cell]` table of a pipeline cell (see the module docs). Relative paths are relative
+/// to the folder `bench` runs in (as the grid's `out`; SLURM tasks run there too).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    pub dataset: PathBuf,
+    /// A trained tokenizer folder; when absent one is trained into OUT/shared.
+    pub tokenizer: Option<PathBuf>,
+    /// VQ-VAE config of the tokenizer to train: a TOML file or an inline table.
+    pub vqvae: Option<toml::Value>,
+    #[serde(default = "tokenizer_steps")]
+    pub tokenizer_steps: u64,
+    #[serde(default = "tokenizer_batch")]
+    pub tokenizer_batch: usize,
+    #[serde(default = "lr")]
+    pub tokenizer_lr: f64,
+    /// Frames between training clips of the tokenizer.
+    #[serde(default = "tokenizer_hop")]
+    pub tokenizer_hop: usize,
+    #[serde(default = "d")]
+    pub tokenizer_seed: u64,
+    /// Movie files, folders of movies, or code caches to pretrain on (default: the dataset's
+    /// movies).
+    #[serde(default = "d")]
+    pub pretrain_movies: Vec<PathBuf>,
+    /// Frames between pretraining clips (default: the clip span, i.e. no overlap).
+    pub pretrain_hop: Option<usize>,
+    /// Frame stride inside a clip, for the pretraining codes and the features.
+    #[serde(default = "one")]
+    pub clip_stride: usize,
+    /// Decode frame rate (default: the movie's own).
+    pub fps: Option<f64>,
+    #[serde(default = "eval_fraction")]
+    pub eval_fraction: f64,
+    #[serde(default = "batch_size")]
+    pub batch_size: usize,
+    #[serde(default = "one")]
+    pub grad_accum: usize,
+    #[serde(default = "lr")]
+    pub lr: f64,
+    /// Default lr / 10.
+    pub min_lr: Option<f64>,
+    /// Default: 5% of the cell's steps (at least 1).
+    pub warmup_steps: Option<u64>,
+    #[serde(default = "weight_decay")]
+    pub weight_decay: f64,
+    #[serde(default = "grad_clip")]
+    pub grad_clip: f64,
+    #[serde(default = "eval_samples")]
+    pub eval_samples: usize,
+    #[serde(default = "checkpoint_every")]
+    pub checkpoint_every: u64,
+    #[serde(default = "layers")]
+    pub layers: Layers,
+    /// Frames between feature clips (default: the clip span).
+    pub extract_hop: Option<usize>,
+    /// PCA components of the features (default: none).
+    pub pca: Option<usize>,
+    #[serde(default = "fir_delays")]
+    pub fir_delays: Vec<usize>,
+    /// "fir" (default, with `fir_delays`) or "hrf".
+    pub lag: Option<String>,
+    pub max_mismatch_s: Option<f64>,
+    pub alphas: Option<Vec<f64>>,
+    /// Where the ridge runs: "cpu" (default: the CPU backend of this build) or "cuda",
+    /// "cuda:N", "auto" (the torch backend on that GPU; CPU when none is available with auto).
+    pub ridge_device: Option<String>,
+    #[serde(default = "d")]
+    pub split: SplitPlan,
+    #[serde(default = "device")]
+    pub device: String,
+    pub threads: Option<usize>,
+}
+
+impl PipelineConfig {
+    /// Parses and checks the grid's `[cell]` table (without its `kind`).
+    pub fn from_table(t: &BTreeMap<String, toml::Value>) -> Result<Self> {
+        let table: toml::Table = t.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let c: PipelineConfig = toml::Value::Table(table)
+            .try_into()
+            .context("[cell] kind = \"pipeline\"")?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let pos = |k: &str, v: u64| -> Result<()> {
+            if v == 0 {
+                bail!("[cell] {k} must be positive");
+            }
+            Ok(())
+        };
+        pos("tokenizer_steps", self.tokenizer_steps)?;
+        pos("tokenizer_batch", self.tokenizer_batch as u64)?;
+        pos("tokenizer_hop", self.tokenizer_hop as u64)?;
+        pos("clip_stride", self.clip_stride as u64)?;
+        pos("batch_size", self.batch_size as u64)?;
+        pos("grad_accum", self.grad_accum as u64)?;
+        for (k, v) in [
+            ("pretrain_hop", self.pretrain_hop),
+            ("extract_hop", self.extract_hop),
+            ("pca", self.pca),
+            ("threads", self.threads),
+        ] {
+            if v == Some(0) {
+                bail!("[cell] {k} must be positive");
+            }
+        }
+        for (k, v) in [("lr", self.lr), ("tokenizer_lr", self.tokenizer_lr)] {
+            if !(v.is_finite() && v > 0.0) {
+                bail!("[cell] {k} must be positive, got {v}");
+            }
+        }
+        if !(0.0..1.0).contains(&self.eval_fraction) {
+            bail!(
+                "[cell] eval_fraction must be in [0, 1), got {}",
+                self.eval_fraction
+            );
+        }
+        if let Some(f) = self.fps {
+            if !(f.is_finite() && f > 0.0) {
+                bail!("[cell] fps must be positive, got {f}");
+            }
+        }
+        if let Some(a) = &self.alphas {
+            if a.is_empty() || a.iter().any(|x| !(x.is_finite() && *x > 0.0)) {
+                bail!("[cell] alphas must be a non-empty list of positive numbers");
+            }
+        }
+        self.align_options()?;
+        if let Layers::Named(_) = &self.layers {
+            self.layers.resolve(1)?;
+        }
+        if self.tokenizer.is_some() && self.vqvae.is_some() {
+            bail!("[cell] give either tokenizer (a trained one) or vqvae (a config to train), not both");
+        }
+        Ok(())
+    }
+
+    fn align_options(&self) -> Result<AlignOptions> {
+        let lag = match self.lag.as_deref() {
+            None | Some("fir") => {
+                if self.fir_delays.is_empty() {
+                    bail!("[cell] fir_delays must list at least one delay (in TRs)");
+                }
+                Lag::Fir(self.fir_delays.clone())
+            }
+            Some("hrf") => Lag::Hrf,
+            Some(o) => bail!("[cell] lag = \"{o}\": expected \"fir\" or \"hrf\""),
+        };
+        Ok(AlignOptions {
+            lag,
+            max_mismatch_s: self.max_mismatch_s,
+        })
+    }
+
+    fn vqvae_config(&self) -> Result<VqVaeConfig> {
+        let cfg = match &self.vqvae {
+            None => VqVaeConfig::default(),
+            Some(toml::Value::String(p)) => vqvae::load_config(Some(Path::new(p)))?,
+            Some(v @ toml::Value::Table(_)) => v
+                .clone()
+                .try_into()
+                .context("[cell.vqvae]: not a VQ-VAE config")?,
+            Some(_) => bail!("[cell] vqvae must be a TOML file path or a table"),
+        };
+        cfg.validate().context("[cell] vqvae")?;
+        Ok(cfg)
+    }
+}
+
+/// The pipeline cell of one grid.
+pub struct PipelineCell {
+    cfg: PipelineConfig,
+    dataset: PathBuf,
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    std::path::absolute(p).with_context(|| format!("resolving {}", p.display()))
+}
+
+impl PipelineCell {
+    /// Checks the configuration and that the dataset opens, before any cell runs.
+    pub fn new(grid: &Grid, table: &BTreeMap<String, toml::Value>) -> Result<Self> {
+        let mut cfg = PipelineConfig::from_table(table)
+            .with_context(|| format!("grid file {}", grid.path.display()))?;
+        let dataset = absolute(&cfg.dataset)?;
+        let ds = Dataset::open(&dataset)
+            .with_context(|| format!("[cell] dataset = {}", cfg.dataset.display()))?;
+        // Subjects the grid lists must exist before hours of pretraining, not after.
+        crate::pipeline::select_subjects(&ds, &grid.axes.subjects)
+            .with_context(|| format!("axes.subjects of grid file {}", grid.path.display()))?;
+        if let Some(t) = &cfg.tokenizer {
+            let t = absolute(t)?;
+            if !vqvae::TOKENIZER_FILES.iter().all(|f| t.join(f).exists()) {
+                bail!(
+                    "[cell] tokenizer = {}: not a trained tokenizer folder (needs {})",
+                    t.display(),
+                    vqvae::TOKENIZER_FILES.join(", ")
+                );
+            }
+            cfg.tokenizer = Some(t);
+        }
+        cfg.pretrain_movies = cfg
+            .pretrain_movies
+            .iter()
+            .map(|p| absolute(p))
+            .collect::<Result<_>>()?;
+        // Every model must fit the tokenizer's clips, checked now rather than after the
+        // tokenizer is trained.
+        let vq = match &cfg.tokenizer {
+            Some(t) => Tokenizer::load(t, tch::Device::Cpu)?.model.cfg.clone(),
+            None => cfg.vqvae_config()?,
+        };
+        let lat = vq.latent_shape();
+        let l: i64 = lat.iter().product();
+        for (name, m) in &grid.models {
+            let g = m.gpt_config(name, true)?;
+            if g.vocab < vq.n_codes || g.ctx < l - 1 {
+                bail!(
+                    "model '{name}': the tokenizer makes clips of {l} codes ({:?}) over {} ids, \
+                     so the model needs ctx ≥ {} and vocab ≥ {}; it has ctx {} and vocab {}",
+                    lat,
+                    vq.n_codes,
+                    l - 1,
+                    vq.n_codes,
+                    g.ctx,
+                    g.vocab
+                );
+            }
+            if let Some(ls) = g.latent_shape.filter(|_| g.pos == PosEmbedding::Factorized) {
+                if ls != lat {
+                    bail!(
+                        "model '{name}': factorized positions over latent_shape {ls:?}, but the tokenizer's clips are {lat:?}"
+                    );
+                }
+            }
+        }
+        Ok(Self { cfg, dataset })
+    }
+}
+
+/// Pretraining inputs of the grid: movies to tokenize and ready code caches.
+fn pretrain_inputs(cfg: &PipelineConfig, ds: &Dataset) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    if cfg.pretrain_movies.is_empty() {
+        return Ok((ds.movies(), Vec::new()));
+    }
+    const VIDEO: &[&str] = &["mp4", "mkv", "avi", "mov", "webm", "mpg", "mpeg", "m4v"];
+    let is_codes = |p: &Path| p.to_string_lossy().ends_with(".codes.safetensors");
+    let is_movie = |p: &Path| {
+        p.extension()
+            .map(|e| VIDEO.contains(&e.to_string_lossy().to_lowercase().as_str()))
+            .unwrap_or(false)
+    };
+    let (mut movies, mut code_files) = (Vec::new(), Vec::new());
+    for p in &cfg.pretrain_movies {
+        if p.is_dir() {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("[cell] pretrain_movies: reading {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|q| is_codes(q) || is_movie(q))
+                .collect();
+            v.sort();
+            if v.is_empty() {
+                bail!(
+                    "[cell] pretrain_movies: {} holds no movie files ({}) or *.codes.safetensors",
+                    p.display(),
+                    VIDEO.join(", ")
+                );
+            }
+            for q in v {
+                if is_codes(&q) {
+                    code_files.push(q)
+                } else {
+                    movies.push(q)
+                }
+            }
+        } else if !p.exists() {
+            bail!("[cell] pretrain_movies: {} not found", p.display());
+        } else if is_codes(p) {
+            code_files.push(p.clone());
+        } else {
+            movies.push(p.clone());
+        }
+    }
+    if !code_files.is_empty() && cfg.tokenizer.is_none() {
+        bail!("[cell] pretrain_movies lists code caches: name the tokenizer that made them (tokenizer = DIR)");
+    }
+    Ok((movies, code_files))
+}
+
+/// What every cell of the grid shares.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Prepared {
+    tokenizer: PathBuf,
+    code_files: Vec<PathBuf>,
+}
+
+/// Holds an exclusive lock on `path` (flock: released when dropped or when the process dies,
+/// so a killed run never leaves a stale lock).
+fn lock(path: &Path) -> Result<std::fs::File> {
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening lock file {}", path.display()))?;
+    f.lock()
+        .with_context(|| format!("locking {}", path.display()))?;
+    Ok(f)
+}
+
+fn hash_of(v: &serde_json::Value) -> String {
+    format!("{:016x}", fnv1a(v.to_string().as_bytes()))
+}
+
+impl PipelineCell {
+    fn decode_opts(&self, resolution: i64) -> crate::video::DecodeOptions {
+        crate::video::DecodeOptions {
+            fps: self.cfg.fps,
+            size: Some(resolution as u32),
+        }
+    }
+
+    fn decode(
+        &self,
+        movies: &[PathBuf],
+        frames: &Path,
+        res: i64,
+    ) -> Result<Vec<(String, crate::video::Frames)>> {
+        movies
+            .iter()
+            .map(|m| {
+                let stem = m
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                Ok((
+                    stem,
+                    crate::video::decode_cached(m, frames, &self.decode_opts(res))?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Trains (or finds) the tokenizer and the pretraining code caches in OUT/shared, once per
+    /// grid: the first cell does the work under the lock, the others find it done.
+    fn prepare(&self, ds: &Dataset, shared: &Path, device: tch::Device) -> Result<Prepared> {
+        let c = &self.cfg;
+        let (movies, given_codes) = pretrain_inputs(c, ds)?;
+        let (tok_dir, tok_train) = match &c.tokenizer {
+            Some(t) => (t.clone(), None),
+            None => {
+                let vq = c.vqvae_config()?;
+                let key = serde_json::json!({
+                    "vqvae": vq, "steps": c.tokenizer_steps, "batch": c.tokenizer_batch,
+                    "lr": c.tokenizer_lr, "hop": c.tokenizer_hop, "seed": c.tokenizer_seed,
+                    "stride": c.clip_stride, "fps": c.fps, "movies": movies,
+                });
+                (
+                    shared.join(format!("tokenizer-{}", hash_of(&key))),
+                    Some(vq),
+                )
+            }
+        };
+        let key = serde_json::json!({
+            "tokenizer": tok_dir, "movies": movies, "codes": given_codes,
+            "stride": c.clip_stride, "hop": c.pretrain_hop, "fps": c.fps,
+        });
+        let code_dir = shared.join(format!("codes-{}", hash_of(&key)));
+        let marker = code_dir.join("prepared.json");
+        let ready = |p: &Prepared| p.code_files.iter().all(|f| f.exists());
+        if let Ok(p) = crate::io::read_json::<Prepared>(&marker) {
+            if ready(&p) {
+                return Ok(p);
+            }
+        }
+        let _guard = lock(&shared.join(".prepare.lock"))?;
+        // Taken after the file lock, never before it (no thread waits for one holding the other).
+        let _turn = torch_turn();
+        // Another cell may have finished while this one waited.
+        if let Ok(p) = crate::io::read_json::<Prepared>(&marker) {
+            if ready(&p) {
+                return Ok(p);
+            }
+        }
+        let frames_dir = shared.join("frames");
+        if let Some(vq) = &tok_train {
+            if movies.is_empty() {
+                bail!("[cell] no movies to train the tokenizer on (pretrain_movies lists only code caches; give tokenizer = DIR)");
+            }
+            let frames: Vec<crate::video::Frames> = self
+                .decode(&movies, &frames_dir, vq.resolution)?
+                .into_iter()
+                .map(|(_, f)| f)
+                .collect();
+            let tc = TokenizerTrainConfig {
+                steps: c.tokenizer_steps,
+                batch_size: c.tokenizer_batch,
+                lr: c.tokenizer_lr,
+                seed: c.tokenizer_seed,
+                frame_stride: c.clip_stride,
+                hop: c.tokenizer_hop,
+                checkpoint_every: 200,
+            };
+            vqvae::train_tokenizer(vq, &tc, &frames, &tok_dir, device, true)
+                .context("training the grid's tokenizer")?;
+        }
+        let tok = Tokenizer::load(&tok_dir, device)?;
+        let tcfg = tok.model.cfg.clone();
+        let mut files = given_codes.clone();
+        if !movies.is_empty() {
+            let decoded = self.decode(&movies, &frames_dir, tcfg.resolution)?;
+            let span = (tcfg.clip_len as usize - 1) * c.clip_stride + 1;
+            files.extend(vqvae::tokenize_movies(
+                &tok,
+                &decoded,
+                &code_dir,
+                c.clip_stride,
+                c.pretrain_hop.unwrap_or(span),
+            )?);
+        }
+        for f in &given_codes {
+            let cf = codes::CodeFile::load(f)?;
+            if cf.n_codes() != tcfg.n_codes || cf.latent_shape() != tcfg.latent_shape() {
+                bail!(
+                    "{}: codes of shape {:?} over {} codes do not come from tokenizer {} ({:?}, {} codes)",
+                    f.display(),
+                    cf.latent_shape(),
+                    cf.n_codes(),
+                    tok_dir.display(),
+                    tcfg.latent_shape(),
+                    tcfg.n_codes
+                );
+            }
+        }
+        // The dataset's movies at the tokenizer's resolution, so cells only read the cache.
+        self.decode(&ds.movies(), &frames_dir, tcfg.resolution)?;
+        let p = Prepared {
+            tokenizer: tok_dir,
+            code_files: files,
+        };
+        crate::io::write_json(&marker, &p)?;
+        Ok(p)
+    }
+}
+
+/// libtorch's RNG is process-global, and building a module (to train it, or before loading
+/// its weights) draws from it: cells run as parallel threads take turns at torch work, so a
+/// prior's initial weights never depend on what another cell did meanwhile. Align and encode
+/// (most of a cell's CPU time after pretraining) still overlap; the slurm executor runs cells
+/// as separate processes.
+static TORCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn torch_turn() -> std::sync::MutexGuard<'static, ()> {
+    TORCH.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Exactly how a cell's D tokens are trained (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataPlan {
+    /// Predicted tokens per clip (L − 1).
+    pub tokens_per_clip: u64,
+    pub train_clips: u64,
+    pub steps: u64,
+    pub tokens_trained: u64,
+}
+
+/// D tokens → clips and steps: ⌈D / (L − 1)⌉ clips (at most `available`) and
+/// round(D / (batch · accum · (L − 1))) steps (at least one).
+pub fn data_plan(
+    tokens: u64,
+    clip_codes: u64,
+    available: u64,
+    batch: u64,
+    accum: u64,
+) -> Result<DataPlan> {
+    if clip_codes < 2 {
+        bail!("clips of {clip_codes} codes leave nothing to predict");
+    }
+    if available == 0 {
+        bail!("no pretraining clips (the movies are shorter than one clip, or eval_fraction holds them all out)");
+    }
+    let per = clip_codes - 1;
+    let per_step = batch * accum * per;
+    // The nearest whole number of steps: within half a step of D.
+    let steps = ((tokens + per_step / 2) / per_step).max(1);
+    Ok(DataPlan {
+        tokens_per_clip: per,
+        train_clips: tokens.div_ceil(per).clamp(1, available),
+        steps,
+        tokens_trained: steps * per_step,
+    })
+}
+
+fn device_name(d: tch::Device) -> String {
+    match d {
+        tch::Device::Cpu => "cpu".into(),
+        tch::Device::Cuda(i) => format!("cuda:{i}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+impl CellWork for PipelineCell {
+    fn run(&self, env: &CellEnv) -> Result<CellOutput> {
+        let c = &self.cfg;
+        let cell: &Cell = env.cell;
+        if let Some(n) = c.threads {
+            // Process-wide; every cell of a grid asks for the same number.
+            tch::set_num_threads(n as i32);
+        }
+        let precision: Precision = serde_json::from_value(serde_json::json!(cell.precision))
+            .with_context(|| format!("precision '{}'", cell.precision))?;
+        train::reexec_for_precision(precision)?; // fp32 must not run with TF32 forced on
+        let device = train::parse_device(&c.device).context("[cell] device")?;
+        let ds = Dataset::open(&self.dataset)?;
+        let shared = env.out_dir.join("shared");
+        let t0 = Instant::now();
+        let prep = self.prepare(&ds, &shared, device)?;
+        let prepare_s = t0.elapsed().as_secs_f64();
+
+        // Pretrain.
+        let t0 = Instant::now();
+        let mut gcfg = cell.model.gpt_config(&cell.model_name, true)?;
+        if gcfg.name.is_empty() {
+            gcfg.name = cell.model_name.clone();
+        }
+        let mut data = codes::load_code_data(&prep.code_files, c.eval_fraction)?;
+        let l = data.latent_shape.iter().product::<i64>() as u64;
+        let plan = data_plan(
+            cell.tokens,
+            l,
+            data.train.size()[0] as u64,
+            c.batch_size as u64,
+            c.grad_accum as u64,
+        )?;
+        data.train = data.train.narrow(0, 0, plan.train_clips as i64);
+        let tcfg = TrainConfig {
+            seed: cell.seed,
+            precision,
+            batch_size: c.batch_size,
+            grad_accum: c.grad_accum,
+            max_steps: plan.steps,
+            lr: c.lr,
+            min_lr: c.min_lr.unwrap_or(c.lr / 10.0),
+            warmup_steps: c.warmup_steps.unwrap_or((plan.steps / 20).max(1)),
+            weight_decay: c.weight_decay,
+            grad_clip: c.grad_clip,
+            eval_every: 0,
+            eval_samples: c.eval_samples,
+            checkpoint_every: c.checkpoint_every,
+            ..TrainConfig::default()
+        };
+        tcfg.validate().context("[cell] pretraining settings")?;
+        let prior = env.dir.join("prior");
+        let work = env.dir.join("work");
+        // A prior (and features) from another configuration of this cell is not resumed.
+        let fp_path = env.dir.join("pretrain.json");
+        let fp = serde_json::json!({
+            "model": gcfg, "train": tcfg, "plan": plan, "tokenizer": prep.tokenizer,
+            "codes": prep.code_files, "eval_fraction": c.eval_fraction,
+        });
+        if crate::io::read_json::<serde_json::Value>(&fp_path)
+            .ok()
+            .as_ref()
+            != Some(&fp)
+        {
+            for d in [&prior, &work] {
+                if d.exists() {
+                    std::fs::remove_dir_all(d)
+                        .with_context(|| format!("removing stale {}", d.display()))?;
+                }
+            }
+            crate::io::write_json(&fp_path, &fp)?;
+        }
+        let turn = torch_turn();
+        let s = train::train_prior(&gcfg, &tcfg, &data, &prior, device, true)
+            .with_context(|| format!("pretraining {}", cell.id))?;
+        train::copy_tokenizer(&prep.tokenizer, &prior)?;
+        let pretrain_s = t0.elapsed().as_secs_f64();
+
+        // Features → align → encode.
+        let t0 = Instant::now();
+        std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+        share_frames(&work, &shared.join("frames"))?;
+        let tok_res = Tokenizer::load(&prep.tokenizer, tch::Device::Cpu)?
+            .model
+            .cfg
+            .resolution;
+        let fopts = FeaturesOptions {
+            extractor: ExtractorKind::Gpt,
+            pca: c.pca,
+            fps: c.fps,
+            size: Some(tok_res as u32),
+            gpt: Some(GptFeatureArgs {
+                model: Some(prior.clone()),
+                layers: c.layers.resolve(gcfg.n_layer as usize)?,
+                clip_stride: c.clip_stride,
+                hop: c.extract_hop,
+                device: c.device.clone(),
+            }),
+        };
+        let fdir = crate::features::run_stage(&ds, &work, &fopts)?;
+        drop(turn);
+        let feat = fdir
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        crate::encode::align_dataset(&ds, &work, &feat, &c.align_options()?)?;
+        let features_s = t0.elapsed().as_secs_f64();
+        let t0 = Instant::now();
+        let ropts = RidgeOptions {
+            alphas: c
+                .alphas
+                .clone()
+                .unwrap_or_else(crate::ridge::default_alphas),
+            progress: false,
+            ..RidgeOptions::default()
+        };
+        let subs = crate::pipeline::select_subjects(&ds, &cell.subjects)?;
+        let fits =
+            crate::pipeline::encode_dataset(&ds, &work, &feat, &cell.subjects, &c.split, &ropts)?;
+        let mut subjects = BTreeMap::new();
+        for (i, (sub, fit)) in subs.iter().zip(&fits).enumerate() {
+            let r = crate::stats::summarize_r(fit.fit.test_r.view());
+            // Keys as the grid lists them (so the bench finds every subject), else sub-ID.
+            let key = cell
+                .subjects
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("sub-{}", sub.id));
+            subjects.insert(
+                key,
+                SubjectScore {
+                    mean_r: r.mean_r,
+                    top10_r: r.top10_mean_r,
+                },
+            );
+        }
+        let encode_s = t0.elapsed().as_secs_f64();
+
+        let pc = gcfg.param_counts();
+        let mut extra = BTreeMap::new();
+        let clips_total = data.train.size()[0] as f64;
+        for (k, v) in [
+            ("tokens_trained", serde_json::json!(s.tokens)),
+            ("train_steps", serde_json::json!(s.steps)),
+            ("train_clips", serde_json::json!(plan.train_clips)),
+            ("tokens_per_clip", serde_json::json!(plan.tokens_per_clip)),
+            (
+                "epochs",
+                serde_json::json!(s.tokens as f64 / (clips_total * plan.tokens_per_clip as f64)),
+            ),
+            ("tokens_per_s", serde_json::json!(s.tokens_per_s)),
+            ("mfu", serde_json::json!(s.mfu)),
+            ("tokenizer", serde_json::json!(prep.tokenizer)),
+            ("features", serde_json::json!(feat)),
+            ("prepare_s", serde_json::json!(prepare_s)),
+            ("pretrain_s", serde_json::json!(pretrain_s)),
+            ("features_s", serde_json::json!(features_s)),
+            ("encode_s", serde_json::json!(encode_s)),
+        ] {
+            extra.insert(k.to_string(), v);
+        }
+        Ok(CellOutput {
+            train_loss: Some(s.final_train_loss),
+            eval_loss: s.final_eval_loss,
+            device: Some(device_name(device)),
+            n_params: Some(pc.non_embedding),
+            n_params_total: Some(pc.total),
+            n_params_matmul: Some(pc.matmul),
+            subjects,
+            extra,
+        })
+    }
+}
+
+/// Points WORK/frames (the features stage's decode cache) at the grid's shared cache.
+fn share_frames(work: &Path, shared: &Path) -> Result<()> {
+    let link = work.join("frames");
+    if link.exists() || link.symlink_metadata().is_ok() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(shared).with_context(|| format!("creating {}", shared.display()))?;
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(shared, &link)
+        .with_context(|| format!("linking {} to {}", link.display(), shared.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_map_to_clips_and_steps() {
+        // 128-code clips predict 127 tokens; batch 8 → 1016 tokens per step.
+        let p = data_plan(2032, 128, 1000, 8, 1).unwrap();
+        assert_eq!((p.train_clips, p.steps, p.tokens_trained), (16, 2, 2032));
+        let p = data_plan(2540, 128, 1000, 8, 1).unwrap();
+        assert_eq!((p.train_clips, p.steps, p.tokens_trained), (20, 3, 3048));
+        let p = data_plan(2539, 128, 1000, 8, 1).unwrap();
+        assert_eq!((p.steps, p.tokens_trained), (2, 2032));
+        assert_eq!(data_plan(10, 128, 1000, 8, 1).unwrap().steps, 1);
+        // Fewer clips than D needs: all of them, several epochs.
+        let p = data_plan(1_000_000, 128, 50, 4, 2).unwrap();
+        assert_eq!(p.train_clips, 50);
+        assert_eq!(p.steps, 984); // 1e6 / 1016 = 984.3
+        assert!(data_plan(10, 1, 5, 1, 1).is_err());
+        assert!(data_plan(10, 16, 0, 1, 1).is_err());
+    }
+
+    #[test]
+    fn layers_resolve() {
+        assert_eq!(Layers::Named("last".into()).resolve(4).unwrap(), vec![4]);
+        assert_eq!(Layers::Named("middle".into()).resolve(3).unwrap(), vec![2]);
+        assert_eq!(Layers::Named("all".into()).resolve(2).unwrap(), vec![1, 2]);
+        assert!(Layers::List(vec![5]).resolve(4).is_err());
+        assert!(Layers::Named("first".into()).resolve(4).is_err());
+    }
+
+    #[test]
+    fn config_defaults_and_errors() {
+        let t: BTreeMap<String, toml::Value> =
+            toml::from_str("dataset = \"d\"\nlayers = [1, 2]\n").unwrap();
+        let c = PipelineConfig::from_table(&t).unwrap();
+        assert_eq!(c.fir_delays, vec![1, 2, 3, 4]);
+        assert_eq!(c.layers, Layers::List(vec![1, 2]));
+        let bad: BTreeMap<String, toml::Value> =
+            toml::from_str("dataset = \"d\"\nbatchsize = 4\n").unwrap();
+        let e = format!("{:#}", PipelineConfig::from_table(&bad).unwrap_err());
+        assert!(e.contains("batchsize"), "{e}");
+        let bad: BTreeMap<String, toml::Value> =
+            toml::from_str("dataset = \"d\"\nlag = \"boxcar\"\n").unwrap();
+        assert!(PipelineConfig::from_table(&bad).is_err());
+    }
+}
