@@ -321,11 +321,11 @@ pub fn run(cli: Cli) -> Result<()> {
                 .iter()
                 .zip(&fits)
             {
-                let sm = crate::stats::summarize_r(f.fit.test_r.view());
+                let sm = crate::stats::summarize_r(f.view());
                 println!(
                     "sub-{}: {} voxels, test mean r {:.3}, top-10% r {:.3}",
                     s.id,
-                    f.fit.test_r.len(),
+                    f.len(),
                     sm.mean_r,
                     sm.top10_mean_r
                 );

@@ -113,6 +113,34 @@ fn trim_rows(a: &Array2<f32>, plan: &SplitPlan, what: &str) -> Result<Array2<f32
         .to_owned())
 }
 
+/// What an encode result depends on: the split, the ridge options, and the design and BOLD
+/// files (by modification time). A saved result with the same key is reused.
+pub fn inputs_key(
+    s: &Subject,
+    work: &Path,
+    feat: &str,
+    plan: &SplitPlan,
+    ropts: &RidgeOptions,
+) -> Result<String> {
+    let mtime = |p: &Path| {
+        std::fs::metadata(p)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos())
+    };
+    let mut key = format!("{}|{ropts:?}", serde_json::to_string(plan)?);
+    for r in &s.runs {
+        key += &format!(
+            "|{}:{}:{}",
+            r.label(),
+            mtime(&design_path(work, feat, &s.id, &r.label())),
+            mtime(&r.bold)
+        );
+    }
+    Ok(key)
+}
+
 /// Per-voxel results of one subject.
 pub struct SubjectFit {
     pub fit: ridge::RidgeFit,
@@ -262,6 +290,10 @@ pub fn encode_subject(
         ("test_runs".to_string(), test_ids.join(",")),
         ("features".to_string(), feat.to_string()),
         ("split".to_string(), serde_json::to_string(&plan)?),
+        (
+            "inputs".to_string(),
+            inputs_key(s, work, feat, &plan, ropts)?,
+        ),
     ]);
     io::write_tensors(&encode_path(work, feat, &s.id), tensors, meta)?;
     Ok(SubjectFit {

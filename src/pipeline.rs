@@ -9,6 +9,7 @@ use crate::maps::{self, SummaryRow, VoxelResults};
 use crate::ridge::RidgeOptions;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use ndarray::Array1;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -52,8 +53,8 @@ pub fn select_subjects<'a>(
     ids.iter().map(|id| ds.subject(id)).collect()
 }
 
-/// Encode stage over subjects, with a progress bar.
-/// `split` is an [`encode::Split`] or an [`encode::SplitPlan`].
+/// Encode stage over subjects, with a progress bar. A subject whose saved result has the same
+/// inputs (split, ridge options, designs, BOLD) is not refitted. Returns each subject's test r.
 pub fn encode_dataset(
     ds: &Dataset,
     work: &Path,
@@ -61,14 +62,26 @@ pub fn encode_dataset(
     subjects: &[String],
     split: impl Into<encode::SplitPlan>,
     ropts: &RidgeOptions,
-) -> Result<Vec<encode::SubjectFit>> {
+) -> Result<Vec<Array1<f64>>> {
     let plan: encode::SplitPlan = split.into();
     let subs = select_subjects(ds, subjects)?;
     let bar = progress(subs.len() as u64, "encode");
     let mut out = Vec::new();
     for s in subs {
         bar.set_message(format!("sub-{}", s.id));
-        out.push(encode::encode_subject(ds, s, work, feat, &plan, ropts)?);
+        let path = encode::encode_path(work, feat, &s.id);
+        let key = encode::inputs_key(s, work, feat, &plan, ropts)?;
+        let saved = crate::io::TensorFile::open(&path)
+            .ok()
+            .filter(|f| f.metadata().get("inputs") == Some(&key));
+        out.push(match saved {
+            Some(_) => VoxelResults::load(&path)?.test_r,
+            None => {
+                encode::encode_subject(ds, s, work, feat, &plan, ropts)?
+                    .fit
+                    .test_r
+            }
+        });
         bar.inc(1);
     }
     bar.finish_and_clear();

@@ -96,6 +96,7 @@ pub fn cache_path(cache_dir: &Path, movie: &Path, opts: &DecodeOptions) -> PathB
 }
 
 /// A fingerprint of a source file (size and modification time) to invalidate stale caches.
+#[cfg(feature = "video")]
 fn fingerprint(path: &Path) -> Result<String> {
     let m = std::fs::metadata(path)
         .with_context(|| format!("movie file {} not found", path.display()))?;

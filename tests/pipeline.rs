@@ -203,6 +203,27 @@ fn whole_pipeline_through_the_binary() {
         "baseline",
     ]);
     assert!(out.starts_with("0 design matrices written"), "{out}");
+    let fit = work.path().join("encode/baseline/sub-01/ridge.safetensors");
+    let mtime = || std::fs::metadata(&fit).unwrap().modified().unwrap();
+    let before = mtime();
+    let encode = |test_run: &str| {
+        run(&[
+            "encode",
+            "--dataset",
+            d,
+            "--work",
+            w,
+            "--features",
+            "baseline",
+            "--test-runs",
+            test_run,
+        ])
+    };
+    encode("04");
+    assert_eq!(mtime(), before, "encode re-ran a finished fit");
+    // Other options are other inputs: the fit is redone.
+    encode("03");
+    assert_ne!(mtime(), before, "a changed split must refit");
 }
 
 /// The same seed gives the same dataset, bit for bit.

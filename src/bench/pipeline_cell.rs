@@ -758,7 +758,7 @@ impl CellWork for PipelineCell {
             crate::pipeline::encode_dataset(&ds, &work, &feat, &cell.subjects, &c.split, &ropts)?;
         let mut subjects = BTreeMap::new();
         for (i, (sub, fit)) in subs.iter().zip(&fits).enumerate() {
-            let r = crate::stats::summarize_r(fit.fit.test_r.view());
+            let r = crate::stats::summarize_r(fit.view());
             // Keys as the grid lists them (so the bench finds every subject), else sub-ID.
             let key = cell
                 .subjects

@@ -129,7 +129,14 @@ fn same_pad(k: [i64; 3], s: [i64; 3]) -> [i64; 6] {
 
 /// A parameter initialised uniformly in [-bound, bound] (PyTorch's default for convolutions).
 fn uniform(p: &nn::Path, name: &str, shape: &[i64], bound: f64) -> Tensor {
-    p.var(name, shape, nn::Init::Uniform { lo: -bound, up: bound })
+    p.var(
+        name,
+        shape,
+        nn::Init::Uniform {
+            lo: -bound,
+            up: bound,
+        },
+    )
 }
 
 impl SamePadConv3d {
