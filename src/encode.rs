@@ -36,13 +36,15 @@ pub fn align_dataset(ds: &Dataset, work: &Path, feat: &str, opts: &AlignOptions)
     for s in &ds.subjects {
         for r in &s.runs {
             let out = design_path(work, feat, &s.id, &r.label());
+            let fp = features::features_path(work, feat, &r.movie);
+            // A design is redone when the options, the features file or the run's grid change.
+            let key = format!("{config}|{}|{}|{}", mtime_ns(&fp), r.tr, r.n_volumes);
             if TensorFile::open(&out)
-                .map(|f| f.metadata().get("align") == Some(&config))
+                .map(|f| f.metadata().get("align") == Some(&key))
                 .unwrap_or(false)
             {
                 continue;
             }
-            let fp = features::features_path(work, feat, &r.movie);
             if !cache.contains_key(&fp) {
                 if !fp.exists() {
                     bail!(
@@ -56,7 +58,7 @@ pub fn align_dataset(ds: &Dataset, work: &Path, feat: &str, opts: &AlignOptions)
             let (f, dur) = &cache[&fp];
             let what = format!("sub-{} {} ({})", s.id, r.label(), r.bold.display());
             let x = align::design(f, *dur, r.tr, r.n_volumes, opts, &what)?;
-            let meta = HashMap::from([("align".to_string(), config.clone())]);
+            let meta = HashMap::from([("align".to_string(), key)]);
             io::write_tensors(&out, vec![("design", Tensor::F32(x.into_dyn()))], meta)?;
             written += 1;
         }
@@ -113,8 +115,19 @@ fn trim_rows(a: &Array2<f32>, plan: &SplitPlan, what: &str) -> Result<Array2<f32
         .to_owned())
 }
 
-/// What an encode result depends on: the split, the ridge options, and the design and BOLD
-/// files (by modification time). A saved result with the same key is reused.
+/// A file's modification time in nanoseconds (0 when it is missing): part of the keys that
+/// decide whether saved work is still valid.
+fn mtime_ns(p: &Path) -> u128 {
+    std::fs::metadata(p)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// What an encode result depends on: the split, the ridge options, the subject as opened
+/// (runs, mask, atlas, confound columns, TRs), and the design and BOLD files (by modification
+/// time). A saved result with the same key is reused.
 pub fn inputs_key(
     s: &Subject,
     work: &Path,
@@ -122,14 +135,8 @@ pub fn inputs_key(
     plan: &SplitPlan,
     ropts: &RidgeOptions,
 ) -> Result<String> {
-    let mtime = |p: &Path| {
-        std::fs::metadata(p)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos())
-    };
-    let mut key = format!("{}|{ropts:?}", serde_json::to_string(plan)?);
+    let mtime = mtime_ns;
+    let mut key = format!("{}|{ropts:?}|{s:?}", serde_json::to_string(plan)?);
     for r in &s.runs {
         key += &format!(
             "|{}:{}:{}",

@@ -224,6 +224,28 @@ fn whole_pipeline_through_the_binary() {
     // Other options are other inputs: the fit is redone.
     encode("03");
     assert_ne!(mtime(), before, "a changed split must refit");
+    // New features make the designs (and so the fits) stale.
+    run(&[
+        "features",
+        "--dataset",
+        d,
+        "--work",
+        w,
+        "--extractor",
+        "baseline",
+        "--pca",
+        "8",
+    ]);
+    let out = run(&[
+        "align",
+        "--dataset",
+        d,
+        "--work",
+        w,
+        "--features",
+        "baseline",
+    ]);
+    assert!(out.starts_with("8 design matrices written"), "{out}");
 }
 
 /// The same seed gives the same dataset, bit for bit.
