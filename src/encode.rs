@@ -225,7 +225,13 @@ pub fn encode_subject(
         x_test: x_test.view(),
         y_test: y_test.view(),
     };
-    let fit = ridge::fit_cv(&problem, ropts).with_context(|| format!("ridge for sub-{}", s.id))?;
+    let fit = if ropts.keep_weights && ropts.stream_weights {
+        let wpath = encode_path(work, feat, &s.id).with_file_name("weights.safetensors");
+        ridge::fit_cv_streaming(&problem, ropts, &wpath, None)
+    } else {
+        ridge::fit_cv(&problem, ropts)
+    }
+    .with_context(|| format!("ridge for sub-{}", s.id))?;
     if !fit.constant_voxels.is_empty() {
         eprintln!(
             "warning: sub-{}: {} voxel(s) are constant over the training runs; their r is 0",

@@ -25,21 +25,21 @@ pub fn progress(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
-/// Dataset name used in results rows: the dataset folder's name.
-pub fn dataset_name(ds: &Dataset) -> String {
-    ds.root
-        .file_name()
+/// Dataset name used in results rows and work folders: the dataset folder's name.
+fn folder_name(path: &Path) -> String {
+    path.file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "dataset".into())
 }
 
+/// Dataset name used in results rows.
+pub fn dataset_name(ds: &Dataset) -> String {
+    folder_name(&ds.root)
+}
+
 /// Default work folder for a dataset: results/<dataset name>.
 pub fn default_work(dataset: &Path) -> PathBuf {
-    let name = dataset
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "dataset".into());
-    PathBuf::from("results").join(name)
+    PathBuf::from("results").join(folder_name(dataset))
 }
 
 /// Picks subjects by id ("01" or "sub-01"); all when `ids` is empty.

@@ -403,6 +403,39 @@ fn chunked_voxels_give_the_same_result() {
 }
 
 #[test]
+fn streamed_weights_match_the_in_memory_fit() {
+    let d = make_data(3, 30, 12, 300, 10, 6);
+    let mut o = opts(&ALPHAS, CvScore::R, true, Backend::Cpu, Precision::F64);
+    o.keep_cv_scores = true;
+    let whole = fit_cv(&problem(&d), &o).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weights.safetensors");
+    // Blocks of 70 voxels: 5 blocks, the last one partial.
+    let streamed = brainscale::ridge::fit_cv_streaming(&problem(&d), &o, &path, Some(70)).unwrap();
+    assert!(streamed.weights.is_none());
+    assert_eq!(whole.best_alpha, streamed.best_alpha);
+    assert!(max_abs_diff(whole.test_r.iter(), streamed.test_r.iter()) < 1e-12);
+    assert_eq!(
+        whole.cv_scores.as_ref().unwrap().dim(),
+        streamed.cv_scores.as_ref().unwrap().dim()
+    );
+    assert_eq!(whole.test_pred.dim(), streamed.test_pred.dim());
+    // The file: f32 [voxels, features], the transpose of the in-memory weights.
+    let f = brainscale::io::TensorFile::open(&path).unwrap();
+    let w = f.f32("weights").unwrap();
+    assert_eq!(w.shape(), &[300, 12]);
+    let mem = whole.weights.as_ref().unwrap();
+    for j in 0..300 {
+        for i in 0..12 {
+            assert!(
+                (w[[j, i]] - mem[[i, j]]).abs() <= 1e-6 * (1.0 + mem[[i, j]].abs()),
+                "voxel {j} feature {i}"
+            );
+        }
+    }
+}
+
+#[test]
 fn constant_voxel_gets_zero_r_and_the_largest_alpha() {
     let mut d = make_data(3, 20, 5, 4, 10, 7);
     d.y.column_mut(2).fill(3.5);

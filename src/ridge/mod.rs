@@ -160,6 +160,9 @@ pub struct RidgeOptions {
     pub keep_cv_scores: bool,
     /// Keep the refit weights (features × voxels).
     pub keep_weights: bool,
+    /// With `keep_weights`, callers that save weights write them block by block with
+    /// [`fit_cv_streaming`] instead of holding features × voxels in memory.
+    pub stream_weights: bool,
     pub backend: Backend,
     /// Device of the torch backend (the cpu backend accepts only `Cpu`).
     pub device: RidgeDevice,
@@ -186,6 +189,7 @@ impl Default for RidgeOptions {
             intercept: true,
             keep_cv_scores: false,
             keep_weights: false,
+            stream_weights: false,
             backend: Backend::default(),
             device: RidgeDevice::Cpu,
             precision: Precision::F32,
@@ -248,6 +252,10 @@ pub struct RidgeArgs {
     /// Save the refit weights (features × voxels).
     #[arg(long)]
     pub save_weights: bool,
+    /// With --save-weights: stream the weights to disk block by block (for whole-brain fits
+    /// whose features × voxels do not fit in memory).
+    #[arg(long, requires = "save_weights")]
+    pub stream_weights: bool,
     /// Save the CV score of every alpha for every voxel.
     #[arg(long)]
     pub save_cv_scores: bool,
@@ -271,6 +279,7 @@ impl RidgeArgs {
             intercept: !self.no_intercept,
             keep_cv_scores: self.save_cv_scores,
             keep_weights: self.save_weights,
+            stream_weights: self.stream_weights,
             backend: self.backend,
             device,
             precision: self.precision,
@@ -566,6 +575,97 @@ pub fn fit_cv(p: &RidgeProblem, o: &RidgeOptions) -> Result<RidgeFit> {
         flops: raw.flops,
         n_folds: plan.folds.len(),
         alphas: plan.alphas,
+    })
+}
+
+/// [`fit_cv`] with the refit weights written to `path` as they are computed instead of kept
+/// in memory: safetensors with one tensor `weights`, f32 [voxels, features] (row j = voxel j),
+/// written to a temporary file and renamed when complete. Voxels are fitted in blocks of
+/// `block` voxels (default: weights of at most a quarter of the memory budget); voxels are
+/// independent, so the results are those of one fit. The returned fit has `weights: None`.
+pub fn fit_cv_streaming(
+    p: &RidgeProblem,
+    o: &RidgeOptions,
+    path: &std::path::Path,
+    block: Option<usize>,
+) -> Result<RidgeFit> {
+    use std::io::Write;
+    validate(p, o)?;
+    let (nf, v) = (p.x_train.ncols(), p.y_train.ncols());
+    let default_block = (memory_budget(o) / 4) / (4 * nf.max(1) as u64);
+    let block = block
+        .map_or(default_block, |b| b as u64)
+        .clamp(1, v.max(1) as u64) as usize;
+    let opts = RidgeOptions {
+        keep_weights: true,
+        ..o.clone()
+    };
+    let mut parts: Vec<RidgeFit> = Vec::new();
+    crate::io::write_atomic(path, |tmp| {
+        let header = serde_json::json!({
+            "weights": {"dtype": "F32", "shape": [v, nf], "data_offsets": [0, v * nf * 4]},
+            "__metadata__": {"layout": "voxels x features"},
+        });
+        let mut h = serde_json::to_vec(&header)?;
+        h.resize(h.len().div_ceil(8) * 8, b' ');
+        let mut w = std::io::BufWriter::new(std::fs::File::create(tmp)?);
+        w.write_all(&(h.len() as u64).to_le_bytes())?;
+        w.write_all(&h)?;
+        for j0 in (0..v).step_by(block) {
+            let cols = ndarray::s![.., j0..(j0 + block).min(v)];
+            let sub = RidgeProblem {
+                y_train: p.y_train.slice_move(cols),
+                y_test: p.y_test.slice_move(cols),
+                ..*p
+            };
+            let mut fit = fit_cv(&sub, &opts)?;
+            let wb = fit.weights.take().expect("weights were asked for");
+            for row in wb.t().rows() {
+                for x in row {
+                    w.write_all(&x.to_le_bytes())?;
+                }
+            }
+            parts.push(fit);
+        }
+        w.flush()?;
+        Ok(())
+    })?;
+    let cat1 = |f: fn(&RidgeFit) -> &Array1<f64>| {
+        ndarray::concatenate(
+            ndarray::Axis(0),
+            &parts.iter().map(|x| f(x).view()).collect::<Vec<_>>(),
+        )
+    };
+    let mut offset = 0;
+    let mut constant_voxels = Vec::new();
+    for part in &parts {
+        constant_voxels.extend(part.constant_voxels.iter().map(|j| j + offset));
+        offset += part.test_r.len();
+    }
+    let cv_scores = match o.keep_cv_scores {
+        true => Some(ndarray::concatenate(
+            ndarray::Axis(1),
+            &parts
+                .iter()
+                .map(|x| x.cv_scores.as_ref().unwrap().view())
+                .collect::<Vec<_>>(),
+        )?),
+        false => None,
+    };
+    Ok(RidgeFit {
+        alphas: parts[0].alphas.clone(),
+        best_alpha: cat1(|x| &x.best_alpha)?,
+        test_r: cat1(|x| &x.test_r)?,
+        test_r2: cat1(|x| &x.test_r2)?,
+        cv_scores,
+        weights: None,
+        constant_voxels,
+        test_pred: ndarray::concatenate(
+            ndarray::Axis(1),
+            &parts.iter().map(|x| x.test_pred.view()).collect::<Vec<_>>(),
+        )?,
+        flops: parts.iter().map(|x| x.flops).sum(),
+        n_folds: parts[0].n_folds,
     })
 }
 
