@@ -1,6 +1,8 @@
 //! Scale-benchmark machinery: grids, rows, resume after a kill, errors, and the SLURM executor
 //! against a real slurmctld + slurmd started on loopback by the test.
+mod common;
 use assert_cmd::Command;
+use common::read_rows;
 use predicates::str::contains;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,19 +14,6 @@ fn repo() -> PathBuf {
 
 fn bin() -> Command {
     Command::cargo_bin("brainscale").unwrap()
-}
-
-fn read_rows(out: &Path) -> Vec<BTreeMap<String, String>> {
-    let mut r = csv::Reader::from_path(out.join("results.csv")).unwrap();
-    let h: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
-    r.records()
-        .map(|rec| {
-            h.iter()
-                .cloned()
-                .zip(rec.unwrap().iter().map(String::from))
-                .collect()
-        })
-        .collect()
 }
 
 fn f(r: &BTreeMap<String, String>, k: &str) -> f64 {

@@ -1,28 +1,17 @@
 //! The built-in pipeline cell end to end through `brainscale bench run`: a shared tokenizer,
 //! per-cell pretraining for exactly D tokens, GPT features, FIR alignment and ridge encoding
 //! on a tiny synthetic dataset; rows with the models' exact counts and FLOPs.
+mod common;
 use assert_cmd::Command;
 use brainscale::dataset::synth::{self, Size, SynthConfig};
 use brainscale::models::gpt::GptConfig;
+use common::read_rows;
 use predicates::str::contains;
 use std::collections::BTreeMap;
 use std::path::Path;
 
 fn bin() -> Command {
     Command::cargo_bin("brainscale").unwrap()
-}
-
-fn read_rows(out: &Path) -> Vec<BTreeMap<String, String>> {
-    let mut r = csv::Reader::from_path(out.join("results.csv")).unwrap();
-    let h: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
-    r.records()
-        .map(|rec| {
-            h.iter()
-                .cloned()
-                .zip(rec.unwrap().iter().map(String::from))
-                .collect()
-        })
-        .collect()
 }
 
 fn num(r: &BTreeMap<String, String>, k: &str) -> f64 {

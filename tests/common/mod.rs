@@ -2,6 +2,7 @@
 //! to damage it.
 #![allow(dead_code)]
 use brainscale::dataset::synth::{self, SynthConfig};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -66,4 +67,18 @@ pub fn expect_error(args: &[&str], needles: &[&str]) -> String {
         );
     }
     err
+}
+
+/// The rows of OUT/results.csv (what `brainscale bench` writes), as column → value maps.
+pub fn read_rows(out: &Path) -> Vec<BTreeMap<String, String>> {
+    let mut r = csv::Reader::from_path(out.join("results.csv")).unwrap();
+    let h: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+    r.records()
+        .map(|rec| {
+            h.iter()
+                .cloned()
+                .zip(rec.unwrap().iter().map(String::from))
+                .collect()
+        })
+        .collect()
 }
