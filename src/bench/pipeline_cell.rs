@@ -742,7 +742,7 @@ impl CellWork for PipelineCell {
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
-        crate::encode::align_dataset(&ds, &work, &feat, &c.align_options()?)?;
+        crate::align::align_dataset(&ds, &work, &feat, &c.align_options()?)?;
         let features_s = t0.elapsed().as_secs_f64();
         let t0 = Instant::now();
         let ropts = RidgeOptions {

@@ -1283,7 +1283,7 @@ pub fn check(root: &Path, opts: &OpenOptions, max_mismatch_s: Option<f64>) -> Re
             if let Some(d) = dur {
                 let what = format!("sub-{} {} ({})", s.id, r.label(), r.describe());
                 if let Some(p) =
-                    crate::align::coverage_problem(d, r.tr, r.n_volumes, max_mismatch_s, &what)
+                    crate::coverage::coverage_problem(d, r.tr, r.n_volumes, max_mismatch_s, &what)
                 {
                     problems.push(format!("{p} (TR count mismatch)"));
                 }
