@@ -1,8 +1,7 @@
 //! Command-line interface: one subcommand per pipeline stage. Stage logic lives in the stage
 //! modules; this file parses arguments and prints summaries.
-use crate::align::{AlignOptions, Lag};
+use crate::align::{self, AlignOptions, Lag};
 use crate::dataset::{synth, Dataset};
-use crate::encode;
 use crate::features::{self, ExtractorKind, FeaturesOptions};
 use crate::pipeline::{self, DemoOptions};
 use crate::ridge::RidgeArgs;
@@ -292,7 +291,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 (false, Some(d)) => Lag::window(d, a.window)?,
                 (false, None) => Lag::Fir(a.delays.clone()),
             };
-            let n = encode::align_dataset(
+            let n = align::align_dataset(
                 &ds,
                 &work,
                 &a.features,
