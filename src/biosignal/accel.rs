@@ -59,9 +59,9 @@ pub fn read_with_info(path: &Path) -> Result<(Recording, CsvInfo)> {
         let rec = rec.with_context(|| format!("{src}: row {row}"))?;
         let get = |c: usize, name: &str| -> Result<f64> {
             let s = rec.get(c).unwrap_or("");
-            let v: f64 = s
-                .parse()
-                .with_context(|| format!("{src}: row {row}, column '{name}': {s:?} is not a number"))?;
+            let v: f64 = s.parse().with_context(|| {
+                format!("{src}: row {row}, column '{name}': {s:?} is not a number")
+            })?;
             if !v.is_finite() {
                 bail!("{src}: row {row}, column '{name}': non-finite value {s}");
             }
@@ -73,9 +73,9 @@ pub fn read_with_info(path: &Path) -> Result<(Recording, CsvInfo)> {
         xyz[2].push(get(cz, "z")?);
         if let (Some(c), Some(l)) = (cl, labels.as_mut()) {
             let s = rec.get(c).unwrap_or("");
-            let y: i64 = s
-                .parse()
-                .with_context(|| format!("{src}: row {row}, column 'label': {s:?} is not an integer"))?;
+            let y: i64 = s.parse().with_context(|| {
+                format!("{src}: row {row}, column 'label': {s:?} is not an integer")
+            })?;
             if y < 0 {
                 bail!("{src}: row {row}: label {y} is negative");
             }
@@ -90,15 +90,15 @@ pub fn read_with_info(path: &Path) -> Result<(Recording, CsvInfo)> {
         }
     }
     if t.len() < 2 {
-        bail!("{src}: {} data rows: need at least 2 to know the rate", t.len());
+        bail!(
+            "{src}: {} data rows: need at least 2 to know the rate",
+            t.len()
+        );
     }
     let mut dt: Vec<f64> = t.windows(2).map(|w| w[1] - w[0]).collect();
     dt.sort_by(|a, b| a.total_cmp(b));
     let med = dt[dt.len() / 2];
-    let jitter = dt
-        .iter()
-        .map(|d| (d - med).abs() / med)
-        .fold(0.0, f64::max);
+    let jitter = dt.iter().map(|d| (d - med).abs() / med).fold(0.0, f64::max);
     let rate = 1.0 / med;
     let regridded = jitter > 0.01;
     let n = t.len();

@@ -110,7 +110,11 @@ pub fn run(cmd: &BiosignalCommand) -> Result<()> {
                 ds.window_len(),
                 g.spec(a.modality).rate,
                 if ds.labels.is_some() {
-                    format!("labelled ({}), counts {:?}", split.name(), ds.label_counts())
+                    format!(
+                        "labelled ({}), counts {:?}",
+                        split.name(),
+                        ds.label_counts()
+                    )
                 } else {
                     "unlabelled pool".into()
                 }
@@ -175,7 +179,9 @@ pub fn check(files: &[PathBuf], opts: &LoadOptions) -> (String, Vec<String>) {
                         out,
                         "  labels: {:?}{}",
                         ds.label_counts(),
-                        ds.classes.map(|k| format!(" of {k} classes")).unwrap_or_default()
+                        ds.classes
+                            .map(|k| format!(" of {k} classes"))
+                            .unwrap_or_default()
                     );
                 } else {
                     let _ = writeln!(out, "  labels: none");
@@ -194,12 +200,7 @@ pub fn check(files: &[PathBuf], opts: &LoadOptions) -> (String, Vec<String>) {
             }
         }
     }
-    let _ = writeln!(
-        out,
-        "{} file(s), {} fault(s)",
-        files.len(),
-        faults.len()
-    );
+    let _ = writeln!(out, "{} file(s), {} fault(s)", files.len(), faults.len());
     (out, faults)
 }
 

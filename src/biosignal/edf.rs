@@ -323,8 +323,7 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<EdfFile> {
             annot_channels.push((offsets[i], h.samples_per_record * sb));
             continue;
         }
-        let gain =
-            (h.physical_max - h.physical_min) / (h.digital_max - h.digital_min) as f64;
+        let gain = (h.physical_max - h.physical_min) / (h.digital_max - h.digital_min) as f64;
         let mut out = Vec::with_capacity(n_records * h.samples_per_record);
         for r in 0..n_records {
             let start = r * record_bytes + offsets[i];
@@ -457,7 +456,8 @@ mod tests {
 
     #[test]
     fn int24_sign_extension() {
-        let f = |b: [u8; 3]| ((b[0] as i32) | ((b[1] as i32) << 8) | ((b[2] as i32) << 16)) << 8 >> 8;
+        let f =
+            |b: [u8; 3]| ((b[0] as i32) | ((b[1] as i32) << 8) | ((b[2] as i32) << 16)) << 8 >> 8;
         assert_eq!(f([0xFF, 0xFF, 0x7F]), 8_388_607);
         assert_eq!(f([0x00, 0x00, 0x80]), -8_388_608);
         assert_eq!(f([0xFF, 0xFF, 0xFF]), -1);

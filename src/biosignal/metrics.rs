@@ -32,11 +32,8 @@ fn compact(y_true: &[i64], y_pred: &[i64]) -> (Vec<usize>, Vec<usize>, usize) {
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let idx = |v: &[i64]| -> Vec<usize> {
-        v.iter()
-            .map(|y| labels.binary_search(y).unwrap())
-            .collect()
-    };
+    let idx =
+        |v: &[i64]| -> Vec<usize> { v.iter().map(|y| labels.binary_search(y).unwrap()).collect() };
     (idx(y_true), idx(y_pred), labels.len())
 }
 
@@ -130,7 +127,12 @@ pub fn auroc(positive: &[bool], score: &[f64]) -> Result<f64> {
         bail!("AUROC is undefined with {p} positive and {n} negative samples");
     }
     let r = average_ranks(score);
-    let sum_pos: f64 = r.iter().zip(positive).filter(|(_, &b)| b).map(|(v, _)| v).sum();
+    let sum_pos: f64 = r
+        .iter()
+        .zip(positive)
+        .filter(|(_, &b)| b)
+        .map(|(v, _)| v)
+        .sum();
     Ok((sum_pos - (p * (p + 1)) as f64 / 2.0) / (p as f64 * n as f64))
 }
 
@@ -255,7 +257,10 @@ mod tests {
         assert!((balanced_accuracy(&t, &p) - (2.0 / 3.0 + 0.5 + 2.0 / 3.0) / 3.0).abs() < 1e-12);
         // F1: class 0: 2·2/(4+1+1)=2/3; class 1: 2/(2+1+1)=1/2; class 2: 4/(4+1+1)=2/3.
         assert!((macro_f1(&t, &p) - (2.0 / 3.0 + 0.5 + 2.0 / 3.0) / 3.0).abs() < 1e-12);
-        assert!((weighted_f1(&t, &p) - (3.0 * 2.0 / 3.0 + 2.0 * 0.5 + 3.0 * 2.0 / 3.0) / 8.0).abs() < 1e-12);
+        assert!(
+            (weighted_f1(&t, &p) - (3.0 * 2.0 / 3.0 + 2.0 * 0.5 + 3.0 * 2.0 / 3.0) / 8.0).abs()
+                < 1e-12
+        );
         // p_o = 5/8; marginals true (3,2,3), pred (3,2,3): p_e = (9+4+9)/64.
         let pe = 22.0 / 64.0;
         assert!((cohen_kappa(&t, &p) - (5.0 / 8.0 - pe) / (1.0 - pe)).abs() < 1e-12);
@@ -277,7 +282,10 @@ mod tests {
     fn evaluate_perfect_and_errors() {
         let s = array![[0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [0.4, 0.6]];
         let r = evaluate(&[0, 1, 0, 1], s.view()).unwrap();
-        assert_eq!((r.balanced_accuracy, r.auroc, r.macro_f1, r.kappa), (1.0, 1.0, 1.0, 1.0));
+        assert_eq!(
+            (r.balanced_accuracy, r.auroc, r.macro_f1, r.kappa),
+            (1.0, 1.0, 1.0, 1.0)
+        );
         assert!(evaluate(&[0, 2, 0, 1], s.view()).is_err());
         assert!(evaluate(&[0, 1], s.view()).is_err());
     }

@@ -104,11 +104,7 @@ impl Dataset {
         }
         if let Some(lab) = &self.labels {
             if lab.len() != n {
-                bail!(
-                    "{}: {} labels for {n} windows",
-                    self.source,
-                    lab.len()
-                );
+                bail!("{}: {} labels for {n} windows", self.source, lab.len());
             }
             for (i, &y) in lab.iter().enumerate() {
                 let bad = y < 0 || self.classes.is_some_and(|k| y as usize >= k);
@@ -159,7 +155,11 @@ impl Dataset {
         let mut buf = Vec::with_capacity(indices.len() * c * l);
         for &i in indices {
             if i >= self.len() {
-                bail!("{}: window {i} out of range (N = {})", self.source, self.len());
+                bail!(
+                    "{}: window {i} out of range (N = {})",
+                    self.source,
+                    self.len()
+                );
             }
             buf.extend(self.samples.index_axis(Axis(0), i).iter().copied());
         }
@@ -191,7 +191,10 @@ impl Dataset {
         let views: Vec<_> = sets.iter().map(|d| d.samples.view()).collect();
         let samples = ndarray::concatenate(Axis(0), &views)?;
         let labels = if first.labels.is_some() {
-            let v: Vec<_> = sets.iter().map(|d| d.labels.as_ref().unwrap().view()).collect();
+            let v: Vec<_> = sets
+                .iter()
+                .map(|d| d.labels.as_ref().unwrap().view())
+                .collect();
             Some(ndarray::concatenate(Axis(0), &v)?)
         } else {
             None
@@ -253,9 +256,17 @@ pub fn consistent(first: &Dataset, d: &Dataset) -> Result<()> {
     if d.labels.is_some() != first.labels.is_some() {
         bail!(
             "{src}: {} but {} is {}",
-            if d.labels.is_some() { "labelled" } else { "unlabelled" },
+            if d.labels.is_some() {
+                "labelled"
+            } else {
+                "unlabelled"
+            },
             first.source,
-            if first.labels.is_some() { "labelled" } else { "unlabelled" }
+            if first.labels.is_some() {
+                "labelled"
+            } else {
+                "unlabelled"
+            }
         );
     }
     Ok(())
@@ -263,7 +274,8 @@ pub fn consistent(first: &Dataset, d: &Dataset) -> Result<()> {
 
 /// A rate for messages: "128 Hz" or "unknown rate".
 pub fn fmt_rate(r: Option<f64>) -> String {
-    r.map(|r| format!("{r} Hz")).unwrap_or_else(|| "unknown rate".into())
+    r.map(|r| format!("{r} Hz"))
+        .unwrap_or_else(|| "unknown rate".into())
 }
 
 /// How files become windows. Defaults: EDF/BDF 10-s windows (BIOT's clips), CSV 2.56-s windows
@@ -345,7 +357,11 @@ impl Recording {
                     *counts.entry(y).or_insert(0usize) += 1;
                 }
                 let best = counts.values().copied().max().unwrap_or(0);
-                counts.into_iter().find(|&(_, c)| c == best).map(|(y, _)| y).unwrap_or(0)
+                counts
+                    .into_iter()
+                    .find(|&(_, c)| c == best)
+                    .map(|(y, _)| y)
+                    .unwrap_or(0)
             }))
         });
         let mut meta = BTreeMap::new();
@@ -377,22 +393,27 @@ impl edf::EdfFile {
             Some(names) => names
                 .iter()
                 .map(|n| {
-                    self.signals.iter().find(|s| &s.label == n).with_context(|| {
-                        format!(
-                            "{}: no channel '{n}' (channels: {})",
-                            self.path.display(),
-                            self.signals
-                                .iter()
-                                .map(|s| s.label.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )
-                    })
+                    self.signals
+                        .iter()
+                        .find(|s| &s.label == n)
+                        .with_context(|| {
+                            format!(
+                                "{}: no channel '{n}' (channels: {})",
+                                self.path.display(),
+                                self.signals
+                                    .iter()
+                                    .map(|s| s.label.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
+                        })
                 })
                 .collect::<Result<_>>()?,
         };
         let rates: Vec<f64> = picked.iter().map(|s| s.rate).collect();
-        let mixed = rates.iter().any(|&r| (r - rates[0]).abs() > 1e-9 * rates[0]);
+        let mixed = rates
+            .iter()
+            .any(|&r| (r - rates[0]).abs() > 1e-9 * rates[0]);
         let rate = match common_rate {
             Some(r) if r.is_finite() && r > 0.0 => r,
             Some(r) => bail!("common rate {r} Hz must be positive"),
@@ -516,7 +537,11 @@ fn select_channels(ds: Dataset, channels: Option<&[String]>) -> Result<Dataset> 
         .iter()
         .map(|n| {
             ds.channels.iter().position(|c| c == n).with_context(|| {
-                format!("{}: no channel '{n}' (channels: {})", ds.source, ds.channels.join(", "))
+                format!(
+                    "{}: no channel '{n}' (channels: {})",
+                    ds.source,
+                    ds.channels.join(", ")
+                )
             })
         })
         .collect::<Result<Vec<_>>>()?;

@@ -186,7 +186,11 @@ pub fn align(ds: &Dataset, rate: f64, length: usize, method: Method) -> Result<D
     res.rate = Some(rate);
     res.meta.insert(
         "aligned".into(),
-        format!("{} from {rate_in} Hz x {} to {rate} Hz x {length}", method.name(), ds.len()),
+        format!(
+            "{} from {rate_in} Hz x {} to {rate} Hz x {length}",
+            method.name(),
+            ds.len()
+        ),
     );
     Ok(res)
 }
@@ -301,6 +305,9 @@ mod tests {
         assert_eq!(crop_or_pad(vec![1.0, 2.0, 3.0], 2), vec![1.0, 2.0]);
         assert_eq!(crop_or_pad(vec![1.0], 3), vec![1.0, 0.0, 0.0]);
         assert_eq!(stretch(&[0.0, 2.0], 3), vec![0.0, 1.0, 2.0]);
-        assert_eq!(linear_resample(&[0.0, 2.0, 4.0], 1.0, 2.0, 6), vec![0.0, 1.0, 2.0, 3.0, 4.0, 4.0]);
+        assert_eq!(
+            linear_resample(&[0.0, 2.0, 4.0], 1.0, 2.0, 6),
+            vec![0.0, 1.0, 2.0, 3.0, 4.0, 4.0]
+        );
     }
 }

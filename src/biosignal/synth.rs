@@ -217,9 +217,7 @@ impl Generator {
     /// Window `index` of `split`: samples [C, L] (f32) and class in 0..K. Bit-identical for
     /// equal (seed, modality, split, index, spec).
     pub fn window_in(&self, m: Modality, split: Split, index: u64) -> (Array2<f32>, i64) {
-        let stream = splitmix(
-            splitmix(self.seed ^ splitmix(m.id() << 8 | split as u64)) ^ index,
-        );
+        let stream = splitmix(splitmix(self.seed ^ splitmix(m.id() << 8 | split as u64)) ^ index);
         let mut rng = ChaCha8Rng::seed_from_u64(stream);
         let spec = self.spec(m);
         let k = spec.classes();
@@ -238,7 +236,13 @@ impl Generator {
 
     /// Windows `start..start+n` of `split` as arrays: samples [n, C, L], labels [n]
     /// (computed in parallel; deterministic).
-    pub fn batch(&self, m: Modality, split: Split, start: u64, n: usize) -> (Array3<f32>, Array1<i64>) {
+    pub fn batch(
+        &self,
+        m: Modality,
+        split: Split,
+        start: u64,
+        n: usize,
+    ) -> (Array3<f32>, Array1<i64>) {
         let spec = self.spec(m);
         let windows: Vec<(Array2<f32>, i64)> = (0..n as u64)
             .into_par_iter()
@@ -256,7 +260,14 @@ impl Generator {
     /// A set of `n` windows from `start` as a [`Dataset`] with metadata (modality, rate, seed,
     /// split, classes, generator version). Pretraining pools are unlabelled unless
     /// `keep_labels` (the true classes are then kept for analysis).
-    pub fn dataset(&self, m: Modality, split: Split, start: u64, n: usize, keep_labels: bool) -> Dataset {
+    pub fn dataset(
+        &self,
+        m: Modality,
+        split: Split,
+        start: u64,
+        n: usize,
+        keep_labels: bool,
+    ) -> Dataset {
         let spec = self.spec(m);
         let (samples, labels) = self.batch(m, split, start, n);
         let mut meta = BTreeMap::new();
@@ -264,7 +275,10 @@ impl Generator {
         meta.insert("seed".into(), self.seed.to_string());
         meta.insert("split".into(), split.name().into());
         meta.insert("start_index".into(), start.to_string());
-        meta.insert("generator".into(), format!("brainscale biosignal synth v{VERSION}"));
+        meta.insert(
+            "generator".into(),
+            format!("brainscale biosignal synth v{VERSION}"),
+        );
         meta.insert(
             "classes".into(),
             spec.class_names
@@ -301,7 +315,9 @@ fn pink(rng: &mut ChaCha8Rng, n: usize, alpha: f64) -> Vec<f64> {
     }
     planner.plan_fft_inverse(n).process(&mut buf);
     let v: Vec<f64> = buf.iter().map(|c| c.re).collect();
-    let sd = (v.iter().map(|x| x * x).sum::<f64>() / n as f64).sqrt().max(1e-12);
+    let sd = (v.iter().map(|x| x * x).sum::<f64>() / n as f64)
+        .sqrt()
+        .max(1e-12);
     v.into_iter().map(|x| x / sd).collect()
 }
 
@@ -320,7 +336,11 @@ fn eeg(rng: &mut ChaCha8Rng, spec: &Spec, class: usize) -> Array2<f64> {
         }
     }
     // A weak distractor rhythm in a random band, present in every class.
-    let (df, damp, dph) = (rng.gen_range(1.0..15.0), rng.gen_range(0.0..0.4), rng.gen_range(0.0..2.0 * PI));
+    let (df, damp, dph) = (
+        rng.gen_range(1.0..15.0),
+        rng.gen_range(0.0..0.4),
+        rng.gen_range(0.0..2.0 * PI),
+    );
     let amp = rng.gen_range(0.8..1.4);
     match class {
         0..=2 => {
@@ -333,7 +353,11 @@ fn eeg(rng: &mut ChaCha8Rng, spec: &Spec, class: usize) -> Array2<f64> {
             let fm = rng.gen_range(0.1..0.4); // slow amplitude modulation
             for ch in 0..c {
                 // Alpha is occipital: strongest at the last channel.
-                let w = if class == 2 { 0.4 + 0.6 * (ch + 1) as f64 / c as f64 } else { 1.0 };
+                let w = if class == 2 {
+                    0.4 + 0.6 * (ch + 1) as f64 / c as f64
+                } else {
+                    1.0
+                };
                 let lag = rng.gen_range(-0.3..0.3);
                 for i in 0..n {
                     let env = 1.0 + 0.3 * (2.0 * PI * fm * t(i)).sin();
@@ -414,7 +438,9 @@ fn ecg(rng: &mut ChaCha8Rng, spec: &Spec, class: usize) -> Array2<f64> {
     let mut tr = -rng.gen_range(0.0..rr);
     let n_pvc = if class == 3 { rng.gen_range(1..=3) } else { 0 };
     let total_beats = (dur / rr).ceil() as usize + 2;
-    let pvc_at: Vec<usize> = (0..n_pvc).map(|_| rng.gen_range(1..total_beats.max(2))).collect();
+    let pvc_at: Vec<usize> = (0..n_pvc)
+        .map(|_| rng.gen_range(1..total_beats.max(2)))
+        .collect();
     let mut k = 0;
     while tr < dur + 0.5 {
         let is_pvc = pvc_at.contains(&k);
@@ -429,7 +455,13 @@ fn ecg(rng: &mut ChaCha8Rng, spec: &Spec, class: usize) -> Array2<f64> {
             _ => rr * (1.0 + 0.03 * normal(rng)),
         };
         // A PVC comes early and is followed by a compensatory pause.
-        tr += if pvc_at.contains(&(k + 1)) { 0.6 * step } else if is_pvc { 1.4 * step } else { step };
+        tr += if pvc_at.contains(&(k + 1)) {
+            0.6 * step
+        } else if is_pvc {
+            1.4 * step
+        } else {
+            step
+        };
         k += 1;
     }
     let amp = rng.gen_range(0.5..2.0);
@@ -486,8 +518,15 @@ fn emg(rng: &mut ChaCha8Rng, spec: &Spec, class: usize) -> Array2<f64> {
         // Template: triphasic (healthy) or a sum of shifted biphasic phases.
         let comps: Vec<(f64, f64)> = (0..phases)
             .map(|j| {
-                let off = if phases == 1 { 0.0 } else { span * (j as f64 / (phases - 1) as f64 - 0.5) };
-                (off, if j % 2 == 0 { 1.0 } else { -0.8 } * rng.gen_range(0.6..1.2))
+                let off = if phases == 1 {
+                    0.0
+                } else {
+                    span * (j as f64 / (phases - 1) as f64 - 0.5)
+                };
+                (
+                    off,
+                    if j % 2 == 0 { 1.0 } else { -0.8 } * rng.gen_range(0.6..1.2),
+                )
             })
             .collect();
         let rate_u = rng.gen_range(fire.0..fire.1);

@@ -78,10 +78,7 @@ pub fn read(path: &Path) -> Result<Dataset> {
             bail!("{src}: {} labels for {n} windows", l.len());
         }
     }
-    let rate = match meta
-        .get("sampling_rate_hz")
-        .or_else(|| meta.get("rate"))
-    {
+    let rate = match meta.get("sampling_rate_hz").or_else(|| meta.get("rate")) {
         Some(s) => Some(
             s.trim()
                 .parse::<f64>()
@@ -193,7 +190,10 @@ fn read_npz(path: &Path) -> Result<Parts> {
     let names = z.names().map_err(|e| anyhow!("{src}: {e}"))?;
     let has = |n: &str| names.iter().any(|x| x == n || x == &format!("{n}.npy"));
     if !has("samples") {
-        bail!("{src}: no array named 'samples' (arrays: {})", names.join(", "));
+        bail!(
+            "{src}: no array named 'samples' (arrays: {})",
+            names.join(", ")
+        );
     }
     let samples = match z.by_name::<ndarray::OwnedRepr<f32>, ndarray::IxDyn>("samples") {
         Ok(a) => a,
@@ -249,7 +249,10 @@ fn metadata(ds: &Dataset) -> HashMap<String, String> {
     }
     m.insert("channels".into(), ds.channels.join(","));
     if let Some(k) = ds.classes {
-        if !m.get("classes").is_some_and(|s| parse_classes(s) == Some(k)) {
+        if !m
+            .get("classes")
+            .is_some_and(|s| parse_classes(s) == Some(k))
+        {
             m.insert("classes".into(), k.to_string());
         }
     }
@@ -285,7 +288,8 @@ pub fn write(ds: &Dataset, path: &Path) -> Result<()> {
         }
         "npz" => io::write_atomic(path, |tmp| {
             let mut z = ndarray_npy::NpzWriter::new(std::fs::File::create(tmp)?);
-            z.add_array("samples", &ds.samples).map_err(|e| anyhow!("{e}"))?;
+            z.add_array("samples", &ds.samples)
+                .map_err(|e| anyhow!("{e}"))?;
             if let Some(l) = &ds.labels {
                 z.add_array("labels", l).map_err(|e| anyhow!("{e}"))?;
             }
