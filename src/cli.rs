@@ -54,6 +54,9 @@ pub enum Command {
     /// Scaling-law fits over results rows (iso-FLOP and parametric).
     #[command(subcommand)]
     Scaling(crate::scaling::ScalingCommand),
+    /// Bio-signal data: check files, synthesise sets, resample to another rate and length.
+    #[command(subcommand)]
+    Biosignal(crate::biosignal::cli::BiosignalCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -362,6 +365,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::BenchRidge(a) => crate::ridge::bench::run(&a)?,
         Command::Bench(c) => crate::bench::run(c)?,
         Command::Scaling(c) => crate::scaling::run(c)?,
+        Command::Biosignal(c) => crate::biosignal::cli::run(&c)?,
     }
     Ok(())
 }

@@ -33,6 +33,9 @@ pub mod encode; // design matrices + BOLD → held-out r per voxel or parcel
 pub mod maps; // r → brain maps and summaries
 pub mod pipeline; // the stages chained (`brainscale demo`)
 
+// Bio-signal track: readers, windows, resampling, synthetic data, metrics, training.
+pub mod biosignal;
+
 // Benchmarks and scaling: training throughput, grids of cells, scaling-law fits.
 pub mod bench_train;
 pub mod bench;
