@@ -26,3 +26,9 @@ if ! .venv/bin/python -c "import torch,sys; sys.exit(torch.__version__.split('+'
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check "torch==$TORCH_VERSION"
 fi
+
+# safetensors for Python: bench/biot_torch.py (the PyTorch reference of BIOT used by the tests)
+# reads the Rust model's weights.
+if ! .venv/bin/python -c "import safetensors.torch" 2>/dev/null; then
+  .venv/bin/pip install -q --disable-pip-version-check "safetensors==0.8.0"
+fi

@@ -5,6 +5,7 @@
 //! (see DESIGN.md): `dataset` → `video` (decode) → `features` → `align` → `ridge` (encode) → `maps`.
 pub mod align;
 pub mod bench;
+pub mod biosignal;
 pub mod cli;
 pub mod dataset;
 pub mod encode;
