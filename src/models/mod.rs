@@ -2,6 +2,7 @@
 //! prior over its codes ([`gpt`], trained by [`crate::train`]), Hugging Face GPT-2 weight
 //! interchange ([`hf`]), the token cache ([`codes`]) and the feature extractor ([`extract`]).
 //! The bio-signal models: BIOT ([`biot`]) and the CiTrus hybrid ([`citrus`]) on shared [`layers`].
+pub mod bench_bio;
 pub mod biot;
 pub mod citrus;
 pub mod codes;
