@@ -40,13 +40,13 @@ pub enum Command {
     Demo(DemoArgs),
     /// Train the VQ-VAE video tokenizer.
     #[command(subcommand)]
-    Tokenizer(crate::models::vqvae::TokenizerCommand),
+    Tokenizer(crate::tokenizer::TokenizerCommand),
     /// Turn movies into VQ-VAE code caches.
-    Tokenize(crate::models::vqvae::TokenizeArgs),
+    Tokenize(crate::tokenizer::TokenizeArgs),
     /// Train a GPT-2 prior over code sequences.
-    Pretrain(crate::train::PretrainArgs),
+    Pretrain(crate::pretrain::PretrainArgs),
     /// Measure training throughput (tokens/s, TFLOP/s, MFU).
-    BenchTrain(crate::train::BenchTrainArgs),
+    BenchTrain(crate::bench_train::BenchTrainArgs),
     /// Time the cross-validated ridge fit on generated data (seconds, GFLOP/s, ratio to GEMM peak).
     BenchRidge(crate::ridge::bench::BenchArgs),
     /// Scale benchmarks over grids of data size × model × precision (local or SLURM).
@@ -356,10 +356,10 @@ pub fn run(cli: Cli) -> Result<()> {
             print!("{}", pipeline::summary_table(&rows));
             println!("maps (r, r2, alpha, ceiling NIfTI + r_mosaic.png) in {}/maps, summary in {}/summary.csv", a.out.display(), a.out.display());
         }
-        Command::Tokenizer(c) => crate::models::vqvae::run_tokenizer_command(&c)?,
-        Command::Tokenize(a) => crate::models::vqvae::run_tokenize(&a)?,
-        Command::Pretrain(a) => crate::train::run_pretrain(&a)?,
-        Command::BenchTrain(a) => crate::train::run_bench_train(&a)?,
+        Command::Tokenizer(c) => crate::tokenizer::run_tokenizer_command(&c)?,
+        Command::Tokenize(a) => crate::tokenizer::run_tokenize(&a)?,
+        Command::Pretrain(a) => crate::pretrain::run_pretrain(&a)?,
+        Command::BenchTrain(a) => crate::bench_train::run_bench_train(&a)?,
         Command::BenchRidge(a) => crate::ridge::bench::run(&a)?,
         Command::Bench(c) => crate::bench::run(c)?,
         Command::Scaling(c) => crate::scaling::run(c)?,

@@ -322,7 +322,7 @@ impl FeaturesOptions {
                 let model = g.model.as_ref().context(
                     "the GPT extractor needs --model DIR (a `brainscale pretrain` output)",
                 )?;
-                let device = crate::train::parse_device(&g.device)?;
+                let device = crate::nn::parse_device(&g.device)?;
                 let mut ex = crate::models::extract::GptExtractor::load(
                     model,
                     &g.layers,

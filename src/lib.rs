@@ -5,6 +5,7 @@
 //! (see DESIGN.md): `dataset` → `video` (decode) → `features` → `align` → `ridge` (encode) → `maps`.
 pub mod align;
 pub mod bench;
+pub mod bench_train;
 pub mod biosignal;
 pub mod cli;
 pub mod dataset;
@@ -13,10 +14,12 @@ pub mod features;
 pub mod flops;
 pub mod io;
 pub mod maps;
+pub mod nn;
 pub mod models;
 pub mod pipeline;
+pub mod pretrain;
 pub mod ridge;
 pub mod scaling;
 pub mod stats;
-pub mod train;
+pub mod tokenizer;
 pub mod video;

@@ -188,7 +188,7 @@ fn tokenizer_tokenize_pretrain_resume_and_bench_train() {
         .failure()
         .stderr(contains("a.mp4"));
     // The library entry point of `brainscale demo --extractor gpt`.
-    let small = brainscale::train::train_small_prior(
+    let small = brainscale::pretrain::train_small_prior(
         &[d.join("a.mp4"), d.join("b.mp4")],
         &d.join("small"),
         0,
@@ -346,7 +346,7 @@ fn tokenizer_tokenize_pretrain_resume_and_bench_train() {
         .stderr(contains("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE"));
     // A partial VQ-VAE config takes VideoGPT's defaults for the rest; unknown keys are errors.
     std::fs::write(d.join("partial.toml"), "resolution = 32\nn_codes = 512\n").unwrap();
-    let c = brainscale::models::vqvae::load_config(Some(&d.join("partial.toml"))).unwrap();
+    let c = brainscale::tokenizer::load_config(Some(&d.join("partial.toml"))).unwrap();
     assert_eq!(
         (c.resolution, c.n_codes, c.embedding_dim, c.downsample),
         (32, 512, 256, [4, 4, 4])
@@ -354,7 +354,7 @@ fn tokenizer_tokenize_pretrain_resume_and_bench_train() {
     std::fs::write(d.join("typo.toml"), "resolutoin = 32\n").unwrap();
     let e = format!(
         "{:#}",
-        brainscale::models::vqvae::load_config(Some(&d.join("typo.toml"))).unwrap_err()
+        brainscale::tokenizer::load_config(Some(&d.join("typo.toml"))).unwrap_err()
     );
     assert!(e.contains("typo.toml") && e.contains("resolutoin"), "{e}");
 }

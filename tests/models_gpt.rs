@@ -1,7 +1,10 @@
 //! GPT-2 prior and its training loop, on CPU at tiny sizes.
 use brainscale::models::gpt::{Gpt, GptConfig, PosEmbedding, Precision};
 use brainscale::models::hf;
-use brainscale::train::{LossScaler, TrainConfig, Trainer};
+use brainscale::nn::{LossScaler, TrainConfig};
+
+/// The engine's trainer with the GPT-2 prior plugged in.
+type Trainer = brainscale::nn::Trainer<Gpt>;
 use tch::{nn, Device, Kind, Tensor};
 
 /// libtorch's RNG (weight init, dropout) is process-global and tests run on parallel threads:
@@ -308,7 +311,7 @@ fn adamw_first_steps_match_the_closed_form() {
     let vs = nn::VarStore::new(Device::Cpu);
     let w = (vs.root() / "w").var("weight", &[2, 3], nn::Init::Const(0.5));
     let c = Tensor::from_slice(&[1.0f32, -2.0, 3.0, 0.5, -0.25, 4.0]).view([2, 3]);
-    let mut opt = brainscale::train::AdamW::new(&vs);
+    let mut opt = brainscale::nn::AdamW::new(&vs);
     let mut expect = vec![0.5f64; 6];
     let cs: Vec<f64> = Vec::<f32>::try_from(c.view([-1]))
         .unwrap()

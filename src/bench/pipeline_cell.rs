@@ -45,9 +45,11 @@ use crate::dataset::{splits::SplitPlan, Dataset};
 use crate::features::{ExtractorKind, FeaturesOptions, GptFeatureArgs};
 use crate::models::codes;
 use crate::models::gpt::{PosEmbedding, Precision};
-use crate::models::vqvae::{self, Tokenizer, TokenizerTrainConfig, VqVaeConfig};
+use crate::models::vqvae::VqVaeConfig;
+use crate::tokenizer::{self as vqvae, Tokenizer, TokenizerTrainConfig};
 use crate::ridge::RidgeOptions;
-use crate::train::{self, TrainConfig};
+use crate::nn::{self as train, TrainConfig};
+use crate::pretrain;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -710,9 +712,9 @@ impl CellWork for PipelineCell {
             crate::io::write_json(&fp_path, &fp)?;
         }
         let turn = torch_turn();
-        let s = train::train_prior(&gcfg, &tcfg, &data, &prior, device, true)
+        let s = pretrain::train_prior(&gcfg, &tcfg, &data, &prior, device, true)
             .with_context(|| format!("pretraining {}", cell.id))?;
-        train::copy_tokenizer(&prep.tokenizer, &prior)?;
+        pretrain::copy_tokenizer(&prep.tokenizer, &prior)?;
         let pretrain_s = t0.elapsed().as_secs_f64();
 
         // Features → align → encode.

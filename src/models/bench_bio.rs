@@ -297,7 +297,7 @@ pub fn run_bench_bio(a: &BenchBioArgs, device: Device, kind: Kind) -> Result<Bio
     batch = a.batch_size.unwrap_or(batch);
     ch = a.channels.unwrap_or(ch);
     samples = a.samples.unwrap_or(samples);
-    let peak = crate::train::measure_peak_matmul(device, kind);
+    let peak = crate::nn::measure_peak_matmul(device, kind);
     let mut r = bench_biosignal(
         &model, batch, ch, samples, a.steps, a.warmup, device, kind, peak,
     )?;

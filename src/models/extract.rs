@@ -8,8 +8,8 @@
 //! 46 frames, about one TR.
 use crate::features::{Extractor, FrameFeatures};
 use crate::models::gpt::Gpt;
-use crate::models::vqvae::Tokenizer;
-use crate::train::load_prior;
+use crate::tokenizer::Tokenizer;
+use crate::pretrain::load_prior;
 use crate::video::Frames;
 use anyhow::{bail, Context, Result};
 use ndarray::{Array1, Array2};

@@ -8,10 +8,13 @@
 //! Mixed precision is explicit rather than autocast: master weights stay fp32, every matmul casts
 //! its weight and input to the compute dtype (what autocast does), layer norms, the residual
 //! stream and the loss stay fp32. The same code runs on CPU in tests and on GPU.
+use crate::nn::trainer::{Data, Loss, Model};
 use anyhow::{bail, Context, Result};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use tch::{nn, Kind, Tensor};
+use tch::{nn, Device, Kind, Tensor};
 
 /// How positions are embedded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -175,38 +178,8 @@ impl GptConfig {
     }
 }
 
-/// Compute precision of a forward/backward pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    /// fp32 matmuls (TF32 off).
-    Fp32,
-    /// fp32 storage, TF32 tensor-core matmuls on NVIDIA GPUs (same as fp32 on CPU).
-    Tf32,
-    /// bfloat16 matmuls, fp32 master weights.
-    Bf16,
-    /// float16 matmuls, fp32 master weights, dynamic loss scaling.
-    Fp16,
-}
-
-impl Precision {
-    pub fn kind(self) -> Kind {
-        match self {
-            Precision::Fp32 | Precision::Tf32 => Kind::Float,
-            Precision::Bf16 => Kind::BFloat16,
-            Precision::Fp16 => Kind::Half,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::Fp32 => "fp32",
-            Precision::Tf32 => "tf32",
-            Precision::Bf16 => "bf16",
-            Precision::Fp16 => "fp16",
-        }
-    }
-}
+/// Compute precision (lives in the engine; re-exported for model configs and tests).
+pub use crate::nn::precision::Precision;
 
 struct LayerNorm {
     weight: Tensor,
@@ -481,4 +454,133 @@ impl Gpt {
 /// nanoGPT; biases and layer-norm gains do not.
 pub fn decays(name: &str, t: &Tensor) -> bool {
     t.dim() >= 2 && !name.contains("ln_")
+}
+
+/// One micro-batch for the prior: inputs and next-token targets, both [b, t] int64.
+pub struct TokenBatch {
+    pub x: Tensor,
+    pub y: Tensor,
+}
+
+impl Model for Gpt {
+    type Config = GptConfig;
+    type Batch = TokenBatch;
+
+    fn build(root: &nn::Path, cfg: &GptConfig) -> Result<Self> {
+        Gpt::new(root, cfg)
+    }
+
+    fn config(&self) -> &GptConfig {
+        &self.cfg
+    }
+
+    fn decays(name: &str, p: &Tensor) -> bool {
+        decays(name, p)
+    }
+
+    /// Next-token cross-entropy; token ids are checked against the vocab when the batch is on
+    /// the CPU (on a GPU the check would cost a device sync per micro-batch).
+    fn loss(&self, b: &TokenBatch, train: bool, kind: Kind) -> Result<Loss> {
+        let l = b.x.size().get(1).copied().unwrap_or(0);
+        if l < 1 || l > self.cfg.ctx {
+            bail!(
+                "sequences of {} tokens need 2 ≤ length ≤ ctx + 1 = {}",
+                l + 1,
+                self.cfg.ctx + 1
+            );
+        }
+        if b.x.device() == Device::Cpu && b.x.numel() > 0 {
+            let all = Tensor::cat(&[b.x.reshape([-1]), b.y.reshape([-1])], 0);
+            let (lo, hi) = (all.min().int64_value(&[]), all.max().int64_value(&[]));
+            if lo < 0 || hi >= self.cfg.vocab {
+                bail!(
+                    "token ids must be in 0..{}, found {lo}..={hi}",
+                    self.cfg.vocab
+                );
+            }
+        }
+        Ok(Loss::plain(self.loss(&b.x, &b.y, train, kind)?))
+    }
+
+    fn units(&self, b: &TokenBatch) -> u64 {
+        b.y.numel() as u64
+    }
+
+    fn info(&self) -> serde_json::Value {
+        serde_json::to_value(self.cfg.param_counts()).unwrap_or_default()
+    }
+
+    /// `config.toml` beside the checkpoints, read by the feature extractor.
+    fn save_extra(&self, dir: &Path) -> Result<()> {
+        crate::io::write_bytes(&dir.join("config.toml"), self.cfg.to_toml()?.as_bytes())
+    }
+}
+
+fn token_batch(seqs: &Tensor, device: Device) -> Result<TokenBatch> {
+    let l = seqs.size()[1];
+    let seqs = seqs.to_device(device);
+    Ok(TokenBatch {
+        x: seqs.narrow(1, 0, l - 1),
+        y: seqs.narrow(1, 1, l - 1),
+    })
+}
+
+fn sequences(data: &Tensor, what: &str) -> Result<(i64, i64)> {
+    let (n, l) = data
+        .size2()
+        .with_context(|| format!("{what} data must be [sequences, tokens]"))?;
+    Ok((n, l))
+}
+
+/// Token sequences [n, L] as training and held-out data at once: micro-batches of random
+/// rows (with replacement), held-out batches of consecutive rows.
+impl Data<TokenBatch> for Tensor {
+    fn train_batch(
+        &self,
+        rng: &mut ChaCha8Rng,
+        batch_size: usize,
+        device: Device,
+    ) -> Result<TokenBatch> {
+        let (n, l) = sequences(self, "training")?;
+        if n == 0 {
+            bail!("no training sequences");
+        }
+        if l < 2 {
+            bail!("sequences of {l} tokens need 2 ≤ length");
+        }
+        let rows: Vec<i64> = (0..batch_size).map(|_| rng.gen_range(0..n)).collect();
+        token_batch(&self.index_select(0, &Tensor::from_slice(&rows)), device)
+    }
+
+    fn eval_len(&self) -> usize {
+        match self.size2() {
+            Ok((n, l)) if l >= 2 => n as usize,
+            _ => 0,
+        }
+    }
+
+    fn eval_batch(&self, start: usize, len: usize, device: Device) -> Result<TokenBatch> {
+        sequences(self, "held-out")?;
+        token_batch(&self.narrow(0, start as i64, len as i64), device)
+    }
+}
+
+/// Training clips from `train`, held-out clips from `eval`.
+impl Data<TokenBatch> for super::codes::CodeData {
+    fn train_batch(
+        &self,
+        rng: &mut ChaCha8Rng,
+        batch_size: usize,
+        device: Device,
+    ) -> Result<TokenBatch> {
+        self.train.train_batch(rng, batch_size, device)
+    }
+
+    fn eval_len(&self) -> usize {
+        Data::<TokenBatch>::eval_len(&self.eval)
+    }
+
+    fn eval_batch(&self, start: usize, len: usize, device: Device) -> Result<TokenBatch> {
+        self.eval.eval_batch(start, len, device)
+    }
 }
