@@ -3,15 +3,19 @@
 //! MFU against the peak dense matmul measured in the same run; for BIOT on the CPU, the same
 //! configuration in PyTorch eager (`bench/biot_torch.py bench`) timed right after, and the ratio.
 //!
-//! A step is the full optimizer step on random data: forward, loss (BIOT: cross-entropy of the
-//! classifier, as BIOT's supervised runs; CiTrus: the masked auto-encoding loss), backward, Adam.
-use super::biot::{Biot, BiotConfig};
-use super::citrus::{Citrus, CitrusConfig};
+//! A step is the engine's full optimizer step ([`crate::nn::Trainer::train_step`]) on random
+//! windows: forward, loss (BIOT: cross-entropy of the classifier, as BIOT's supervised runs;
+//! CiTrus: the masked auto-encoding loss), backward, gradient norm, AdamW.
+use super::bio_train::{BiotSupervised, CitrusMae, InMemorySignals};
+use super::biot::BiotConfig;
+use super::citrus::CitrusConfig;
+use crate::biosignal::objectives::SignalBatch;
+use crate::nn::{Model, Precision, TrainConfig, Trainer};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// Named cases: model config, batch, channels, samples per channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
@@ -102,8 +106,29 @@ pub struct BioBenchRow {
     pub ratio_vs_torch: Option<f64>,
 }
 
-/// Times `steps` training steps (after `warmup`) of `model` on random data in compute dtype `kind`
-/// on `device`; `peak` is the device's dense-matmul FLOP/s in that dtype (for MFU).
+/// Seconds for `steps` engine steps after `warmup` ones.
+fn time_steps<M: Model<Batch = SignalBatch>>(
+    cfg: &M::Config,
+    tc: &TrainConfig,
+    data: &InMemorySignals,
+    steps: u64,
+    warmup: u64,
+    device: Device,
+) -> Result<f64> {
+    let mut t = Trainer::<M>::new(cfg, tc, device)?;
+    for _ in 0..warmup {
+        t.train_step(data)?;
+    }
+    let t0 = Instant::now();
+    for _ in 0..steps {
+        t.train_step(data)?; // reads the loss back: a device sync
+    }
+    Ok(t0.elapsed().as_secs_f64())
+}
+
+/// Times `steps` training steps (after `warmup`) of `model` through the engine on random windows
+/// [batch, channels, samples] at `precision` on `device`; `peak` is the device's dense-matmul
+/// FLOP/s in that precision (for MFU; [`crate::nn::measure_peak_matmul`]).
 #[allow(clippy::too_many_arguments)]
 pub fn bench_biosignal(
     model: &BioModelConfig,
@@ -113,60 +138,51 @@ pub fn bench_biosignal(
     steps: u64,
     warmup: u64,
     device: Device,
-    kind: Kind,
+    precision: Precision,
     peak: f64,
 ) -> Result<BioBenchRow> {
     if steps == 0 || batch == 0 {
         bail!("steps and batch size must be positive");
     }
-    tch::manual_seed(0);
-    let vs = nn::VarStore::new(device);
-    let x = Tensor::randn([batch as i64, channels, samples], (Kind::Float, device));
-    let (params, flops_per_sample, step): (u64, f64, Box<dyn Fn(u64) -> Result<Tensor>>) =
-        match model {
-            BioModelConfig::Biot(cfg) => {
-                let m = Biot::new(&vs.root(), cfg)?;
-                let y = Tensor::randint(cfg.n_classes, [batch as i64], (Kind::Int64, device));
-                let f = cfg.train_flops_per_sample(channels, samples);
-                (
-                    cfg.param_counts().total,
-                    f,
-                    Box::new(move |_| m.loss(&x, &y, true, kind)),
-                )
-            }
-            BioModelConfig::Citrus(cfg) => {
-                let m = Citrus::new(&vs.root(), cfg)?;
-                let f = cfg.train_flops_per_sample(channels, samples, true);
-                (
-                    cfg.param_counts().total,
-                    f,
-                    Box::new(move |s| m.mae_loss(&x, s, true, kind)),
-                )
-            }
-        };
-    let mut opt = nn::Adam::default()
-        .build(&vs, 1e-4)
-        .map_err(|e| anyhow!("optimizer: {e}"))?;
-    let mut run = |s: u64| -> Result<f64> {
-        let loss = step(s)?;
-        opt.backward_step(&loss);
-        Ok(loss.double_value(&[])) // a device sync
+    let tc = TrainConfig {
+        precision,
+        batch_size: batch,
+        max_steps: steps + warmup,
+        lr: 1e-4,
+        min_lr: 1e-5,
+        warmup_steps: 1,
+        ..TrainConfig::default()
     };
-    for s in 0..warmup {
-        run(s)?;
-    }
-    let t0 = Instant::now();
-    for s in 0..steps {
-        let l = run(warmup + s)?;
-        if !l.is_finite() {
-            bail!("loss became {l} at step {s}");
+    tch::manual_seed(0);
+    let n = (4 * batch) as i64;
+    let x = Tensor::randn([n, channels, samples], (Kind::Float, Device::Cpu));
+    let (params, flops_per_sample, secs) = match model {
+        BioModelConfig::Biot(cfg) => {
+            let y = Tensor::randint(cfg.n_classes, [n], (Kind::Int64, Device::Cpu));
+            let data =
+                InMemorySignals::new(x.shallow_clone(), Some(y.shallow_clone()), x, Some(y))?;
+            let secs = time_steps::<BiotSupervised>(cfg, &tc, &data, steps, warmup, device)?;
+            (
+                cfg.param_counts().total,
+                cfg.train_flops_per_sample(channels, samples),
+                secs,
+            )
         }
-    }
-    let sps = (steps as usize * batch) as f64 / t0.elapsed().as_secs_f64();
+        BioModelConfig::Citrus(cfg) => {
+            let data = InMemorySignals::new(x.shallow_clone(), None, x, None)?;
+            let secs = time_steps::<CitrusMae>(cfg, &tc, &data, steps, warmup, device)?;
+            (
+                cfg.param_counts().total,
+                cfg.train_flops_per_sample(channels, samples, true),
+                secs,
+            )
+        }
+    };
+    let sps = (steps as usize * batch) as f64 / secs;
     Ok(BioBenchRow {
         model: model.name().into(),
         device: format!("{device:?}"),
-        precision: format!("{kind:?}"),
+        precision: precision.name().into(),
         threads: tch::get_num_threads() as i64,
         params,
         batch_size: batch,
@@ -251,7 +267,7 @@ pub fn describe(r: &BioBenchRow) -> String {
         r.samples_per_s, r.tflops, r.peak_matmul_tflops, 100.0 * r.mfu
     );
     if let (Some(t), Some(q)) = (r.torch_samples_per_s, r.ratio_vs_torch) {
-        s += &format!("\n  PyTorch eager (bench/biot_torch.py): {t:.1} samples/s; brainscale / PyTorch = {q:.2}");
+        s += &format!("\n  PyTorch eager (bench/biot_torch.py): {t:.1} samples/s; brainscale / PyTorch = {q:.2} (medians)");
     }
     s
 }
@@ -280,13 +296,22 @@ pub struct BenchBioArgs {
     /// Also time PyTorch eager (`bench/biot_torch.py`, BIOT on CPU only) and print the ratio.
     #[arg(long)]
     pub torch: bool,
+    /// Alternate brainscale and PyTorch this many times and report medians (a shared machine's
+    /// load drifts: pairs measured close together compare fairly).
+    #[arg(long, default_value_t = 1)]
+    pub repeats: usize,
     /// Append the row to this CSV (created with a header).
     #[arg(long)]
     pub csv: Option<PathBuf>,
 }
 
 /// `bench-train --preset biot-*|citrus-*`: runs one case, prints it, optionally appends it to a CSV.
-pub fn run_bench_bio(a: &BenchBioArgs, device: Device, kind: Kind) -> Result<BioBenchRow> {
+/// The caller resolves the device and precision (and re-executes for TF32 as `bench-train` does).
+pub fn run_bench_bio(
+    a: &BenchBioArgs,
+    device: Device,
+    precision: Precision,
+) -> Result<BioBenchRow> {
     let (mut model, mut batch, mut ch, mut samples) =
         a.preset.unwrap_or(BioBenchPreset::BiotCpu).case();
     if let Some(p) = &a.model {
@@ -297,30 +322,57 @@ pub fn run_bench_bio(a: &BenchBioArgs, device: Device, kind: Kind) -> Result<Bio
     batch = a.batch_size.unwrap_or(batch);
     ch = a.channels.unwrap_or(ch);
     samples = a.samples.unwrap_or(samples);
-    let peak = crate::nn::measure_peak_matmul(device, kind);
-    let mut r = bench_biosignal(
-        &model, batch, ch, samples, a.steps, a.warmup, device, kind, peak,
-    )?;
-    if a.torch {
-        let BioModelConfig::Biot(cfg) = &model else {
-            bail!("--torch compares BIOT only")
-        };
-        if device != Device::Cpu || kind != Kind::Float {
-            bail!("--torch compares fp32 on the CPU only");
+    let peak = crate::nn::measure_peak_matmul(device, precision.kind());
+    if a.repeats == 0 {
+        bail!("--repeats must be positive");
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            0.5 * (v[n / 2 - 1] + v[n / 2])
         }
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let t = torch_biot_samples_per_s(
-            &root.join(".venv/bin/python"),
-            &root.join("bench/biot_torch.py"),
-            cfg,
-            batch,
-            ch,
-            samples,
-            a.steps,
-            a.warmup,
+    };
+    let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let mut r = None;
+    for _ in 0..a.repeats {
+        let row = bench_biosignal(
+            &model, batch, ch, samples, a.steps, a.warmup, device, precision, peak,
         )?;
-        r.torch_samples_per_s = Some(t);
-        r.ratio_vs_torch = Some(r.samples_per_s / t);
+        ours.push(row.samples_per_s);
+        if a.torch {
+            let BioModelConfig::Biot(cfg) = &model else {
+                bail!("--torch compares BIOT only")
+            };
+            if device != Device::Cpu || precision != Precision::Fp32 {
+                bail!("--torch compares fp32 on the CPU only");
+            }
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let t = torch_biot_samples_per_s(
+                &root.join(".venv/bin/python"),
+                &root.join("bench/biot_torch.py"),
+                cfg,
+                batch,
+                ch,
+                samples,
+                a.steps,
+                a.warmup,
+            )?;
+            theirs.push(t);
+            ratios.push(row.samples_per_s / t);
+        }
+        r = Some(row);
+    }
+    let mut r = r.expect("at least one repeat");
+    let scale = median(ours) / r.samples_per_s;
+    r.samples_per_s *= scale;
+    r.tflops *= scale;
+    r.mfu *= scale;
+    if a.torch {
+        r.torch_samples_per_s = Some(median(theirs));
+        r.ratio_vs_torch = Some(median(ratios));
     }
     println!("{}", describe(&r));
     if let Some(path) = &a.csv {
