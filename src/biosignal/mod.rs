@@ -15,6 +15,7 @@ pub mod accel;
 pub mod cli;
 pub mod edf;
 pub mod metrics;
+pub mod objectives;
 pub mod resample;
 pub mod spectral;
 pub mod synth;

@@ -3,7 +3,15 @@
 //! ([`vqvae`]) and a GPT-2 prior over its codes ([`gpt`]), with Hugging Face GPT-2 weight
 //! interchange ([`hf`]) and the token cache ([`codes`]). The stages that train and use them are
 //! [`crate::tokenizer`], [`crate::pretrain`] and [`crate::features::gpt`].
+//! The bio-signal models: BIOT ([`biot`]) and the CiTrus-style hybrid ([`citrus`]) on shared
+//! [`layers`], their training objectives on the engine ([`bio_train`]) and bench-train cases
+//! ([`bench_bio`]).
+pub mod bench_bio;
+pub mod bio_train;
+pub mod biot;
+pub mod citrus;
 pub mod codes;
 pub mod gpt;
 pub mod hf;
+pub mod layers;
 pub mod vqvae;
