@@ -32,3 +32,14 @@ if ! .venv/bin/python -c "import numpy, scipy, sklearn, pyedflib, safetensors" 2
   echo "installing ${BIO_PY[*]} into .venv"
   .venv/bin/pip install -q --disable-pip-version-check "${BIO_PY[@]}"
 fi
+
+# Python tools the interop tests read brainscale's outputs with (tests/interop_python.rs).
+PYPKGS=(nibabel==5.3.2 nilearn==0.14.1 h5py==3.16.0 safetensors==0.8.0)
+if ! .venv/bin/python - "${PYPKGS[@]}" 2>/dev/null <<'PY'
+import sys, importlib.metadata as md
+sys.exit(any(md.version(n) != v for n, v in (p.split("==") for p in sys.argv[1:])))
+PY
+then
+  echo "installing ${PYPKGS[*]} into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check "${PYPKGS[@]}"
+fi

@@ -135,6 +135,8 @@ pub struct DecodeArgs {
     /// Output frame rate (default: the movie's own).
     #[arg(long)]
     pub fps: Option<f64>,
+    #[command(flatten)]
+    pub decode: crate::video::DecodeFlags,
     /// Shorter side resized to this, then centre-cropped square (default: native size).
     #[arg(long)]
     pub size: Option<u32>,
@@ -155,6 +157,8 @@ pub struct FeaturesArgs {
     pub size: u32,
     #[command(flatten)]
     pub gpt: features::GptFeatureArgs,
+    #[command(flatten)]
+    pub decode: crate::video::DecodeFlags,
 }
 
 #[derive(Args, Debug)]
@@ -226,6 +230,8 @@ pub struct DemoArgs {
     pub extractor: ExtractorKind,
     #[arg(long, default_value_t = 32)]
     pub pca: usize,
+    #[command(flatten)]
+    pub decode: crate::video::DecodeFlags,
 }
 
 fn size_name(s: synth::Size) -> &'static str {
@@ -279,6 +285,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 fps: a.fps,
                 size: Some(a.size),
                 gpt: (a.extractor == ExtractorKind::Gpt).then(|| a.gpt.clone()),
+                decode: a.decode,
             };
             let dir = features::run_stage(&ds, &work, &opts)?;
             println!(
@@ -348,6 +355,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 .dataset
                 .unwrap_or_else(|| PathBuf::from(format!("datasets/synth-{}", size_name(a.size))));
             let rows = pipeline::demo(&DemoOptions {
+                decode: a.decode,
                 size: a.size,
                 seed: a.seed,
                 dataset,
@@ -385,21 +393,23 @@ fn decode(a: DecodeArgs) -> Result<()> {
         ),
         (None, true) => bail!("give --dataset or --movie"),
     };
-    let opts = crate::video::DecodeOptions {
-        fps: a.fps,
-        size: a.size,
-    };
+    let opts = a.decode.options(a.fps, a.size);
     for m in &movies {
-        let f = crate::video::decode_cached(m, &work.join("frames"), &opts)?;
+        let (f, note) = crate::video::decode_cached_with_note(m, &work.join("frames"), &opts)?;
         let (_, h, w, _) = f.data.dim();
         println!(
-            "{}: {} frames {}x{} at {:.3} fps, {:.3} s",
+            "{}: {} frames {}x{} at {:.3} fps, {:.3} s{}",
             m.display(),
             f.len(),
             w,
             h,
             f.fps,
-            f.duration()
+            f.duration(),
+            if note.is_empty() {
+                String::new()
+            } else {
+                format!("; {note}")
+            }
         );
     }
     Ok(())

@@ -79,7 +79,11 @@ pub fn inputs_key(
     ropts: &RidgeOptions,
 ) -> Result<String> {
     let mtime = io::mtime_ns;
-    let mut key = format!("{}|{ropts:?}|{s:?}", serde_json::to_string(plan)?);
+    // The voxel order is part of the key: results saved in another order are refitted.
+    let mut key = format!(
+        "{}|{ropts:?}|{s:?}|voxel order {VOXEL_ORDER}",
+        serde_json::to_string(plan)?
+    );
     for r in &s.runs {
         key += &format!(
             "|{}:{}:{}",
@@ -89,6 +93,47 @@ pub fn inputs_key(
         );
     }
     Ok(key)
+}
+
+/// Order of per-voxel vectors in saved outputs (metadata key `voxel_order`): the mask's
+/// order, numpy/nilearn C order, see [`dataset::nifti_io::Mask`].
+pub const VOXEL_ORDER: &str = "C: numpy data[mask] / nilearn NiftiMasker order (z fastest)";
+
+/// What every per-voxel output file carries beside its per-voxel vectors (the ridge fit here,
+/// the banded ridge's too): `voxel_ijk`, int32 [voxels, 3], the (i, j, k) voxel indices of
+/// each row, for voxel data (nothing for parcels), and the metadata entry `voxel_order`.
+/// Per-voxel vectors are already in that order: it is the mask's ([`dataset::nifti_io::Mask`]).
+pub fn voxel_index_outputs(
+    space: &dataset::Space,
+) -> (Vec<(&'static str, Tensor)>, (String, String)) {
+    let tensors = match space {
+        dataset::Space::Voxels { mask, .. } => {
+            vec![("voxel_ijk", Tensor::I32(mask.voxel_ijk().into_dyn()))]
+        }
+        dataset::Space::Parcels { .. } => vec![],
+    };
+    (
+        tensors,
+        ("voxel_order".to_string(), VOXEL_ORDER.to_string()),
+    )
+}
+
+/// Voxels whose data are constant over every test run (all zero after z-scoring per run) but
+/// not over the training runs: their test r is 0, and they count in the mean r.
+fn constant_in_test(y_test: &Array2<f32>, constant_train: &[usize]) -> Array1<u8> {
+    let mut flag = Array1::<u8>::zeros(y_test.ncols());
+    if y_test.nrows() == 0 {
+        return flag;
+    }
+    for (j, col) in y_test.axis_iter(Axis(1)).enumerate() {
+        if col.iter().all(|&v| v == 0.0) {
+            flag[j] = 1;
+        }
+    }
+    for &j in constant_train {
+        flag[j] = 0;
+    }
+    flag
 }
 
 /// Per-voxel results of one subject.
@@ -182,10 +227,24 @@ pub fn encode_subject(
             fit.constant_voxels.len()
         );
     }
+    let test_constant = constant_in_test(&y_test, &fit.constant_voxels);
+    let n_tc = test_constant.iter().filter(|&&f| f == 1).count();
+    if n_tc > 0 {
+        eprintln!(
+            "warning: sub-{}: {n_tc} voxel(s) are constant over the test run(s) (but not over \
+             the training runs); their test r is 0 and they are counted in the mean r over all \
+             {} voxels (`test_constant` in ridge.safetensors lists them)",
+            s.id,
+            y_test.ncols()
+        );
+    }
 
     // Ground truth (synthetic data): ceiling r on the same test runs, same preprocessing.
     let labels: Vec<String> = s.runs.iter().map(|r| r.label()).collect();
-    let truth = synth::load_truth(&ds.root, &s.id, &labels)?;
+    let truth = match (synth::load_truth(&ds.root, &s.id, &labels)?, &data.space) {
+        (Some(t), dataset::Space::Voxels { mask, .. }) => Some(t.in_mask_order(&mask.linear)?),
+        (t, _) => t,
+    };
     let (ceiling, has_signal, true_weights) = match truth {
         Some(t) => {
             let mut sig = vec![];
@@ -218,6 +277,7 @@ pub fn encode_subject(
         ("best_alpha", Tensor::F64(fit.best_alpha.clone().into_dyn())),
         ("test_r", Tensor::F64(fit.test_r.clone().into_dyn())),
         ("test_r2", Tensor::F64(fit.test_r2.clone().into_dyn())),
+        ("test_constant", Tensor::U8(test_constant.into_dyn())),
         (
             "alphas",
             Tensor::F64(Array1::from_vec(fit.alphas.clone()).into_dyn()),
@@ -242,7 +302,10 @@ pub fn encode_subject(
         .filter(|(_, &t)| t)
         .map(|(r, _)| r.id.as_str())
         .collect();
+    let (index_tensors, order) = voxel_index_outputs(&data.space);
+    tensors.extend(index_tensors);
     let meta = HashMap::from([
+        order,
         ("test_runs".to_string(), test_ids.join(",")),
         ("features".to_string(), feat.to_string()),
         ("split".to_string(), serde_json::to_string(&plan)?),

@@ -76,6 +76,7 @@ pub enum Tensor {
     F32(ArrayD<f32>),
     F64(ArrayD<f64>),
     I64(ArrayD<i64>),
+    I32(ArrayD<i32>),
     U8(ArrayD<u8>),
 }
 
@@ -88,6 +89,7 @@ impl Tensor {
             Tensor::F32(a) => (Dtype::F32, a.shape().to_vec(), le(a, f32::to_le_bytes)),
             Tensor::F64(a) => (Dtype::F64, a.shape().to_vec(), le(a, f64::to_le_bytes)),
             Tensor::I64(a) => (Dtype::I64, a.shape().to_vec(), le(a, i64::to_le_bytes)),
+            Tensor::I32(a) => (Dtype::I32, a.shape().to_vec(), le(a, i32::to_le_bytes)),
             Tensor::U8(a) => (Dtype::U8, a.shape().to_vec(), a.iter().copied().collect()),
         }
     }
@@ -185,6 +187,15 @@ impl TensorFile {
         let v = b
             .chunks_exact(8)
             .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        Ok(ArrayD::from_shape_vec(IxDyn(&shape), v)?)
+    }
+
+    pub fn i32(&self, name: &str) -> Result<ArrayD<i32>> {
+        let (shape, b) = self.view(name, Dtype::I32)?;
+        let v = b
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
             .collect();
         Ok(ArrayD::from_shape_vec(IxDyn(&shape), v)?)
     }

@@ -145,6 +145,8 @@ pub fn summary_table(rows: &[SummaryRow]) -> String {
 /// Options of `brainscale demo`.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
+    /// Display orientation and truncation choices for decoding the movies.
+    pub decode: crate::video::DecodeFlags,
     pub size: synth::Size,
     pub seed: u64,
     pub dataset: PathBuf,
@@ -199,6 +201,7 @@ pub fn demo(o: &DemoOptions) -> Result<Vec<SummaryRow>> {
         fps: None,
         size: Some(cfg.frame_size as u32),
         gpt,
+        decode: o.decode,
     };
     let fdir = features::run_stage(&ds, &o.work, &fopts)?;
     let feat = fdir.file_name().unwrap().to_string_lossy().into_owned();

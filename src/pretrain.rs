@@ -334,6 +334,7 @@ pub fn train_small_prior(movies: &[PathBuf], work: &Path, seed: u64) -> Result<P
     let opts = crate::video::DecodeOptions {
         fps: None,
         size: Some(vq.resolution as u32),
+        ..Default::default()
     };
     let decoded = movies
         .iter()

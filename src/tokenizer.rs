@@ -396,6 +396,7 @@ fn decode_movies(
     let opts = crate::video::DecodeOptions {
         fps,
         size: Some(size),
+        ..Default::default()
     };
     movies
         .iter()

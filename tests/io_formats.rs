@@ -104,6 +104,7 @@ fn decoding_matches_ffprobe() {
         &DecodeOptions {
             fps: None,
             size: None,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -120,6 +121,7 @@ fn decoding_matches_ffprobe() {
         &DecodeOptions {
             fps: Some(10.0),
             size: Some(32),
+            ..Default::default()
         },
     )
     .unwrap();
@@ -134,6 +136,7 @@ fn decoding_matches_ffprobe() {
         &DecodeOptions {
             fps: None,
             size: Some(32),
+            ..Default::default()
         },
     )
     .unwrap();
@@ -143,6 +146,7 @@ fn decoding_matches_ffprobe() {
         &DecodeOptions {
             fps: None,
             size: Some(32),
+            ..Default::default()
         },
     )
     .unwrap();
@@ -159,6 +163,7 @@ fn synthetic_movie_decodes_to_its_frame_count() {
         &DecodeOptions {
             fps: None,
             size: None,
+            ..Default::default()
         },
     )
     .unwrap();

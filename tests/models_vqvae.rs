@@ -48,6 +48,7 @@ fn moving_pattern(t: usize, h: usize, w: usize, fps: f64, phase: f64) -> Frames 
         data,
         times: Array1::from_iter((0..t).map(|i| i as f64 / fps)),
         fps,
+        end: None,
     }
 }
 
@@ -119,6 +120,7 @@ fn preprocessing_resizes_the_shorter_side_and_crops_the_centre() {
         data,
         times: Array1::from_vec(vec![0.0, 0.1]),
         fps: 10.0,
+        end: None,
     };
     let x = preprocess(&f, 16, Device::Cpu).unwrap();
     assert_eq!(x.size(), vec![3, 2, 16, 16]);

@@ -26,6 +26,7 @@ fn ground_truth_is_recovered() {
         fps: None,
         size: None,
         gpt: None,
+        decode: Default::default(),
     };
     features::run_stage(&ds, work.path(), &fo).unwrap();
     align::align_dataset(

@@ -463,6 +463,7 @@ impl PipelineCell {
         crate::video::DecodeOptions {
             fps: self.cfg.fps,
             size: Some(resolution as u32),
+            ..Default::default()
         }
     }
 
@@ -736,6 +737,7 @@ impl CellWork for PipelineCell {
             pca: c.pca,
             fps: c.fps,
             size: Some(tok_res as u32),
+            decode: Default::default(),
             gpt: Some(GptFeatureArgs {
                 model: Some(prior.clone()),
                 layers: c.layers.resolve(gcfg.n_layer as usize)?,

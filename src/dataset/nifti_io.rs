@@ -146,11 +146,18 @@ pub fn write<T: nifti::DataElement + bytemuck::Pod>(
     })
 }
 
-/// A brain mask: the voxels inside it, in a fixed order used by every voxel array.
+/// A brain mask: the voxels inside it, in the order every per-voxel array uses.
+///
+/// That order is numpy's C order over the volume (x slowest, z fastest), the order of
+/// `data[mask]` in numpy and of nilearn's `NiftiMasker`: a per-voxel vector `v` saved by
+/// brainscale is unmasked in Python by `vol = np.zeros(mask.shape); vol[mask] = v`.
+/// (Masks read by [`Mask::from_volume`] are in this order; an atlas's own voxel list is not
+/// a per-voxel output and keeps the NIfTI order.)
 #[derive(Debug, Clone)]
 pub struct Mask {
     pub dims: [usize; 3],
-    /// Column-major (NIfTI order) linear index x + nx·(y + ny·z) of each voxel in the mask.
+    /// NIfTI (column-major) linear index x + nx·(y + ny·z) of each voxel in the mask, listed
+    /// in C order (see above).
     pub linear: Vec<usize>,
 }
 
@@ -168,9 +175,10 @@ impl Mask {
         let flat = vol.as_slice_memory_order().context("mask not contiguous")?;
         let f_order = vol.t().is_standard_layout();
         let mut linear = Vec::new();
-        for z in 0..dims[2] {
+        // C order (z fastest), as numpy and nilearn list a mask's voxels.
+        for x in 0..dims[0] {
             for y in 0..dims[1] {
-                for x in 0..dims[0] {
+                for z in 0..dims[2] {
                     let v = if f_order {
                         flat[x + dims[0] * (y + dims[1] * z)]
                     } else {
@@ -201,6 +209,13 @@ impl Mask {
         self.linear.is_empty()
     }
 
+    /// Voxel indices (i, j, k) of every voxel in the mask, in the mask's order: an int32
+    /// array [voxels, 3], saved beside per-voxel outputs as `voxel_ijk`.
+    pub fn voxel_ijk(&self) -> ndarray::Array2<i32> {
+        ndarray::Array2::from_shape_fn((self.len(), 3), |(v, a)| self.coords(v)[a] as i32)
+    }
+
+    /// Voxel (x, y, z) indices of the mask's `i`-th voxel.
     pub fn coords(&self, i: usize) -> [usize; 3] {
         let l = self.linear[i];
         [

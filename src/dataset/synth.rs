@@ -11,7 +11,7 @@ use super::nifti_io;
 use crate::extractor::FrameFeatures;
 use crate::hrf::canonical_hrf;
 use crate::io::{self, Tensor};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use ndarray::ShapeBuilder;
 use ndarray::{Array1, Array2, Array4, ArrayD, Axis, IxDyn};
 use rand::{Rng, SeedableRng};
@@ -484,12 +484,45 @@ fn write_subject(
     Ok(nv)
 }
 
-/// Ground truth of one subject, in the subject mask's voxel order.
+/// Ground truth of one subject. The file lists voxels in NIfTI order (`mask_linear`);
+/// [`Truth::in_mask_order`] puts them in a mask's order.
 pub struct Truth {
     pub weights: Array2<f32>,
     pub has_signal: Array1<u8>,
     /// Noise-free signal per run label (`task-movie_run-YY`), [TRs, voxels].
     pub signal: HashMap<String, Array2<f32>>,
+    /// NIfTI linear index of each voxel above.
+    pub mask_linear: Vec<usize>,
+}
+
+impl Truth {
+    /// The same truth with voxels in the order of `mask_linear` (a [`super::nifti_io::Mask`]'s
+    /// `linear`); an error when the voxel sets differ.
+    pub fn in_mask_order(self, mask_linear: &[usize]) -> Result<Self> {
+        let pos: HashMap<usize, usize> = self
+            .mask_linear
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| (l, i))
+            .collect();
+        let idx: Vec<usize> = mask_linear
+            .iter()
+            .map(|l| pos.get(l).copied())
+            .collect::<Option<_>>()
+            .filter(|v: &Vec<usize>| v.len() == self.mask_linear.len())
+            .context("the ground truth's voxels are not the subject mask's")?;
+        let cols = |a: &Array2<f32>| a.select(ndarray::Axis(1), &idx);
+        Ok(Self {
+            weights: self.weights.select(ndarray::Axis(0), &idx),
+            has_signal: self.has_signal.select(ndarray::Axis(0), &idx),
+            signal: self
+                .signal
+                .iter()
+                .map(|(k, v)| (k.clone(), cols(v)))
+                .collect(),
+            mask_linear: mask_linear.to_vec(),
+        })
+    }
 }
 
 /// Reads `derivatives/groundtruth/sub-XX_truth.safetensors` if the dataset has one.
@@ -510,9 +543,14 @@ pub fn load_truth(root: &Path, subject: &str, labels: &[String]) -> Result<Optio
             io::into_2d(f.f32(&format!("signal_{l}"))?, "signal")?,
         );
     }
+    let mask_linear = io::into_1d(f.i64("mask_linear")?, "mask_linear")?
+        .iter()
+        .map(|&l| l as usize)
+        .collect();
     Ok(Some(Truth {
         weights: w,
         has_signal: hs,
         signal,
+        mask_linear,
     }))
 }

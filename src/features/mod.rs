@@ -241,6 +241,9 @@ pub struct FeaturesOptions {
     pub size: Option<u32>,
     /// GPT extractor options (with `ExtractorKind::Gpt`).
     pub gpt: Option<GptFeatureArgs>,
+    /// Display orientation and truncation choices (defaults add nothing to the fingerprint).
+    #[serde(flatten)]
+    pub decode: crate::video::DecodeFlags,
 }
 
 impl FeaturesOptions {
@@ -350,10 +353,7 @@ pub fn run_stage(
                 (f, d)
             }
             Some(ex) => {
-                let dopts = crate::video::DecodeOptions {
-                    fps: opts.fps,
-                    size: opts.size,
-                };
+                let dopts = opts.decode.options(opts.fps, opts.size);
                 let frames = crate::video::decode_cached(movie, &work.join("frames"), &dopts)?;
                 let f = ex
                     .extract(&frames)

@@ -1,0 +1,334 @@
+//! Movies as users' files bring them (issue 10, kinds 4 and 5 and the VFR fault): display-matrix
+//! rotations and flips decode as ffmpeg's own command-line tool shows them; Matroska/WebM files
+//! cut short are refused naming the file and both durations (`--allow-truncated` accepts them);
+//! a variable-frame-rate movie resamples to as many frames as its duration holds.
+//! Every fixture is made here with the ffmpeg CLI, and the CLI's decode is the reference.
+mod common;
+use brainscale::video::{self, DecodeOptions};
+use common::{brainscale, expect_error};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn ffmpeg(args: &[&str]) {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-v", "error", "-y"])
+        .args(args)
+        .output()
+        .expect("run ffmpeg");
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The ffmpeg CLI's own decode to packed RGB (autorotate on unless `extra` turns it off).
+fn cli_rgb(movie: &Path, extra: &[&str]) -> Vec<u8> {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-v", "error"])
+        .args(extra)
+        .arg("-i")
+        .arg(movie)
+        .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .expect("run ffmpeg");
+    assert!(out.status.success());
+    out.stdout
+}
+
+/// A 64×48, 8 fps, 2 s H.264 test pattern (16 frames).
+fn plain_mp4(dir: &Path) -> PathBuf {
+    let p = dir.join("plain.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=64x48:rate=8",
+        "-t",
+        "2",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        p.to_str().unwrap(),
+    ]);
+    p
+}
+
+/// A copy of an MP4 whose track header ('tkhd', version 0) carries display matrix `m`
+/// (a, b, c, d in 16.16 fixed point): the way phones and editors store rotations and flips.
+fn with_matrix(src: &Path, dst: &Path, m: [i32; 4]) {
+    let mut b = std::fs::read(src).unwrap();
+    let i = b.windows(4).position(|w| w == b"tkhd").unwrap() - 4;
+    assert_eq!(b[i + 8], 0, "tkhd version 0");
+    let full = [m[0], m[1], 0, m[2], m[3], 0, 0, 0, 1 << 30];
+    for (k, v) in full.iter().enumerate() {
+        b[i + 48 + 4 * k..i + 52 + 4 * k].copy_from_slice(&v.to_be_bytes());
+    }
+    std::fs::write(dst, b).unwrap();
+}
+
+fn opts(autorotate: bool) -> DecodeOptions {
+    DecodeOptions {
+        autorotate,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn rotations_and_flips_decode_as_the_ffmpeg_cli_shows_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = plain_mp4(dir.path());
+    // The `rotate` tag as ffmpeg itself writes it (stream copy), then matrices written directly.
+    let tagged = dir.path().join("rotate-tag.mp4");
+    ffmpeg(&[
+        "-i",
+        plain.to_str().unwrap(),
+        "-c",
+        "copy",
+        "-metadata:s:v:0",
+        "rotate=90",
+        tagged.to_str().unwrap(),
+    ]);
+    let one = 65536;
+    let cases: Vec<(PathBuf, &str)> = [
+        ("cw90", [0, one, -one, 0], "rotated 90° clockwise"),
+        ("r180", [-one, 0, 0, -one], "rotated 180°"),
+        ("hflip", [-one, 0, 0, one], "mirrored left-right"),
+        ("vflip", [one, 0, 0, -one], "mirrored top-bottom"),
+        ("transpose", [0, one, one, 0], "transposed"),
+        ("antitranspose", [0, -one, -one, 0], "anti-transposed"),
+    ]
+    .into_iter()
+    .map(|(name, m, what)| {
+        let p = dir.path().join(format!("{name}.mp4"));
+        with_matrix(&plain, &p, m);
+        (p, what)
+    })
+    .chain([(tagged, "rotated 90° counter-clockwise")])
+    .collect();
+    let stored = video::decode(&plain, &opts(true)).unwrap();
+    assert_eq!(stored.data.shape(), &[16, 48, 64, 3]);
+    for (movie, what) in &cases {
+        let name = movie.file_name().unwrap().to_string_lossy().into_owned();
+        let (f, report) = video::decode_with_report(movie, &opts(true)).unwrap();
+        assert!(
+            report.describe().contains(what),
+            "{name}: {}",
+            report.describe()
+        );
+        let cli = cli_rgb(movie, &[]);
+        let turned = !matches!(&name[..], "r180.mp4" | "hflip.mp4" | "vflip.mp4");
+        let shape: &[usize] = if turned {
+            &[16, 64, 48, 3]
+        } else {
+            &[16, 48, 64, 3]
+        };
+        assert_eq!(f.data.shape(), shape, "{name}");
+        assert_eq!(
+            f.data.as_slice().unwrap(),
+            &cli[..],
+            "{name}: pixels differ from ffmpeg's"
+        );
+        // Kept as stored: the CLI's -noautorotate, and the unrotated movie itself.
+        let kept = video::decode(movie, &opts(false)).unwrap();
+        assert_eq!(kept.data, stored.data, "{name} with autorotate off");
+        assert_eq!(
+            kept.data.as_slice().unwrap(),
+            &cli_rgb(movie, &["-noautorotate"])[..]
+        );
+    }
+
+    // The command line: `decode` reports the rotation; --no-autorotate keeps the stored size.
+    let movie = cases[0].0.to_str().unwrap();
+    let work = dir.path().join("work");
+    let w = work.to_str().unwrap();
+    let (ok, out, err) = brainscale(&["decode", "--movie", movie, "--work", w]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("16 frames 48x64") && out.contains("rotated 90° clockwise (90°), applied"),
+        "{out}"
+    );
+    let (ok, out, err) = brainscale(&["decode", "--movie", movie, "--work", w, "--no-autorotate"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("16 frames 64x48") && out.contains("not applied"),
+        "{out}"
+    );
+    // Resized and cropped square in the displayed orientation: the crop of the upright picture.
+    let sq = video::decode(
+        &cases[0].0,
+        &DecodeOptions {
+            size: Some(32),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(sq.data.shape(), &[16, 32, 32, 3]);
+}
+
+/// An 8 fps, 4 s movie (32 frames) in `ext`'s container, and a copy cut to 60% of its bytes.
+fn movie_and_cut(dir: &Path, ext: &str) -> (PathBuf, PathBuf) {
+    let whole = dir.join(format!("whole.{ext}"));
+    let codec: &[&str] = if ext == "webm" {
+        &[
+            "-c:v",
+            "libvpx-vp9",
+            "-deadline",
+            "realtime",
+            "-b:v",
+            "200k",
+        ]
+    } else {
+        &["-c:v", "libx264", "-pix_fmt", "yuv420p"]
+    };
+    let mut args = vec!["-f", "lavfi", "-i", "testsrc=size=64x48:rate=8", "-t", "4"];
+    args.extend_from_slice(codec);
+    args.push(whole.to_str().unwrap());
+    ffmpeg(&args);
+    let b = std::fs::read(&whole).unwrap();
+    let cut = dir.join(format!("cut.{ext}"));
+    std::fs::write(&cut, &b[..b.len() * 6 / 10]).unwrap();
+    (whole, cut)
+}
+
+#[test]
+fn matroska_and_webm_cut_short_are_refused_with_both_durations() {
+    let dir = tempfile::tempdir().unwrap();
+    for ext in ["mkv", "webm"] {
+        let (whole, cut) = movie_and_cut(dir.path(), ext);
+        let f = video::decode(&whole, &Default::default()).unwrap();
+        assert_eq!(f.len(), 32, "{ext}");
+        assert!((f.duration() - 4.0).abs() < 1e-6, "{ext}: {}", f.duration());
+        assert!(video::decoded_duration_check(&whole).unwrap().is_none());
+
+        let e = format!(
+            "{:#}",
+            video::decode(&cut, &Default::default()).unwrap_err()
+        );
+        assert!(
+            e.contains(&format!("cut.{ext}"))
+                && e.contains("4.000")
+                && e.contains("--allow-truncated"),
+            "{e}"
+        );
+        let t = video::decoded_duration_check(&cut)
+            .unwrap()
+            .expect("truncated");
+        assert!(
+            (t.declared_s - 4.0).abs() < 1e-6 && t.decoded_s < 3.5,
+            "{t}"
+        );
+        assert!(e.contains(&format!("{:.3}", t.decoded_s)), "{e} vs {t}");
+        let allowed = video::decode(
+            &cut,
+            &DecodeOptions {
+                allow_truncated: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(allowed.len() < 32 && (allowed.duration() - t.decoded_s).abs() < 1e-9);
+
+        // The command line: refused with exit 1 and no frame cache; accepted with the flag.
+        let work = dir.path().join(format!("work-{ext}"));
+        let w = work.to_str().unwrap();
+        let c = cut.to_str().unwrap();
+        expect_error(
+            &["decode", "--movie", c, "--work", w],
+            &[
+                &format!("cut.{ext}"),
+                "ends early",
+                "4.000 s",
+                "--allow-truncated",
+            ],
+        );
+        let frames_dir = work.join("frames");
+        assert!(
+            !frames_dir.exists() || std::fs::read_dir(&frames_dir).unwrap().next().is_none(),
+            "nothing written"
+        );
+        let (ok, out, err) =
+            brainscale(&["decode", "--movie", c, "--work", w, "--allow-truncated"]);
+        assert!(ok, "{err}");
+        assert!(out.contains("accepted with --allow-truncated"), "{out}");
+        // The cache made with the flag does not let the movie through without it.
+        expect_error(&["decode", "--movie", c, "--work", w], &["ends early"]);
+    }
+}
+
+#[test]
+fn real_movies_are_not_called_truncated() {
+    let data = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/video"));
+    for name in ["bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4"] {
+        let p = data.join(name);
+        if !p.exists() {
+            eprintln!("skipping {name}: {} not found", p.display());
+            continue;
+        }
+        assert!(
+            video::decoded_duration_check(&p).unwrap().is_none(),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn variable_frame_rate_movie_resamples_to_its_full_duration() {
+    // 3 s at 30 fps then 1 s at 5 fps (95 frames, 4 s), joined without re-encoding.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (name, rate, t) in [("a.mp4", 30, "3"), ("b.mp4", 5, "1")] {
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc=size=64x48:rate={rate}"),
+            "-t",
+            t,
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-video_track_timescale",
+            "30000",
+            d.join(name).to_str().unwrap(),
+        ]);
+    }
+    std::fs::write(d.join("list.txt"), "file a.mp4\nfile b.mp4\n").unwrap();
+    for ext in ["mp4", "mkv"] {
+        let vfr = d.join(format!("vfr.{ext}"));
+        ffmpeg(&[
+            "-f",
+            "concat",
+            "-i",
+            d.join("list.txt").to_str().unwrap(),
+            "-c",
+            "copy",
+            vfr.to_str().unwrap(),
+        ]);
+        let native = video::decode(&vfr, &Default::default()).unwrap();
+        assert_eq!(native.len(), 95, "{ext}");
+        assert!(
+            (native.duration() - 4.0).abs() < 1e-3,
+            "{ext}: {}",
+            native.duration()
+        );
+        let f = video::decode(
+            &vfr,
+            &DecodeOptions {
+                fps: Some(24.0),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(f.len(), 96, "{ext}: 4 s at 24 fps");
+        // The last output frame (3.958 s) shows the last input frame (3.8 s), like the CLI's fps filter.
+        let last = native.data.index_axis(ndarray::Axis(0), 94);
+        assert_eq!(f.data.index_axis(ndarray::Axis(0), 95), last);
+        assert!(
+            video::decoded_duration_check(&vfr).unwrap().is_none(),
+            "{ext}"
+        );
+    }
+}
