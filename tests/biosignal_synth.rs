@@ -181,10 +181,11 @@ fn synth_labels_are_learnable_from_spectra() {
                 for (c, ch) in w.axis_iter(Axis(0)).enumerate() {
                     let v = f64s(&ch.to_vec());
                     f[[i, c * 13]] = v.iter().sum::<f64>() / v.len() as f64; // DC: posture
-                    for b in 0..12 {
-                        f[[i, c * 13 + b + 1]] =
-                            (spectral::band_power(&v, spec.rate, edges[b], edges[b + 1]) + 1e-9)
-                                .ln();
+                    for (b, p) in spectral::band_powers(&v, spec.rate, &edges)
+                        .iter()
+                        .enumerate()
+                    {
+                        f[[i, c * 13 + b + 1]] = (p + 1e-9).ln();
                     }
                 }
             }

@@ -235,7 +235,7 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<EdfFile> {
     let data_bytes = bytes.len() - header_bytes;
     let n_records = if n_records_field < 0 {
         // -1: unknown (recording still running when written); infer from the size.
-        if data_bytes % record_bytes != 0 {
+        if !data_bytes.is_multiple_of(record_bytes) {
             bail!(
                 "record size mismatch: {data_bytes} data bytes are not a whole number of \
                  {record_bytes}-byte records"

@@ -65,7 +65,7 @@ pub fn fft_resample(x: &[f64], num: usize) -> Vec<f64> {
     let nyq = n / 2 + 1;
     let mut y = vec![Complex::new(0.0, 0.0); num / 2 + 1];
     y[..nyq].copy_from_slice(&xf[..nyq]);
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         if num < nx {
             // Downsampling: the new Nyquist bin gathers +N/2 and −N/2.
             y[n / 2] *= 2.0;
@@ -78,7 +78,7 @@ pub fn fft_resample(x: &[f64], num: usize) -> Vec<f64> {
     let mut full = vec![Complex::new(0.0, 0.0); num];
     full[0] = Complex::new(y[0].re, 0.0);
     for k in 1..y.len() {
-        if num % 2 == 0 && k == num / 2 {
+        if num.is_multiple_of(2) && k == num / 2 {
             full[k] = Complex::new(y[k].re, 0.0);
         } else {
             full[k] = y[k];

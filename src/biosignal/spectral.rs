@@ -31,7 +31,7 @@ pub fn amplitude_spectrum(x: &[f64], rate: f64, pad: usize) -> (Vec<f64>, Vec<f6
     let freqs = (0..half).map(|k| k as f64 * rate / nfft as f64).collect();
     let amps = (0..half)
         .map(|k| {
-            let scale = if k == 0 || (nfft % 2 == 0 && k == nfft / 2) {
+            let scale = if k == 0 || (nfft.is_multiple_of(2) && k == nfft / 2) {
                 1.0
             } else {
                 2.0
@@ -73,9 +73,16 @@ pub fn peak(x: &[f64], rate: f64, min_hz: f64) -> (f64, f64) {
 /// bins in the band, normalised so that the sum over all bins ≈ mean(x²) (arbitrary but fixed
 /// units: use for ratios between signals of equal length).
 pub fn band_power(x: &[f64], rate: f64, lo: f64, hi: f64) -> f64 {
+    band_powers(x, rate, &[lo, hi])[0]
+}
+
+/// Powers of `x` in consecutive bands [edges[i], edges[i+1]) Hz from one periodogram (units as
+/// [`band_power`]); `edges.len() − 1` values.
+pub fn band_powers(x: &[f64], rate: f64, edges: &[f64]) -> Vec<f64> {
     let n = x.len();
+    let nb = edges.len().saturating_sub(1);
     if n == 0 {
-        return 0.0;
+        return vec![0.0; nb];
     }
     let w = hann(n);
     let wss: f64 = w.iter().map(|v| v * v).sum::<f64>().max(f64::MIN_POSITIVE);
@@ -85,20 +92,21 @@ pub fn band_power(x: &[f64], rate: f64, lo: f64, hi: f64) -> f64 {
         .map(|(&v, &wi)| Complex::new(v * wi, 0.0))
         .collect();
     FftPlanner::new().plan_fft_forward(n).process(&mut buf);
-    (0..n / 2 + 1)
-        .filter(|&k| {
-            let f = k as f64 * rate / n as f64;
-            f >= lo && f < hi
-        })
-        .map(|k| {
-            let s = if k == 0 || (n % 2 == 0 && k == n / 2) {
-                1.0
-            } else {
-                2.0
-            };
-            s * buf[k].norm_sqr() / (wss * n as f64)
-        })
-        .sum()
+    let mut out = vec![0.0; nb];
+    for (k, b) in buf.iter().enumerate().take(n / 2 + 1) {
+        let f = k as f64 * rate / n as f64;
+        let s = if k == 0 || (n.is_multiple_of(2) && k == n / 2) {
+            1.0
+        } else {
+            2.0
+        };
+        for i in 0..nb {
+            if f >= edges[i] && f < edges[i + 1] {
+                out[i] += s * b.norm_sqr() / (wss * n as f64);
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

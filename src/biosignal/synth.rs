@@ -257,6 +257,39 @@ impl Generator {
         (x, y)
     }
 
+    /// A random batch for training: `batch` windows of `split` at indices drawn uniformly from
+    /// 0..pool (a fixed pool of D = `pool` distinct windows, for data-size sweeps), or from
+    /// 0..2⁶³ when `pool` is None (fresh windows: repeats have probability ~ steps·B²/2⁶⁴).
+    /// Deterministic in the generator's seed and the state of `rng` (the engine seeds it per
+    /// step and micro-batch). Returns samples [B, C, L] and classes [B].
+    pub fn sample(
+        &self,
+        m: Modality,
+        split: Split,
+        rng: &mut impl Rng,
+        batch: usize,
+        pool: Option<u64>,
+    ) -> (Array3<f32>, Array1<i64>) {
+        let spec = self.spec(m);
+        let idx: Vec<u64> = (0..batch)
+            .map(|_| match pool {
+                Some(d) => rng.gen_range(0..d.max(1)),
+                None => rng.gen::<u64>() >> 1,
+            })
+            .collect();
+        let windows: Vec<(Array2<f32>, i64)> = idx
+            .par_iter()
+            .map(|&i| self.window_in(m, split, i))
+            .collect();
+        let mut x = Array3::zeros((batch, spec.channels.len(), spec.length));
+        let mut y = Array1::zeros(batch);
+        for (i, (w, c)) in windows.into_iter().enumerate() {
+            x.index_axis_mut(Axis(0), i).assign(&w);
+            y[i] = c;
+        }
+        (x, y)
+    }
+
     /// A set of `n` windows from `start` as a [`Dataset`] with metadata (modality, rate, seed,
     /// split, classes, generator version). Pretraining pools are unlabelled unless
     /// `keep_labels` (the true classes are then kept for analysis).
@@ -498,7 +531,8 @@ fn emg(rng: &mut ChaCha8Rng, spec: &Spec, class: usize) -> Array2<f64> {
     let (n, rate) = (spec.length, spec.rate);
     let dur = n as f64 / rate;
     // (units, MUAP amplitude, phase count, phase width σ s, MUAP span s, firing Hz)
-    let (units, a0, phases, width, span, fire) = match class {
+    type Emg = (usize, f64, usize, f64, f64, (f64, f64));
+    let (units, a0, phases, width, span, fire): Emg = match class {
         0 => (8, 1.0, 1, 0.0015, 0.0, (8.0, 15.0)),
         1 => (20, 0.35, 4, 0.0004, 0.004, (15.0, 25.0)),
         _ => (3, 4.0, 3, 0.0022, 0.014, (5.0, 10.0)),
@@ -525,7 +559,7 @@ fn emg(rng: &mut ChaCha8Rng, spec: &Spec, class: usize) -> Array2<f64> {
                 };
                 (
                     off,
-                    if j % 2 == 0 { 1.0 } else { -0.8 } * rng.gen_range(0.6..1.2),
+                    if j.is_multiple_of(2) { 1.0 } else { -0.8 } * rng.gen_range(0.6..1.2),
                 )
             })
             .collect();
@@ -620,6 +654,12 @@ mod tests {
             assert_eq!(a.dim(), (s.channels.len(), s.length));
             assert_eq!((a, ca), (b, cb));
             assert!(ca >= 0 && (ca as usize) < s.classes());
+        }
+        // A pool of D = 3 windows only ever yields those three.
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let (x, _) = g.sample(Modality::Accel, Split::Pretrain, &mut rng, 16, Some(3));
+        for w in x.axis_iter(Axis(0)) {
+            assert!((0..3).any(|i| g.window(Modality::Accel, i).0 == w));
         }
         let (a, _) = g.window(Modality::Eeg, 0);
         let (b, _) = g.window_in(Modality::Eeg, Split::Train, 0);

@@ -249,10 +249,8 @@ fn metadata(ds: &Dataset) -> HashMap<String, String> {
     }
     m.insert("channels".into(), ds.channels.join(","));
     if let Some(k) = ds.classes {
-        if !m
-            .get("classes")
-            .is_some_and(|s| parse_classes(s) == Some(k))
-        {
+        // Keep a descriptive list ("0 = a, 1 = b") when it agrees with K.
+        if m.get("classes").and_then(|s| parse_classes(s)) != Some(k) {
             m.insert("classes".into(), k.to_string());
         }
     }
