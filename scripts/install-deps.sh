@@ -26,9 +26,9 @@ if ! .venv/bin/python -c "import torch,sys; sys.exit(torch.__version__.split('+'
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check "torch==$TORCH_VERSION"
 fi
-
-# safetensors for Python: bench/biot_torch.py (the PyTorch reference of BIOT used by the tests)
-# reads the Rust model's weights.
-if ! .venv/bin/python -c "import safetensors.torch" 2>/dev/null; then
-  .venv/bin/pip install -q --disable-pip-version-check "safetensors==0.8.0"
+# Independent references for the bio-signal tests (tests/fixtures/biosignal_reference.py).
+BIO_PY=(numpy==2.4.6 scipy==1.17.1 scikit-learn==1.9.1 pyedflib==0.1.42 safetensors==0.8.0)
+if ! .venv/bin/python -c "import numpy, scipy, sklearn, pyedflib, safetensors" 2>/dev/null; then
+  echo "installing ${BIO_PY[*]} into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check "${BIO_PY[@]}"
 fi

@@ -3,9 +3,17 @@
 //! Each TR window [k·TR, (k+1)·TR) gets the mean of the feature samples whose time falls in
 //! it; then either FIR delays (copies shifted by d TRs, d in `delays`, as in Huth-lab encoding
 //! models) or convolution with the canonical (SPM) HRF model the haemodynamic lag.
-use crate::features::FrameFeatures;
+//! [`align_dataset`] writes one design matrix per subject and run under WORK/design/.
+use crate::coverage::coverage_problem;
+use crate::dataset::Dataset;
+use crate::extractor::FrameFeatures;
+use crate::features;
+pub use crate::hrf::canonical_hrf;
+use crate::io::{self, Tensor, TensorFile};
 use anyhow::{bail, Result};
 use ndarray::{s, Array1, Array2};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 /// How the haemodynamic delay is modelled.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -46,22 +54,6 @@ impl Default for AlignOptions {
     }
 }
 
-/// SPM's canonical HRF sampled every `tr` seconds over 32 s, normalised to sum 1:
-/// Γ(6) peak minus Γ(16) undershoot / 6.
-pub fn canonical_hrf(tr: f64) -> Vec<f64> {
-    let gamma_pdf = |t: f64, k: u32| {
-        let fact: f64 = (1..k).map(|i| i as f64).product();
-        t.powi(k as i32 - 1) * (-t).exp() / fact
-    };
-    let n = (32.0 / tr).floor() as usize + 1;
-    let h: Vec<f64> = (0..n)
-        .map(|i| i as f64 * tr)
-        .map(|t| gamma_pdf(t, 6) - gamma_pdf(t, 16) / 6.0)
-        .collect();
-    let sum: f64 = h.iter().sum();
-    h.into_iter().map(|v| v / sum).collect()
-}
-
 /// Checks that the movie covers the BOLD run (and is not much longer), saying by how much
 /// when it does not. `what` names the run in the message.
 pub fn check_coverage(
@@ -79,34 +71,6 @@ pub fn check_coverage(
         Some(p) => bail!("{p}"),
         None => Ok(()),
     }
-}
-
-/// The coverage rule of [`check_coverage`] on durations alone (also used by `dataset check`):
-/// the BOLD run may outlast the movie by at most half a TR (the last window is partly
-/// covered), and the movie may outlast the BOLD by at most `max_mismatch_s` (default one TR).
-pub fn coverage_problem(
-    movie_duration: f64,
-    tr: f64,
-    n_trs: usize,
-    max_mismatch_s: Option<f64>,
-    what: &str,
-) -> Option<String> {
-    let bold = tr * n_trs as f64;
-    let tol = max_mismatch_s.unwrap_or(tr);
-    let short = bold - movie_duration;
-    if short > 0.5 * tr + 1e-6 {
-        return Some(format!(
-            "{what}: the BOLD run ({n_trs} volumes × {tr} s = {bold:.2} s) is longer than the movie ({movie_duration:.2} s) by {short:.2} s"
-        ));
-    }
-    if movie_duration - bold > tol + 1e-6 {
-        return Some(format!(
-            "{what}: the movie ({movie_duration:.2} s) is longer than the BOLD run ({n_trs} volumes × {tr} s = {bold:.2} s) by {:.2} s \
-             (more than the {tol:.2} s tolerated; missing volumes? see align --max-mismatch)",
-            movie_duration - bold
-        ));
-    }
-    None
 }
 
 /// Mean of the samples in each TR window. A window with no sample (features sparser than
@@ -195,35 +159,57 @@ pub fn design(
     })
 }
 
-/// Duration of a movie from its feature samples' spacing: last sample time plus one period.
-pub fn duration_from_times(times: &Array1<f64>) -> f64 {
-    let n = times.len();
-    if n < 2 {
-        return times.get(0).copied().unwrap_or(0.0);
+/// The design matrix file of one subject's run for features `feat`.
+pub fn design_path(work: &Path, feat: &str, subject: &str, label: &str) -> PathBuf {
+    work.join("design")
+        .join(feat)
+        .join(format!("sub-{subject}"))
+        .join(format!("{label}.safetensors"))
+}
+
+/// Align stage: writes one design matrix per subject and run. Returns how many were written
+/// (finished ones with the same options are skipped).
+pub fn align_dataset(ds: &Dataset, work: &Path, feat: &str, opts: &AlignOptions) -> Result<usize> {
+    let config = serde_json::to_string(opts)?;
+    let mut written = 0;
+    let mut cache: HashMap<PathBuf, (FrameFeatures, f64)> = HashMap::new();
+    for s in &ds.subjects {
+        for r in &s.runs {
+            let out = design_path(work, feat, &s.id, &r.label());
+            let fp = features::features_path(work, feat, &r.movie);
+            // A design is redone when the options, the features file or the run's grid change.
+            let key = format!("{config}|{}|{}|{}", io::mtime_ns(&fp), r.tr, r.n_volumes);
+            if TensorFile::open(&out)
+                .map(|f| f.metadata().get("align") == Some(&key))
+                .unwrap_or(false)
+            {
+                continue;
+            }
+            if !cache.contains_key(&fp) {
+                if !fp.exists() {
+                    bail!(
+                        "{}: no features for movie {} (run the features stage first)",
+                        fp.display(),
+                        r.movie.display()
+                    );
+                }
+                cache.insert(fp.clone(), features::load_with_duration(&fp)?);
+            }
+            let (f, dur) = &cache[&fp];
+            let what = format!("sub-{} {} ({})", s.id, r.label(), r.bold.display());
+            let x = design(f, *dur, r.tr, r.n_volumes, opts, &what)?;
+            let meta = HashMap::from([("align".to_string(), key)]);
+            io::write_tensors(&out, vec![("design", Tensor::F32(x.into_dyn()))], meta)?;
+            written += 1;
+        }
     }
-    let period = (times[n - 1] - times[0]) / (n - 1) as f64;
-    times[n - 1] + period
+    Ok(written)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use ndarray::array;
-
-    #[test]
-    fn hrf_peaks_at_five_seconds_and_sums_to_one() {
-        let h = canonical_hrf(0.1);
-        let peak = h
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .unwrap()
-            .0 as f64
-            * 0.1;
-        assert!((peak - 5.0).abs() < 0.11, "peak at {peak}");
-        assert!((h.iter().sum::<f64>() - 1.0).abs() < 1e-12);
-        assert!(h.iter().any(|&v| v < 0.0), "has an undershoot");
-    }
 
     #[test]
     fn windows_average_frames_and_fir_shifts() {

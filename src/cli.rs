@@ -1,8 +1,7 @@
 //! Command-line interface: one subcommand per pipeline stage. Stage logic lives in the stage
 //! modules; this file parses arguments and prints summaries.
-use crate::align::{AlignOptions, Lag};
+use crate::align::{self, AlignOptions, Lag};
 use crate::dataset::{synth, Dataset};
-use crate::encode;
 use crate::features::{self, ExtractorKind, FeaturesOptions};
 use crate::pipeline::{self, DemoOptions};
 use crate::ridge::RidgeArgs;
@@ -55,6 +54,9 @@ pub enum Command {
     /// Scaling-law fits over results rows (iso-FLOP and parametric).
     #[command(subcommand)]
     Scaling(crate::scaling::ScalingCommand),
+    /// Bio-signal data: check files, synthesise sets, resample to another rate and length.
+    #[command(subcommand)]
+    Biosignal(crate::biosignal::cli::BiosignalCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -292,7 +294,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 (false, Some(d)) => Lag::window(d, a.window)?,
                 (false, None) => Lag::Fir(a.delays.clone()),
             };
-            let n = encode::align_dataset(
+            let n = align::align_dataset(
                 &ds,
                 &work,
                 &a.features,
@@ -363,6 +365,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::BenchRidge(a) => crate::ridge::bench::run(&a)?,
         Command::Bench(c) => crate::bench::run(c)?,
         Command::Scaling(c) => crate::scaling::run(c)?,
+        Command::Biosignal(c) => crate::biosignal::cli::run(&c)?,
     }
     Ok(())
 }

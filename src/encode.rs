@@ -1,10 +1,9 @@
-//! Align and encode stages over a dataset: per subject and run, the design matrix on the TR
-//! grid (written under WORK/design/), then z-scoring per run, leave-run-out ridge with one
-//! alpha per voxel, and held-out test r (written under WORK/encode/).
-use crate::align::{self, AlignOptions};
+//! Encode stage over a dataset: per subject, the align stage's design matrices (WORK/design/)
+//! and the BOLD runs, z-scored per run, leave-run-out ridge with one alpha per voxel, and
+//! held-out test r (written under WORK/encode/).
+use crate::align::design_path;
 pub use crate::dataset::splits::{Role, SplitPlan};
 use crate::dataset::{self, synth, Dataset, Subject};
-use crate::features;
 use crate::io::{self, Tensor, TensorFile};
 use crate::ridge::{self, RidgeOptions, RidgeProblem};
 use crate::stats;
@@ -13,57 +12,11 @@ use ndarray::{concatenate, Array1, Array2, Axis};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-pub fn design_path(work: &Path, feat: &str, subject: &str, label: &str) -> PathBuf {
-    work.join("design")
-        .join(feat)
-        .join(format!("sub-{subject}"))
-        .join(format!("{label}.safetensors"))
-}
-
 pub fn encode_path(work: &Path, feat: &str, subject: &str) -> PathBuf {
     work.join("encode")
         .join(feat)
         .join(format!("sub-{subject}"))
         .join("ridge.safetensors")
-}
-
-/// Align stage: writes one design matrix per subject and run. Returns how many were written
-/// (finished ones with the same options are skipped).
-pub fn align_dataset(ds: &Dataset, work: &Path, feat: &str, opts: &AlignOptions) -> Result<usize> {
-    let config = serde_json::to_string(opts)?;
-    let mut written = 0;
-    let mut cache: HashMap<PathBuf, (features::FrameFeatures, f64)> = HashMap::new();
-    for s in &ds.subjects {
-        for r in &s.runs {
-            let out = design_path(work, feat, &s.id, &r.label());
-            let fp = features::features_path(work, feat, &r.movie);
-            // A design is redone when the options, the features file or the run's grid change.
-            let key = format!("{config}|{}|{}|{}", mtime_ns(&fp), r.tr, r.n_volumes);
-            if TensorFile::open(&out)
-                .map(|f| f.metadata().get("align") == Some(&key))
-                .unwrap_or(false)
-            {
-                continue;
-            }
-            if !cache.contains_key(&fp) {
-                if !fp.exists() {
-                    bail!(
-                        "{}: no features for movie {} (run the features stage first)",
-                        fp.display(),
-                        r.movie.display()
-                    );
-                }
-                cache.insert(fp.clone(), features::load_with_duration(&fp)?);
-            }
-            let (f, dur) = &cache[&fp];
-            let what = format!("sub-{} {} ({})", s.id, r.label(), r.bold.display());
-            let x = align::design(f, *dur, r.tr, r.n_volumes, opts, &what)?;
-            let meta = HashMap::from([("align".to_string(), key)]);
-            io::write_tensors(&out, vec![("design", Tensor::F32(x.into_dyn()))], meta)?;
-            written += 1;
-        }
-    }
-    Ok(written)
 }
 
 /// Which runs are held out for testing (the simple form; [`SplitPlan`] has seasons, explicit
@@ -115,16 +68,6 @@ fn trim_rows(a: &Array2<f32>, plan: &SplitPlan, what: &str) -> Result<Array2<f32
         .to_owned())
 }
 
-/// A file's modification time in nanoseconds (0 when it is missing): part of the keys that
-/// decide whether saved work is still valid.
-fn mtime_ns(p: &Path) -> u128 {
-    std::fs::metadata(p)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos())
-}
-
 /// What an encode result depends on: the split, the ridge options, the subject as opened
 /// (runs, mask, atlas, confound columns, TRs), and the design and BOLD files (by modification
 /// time). A saved result with the same key is reused.
@@ -135,7 +78,7 @@ pub fn inputs_key(
     plan: &SplitPlan,
     ropts: &RidgeOptions,
 ) -> Result<String> {
-    let mtime = mtime_ns;
+    let mtime = io::mtime_ns;
     let mut key = format!("{}|{ropts:?}|{s:?}", serde_json::to_string(plan)?);
     for r in &s.runs {
         key += &format!(

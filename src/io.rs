@@ -6,6 +6,16 @@ use safetensors::tensor::{Dtype, TensorView};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+/// A file's modification time in nanoseconds (0 when it is missing): part of the keys that
+/// decide whether saved work is still valid.
+pub fn mtime_ns(p: &Path) -> u128 {
+    std::fs::metadata(p)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos())
+}
+
 /// A temporary sibling of `path` that keeps its extension(s), so writers that look at the
 /// extension (`.nii.gz`, `.png`) behave the same; renamed into place by [`commit`].
 pub fn temp_path(path: &Path) -> PathBuf {

@@ -1,25 +1,45 @@
-//! brainscale: how well does a video transformer of a given size, trained on a given amount of
-//! data, predict the brain's fMRI response to a movie?
+//! brainscale: how model size, data size and compute shape what a model learns about the brain
+//! (fMRI track) and the body (bio-signal track).
 //!
 //! Each pipeline stage is a module and a subcommand that reads files and writes files
-//! (see DESIGN.md): `dataset` → `video` (decode) → `features` → `align` → `ridge` (encode) → `maps`.
-pub mod align;
-pub mod bench;
-pub mod bench_train;
-pub mod biosignal;
-pub mod cli;
-pub mod dataset;
-pub mod encode;
-pub mod features;
-pub mod flops;
-pub mod io;
-pub mod maps;
+//! (see the README's architecture section). The modules are listed bottom-up: each one imports
+//! only modules listed before it (`python3 ../shared/tools/modcycles.py src` checks it).
+
+// Shared pieces of no stage.
+pub mod coverage; // whether a movie covers a BOLD run (durations)
+pub mod flops; // training FLOPs of a transformer
+pub mod hrf; // the canonical haemodynamic response function
+pub mod io; // atomic writes, safetensors and JSON files
+pub mod progress; // progress bars
+pub mod stats; // Pearson r and its summaries
+
+// The model-agnostic training engine and the model files (one per architecture).
 pub mod nn;
 pub mod models;
-pub mod pipeline;
-pub mod pretrain;
-pub mod ridge;
-pub mod scaling;
-pub mod stats;
-pub mod tokenizer;
+
+// Inputs: movies and their decoded frames; the features format every extractor writes.
 pub mod video;
+
+pub mod extractor;
+
+// fMRI track, stage by stage.
+pub mod dataset; // movie-fMRI datasets: layouts, checks, subject data, synthetic data
+pub mod tokenizer; // movies → VQ-VAE codes
+pub mod pretrain; // codes → a trained GPT-2 prior
+pub mod features; // frames → features at frame or clip times
+pub mod align; // features → design matrices on the TR grid
+pub mod ridge; // cross-validated ridge regression (CPU and libtorch)
+pub mod encode; // design matrices + BOLD → held-out r per voxel or parcel
+pub mod maps; // r → brain maps and summaries
+pub mod pipeline; // the stages chained (`brainscale demo`)
+
+// Bio-signal track: readers, windows, resampling, synthetic data, metrics, training.
+pub mod biosignal;
+
+// Benchmarks and scaling: training throughput, grids of cells, scaling-law fits.
+pub mod bench_train;
+pub mod bench;
+pub mod scaling;
+
+// The command line over all of them.
+pub mod cli;

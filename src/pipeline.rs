@@ -1,29 +1,17 @@
 //! Chains the stages (what `brainscale demo` runs) and shared command-line plumbing:
-//! dataset/work-folder arguments, progress bars, the maps stage over a dataset, and the
+//! dataset/work-folder arguments, the maps stage over a dataset, and the
 //! per-subject summary table.
-use crate::align::{AlignOptions, Lag};
+use crate::align::{self, AlignOptions, Lag};
 use crate::dataset::{self, synth, Dataset};
 use crate::encode::{self, Split};
 use crate::features::{self, ExtractorKind, FeaturesOptions};
 use crate::maps::{self, SummaryRow, VoxelResults};
+use crate::progress::progress;
 use crate::ridge::RidgeOptions;
 use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Array1;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// A progress bar on stderr (hidden when stderr is not a terminal).
-pub fn progress(len: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    bar.set_style(
-        ProgressStyle::with_template("{prefix:>18} [{bar:30}] {pos}/{len} {msg} ({elapsed})")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(what.to_string());
-    bar
-}
 
 /// Dataset name used in results rows and work folders: the dataset folder's name.
 fn folder_name(path: &Path) -> String {
@@ -225,7 +213,7 @@ pub fn demo(o: &DemoOptions) -> Result<Vec<SummaryRow>> {
         },
         max_mismatch_s: None,
     };
-    encode::align_dataset(&ds, &o.work, &feat, &aopts)?;
+    align::align_dataset(&ds, &o.work, &feat, &aopts)?;
     step("align", t);
 
     let t = Instant::now();

@@ -266,7 +266,7 @@ pub fn small_prior_configs() -> (crate::models::vqvae::VqVaeConfig, GptConfig) {
 }
 
 /// Trains a small tokenizer and prior on decoded movies (CPU, seconds); returns the prior's
-/// folder (`work/prior`, with its `tokenizer/`), ready for [`crate::models::extract::GptExtractor`].
+/// folder (`work/prior`, with its `tokenizer/`), ready for [`crate::features::gpt::GptExtractor`].
 /// A finished folder is reused.
 pub fn train_small_prior_frames(
     movies: &[(String, crate::video::Frames)],

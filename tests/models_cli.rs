@@ -128,7 +128,7 @@ fn tokenizer_tokenize_pretrain_resume_and_bench_train() {
     assert!(d.join("prior/step-00000006/model.safetensors").exists());
     assert!(!d.join("prior/step-00000004").exists());
     // The extractor reads the pretrain output folder as is.
-    let mut ex = brainscale::models::extract::GptExtractor::load(
+    let mut ex = brainscale::features::gpt::GptExtractor::load(
         &d.join("prior"),
         &[2],
         tch::Device::Cpu,
@@ -195,7 +195,7 @@ fn tokenizer_tokenize_pretrain_resume_and_bench_train() {
     )
     .unwrap();
     let mut ex =
-        brainscale::models::extract::GptExtractor::load(&small, &[1, 2], tch::Device::Cpu, 1)
+        brainscale::features::gpt::GptExtractor::load(&small, &[1, 2], tch::Device::Cpu, 1)
             .unwrap();
     let f = brainscale::features::Extractor::extract(&mut ex, &frames).unwrap();
     assert_eq!(f.values.ncols(), 128);

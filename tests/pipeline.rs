@@ -1,7 +1,7 @@
 //! End-to-end checks on the tiny synthetic dataset, whose true weights and noise-free signal
 //! are known: recovery against ground truth, and the whole pipeline through the binary.
 mod common;
-use brainscale::align::{AlignOptions, Lag};
+use brainscale::align::{self, AlignOptions, Lag};
 use brainscale::dataset::Dataset;
 use brainscale::encode::{self, Split};
 use brainscale::features::{self, ExtractorKind, FeaturesOptions};
@@ -28,7 +28,7 @@ fn ground_truth_is_recovered() {
         gpt: None,
     };
     features::run_stage(&ds, work.path(), &fo).unwrap();
-    encode::align_dataset(
+    align::align_dataset(
         &ds,
         work.path(),
         "groundtruth",

@@ -1,11 +1,131 @@
-//! The work of one cell, behind a small trait so the built-in pretrain → extract → encode cell
-//! and user commands plug into the same bench machinery (resume, rows, executors).
-use super::grid::{Cell, CellConfig};
+//! One cell of a grid: its resolved settings (model, data size, precision, seed, subjects),
+//! the [`CellWork`] trait that each kind of cell implements (command_cell.rs, pipeline_cell.rs)
+//! and what a cell reports.
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
+
+/// A GPT-2 style model configuration (nanoGPT names accepted as aliases). Fields the bench does
+/// not use itself (dropout, bias, ...) are kept in `extra` and handed to the cell.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelSpec {
+    pub n_layer: u64,
+    pub n_head: u64,
+    #[serde(alias = "n_embd")]
+    pub d_model: u64,
+    #[serde(alias = "block_size")]
+    pub ctx: u64,
+    #[serde(alias = "vocab_size")]
+    pub vocab: u64,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, toml::Value>,
+}
+
+/// Parameter counts: [`crate::models::gpt::GptConfig::param_counts`] is their one source.
+pub use crate::models::gpt::ParamCounts;
+
+/// [`GptConfig`](crate::models::gpt::GptConfig) fields a model table may set besides the five
+/// above (kept in `extra`); checked against the struct in a test.
+pub const GPT_EXTRA_FIELDS: &[&str] = &[
+    "name",
+    "dropout",
+    "attn_dropout",
+    "pos",
+    "latent_shape",
+    "tie_weights",
+];
+
+impl ModelSpec {
+    /// The model as the GPT code builds it. `strict`: every extra field must be a GptConfig
+    /// field (the pipeline cell builds this model); otherwise extra fields that are not (a
+    /// command cell's own settings) are left out.
+    pub fn gpt_config(&self, name: &str, strict: bool) -> Result<crate::models::gpt::GptConfig> {
+        let mut t = toml::Table::new();
+        for (k, v) in &self.extra {
+            if strict || GPT_EXTRA_FIELDS.contains(&k.as_str()) {
+                t.insert(k.clone(), v.clone());
+            }
+        }
+        t.entry("name").or_insert_with(|| name.into());
+        for (k, v) in [
+            ("d_model", self.d_model),
+            ("n_layer", self.n_layer),
+            ("n_head", self.n_head),
+            ("ctx", self.ctx),
+            ("vocab", self.vocab),
+        ] {
+            let v = i64::try_from(v)
+                .map_err(|_| anyhow::anyhow!("model '{name}': {k} = {v} is too large"))?;
+            t.insert(k.into(), toml::Value::Integer(v));
+        }
+        let cfg: crate::models::gpt::GptConfig = toml::Value::Table(t)
+            .try_into()
+            .with_context(|| format!("model '{name}' is not a GPT config"))?;
+        cfg.validate().with_context(|| format!("model '{name}'"))?;
+        Ok(cfg)
+    }
+
+    /// Parameter counts of the model (GPT-2 blocks with biases and LayerNorms; the model's
+    /// position embedding and weight tying). A cell that builds the real model may report
+    /// its own counts, which then take precedence (see [`CellOutput`]).
+    pub fn counts(&self, name: &str) -> Result<ParamCounts> {
+        Ok(self.gpt_config(name, false)?.param_counts())
+    }
+
+    /// Checks the sizes (positive, d_model divisible by n_head) and that the GPT code accepts
+    /// the model; errors name the model.
+    pub fn validate(&self, name: &str) -> Result<()> {
+        for (k, v) in [
+            ("n_layer", self.n_layer),
+            ("n_head", self.n_head),
+            ("d_model", self.d_model),
+            ("ctx", self.ctx),
+            ("vocab", self.vocab),
+        ] {
+            if v == 0 {
+                bail!("model '{name}': {k} must be positive");
+            }
+        }
+        if self.d_model % self.n_head != 0 {
+            bail!(
+                "model '{name}': d_model {} is not divisible by n_head {}",
+                self.d_model,
+                self.n_head
+            );
+        }
+        self.gpt_config(name, false)?;
+        Ok(())
+    }
+}
+
+/// One cell of the grid, fully resolved.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cell {
+    pub id: String,
+    pub model_name: String,
+    pub model: ModelSpec,
+    pub tokens: u64,
+    pub precision: String,
+    pub seed: u64,
+    pub subjects: Vec<String>,
+    pub counts: ParamCounts,
+    /// Training FLOPs from src/flops.rs with the architecture's counts.
+    pub flops: f64,
+    /// Hash of everything that defines the cell's result (model, data, precision, seed, what
+    /// runs): a rerun only trusts rows with the same hash.
+    pub config_hash: String,
+}
+
+/// FNV-1a, 64 bit: a stable hash (std's hasher may change between releases).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
 
 /// Encoding scores of one subject (from src/stats.rs `summarize_r` in the real cell).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
@@ -47,203 +167,6 @@ pub trait CellWork: Send + Sync {
     fn run(&self, env: &CellEnv) -> Result<CellOutput>;
 }
 
-/// The work a grid's `[cell]` table describes.
-pub fn work_for(grid: &super::grid::Grid) -> Result<Box<dyn CellWork>> {
-    match &grid.cell {
-        CellConfig::Command(c) => Ok(Box::new(c.clone())),
-        CellConfig::Pipeline(t) => Ok(Box::new(super::pipeline_cell::PipelineCell::new(grid, t)?)),
-    }
-}
-
-/// Runs shell steps in order (`sh -c`, in the directory bench was started from), then reads the
-/// metrics JSON they wrote. Placeholders in steps and in `metrics`:
-/// `{cell_id} {cell_dir} {grid_dir} {out_dir} {model} {n_layer} {n_head} {d_model} {ctx} {vocab}
-/// {tokens} {precision} {seed} {subjects} {n_params} {n_params_total} {flops}` and `{model.KEY}`
-/// for further model fields. Values with characters other than letters, digits and `-_./:=,+`
-/// are single-quoted for the shell, so do not put placeholders inside quotes yourself.
-/// The same values are in the environment as BS_CELL_ID, BS_CELL_DIR, BS_TOKENS, ... .
-///
-/// The metrics file is JSON: `{"eval_loss": 3.2, "train_loss": 3.1, "device": "cuda:0",
-/// "subjects": {"sub-01": {"mean_r": 0.12, "top10_r": 0.31}}, ...}`; every key is optional
-/// and any other key is kept in the row's JSON.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct CommandCell {
-    pub steps: Vec<String>,
-    /// Path of the metrics JSON, relative to the cell folder unless absolute.
-    #[serde(default = "default_metrics")]
-    pub metrics: String,
-    /// Extra environment variables for the steps.
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-}
-
-fn default_metrics() -> String {
-    "metrics.json".into()
-}
-
-/// Placeholder values of one cell (and their env names).
-fn values(cell: &Cell, env: Option<&CellEnv>) -> BTreeMap<String, String> {
-    let mut v = BTreeMap::new();
-    let m = &cell.model;
-    for (k, x) in [
-        ("cell_id", cell.id.clone()),
-        ("model", cell.model_name.clone()),
-        ("n_layer", m.n_layer.to_string()),
-        ("n_head", m.n_head.to_string()),
-        ("d_model", m.d_model.to_string()),
-        ("ctx", m.ctx.to_string()),
-        ("vocab", m.vocab.to_string()),
-        ("tokens", cell.tokens.to_string()),
-        ("precision", cell.precision.clone()),
-        ("seed", cell.seed.to_string()),
-        ("subjects", cell.subjects.join(",")),
-        ("n_params", cell.counts.non_embedding.to_string()),
-        ("n_params_total", cell.counts.total.to_string()),
-        ("flops", format!("{:e}", cell.flops)),
-    ] {
-        v.insert(k.to_string(), x);
-    }
-    for (k, x) in &m.extra {
-        let s = match x {
-            toml::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        v.insert(format!("model.{k}"), s);
-    }
-    // Paths are only known at run time; validation uses stand-ins.
-    let path = |p: Option<&Path>| {
-        p.map(|p| p.display().to_string())
-            .unwrap_or_else(|| "/".into())
-    };
-    v.insert("cell_dir".into(), path(env.map(|e| e.dir.as_path())));
-    v.insert("grid_dir".into(), path(env.map(|e| e.grid_dir.as_path())));
-    v.insert("out_dir".into(), path(env.map(|e| e.out_dir.as_path())));
-    v
-}
-
-fn shell_word(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+".contains(c))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
-}
-
-/// Replaces `{name}` placeholders; `{{` and `}}` are literal braces (for inline JSON).
-fn expand(template: &str, vals: &BTreeMap<String, String>, quote: bool) -> Result<String> {
-    let mut out = String::new();
-    let mut rest = template;
-    while let Some(i) = rest.find(['{', '}']) {
-        out.push_str(&rest[..i]);
-        let ch = &rest[i..i + 1];
-        if rest[i..].starts_with("{{") || rest[i..].starts_with("}}") {
-            out.push_str(ch);
-            rest = &rest[i + 2..];
-            continue;
-        }
-        if ch == "}" {
-            bail!("unmatched '}}' in '{template}' (write '}}}}' for a literal brace)");
-        }
-        let end = rest[i..]
-            .find('}')
-            .with_context(|| format!("unclosed '{{' in '{template}'"))?
-            + i;
-        let key = &rest[i + 1..end];
-        let val = vals.get(key).with_context(|| {
-            let names: Vec<&str> = vals.keys().map(String::as_str).collect();
-            format!(
-                "unknown placeholder {{{key}}} in '{template}'; known: {}",
-                names.join(", ")
-            )
-        })?;
-        out.push_str(&if quote { shell_word(val) } else { val.clone() });
-        rest = &rest[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-impl CommandCell {
-    pub fn validate(&self) -> Result<()> {
-        if self.steps.is_empty() {
-            bail!("[cell] kind = \"command\" needs at least one entry in steps");
-        }
-        if self.metrics.is_empty() {
-            bail!("[cell] metrics must name the JSON file the steps write");
-        }
-        Ok(())
-    }
-
-    /// Fails on unknown placeholders (checked for every cell when the grid loads).
-    pub fn check_placeholders(&self, cell: &Cell) -> Result<()> {
-        let v = values(cell, None);
-        for s in &self.steps {
-            expand(s, &v, true)?;
-        }
-        expand(&self.metrics, &v, false)?;
-        Ok(())
-    }
-
-    fn metrics_path(&self, env: &CellEnv) -> Result<PathBuf> {
-        let p = PathBuf::from(expand(&self.metrics, &values(env.cell, Some(env)), false)?);
-        Ok(if p.is_absolute() { p } else { env.dir.join(p) })
-    }
-}
-
-impl CellWork for CommandCell {
-    fn run(&self, env: &CellEnv) -> Result<CellOutput> {
-        let vals = values(env.cell, Some(env));
-        let metrics = self.metrics_path(env)?;
-        // A metrics file from an interrupted attempt must not be trusted.
-        if metrics.exists() {
-            std::fs::remove_file(&metrics)
-                .with_context(|| format!("removing stale {}", metrics.display()))?;
-        }
-        for (k, step) in self.steps.iter().enumerate() {
-            let cmd = expand(step, &vals, true)?;
-            let log = env.dir.join(format!("step-{}.log", k + 1));
-            let f = std::fs::File::create(&log)
-                .with_context(|| format!("creating {}", log.display()))?;
-            let mut c = std::process::Command::new("sh");
-            c.arg("-c")
-                .arg(&cmd)
-                .stdin(Stdio::null())
-                .stdout(f.try_clone()?)
-                .stderr(f);
-            for (name, v) in &vals {
-                c.env(format!("BS_{}", name.replace('.', "_").to_uppercase()), v);
-            }
-            c.envs(&self.env);
-            let status = c.status().with_context(|| {
-                format!("starting step {} of cell {}: {cmd}", k + 1, env.cell.id)
-            })?;
-            if !status.success() {
-                let text = std::fs::read_to_string(&log).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(8).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                bail!(
-                    "step {} of cell {} failed ({status}): {cmd}\n  log {}:\n    {}",
-                    k + 1,
-                    env.cell.id,
-                    log.display(),
-                    tail.join("\n    ")
-                );
-            }
-        }
-        let out: CellOutput = crate::io::read_json(&metrics).with_context(|| {
-            format!(
-                "cell {}: the steps did not leave usable metrics",
-                env.cell.id
-            )
-        })?;
-        Ok(out)
-    }
-}
-
 /// Checks a cell's output: finite numbers, and every subject the grid lists.
 pub fn validate_output(out: &CellOutput, cell: &Cell, source: &str) -> Result<()> {
     for (k, v) in [("train_loss", out.train_loss), ("eval_loss", out.eval_loss)] {
@@ -280,18 +203,67 @@ mod tests {
     use super::*;
 
     #[test]
-    fn placeholders_expand_and_quote() {
-        let mut v = BTreeMap::new();
-        v.insert("a".to_string(), "1e5".to_string());
-        v.insert("p".to_string(), "/tmp/x y".to_string());
-        assert_eq!(
-            expand("x {a} {p}/m.json {{}}", &v, true).unwrap(),
-            "x 1e5 '/tmp/x y'/m.json {}"
-        );
-        assert!(expand("{nope}", &v, true)
-            .unwrap_err()
-            .to_string()
-            .contains("unknown placeholder {nope}"));
-        assert!(expand("{a", &v, true).is_err());
+    fn gpt2_small_parameter_counts() {
+        // GPT-2 small (124M with its 50257 vocab): nanoGPT reports 123.65M without the
+        // position embedding (get_num_params(non_embedding=True)) = 124.44M total - 1024·768.
+        let m = ModelSpec {
+            n_layer: 12,
+            n_head: 12,
+            d_model: 768,
+            ctx: 1024,
+            vocab: 50257,
+            extra: Default::default(),
+        };
+        let c = m.counts("gpt2").unwrap();
+        assert_eq!(c.total, 124_439_808);
+        assert_eq!(c.total - 50257 * 768 - 1024 * 768, c.non_embedding);
+        assert_eq!(c.non_embedding, 85_056_000);
+    }
+
+    #[test]
+    fn gpt_extra_fields_are_the_config_fields() {
+        let cfg = ModelSpec {
+            n_layer: 1,
+            n_head: 1,
+            d_model: 8,
+            ctx: 8,
+            vocab: 8,
+            extra: [(
+                "latent_shape".to_string(),
+                toml::Value::try_from([2, 2, 2]).unwrap(),
+            )]
+            .into(),
+        }
+        .gpt_config("x", true)
+        .unwrap();
+        let t: toml::Table = toml::Value::try_from(&cfg).unwrap().try_into().unwrap();
+        let mut keys: Vec<&str> = t
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !["d_model", "n_layer", "n_head", "ctx", "vocab"].contains(k))
+            .collect();
+        keys.sort();
+        let mut want = GPT_EXTRA_FIELDS.to_vec();
+        want.sort();
+        assert_eq!(keys, want);
+        // Strict conversion rejects what the GPT code would not use.
+        let mut m = ModelSpec {
+            extra: Default::default(),
+            ..cfg_spec()
+        };
+        m.extra.insert("bias".into(), toml::Value::Boolean(false));
+        assert!(m.gpt_config("x", true).is_err());
+        assert!(m.gpt_config("x", false).is_ok());
+    }
+
+    fn cfg_spec() -> ModelSpec {
+        ModelSpec {
+            n_layer: 2,
+            n_head: 2,
+            d_model: 16,
+            ctx: 16,
+            vocab: 32,
+            extra: Default::default(),
+        }
     }
 }

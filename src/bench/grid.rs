@@ -20,7 +20,7 @@
 //! ctx = 16
 //! vocab = 64
 //! [cell]
-//! kind = "command"                   # see cell.rs; or "pipeline" (pipeline_cell.rs)
+//! kind = "command"                   # see command_cell.rs; or "pipeline" (pipeline_cell.rs)
 //! steps = ["..."]
 //! metrics = "metrics.json"
 //! [executor]
@@ -29,101 +29,13 @@
 //! [slurm]                            # used by the slurm executor
 //! time = "01:00:00"
 //! ```
+use super::cell::{fnv1a, Cell, CellWork, ModelSpec};
+use super::command_cell::CommandCell;
+use super::pipeline_cell::{PipelineCell, PipelineConfig};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-/// A GPT-2 style model configuration (nanoGPT names accepted as aliases). Fields the bench does
-/// not use itself (dropout, bias, ...) are kept in `extra` and handed to the cell.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ModelSpec {
-    pub n_layer: u64,
-    pub n_head: u64,
-    #[serde(alias = "n_embd")]
-    pub d_model: u64,
-    #[serde(alias = "block_size")]
-    pub ctx: u64,
-    #[serde(alias = "vocab_size")]
-    pub vocab: u64,
-    #[serde(flatten)]
-    pub extra: BTreeMap<String, toml::Value>,
-}
-
-/// Parameter counts: [`crate::models::gpt::GptConfig::param_counts`] is their one source.
-pub use crate::models::gpt::ParamCounts;
-
-/// [`GptConfig`](crate::models::gpt::GptConfig) fields a model table may set besides the five
-/// above (kept in `extra`); checked against the struct in a test.
-pub const GPT_EXTRA_FIELDS: &[&str] = &[
-    "name",
-    "dropout",
-    "attn_dropout",
-    "pos",
-    "latent_shape",
-    "tie_weights",
-];
-
-impl ModelSpec {
-    /// The model as the GPT code builds it. `strict`: every extra field must be a GptConfig
-    /// field (the pipeline cell builds this model); otherwise extra fields that are not (a
-    /// command cell's own settings) are left out.
-    pub fn gpt_config(&self, name: &str, strict: bool) -> Result<crate::models::gpt::GptConfig> {
-        let mut t = toml::Table::new();
-        for (k, v) in &self.extra {
-            if strict || GPT_EXTRA_FIELDS.contains(&k.as_str()) {
-                t.insert(k.clone(), v.clone());
-            }
-        }
-        t.entry("name").or_insert_with(|| name.into());
-        for (k, v) in [
-            ("d_model", self.d_model),
-            ("n_layer", self.n_layer),
-            ("n_head", self.n_head),
-            ("ctx", self.ctx),
-            ("vocab", self.vocab),
-        ] {
-            let v = i64::try_from(v)
-                .map_err(|_| anyhow::anyhow!("model '{name}': {k} = {v} is too large"))?;
-            t.insert(k.into(), toml::Value::Integer(v));
-        }
-        let cfg: crate::models::gpt::GptConfig = toml::Value::Table(t)
-            .try_into()
-            .with_context(|| format!("model '{name}' is not a GPT config"))?;
-        cfg.validate().with_context(|| format!("model '{name}'"))?;
-        Ok(cfg)
-    }
-
-    /// Parameter counts of the model (GPT-2 blocks with biases and LayerNorms; the model's
-    /// position embedding and weight tying). A cell that builds the real model may report
-    /// its own counts, which then take precedence (see cell.rs).
-    pub fn counts(&self, name: &str) -> Result<ParamCounts> {
-        Ok(self.gpt_config(name, false)?.param_counts())
-    }
-
-    fn validate(&self, name: &str) -> Result<()> {
-        for (k, v) in [
-            ("n_layer", self.n_layer),
-            ("n_head", self.n_head),
-            ("d_model", self.d_model),
-            ("ctx", self.ctx),
-            ("vocab", self.vocab),
-        ] {
-            if v == 0 {
-                bail!("model '{name}': {k} must be positive");
-            }
-        }
-        if self.d_model % self.n_head != 0 {
-            bail!(
-                "model '{name}': d_model {} is not divisible by n_head {}",
-                self.d_model,
-                self.n_head
-            );
-        }
-        self.gpt_config(name, false)?;
-        Ok(())
-    }
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -145,12 +57,12 @@ fn default_seeds() -> Vec<u64> {
     vec![0]
 }
 
-/// What a cell runs. `command` runs shell steps (cell.rs); `pipeline` is the built-in
+/// What a cell runs. `command` runs shell steps (command_cell.rs); `pipeline` is the built-in
 /// pretrain → extract → encode cell, whose settings are passed through untouched.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CellConfig {
-    Command(super::cell::CommandCell),
+    Command(CommandCell),
     Pipeline(BTreeMap<String, toml::Value>),
 }
 
@@ -227,24 +139,6 @@ pub struct Grid {
     /// The grid file (absolute), set on load.
     #[serde(skip)]
     pub path: PathBuf,
-}
-
-/// One cell of the grid, fully resolved.
-#[derive(Debug, Clone, Serialize)]
-pub struct Cell {
-    pub id: String,
-    pub model_name: String,
-    pub model: ModelSpec,
-    pub tokens: u64,
-    pub precision: String,
-    pub seed: u64,
-    pub subjects: Vec<String>,
-    pub counts: ParamCounts,
-    /// Training FLOPs from src/flops.rs with the architecture's counts.
-    pub flops: f64,
-    /// Hash of everything that defines the cell's result (model, data, precision, seed, what
-    /// runs): a rerun only trusts rows with the same hash.
-    pub config_hash: String,
 }
 
 pub const PRECISIONS: &[&str] = &["fp32", "bf16", "fp16"];
@@ -340,8 +234,7 @@ impl Grid {
         match &g.cell {
             CellConfig::Command(c) => c.validate().map_err(|e| ctx(e.to_string()))?,
             CellConfig::Pipeline(t) => {
-                super::pipeline_cell::PipelineConfig::from_table(t)
-                    .map_err(|e| ctx(format!("{e:#}")))?;
+                PipelineConfig::from_table(t).map_err(|e| ctx(format!("{e:#}")))?;
                 for (name, m) in &g.models {
                     m.gpt_config(name, true)
                         .map_err(|e| ctx(format!("{e:#}")))?;
@@ -436,6 +329,19 @@ impl Grid {
     }
 }
 
+/// The work a grid's `[cell]` table describes.
+pub fn work_for(grid: &Grid) -> Result<Box<dyn CellWork>> {
+    match &grid.cell {
+        CellConfig::Command(c) => Ok(Box::new(c.clone())),
+        CellConfig::Pipeline(t) => Ok(Box::new(PipelineCell::new(
+            t,
+            &grid.path,
+            &grid.axes.subjects,
+            &grid.models,
+        )?)),
+    }
+}
+
 /// Keeps ids usable as folder names and shell words.
 fn sanitize(s: &str) -> String {
     let stem = s.strip_suffix(".toml").unwrap_or(s);
@@ -452,84 +358,4 @@ fn sanitize(s: &str) -> String {
             }
         })
         .collect()
-}
-
-/// FNV-1a, 64 bit: a stable hash (std's hasher may change between releases).
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for &b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    h
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gpt2_small_parameter_counts() {
-        // GPT-2 small (124M with its 50257 vocab): nanoGPT reports 123.65M without the
-        // position embedding (get_num_params(non_embedding=True)) = 124.44M total - 1024·768.
-        let m = ModelSpec {
-            n_layer: 12,
-            n_head: 12,
-            d_model: 768,
-            ctx: 1024,
-            vocab: 50257,
-            extra: Default::default(),
-        };
-        let c = m.counts("gpt2").unwrap();
-        assert_eq!(c.total, 124_439_808);
-        assert_eq!(c.total - 50257 * 768 - 1024 * 768, c.non_embedding);
-        assert_eq!(c.non_embedding, 85_056_000);
-    }
-
-    #[test]
-    fn gpt_extra_fields_are_the_config_fields() {
-        let cfg = ModelSpec {
-            n_layer: 1,
-            n_head: 1,
-            d_model: 8,
-            ctx: 8,
-            vocab: 8,
-            extra: [(
-                "latent_shape".to_string(),
-                toml::Value::try_from([2, 2, 2]).unwrap(),
-            )]
-            .into(),
-        }
-        .gpt_config("x", true)
-        .unwrap();
-        let t: toml::Table = toml::Value::try_from(&cfg).unwrap().try_into().unwrap();
-        let mut keys: Vec<&str> = t
-            .keys()
-            .map(String::as_str)
-            .filter(|k| !["d_model", "n_layer", "n_head", "ctx", "vocab"].contains(k))
-            .collect();
-        keys.sort();
-        let mut want = GPT_EXTRA_FIELDS.to_vec();
-        want.sort();
-        assert_eq!(keys, want);
-        // Strict conversion rejects what the GPT code would not use.
-        let mut m = ModelSpec {
-            extra: Default::default(),
-            ..cfg_spec()
-        };
-        m.extra.insert("bias".into(), toml::Value::Boolean(false));
-        assert!(m.gpt_config("x", true).is_err());
-        assert!(m.gpt_config("x", false).is_ok());
-    }
-
-    fn cfg_spec() -> ModelSpec {
-        ModelSpec {
-            n_layer: 2,
-            n_head: 2,
-            d_model: 16,
-            ctx: 16,
-            vocab: 32,
-            extra: Default::default(),
-        }
-    }
 }

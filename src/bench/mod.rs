@@ -7,16 +7,23 @@
 //! rerun skips every cell that has a row with the same config hash. A process killed mid-cell
 //! loses only that cell's unfinished attempt. Executors: `local` (N cells at once) and `slurm`
 //! (one sbatch job array per submission, one task per cell; see slurm.rs).
+//!
+//! Files, bottom-up: cell.rs (one cell's settings and the [`cell::CellWork`] trait),
+//! command_cell.rs and pipeline_cell.rs (the kinds of cell), grid.rs (grid files, their
+//! cells, and which kind a grid runs), results.rs (rows and results.csv), slurm.rs (the SLURM
+//! executor), this file (the runner).
 pub mod cell;
+pub mod command_cell;
 pub mod grid;
 pub mod pipeline_cell;
 pub mod results;
 pub mod slurm;
 
 use anyhow::{bail, Context, Result};
+use cell::Cell;
 use cell::{CellEnv, CellWork};
 use clap::{Args, Subcommand};
-use grid::{Cell, ExecutorKind, Grid};
+use grid::{ExecutorKind, Grid};
 use results::Row;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -97,7 +104,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
                 println!("cell {} already has a row; nothing to do", cell.id);
                 return Ok(());
             }
-            let work = cell::work_for(&grid)?;
+            let work = grid::work_for(&grid)?;
             let row = run_cell(&grid, cell, &out, work.as_ref())?;
             println!("cell {} done in {:.1}s", row.cell_id, row.wall_s);
             Ok(())
@@ -239,7 +246,7 @@ pub fn run_grid(a: &RunArgs) -> Result<RunSummary> {
         return Ok(summary);
     }
     // Check the cell kind before starting anything.
-    let work = cell::work_for(&grid)?;
+    let work = grid::work_for(&grid)?;
     match executor {
         ExecutorKind::Local => {
             let parallel = a.parallel.unwrap_or(grid.executor.parallel);

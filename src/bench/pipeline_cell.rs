@@ -38,8 +38,7 @@
 //! cells and SLURM tasks wait for it). Each cell keeps its prior in OUT/cells/ID/prior
 //! (checkpointed every `checkpoint_every` steps: a killed cell resumes from it) and its
 //! features, design matrices and ridge results in OUT/cells/ID/work.
-use super::cell::{CellEnv, CellOutput, CellWork, SubjectScore};
-use super::grid::{fnv1a, Cell, Grid};
+use super::cell::{fnv1a, Cell, CellEnv, CellOutput, CellWork, ModelSpec, SubjectScore};
 use crate::align::{AlignOptions, Lag};
 use crate::dataset::{splits::SplitPlan, Dataset};
 use crate::features::{ExtractorKind, FeaturesOptions, GptFeatureArgs};
@@ -315,16 +314,23 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 }
 
 impl PipelineCell {
-    /// Checks the configuration and that the dataset opens, before any cell runs.
-    pub fn new(grid: &Grid, table: &BTreeMap<String, toml::Value>) -> Result<Self> {
+    /// Checks the configuration and that the dataset opens, before any cell runs: `table` is
+    /// the `[cell]` table of the grid file `grid_file`, whose cells encode `subjects` with
+    /// `models`.
+    pub fn new(
+        table: &BTreeMap<String, toml::Value>,
+        grid_file: &Path,
+        subjects: &[String],
+        models: &BTreeMap<String, ModelSpec>,
+    ) -> Result<Self> {
         let mut cfg = PipelineConfig::from_table(table)
-            .with_context(|| format!("grid file {}", grid.path.display()))?;
+            .with_context(|| format!("grid file {}", grid_file.display()))?;
         let dataset = absolute(&cfg.dataset)?;
         let ds = Dataset::open(&dataset)
             .with_context(|| format!("[cell] dataset = {}", cfg.dataset.display()))?;
         // Subjects the grid lists must exist before hours of pretraining, not after.
-        crate::pipeline::select_subjects(&ds, &grid.axes.subjects)
-            .with_context(|| format!("axes.subjects of grid file {}", grid.path.display()))?;
+        crate::pipeline::select_subjects(&ds, subjects)
+            .with_context(|| format!("axes.subjects of grid file {}", grid_file.display()))?;
         if let Some(t) = &cfg.tokenizer {
             let t = absolute(t)?;
             if !vqvae::TOKENIZER_FILES.iter().all(|f| t.join(f).exists()) {
@@ -349,7 +355,7 @@ impl PipelineCell {
         };
         let lat = vq.latent_shape();
         let l: i64 = lat.iter().product();
-        for (name, m) in &grid.models {
+        for (name, m) in models {
             let g = m.gpt_config(name, true)?;
             if g.vocab < vq.n_codes || g.ctx < l - 1 {
                 bail!(
@@ -744,7 +750,7 @@ impl CellWork for PipelineCell {
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
-        crate::encode::align_dataset(&ds, &work, &feat, &c.align_options()?)?;
+        crate::align::align_dataset(&ds, &work, &feat, &c.align_options()?)?;
         let features_s = t0.elapsed().as_secs_f64();
         let t0 = Instant::now();
         let ropts = RidgeOptions {

@@ -1,8 +1,7 @@
 //! Results rows. Each finished cell writes `cells/ID/row.json` atomically (temp + rename), so
 //! workers never share a file; `results.csv` (one row per cell) is rebuilt from those files and
 //! the rows it already holds, deduplicated by cell id, and renamed into place.
-use super::cell::{CellOutput, SubjectScore};
-use super::grid::Cell;
+use super::cell::{Cell, CellOutput, SubjectScore};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,7 +1,8 @@
 //! The SLURM executor: one sbatch job array per submission (task i runs the i-th unfinished
 //! cell through `brainscale bench run-cell`), resources from the grid's [slurm] table. Tasks
 //! write only their own cell folder; `bench collect` / `bench status` merge the rows.
-use super::grid::{Cell, Grid};
+use super::cell::Cell;
+use super::grid::Grid;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -1,3 +1,554 @@
-//! The bio-signal track (EEG, ECG, EMG, accelerometer): pretraining objectives here; readers,
-//! windows, resampling and metrics beside them.
+//! Bio-signal data: readers, windows, normalisation, rate/length alignment, a synthetic
+//! generator with ground truth, and the evaluation metrics of the bio-signal track.
+//!
+//! Every reader produces a [`Dataset`]: windows `samples` [N, C, L] (f32), optional `labels`
+//! [N] (i64, classes 0..K), the sampling rate and channel names. [`load`] dispatches on the
+//! extension:
+//! - `.edf`, `.bdf` (EDF, EDF+, BDF: [`edf`]) and `.csv` (accelerometer `time,x,y,z[,label]`:
+//!   [`accel`]) are continuous recordings, cut into windows by [`window`];
+//! - `.safetensors`, `.npy`, `.npz` hold TF-C-style windows ([`tensors`]).
+//!
+//! Then [`resample::align`] brings a downstream set to the pretraining rate and length,
+//! [`synth::Generator`] streams labelled windows with known structure, and [`metrics`] scores
+//! predictions. Model code consumes [`Dataset::to_tensors`] / [`Dataset::batch`]; the
+//! pretraining and fine-tuning losses are in [`objectives`].
+pub mod accel;
+pub mod cli;
+pub mod edf;
+pub mod metrics;
 pub mod objectives;
+pub mod resample;
+pub mod spectral;
+pub mod synth;
+pub mod tensors;
+pub mod window;
+
+use anyhow::{bail, Context, Result};
+use ndarray::{Array1, Array2, Array3, Axis};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+pub use window::Norm;
+
+/// Windows of a bio-signal set, TF-C layout, shared by every reader.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// [N windows, C channels, L samples], f32, physical units unless normalised.
+    pub samples: Array3<f32>,
+    /// [N] class indices in 0..classes; `None` for unlabelled pools.
+    pub labels: Option<Array1<i64>>,
+    /// Sampling rate in Hz; `None` when a tensor file does not state it.
+    pub rate: Option<f64>,
+    /// C channel names (`ch0`, `ch1`, ... when the file has none).
+    pub channels: Vec<String>,
+    /// Number of classes K when known (file metadata or `--classes`).
+    pub classes: Option<usize>,
+    /// File(s) the windows came from, for messages.
+    pub source: String,
+    /// Free-form provenance written back as safetensors metadata (modality, seed, ...).
+    pub meta: BTreeMap<String, String>,
+}
+
+impl Dataset {
+    /// Number of windows N.
+    pub fn len(&self) -> usize {
+        self.samples.dim().0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn n_channels(&self) -> usize {
+        self.samples.dim().1
+    }
+    /// Window length L in samples.
+    pub fn window_len(&self) -> usize {
+        self.samples.dim().2
+    }
+    /// Window duration in seconds (L / rate), when the rate is known.
+    pub fn window_seconds(&self) -> Option<f64> {
+        self.rate.map(|r| self.window_len() as f64 / r)
+    }
+
+    /// Windows per label, in label order (empty when unlabelled).
+    pub fn label_counts(&self) -> BTreeMap<i64, usize> {
+        let mut m = BTreeMap::new();
+        if let Some(l) = &self.labels {
+            for &v in l {
+                *m.entry(v).or_insert(0) += 1;
+            }
+        }
+        m
+    }
+
+    /// Checks the invariants every consumer relies on; errors name the source and the fault:
+    /// NaN/inf samples (first window, channel and sample), labels count ≠ N, labels outside
+    /// 0..classes (or negative), rate not positive, channel names ≠ C.
+    pub fn validate(&self) -> Result<()> {
+        let (n, c, l) = self.samples.dim();
+        if let Some(((i, ch, t), v)) = self.samples.indexed_iter().find(|(_, v)| !v.is_finite()) {
+            bail!(
+                "{}: non-finite sample {v} at window {i}, channel {ch} ('{}'), sample {t} \
+                 (of [N={n}, C={c}, L={l}])",
+                self.source,
+                self.channels.get(ch).map(String::as_str).unwrap_or("?")
+            );
+        }
+        if self.channels.len() != c {
+            bail!(
+                "{}: {} channel names for {c} channels",
+                self.source,
+                self.channels.len()
+            );
+        }
+        if let Some(r) = self.rate {
+            if !(r.is_finite() && r > 0.0) {
+                bail!("{}: sampling rate {r} Hz is not positive", self.source);
+            }
+        }
+        if let Some(lab) = &self.labels {
+            if lab.len() != n {
+                bail!("{}: {} labels for {n} windows", self.source, lab.len());
+            }
+            for (i, &y) in lab.iter().enumerate() {
+                let bad = y < 0 || self.classes.is_some_and(|k| y as usize >= k);
+                if bad {
+                    bail!(
+                        "{}: label {y} of window {i} is outside the class set 0..{}",
+                        self.source,
+                        self.classes
+                            .map(|k| (k - 1).to_string())
+                            .unwrap_or_else(|| "(non-negative)".into())
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Normalises each window's channels in place (see [`window::Norm`]).
+    pub fn normalise(&mut self, norm: Norm) {
+        window::normalise(&mut self.samples, norm);
+        if norm != Norm::None {
+            self.meta.insert("norm".into(), norm.name().into());
+        }
+    }
+
+    /// The windows at `indices` (in that order) as a new dataset.
+    pub fn subset(&self, indices: &[usize]) -> Dataset {
+        let mut d = self.clone();
+        d.samples = self.samples.select(Axis(0), indices);
+        d.labels = self.labels.as_ref().map(|l| l.select(Axis(0), indices));
+        d
+    }
+
+    /// All windows as tch tensors on `device`: samples f32 [N, C, L], labels i64 [N].
+    pub fn to_tensors(&self, device: tch::Device) -> Result<(tch::Tensor, Option<tch::Tensor>)> {
+        let all: Vec<usize> = (0..self.len()).collect();
+        self.batch(&all, device)
+    }
+
+    /// The windows at `indices` as tch tensors on `device`: samples f32 [B, C, L], labels
+    /// i64 [B] (None for unlabelled sets).
+    pub fn batch(
+        &self,
+        indices: &[usize],
+        device: tch::Device,
+    ) -> Result<(tch::Tensor, Option<tch::Tensor>)> {
+        let (_, c, l) = self.samples.dim();
+        let mut buf = Vec::with_capacity(indices.len() * c * l);
+        for &i in indices {
+            if i >= self.len() {
+                bail!(
+                    "{}: window {i} out of range (N = {})",
+                    self.source,
+                    self.len()
+                );
+            }
+            buf.extend(self.samples.index_axis(Axis(0), i).iter().copied());
+        }
+        let x = tch::Tensor::from_slice(&buf)
+            .reshape([indices.len() as i64, c as i64, l as i64])
+            .to_device(device);
+        let y = self.labels.as_ref().map(|lab| {
+            let v: Vec<i64> = indices.iter().map(|&i| lab[i]).collect();
+            tch::Tensor::from_slice(&v).to_device(device)
+        });
+        Ok((x, y))
+    }
+
+    /// Writes the set as TF-C-style safetensors (see [`tensors::write`]).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        tensors::write(self, path)
+    }
+
+    /// Concatenates sets along N. Errors name the first file whose channel count, channel
+    /// names, rate or window length differs from the first set's, or which is labelled when
+    /// the first is not (or the reverse).
+    pub fn concat(sets: &[Dataset]) -> Result<Dataset> {
+        let Some(first) = sets.first() else {
+            bail!("no datasets to concatenate");
+        };
+        for d in &sets[1..] {
+            consistent(first, d)?;
+        }
+        let views: Vec<_> = sets.iter().map(|d| d.samples.view()).collect();
+        let samples = ndarray::concatenate(Axis(0), &views)?;
+        let labels = if first.labels.is_some() {
+            let v: Vec<_> = sets
+                .iter()
+                .map(|d| d.labels.as_ref().unwrap().view())
+                .collect();
+            Some(ndarray::concatenate(Axis(0), &v)?)
+        } else {
+            None
+        };
+        let mut out = first.clone();
+        out.samples = samples;
+        out.labels = labels;
+        out.classes = sets.iter().filter_map(|d| d.classes).max();
+        out.source = sets
+            .iter()
+            .map(|d| d.source.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        out.validate()?;
+        Ok(out)
+    }
+}
+
+/// Checks that `d` can be pooled with `first`; the error names `d`'s file and the fault.
+pub fn consistent(first: &Dataset, d: &Dataset) -> Result<()> {
+    let src = &d.source;
+    if d.n_channels() != first.n_channels() {
+        bail!(
+            "{src}: channel count mismatch: {} channels, but {} has {}",
+            d.n_channels(),
+            first.source,
+            first.n_channels()
+        );
+    }
+    if d.channels != first.channels {
+        bail!(
+            "{src}: channel names {:?} differ from {:?} in {}",
+            d.channels,
+            first.channels,
+            first.source
+        );
+    }
+    let rate_differs = match (d.rate, first.rate) {
+        (Some(a), Some(b)) => (a - b).abs() > 1e-9 * b,
+        (None, None) => false,
+        _ => true,
+    };
+    if rate_differs {
+        bail!(
+            "{src}: sampling rate mismatch: {} but {} has {}",
+            fmt_rate(d.rate),
+            first.source,
+            fmt_rate(first.rate)
+        );
+    }
+    if d.window_len() != first.window_len() {
+        bail!(
+            "{src}: window length mismatch: {} samples, but {} has {}",
+            d.window_len(),
+            first.source,
+            first.window_len()
+        );
+    }
+    if d.labels.is_some() != first.labels.is_some() {
+        bail!(
+            "{src}: {} but {} is {}",
+            if d.labels.is_some() {
+                "labelled"
+            } else {
+                "unlabelled"
+            },
+            first.source,
+            if first.labels.is_some() {
+                "labelled"
+            } else {
+                "unlabelled"
+            }
+        );
+    }
+    Ok(())
+}
+
+/// A rate for messages: "128 Hz" or "unknown rate".
+pub fn fmt_rate(r: Option<f64>) -> String {
+    r.map(|r| format!("{r} Hz"))
+        .unwrap_or_else(|| "unknown rate".into())
+}
+
+/// How files become windows. Defaults: EDF/BDF 10-s windows (BIOT's clips), CSV 2.56-s windows
+/// (HAR's 128 samples at 50 Hz), hop = window, no normalisation.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct LoadOptions {
+    /// Window length in seconds for continuous recordings (EDF/BDF/CSV).
+    #[arg(long)]
+    pub window: Option<f64>,
+    /// Hop between window starts in seconds (default: the window length, no overlap).
+    #[arg(long)]
+    pub hop: Option<f64>,
+    /// Common rate (Hz) for recordings whose channels have different rates: every channel is
+    /// resampled to it with the sinc resampler.
+    #[arg(long = "common-rate")]
+    pub common_rate: Option<f64>,
+    /// Keep only these channels (comma-separated labels), in this order.
+    #[arg(long, value_delimiter = ',')]
+    pub channels: Option<Vec<String>>,
+    /// Per-channel normalisation of each window.
+    #[arg(long, value_enum, default_value = "none")]
+    pub norm: Norm,
+    /// Number of classes K: labels must lie in 0..K (overrides file metadata).
+    #[arg(long)]
+    pub classes: Option<usize>,
+    /// Sampling rate (Hz) of tensor files that do not state one in their metadata.
+    #[arg(long)]
+    pub input_rate: Option<f64>,
+}
+
+/// A continuous multichannel recording at one rate, before windowing.
+#[derive(Debug, Clone)]
+pub struct Recording {
+    pub source: PathBuf,
+    pub channels: Vec<String>,
+    /// Hz.
+    pub rate: f64,
+    /// [C, T] physical units.
+    pub data: Array2<f32>,
+    /// Per-sample class labels (accelerometer CSV `label` column), length T.
+    pub labels: Option<Vec<i64>>,
+    /// EDF+ annotations (onsets in seconds after the first sample).
+    pub annotations: Vec<edf::Annotation>,
+    /// Seconds between the header start time and the first sample.
+    pub start_subsecond: f64,
+}
+
+impl Recording {
+    /// Duration in seconds (T / rate).
+    pub fn duration(&self) -> f64 {
+        self.data.ncols() as f64 / self.rate
+    }
+
+    /// Cuts windows of `window_s` seconds every `hop_s` seconds (lengths rounded to samples).
+    /// A labelled recording gives each window the label most of its samples carry (ties: the
+    /// smallest). Errors if the window is shorter than one sample or longer than the recording.
+    pub fn windows(&self, window_s: f64, hop_s: f64) -> Result<Dataset> {
+        let len = (window_s * self.rate).round() as usize;
+        let hop = (hop_s * self.rate).round() as usize;
+        if len == 0 || hop == 0 {
+            bail!(
+                "{}: window {window_s} s / hop {hop_s} s is under one sample at {} Hz",
+                self.source.display(),
+                self.rate
+            );
+        }
+        if len > self.data.ncols() {
+            bail!(
+                "{}: window of {window_s} s is longer than the recording ({:.3} s)",
+                self.source.display(),
+                self.duration()
+            );
+        }
+        let samples = window::windows(self.data.view(), len, hop);
+        let labels = self.labels.as_ref().map(|lab| {
+            Array1::from_iter((0..samples.dim().0).map(|i| {
+                let mut counts = BTreeMap::new();
+                for &y in &lab[i * hop..i * hop + len] {
+                    *counts.entry(y).or_insert(0usize) += 1;
+                }
+                let best = counts.values().copied().max().unwrap_or(0);
+                counts
+                    .into_iter()
+                    .find(|&(_, c)| c == best)
+                    .map(|(y, _)| y)
+                    .unwrap_or(0)
+            }))
+        });
+        let mut meta = BTreeMap::new();
+        meta.insert("window_s".into(), window_s.to_string());
+        meta.insert("hop_s".into(), hop_s.to_string());
+        Ok(Dataset {
+            samples,
+            labels,
+            rate: Some(self.rate),
+            channels: self.channels.clone(),
+            classes: None,
+            source: self.source.display().to_string(),
+            meta,
+        })
+    }
+}
+
+impl edf::EdfFile {
+    /// The selected channels (all ordinary signals when `channels` is None) as one recording.
+    /// Channels with different rates need `common_rate`: each is then sinc-resampled to it and
+    /// all are cut to the shortest. Errors name the file and the missing channel or the rates.
+    pub fn to_recording(
+        &self,
+        channels: Option<&[String]>,
+        common_rate: Option<f64>,
+    ) -> Result<Recording> {
+        let picked: Vec<&edf::Signal> = match channels {
+            None => self.signals.iter().collect(),
+            Some(names) => names
+                .iter()
+                .map(|n| {
+                    self.signals
+                        .iter()
+                        .find(|s| &s.label == n)
+                        .with_context(|| {
+                            format!(
+                                "{}: no channel '{n}' (channels: {})",
+                                self.path.display(),
+                                self.signals
+                                    .iter()
+                                    .map(|s| s.label.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
+                        })
+                })
+                .collect::<Result<_>>()?,
+        };
+        let rates: Vec<f64> = picked.iter().map(|s| s.rate).collect();
+        let mixed = rates
+            .iter()
+            .any(|&r| (r - rates[0]).abs() > 1e-9 * rates[0]);
+        let rate = match common_rate {
+            Some(r) if r.is_finite() && r > 0.0 => r,
+            Some(r) => bail!("common rate {r} Hz must be positive"),
+            None if mixed => bail!(
+                "{}: channels have different rates ({}): choose a common rate (--common-rate) \
+                 or channels of one rate (--channels)",
+                self.path.display(),
+                picked
+                    .iter()
+                    .map(|s| format!("{} {} Hz", s.label, s.rate))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None => rates[0],
+        };
+        let series: Vec<Vec<f32>> = picked
+            .iter()
+            .map(|s| {
+                if (s.rate - rate).abs() <= 1e-9 * rate {
+                    s.data.clone()
+                } else {
+                    let x: Vec<f64> = s.data.iter().map(|&v| v as f64).collect();
+                    let num = resample::resampled_len(x.len(), s.rate, rate);
+                    resample::fft_resample(&x, num)
+                        .into_iter()
+                        .map(|v| v as f32)
+                        .collect()
+                }
+            })
+            .collect();
+        let t = series.iter().map(Vec::len).min().unwrap_or(0);
+        let data = Array2::from_shape_fn((series.len(), t), |(c, i)| series[c][i]);
+        Ok(Recording {
+            source: self.path.clone(),
+            channels: picked.iter().map(|s| s.label.clone()).collect(),
+            rate,
+            data,
+            labels: None,
+            annotations: self.annotations.clone(),
+            start_subsecond: self.start_subsecond,
+        })
+    }
+}
+
+/// The kind of file a path holds, from its extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Edf,
+    Tensors,
+    AccelCsv,
+}
+
+/// Classifies `path` by extension (case-insensitive); errors on anything else.
+pub fn file_kind(path: &Path) -> Result<FileKind> {
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    Ok(match ext.as_str() {
+        "edf" | "bdf" => FileKind::Edf,
+        "safetensors" | "npy" | "npz" => FileKind::Tensors,
+        "csv" => FileKind::AccelCsv,
+        _ => bail!(
+            "{}: unknown extension '{ext}' (expected .edf, .bdf, .safetensors, .npy, .npz or .csv)",
+            path.display()
+        ),
+    })
+}
+
+/// Default window lengths, seconds, for continuous formats.
+pub const EDF_WINDOW_S: f64 = 10.0;
+pub const ACCEL_WINDOW_S: f64 = 2.56;
+
+/// Reads one file into windows (see [`LoadOptions`]), applies `--classes`, validates
+/// (finite samples, labels in the class set) and normalises. Errors name the file.
+pub fn load(path: &Path, opts: &LoadOptions) -> Result<Dataset> {
+    let mut ds = match file_kind(path)? {
+        FileKind::Edf => {
+            let f = edf::read(path)?;
+            let rec = f.to_recording(opts.channels.as_deref(), opts.common_rate)?;
+            let w = opts.window.unwrap_or(EDF_WINDOW_S);
+            rec.windows(w, opts.hop.unwrap_or(w))?
+        }
+        FileKind::AccelCsv => {
+            let rec = accel::read(path)?;
+            let w = opts.window.unwrap_or(ACCEL_WINDOW_S);
+            let ds = rec.windows(w, opts.hop.unwrap_or(w))?;
+            select_channels(ds, opts.channels.as_deref())?
+        }
+        FileKind::Tensors => {
+            let mut ds = tensors::read(path)?;
+            if ds.rate.is_none() {
+                ds.rate = opts.input_rate;
+            }
+            select_channels(ds, opts.channels.as_deref())?
+        }
+    };
+    if let Some(k) = opts.classes {
+        ds.classes = Some(k);
+    }
+    ds.validate()?;
+    ds.normalise(opts.norm);
+    Ok(ds)
+}
+
+/// Loads several files and pools them; a file whose channels, rate or window length differ
+/// from the first's is an error naming it.
+pub fn load_all(paths: &[PathBuf], opts: &LoadOptions) -> Result<Dataset> {
+    let sets = paths
+        .iter()
+        .map(|p| load(p, opts))
+        .collect::<Result<Vec<_>>>()?;
+    Dataset::concat(&sets)
+}
+
+fn select_channels(ds: Dataset, channels: Option<&[String]>) -> Result<Dataset> {
+    let Some(names) = channels else {
+        return Ok(ds);
+    };
+    let idx = names
+        .iter()
+        .map(|n| {
+            ds.channels.iter().position(|c| c == n).with_context(|| {
+                format!(
+                    "{}: no channel '{n}' (channels: {})",
+                    ds.source,
+                    ds.channels.join(", ")
+                )
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut out = ds.clone();
+    out.samples = ds.samples.select(Axis(1), &idx);
+    out.channels = names.to_vec();
+    Ok(out)
+}

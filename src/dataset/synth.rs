@@ -8,8 +8,8 @@
 //! the per-frame latents are saved under derivatives/groundtruth/, so the ceiling r of every
 //! voxel is known.
 use super::nifti_io;
-use crate::align::canonical_hrf;
-use crate::features::FrameFeatures;
+use crate::extractor::FrameFeatures;
+use crate::hrf::canonical_hrf;
 use crate::io::{self, Tensor};
 use anyhow::{bail, Result};
 use ndarray::ShapeBuilder;

@@ -1,13 +1,16 @@
-//! The video model family the study scales: a VideoGPT VQ-VAE tokenizer ([`vqvae`]), a GPT-2
-//! prior over its codes ([`gpt`], trained by [`crate::pretrain`] through [`crate::nn`]), Hugging Face GPT-2 weight
-//! interchange ([`hf`]), the token cache ([`codes`]) and the feature extractor ([`extract`]).
-//! The bio-signal models: BIOT ([`biot`]) and the CiTrus hybrid ([`citrus`]) on shared [`layers`].
+//! One readable file per architecture, each with its config struct, training through the engine
+//! ([`crate::nn::Model`]). The video family the fMRI study scales: a VideoGPT VQ-VAE tokenizer
+//! ([`vqvae`]) and a GPT-2 prior over its codes ([`gpt`]), with Hugging Face GPT-2 weight
+//! interchange ([`hf`]) and the token cache ([`codes`]). The stages that train and use them are
+//! [`crate::tokenizer`], [`crate::pretrain`] and [`crate::features::gpt`].
+//!
+//! The bio-signal models: BIOT ([`biot`]) and the CiTrus-style hybrid ([`citrus`]) on shared
+//! [`layers`], their engine adapters ([`bio_train`]) and training benchmark ([`bench_bio`]).
 pub mod bench_bio;
 pub mod bio_train;
 pub mod biot;
 pub mod citrus;
 pub mod codes;
-pub mod extract;
 pub mod gpt;
 pub mod hf;
 pub mod layers;

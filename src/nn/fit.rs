@@ -235,17 +235,20 @@ pub fn fit<M: Model>(
         bar.set_position(t.step);
         trained = true;
         if (cfg.checkpoint_every > 0 && t.step % cfg.checkpoint_every == 0) || last_step {
-            t.save(out)?;
+            // The CSV first: a kill between the two writes leaves rows past the checkpoint in
+            // force, which the resumed run drops (it reads rows up to its step), never a
+            // checkpoint whose rows are missing.
             write_loss_csv(&csv_path, &rows)?;
+            t.save(out)?;
         }
     }
     bar.finish_and_clear();
+    write_loss_csv(&csv_path, &rows)?;
     let ck = if trained {
         t.save(out)?
     } else {
         latest_checkpoint(out).or_else(|_| t.save(out))?
     };
-    write_loss_csv(&csv_path, &rows)?;
     let elapsed = run_start.elapsed().as_secs_f64();
     if trained && elapsed > 0.0 {
         tok_s = (t.tokens - tokens_at_start) as f64 / elapsed;

@@ -6,7 +6,7 @@
 //!
 //! At 29.97 fps a 1.49 s TR spans about 45 frames: 16-frame clips at frame stride 3 cover
 //! 46 frames, about one TR.
-use crate::features::{Extractor, FrameFeatures};
+use crate::extractor::{Extractor, FrameFeatures};
 use crate::models::gpt::Gpt;
 use crate::tokenizer::Tokenizer;
 use crate::pretrain::load_prior;

@@ -1,63 +1,15 @@
 //! Features stage: frames → features at frame (or clip) times, stored per movie as safetensors
 //! (`features` f32 [T, F], `times` f64 [T] in seconds from movie start). The align stage reads
-//! this format whatever the extractor: the baseline below, or a trained prior (models).
-use crate::io::{self, Tensor, TensorFile};
+//! this format whatever the extractor: the baseline below, or a trained GPT-2 prior ([`gpt`]).
+pub mod gpt;
+
+pub use crate::extractor::{Extractor, FrameFeatures};
+use crate::io::TensorFile;
 use crate::video::Frames;
 use anyhow::{bail, Context, Result};
 use ndarray::{Array1, Array2};
 use std::collections::HashMap;
 use std::path::Path;
-
-/// Features of one movie at given times.
-#[derive(Debug, Clone)]
-pub struct FrameFeatures {
-    /// samples × features.
-    pub values: Array2<f32>,
-    /// Time of each sample in seconds from the movie's start (the instant the sample describes,
-    /// e.g. a frame's presentation time or a clip's centre).
-    pub times: Array1<f64>,
-}
-
-impl FrameFeatures {
-    pub fn save(&self, path: &Path, meta: HashMap<String, String>) -> Result<()> {
-        io::write_tensors(
-            path,
-            vec![
-                ("features", Tensor::F32(self.values.clone().into_dyn())),
-                ("times", Tensor::F64(self.times.clone().into_dyn())),
-            ],
-            meta,
-        )
-    }
-
-    pub fn load(path: &Path) -> Result<Self> {
-        let f = TensorFile::open(path)?;
-        let what = path.display().to_string();
-        let values = io::into_2d(f.f32("features")?, &format!("{what}: features"))?;
-        let times = io::into_1d(f.f64("times")?, &format!("{what}: times"))?;
-        if values.nrows() != times.len() {
-            bail!(
-                "{what}: {} feature rows but {} times",
-                values.nrows(),
-                times.len()
-            );
-        }
-        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            bail!(
-                "{what}: non-finite feature value at row {}",
-                i / values.ncols().max(1)
-            );
-        }
-        Ok(Self { values, times })
-    }
-}
-
-/// An extractor turns one movie's frames into features at frame or clip times.
-pub trait Extractor {
-    /// Name used for output folders and results rows.
-    fn name(&self) -> String;
-    fn extract(&mut self, frames: &Frames) -> Result<FrameFeatures>;
-}
 
 /// The baseline extractor, which needs no training: per frame, luminance averaged over a
 /// grid×grid grid of blocks, plus motion energy (mean absolute luminance change from the
@@ -275,7 +227,7 @@ pub fn load_with_duration(path: &Path) -> Result<(FrameFeatures, f64)> {
     let dur = meta
         .get("movie_duration_s")
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| crate::align::duration_from_times(&f.times));
+        .unwrap_or_else(|| crate::coverage::duration_from_times(&f.times));
     Ok((f, dur))
 }
 
@@ -323,7 +275,7 @@ impl FeaturesOptions {
                     "the GPT extractor needs --model DIR (a `brainscale pretrain` output)",
                 )?;
                 let device = crate::nn::parse_device(&g.device)?;
-                let mut ex = crate::models::extract::GptExtractor::load(
+                let mut ex = crate::features::gpt::GptExtractor::load(
                     model,
                     &g.layers,
                     device,
@@ -367,7 +319,7 @@ pub fn run_stage(
         ExtractorKind::Groundtruth => None,
         _ => Some(opts.extractor()?),
     };
-    let bar = crate::pipeline::progress(movies.len() as u64, &format!("features ({name})"));
+    let bar = crate::progress::progress(movies.len() as u64, &format!("features ({name})"));
     let mut raw: Vec<(FrameFeatures, f64)> = Vec::new();
     for movie in &movies {
         bar.set_message(
@@ -394,7 +346,7 @@ pub fn run_stage(
                     );
                 }
                 let f = FrameFeatures::load(&p)?;
-                let d = crate::align::duration_from_times(&f.times);
+                let d = crate::coverage::duration_from_times(&f.times);
                 (f, d)
             }
             Some(ex) => {

@@ -1,0 +1,465 @@
+//! EDF, EDF+ and BDF reader: channels, per-channel rates, digital → physical scaling, EDF+
+//! annotations (TAL) and the sub-second start time.
+//!
+//! Formats (byte layouts from the specifications):
+//! - EDF: Kemp et al. 1992, "A simple format for exchange of digitized polygraphic recordings",
+//!   Electroencephalogr. Clin. Neurophysiol. 82:391-393. A 256-byte ASCII header, then 256 bytes
+//!   per signal (fields stored signal after signal: label 16, transducer 80, physical dimension 8,
+//!   physical min 8, physical max 8, digital min 8, digital max 8, prefiltering 80, samples per
+//!   record 8, reserved 32), then data records holding each signal's samples in turn as 16-bit
+//!   little-endian two's complement integers.
+//! - EDF+: Kemp & Olivan 2003, Clin. Neurophysiol. 114:1755-1761 (<https://www.edfplus.info>).
+//!   Reserved field starts with `EDF+C` (contiguous) or `EDF+D`; signals labelled
+//!   `EDF Annotations` hold Time-stamped Annotation Lists (TALs):
+//!   `+onset[\x15duration]\x14text\x14[text\x14...]\x00`. The first TAL of each record is the
+//!   record's time-keeping onset (seconds after the header start time); the first record's onset
+//!   is the recording's sub-second start.
+//! - BDF (BioSemi): same layout, first byte 0xFF then `BIOSEMI`, 24-bit little-endian samples.
+//!
+//! No crate was used: the Rust EDF crates on crates.io (edfplus 0.1, edf-reader 0.6, edf-rs 0.2)
+//! are young or unmaintained, and none documents BDF plus EDF+ annotations. The reader is checked
+//! against pyEDFlib on the three real files in `../shared/data/biosignal/edf` (tests/biosignal_data.rs).
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+/// Which variant of the format a file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EdfKind {
+    /// Plain EDF (1992): 16-bit samples, no annotations.
+    Edf,
+    /// EDF+ (contiguous `EDF+C` or discontinuous `EDF+D`), 16-bit samples.
+    EdfPlus { discontinuous: bool },
+    /// BioSemi BDF: 24-bit samples (BDF+ when the reserved field says `BDF+C`/`BDF+D`).
+    Bdf { plus: bool },
+}
+
+impl EdfKind {
+    /// Bytes per stored sample: 2 (EDF) or 3 (BDF).
+    pub fn sample_bytes(self) -> usize {
+        match self {
+            EdfKind::Bdf { .. } => 3,
+            _ => 2,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            EdfKind::Edf => "EDF",
+            EdfKind::EdfPlus {
+                discontinuous: false,
+            } => "EDF+C",
+            EdfKind::EdfPlus {
+                discontinuous: true,
+            } => "EDF+D",
+            EdfKind::Bdf { plus: false } => "BDF",
+            EdfKind::Bdf { plus: true } => "BDF+",
+        }
+    }
+}
+
+/// One ordinary (non-annotation) signal.
+#[derive(Debug, Clone)]
+pub struct Signal {
+    /// Label as stored, trimmed (e.g. `Fp1`, `EEG Fpz-Cz`).
+    pub label: String,
+    /// Physical dimension (e.g. `uV`).
+    pub unit: String,
+    pub transducer: String,
+    pub prefiltering: String,
+    /// Sampling rate, Hz = samples per record / record duration.
+    pub rate: f64,
+    pub samples_per_record: usize,
+    pub physical_min: f64,
+    pub physical_max: f64,
+    pub digital_min: i32,
+    pub digital_max: i32,
+    /// Samples in physical units, length = records × samples per record.
+    pub data: Vec<f32>,
+}
+
+impl Signal {
+    /// Gain and offset of the linear map digital → physical:
+    /// `phys = gain · (dig − digital_min) + physical_min` with
+    /// `gain = (physical_max − physical_min) / (digital_max − digital_min)` (EDF spec; the gain
+    /// may be negative, when physical max < physical min, as in some clinical exports).
+    pub fn gain(&self) -> f64 {
+        (self.physical_max - self.physical_min) / (self.digital_max - self.digital_min) as f64
+    }
+    /// Duration in seconds.
+    pub fn duration(&self) -> f64 {
+        self.data.len() as f64 / self.rate
+    }
+}
+
+/// One EDF+ annotation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Annotation {
+    /// Seconds after the first sample (the TAL onset minus the sub-second start, as EDFlib).
+    pub onset: f64,
+    /// Seconds, `None` when the TAL gives no duration.
+    pub duration: Option<f64>,
+    pub text: String,
+}
+
+/// A whole EDF/EDF+/BDF file in memory.
+#[derive(Debug, Clone)]
+pub struct EdfFile {
+    pub path: PathBuf,
+    pub kind: EdfKind,
+    pub patient: String,
+    pub recording: String,
+    /// Header start date `dd.mm.yy` and time `hh.mm.ss`, as stored.
+    pub start_date: String,
+    pub start_time: String,
+    /// Seconds between the header start time and the first sample (EDF+: onset of the first
+    /// record's time-keeping TAL; 0 for plain EDF/BDF).
+    pub start_subsecond: f64,
+    pub n_records: usize,
+    /// Seconds per data record.
+    pub record_duration: f64,
+    /// Ordinary signals (annotation channels removed).
+    pub signals: Vec<Signal>,
+    pub annotations: Vec<Annotation>,
+}
+
+impl EdfFile {
+    /// Recording duration, seconds (records × record duration).
+    pub fn duration(&self) -> f64 {
+        self.n_records as f64 * self.record_duration
+    }
+}
+
+/// Raw per-signal header fields.
+struct SignalHeader {
+    label: String,
+    transducer: String,
+    unit: String,
+    physical_min: f64,
+    physical_max: f64,
+    digital_min: i32,
+    digital_max: i32,
+    prefiltering: String,
+    samples_per_record: usize,
+}
+
+fn ascii(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|&b| if b.is_ascii() { b as char } else { '?' })
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+/// Reads an EDF, EDF+ or BDF file. Errors name the file, the field (and signal) and the fault:
+/// truncated header, unparsable numbers, header size ≠ 256·(signals+1), digital max ≤ min,
+/// physical max = min, record count inconsistent with the file size, EDF+D with gaps.
+pub fn read(path: &Path) -> Result<EdfFile> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    parse(&bytes, path).with_context(|| format!("{}: not a valid EDF/BDF file", path.display()))
+}
+
+/// Parses EDF/BDF bytes; `path` is only used in messages and stored in the result.
+pub fn parse(bytes: &[u8], path: &Path) -> Result<EdfFile> {
+    if bytes.len() < 256 {
+        bail!(
+            "header truncated: {} bytes, the fixed header alone is 256",
+            bytes.len()
+        );
+    }
+    let field = |off: usize, len: usize| ascii(&bytes[off..off + len]);
+    let version = &bytes[0..8];
+    let bdf = version[0] == 0xFF && &version[1..8] == b"BIOSEMI";
+    if !bdf && field(0, 8) != "0" {
+        bail!(
+            "version field is {:?}: expected \"0\" (EDF) or 0xFF\"BIOSEMI\" (BDF)",
+            String::from_utf8_lossy(version)
+        );
+    }
+    let reserved = field(192, 44);
+    let kind = if bdf {
+        EdfKind::Bdf {
+            plus: reserved.starts_with("BDF+"),
+        }
+    } else if reserved.starts_with("EDF+") {
+        EdfKind::EdfPlus {
+            discontinuous: reserved.starts_with("EDF+D"),
+        }
+    } else {
+        EdfKind::Edf
+    };
+    let header_bytes: usize = num(&field(184, 8), "header size (bytes 184-191)")?;
+    let n_records_field: i64 = num(&field(236, 8), "number of data records (bytes 236-243)")?;
+    let record_duration: f64 = num(&field(244, 8), "data record duration (bytes 244-251)")?;
+    let ns: usize = num(&field(252, 4), "number of signals (bytes 252-255)")?;
+    if ns == 0 {
+        bail!("number of signals is 0");
+    }
+    if header_bytes != 256 * (ns + 1) {
+        bail!(
+            "header size field says {header_bytes} bytes but {ns} signals need 256·({ns}+1) = {}",
+            256 * (ns + 1)
+        );
+    }
+    if bytes.len() < header_bytes {
+        bail!(
+            "signal headers truncated: file has {} bytes, header needs {header_bytes}",
+            bytes.len()
+        );
+    }
+    if !(record_duration.is_finite() && record_duration > 0.0) {
+        bail!("data record duration is {record_duration} s: must be positive");
+    }
+    // Field offsets within the signal-header block, in units of `ns` entries.
+    let sig = |i: usize, before: usize, len: usize| field(256 + before * ns + i * len, len);
+    let mut headers = Vec::with_capacity(ns);
+    for i in 0..ns {
+        let label = sig(i, 0, 16);
+        let what = |name: &str| format!("signal {} ('{label}'): {name}", i + 1);
+        headers.push(SignalHeader {
+            transducer: sig(i, 16, 80),
+            unit: sig(i, 96, 8),
+            physical_min: num(&sig(i, 104, 8), &what("physical minimum"))?,
+            physical_max: num(&sig(i, 112, 8), &what("physical maximum"))?,
+            digital_min: num(&sig(i, 120, 8), &what("digital minimum"))?,
+            digital_max: num(&sig(i, 128, 8), &what("digital maximum"))?,
+            prefiltering: sig(i, 136, 80),
+            samples_per_record: num(&sig(i, 216, 8), &what("samples per record"))?,
+            label,
+        });
+    }
+    let sb = kind.sample_bytes();
+    let record_bytes: usize = headers.iter().map(|h| h.samples_per_record * sb).sum();
+    if record_bytes == 0 {
+        bail!("every signal has 0 samples per record");
+    }
+    let data_bytes = bytes.len() - header_bytes;
+    let n_records = if n_records_field < 0 {
+        // -1: unknown (recording still running when written); infer from the size.
+        if data_bytes % record_bytes != 0 {
+            bail!(
+                "record size mismatch: {data_bytes} data bytes are not a whole number of \
+                 {record_bytes}-byte records"
+            );
+        }
+        data_bytes / record_bytes
+    } else {
+        let n = n_records_field as usize;
+        if n * record_bytes != data_bytes {
+            bail!(
+                "record size mismatch: header says {n} records of {record_bytes} bytes \
+                 ({} bytes) but the file holds {data_bytes} data bytes{}",
+                n * record_bytes,
+                if data_bytes < n * record_bytes {
+                    " (truncated)"
+                } else {
+                    ""
+                }
+            );
+        }
+        n
+    };
+    let is_annot = |h: &SignalHeader| {
+        matches!(kind, EdfKind::EdfPlus { .. } | EdfKind::Bdf { plus: true })
+            && h.label == "EDF Annotations"
+            || bdf && h.label == "BDF Annotations"
+    };
+    for (i, h) in headers.iter().enumerate() {
+        if is_annot(h) {
+            continue;
+        }
+        let what = format!("signal {} ('{}')", i + 1, h.label);
+        if h.samples_per_record == 0 {
+            bail!("{what}: 0 samples per record");
+        }
+        if h.digital_max <= h.digital_min {
+            bail!(
+                "{what}: digital maximum {} is not above digital minimum {}",
+                h.digital_max,
+                h.digital_min
+            );
+        }
+        if h.physical_max == h.physical_min || !h.physical_max.is_finite() {
+            bail!(
+                "{what}: physical minimum and maximum ({}, {}) give no scale",
+                h.physical_min,
+                h.physical_max
+            );
+        }
+        let (lo, hi) = if bdf {
+            (-(1 << 23), (1 << 23) - 1)
+        } else {
+            (-32768, 32767)
+        };
+        if h.digital_min < lo || h.digital_max > hi {
+            bail!(
+                "{what}: digital range [{}, {}] exceeds the {}-bit sample range",
+                h.digital_min,
+                h.digital_max,
+                8 * sb
+            );
+        }
+    }
+
+    // Offsets of each signal within a record.
+    let mut offsets = Vec::with_capacity(ns);
+    let mut acc = 0;
+    for h in &headers {
+        offsets.push(acc);
+        acc += h.samples_per_record * sb;
+    }
+    let data = &bytes[header_bytes..];
+    let decode = |b: &[u8]| -> i32 {
+        if sb == 3 {
+            // Sign-extend 24-bit little endian.
+            ((b[0] as i32) | ((b[1] as i32) << 8) | ((b[2] as i32) << 16)) << 8 >> 8
+        } else {
+            i16::from_le_bytes([b[0], b[1]]) as i32
+        }
+    };
+    let mut signals = Vec::new();
+    let mut annot_channels = Vec::new();
+    for (i, h) in headers.into_iter().enumerate() {
+        if is_annot(&h) {
+            annot_channels.push((offsets[i], h.samples_per_record * sb));
+            continue;
+        }
+        let gain = (h.physical_max - h.physical_min) / (h.digital_max - h.digital_min) as f64;
+        let mut out = Vec::with_capacity(n_records * h.samples_per_record);
+        for r in 0..n_records {
+            let start = r * record_bytes + offsets[i];
+            for c in data[start..start + h.samples_per_record * sb].chunks_exact(sb) {
+                let d = decode(c);
+                out.push((gain * (d - h.digital_min) as f64 + h.physical_min) as f32);
+            }
+        }
+        signals.push(Signal {
+            rate: h.samples_per_record as f64 / record_duration,
+            label: h.label,
+            unit: h.unit,
+            transducer: h.transducer,
+            prefiltering: h.prefiltering,
+            samples_per_record: h.samples_per_record,
+            physical_min: h.physical_min,
+            physical_max: h.physical_max,
+            digital_min: h.digital_min,
+            digital_max: h.digital_max,
+            data: out,
+        });
+    }
+    if signals.is_empty() {
+        bail!("no ordinary signals (only annotation channels)");
+    }
+
+    // Annotations: the first TAL of each record keeps time; the rest are events.
+    let mut annotations = Vec::new();
+    let mut record_onsets = Vec::new();
+    for r in 0..n_records {
+        let mut first_in_record = true;
+        for &(off, len) in &annot_channels {
+            let start = r * record_bytes + off;
+            let block = &data[start..start + len];
+            for tal in block.split(|&b| b == 0).filter(|t| !t.is_empty()) {
+                let (onset, duration, texts) = parse_tal(tal)
+                    .with_context(|| format!("annotation in data record {}", r + 1))?;
+                if first_in_record {
+                    record_onsets.push(onset);
+                    first_in_record = false;
+                    // The time-keeping TAL may carry no text; any text it has is an event.
+                }
+                for text in texts.into_iter().filter(|t| !t.is_empty()) {
+                    annotations.push(Annotation {
+                        onset,
+                        duration,
+                        text,
+                    });
+                }
+            }
+        }
+    }
+    let start_subsecond = record_onsets.first().copied().unwrap_or(0.0);
+    if !annot_channels.is_empty() && record_onsets.len() == n_records {
+        // EDF+C must be contiguous; EDF+D gaps would need a time axis per record.
+        for (r, &t) in record_onsets.iter().enumerate() {
+            let expected = start_subsecond + r as f64 * record_duration;
+            if (t - expected).abs() > 1e-6 * record_duration.max(1.0) + 1e-7 {
+                bail!(
+                    "data record {} starts at {t} s, expected {expected} s: discontinuous \
+                     recordings (EDF+D with gaps) are not supported",
+                    r + 1
+                );
+            }
+        }
+    }
+    for a in &mut annotations {
+        a.onset -= start_subsecond;
+    }
+    Ok(EdfFile {
+        path: path.to_path_buf(),
+        kind,
+        patient: field(8, 80),
+        recording: field(88, 80),
+        start_date: field(168, 8),
+        start_time: field(176, 8),
+        start_subsecond,
+        n_records,
+        record_duration,
+        signals,
+        annotations,
+    })
+}
+
+/// Parses one TAL (without its trailing NUL): `+onset[\x15duration]\x14text\x14...`.
+fn parse_tal(tal: &[u8]) -> Result<(f64, Option<f64>, Vec<String>)> {
+    let mut parts = tal.split(|&b| b == 0x14);
+    let head = parts.next().unwrap_or_default();
+    let mut hp = head.split(|&b| b == 0x15);
+    let onset_s = String::from_utf8_lossy(hp.next().unwrap_or_default()).to_string();
+    if !(onset_s.starts_with('+') || onset_s.starts_with('-')) {
+        bail!("TAL onset {onset_s:?} does not start with '+' or '-'");
+    }
+    let onset: f64 = num(&onset_s, "TAL onset")?;
+    let duration = match hp.next() {
+        Some(d) if !d.is_empty() => Some(num(&String::from_utf8_lossy(d), "TAL duration")?),
+        _ => None,
+    };
+    let mut texts: Vec<String> = parts
+        .map(|t| String::from_utf8_lossy(t).trim().to_string())
+        .collect();
+    // A TAL ends with 0x14, so the split leaves one empty tail.
+    if texts.last().is_some_and(|t| t.is_empty()) {
+        texts.pop();
+    }
+    Ok((onset, duration, texts))
+}
+
+fn num<T: std::str::FromStr>(s: &str, what: &str) -> Result<T> {
+    s.trim()
+        .trim_start_matches('+')
+        .parse::<T>()
+        .map_err(|_| anyhow::anyhow!("{what}: {s:?} is not a number"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tal_parsing() {
+        let (o, d, t) = parse_tal(b"+1.5\x152.25\x14Spike\x14Note\x14").unwrap();
+        assert_eq!((o, d), (1.5, Some(2.25)));
+        assert_eq!(t, vec!["Spike", "Note"]);
+        let (o, d, t) = parse_tal(b"+0.3945312\x14\x14").unwrap();
+        assert_eq!((o, d), (0.3945312, None));
+        assert!(t.iter().all(|s| s.is_empty()));
+        assert!(parse_tal(b"1.0\x14x\x14").is_err());
+    }
+
+    #[test]
+    fn int24_sign_extension() {
+        let f =
+            |b: [u8; 3]| ((b[0] as i32) | ((b[1] as i32) << 8) | ((b[2] as i32) << 16)) << 8 >> 8;
+        assert_eq!(f([0xFF, 0xFF, 0x7F]), 8_388_607);
+        assert_eq!(f([0x00, 0x00, 0x80]), -8_388_608);
+        assert_eq!(f([0xFF, 0xFF, 0xFF]), -1);
+    }
+}
