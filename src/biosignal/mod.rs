@@ -10,7 +10,8 @@
 //!
 //! Then [`resample::align`] brings a downstream set to the pretraining rate and length,
 //! [`synth::Generator`] streams labelled windows with known structure, and [`metrics`] scores
-//! predictions. Model code consumes [`Dataset::to_tensors`] / [`Dataset::batch`].
+//! predictions. Model code consumes [`Dataset::to_tensors`] / [`Dataset::batch`]; the
+//! pretraining and fine-tuning losses are in [`objectives`].
 pub mod accel;
 pub mod cli;
 pub mod edf;
