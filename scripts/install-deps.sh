@@ -26,3 +26,10 @@ if ! .venv/bin/python -c "import torch,sys; sys.exit(torch.__version__.split('+'
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check "torch==$TORCH_VERSION"
 fi
+
+# Python reference tools used by the tests (independent readers/writers of NIfTI).
+NIBABEL_VERSION=5.3.2
+if ! .venv/bin/python -c "import nibabel,sys; sys.exit(nibabel.__version__ != '$NIBABEL_VERSION')" 2>/dev/null; then
+  echo "installing nibabel==$NIBABEL_VERSION into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check "nibabel==$NIBABEL_VERSION"
+fi

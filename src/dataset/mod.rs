@@ -38,6 +38,7 @@ mod check;
 pub mod confounds;
 pub mod hdf5;
 mod load;
+pub mod nifti_header;
 pub mod nifti_io;
 mod scan;
 mod scan_bids;
