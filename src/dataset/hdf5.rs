@@ -76,7 +76,7 @@ pub enum AttrValue {
 /// ASCII or UTF-8), scalar or a one-element array. None when the attribute is absent; an error
 /// naming the file, the attribute and what it holds when it is something else.
 pub fn root_attr_value(path: &Path, name: &str) -> Result<Option<AttrValue>> {
-    use ::hdf5_metno::types::{FixedUnicode, FloatSize, TypeDescriptor, VarLenAscii, VarLenUnicode};
+    use ::hdf5_metno::types::{FixedAscii, FixedUnicode, FloatSize, TypeDescriptor, VarLenAscii, VarLenUnicode};
     let f = open(path)?;
     if !f.attr_names().map_err(|e| anyhow!("{}: {e}", path.display()))?.iter().any(|n| n == name) {
         return Ok(None);
@@ -111,8 +111,11 @@ pub fn root_attr_value(path: &Path, name: &str) -> Result<Option<AttrValue>> {
         TypeDescriptor::VarLenAscii => {
             AttrValue::Text(a.read_raw::<VarLenAscii>().map_err(err)?[0].to_string())
         }
-        TypeDescriptor::FixedAscii(n) | TypeDescriptor::FixedUnicode(n) if n <= 256 => {
-            // HDF5 converts between fixed-length strings of different sizes.
+        // HDF5 converts between fixed-length strings of different sizes (same character set).
+        TypeDescriptor::FixedAscii(n) if n <= 256 => {
+            AttrValue::Text(a.read_raw::<FixedAscii<256>>().map_err(err)?[0].to_string())
+        }
+        TypeDescriptor::FixedUnicode(n) if n <= 256 => {
             AttrValue::Text(a.read_raw::<FixedUnicode<256>>().map_err(err)?[0].to_string())
         }
         other => bail!(

@@ -35,6 +35,7 @@
 //! splits; synth.rs the synthetic dataset.
 pub mod atlas;
 mod check;
+mod check_deep;
 pub mod confounds;
 pub mod hdf5;
 mod load;
@@ -47,7 +48,7 @@ mod scan_hdf5;
 pub mod splits;
 pub mod synth;
 
-pub use check::{check, check_error, movie_duration, CheckReport};
+pub use check::{check, check_error, check_with, movie_duration, CheckReport};
 pub use load::{load_subject, subject_space};
 
 use anyhow::{bail, Context, Result};
