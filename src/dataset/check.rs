@@ -1,7 +1,7 @@
 //! `brainscale dataset check`: a report of what a dataset holds and every problem found, from
 //! headers, sidecars, masks, atlases and HDF5 shapes (no time series are read).
-use super::load::subject_space;
 use super::check_deep as deep;
+use super::load::subject_space;
 use super::{problems_message, Dataset, OpenOptions, Scan, Space};
 use anyhow::Result;
 use std::collections::{BTreeMap, HashMap};

@@ -36,7 +36,11 @@ pub(super) fn subject(s: &Subject) -> (Vec<String>, Vec<String>) {
             Ok(y) => {
                 let constant = constant_columns(&y);
                 if constant > 0 {
-                    let unit = if mask.is_some() { "voxel(s)" } else { "parcel(s)" };
+                    let unit = if mask.is_some() {
+                        "voxel(s)"
+                    } else {
+                        "parcel(s)"
+                    };
                     warnings.push(format!(
                         "{what} ({}): {constant} of {} {unit} constant over the whole run (their r will be 0)",
                         r.bold.display(),

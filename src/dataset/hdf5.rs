@@ -76,9 +76,16 @@ pub enum AttrValue {
 /// ASCII or UTF-8), scalar or a one-element array. None when the attribute is absent; an error
 /// naming the file, the attribute and what it holds when it is something else.
 pub fn root_attr_value(path: &Path, name: &str) -> Result<Option<AttrValue>> {
-    use ::hdf5_metno::types::{FixedAscii, FixedUnicode, FloatSize, TypeDescriptor, VarLenAscii, VarLenUnicode};
+    use ::hdf5_metno::types::{
+        FixedAscii, FixedUnicode, FloatSize, TypeDescriptor, VarLenAscii, VarLenUnicode,
+    };
     let f = open(path)?;
-    if !f.attr_names().map_err(|e| anyhow!("{}: {e}", path.display()))?.iter().any(|n| n == name) {
+    if !f
+        .attr_names()
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?
+        .iter()
+        .any(|n| n == name)
+    {
         return Ok(None);
     }
     let a = f
@@ -92,10 +99,12 @@ pub fn root_attr_value(path: &Path, name: &str) -> Result<Option<AttrValue>> {
             a.size()
         );
     }
-    let desc = a
-        .dtype()
-        .and_then(|t| t.to_descriptor())
-        .map_err(|e| anyhow!("{}: attribute {name}: unreadable type ({e})", path.display()))?;
+    let desc = a.dtype().and_then(|t| t.to_descriptor()).map_err(|e| {
+        anyhow!(
+            "{}: attribute {name}: unreadable type ({e})",
+            path.display()
+        )
+    })?;
     let err = |e: ::hdf5_metno::Error| anyhow!("{}: attribute {name}: {e}", path.display());
     Ok(Some(match desc {
         TypeDescriptor::Float(FloatSize::U4) => {

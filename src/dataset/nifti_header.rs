@@ -170,7 +170,11 @@ fn parse(bytes: &[u8], path: &Path) -> Result<(NiftiHeader, u64, Version)> {
     match version {
         Version::Nifti1 => {
             if bytes.len() < 348 {
-                bail!("{}: NIfTI-1 header cut short ({} of 348 bytes)", path.display(), bytes.len());
+                bail!(
+                    "{}: NIfTI-1 header cut short ({} of 348 bytes)",
+                    path.display(),
+                    bytes.len()
+                );
             }
             let h = NiftiHeader::from_reader(&bytes[..348])
                 .map_err(|e| anyhow!("{}: invalid NIfTI-1 header ({e})", path.display()))?;
@@ -185,7 +189,11 @@ fn parse(bytes: &[u8], path: &Path) -> Result<(NiftiHeader, u64, Version)> {
         }
         Version::Nifti2 => {
             if bytes.len() < 540 {
-                bail!("{}: NIfTI-2 header cut short ({} of 540 bytes)", path.display(), bytes.len());
+                bail!(
+                    "{}: NIfTI-2 header cut short ({} of 540 bytes)",
+                    path.display(),
+                    bytes.len()
+                );
             }
             let (h, off) = parse_nifti2(bytes, endian, path)?;
             Ok((h, off, version))
@@ -234,7 +242,11 @@ pub fn read_raw(path: &Path) -> Result<(NiftiHeader, Vec<u8>, Version)> {
     let off = off as usize;
     let have = bytes.len().saturating_sub(off);
     if have < need {
-        let nt = super::nifti_io::n_volumes(&h);
+        let nt = if h.dim[0] >= 4 {
+            h.dim[4].max(1) as usize
+        } else {
+            1
+        };
         let per_vol = (need / nt.max(1)).max(1);
         bail!(
             "{}: the file is cut short: it holds {have} of the {need} data bytes its header announces \
@@ -372,7 +384,8 @@ fn apply(m: &Affine, ijk: [f64; 3]) -> [f64; 3] {
 /// voxel size) of the same world position under both images' affines. Comparing positions,
 /// not header fields, accepts the same geometry stored once as a qform and once as an sform.
 pub fn grid_mismatch(a: &NiftiHeader, b: &NiftiHeader) -> Option<String> {
-    let (da, db) = (super::nifti_io::spatial_dims(a), super::nifti_io::spatial_dims(b));
+    let dims = |h: &NiftiHeader| [h.dim[1] as usize, h.dim[2] as usize, h.dim[3] as usize];
+    let (da, db) = (dims(a), dims(b));
     if da != db {
         return Some(format!(
             "the grids differ: {}x{}x{} vs {}x{}x{} voxels",

@@ -1,11 +1,11 @@
 //! NIfTI reading (NIfTI-1 and NIfTI-2, headers in nifti_header.rs) and NIfTI-1 writing on top of the `nifti` crate: typed volumes in x,y,z(,t) order,
 //! the affine, the TR, masked time series, and atomic writes that keep the source geometry.
+use super::nifti_header;
 use crate::io;
 use anyhow::{anyhow, bail, Context, Result};
 use ndarray::ShapeBuilder;
 use ndarray::{Array2, ArrayD, ArrayViewD, IxDyn};
 use nifti::writer::WriterOptions;
-use super::nifti_header;
 use nifti::{InMemNiftiVolume, IntoNdArray, NiftiHeader, NiftiType};
 use std::path::Path;
 
@@ -27,18 +27,16 @@ pub fn read_f32(path: &Path) -> Result<(NiftiHeader, ArrayD<f32>)> {
     // The crate scales with the header's fields: give it the sanitised ones.
     h.scl_slope = slope;
     h.scl_inter = inter;
-    let data = guard(|| {
-        InMemNiftiVolume::from_raw_data(&h, raw)
-            .and_then(|v| v.into_ndarray::<f32>())
-    })
-    .and_then(|r| r.map_err(|e| anyhow!("{e}")))
-    .with_context(|| {
-        format!(
-            "{}: cannot convert the volume (datatype {}) to f32",
-            path.display(),
-            header.datatype
-        )
-    })?;
+    let data =
+        guard(|| InMemNiftiVolume::from_raw_data(&h, raw).and_then(|v| v.into_ndarray::<f32>()))
+            .and_then(|r| r.map_err(|e| anyhow!("{e}")))
+            .with_context(|| {
+                format!(
+                    "{}: cannot convert the volume (datatype {}) to f32",
+                    path.display(),
+                    header.datatype
+                )
+            })?;
     Ok((header, data))
 }
 

@@ -169,7 +169,11 @@ pub(super) fn resolve_tr(
             bail!(
                 "{}: --tr {u} s differs from the TR the files give ({tr} s, from the {})",
                 bold.display(),
-                if side_tr.is_some() { "sidecar" } else { "NIfTI header" }
+                if side_tr.is_some() {
+                    "sidecar"
+                } else {
+                    "NIfTI header"
+                }
             );
         }
     }

@@ -72,13 +72,25 @@ impl Scanner<'_> {
         let session_funcs: Vec<(String, PathBuf)> = sessions
             .iter()
             .filter(|p| p.join("func").is_dir())
-            .map(|p| (name_of(p).trim_start_matches("ses-").to_string(), p.join("func")))
+            .map(|p| {
+                (
+                    name_of(p).trim_start_matches("ses-").to_string(),
+                    p.join("func"),
+                )
+            })
             .collect();
-        let expected = "brainscale reads sub-XX/func/*_bold.nii[.gz] or sub-XX/ses-YY/func/*_bold.nii[.gz] \
+        let expected =
+            "brainscale reads sub-XX/func/*_bold.nii[.gz] or sub-XX/ses-YY/func/*_bold.nii[.gz] \
              (BIDS), fMRIPrep derivatives (*_desc-preproc_bold.nii.gz) or parcellated HDF5 (*.h5)";
-        let funcs: Vec<(Option<String>, PathBuf)> = match (direct.is_dir(), session_funcs.is_empty()) {
+        let funcs: Vec<(Option<String>, PathBuf)> = match (
+            direct.is_dir(),
+            session_funcs.is_empty(),
+        ) {
             (true, true) => vec![(None, direct.clone())],
-            (false, false) => session_funcs.into_iter().map(|(l, p)| (Some(l), p)).collect(),
+            (false, false) => session_funcs
+                .into_iter()
+                .map(|(l, p)| (Some(l), p))
+                .collect(),
             (true, false) => {
                 self.problems.push(format!(
                     "sub-{}: unsupported layout in {}: runs both in func/ and in session folders ({}); {expected}",
@@ -141,7 +153,9 @@ impl Scanner<'_> {
         };
         let bolds: Vec<&(Option<String>, PathBuf)> = files
             .iter()
-            .filter(|(_, p)| name_of(p).ends_with("_bold.nii.gz") || name_of(p).ends_with("_bold.nii"))
+            .filter(|(_, p)| {
+                name_of(p).ends_with("_bold.nii.gz") || name_of(p).ends_with("_bold.nii")
+            })
             .collect();
         if bolds.is_empty() {
             self.problems
@@ -149,7 +163,12 @@ impl Scanner<'_> {
         }
         let mut runs: Vec<((u64, String), (u64, String), Run)> = Vec::new();
         for (ses, bold) in bolds {
-            match self.bids_run(bold, ses.as_deref(), mask_header.as_ref(), s.mask.as_deref()) {
+            match self.bids_run(
+                bold,
+                ses.as_deref(),
+                mask_header.as_ref(),
+                s.mask.as_deref(),
+            ) {
                 Ok((run_label, r)) => runs.push((
                     label_order(ses.as_deref()),
                     label_order(run_label.as_deref()),
@@ -158,7 +177,9 @@ impl Scanner<'_> {
                 Err(e) => self.problems.push(format!("{e:#}")),
             }
         }
-        runs.sort_by(|a, b| (&a.0, &a.1, &a.2.task, &a.2.key).cmp(&(&b.0, &b.1, &b.2.task, &b.2.key)));
+        runs.sort_by(|a, b| {
+            (&a.0, &a.1, &a.2.task, &a.2.key).cmp(&(&b.0, &b.1, &b.2.task, &b.2.key))
+        });
         s.runs = runs.into_iter().map(|(_, _, r)| r).collect();
         // Several tasks with the same run label: their ids fall back to the unique keys.
         let mut seen: HashMap<String, usize> = HashMap::new();

@@ -181,7 +181,9 @@ pub(super) fn fmriprep_mask(s: &Subject) -> Result<(Mask, NiftiHeader)> {
                         "sub-{}: the brain masks are not on one grid ({} vs {}): {why}",
                         s.id,
                         mp.display(),
-                        inter.as_ref().map_or(String::new(), |(_, p)| p.display().to_string())
+                        inter
+                            .as_ref()
+                            .map_or(String::new(), |(_, p)| p.display().to_string())
                     );
                 }
             }

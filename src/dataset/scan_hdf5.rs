@@ -3,10 +3,10 @@
 //! `RepetitionTime`, or CNeuroMod's; the atlas is the subject's `atlas/*.nii.gz` by default.
 use super::hdf5;
 use super::scan::{is_nifti, name_of, parse_tr_text, read_sidecar, sidecar_tr, Scanner};
-use anyhow::{bail, Result};
-use std::path::Path;
 use super::{entity, Run, RunSource, Subject, CNEUROMOD_TR};
+use anyhow::{bail, Result};
 use std::collections::HashMap;
+use std::path::Path;
 use std::path::PathBuf;
 
 impl Scanner<'_> {
