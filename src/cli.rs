@@ -75,6 +75,10 @@ pub struct CheckArgs {
     /// Largest tolerated excess of movie over BOLD duration, seconds (as align; default one TR).
     #[arg(long)]
     pub max_mismatch: Option<f64>,
+    /// Read every volume of every run and decode every movie (NaN/inf in the mask, files cut
+    /// short, constant voxels, decoded movie lengths); without it only headers are read.
+    #[arg(long)]
+    pub deep: bool,
 }
 
 #[derive(Args, Debug)]
@@ -270,7 +274,7 @@ pub fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Dataset(DatasetCmd::Check(a)) => {
-            let report = crate::dataset::check(&a.path, &a.open, a.max_mismatch)?;
+            let report = crate::dataset::check_with(&a.path, &a.open, a.max_mismatch, a.deep)?;
             print!("{}", report.text);
             if !report.problems.is_empty() {
                 return Err(crate::dataset::check_error(&a.path, &report.problems));

@@ -1,5 +1,6 @@
 //! `brainscale dataset check`: a report of what a dataset holds and every problem found, from
 //! headers, sidecars, masks, atlases and HDF5 shapes (no time series are read).
+use super::check_deep as deep;
 use super::load::subject_space;
 use super::{problems_message, Dataset, OpenOptions, Scan, Space};
 use anyhow::Result;
@@ -36,6 +37,19 @@ pub struct CheckReport {
 /// `max_mismatch_s` is the align stage's `--max-mismatch` (how much longer than the BOLD run a
 /// movie may be; default one TR).
 pub fn check(root: &Path, opts: &OpenOptions, max_mismatch_s: Option<f64>) -> Result<CheckReport> {
+    check_with(root, opts, max_mismatch_s, false)
+}
+
+/// [`check`], and with `deep` every volume of every run and every movie is read too: files cut
+/// short, NaN or infinite values inside the mask (or in parcel series), voxels or parcels
+/// constant over a whole run (a warning: they get r = 0), and each movie's decoded duration
+/// (the decoder's own checks apply) in place of its header duration for the coverage check.
+pub fn check_with(
+    root: &Path,
+    opts: &OpenOptions,
+    max_mismatch_s: Option<f64>,
+    deep: bool,
+) -> Result<CheckReport> {
     use std::fmt::Write;
     let Scan {
         dataset: ds,
@@ -47,6 +61,7 @@ pub fn check(root: &Path, opts: &OpenOptions, max_mismatch_s: Option<f64>) -> Re
     let mut durations: HashMap<PathBuf, Option<f64>> = HashMap::new();
     let mut seasons: BTreeMap<u32, std::collections::BTreeSet<String>> = BTreeMap::new();
     let mut episode_trs: BTreeMap<String, Vec<(String, usize)>> = BTreeMap::new();
+    let mut deep_warnings: Vec<String> = Vec::new();
     for s in &ds.subjects {
         let space = if s.runs.is_empty() {
             "no usable run".into()
@@ -82,10 +97,25 @@ pub fn check(root: &Path, opts: &OpenOptions, max_mismatch_s: Option<f64>) -> Re
                 s.confound_columns.join(", ")
             )?;
         }
+        if deep && !s.runs.is_empty() {
+            let (p, w) = deep::subject(s);
+            problems.extend(p);
+            deep_warnings.extend(w);
+        }
         for r in &s.runs {
-            let dur = *durations
-                .entry(r.movie.clone())
-                .or_insert_with(|| movie_duration(&r.movie));
+            let dur = *durations.entry(r.movie.clone()).or_insert_with(|| {
+                if deep {
+                    match deep::decoded_duration(&r.movie) {
+                        Ok(d) => Some(d),
+                        Err(e) => {
+                            problems.push(format!("{e:#}"));
+                            None
+                        }
+                    }
+                } else {
+                    movie_duration(&r.movie)
+                }
+            });
             let season = r
                 .season()
                 .map_or(String::new(), |x| format!(", season {x}"));
@@ -146,6 +176,21 @@ pub fn check(root: &Path, opts: &OpenOptions, max_mismatch_s: Option<f64>) -> Re
     }
     for n in &notes {
         writeln!(out, "  note: {n}")?;
+    }
+    for w in &deep_warnings {
+        writeln!(out, "  warning: {w}")?;
+    }
+    if deep {
+        writeln!(
+            out,
+            "  data read: every volume of every run and every movie (decoded)"
+        )?;
+    } else {
+        writeln!(
+            out,
+            "  data not read: headers, sidecars, masks and shapes only (movie durations from their \
+             headers); `dataset check --deep` reads every volume and decodes every movie"
+        )?;
     }
     if problems.is_empty() {
         writeln!(out, "  no problem found")?;

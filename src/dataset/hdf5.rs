@@ -63,10 +63,75 @@ pub fn entries(path: &Path) -> Result<Vec<Entry>> {
     Ok(out)
 }
 
-/// A numeric attribute (e.g. `RepetitionTime`) of the file's root, when present.
-pub fn root_attr_f64(path: &Path, name: &str) -> Result<Option<f64>> {
+/// How an attribute was stored, as read: a number (and whether it was float32, whose value
+/// is taken as its shortest decimal form), or text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttrValue {
+    Number(f64),
+    Text(String),
+}
+
+/// A scalar or one-element attribute of the file's root (e.g. `RepetitionTime`), whichever way
+/// it is stored: integer or float of either width, a numeric string (fixed or variable length,
+/// ASCII or UTF-8), scalar or a one-element array. None when the attribute is absent; an error
+/// naming the file, the attribute and what it holds when it is something else.
+pub fn root_attr_value(path: &Path, name: &str) -> Result<Option<AttrValue>> {
+    use ::hdf5_metno::types::{
+        FixedAscii, FixedUnicode, FloatSize, TypeDescriptor, VarLenAscii, VarLenUnicode,
+    };
     let f = open(path)?;
-    Ok(f.attr(name).ok().and_then(|a| a.read_scalar::<f64>().ok()))
+    if !f
+        .attr_names()
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?
+        .iter()
+        .any(|n| n == name)
+    {
+        return Ok(None);
+    }
+    let a = f
+        .attr(name)
+        .map_err(|e| anyhow!("{}: attribute {name}: {e}", path.display()))?;
+    let shape = a.shape();
+    if a.size() != 1 {
+        bail!(
+            "{}: attribute {name} holds {} values (shape {shape:?}); expected one number",
+            path.display(),
+            a.size()
+        );
+    }
+    let desc = a.dtype().and_then(|t| t.to_descriptor()).map_err(|e| {
+        anyhow!(
+            "{}: attribute {name}: unreadable type ({e})",
+            path.display()
+        )
+    })?;
+    let err = |e: ::hdf5_metno::Error| anyhow!("{}: attribute {name}: {e}", path.display());
+    Ok(Some(match desc {
+        TypeDescriptor::Float(FloatSize::U4) => {
+            let v = a.read_raw::<f32>().map_err(err)?[0];
+            AttrValue::Number(super::nifti_header::f32_decimal(v))
+        }
+        TypeDescriptor::Float(_) | TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) => {
+            AttrValue::Number(a.read_raw::<f64>().map_err(err)?[0])
+        }
+        TypeDescriptor::VarLenUnicode => {
+            AttrValue::Text(a.read_raw::<VarLenUnicode>().map_err(err)?[0].to_string())
+        }
+        TypeDescriptor::VarLenAscii => {
+            AttrValue::Text(a.read_raw::<VarLenAscii>().map_err(err)?[0].to_string())
+        }
+        // HDF5 converts between fixed-length strings of different sizes (same character set).
+        TypeDescriptor::FixedAscii(n) if n <= 256 => {
+            AttrValue::Text(a.read_raw::<FixedAscii<256>>().map_err(err)?[0].to_string())
+        }
+        TypeDescriptor::FixedUnicode(n) if n <= 256 => {
+            AttrValue::Text(a.read_raw::<FixedUnicode<256>>().map_err(err)?[0].to_string())
+        }
+        other => bail!(
+            "{}: attribute {name} has type {other:?}; expected a number or a numeric string",
+            path.display()
+        ),
+    }))
 }
 
 /// Reads one run as [TRs, parcels] float32, refusing non-finite values.

@@ -2,6 +2,7 @@
 //! checked against each other, with confounds regressed out (fMRIPrep) and voxels averaged
 //! per parcel when there is an atlas.
 use super::atlas::Atlas;
+use super::nifti_header::grid_mismatch;
 use super::nifti_io::{self, Mask};
 use super::scan_fmriprep::fmriprep_mask;
 use super::{confounds, hdf5, Layout, RunSource, Space, Subject, SubjectData};
@@ -93,16 +94,9 @@ pub fn load_subject(s: &Subject) -> Result<SubjectData> {
     for run in &s.runs {
         let (h, vol) = nifti_io::read_f32(&run.bold)?;
         if let Some(mh) = &mask_header {
-            let (a, b) = (nifti_io::affine(&h), nifti_io::affine(mh));
-            let diff = a
-                .iter()
-                .flatten()
-                .zip(b.iter().flatten())
-                .map(|(x, y)| (x - y).abs())
-                .fold(0.0, f64::max);
-            if diff > 1e-3 {
+            if let Some(why) = grid_mismatch(&h, mh) {
                 bail!(
-                    "{}: the BOLD affine differs from the mask's ({})",
+                    "{}: the BOLD is not on the grid of the brain mask {}: {why}",
                     run.bold.display(),
                     mask_path.display()
                 );
@@ -139,16 +133,9 @@ pub fn load_subject(s: &Subject) -> Result<SubjectData> {
         let a = Atlas::read(ap)?;
         // Same grid is not enough: the atlas must also sit at the same place in the world.
         let bold_header = header.as_ref().expect("a subject has runs");
-        let (x, y) = (nifti_io::affine(&a.header), nifti_io::affine(bold_header));
-        let diff = x
-            .iter()
-            .flatten()
-            .zip(y.iter().flatten())
-            .map(|(p, q)| (p - q).abs())
-            .fold(0.0, f64::max);
-        if diff > 1e-3 {
+        if let Some(why) = grid_mismatch(&a.header, bold_header) {
             bail!(
-                "{}: the atlas affine differs from the BOLD's ({}): resample the atlas to the BOLD grid",
+                "{}: the atlas is not on the BOLD's grid ({}): {why}; resample the atlas to the BOLD grid",
                 ap.display(),
                 s.runs[0].bold.display()
             );

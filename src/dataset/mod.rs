@@ -7,7 +7,9 @@
 //! ROOT/sub-XX/func/sub-XX_task-T_run-YY_bold.json     {"RepetitionTime": s, "StimulusFile": "stimuli/..."}
 //! ROOT/sub-XX/func/sub-XX_task-T_desc-brain_mask.nii.gz
 //! ```
-//! A run's movie is the sidecar's `StimulusFile` (relative to ROOT), else `stimuli/task-T_run-YY.*`.
+//! or sessions `ROOT/sub-XX/ses-YY/func/...` (run ids `ses-YY_run-ZZ`); runs are ordered by
+//! session, then integer run index. A run's movie is the sidecar's `StimulusFile` (relative to
+//! ROOT), else `stimuli/<key>.*` (`task-T_run-YY`, or `ses-YY_task-T_run-ZZ`).
 //!
 //! 2. Parcellated HDF5 (Algonauts 2025, CNeuroMod lab derivatives):
 //! ```text
@@ -17,7 +19,8 @@
 //! ```
 //! (`ROOT/sub-XX/...` works too.) A run's movie is the file whose stem is its episode key
 //! (`s01e02a`, `bourne01`) or ends with `_<key>` (`friends_s01e02a`). The TR is `--tr`, else
-//! the file's `RepetitionTime` attribute, else CNeuroMod's 1.49 s (said in the report).
+//! the file's `RepetitionTime` attribute (number or numeric string) or JSON sidecar, else
+//! CNeuroMod's 1.49 s (said in the report).
 //!
 //! 3. fMRIPrep derivatives (`ROOT/derivatives/fmriprep/` or ROOT itself):
 //! `sub-XX[/ses-YYY]/func/sub-XX_[ses-YYY_]task-s01e02a_space-S_desc-preproc_bold.nii.gz` with
@@ -30,14 +33,17 @@
 //!
 //! Files: this one holds the data model (subjects, runs, layouts) and the scan's layout
 //! detection; scan.rs what every layout's scan shares, scan_bids.rs, scan_fmriprep.rs and
-//! scan_hdf5.rs each layout's scan; load.rs a subject's time series; check.rs `dataset check`;
+//! scan_hdf5.rs each layout's scan; load.rs a subject's time series; check.rs `dataset check`
+//! (check_deep.rs its `--deep` part); nifti_header.rs (NIfTI-1/2 headers, affines, grids),
 //! nifti_io.rs, hdf5.rs, atlas.rs and confounds.rs the file formats; splits.rs train/test
 //! splits; synth.rs the synthetic dataset.
 pub mod atlas;
 mod check;
+mod check_deep;
 pub mod confounds;
 pub mod hdf5;
 mod load;
+pub mod nifti_header;
 pub mod nifti_io;
 mod scan;
 mod scan_bids;
@@ -46,7 +52,7 @@ mod scan_hdf5;
 pub mod splits;
 pub mod synth;
 
-pub use check::{check, check_error, movie_duration, CheckReport};
+pub use check::{check, check_error, check_with, movie_duration, CheckReport};
 pub use load::{load_subject, subject_space};
 
 use anyhow::{bail, Context, Result};

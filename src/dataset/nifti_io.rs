@@ -1,35 +1,42 @@
-//! NIfTI-1 reading and writing on top of the `nifti` crate: typed volumes in x,y,z(,t) order,
+//! NIfTI reading (NIfTI-1 and NIfTI-2, headers in nifti_header.rs) and NIfTI-1 writing on top of the `nifti` crate: typed volumes in x,y,z(,t) order,
 //! the affine, the TR, masked time series, and atomic writes that keep the source geometry.
+use super::nifti_header;
 use crate::io;
 use anyhow::{anyhow, bail, Context, Result};
 use ndarray::ShapeBuilder;
 use ndarray::{Array2, ArrayD, ArrayViewD, IxDyn};
 use nifti::writer::WriterOptions;
-use nifti::{IntoNdArray, NiftiHeader, NiftiObject, NiftiType, ReaderOptions};
+use nifti::{InMemNiftiVolume, IntoNdArray, NiftiHeader, NiftiType};
 use std::path::Path;
 
-/// Reads a NIfTI file's header only (cheap: used for discovery and checks).
+/// Reads a NIfTI-1 or NIfTI-2 file's header only (cheap: used for discovery and checks).
 pub fn read_header(path: &Path) -> Result<NiftiHeader> {
-    if !path.exists() {
-        bail!("{} not found", path.display());
-    }
-    guard(|| NiftiHeader::from_file(path))
-        .and_then(|r| r.map_err(|e| anyhow!("{e}")))
-        .with_context(|| format!("{}: not a readable NIfTI-1 header", path.display()))
+    let (h, _) = guard(|| nifti_header::read_header_versioned(path))
+        .and_then(|r| r)
+        .with_context(|| format!("{}: not a readable NIfTI header", path.display()))?;
+    Ok(h)
 }
 
-/// Reads a whole NIfTI volume as f32 (scl_slope/inter applied), indexed [x, y, z(, t)].
+/// Reads a whole NIfTI-1 or NIfTI-2 volume as f32, indexed [x, y, z(, t)], with the header's
+/// scaling applied as nibabel does ([`nifti_header::scaling`]: a zero or non-finite
+/// `scl_slope` means none). A file cut short is an error naming how much it holds.
 pub fn read_f32(path: &Path) -> Result<(NiftiHeader, ArrayD<f32>)> {
-    if !path.exists() {
-        bail!("{} not found", path.display());
-    }
-    let obj = guard(|| ReaderOptions::new().read_file(path))
-        .and_then(|r| r.map_err(|e| anyhow!("{e}")))
-        .with_context(|| format!("{}: corrupt or truncated NIfTI file", path.display()))?;
-    let header = obj.header().clone();
-    let data = guard(|| obj.into_volume().into_ndarray::<f32>())
-        .and_then(|r| r.map_err(|e| anyhow!("{e}")))
-        .with_context(|| format!("{}: cannot convert the volume to f32", path.display()))?;
+    let (header, raw, _) = nifti_header::read_raw(path)?;
+    let mut h = header.clone();
+    let (slope, inter) = nifti_header::scaling(&header);
+    // The crate scales with the header's fields: give it the sanitised ones.
+    h.scl_slope = slope;
+    h.scl_inter = inter;
+    let data =
+        guard(|| InMemNiftiVolume::from_raw_data(&h, raw).and_then(|v| v.into_ndarray::<f32>()))
+            .and_then(|r| r.map_err(|e| anyhow!("{e}")))
+            .with_context(|| {
+                format!(
+                    "{}: cannot convert the volume (datatype {}) to f32",
+                    path.display(),
+                    header.datatype
+                )
+            })?;
     Ok((header, data))
 }
 
@@ -57,27 +64,16 @@ pub fn n_volumes(h: &NiftiHeader) -> usize {
     }
 }
 
-/// The voxel-to-world affine: the sform when set, else a diagonal from pixdim (qform
-/// rotations are not needed by anything brainscale writes; maps copy the header verbatim).
+/// The voxel-to-world affine, chosen as nibabel does (see [`nifti_header::affine`]).
 pub fn affine(h: &NiftiHeader) -> [[f64; 4]; 4] {
-    if h.sform_code > 0 {
-        let r = |v: [f32; 4]| v.map(|x| x as f64);
-        [r(h.srow_x), r(h.srow_y), r(h.srow_z), [0.0, 0.0, 0.0, 1.0]]
-    } else {
-        let p = |i: usize| h.pixdim[i] as f64;
-        [
-            [p(1), 0.0, 0.0, h.quatern_x as f64],
-            [0.0, p(2), 0.0, h.quatern_y as f64],
-            [0.0, 0.0, p(3), h.quatern_z as f64],
-            [0.0, 0.0, 0.0, 1.0],
-        ]
-    }
+    nifti_header::affine(h)
 }
 
-/// The TR in seconds from pixdim[4] and the time unit; None when it is not set.
+/// The TR in seconds from pixdim[4] and the time unit (ms and µs converted; unknown units
+/// count as seconds), as the float32 field's shortest decimal form; None when it is not set.
 pub fn header_tr(h: &NiftiHeader) -> Option<f64> {
-    let v = h.pixdim[4] as f64;
-    if !(v > 0.0) || h.dim[0] < 4 {
+    let v = nifti_header::f32_decimal(h.pixdim[4]);
+    if !(v > 0.0 && v.is_finite()) || h.dim[0] < 4 {
         return None;
     }
     Some(match h.xyzt_units & 0x38 {

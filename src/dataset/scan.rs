@@ -2,6 +2,7 @@
 //! of stopping at the first, file-finding helpers, the movie index (movies by episode key) and
 //! TR resolution. The layouts (scan_bids.rs, scan_fmriprep.rs, scan_hdf5.rs) extend it.
 use super::atlas::Atlas;
+use super::nifti_header::grid_mismatch;
 use super::nifti_io;
 use super::{OpenOptions, Subject};
 use anyhow::{bail, Context, Result};
@@ -96,7 +97,49 @@ impl MovieIndex {
     }
 }
 
-/// TR from a sidecar and a NIfTI header (and the user's `--tr` when neither has one).
+/// A TR given as text or a number, checked: a positive, finite number of seconds.
+/// `what` names the file and field (`sub-01_bold.json: RepetitionTime`).
+pub(super) fn parse_tr_text(text: &str, what: &str) -> Result<f64> {
+    let t = text.trim();
+    let v: f64 = t
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{what} = {text:?} is not a number of seconds"))?;
+    check_tr(v, what)
+}
+
+fn check_tr(v: f64, what: &str) -> Result<f64> {
+    if !(v > 0.0 && v.is_finite()) {
+        bail!("{what} = {v} is not a positive number of seconds");
+    }
+    Ok(v)
+}
+
+/// The `RepetitionTime` of a JSON sidecar, however it is written: a number, a numeric string
+/// (`"1.5"`), or a one-element array of either. None when the field is absent; an error naming
+/// the file, the field and the value for anything else (never a silent default).
+pub(super) fn sidecar_tr(sidecar: &serde_json::Value, path: &Path) -> Result<Option<f64>> {
+    use serde_json::Value;
+    let Some(v) = sidecar.get("RepetitionTime") else {
+        return Ok(None);
+    };
+    let what = format!("{}: RepetitionTime", path.display());
+    let one = match v {
+        Value::Array(a) if a.len() == 1 => &a[0],
+        other => other,
+    };
+    match one {
+        Value::Number(n) => n
+            .as_f64()
+            .with_context(|| format!("{what} = {n} is not a number of seconds"))
+            .and_then(|x| check_tr(x, &what))
+            .map(Some),
+        Value::String(s) => parse_tr_text(s, &what).map(Some),
+        _ => bail!("{what} = {v} is not a number of seconds"),
+    }
+}
+
+/// TR from a sidecar and a NIfTI header (and the user's `--tr` when neither has one). Both
+/// files' values must agree (within 1 ms); `--tr` must agree with them too when it is given.
 pub(super) fn resolve_tr(
     bold: &Path,
     sidecar: &serde_json::Value,
@@ -104,7 +147,7 @@ pub(super) fn resolve_tr(
     header: &NiftiHeader,
     user: Option<f64>,
 ) -> Result<f64> {
-    let side_tr = sidecar.get("RepetitionTime").and_then(|v| v.as_f64());
+    let side_tr = sidecar_tr(sidecar, sidecar_path)?;
     let head_tr = nifti_io::header_tr(header);
     let tr = match (side_tr, head_tr) {
         (Some(a), Some(b)) if (a - b).abs() > 1e-3 => bail!(
@@ -121,10 +164,20 @@ pub(super) fn resolve_tr(
             ),
         },
     };
-    if !(tr > 0.0 && tr.is_finite()) {
-        bail!("{}: invalid TR {tr}", bold.display());
+    if let Some(u) = user {
+        if (u - tr).abs() > 1e-3 {
+            bail!(
+                "{}: --tr {u} s differs from the TR the files give ({tr} s, from the {})",
+                bold.display(),
+                if side_tr.is_some() {
+                    "sidecar"
+                } else {
+                    "NIfTI header"
+                }
+            );
+        }
     }
-    Ok(tr)
+    check_tr(tr, &format!("{}: TR", bold.display()))
 }
 
 pub(super) fn read_sidecar(path: &Path) -> Result<serde_json::Value> {
@@ -211,19 +264,12 @@ impl Scanner<'_> {
             }
         } else if let Some(r) = s.runs.first() {
             if let Ok(h) = nifti_io::read_header(&r.bold) {
-                let d = nifti_io::spatial_dims(&h);
-                if d != a.mask.dims {
+                if let Some(why) = grid_mismatch(&a.header, &h) {
                     self.problems.push(format!(
-                        "sub-{}: the atlas {} is {}x{}x{} but the BOLD {} is {}x{}x{}",
+                        "sub-{}: the atlas {} is not on the grid of the BOLD {}: {why}; resample the atlas to the BOLD grid",
                         s.id,
                         path.display(),
-                        a.mask.dims[0],
-                        a.mask.dims[1],
-                        a.mask.dims[2],
                         r.bold.display(),
-                        d[0],
-                        d[1],
-                        d[2]
                     ));
                 }
             }

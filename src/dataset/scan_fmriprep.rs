@@ -1,6 +1,7 @@
 //! Scanning an fMRIPrep subject: `*_space-S_desc-preproc_bold.nii.gz` runs (one space, chosen
 //! with --space when there are several), each with its own brain mask, sidecar and confounds
 //! file; movies found by episode key. Also the subject's voxels: those inside every run's mask.
+use super::nifti_header::grid_mismatch;
 use super::nifti_io::{self, Mask};
 use super::scan::{name_of, nifti_stem, read_sidecar, resolve_tr, Scanner};
 use super::{confounds, entity, Run, RunSource, Subject};
@@ -103,6 +104,13 @@ impl Scanner<'_> {
                 mask.display()
             );
         }
+        if let Some(why) = grid_mismatch(&header, &nifti_io::read_header(&mask)?) {
+            bail!(
+                "{}: the BOLD is not on the grid of its brain mask {}: {why}",
+                bold.display(),
+                mask.display()
+            );
+        }
         let prefix = stem
             .split("_space-")
             .next()
@@ -159,11 +167,27 @@ impl Scanner<'_> {
 /// The voxels used for an fMRIPrep subject: inside every run's mask.
 pub(super) fn fmriprep_mask(s: &Subject) -> Result<(Mask, NiftiHeader)> {
     let mut inter: Option<(Mask, PathBuf)> = None;
+    let mut first_header: Option<NiftiHeader> = None;
     for r in &s.runs {
         let RunSource::Nifti { mask: Some(mp), .. } = &r.source else {
             bail!("{}: no brain mask", r.bold.display())
         };
-        let (_, m) = Mask::read(mp)?;
+        let (h, m) = Mask::read(mp)?;
+        match &first_header {
+            None => first_header = Some(h),
+            Some(h0) => {
+                if let Some(why) = grid_mismatch(h0, &h) {
+                    bail!(
+                        "sub-{}: the brain masks are not on one grid ({} vs {}): {why}",
+                        s.id,
+                        mp.display(),
+                        inter
+                            .as_ref()
+                            .map_or(String::new(), |(_, p)| p.display().to_string())
+                    );
+                }
+            }
+        }
         inter = Some(match inter {
             None => (m, mp.clone()),
             Some((a, ap)) => {

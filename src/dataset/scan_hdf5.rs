@@ -2,9 +2,11 @@
 //! dataset of its `.h5` files is a run, keyed by episode; the TR is `--tr`, the file's
 //! `RepetitionTime`, or CNeuroMod's; the atlas is the subject's `atlas/*.nii.gz` by default.
 use super::hdf5;
-use super::scan::{is_nifti, name_of, read_sidecar, Scanner};
+use super::scan::{is_nifti, name_of, parse_tr_text, read_sidecar, sidecar_tr, Scanner};
 use super::{entity, Run, RunSource, Subject, CNEUROMOD_TR};
+use anyhow::{bail, Result};
 use std::collections::HashMap;
+use std::path::Path;
 use std::path::PathBuf;
 
 impl Scanner<'_> {
@@ -34,21 +36,22 @@ impl Scanner<'_> {
                 }
             };
             let stem = file.file_stem().unwrap().to_string_lossy().into_owned();
-            let attr_tr = hdf5::root_attr_f64(file, "RepetitionTime").ok().flatten();
-            let side = read_sidecar(&file.with_file_name(format!("{stem}.json")))
-                .unwrap_or(serde_json::Value::Null);
-            let tr = match (
-                self.opts.tr,
-                attr_tr.or(side.get("RepetitionTime").and_then(|v| v.as_f64())),
-            ) {
-                (Some(u), Some(f)) if (u - f).abs() > 1e-3 => {
+            let file_tr = match self.hdf5_file_tr(file, &stem) {
+                Ok(t) => t,
+                Err(e) => {
+                    self.problems.push(format!("{e:#}"));
+                    continue;
+                }
+            };
+            let tr = match (self.opts.tr, file_tr) {
+                (Some(u), Some((f, src))) if (u - f).abs() > 1e-3 => {
                     self.problems.push(format!(
-                        "{}: --tr {u} s differs from the file's RepetitionTime {f} s",
+                        "{}: --tr {u} s differs from the file's RepetitionTime {f} s (from {src})",
                         file.display()
                     ));
                     continue;
                 }
-                (Some(t), _) | (None, Some(t)) => t,
+                (Some(t), _) | (None, Some((t, _))) => t,
                 (None, None) => {
                     self.notes.push(format!("{}: no RepetitionTime; assuming CNeuroMod's TR of {CNEUROMOD_TR} s (set --tr)", file.display()));
                     CNEUROMOD_TR
@@ -116,5 +119,29 @@ impl Scanner<'_> {
                 r.id = r.key.clone();
             }
         }
+    }
+
+    /// The TR an HDF5 file states: its root attribute `RepetitionTime` (any numeric or text
+    /// encoding, see [`hdf5::root_attr_value`]), else that of a JSON sidecar with the file's
+    /// stem. Both must agree when both are present. Returns the value and where it came from.
+    fn hdf5_file_tr(&self, file: &Path, stem: &str) -> Result<Option<(f64, String)>> {
+        let attr_what = format!("{}: attribute RepetitionTime", file.display());
+        let attr = match hdf5::root_attr_value(file, "RepetitionTime")? {
+            None => None,
+            Some(hdf5::AttrValue::Number(v)) => Some(parse_tr_text(&v.to_string(), &attr_what)?),
+            Some(hdf5::AttrValue::Text(t)) => Some(parse_tr_text(&t, &attr_what)?),
+        };
+        let side_path = file.with_file_name(format!("{stem}.json"));
+        let side = sidecar_tr(&read_sidecar(&side_path)?, &side_path)?;
+        Ok(match (attr, side) {
+            (Some(a), Some(b)) if (a - b).abs() > 1e-3 => bail!(
+                "{}: the RepetitionTime attribute ({a} s) differs from the sidecar {} ({b} s)",
+                file.display(),
+                side_path.display()
+            ),
+            (Some(a), _) => Some((a, "the attribute RepetitionTime".into())),
+            (None, Some(b)) => Some((b, side_path.display().to_string())),
+            (None, None) => None,
+        })
     }
 }
