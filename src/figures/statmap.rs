@@ -351,13 +351,14 @@ pub fn draw(path: &Path, inp: &StatMapInput, lay: &StatMapLayout) -> Result<()> 
     let (bx, by0, by1) = (W - BAR_W + 20, top + 6, top + row1_h + 16 + rows * tile_h - 10);
     let bh = by1 - by0;
     for y in 0..bh {
-        let v = lay.vmax - (y as f32 + 0.5) / bh as f32 * 2.0 * lay.vmax;
+        // Top row +vmax, bottom row −vmax exactly.
+        let v = lay.vmax - y as f32 / (bh - 1).max(1) as f32 * 2.0 * lay.vmax;
         let c = cold_hot(v, lay.vmax, lay.threshold).unwrap_or([60, 60, 60]);
         for x in 0..22 {
             cv.put(bx + x, by0 + y, c);
         }
     }
-    let bar_y = |v: f32| by0 as f32 + (lay.vmax - v) / (2.0 * lay.vmax) * bh as f32;
+    let bar_y = |v: f32| by0 as f32 + (lay.vmax - v) / (2.0 * lay.vmax) * (bh - 1) as f32;
     {
         let backend = BitMapBackend::with_buffer(&mut cv.buf, (W, h));
         let root = backend.into_drawing_area();

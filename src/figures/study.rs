@@ -302,7 +302,7 @@ pub fn r_vs_shape(rows: &[StudyRow]) -> Option<Figure> {
             title: format!("vs {name} ({})", others.join(", ")),
             x_label: name.to_string(),
             y_label: "encoding r".into(),
-            x_log: true,
+            x_log: false,
             series,
         });
     }
@@ -533,14 +533,23 @@ fn draw_panel(area: &DrawingArea<BitMapBackend, plotters::coord::Shift>, p: &Pan
     let pts = || p.series.iter().flat_map(|s| s.points.iter());
     let xr = range(pts().map(|q| tx(q.0)), 0.06);
     let yr = range(pts().map(|q| q.1), 0.08);
+    let span = xr.end - xr.start;
     let xfmt = |v: &f64| {
         if p.x_log {
             let x = 10f64.powf(*v);
-            if x >= 1e4 { format!("{x:.0e}") } else { format!("{x:.3}") }
+            if x >= 1e4 { format!("{x:.0e}") } else { format!("{x:.2}") }
+        } else if span < 10.0 {
+            format!("{v:.1}")
         } else {
             format!("{v:.0}")
         }
     };
+    // Falling curves (losses) keep the lower right free; rising ones (r) the upper left.
+    let falling = p
+        .series
+        .iter()
+        .find(|s| s.points.len() >= 2)
+        .is_some_and(|s| s.points[s.points.len() - 1].1 < s.points[0].1);
     let mut ch = ChartBuilder::on(area)
         .caption(&p.title, ("sans-serif", 18))
         .margin(12)
@@ -586,7 +595,7 @@ fn draw_panel(area: &DrawingArea<BitMapBackend, plotters::coord::Shift>, p: &Pan
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(180, 180, 180))
             .label_font(("sans-serif", 13))
-            .position(SeriesLabelPosition::LowerRight)
+            .position(if falling { SeriesLabelPosition::UpperRight } else { SeriesLabelPosition::LowerRight })
             .draw()
             .map_err(super::e)?;
     }
