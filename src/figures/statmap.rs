@@ -147,7 +147,8 @@ pub fn layout(inp: &StatMapInput) -> Result<StatMapLayout> {
             }
         }
     }
-    let ticks = (0..5).map(|t| -vmax + vmax * t as f32 / 2.0).collect();
+    // −vmax, −vmax/2, 0, vmax/2, vmax (halving is exact in binary).
+    let ticks = (0..5).map(|t| vmax * (t as f32 - 2.0) / 2.0).collect();
     let n = inp.n_slices.max(1).min(kmax - kmin + 1);
     let span = (kmax - kmin + 1) as f64;
     let mut ks: Vec<usize> = (0..n)
@@ -523,7 +524,8 @@ mod tests {
             for j in 0..ny {
                 for i in 1..nx {
                     inside[i + nx * (j + ny * k)] = true;
-                    stat[IxDyn(&[i, j, k])] = 0.01 * (i + j + k) as f32 - 0.05;
+                    // Away from the threshold (0.05) by 0.005: no rounding ties.
+                    stat[IxDyn(&[i, j, k])] = 0.01 * (i + j + k) as f32 - 0.045;
                 }
             }
         }
@@ -561,9 +563,8 @@ mod tests {
         assert_eq!(l.n_shown, want);
         // Slices only where the mask is (k = 1..3), at z = 4 + 2k mm.
         assert_eq!(l.slices, vec![(1, 6.0), (2, 8.0), (3, 10.0)]);
-        let lo = (0.01 * 3.0f32 - 0.05).min(-0.8);
-        assert!((l.value_range.0 - lo).abs() < 1e-6);
-        assert!((l.value_range.1 - (0.01 * 12.0 - 0.05)).abs() < 1e-6);
+        assert_eq!(l.value_range.0, -0.8);
+        assert!((l.value_range.1 - (0.01 * 12.0 - 0.045)).abs() < 1e-6);
         // Colours: nothing below the threshold, red side for +, blue side for −.
         assert_eq!(cold_hot(0.049, 0.8, 0.05), None);
         let p = cold_hot(0.8, 0.8, 0.05).unwrap();

@@ -31,8 +31,11 @@ pub struct StudyRow {
     pub precision: String,
     pub seed: u64,
     pub wall_s: f64,
-    /// Pretraining seconds (pipeline cells); None for other cells.
+    /// Pretraining seconds (pipeline cells, including any wait for another cell's turn at
+    /// libtorch); None for other cells.
     pub pretrain_s: Option<f64>,
+    /// Training throughput measured inside the training loop (pipeline cells).
+    pub tokens_per_s: Option<f64>,
     pub eval_loss: Option<f64>,
     pub encoding_r: Option<f64>,
     /// Mean r of each layer's features alone (`r_layer:L` columns; 0 = embeddings).
@@ -105,6 +108,7 @@ pub fn read_rows(path: &Path) -> Result<Vec<StudyRow>> {
             seed: opt("seed")?.unwrap_or(0.0) as u64,
             wall_s: opt("wall_s")?.unwrap_or(f64::NAN),
             pretrain_s: opt("pretrain_s")?,
+            tokens_per_s: opt("tokens_per_s")?,
             eval_loss: opt("eval_loss")?,
             encoding_r: opt("encoding_r")?,
             layer_r,
@@ -314,14 +318,34 @@ pub fn r_vs_shape(rows: &[StudyRow]) -> Option<Figure> {
     })
 }
 
-/// r of each layer's features alone, one line per model, at the largest data size.
+/// The data size at which the most models have rows passing `keep` (ties: the largest D), so
+/// a partly run grid still compares models.
+pub fn widest_d(rows: &[&StudyRow], keep: impl Fn(&[&StudyRow]) -> bool) -> Option<f64> {
+    let ds: BTreeSet<u64> = rows.iter().map(|r| r.tokens.to_bits()).collect();
+    ds.into_iter()
+        .map(|d| {
+            let at: Vec<&StudyRow> = rows.iter().copied().filter(|r| r.tokens.to_bits() == d).collect();
+            let names: BTreeSet<&str> = at.iter().map(|r| r.model.as_str()).collect();
+            let n = names
+                .into_iter()
+                .filter(|m| keep(&at.iter().copied().filter(|r| r.model == *m).collect::<Vec<_>>()))
+                .count();
+            (n, f64::from_bits(d))
+        })
+        .filter(|(n, _)| *n > 0)
+        .max_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)))
+        .map(|(_, d)| d)
+}
+
+/// r of each layer's features alone, one line per model, at the data size where the most
+/// models have them (the largest D in a complete grid).
 pub fn r_per_layer(rows: &[StudyRow]) -> Option<Figure> {
     let prec = reference_precision(rows);
     let sel: Vec<&StudyRow> = rows
         .iter()
         .filter(|r| r.precision == prec && !r.layer_r.is_empty())
         .collect();
-    let dmax = sel.iter().map(|r| r.tokens).fold(f64::NAN, f64::max);
+    let dmax = widest_d(&sel, |_| true)?;
     let sel: Vec<&StudyRow> = sel.into_iter().filter(|r| r.tokens == dmax).collect();
     let series: Vec<Series> = models(&sel)
         .into_iter()
@@ -356,24 +380,27 @@ pub fn r_per_layer(rows: &[StudyRow]) -> Option<Figure> {
     })
 }
 
-/// Pretraining time and encoding r per model, one line per precision, at the largest D that
-/// every precision reached.
+/// Pretraining time and encoding r per model, one line per precision, at the data size where
+/// the most models ran in every precision (the largest D in a complete grid).
 pub fn precision(rows: &[StudyRow]) -> Option<Figure> {
     let precs: BTreeSet<&str> = rows.iter().map(|r| r.precision.as_str()).collect();
     if precs.len() < 2 {
         return None;
     }
-    let dmax = precs
-        .iter()
-        .map(|p| {
-            rows.iter()
-                .filter(|r| r.precision == *p)
-                .map(|r| r.tokens)
-                .fold(f64::NAN, f64::max)
-        })
-        .fold(f64::INFINITY, f64::min);
+    let all: Vec<&StudyRow> = rows.iter().collect();
+    let dmax = widest_d(&all, |m| {
+        precs.iter().all(|p| m.iter().any(|r| r.precision == *p))
+    })?;
     let sel: Vec<&StudyRow> = rows.iter().filter(|r| r.tokens == dmax).collect();
-    let time = |r: &StudyRow| r.pretrain_s.or(Some(r.wall_s));
+    // Training seconds from the loop's own throughput when known: parallel cells wait for each
+    // other's turn at libtorch, which pretrain_s includes.
+    let time = |r: &StudyRow| {
+        r.tokens_per_s
+            .filter(|t| *t > 0.0)
+            .map(|t| r.tokens / t)
+            .or(r.pretrain_s)
+            .or(Some(r.wall_s))
+    };
     let per = |f: &dyn Fn(&StudyRow) -> Option<f64>| -> Vec<Series> {
         precs
             .iter()
@@ -388,7 +415,9 @@ pub fn precision(rows: &[StudyRow]) -> Option<Figure> {
             })
             .collect()
     };
-    let timed = if sel.iter().all(|r| r.pretrain_s.is_some()) {
+    let timed = if sel.iter().all(|r| r.tokens_per_s.is_some()) {
+        "training time (s) = D / measured tokens per s"
+    } else if sel.iter().all(|r| r.pretrain_s.is_some()) {
         "pretraining time (s)"
     } else {
         "cell wall time (s)"
@@ -534,8 +563,12 @@ fn draw_panel(area: &DrawingArea<BitMapBackend, plotters::coord::Shift>, p: &Pan
     let xr = range(pts().map(|q| tx(q.0)), 0.06);
     let yr = range(pts().map(|q| q.1), 0.08);
     let span = xr.end - xr.start;
+    // Integer x (layers, depth, heads, width): whole-number ticks.
+    let ints = !p.x_log && pts().all(|q| q.0.fract() == 0.0);
     let xfmt = |v: &f64| {
-        if p.x_log {
+        if ints {
+            format!("{v:.0}")
+        } else if p.x_log {
             let x = 10f64.powf(*v);
             if x >= 1e4 { format!("{x:.0e}") } else { format!("{x:.2}") }
         } else if span < 10.0 {
@@ -561,7 +594,7 @@ fn draw_panel(area: &DrawingArea<BitMapBackend, plotters::coord::Shift>, p: &Pan
         .x_desc(p.x_label.as_str())
         .y_desc(p.y_label.as_str())
         .x_label_formatter(&xfmt)
-        .x_labels(if p.x_log { 6 } else { 10 })
+        .x_labels(if ints && span < 12.0 { span.floor() as usize + 1 } else if p.x_log { 6 } else { 10 })
         .light_line_style(RGBColor(238, 238, 238))
         .label_style(("sans-serif", 14))
         .axis_desc_style(("sans-serif", 15))
@@ -600,4 +633,65 @@ fn draw_panel(area: &DrawingArea<BitMapBackend, plotters::coord::Shift>, p: &Pan
             .map_err(super::e)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(model: &str, d: u64, tokens: f64, prec: &str, r: f64) -> StudyRow {
+        StudyRow {
+            model: model.into(),
+            n_layer: 2,
+            n_head: 2,
+            d_model: d,
+            n_params: (24 * d * d) as f64,
+            tokens,
+            flops: 1.0,
+            precision: prec.into(),
+            seed: 0,
+            wall_s: 1.0,
+            pretrain_s: Some(1.0),
+            tokens_per_s: None,
+            eval_loss: None,
+            encoding_r: Some(r),
+            layer_r: [(0, r / 2.0), (1, r)].into_iter().collect(),
+        }
+    }
+
+    #[test]
+    fn a_partly_run_grid_compares_models_where_most_ran() {
+        // The base model at three D in both precisions, the others only at D = 2e5 in fp32.
+        let mut rows = Vec::new();
+        for t in [5e4, 2e5, 8e5] {
+            for p in ["fp32", "bf16"] {
+                rows.push(row("base", 64, t, p, 0.2));
+            }
+        }
+        rows.push(row("wide", 128, 2e5, "fp32", 0.3));
+        rows.push(row("narrow", 32, 2e5, "fp32", 0.1));
+        let f = r_per_layer(&rows).unwrap();
+        assert!(f.title.contains("2.0e5"), "{}", f.title);
+        assert_eq!(f.panels[0].series.len(), 3);
+        // Precision: only the base model ran both; the largest D where it did.
+        let f = precision(&rows).unwrap();
+        assert!(f.title.contains("8.0e5"), "{}", f.title);
+        assert_eq!(f.panels[1].series[0].points, vec![((24 * 64 * 64) as f64, 0.2)]);
+        // Training time from the measured throughput when the rows have it.
+        let mut with_tps = rows.clone();
+        for r in &mut with_tps {
+            r.tokens_per_s = Some(if r.precision == "fp32" { 4000.0 } else { 2000.0 });
+        }
+        let f = precision(&with_tps).unwrap();
+        let t = &f.panels[0];
+        assert!(t.y_label.contains("tokens per s"));
+        assert_eq!(t.series[0].label, "bf16");
+        assert_eq!(t.series[0].points, vec![((24 * 64 * 64) as f64, 8e5 / 2000.0)]);
+        assert_eq!(t.series[1].points, vec![((24 * 64 * 64) as f64, 8e5 / 4000.0)]);
+        // No second precision: no precision figure.
+        let fp32: Vec<StudyRow> = rows.into_iter().filter(|r| r.precision == "fp32").collect();
+        assert!(precision(&fp32).is_none());
+        assert_eq!(family(&fp32, 0), vec!["narrow", "base", "wide"]);
+        assert!(family(&fp32, 1).is_empty(), "depth is not varied");
+    }
 }
