@@ -5,6 +5,17 @@ use std::process::Command;
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=LIBTORCH_USE_PYTORCH");
+    // The libtorch version, for the provenance of reports (`brainscale report`).
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    if let Ok(out) = Command::new(python)
+        .args(["-c", "import torch; print(torch.__version__)"])
+        .output()
+    {
+        let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if out.status.success() && !v.is_empty() {
+            println!("cargo:rustc-env=BRAINSCALE_TORCH_VERSION={v}");
+        }
+    }
     if let Some(dir) = libtorch_lib_dir() {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
         if std::path::Path::new(&dir).join("libtorch_cuda.so").exists() {

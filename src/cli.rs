@@ -57,6 +57,8 @@ pub enum Command {
     /// Bio-signal data: check files, synthesise sets, resample to another rate and length.
     #[command(subcommand)]
     Biosignal(crate::biosignal::cli::BiosignalCommand),
+    /// One self-contained report.html of a work folder: summary, maps, study figures, commands.
+    Report(crate::report::ReportArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -117,12 +119,13 @@ pub struct Place {
 impl Place {
     fn open(&self) -> Result<(Dataset, PathBuf)> {
         let ds = Dataset::open_with(&self.dataset, &self.open)?;
-        Ok((
-            ds,
-            self.work
-                .clone()
-                .unwrap_or_else(|| pipeline::default_work(&self.dataset)),
-        ))
+        let work = self
+            .work
+            .clone()
+            .unwrap_or_else(|| pipeline::default_work(&self.dataset));
+        // Every stage run on a work folder is logged there for `brainscale report`.
+        crate::provenance::record_command(&work)?;
+        Ok((ds, work))
     }
 }
 
@@ -216,6 +219,13 @@ pub struct MapsArgs {
     pub features: String,
     #[arg(long, value_delimiter = ',')]
     pub subjects: Vec<String>,
+    /// r_statmap.png: |r| below this is not painted.
+    #[arg(long, default_value_t = 0.1)]
+    pub threshold: f32,
+    /// r_statmap.png: an anatomical NIfTI drawn under the map (resampled to its grid);
+    /// default: the subject's mean EPI (the atlas for parcels).
+    #[arg(long)]
+    pub background: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -347,6 +357,11 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Maps(a) => {
             let (ds, work) = a.place.open()?;
             let rows = pipeline::maps_dataset(&ds, &work, &a.features, &a.subjects)?;
+            let figs = crate::maps::FigureOptions {
+                threshold: a.threshold,
+                background: a.background.clone(),
+            };
+            pipeline::maps_figures(&ds, &work, &a.features, &rows, &figs)?;
             print!("{}", pipeline::summary_table(&rows));
             println!(
                 "maps in {}, summary in {}",
@@ -358,6 +373,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let dataset = a
                 .dataset
                 .unwrap_or_else(|| PathBuf::from(format!("datasets/synth-{}", size_name(a.size))));
+            crate::provenance::record_command(&a.out)?;
             let rows = pipeline::demo(&DemoOptions {
                 decode: a.decode,
                 size: a.size,
@@ -368,7 +384,9 @@ pub fn run(cli: Cli) -> Result<()> {
                 pca: a.pca,
             })?;
             print!("{}", pipeline::summary_table(&rows));
-            println!("maps (r, r2, alpha, ceiling NIfTI + r_mosaic.png) in {}/maps, summary in {}/summary.csv", a.out.display(), a.out.display());
+            println!("maps (r, r2, alpha, ceiling NIfTI + r_mosaic.png, r_statmap.png) in {}/maps, summary in {}/summary.csv", a.out.display(), a.out.display());
+            let rep = crate::report::write_report(&a.out, None)?;
+            println!("report: {}", rep.path.display());
         }
         Command::Tokenizer(c) => crate::tokenizer::run_tokenizer_command(&c)?,
         Command::Tokenize(a) => crate::tokenizer::run_tokenize(&a)?,
@@ -378,6 +396,16 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(c) => crate::bench::run(c)?,
         Command::Scaling(c) => crate::scaling::run(c)?,
         Command::Biosignal(c) => crate::biosignal::cli::run(&c)?,
+        Command::Report(a) => {
+            let rep = crate::report::write_report(&a.work, a.out.as_deref())?;
+            println!(
+                "report of {} subject(s), {} bench result file(s), {} figure(s): {}",
+                rep.subjects,
+                rep.bench_results,
+                rep.images,
+                rep.path.display()
+            );
+        }
     }
     Ok(())
 }

@@ -31,6 +31,9 @@ pub mod align; // features → design matrices on the TR grid
 pub mod ridge; // cross-validated ridge regression (CPU and libtorch)
 pub mod encode; // design matrices + BOLD → held-out r per voxel or parcel
 pub mod maps; // r → brain maps and summaries
+pub mod figures; // publication-style maps and the study's figure set
+pub mod provenance; // the commands and versions behind a work folder
+pub mod report; // one self-contained report.html
 pub mod pipeline; // the stages chained (`brainscale demo`)
 
 // Bio-signal track: readers, windows, resampling, synthetic data, metrics, training.

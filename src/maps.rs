@@ -324,3 +324,166 @@ pub fn write_parcel_maps(
     }
     Ok(summary_row(dataset, features, subject, res))
 }
+
+/// How each subject's publication-style map (`r_statmap.png`) is drawn: `maps --threshold`,
+/// `--background`.
+#[derive(Debug, Clone)]
+pub struct FigureOptions {
+    /// |r| below this is not painted (default 0.1).
+    pub threshold: f32,
+    /// An anatomical image (any grid, resampled to the map's by trilinear interpolation in
+    /// mm) drawn under the map; default: the subject's mean EPI (voxel data) or the atlas.
+    pub background: Option<std::path::PathBuf>,
+}
+
+impl Default for FigureOptions {
+    fn default() -> Self {
+        Self {
+            threshold: 0.1,
+            background: None,
+        }
+    }
+}
+
+/// Largest 4-D run (in f32 bytes) read whole for a mean EPI; bigger runs fall back to the
+/// mask as background (pass `--background` for real data at full resolution).
+pub const MEAN_EPI_MAX_BYTES: usize = 1 << 30;
+
+/// The mean over time of a 4-D BOLD run on `dims` (the subject's mean EPI), or None when the
+/// run is on another grid or larger than [`MEAN_EPI_MAX_BYTES`].
+pub fn mean_epi(bold: &Path, dims: [usize; 3]) -> Result<Option<ArrayD<f32>>> {
+    let h = nifti_io::read_header(bold)?;
+    let d = nifti_io::spatial_dims(&h);
+    let t = nifti_io::n_volumes(&h);
+    if d != dims || d.iter().product::<usize>() * t * 4 > MEAN_EPI_MAX_BYTES {
+        return Ok(None);
+    }
+    let (_, v) = nifti_io::read_f32(bold)?;
+    if v.ndim() != 4 {
+        return Ok(None);
+    }
+    Ok(Some(v.mean_axis(ndarray::Axis(3)).expect("t ≥ 1")))
+}
+
+/// Reads an anatomical image and resamples it to `reference`'s grid.
+pub fn background_image(path: &Path, reference: &NiftiHeader) -> Result<ArrayD<f32>> {
+    let (h, v) = nifti_io::read_f32(path)
+        .map_err(|e| e.context(format!("--background {}", path.display())))?;
+    let v = if v.ndim() == 4 {
+        v.index_axis(ndarray::Axis(3), 0).to_owned()
+    } else {
+        v
+    };
+    crate::figures::statmap::resample_to(
+        &v,
+        &nifti_io::affine(&h),
+        nifti_io::spatial_dims(reference),
+        &nifti_io::affine(reference),
+    )
+    .map_err(|e| e.context(format!("--background {}", path.display())))
+}
+
+fn figure_title(row: &SummaryRow) -> String {
+    format!(
+        "sub-{} · {} · mean r {:.3} · test runs {}",
+        row.subject,
+        row.features,
+        row.mean_r,
+        if row.test_runs.is_empty() { "-" } else { &row.test_runs }
+    )
+}
+
+/// Draws `r_statmap.png` of a voxel subject: r on held-out runs, thresholded, over
+/// `background` (described by `what`), three views through the peak and an axial mosaic.
+pub fn write_subject_figure(
+    out_dir: &Path,
+    row: &SummaryRow,
+    reference: &NiftiHeader,
+    mask: &Mask,
+    r: &Array1<f64>,
+    background: Option<(&ArrayD<f32>, &str)>,
+    threshold: f32,
+) -> Result<crate::figures::statmap::StatMapLayout> {
+    let r32: Vec<f32> = r.iter().map(|&v| v as f32).collect();
+    let stat = mask.unmask(&r32);
+    let [nx, ny, nz] = mask.dims;
+    let mut inside = vec![false; nx * ny * nz];
+    for &l in &mask.linear {
+        inside[l] = true;
+    }
+    let bg = background.map_or("background: brain mask".to_string(), |(_, w)| {
+        format!("background: {w}")
+    });
+    crate::figures::statmap::plot_stat_map(
+        &out_dir.join("r_statmap.png"),
+        &crate::figures::statmap::StatMapInput {
+            stat: &stat,
+            inside: &inside,
+            affine: nifti_io::affine(reference),
+            background: background.map(|(b, _)| b),
+            title: figure_title(row),
+            subtitle: format!(
+                "Pearson r per voxel on held-out runs, |r| ≥ {threshold:.2}; {bg}; neurological view (L left)"
+            ),
+            threshold,
+            vmax: None,
+            n_slices: 12,
+        },
+    )
+}
+
+/// Draws `r_statmap.png` of a parcellated subject over its atlas: each parcel's r painted
+/// over its voxels; the background shows the atlas, parcel borders lighter.
+pub fn write_parcel_figure(
+    out_dir: &Path,
+    row: &SummaryRow,
+    atlas: &Atlas,
+    r: &Array1<f64>,
+    threshold: f32,
+) -> Result<crate::figures::statmap::StatMapLayout> {
+    let stat = atlas.volume(r.as_slice().expect("contiguous"))?;
+    let labels: Vec<f32> = atlas.labels.iter().map(|&l| l as f32).collect();
+    let lab = atlas.mask.unmask(&labels);
+    let [nx, ny, nz] = atlas.mask.dims;
+    let mut inside = vec![false; nx * ny * nz];
+    for &l in &atlas.mask.linear {
+        inside[l] = true;
+    }
+    let mut bg = ArrayD::<f32>::zeros(IxDyn(&[nx, ny, nz]));
+    for k in 0..nz {
+        for j in 0..ny {
+            for i in 0..nx {
+                let l = lab[IxDyn(&[i, j, k])];
+                if l == 0.0 {
+                    continue;
+                }
+                let border = [(1i64, 0i64, 0i64), (0, 1, 0), (0, 0, 1)].iter().any(|&(a, b, c)| {
+                    let (x, y, z) = (i as i64 + a, j as i64 + b, k as i64 + c);
+                    x < nx as i64 && y < ny as i64 && z < nz as i64 && {
+                        let o = lab[IxDyn(&[x as usize, y as usize, z as usize])];
+                        o != 0.0 && o != l
+                    }
+                });
+                bg[IxDyn(&[i, j, k])] = if border { 2.0 } else { 1.0 };
+            }
+        }
+    }
+    crate::figures::statmap::plot_stat_map(
+        &out_dir.join("r_statmap.png"),
+        &crate::figures::statmap::StatMapInput {
+            stat: &stat,
+            inside: &inside,
+            affine: nifti_io::affine(&atlas.header),
+            background: Some(&bg),
+            title: figure_title(row),
+            subtitle: format!(
+                "Pearson r per parcel on held-out runs, |r| ≥ {threshold:.2}; background: atlas {} ({} parcels)",
+                atlas.path.file_name().unwrap_or_default().to_string_lossy(),
+                atlas.n_parcels
+            ),
+            threshold,
+            vmax: None,
+            n_slices: 12,
+        },
+    )
+}

@@ -226,7 +226,55 @@ pub fn demo(o: &DemoOptions) -> Result<Vec<SummaryRow>> {
 
     let t = Instant::now();
     let rows = maps_dataset(&ds, &o.work, &feat, &[])?;
+    maps_figures(&ds, &o.work, &feat, &rows, &maps::FigureOptions::default())?;
     step("maps", t);
     eprintln!("total {:.1} s", t0.elapsed().as_secs_f64());
     Ok(rows)
+}
+
+/// Publication-style maps (`r_statmap.png`) of the subjects of `rows` (from
+/// [`maps_dataset`]): voxel data over the given background (resampled) or the subject's mean
+/// EPI of its first run; parcels over their atlas. Subjects without either draw over the mask;
+/// parcels without an atlas get no figure. Returns the files written.
+pub fn maps_figures(
+    ds: &Dataset,
+    work: &Path,
+    feat: &str,
+    rows: &[SummaryRow],
+    opts: &maps::FigureOptions,
+) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for row in rows {
+        let s = ds.subject(&row.subject)?;
+        let res = VoxelResults::load(&encode::encode_path(work, feat, &s.id))?;
+        let dir = work.join("maps").join(feat).join(format!("sub-{}", s.id));
+        match dataset::subject_space(s)? {
+            dataset::Space::Voxels { mask, header } => {
+                let bg = match (&opts.background, s.runs.first()) {
+                    (Some(p), _) => Some((
+                        maps::background_image(p, &header)?,
+                        format!("{} (resampled)", p.display()),
+                    )),
+                    (None, Some(run)) => maps::mean_epi(&run.bold, mask.dims)?
+                        .map(|v| (v, format!("mean EPI of run {}", run.id))),
+                    (None, None) => None,
+                };
+                maps::write_subject_figure(
+                    &dir,
+                    row,
+                    &header,
+                    &mask,
+                    &res.test_r,
+                    bg.as_ref().map(|(v, w)| (v, w.as_str())),
+                    opts.threshold,
+                )?;
+            }
+            dataset::Space::Parcels { atlas: Some(a), .. } => {
+                maps::write_parcel_figure(&dir, row, &a, &res.test_r, opts.threshold)?;
+            }
+            dataset::Space::Parcels { atlas: None, .. } => continue,
+        }
+        files.push(dir.join("r_statmap.png"));
+    }
+    Ok(files)
 }

@@ -223,6 +223,7 @@ pub fn run_grid(a: &RunArgs) -> Result<RunSummary> {
         return dry_run(&grid, &cells, &out);
     }
     let _lock = OutLock::take(&out)?;
+    crate::provenance::record_command(&out)?;
     // JSON sidecar of results.csv: the resolved grid and every cell's configuration.
     crate::io::write_json(
         &out.join("grid.json"),

@@ -18,6 +18,8 @@
 //! lr = 3e-4                           # warmup_steps, weight_decay, grad_clip, eval_fraction,
 //!                                     # eval_samples, checkpoint_every
 //! layers = "last"                     # "last" | "middle" | "all" | [1, 2]
+//! # layer_scores = true               # also encode each layer (0..=L) alone: r_layer:L columns
+//! # layer_scores_precisions = ["fp32"] # ... only in cells of these precisions (default: all)
 //! fir_delays = [1, 2, 3, 4]           # or lag = "hrf"
 //! # alphas = [1.0, 10.0, 100.0]       # ridge alphas (default: 1 … 1e6, 10 log-spaced)
 //! # ridge_device = "cuda"             # ridge on the GPU (torch backend); default CPU
@@ -186,6 +188,12 @@ pub struct PipelineConfig {
     pub checkpoint_every: u64,
     #[serde(default = "layers")]
     pub layers: Layers,
+    /// Also encode each layer's features alone (0 = embeddings … L), for per-layer r curves;
+    /// the row gets `r_layer:L` (mean over subjects of each subject's mean r).
+    #[serde(default)]
+    pub layer_scores: bool,
+    /// Precisions whose cells compute `layer_scores` (default: every cell).
+    pub layer_scores_precisions: Option<Vec<String>>,
     /// Frames between feature clips (default: the clip span).
     pub extract_hop: Option<usize>,
     /// PCA components of the features (default: none).
@@ -784,9 +792,29 @@ impl CellWork for PipelineCell {
             );
         }
         let encode_s = t0.elapsed().as_secs_f64();
+        let mut extra = BTreeMap::new();
+        let layers_here = c.layer_scores
+            && c
+                .layer_scores_precisions
+                .as_ref()
+                .is_none_or(|ps| ps.contains(&cell.precision));
+        if layers_here {
+            let t0 = Instant::now();
+            let main_layers = c.layers.resolve(gcfg.n_layer as usize)?;
+            for l in 0..=gcfg.n_layer as usize {
+                let r = if main_layers == [l] {
+                    subjects.values().map(|s| s.mean_r).sum::<f64>() / subjects.len() as f64
+                } else {
+                    let lw = env.dir.join(format!("layer-{l}"));
+                    self.layer_r(&ds, &lw, &shared, &fopts, l, &cell.subjects, &ropts)
+                        .with_context(|| format!("{}: layer {l} alone", cell.id))?
+                };
+                extra.insert(format!("r_layer:{l}"), serde_json::json!(r));
+            }
+            extra.insert("layers_s".into(), serde_json::json!(t0.elapsed().as_secs_f64()));
+        }
 
         let pc = gcfg.param_counts();
-        let mut extra = BTreeMap::new();
         let clips_total = data.train.size()[0] as f64;
         for (k, v) in [
             ("tokens_trained", serde_json::json!(s.tokens)),
@@ -818,6 +846,45 @@ impl CellWork for PipelineCell {
             subjects,
             extra,
         })
+    }
+}
+
+impl PipelineCell {
+    /// Mean over subjects of the mean test r of one layer's features alone, worked in `work`
+    /// (features, designs and fits of that layer; rerun only when their inputs change).
+    #[allow(clippy::too_many_arguments)]
+    fn layer_r(
+        &self,
+        ds: &Dataset,
+        work: &Path,
+        shared: &Path,
+        fopts: &FeaturesOptions,
+        layer: usize,
+        subjects: &[String],
+        ropts: &RidgeOptions,
+    ) -> Result<f64> {
+        std::fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
+        share_frames(work, &shared.join("frames"))?;
+        let mut fo = fopts.clone();
+        if let Some(g) = fo.gpt.as_mut() {
+            g.layers = vec![layer];
+        }
+        let turn = torch_turn();
+        let fdir = crate::features::run_stage(ds, work, &fo)?;
+        drop(turn);
+        let feat = fdir
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        crate::align::align_dataset(ds, work, &feat, &self.cfg.align_options()?)?;
+        let fits =
+            crate::pipeline::encode_dataset(ds, work, &feat, subjects, &self.cfg.split, ropts)?;
+        let k = fits.len().max(1) as f64;
+        Ok(fits
+            .iter()
+            .map(|f| crate::stats::summarize_r(f.view()).mean_r)
+            .sum::<f64>()
+            / k)
     }
 }
 

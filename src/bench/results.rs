@@ -148,6 +148,14 @@ impl Row {
         if let Some(t) = self.extra.get("tokens_trained").and_then(|v| v.as_u64()) {
             r.insert("tokens_trained".into(), t.to_string());
         }
+        // Stage times and per-layer r of pipeline cells (the study's figures read them).
+        for (k, v) in &self.extra {
+            let wanted = ["pretrain_s", "features_s", "encode_s", "tokens_per_s"].contains(&k.as_str())
+                || k.starts_with("r_layer:");
+            if let (true, Some(x)) = (wanted, v.as_f64()) {
+                r.insert(k.clone(), x.to_string());
+            }
+        }
         for (s, sc) in &self.subjects {
             r.insert(format!("r_mean:{s}"), sc.mean_r.to_string());
             r.insert(format!("r_top10:{s}"), sc.top10_r.to_string());

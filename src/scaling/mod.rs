@@ -9,6 +9,7 @@
 //! (eval_loss) L is the value itself. For higher-is-better targets (encoding_r, a Pearson r) the
 //! law is fitted to L = 1 − r, the distance to a perfect prediction, so E reads as the
 //! irreducible 1 − r (the r ceiling is 1 − E) and "compute-optimal" means the highest r.
+pub mod figures;
 pub mod isoflop;
 pub mod lbfgs;
 pub mod parametric;
@@ -25,11 +26,19 @@ use std::path::{Path, PathBuf};
 pub enum ScalingCommand {
     /// Fit iso-FLOP and parametric scaling laws to a results CSV (one row per run).
     Fit(FitArgs),
+    /// The study's figure set from a bench results CSV (src/figures/study.rs).
+    Plots(figures::PlotsArgs),
 }
 
 pub fn run(cmd: ScalingCommand) -> Result<()> {
     match cmd {
         ScalingCommand::Fit(a) => run_fit(&a).map(|_| ()),
+        ScalingCommand::Plots(a) => {
+            for f in figures::run_plots(&a)? {
+                println!("{}", f.display());
+            }
+            Ok(())
+        }
     }
 }
 

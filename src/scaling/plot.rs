@@ -6,44 +6,11 @@ use super::{FitReport, Point};
 use anyhow::{anyhow, bail, Context, Result};
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 const W: u32 = 1100;
 const H: u32 = 750;
 
-/// Fonts tried in order; `BRAINSCALE_FONT` overrides. fonts-dejavu-core is installed by
-/// scripts/install-deps.sh.
-const FONT_PATHS: &[&str] = &[
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/TTF/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
-];
-
-/// Registers one TTF as "sans-serif" once per process.
-fn ensure_font() -> Result<()> {
-    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
-    DONE.get_or_init(|| {
-        let mut tried = Vec::new();
-        let env = std::env::var("BRAINSCALE_FONT").ok();
-        for p in env.iter().map(String::as_str).chain(FONT_PATHS.iter().copied()) {
-            tried.push(p.to_string());
-            if let Ok(bytes) = std::fs::read(p) {
-                // plotters keeps fonts for the life of the process.
-                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-                return plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
-                    .map_err(|_| format!("{p} is not a usable TrueType font"));
-            }
-        }
-        Err(format!(
-            "no font for plot labels (tried {}): install fonts-dejavu-core (scripts/install-deps.sh), \
-             set BRAINSCALE_FONT=/path/to/font.ttf, or pass --no-plots",
-            tried.join(", ")
-        ))
-    })
-    .clone()
-    .map_err(|e| anyhow!(e))
-}
+use crate::figures::ensure_font;
 
 /// Draws every plot into `out`; returns the files written.
 pub fn draw_all(out: &Path, r: &FitReport, fit: &[Point], held: &[Point]) -> Result<Vec<PathBuf>> {
