@@ -26,6 +26,7 @@ use anyhow::{bail, Context, Result};
 use ndarray::{Array1, Array2, ArrayView2};
 use std::fmt;
 
+pub mod banded;
 pub mod bench;
 #[cfg(feature = "cpu-linalg")]
 mod blas;
