@@ -8,6 +8,7 @@ pub mod bench;
 pub mod cli;
 pub mod dataset;
 pub mod encode;
+pub mod encode_bands;
 pub mod features;
 pub mod flops;
 pub mod io;
