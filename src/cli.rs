@@ -371,6 +371,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Tokenize(a) => crate::models::vqvae::run_tokenize(&a)?,
         Command::Pretrain(a) => crate::train::run_pretrain(&a)?,
         Command::BenchTrain(a) => crate::train::run_bench_train(&a)?,
+        Command::BenchRidge(a) if a.bands => crate::ridge::bench_banded::run(&a)?,
         Command::BenchRidge(a) => crate::ridge::bench::run(&a)?,
         Command::Bench(c) => crate::bench::run(c)?,
         Command::Scaling(c) => crate::scaling::run(c)?,

@@ -13,6 +13,7 @@ pub mod features;
 pub mod flops;
 pub mod io;
 pub mod maps;
+pub mod maps_bands;
 pub mod models;
 pub mod pipeline;
 pub mod ridge;

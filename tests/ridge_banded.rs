@@ -611,4 +611,40 @@ fn encode_bands_assigns_variance_to_the_true_band() {
     for t in ["test_r", "test_r2", "best_alpha"] {
         assert_eq!(a.f64(t).unwrap(), b.f64(t).unwrap(), "{t}");
     }
+
+    // Maps: per-band split maps, the top band, and per-band summary columns that survive a
+    // later single-band maps run.
+    brainscale(&["maps", "--dataset", ds, "--work", wk, "--features", "lum+mot"]);
+    brainscale(&["maps", "--dataset", ds, "--work", wk, "--features", "groundtruth"]);
+    let m = work.join("maps/lum+mot/sub-01");
+    for name in [
+        "r.nii.gz",
+        "r2_split_lum.nii.gz",
+        "r2_split_mot.nii.gz",
+        "unique_r2_mot.nii.gz",
+        "shared_r2.nii.gz",
+        "band_weight_lum.nii.gz",
+        "top_band.nii.gz",
+        "top_band.png",
+    ] {
+        assert!(m.join(name).exists(), "{name} missing");
+    }
+    let mut rdr = csv::Reader::from_path(work.join("summary.csv")).unwrap();
+    let h: Vec<String> = rdr.headers().unwrap().iter().map(String::from).collect();
+    let rows: Vec<Vec<String>> = rdr
+        .records()
+        .map(|r| r.unwrap().iter().map(String::from).collect())
+        .collect();
+    let col = |row: &Vec<String>, c: &str| row[h.iter().position(|x| x == c).unwrap()].clone();
+    let banded = rows.iter().find(|r| col(r, "features") == "lum+mot").unwrap();
+    let single = rows.iter().find(|r| col(r, "features") == "groundtruth").unwrap();
+    let mean = |b: usize| split.row(b).mean().unwrap();
+    for (b, name) in ["lum", "mot"].iter().enumerate() {
+        let v: f64 = col(banded, &format!("mean_r2_split_{name}")).parse().unwrap();
+        assert!((v - mean(b)).abs() < 1e-9);
+        let frac: f64 = col(banded, &format!("frac_top_{name}")).parse().unwrap();
+        assert!(frac > 0.1 && frac < 0.9, "{name}: {frac}");
+        assert!(col(banded, &format!("mean_unique_r2_{name}")).parse::<f64>().is_ok());
+        assert_eq!(col(single, &format!("mean_r2_split_{name}")), "");
+    }
 }

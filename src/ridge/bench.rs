@@ -109,7 +109,7 @@ impl BenchRow {
 
 pub fn run(a: &BenchArgs) -> Result<()> {
     if a.bands {
-        return super::bench_banded::run(a);
+        bail!("--bands: run through `bench_banded::run`");
     }
     let sizes = match a.preset {
         None => vec![Size {

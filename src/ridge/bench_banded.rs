@@ -30,7 +30,8 @@ struct Size {
     folds: usize,
 }
 
-pub(super) fn run(a: &BenchArgs) -> Result<()> {
+/// Runs the banded benchmark described by `a` (`a.bands` set) and prints its table.
+pub fn run(a: &BenchArgs) -> Result<()> {
     let size = match a.preset {
         None => Size {
             n: a.n,

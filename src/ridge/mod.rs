@@ -28,7 +28,7 @@ use std::fmt;
 
 pub mod banded;
 pub mod bench;
-mod bench_banded;
+pub mod bench_banded;
 #[cfg(feature = "cpu-linalg")]
 mod blas;
 #[cfg(feature = "cpu-linalg")]
