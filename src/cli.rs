@@ -315,7 +315,14 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Encode(a) if !a.bands.bands.is_empty() => {
             let (ds, work) = a.place.open()?;
             let plan = a.split.plan(&a.test_runs)?;
-            crate::encode_bands::run(&ds, &work, &a.bands, &a.subjects, &plan, &a.ridge.to_options()?)?;
+            crate::encode_bands::run(
+                &ds,
+                &work,
+                &a.bands,
+                &a.subjects,
+                &plan,
+                &a.ridge.to_options()?,
+            )?;
         }
         Command::Encode(a) => {
             let (ds, work) = a.place.open()?;

@@ -33,7 +33,12 @@ pub struct BandArgs {
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub band_candidates: usize,
     /// Dirichlet concentrations, cycled over the candidates (himalaya's default 0.1,1).
-    #[arg(long, value_delimiter = ',', default_value = "0.1,1", value_name = "C,...")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0.1,1",
+        value_name = "C,..."
+    )]
     pub band_concentration: Vec<f64>,
     /// Seed of the candidate draws.
     #[arg(long, default_value_t = 0)]

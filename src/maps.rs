@@ -126,7 +126,11 @@ pub fn upsert_summary(path: &Path, rows: &[SummaryRow]) -> Result<()> {
         .iter()
         .map(|r| {
             let mut rec = crate::maps_bands::to_record(r)?;
-            rec.extend(r.band_columns.iter().map(|(k, v)| (k.clone(), v.to_string())));
+            rec.extend(
+                r.band_columns
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_string())),
+            );
             Ok(rec)
         })
         .collect::<Result<Vec<_>>>()?;

@@ -162,7 +162,11 @@ impl BandResults {
         if let Some(a) = atlas {
             for (name, v) in &maps {
                 let vol = a.volume(v.as_slice().expect("contiguous"))?;
-                nifti_io::write(&out_dir.join(format!("{name}.nii.gz")), &a.header, vol.view())?;
+                nifti_io::write(
+                    &out_dir.join(format!("{name}.nii.gz")),
+                    &a.header,
+                    vol.view(),
+                )?;
             }
             self.top_band_png(&out_dir.join("top_band.png"), &a.mask, |v| {
                 a.volume(v.as_slice().expect("contiguous"))
@@ -319,7 +323,12 @@ pub fn upsert_csv(path: &Path, key: &[&str], rows: Vec<Vec<(String, String)>>) -
         for rec in r.records() {
             // An unreadable row (e.g. a truncated line) is dropped, as before.
             if let Ok(rec) = rec {
-                all.push(h.iter().cloned().zip(rec.iter().map(String::from)).collect());
+                all.push(
+                    h.iter()
+                        .cloned()
+                        .zip(rec.iter().map(String::from))
+                        .collect(),
+                );
             }
         }
     }

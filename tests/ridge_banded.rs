@@ -189,7 +189,11 @@ fn himalaya(d: &Data, cands: &[Vec<f64>], score: CvScore) -> Reference {
     npy_f32(&p.join("y_train.npy"), &d.y);
     npy_f32(&p.join("x_test.npy"), &d.xt);
     npy_f32(&p.join("y_test.npy"), &d.yt);
-    let g: Vec<u8> = d.groups.iter().flat_map(|&x| (x as i64).to_le_bytes()).collect();
+    let g: Vec<u8> = d
+        .groups
+        .iter()
+        .flat_map(|&x| (x as i64).to_le_bytes())
+        .collect();
     write_npy(&p.join("groups.npy"), &[d.groups.len()], "<i8", g);
     let c = Array2::from_shape_vec((cands.len(), cands[0].len()), cands.concat()).unwrap();
     npy_f64(&p.join("candidates.npy"), &c);
@@ -341,10 +345,17 @@ fn split_sums_to_joint_r2_and_band_predictions_add_up() {
         }
         assert!((split[[0, j]] - f.r2_split[[0, j]]).abs() < 1e-9);
         let sum = f.r2_split[[0, j]] + f.r2_split[[1, j]];
-        assert!((sum - f.test_r2[j]).abs() < 1e-4, "{sum} vs {}", f.test_r2[j]);
+        assert!(
+            (sum - f.test_r2[j]).abs() < 1e-4,
+            "{sum} vs {}",
+            f.test_r2[j]
+        );
         // Band weights are a candidate; alpha is from the grid.
         let c = f.best_candidate[j];
-        assert_eq!(f.band_weights.column(j).to_vec(), f.candidates.row(c).to_vec());
+        assert_eq!(
+            f.band_weights.column(j).to_vec(),
+            f.candidates.row(c).to_vec()
+        );
         assert!(f.alphas.contains(&f.best_alpha[j]));
         assert!(f.cv_score[j].is_finite());
     }
@@ -387,7 +398,10 @@ fn random_candidates_are_seeded_and_on_the_simplex() {
         }
         .resolve(2)
         .unwrap();
-        a.rows().into_iter().filter(|r| r[0].max(r[1]) > 0.95).count()
+        a.rows()
+            .into_iter()
+            .filter(|r| r[0].max(r[1]) > 0.95)
+            .count()
     };
     assert!(peaked(0.1) > 2 * peaked(1.0));
 }
@@ -430,7 +444,9 @@ fn partition_matches_separate_fits() {
         assert!((part.shared_r2[j] - shared).abs() < 1e-12);
     }
     // Voxels driven by band 0 alone: its unique variance exceeds band 1's.
-    let strong: Vec<usize> = (0..120).filter(|j| j % 3 == 0 && f.test_r2[*j] > 0.3).collect();
+    let strong: Vec<usize> = (0..120)
+        .filter(|j| j % 3 == 0 && f.test_r2[*j] > 0.3)
+        .collect();
     assert!(!strong.is_empty());
     for &j in &strong {
         assert!(part.unique_r2[[0, j]] > part.unique_r2[[1, j]]);
@@ -457,7 +473,11 @@ fn torch_backend_agrees_with_cpu() {
                 a.best_candidate[j] == b.best_candidate[j] && a.best_alpha[j] == b.best_alpha[j]
             })
             .collect();
-        assert!(same.len() >= 148, "{} of 150 agree ({precision:?})", same.len());
+        assert!(
+            same.len() >= 148,
+            "{} of 150 agree ({precision:?})",
+            same.len()
+        );
         for &j in &same {
             assert!((a.test_r[j] - b.test_r[j]).abs() < 1e-5);
             assert!((a.r2_split[[0, j]] - b.r2_split[[0, j]]).abs() < 1e-5);
@@ -559,7 +579,15 @@ fn encode_bands_assigns_variance_to_the_true_band() {
     synth::generate(&cfg, &root).unwrap();
     let work = dir.path().join("work");
     let (ds, wk) = (root.to_str().unwrap(), work.to_str().unwrap());
-    brainscale(&["features", "--dataset", ds, "--work", wk, "--extractor", "groundtruth"]);
+    brainscale(&[
+        "features",
+        "--dataset",
+        ds,
+        "--work",
+        wk,
+        "--extractor",
+        "groundtruth",
+    ]);
     let gt = work.join("features/groundtruth");
     for entry in std::fs::read_dir(&gt).unwrap() {
         let path = entry.unwrap().path();
@@ -570,7 +598,10 @@ fn encode_bands_assigns_variance_to_the_true_band() {
                 values: f.values.select(Axis(1), cols),
                 times: f.times.clone(),
             };
-            let out = work.join("features").join(name).join(path.file_name().unwrap());
+            let out = work
+                .join("features")
+                .join(name)
+                .join(path.file_name().unwrap());
             part.save(&out, meta.clone()).unwrap();
         }
     }
@@ -578,8 +609,16 @@ fn encode_bands_assigns_variance_to_the_true_band() {
         brainscale(&["align", "--dataset", ds, "--work", wk, "--features", feat]);
     }
     let out = brainscale(&[
-        "encode", "--dataset", ds, "--work", wk, "--bands", "lum=luminance,mot=motion",
-        "--band-candidates", "10", "--partition",
+        "encode",
+        "--dataset",
+        ds,
+        "--work",
+        wk,
+        "--bands",
+        "lum=luminance,mot=motion",
+        "--band-candidates",
+        "10",
+        "--partition",
     ]);
     assert!(out.contains("mean R² split: lum"), "{out}");
     let f = TensorFile::open(&work.join("encode/lum+mot/sub-01/ridge.safetensors")).unwrap();
@@ -600,12 +639,34 @@ fn encode_bands_assigns_variance_to_the_true_band() {
         assert!((split.column(j).sum() - r2[j]).abs() < 1e-3);
     }
     assert!(total > 100, "only {total} well-predicted signal voxels");
-    assert!(right == total, "split on the true band for {right} of {total} voxels");
-    assert!(right_unique as f64 >= 0.98 * total as f64, "{right_unique} of {total}");
+    assert!(
+        right == total,
+        "split on the true band for {right} of {total} voxels"
+    );
+    assert!(
+        right_unique as f64 >= 0.98 * total as f64,
+        "{right_unique} of {total}"
+    );
 
     // One band through --bands is the single-band encode.
-    brainscale(&["encode", "--dataset", ds, "--work", wk, "--features", "groundtruth"]);
-    brainscale(&["encode", "--dataset", ds, "--work", wk, "--bands", "all=groundtruth"]);
+    brainscale(&[
+        "encode",
+        "--dataset",
+        ds,
+        "--work",
+        wk,
+        "--features",
+        "groundtruth",
+    ]);
+    brainscale(&[
+        "encode",
+        "--dataset",
+        ds,
+        "--work",
+        wk,
+        "--bands",
+        "all=groundtruth",
+    ]);
     let a = TensorFile::open(&work.join("encode/groundtruth/sub-01/ridge.safetensors")).unwrap();
     let b = TensorFile::open(&work.join("encode/all/sub-01/ridge.safetensors")).unwrap();
     for t in ["test_r", "test_r2", "best_alpha"] {
@@ -614,8 +675,24 @@ fn encode_bands_assigns_variance_to_the_true_band() {
 
     // Maps: per-band split maps, the top band, and per-band summary columns that survive a
     // later single-band maps run.
-    brainscale(&["maps", "--dataset", ds, "--work", wk, "--features", "lum+mot"]);
-    brainscale(&["maps", "--dataset", ds, "--work", wk, "--features", "groundtruth"]);
+    brainscale(&[
+        "maps",
+        "--dataset",
+        ds,
+        "--work",
+        wk,
+        "--features",
+        "lum+mot",
+    ]);
+    brainscale(&[
+        "maps",
+        "--dataset",
+        ds,
+        "--work",
+        wk,
+        "--features",
+        "groundtruth",
+    ]);
     let m = work.join("maps/lum+mot/sub-01");
     for name in [
         "r.nii.gz",
@@ -636,15 +713,25 @@ fn encode_bands_assigns_variance_to_the_true_band() {
         .map(|r| r.unwrap().iter().map(String::from).collect())
         .collect();
     let col = |row: &Vec<String>, c: &str| row[h.iter().position(|x| x == c).unwrap()].clone();
-    let banded = rows.iter().find(|r| col(r, "features") == "lum+mot").unwrap();
-    let single = rows.iter().find(|r| col(r, "features") == "groundtruth").unwrap();
+    let banded = rows
+        .iter()
+        .find(|r| col(r, "features") == "lum+mot")
+        .unwrap();
+    let single = rows
+        .iter()
+        .find(|r| col(r, "features") == "groundtruth")
+        .unwrap();
     let mean = |b: usize| split.row(b).mean().unwrap();
     for (b, name) in ["lum", "mot"].iter().enumerate() {
-        let v: f64 = col(banded, &format!("mean_r2_split_{name}")).parse().unwrap();
+        let v: f64 = col(banded, &format!("mean_r2_split_{name}"))
+            .parse()
+            .unwrap();
         assert!((v - mean(b)).abs() < 1e-9);
         let frac: f64 = col(banded, &format!("frac_top_{name}")).parse().unwrap();
         assert!(frac > 0.1 && frac < 0.9, "{name}: {frac}");
-        assert!(col(banded, &format!("mean_unique_r2_{name}")).parse::<f64>().is_ok());
+        assert!(col(banded, &format!("mean_unique_r2_{name}"))
+            .parse::<f64>()
+            .is_ok());
         assert_eq!(col(single, &format!("mean_r2_split_{name}")), "");
     }
 }

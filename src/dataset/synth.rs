@@ -67,10 +67,7 @@ pub struct SynthConfig {
 }
 
 /// The two feature spaces of a `bands` dataset: names and latent indices.
-pub const BANDS: [(&str, &[usize]); 2] = [
-    ("luminance", &[0, 1, 2, 3, 7]),
-    ("motion", &[4, 5, 6]),
-];
+pub const BANDS: [(&str, &[usize]); 2] = [("luminance", &[0, 1, 2, 3, 7]), ("motion", &[4, 5, 6])];
 
 impl SynthConfig {
     pub fn preset(size: Size, seed: u64) -> Self {

@@ -103,7 +103,8 @@ impl Candidates {
                             r.len()
                         );
                     }
-                    if r.iter().any(|w| !(*w >= 0.0 && w.is_finite())) || r.iter().sum::<f64>() <= 0.0
+                    if r.iter().any(|w| !(*w >= 0.0 && w.is_finite()))
+                        || r.iter().sum::<f64>() <= 0.0
                     {
                         bail!(
                             "band-weight candidate {} ({r:?}): weights must be finite, non-negative and not all zero",
@@ -476,7 +477,11 @@ fn search(
                 groups: p.groups,
             };
             let fit = fit_cv(&sub, &fit_opts).with_context(|| {
-                format!("band-weight candidate {} of {nc} {:?}", ci + 1, cands.row(ci).to_vec())
+                format!(
+                    "band-weight candidate {} of {nc} {:?}",
+                    ci + 1,
+                    cands.row(ci).to_vec()
+                )
             })?;
             out.flops += fit.flops;
             out.n_folds = fit.n_folds;
@@ -501,9 +506,7 @@ fn search(
                         .column_mut(j)
                         .assign(&fit.test_pred.column(jj));
                     // Weights of the unscaled features: W_b = sqrt(γ_b) W_Z,b.
-                    w_best
-                        .column_mut(jj)
-                        .assign(&(&w.column(jj) * sq));
+                    w_best.column_mut(jj).assign(&(&w.column(jj) * sq));
                 }
             }
             if out.alphas.is_empty() {

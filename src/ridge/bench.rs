@@ -242,7 +242,12 @@ pub(super) fn num_cpus() -> usize {
 
 /// Seeded X (n × p), W (p × v) and Y = XW + noise (per-voxel noise level from 0.5 to 5),
 /// generated in parallel by rows with one seeded stream per row.
-pub(super) fn generate(rows: usize, p: usize, w: &Array2<f32>, seed: u64) -> (Array2<f32>, Array2<f32>) {
+pub(super) fn generate(
+    rows: usize,
+    p: usize,
+    w: &Array2<f32>,
+    seed: u64,
+) -> (Array2<f32>, Array2<f32>) {
     let v = w.ncols();
     let mut x = Array2::<f32>::zeros((rows, p));
     x.axis_iter_mut(Axis(0))

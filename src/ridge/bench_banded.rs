@@ -199,7 +199,10 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         write_npy(&d.join("y_test.npy"), &yt)?;
         let g = Array2::from_shape_fn((groups.len(), 1), |(i, _)| groups[i] as f32);
         write_npy(&d.join("groups.npy"), &g)?;
-        write_npy(&d.join("candidates.npy"), &fit.candidates.mapv(|t| t as f32))?;
+        write_npy(
+            &d.join("candidates.npy"),
+            &fit.candidates.mapv(|t| t as f32),
+        )?;
         let al = Array2::from_shape_fn((fit.alphas.len(), 1), |(i, _)| fit.alphas[i] as f32);
         write_npy(&d.join("alphas.npy"), &al)?;
         let cfg = serde_json::json!({
@@ -223,8 +226,8 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .context("reading the himalaya script's output")?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).context("reading the himalaya script's output")?;
         let hs = v["seconds"].as_f64().context("himalaya seconds")?;
         let hc = v["cpu_seconds"].as_f64().context("himalaya CPU seconds")?;
         let hb: Vec<usize> = serde_json::from_value(v["best_candidate"].clone())?;
