@@ -43,3 +43,9 @@ then
   echo "installing ${PYPKGS[*]} into .venv"
   .venv/bin/pip install -q --disable-pip-version-check "${PYPKGS[@]}"
 fi
+
+# himalaya: the independent reference of the banded-ridge parity tests and `bench-ridge --bands --himalaya`.
+if ! .venv/bin/python -c "import himalaya, sys; sys.exit(himalaya.__version__ != '0.4.11')" 2>/dev/null; then
+  echo "installing himalaya==0.4.11 into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check "himalaya==0.4.11" "packaging==25.0"
+fi

@@ -101,6 +101,9 @@ pub struct SynthArgs {
     pub runs: Option<usize>,
     #[arg(long)]
     pub trs: Option<usize>,
+    /// Two feature spaces: each voxel driven by one band of latents (luminance or motion).
+    #[arg(long)]
+    pub bands: bool,
 }
 
 /// Where a stage reads and writes.
@@ -209,6 +212,8 @@ pub struct EncodeArgs {
     pub ridge: RidgeArgs,
     #[command(flatten)]
     pub split: crate::dataset::splits::SplitArgs,
+    #[command(flatten)]
+    pub bands: crate::encode_bands::BandArgs,
 }
 
 #[derive(Args, Debug)]
@@ -265,6 +270,7 @@ pub fn run(cli: Cli) -> Result<()> {
             cfg.subjects = a.subjects.unwrap_or(cfg.subjects);
             cfg.runs = a.runs.unwrap_or(cfg.runs);
             cfg.trs_per_run = a.trs.unwrap_or(cfg.trs_per_run);
+            cfg.bands = a.bands;
             let out = a
                 .out
                 .unwrap_or_else(|| PathBuf::from(format!("datasets/synth-{}", size_name(a.size))));
@@ -329,6 +335,18 @@ pub fn run(cli: Cli) -> Result<()> {
                 work.join("design").join(&a.features).display()
             );
         }
+        Command::Encode(a) if !a.bands.bands.is_empty() => {
+            let (ds, work) = a.place.open()?;
+            let plan = a.split.plan(&a.test_runs)?;
+            crate::encode_bands::run(
+                &ds,
+                &work,
+                &a.bands,
+                &a.subjects,
+                &plan,
+                &a.ridge.to_options()?,
+            )?;
+        }
         Command::Encode(a) => {
             let (ds, work) = a.place.open()?;
             let ropts = a.ridge.to_options()?;
@@ -392,6 +410,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Tokenize(a) => crate::tokenizer::run_tokenize(&a)?,
         Command::Pretrain(a) => crate::pretrain::run_pretrain(&a)?,
         Command::BenchTrain(a) => crate::bench_train::run_bench_train(&a)?,
+        Command::BenchRidge(a) if a.bands => crate::ridge::bench_banded::run(&a)?,
         Command::BenchRidge(a) => crate::ridge::bench::run(&a)?,
         Command::Bench(c) => crate::bench::run(c)?,
         Command::Scaling(c) => crate::scaling::run(c)?,

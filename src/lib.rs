@@ -30,6 +30,8 @@ pub mod features; // frames → features at frame or clip times
 pub mod align; // features → design matrices on the TR grid
 pub mod ridge; // cross-validated ridge regression (CPU and libtorch)
 pub mod encode; // design matrices + BOLD → held-out r per voxel or parcel
+pub mod encode_bands; // several feature spaces: banded ridge per voxel, R² split
+pub mod maps_bands; // per-band maps of a banded fit
 pub mod maps; // r → brain maps and summaries
 pub mod figures; // publication-style maps and the study's figure set
 pub mod provenance; // the commands and versions behind a work folder

@@ -104,6 +104,9 @@ pub struct SummaryRow {
     pub signal_ceiling_mean_r: Option<f64>,
     pub noise_mean_r: Option<f64>,
     pub median_alpha: f64,
+    /// Per-band columns of a banded fit (see `maps_bands`), written after the others.
+    #[serde(skip)]
+    pub band_columns: Vec<(String, f64)>,
 }
 
 impl SummaryRow {
@@ -118,31 +121,20 @@ impl SummaryRow {
 
 /// Replaces (or adds) the rows of `rows`' subjects/features in the CSV at `path`, atomically.
 pub fn upsert_summary(path: &Path, rows: &[SummaryRow]) -> Result<()> {
-    let mut all: Vec<SummaryRow> = if path.exists() {
-        csv::Reader::from_path(path)?
-            .deserialize()
-            .collect::<std::result::Result<_, _>>()
-            .unwrap_or_default()
-    } else {
-        vec![]
-    };
-    for r in rows {
-        all.retain(|o| {
-            !(o.dataset == r.dataset && o.features == r.features && o.subject == r.subject)
-        });
-        all.push(r.clone());
-    }
-    all.sort_by(|a, b| {
-        (&a.dataset, &a.features, &a.subject).cmp(&(&b.dataset, &b.features, &b.subject))
-    });
-    io::write_atomic(path, |tmp| {
-        let mut w = csv::Writer::from_path(tmp)?;
-        for r in &all {
-            w.serialize(r)?;
-        }
-        w.flush()?;
-        Ok(())
-    })
+    // A column-keeping upsert: per-band columns of other rows (banded fits) survive.
+    let recs = rows
+        .iter()
+        .map(|r| {
+            let mut rec = crate::maps_bands::to_record(r)?;
+            rec.extend(
+                r.band_columns
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_string())),
+            );
+            Ok(rec)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    crate::maps_bands::upsert_csv(path, &["dataset", "features", "subject"], recs)
 }
 
 /// What the encode stage saved for one subject (WORK/encode/FEATURES/sub-XX/ridge.safetensors).
@@ -153,6 +145,8 @@ pub struct VoxelResults {
     pub ceiling: Option<Array1<f64>>,
     pub has_signal: Option<Array1<u8>>,
     pub test_runs: String,
+    /// Band results of a banded fit (`encode --bands`).
+    pub bands: Option<crate::maps_bands::BandResults>,
 }
 
 impl VoxelResults {
@@ -177,6 +171,7 @@ impl VoxelResults {
                 None
             },
             test_runs: f.metadata().get("test_runs").cloned().unwrap_or_default(),
+            bands: crate::maps_bands::BandResults::load(&f, path)?,
         })
     }
 }
@@ -214,6 +209,9 @@ pub fn write_subject_maps(
         mosaic_scale(&r32),
         4,
     )?;
+    if let Some(b) = &res.bands {
+        b.write_voxel_maps(out_dir, h, mask)?;
+    }
     Ok(summary_row(dataset, features, subject, res))
 }
 
@@ -253,6 +251,11 @@ fn summary_row(dataset: &str, features: &str, subject: &str, res: &VoxelResults)
         signal_ceiling_mean_r: res.ceiling.as_ref().and_then(|c| select_mean(c, 1)),
         noise_mean_r: select_mean(&res.test_r, 0),
         median_alpha: alphas[alphas.len() / 2],
+        band_columns: res
+            .bands
+            .as_ref()
+            .map(|b| b.summary_columns())
+            .unwrap_or_default(),
     }
 }
 
@@ -321,6 +324,9 @@ pub fn write_parcel_maps(
             mosaic_scale(&r32),
             4,
         )?;
+    }
+    if let Some(b) = &res.bands {
+        b.write_parcel_maps(out_dir, atlas)?;
     }
     Ok(summary_row(dataset, features, subject, res))
 }

@@ -60,7 +60,14 @@ pub struct SynthConfig {
     /// Drift amplitude relative to the noise standard deviation.
     pub drift: f64,
     pub seed: u64,
+    /// Two feature spaces: each signal voxel is driven by the latents of one band of
+    /// [`BANDS`] only (chosen by a smooth field), recorded as `true_band` in the truth file.
+    #[serde(default)]
+    pub bands: bool,
 }
+
+/// The two feature spaces of a `bands` dataset: names and latent indices.
+pub const BANDS: [(&str, &[usize]); 2] = [("luminance", &[0, 1, 2, 3, 7]), ("motion", &[4, 5, 6])];
 
 impl SynthConfig {
     pub fn preset(size: Size, seed: u64) -> Self {
@@ -78,6 +85,7 @@ impl SynthConfig {
             ar1: 0.3,
             drift: 0.3,
             seed,
+            bands: false,
         };
         match size {
             Size::Tiny => base,
@@ -378,12 +386,24 @@ fn write_subject(
         .fold((f64::MAX, f64::MIN), |(a, b), g| (a.min(g), b.max(g)));
     let mut weights = Array2::<f64>::zeros((nv, N_LATENTS));
     let mut has_signal = Array1::<u8>::zeros(nv);
+    // Drawn only for `bands` datasets, so that the others stay as they were.
+    let band_field = cfg.bands.then(|| smooth_field(&mut rng, dims, 4));
+    let mut true_band = Array1::<u8>::from_elem(nv, u8::MAX);
     for (v, &l) in linear.iter().enumerate() {
         if cfg.no_signal_fraction > 0.0 && presence[l] < cut {
             continue;
         }
         has_signal[v] = 1;
-        let w: Vec<f64> = fields.iter().map(|f| f[l]).collect();
+        let mut w: Vec<f64> = fields.iter().map(|f| f[l]).collect();
+        if let Some(bf) = &band_field {
+            let b = usize::from(bf[l] >= 0.0);
+            true_band[v] = b as u8;
+            for (k, wk) in w.iter_mut().enumerate() {
+                if !BANDS[b].1.contains(&k) {
+                    *wk = 0.0;
+                }
+            }
+        }
         let norm = w.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
         let gain = 0.4 + 0.6 * (gain_field[l] - gmin) / (gmax - gmin).max(1e-12);
         for k in 0..N_LATENTS {
@@ -432,6 +452,9 @@ fn write_subject(
             Tensor::I64(Array1::from_iter(linear.iter().map(|&l| l as i64)).into_dyn()),
         ),
     ];
+    if cfg.bands {
+        truth.push(("true_band".into(), Tensor::U8(true_band.into_dyn())));
+    }
     for (r, signal) in signals.iter().enumerate() {
         let label = SynthConfig::run_label(r);
         let nt = cfg.trs_per_run;
@@ -489,6 +512,8 @@ fn write_subject(
 pub struct Truth {
     pub weights: Array2<f32>,
     pub has_signal: Array1<u8>,
+    /// Band (index into [`BANDS`]) driving each voxel, 255 for none (`bands` datasets only).
+    pub true_band: Option<Array1<u8>>,
     /// Noise-free signal per run label (`task-movie_run-YY`), [TRs, voxels].
     pub signal: HashMap<String, Array2<f32>>,
     /// NIfTI linear index of each voxel above.
@@ -515,6 +540,10 @@ impl Truth {
         Ok(Self {
             weights: self.weights.select(ndarray::Axis(0), &idx),
             has_signal: self.has_signal.select(ndarray::Axis(0), &idx),
+            true_band: self
+                .true_band
+                .as_ref()
+                .map(|b| b.select(ndarray::Axis(0), &idx)),
             signal: self
                 .signal
                 .iter()
@@ -547,9 +576,14 @@ pub fn load_truth(root: &Path, subject: &str, labels: &[String]) -> Result<Optio
         .iter()
         .map(|&l| l as usize)
         .collect();
+    let true_band = match f.has("true_band") {
+        true => Some(io::into_1d(f.u8("true_band")?, "true_band")?),
+        false => None,
+    };
     Ok(Some(Truth {
         weights: w,
         has_signal: hs,
+        true_band,
         signal,
         mask_linear,
     }))

@@ -66,6 +66,16 @@ pub struct BenchArgs {
     pub repeats: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Banded ridge: two bands of p features each (presets: see `bench_banded`).
+    #[arg(long)]
+    pub bands: bool,
+    /// With --bands: band-weight candidates (Dirichlet random search).
+    #[arg(long, default_value_t = 20)]
+    pub candidates: usize,
+    /// With --bands: also time himalaya's BandedRidgeCV (numpy backend, same candidates,
+    /// alphas and folds) through .venv/bin/python (or $PYTHON) and report the ratio.
+    #[arg(long, requires = "bands")]
+    pub himalaya: bool,
 }
 
 /// One benchmark size.
@@ -98,6 +108,9 @@ impl BenchRow {
 }
 
 pub fn run(a: &BenchArgs) -> Result<()> {
+    if a.bands {
+        bail!("--bands: run through `bench_banded::run`");
+    }
     let sizes = match a.preset {
         None => vec![Size {
             n: a.n,
@@ -221,7 +234,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn num_cpus() -> usize {
+pub(super) fn num_cpus() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
@@ -229,7 +242,12 @@ fn num_cpus() -> usize {
 
 /// Seeded X (n × p), W (p × v) and Y = XW + noise (per-voxel noise level from 0.5 to 5),
 /// generated in parallel by rows with one seeded stream per row.
-fn generate(rows: usize, p: usize, w: &Array2<f32>, seed: u64) -> (Array2<f32>, Array2<f32>) {
+pub(super) fn generate(
+    rows: usize,
+    p: usize,
+    w: &Array2<f32>,
+    seed: u64,
+) -> (Array2<f32>, Array2<f32>) {
     let v = w.ncols();
     let mut x = Array2::<f32>::zeros((rows, p));
     x.axis_iter_mut(Axis(0))
@@ -313,7 +331,7 @@ pub fn bench_one(
 }
 
 /// User + system CPU time of this process so far (all threads).
-fn process_cpu_seconds() -> f64 {
+pub(super) fn process_cpu_seconds() -> f64 {
     // SAFETY: getrusage fills the struct it is given.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
@@ -322,7 +340,7 @@ fn process_cpu_seconds() -> f64 {
 }
 
 /// The 1-minute load average (other work on the machine skews timings).
-fn load_average() -> Option<f64> {
+pub(super) fn load_average() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg")
         .ok()?
         .split_whitespace()

@@ -26,7 +26,9 @@ use anyhow::{bail, Context, Result};
 use ndarray::{Array1, Array2, ArrayView2};
 use std::fmt;
 
+pub mod banded;
 pub mod bench;
+pub mod bench_banded;
 #[cfg(feature = "cpu-linalg")]
 mod blas;
 #[cfg(feature = "cpu-linalg")]
