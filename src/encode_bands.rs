@@ -352,7 +352,7 @@ pub fn encode_dataset(
     o: &BandedOptions,
 ) -> Result<Vec<(String, Array1<f64>, Vec<f64>)>> {
     let subs = crate::pipeline::select_subjects(ds, subjects)?;
-    let bar = crate::pipeline::progress(subs.len() as u64, "encode (bands)");
+    let bar = crate::progress::progress(subs.len() as u64, "encode (bands)");
     let mut out = Vec::new();
     for s in subs {
         bar.set_message(format!("sub-{}", s.id));
