@@ -11,7 +11,8 @@
 //! shared_r2. Metadata: `bands` (NAME=FEATURES,...), `band_names`.
 use crate::dataset::splits::{Role, SplitPlan};
 use crate::dataset::{self, synth, Dataset, Subject};
-use crate::encode::{design_path, encode_path, inputs_key};
+use crate::align::design_path;
+use crate::encode::{encode_path, inputs_key, voxel_index_outputs};
 use crate::io::{self, Tensor, TensorFile};
 use crate::ridge::banded::{fit_banded, Band, BandedFit, BandedOptions, BandedProblem, Candidates};
 use crate::ridge::{RidgeOptions, RidgeProblem};
@@ -282,7 +283,12 @@ pub fn encode_subject(
         ("r2_split", Tensor::F64(fit.r2_split.clone().into_dyn())),
         ("candidates", Tensor::F64(fit.candidates.clone().into_dyn())),
     ];
-    if let Some(t) = synth::load_truth(&ds.root, &s.id, &labels)? {
+    // Ground truth is stored in NIfTI order: put it in the mask's (C) order first.
+    let truth = match (synth::load_truth(&ds.root, &s.id, &labels)?, &data.space) {
+        (Some(t), dataset::Space::Voxels { mask, .. }) => Some(t.in_mask_order(&mask.linear)?),
+        (t, _) => t,
+    };
+    if let Some(t) = truth {
         let sig = test_labels
             .iter()
             .map(|l| {
@@ -329,7 +335,11 @@ pub fn encode_subject(
         .iter()
         .map(|b| format!("{}={}", b.name, b.features))
         .collect();
+    // Per-voxel vectors are in the mask's (numpy/nilearn C) order; say so, with voxel_ijk.
+    let (ijk, order) = voxel_index_outputs(&data.space);
+    tensors.extend(ijk);
     let meta = HashMap::from([
+        order,
         ("test_runs".to_string(), test_ids.join(",")),
         ("features".to_string(), bands_name(bands)),
         ("bands".to_string(), spec.join(",")),
