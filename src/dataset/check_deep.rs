@@ -78,9 +78,11 @@ fn constant_columns(y: &Array2<f32>) -> usize {
 /// itself so that its checks (e.g. of a stream ending before its declared length) apply.
 #[cfg(feature = "video")]
 pub(super) fn decoded_duration(movie: &Path) -> Result<f64> {
+    // Defaults refuse a movie that ends early (the truncation check of the video module).
     let opts = crate::video::DecodeOptions {
         fps: None,
         size: Some(16),
+        ..Default::default()
     };
     let frames = crate::video::decode(movie, &opts)
         .with_context(|| format!("decoding {}", movie.display()))?;
