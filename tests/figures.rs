@@ -259,6 +259,7 @@ fn tiny_maps(work: &Path) -> (brainscale::dataset::Dataset, Vec<brainscale::maps
         fps: None,
         size: None,
         gpt: None,
+        decode: Default::default(),
     };
     brainscale::features::run_stage(&ds, work, &fo).unwrap();
     let ao = AlignOptions {
