@@ -9,9 +9,9 @@
 //! r2_split (bands × voxels), candidates (candidates × bands), cv_score, true_band (synthetic
 //! `--bands` datasets), and with `--partition` loo_r2, unique_r2 (bands × voxels) and
 //! shared_r2. Metadata: `bands` (NAME=FEATURES,...), `band_names`.
+use crate::align::design_path;
 use crate::dataset::splits::{Role, SplitPlan};
 use crate::dataset::{self, synth, Dataset, Subject};
-use crate::align::design_path;
 use crate::encode::{encode_path, inputs_key, voxel_index_outputs};
 use crate::io::{self, Tensor, TensorFile};
 use crate::ridge::banded::{fit_banded, Band, BandedFit, BandedOptions, BandedProblem, Candidates};

@@ -181,7 +181,8 @@ pub fn demo(o: &DemoOptions) -> Result<Vec<SummaryRow>> {
     let gpt = if o.extractor == ExtractorKind::Gpt {
         // A small prior (VQ-VAE tokenizer + 2-layer GPT) trained on the dataset's own movies.
         let t = Instant::now();
-        let dir = crate::pretrain::train_small_prior(&ds.movies(), &o.work.join("gpt-prior"), o.seed)?;
+        let dir =
+            crate::pretrain::train_small_prior(&ds.movies(), &o.work.join("gpt-prior"), o.seed)?;
         step("pretrain", t);
         Some(features::GptFeatureArgs {
             model: Some(dir),

@@ -128,13 +128,9 @@ fn tokenizer_tokenize_pretrain_resume_and_bench_train() {
     assert!(d.join("prior/step-00000006/model.safetensors").exists());
     assert!(!d.join("prior/step-00000004").exists());
     // The extractor reads the pretrain output folder as is.
-    let mut ex = brainscale::features::gpt::GptExtractor::load(
-        &d.join("prior"),
-        &[2],
-        tch::Device::Cpu,
-        1,
-    )
-    .unwrap();
+    let mut ex =
+        brainscale::features::gpt::GptExtractor::load(&d.join("prior"), &[2], tch::Device::Cpu, 1)
+            .unwrap();
     let frames = brainscale::video::load_frames(
         &std::fs::read_dir(d.join("frames"))
             .unwrap()

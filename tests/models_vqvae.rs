@@ -1,7 +1,7 @@
 //! VQ-VAE tokenizer, code caches, the small prior and the GPT feature extractor, on CPU.
+use brainscale::features::gpt::GptExtractor;
 use brainscale::features::Extractor;
 use brainscale::models::codes::{load_code_data, CodeFile};
-use brainscale::features::gpt::GptExtractor;
 use brainscale::models::vqvae::{VqVae, VqVaeConfig};
 use brainscale::tokenizer::{
     self as vqvae, clip_centre, clip_starts, preprocess, Tokenizer, TokenizerTrainConfig,

@@ -47,10 +47,10 @@ use crate::features::{ExtractorKind, FeaturesOptions, GptFeatureArgs};
 use crate::models::codes;
 use crate::models::gpt::{PosEmbedding, Precision};
 use crate::models::vqvae::VqVaeConfig;
-use crate::tokenizer::{self as vqvae, Tokenizer, TokenizerTrainConfig};
-use crate::ridge::RidgeOptions;
 use crate::nn::{self as train, TrainConfig};
 use crate::pretrain;
+use crate::ridge::RidgeOptions;
+use crate::tokenizer::{self as vqvae, Tokenizer, TokenizerTrainConfig};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -794,8 +794,7 @@ impl CellWork for PipelineCell {
         let encode_s = t0.elapsed().as_secs_f64();
         let mut extra = BTreeMap::new();
         let layers_here = c.layer_scores
-            && c
-                .layer_scores_precisions
+            && c.layer_scores_precisions
                 .as_ref()
                 .is_none_or(|ps| ps.contains(&cell.precision));
         if layers_here {
@@ -811,7 +810,10 @@ impl CellWork for PipelineCell {
                 };
                 extra.insert(format!("r_layer:{l}"), serde_json::json!(r));
             }
-            extra.insert("layers_s".into(), serde_json::json!(t0.elapsed().as_secs_f64()));
+            extra.insert(
+                "layers_s".into(),
+                serde_json::json!(t0.elapsed().as_secs_f64()),
+            );
         }
 
         let pc = gcfg.param_counts();

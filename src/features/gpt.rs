@@ -8,8 +8,8 @@
 //! 46 frames, about one TR.
 use crate::extractor::{Extractor, FrameFeatures};
 use crate::models::gpt::Gpt;
-use crate::tokenizer::Tokenizer;
 use crate::pretrain::load_prior;
+use crate::tokenizer::Tokenizer;
 use crate::video::Frames;
 use anyhow::{bail, Context, Result};
 use ndarray::{Array1, Array2};
