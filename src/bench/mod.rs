@@ -16,6 +16,7 @@ pub mod cell;
 pub mod command_cell;
 pub mod grid;
 pub mod pipeline_cell;
+pub mod pipeline_config;
 pub mod results;
 pub mod slurm;
 
