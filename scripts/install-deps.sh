@@ -26,26 +26,22 @@ if ! .venv/bin/python -c "import torch,sys; sys.exit(torch.__version__.split('+'
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check "torch==$TORCH_VERSION"
 fi
-# Independent references for the bio-signal tests (tests/fixtures/biosignal_reference.py).
-BIO_PY=(numpy==2.4.6 scipy==1.17.1 scikit-learn==1.9.1 pyedflib==0.1.42 safetensors==0.8.0)
-if ! .venv/bin/python -c "import numpy, scipy, sklearn, pyedflib, safetensors" 2>/dev/null; then
-  echo "installing ${BIO_PY[*]} into .venv"
-  .venv/bin/pip install -q --disable-pip-version-check "${BIO_PY[@]}"
-fi
-
-# Python tools the interop tests read brainscale's outputs with (tests/interop_python.rs).
-PYPKGS=(nibabel==5.3.2 nilearn==0.14.1 h5py==3.16.0 safetensors==0.8.0)
-if ! .venv/bin/python - "${PYPKGS[@]}" 2>/dev/null <<'PY'
+# Python tools the tests use as independent references (tests/fixtures/*.py, interop tests,
+# banded-ridge parity against himalaya): every package and its dependencies pinned in one lock file,
+# so a new machine gets exactly the versions CI was green with (an unpinned `packaging` once broke
+# nilearn's import).
+if ! .venv/bin/python - scripts/python-requirements.txt 2>/dev/null <<'PY'
 import sys, importlib.metadata as md
-sys.exit(any(md.version(n) != v for n, v in (p.split("==") for p in sys.argv[1:])))
+pins = [l.split("#")[0].strip() for l in open(sys.argv[1])]
+pins = [p.split("==") for p in pins if p]
+def ok(n, v):
+    try:
+        return md.version(n) == v
+    except md.PackageNotFoundError:
+        return False
+sys.exit(not all(ok(n, v) for n, v in pins))
 PY
 then
-  echo "installing ${PYPKGS[*]} into .venv"
-  .venv/bin/pip install -q --disable-pip-version-check "${PYPKGS[@]}"
-fi
-
-# himalaya: the independent reference of the banded-ridge parity tests and `bench-ridge --bands --himalaya`.
-if ! .venv/bin/python -c "import himalaya, sys; sys.exit(himalaya.__version__ != '0.4.11')" 2>/dev/null; then
-  echo "installing himalaya==0.4.11 into .venv"
-  .venv/bin/pip install -q --disable-pip-version-check "himalaya==0.4.11" "packaging==25.0"
+  echo "installing the pinned Python references (scripts/python-requirements.txt) into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check -r scripts/python-requirements.txt
 fi
