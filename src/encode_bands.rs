@@ -403,6 +403,9 @@ pub fn run(
     ridge: &RidgeOptions,
 ) -> Result<()> {
     let bands = args.specs()?;
+    if ridge.stream_weights {
+        bail!("--stream-weights is not available with --bands (--save-weights alone keeps the weights in ridge.safetensors)");
+    }
     let o = args.to_options(ridge)?;
     let rows = encode_dataset(ds, work, &bands, subjects, plan, &o)?;
     for (id, r, split) in rows {

@@ -735,3 +735,38 @@ fn encode_bands_assigns_variance_to_the_true_band() {
         assert_eq!(col(single, &format!("mean_r2_split_{name}")), "");
     }
 }
+
+#[test]
+fn band_arguments_are_checked() {
+    use brainscale::encode_bands::BandArgs;
+    let args = |bands: &[&str], weights: &[&str]| BandArgs {
+        bands: bands.iter().map(|s| s.to_string()).collect(),
+        band_weights: weights.iter().map(|s| s.to_string()).collect(),
+        band_candidates: 5,
+        band_concentration: vec![0.1, 1.0],
+        ..BandArgs::default()
+    };
+    let specs = args(&["motion=baseline", "gpt=gpt-L4"], &[])
+        .specs()
+        .unwrap();
+    assert_eq!(brainscale::encode_bands::bands_name(&specs), "motion+gpt");
+    assert_eq!(specs[1].features, "gpt-L4");
+    let err = |a: BandArgs| {
+        format!(
+            "{:#}",
+            a.specs()
+                .and_then(|_| a.to_options(&RidgeOptions::default()))
+                .unwrap_err()
+        )
+    };
+    assert!(err(args(&["motion"], &[])).contains("expected NAME=FEATURES"));
+    assert!(err(args(&["a=x", "a=y"], &[])).contains("given twice"));
+    assert!(err(args(&["a/b=x"], &[])).contains("band names may hold only"));
+    assert!(err(args(&["a=x", "b=y"], &["0.5:x"])).contains("--band-weights `0.5:x`"));
+    assert!(err(args(&["a=x", "b=y"], &["0.5:0.2:0.3"])).contains("3 weights for 2 bands"));
+    let ok = args(&["a=x", "b=y"], &["0.5:0.5", "1:0"]).to_options(&RidgeOptions::default());
+    assert_eq!(
+        ok.unwrap().candidates,
+        Candidates::Explicit(vec![vec![0.5, 0.5], vec![1.0, 0.0]])
+    );
+}
