@@ -389,7 +389,11 @@ fn figure_title(row: &SummaryRow) -> String {
         row.subject,
         row.features,
         row.mean_r,
-        if row.test_runs.is_empty() { "-" } else { &row.test_runs }
+        if row.test_runs.is_empty() {
+            "-"
+        } else {
+            &row.test_runs
+        }
     )
 }
 
@@ -457,13 +461,15 @@ pub fn write_parcel_figure(
                 if l == 0.0 {
                     continue;
                 }
-                let border = [(1i64, 0i64, 0i64), (0, 1, 0), (0, 0, 1)].iter().any(|&(a, b, c)| {
-                    let (x, y, z) = (i as i64 + a, j as i64 + b, k as i64 + c);
-                    x < nx as i64 && y < ny as i64 && z < nz as i64 && {
-                        let o = lab[IxDyn(&[x as usize, y as usize, z as usize])];
-                        o != 0.0 && o != l
-                    }
-                });
+                let border = [(1i64, 0i64, 0i64), (0, 1, 0), (0, 0, 1)]
+                    .iter()
+                    .any(|&(a, b, c)| {
+                        let (x, y, z) = (i as i64 + a, j as i64 + b, k as i64 + c);
+                        x < nx as i64 && y < ny as i64 && z < nz as i64 && {
+                            let o = lab[IxDyn(&[x as usize, y as usize, z as usize])];
+                            o != 0.0 && o != l
+                        }
+                    });
                 bg[IxDyn(&[i, j, k])] = if border { 2.0 } else { 1.0 };
             }
         }

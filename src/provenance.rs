@@ -68,4 +68,3 @@ pub fn read_commands(work: &Path) -> Result<Vec<CommandRecord>> {
         })
         .collect()
 }
-

@@ -8,9 +8,9 @@
 //! headless-Chromium test reads.
 use crate::figures::study;
 use crate::maps::SummaryRow;
+pub use crate::provenance::{read_commands, record_command, versions, CommandRecord};
 use anyhow::{Context, Result};
 use base64::Engine as _;
-pub use crate::provenance::{read_commands, record_command, versions, CommandRecord};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -37,7 +37,12 @@ pub fn utc(unix: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + (m <= 2) as i64;
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", s / 3600, s / 60 % 60, s % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
 }
 
 fn esc(s: &str) -> String {
@@ -108,9 +113,14 @@ document.getElementById('imgcheck').textContent=n+' of '+a.length+' figures rend
 /// `figures/` folder) first.
 pub fn write_report(work: &Path, out: Option<&Path>) -> Result<ReportSummary> {
     if !work.is_dir() {
-        anyhow::bail!("{}: not a folder (give a work folder of brainscale)", work.display());
+        anyhow::bail!(
+            "{}: not a folder (give a work folder of brainscale)",
+            work.display()
+        );
     }
-    let out = out.map(Path::to_path_buf).unwrap_or_else(|| work.join("report.html"));
+    let out = out
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| work.join("report.html"));
     let (bv, tv) = versions();
     let mut h = String::new();
     let mut images = 0usize;
@@ -148,15 +158,26 @@ pub fn write_report(work: &Path, out: Option<&Path>) -> Result<ReportSummary> {
         }
         h += "</table><p class=\"note\">r: Pearson correlation between predicted and measured BOLD on the held-out runs, per voxel (or parcel), averaged; ceiling: the same for the noise-free signal (synthetic data only).</p><h2>Maps</h2>";
         for r in &rows {
-            let dir = work.join("maps").join(&r.features).join(format!("sub-{}", r.subject));
+            let dir = work
+                .join("maps")
+                .join(&r.features)
+                .join(format!("sub-{}", r.subject));
             let _ = write!(h, "<h3>sub-{} · {}</h3>", esc(&r.subject), esc(&r.features));
-            match ["r_statmap.png", "r_mosaic.png"].iter().map(|f| dir.join(f)).find(|p| p.exists()) {
+            match ["r_statmap.png", "r_mosaic.png"]
+                .iter()
+                .map(|f| dir.join(f))
+                .find(|p| p.exists())
+            {
                 Some(p) => {
                     h += &img(&p, &format!("r map of sub-{} ({})", r.subject, r.features))?;
                     images += 1;
                 }
                 None => {
-                    let _ = write!(h, "<p class=\"note\">no map image in {}</p>", esc(&dir.display().to_string()));
+                    let _ = write!(
+                        h,
+                        "<p class=\"note\">no map image in {}</p>",
+                        esc(&dir.display().to_string())
+                    );
                 }
             }
         }
@@ -167,7 +188,8 @@ pub fn write_report(work: &Path, out: Option<&Path>) -> Result<ReportSummary> {
     for res in &benches {
         let srows = study::read_rows(res)?;
         let fig_dir = res.parent().unwrap_or(Path::new(".")).join("figures");
-        std::fs::create_dir_all(&fig_dir).with_context(|| format!("creating {}", fig_dir.display()))?;
+        std::fs::create_dir_all(&fig_dir)
+            .with_context(|| format!("creating {}", fig_dir.display()))?;
         let _ = write!(h, "<h2>Scale benchmark: {}</h2><p class=\"note\">{} rows; figures drawn by <code>brainscale scaling plots {}</code></p>",
             esc(&res.display().to_string()), srows.len(), esc(&res.display().to_string()));
         for f in crate::scaling::figures::figure_set(&srows) {
@@ -204,10 +226,28 @@ pub fn write_report(work: &Path, out: Option<&Path>) -> Result<ReportSummary> {
     } else {
         h += "<pre>";
         for c in &cmds {
-            let argv: Vec<String> = c.argv.iter().map(|a| {
-                if a.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_./=:,+".contains(ch)) { a.clone() } else { format!("'{}'", a.replace('\'', "'\\''")) }
-            }).collect();
-            let _ = writeln!(h, "# {}  (in {}; brainscale {}, libtorch {})\n{}", utc(c.unix), esc(&c.cwd), esc(&c.brainscale), esc(&c.torch), esc(&argv.join(" ")));
+            let argv: Vec<String> = c
+                .argv
+                .iter()
+                .map(|a| {
+                    if a.chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || "-_./=:,+".contains(ch))
+                    {
+                        a.clone()
+                    } else {
+                        format!("'{}'", a.replace('\'', "'\\''"))
+                    }
+                })
+                .collect();
+            let _ = writeln!(
+                h,
+                "# {}  (in {}; brainscale {}, libtorch {})\n{}",
+                utc(c.unix),
+                esc(&c.cwd),
+                esc(&c.brainscale),
+                esc(&c.torch),
+                esc(&argv.join(" "))
+            );
         }
         h += "</pre>";
     }
@@ -239,6 +279,9 @@ mod tests {
 
     #[test]
     fn escaping() {
-        assert_eq!(esc("<a href=\"x\">&</a>"), "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;");
+        assert_eq!(
+            esc("<a href=\"x\">&</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;"
+        );
     }
 }

@@ -43,16 +43,44 @@ fn enc_r(d: u64, l: u64, h: u64, t: f64, prec: &str) -> f64 {
 fn write_results(path: &Path) {
     let mut w = csv::Writer::from_path(path).unwrap();
     w.write_record([
-        "grid", "cell_id", "config_hash", "model", "n_layer", "n_head", "d_model", "ctx", "vocab",
-        "n_params", "n_params_total", "tokens", "flops", "precision", "seed", "device", "wall_s",
-        "train_loss", "eval_loss", "encoding_r", "encoding_r_top10", "finished_unix",
-        "pretrain_s", "r_layer:0", "r_layer:1", "r_layer:2", "r_layer:3", "r_layer:4",
+        "grid",
+        "cell_id",
+        "config_hash",
+        "model",
+        "n_layer",
+        "n_head",
+        "d_model",
+        "ctx",
+        "vocab",
+        "n_params",
+        "n_params_total",
+        "tokens",
+        "flops",
+        "precision",
+        "seed",
+        "device",
+        "wall_s",
+        "train_loss",
+        "eval_loss",
+        "encoding_r",
+        "encoding_r_top10",
+        "finished_unix",
+        "pretrain_s",
+        "r_layer:0",
+        "r_layer:1",
+        "r_layer:2",
+        "r_layer:3",
+        "r_layer:4",
     ])
     .unwrap();
     for &(m, d, l, h) in MODELS {
         for &t in TOKENS {
             for prec in ["fp32", "bf16"] {
-                let seeds: &[u64] = if (m, t, prec) == ("m64", 1e5, "fp32") { &[0, 1] } else { &[0] };
+                let seeds: &[u64] = if (m, t, prec) == ("m64", 1e5, "fp32") {
+                    &[0, 1]
+                } else {
+                    &[0]
+                };
                 for &seed in seeds {
                     let n = n_params(d, l, h);
                     let r = enc_r(d, l, h, t, prec) + 0.004 * seed as f64;
@@ -115,7 +143,11 @@ fn num(r: &BTreeMap<String, String>, k: &str) -> f64 {
 }
 
 /// Mean of `k` over the CSV rows matching `pred` (seeds).
-fn mean_of(rows: &[BTreeMap<String, String>], k: &str, pred: impl Fn(&BTreeMap<String, String>) -> bool) -> f64 {
+fn mean_of(
+    rows: &[BTreeMap<String, String>],
+    k: &str,
+    pred: impl Fn(&BTreeMap<String, String>) -> bool,
+) -> f64 {
     let v: Vec<f64> = rows.iter().filter(|r| pred(r)).map(|r| num(r, k)).collect();
     assert!(!v.is_empty(), "no rows for {k}");
     v.iter().sum::<f64>() / v.len() as f64
@@ -130,33 +162,63 @@ fn study_figures_plot_the_csv_rows() {
     let rows = study::read_rows(&path).unwrap();
     let figs = brainscale::scaling::figures::figure_set(&rows);
     let names: Vec<&str> = figs.iter().map(|f| f.name.as_str()).collect();
-    assert_eq!(names, ["r_vs_data", "r_vs_shape", "r_per_layer", "precision", "loss_vs_flops"]);
+    assert_eq!(
+        names,
+        [
+            "r_vs_data",
+            "r_vs_shape",
+            "r_per_layer",
+            "precision",
+            "loss_vs_flops"
+        ]
+    );
     let fig = |n: &str| figs.iter().find(|f| f.name == n).unwrap();
 
     // r vs D: one line per model (fp32), ordered by N; points = CSV rows (seeds averaged).
     let p = &fig("r_vs_data").panels[0];
-    let order: Vec<&str> = p.series.iter().map(|s| s.label.split(' ').next().unwrap()).collect();
+    let order: Vec<&str> = p
+        .series
+        .iter()
+        .map(|s| s.label.split(' ').next().unwrap())
+        .collect();
     assert_eq!(order, ["w32", "l1", "m64", "h4", "l4", "w128"]);
     for s in &p.series {
         let m = s.label.split(' ').next().unwrap();
         let want: Vec<(f64, f64)> = TOKENS
             .iter()
             .map(|&t| {
-                (t, mean_of(&csv, "encoding_r", |r| r["model"] == m && r["precision"] == "fp32" && num(r, "tokens") == t))
+                (
+                    t,
+                    mean_of(&csv, "encoding_r", |r| {
+                        r["model"] == m && r["precision"] == "fp32" && num(r, "tokens") == t
+                    }),
+                )
             })
             .collect();
         assert_eq!(s.points, want, "{m}");
     }
     // The two seeds of m64 at D = 1e5 are averaged.
-    let m64 = p.series.iter().find(|s| s.label.starts_with("m64")).unwrap();
+    let m64 = p
+        .series
+        .iter()
+        .find(|s| s.label.starts_with("m64"))
+        .unwrap();
     assert!((m64.points[1].1 - (enc_r(64, 2, 2, 1e5, "fp32") + 0.002)).abs() < 1e-12);
 
     // r vs width / depth / heads: the families that vary one dimension, one line per D.
     let f = fig("r_vs_shape");
     assert_eq!(f.panels.len(), 3);
     for (panel, (attr, models, xs)) in f.panels.iter().zip([
-        ("d_model", ["w32", "m64", "w128"].as_slice(), [32.0, 64.0, 128.0].as_slice()),
-        ("n_layer", ["l1", "m64", "l4"].as_slice(), [1.0, 2.0, 4.0].as_slice()),
+        (
+            "d_model",
+            ["w32", "m64", "w128"].as_slice(),
+            [32.0, 64.0, 128.0].as_slice(),
+        ),
+        (
+            "n_layer",
+            ["l1", "m64", "l4"].as_slice(),
+            [1.0, 2.0, 4.0].as_slice(),
+        ),
         ("n_head", ["m64", "h4"].as_slice(), [2.0, 4.0].as_slice()),
     ]) {
         assert!(panel.x_label.contains(attr), "{}", panel.x_label);
@@ -166,7 +228,12 @@ fn study_figures_plot_the_csv_rows() {
                 .iter()
                 .zip(xs)
                 .map(|(m, &x)| {
-                    (x, mean_of(&csv, "encoding_r", |r| r["model"] == *m && r["precision"] == "fp32" && num(r, "tokens") == t))
+                    (
+                        x,
+                        mean_of(&csv, "encoding_r", |r| {
+                            r["model"] == *m && r["precision"] == "fp32" && num(r, "tokens") == t
+                        }),
+                    )
                 })
                 .collect();
             assert_eq!(s.points, want, "{attr} at D {t}");
@@ -177,9 +244,14 @@ fn study_figures_plot_the_csv_rows() {
     let p = &fig("r_per_layer").panels[0];
     for s in &p.series {
         let m = s.label.split(' ').next().unwrap();
-        let row = csv.iter().find(|r| r["model"] == m && r["precision"] == "fp32" && num(r, "tokens") == 1e6).unwrap();
+        let row = csv
+            .iter()
+            .find(|r| r["model"] == m && r["precision"] == "fp32" && num(r, "tokens") == 1e6)
+            .unwrap();
         let l = num(row, "n_layer") as usize;
-        let want: Vec<(f64, f64)> = (0..=l).map(|i| (i as f64, num(row, &format!("r_layer:{i}")))).collect();
+        let want: Vec<(f64, f64)> = (0..=l)
+            .map(|i| (i as f64, num(row, &format!("r_layer:{i}"))))
+            .collect();
         assert_eq!(s.points, want, "{m}");
     }
 
@@ -217,7 +289,10 @@ fn study_figures_plot_the_csv_rows() {
     for &(c, l) in &fr[0].points {
         let (n, d) = LAW.optimal(c);
         let want = LAW.predict(n, d);
-        assert!((l - want).abs() < 2e-3 * want, "frontier at C {c:e}: {l} vs {want}");
+        assert!(
+            (l - want).abs() < 2e-3 * want,
+            "frontier at C {c:e}: {l} vs {want}"
+        );
     }
 
     // Drawn: one PNG per figure, of the renderer's size.
@@ -242,14 +317,22 @@ fn study_figure_errors_name_the_place() {
     lines[1] = cells.join(",");
     std::fs::write(&p, lines.join("\n")).unwrap();
     let e = format!("{:#}", study::read_rows(&p).unwrap_err());
-    assert!(e.contains("line 2") && e.contains("column tokens") && e.contains("ten thousand"), "{e}");
+    assert!(
+        e.contains("line 2") && e.contains("column tokens") && e.contains("ten thousand"),
+        "{e}"
+    );
     std::fs::write(&p, "model,tokens\nx,1\n").unwrap();
     let e = format!("{:#}", study::read_rows(&p).unwrap_err());
     assert!(e.contains("no column 'n_layer'"), "{e}");
 }
 
 /// The tiny dataset through features (ground truth) → align → encode → maps, in `work`.
-fn tiny_maps(work: &Path) -> (brainscale::dataset::Dataset, Vec<brainscale::maps::SummaryRow>) {
+fn tiny_maps(
+    work: &Path,
+) -> (
+    brainscale::dataset::Dataset,
+    Vec<brainscale::maps::SummaryRow>,
+) {
     use brainscale::align::{AlignOptions, Lag};
     use brainscale::features::{ExtractorKind, FeaturesOptions};
     let ds = brainscale::dataset::Dataset::open(common::tiny()).unwrap();
@@ -267,7 +350,15 @@ fn tiny_maps(work: &Path) -> (brainscale::dataset::Dataset, Vec<brainscale::maps
     };
     brainscale::encode::align_dataset(&ds, work, "groundtruth", &ao).unwrap();
     let split = brainscale::encode::Split { test_runs: vec![] };
-    brainscale::pipeline::encode_dataset(&ds, work, "groundtruth", &[], &split, &Default::default()).unwrap();
+    brainscale::pipeline::encode_dataset(
+        &ds,
+        work,
+        "groundtruth",
+        &[],
+        &split,
+        &Default::default(),
+    )
+    .unwrap();
     let rows = brainscale::pipeline::maps_dataset(&ds, work, "groundtruth", &[]).unwrap();
     (ds, rows)
 }
@@ -282,23 +373,49 @@ fn stat_map_states_the_r_map() {
     let dir = work.path().join(format!("maps/groundtruth/sub-{}", s.id));
     let (h, rvol) = nifti_io::read_f32(&dir.join("r.nii.gz")).unwrap();
     let (_, mask) = nifti_io::Mask::read(s.mask.as_ref().unwrap()).unwrap();
-    let res = brainscale::maps::VoxelResults::load(&brainscale::encode::encode_path(work.path(), "groundtruth", &s.id)).unwrap();
-    let epi = brainscale::maps::mean_epi(&s.runs[0].bold, mask.dims).unwrap().unwrap();
+    let res = brainscale::maps::VoxelResults::load(&brainscale::encode::encode_path(
+        work.path(),
+        "groundtruth",
+        &s.id,
+    ))
+    .unwrap();
+    let epi = brainscale::maps::mean_epi(&s.runs[0].bold, mask.dims)
+        .unwrap()
+        .unwrap();
     let thr = 0.25f32;
-    let lay = brainscale::maps::write_subject_figure(&dir, row, &h, &mask, &res.test_r, Some((&epi, "mean EPI")), thr).unwrap();
+    let lay = brainscale::maps::write_subject_figure(
+        &dir,
+        row,
+        &h,
+        &mask,
+        &res.test_r,
+        Some((&epi, "mean EPI")),
+        thr,
+    )
+    .unwrap();
 
     // Colour bar: ±max |r| over the mask (nilearn's default), threshold as asked.
-    let inside: Vec<f32> = mask.linear.iter().map(|&l| {
-        let [nx, ny, _] = mask.dims;
-        rvol[[l % nx, (l / nx) % ny, l / (nx * ny)].as_slice()]
-    }).collect();
+    let inside: Vec<f32> = mask
+        .linear
+        .iter()
+        .map(|&l| {
+            let [nx, ny, _] = mask.dims;
+            rvol[[l % nx, (l / nx) % ny, l / (nx * ny)].as_slice()]
+        })
+        .collect();
     let max_abs = inside.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     assert_eq!(lay.vmax, max_abs);
     assert_eq!(lay.threshold, thr);
     assert_eq!(lay.ticks.first(), Some(&-max_abs));
     assert_eq!(lay.ticks.last(), Some(&max_abs));
     assert_eq!(lay.n_inside, mask.len());
-    assert_eq!(lay.n_shown, inside.iter().filter(|v| v.abs() >= thr && **v != 0.0).count());
+    assert_eq!(
+        lay.n_shown,
+        inside
+            .iter()
+            .filter(|v| v.abs() >= thr && **v != 0.0)
+            .count()
+    );
     let lo = inside.iter().copied().fold(f32::INFINITY, f32::min);
     let hi = inside.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     assert_eq!(lay.value_range, (lo, hi));
@@ -314,7 +431,12 @@ fn stat_map_states_the_r_map() {
         assert!((z - (a[2][2] * k as f64 + a[2][3])).abs() < 1e-9);
     }
     // The title states subject, features, mean r and test runs.
-    for part in [format!("sub-{}", s.id), "groundtruth".into(), format!("mean r {:.3}", row.mean_r), format!("test runs {}", row.test_runs)] {
+    for part in [
+        format!("sub-{}", s.id),
+        "groundtruth".into(),
+        format!("mean r {:.3}", row.mean_r),
+        format!("test runs {}", row.test_runs),
+    ] {
         assert!(lay.title.contains(&part), "{} lacks {part}", lay.title);
     }
     // The PNG: the colour bar's top row has the colour of +vmax, its bottom that of −vmax.
@@ -322,11 +444,17 @@ fn stat_map_states_the_r_map() {
     let top = statmap::cold_hot(max_abs, max_abs, thr).unwrap();
     let bottom = statmap::cold_hot(-max_abs, max_abs, thr).unwrap();
     let count = |c: [u8; 3]| img.pixels().filter(|p| p.0 == c).count();
-    assert!(count(top) >= 22 && count(bottom) >= 22, "colour-bar ends not drawn");
+    assert!(
+        count(top) >= 22 && count(bottom) >= 22,
+        "colour-bar ends not drawn"
+    );
     // The mean EPI is the time mean of run 1.
     let (_, bold) = nifti_io::read_f32(&s.runs[0].bold).unwrap();
     let t = bold.shape()[3];
-    let v = (0..t).map(|i| bold[[3, 4, 5, i].as_slice()] as f64).sum::<f64>() / t as f64;
+    let v = (0..t)
+        .map(|i| bold[[3, 4, 5, i].as_slice()] as f64)
+        .sum::<f64>()
+        / t as f64;
     assert!((epi[[3, 4, 5].as_slice()] as f64 - v).abs() < 1e-3 * v.abs().max(1.0));
 }
 
@@ -338,7 +466,8 @@ fn report_embeds_and_renders_every_figure() {
     use base64::Engine as _;
     let work = tempfile::tempdir().unwrap();
     let (ds, rows) = tiny_maps(work.path());
-    brainscale::pipeline::maps_figures(&ds, work.path(), "groundtruth", &rows, &Default::default()).unwrap();
+    brainscale::pipeline::maps_figures(&ds, work.path(), "groundtruth", &rows, &Default::default())
+        .unwrap();
     let bench = work.path().join("bench/study");
     std::fs::create_dir_all(&bench).unwrap();
     write_results(&bench.join("results.csv"));
@@ -348,12 +477,27 @@ fn report_embeds_and_renders_every_figure() {
     assert!(out.contains(html_path.to_str().unwrap()), "{out}");
     let html = std::fs::read_to_string(&html_path).unwrap();
     // Self-contained: images only as data URIs, no external references.
-    assert!(!html.contains("src=\"http") && !html.contains("<link"), "external reference");
+    assert!(
+        !html.contains("src=\"http") && !html.contains("<link"),
+        "external reference"
+    );
     let imgs: Vec<&str> = html.split("<img ").skip(1).collect();
-    assert_eq!(imgs.len(), rows.len() + 5, "one map per subject + 5 study figures");
+    assert_eq!(
+        imgs.len(),
+        rows.len() + 5,
+        "one map per subject + 5 study figures"
+    );
     for i in &imgs {
-        let b64 = i.split("data:image/png;base64,").nth(1).unwrap().split('"').next().unwrap();
-        let png = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+        let b64 = i
+            .split("data:image/png;base64,")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
         image::load_from_memory(&png).expect("an embedded PNG");
     }
     for r in &rows {
@@ -362,20 +506,40 @@ fn report_embeds_and_renders_every_figure() {
     }
     assert!(html.contains("r_vs_data") || html.contains("Encoding r vs pretraining data"));
 
-    let chromium = ["chromium", "chromium-browser"]
-        .into_iter()
-        .find(|c| std::process::Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()));
+    let chromium = ["chromium", "chromium-browser"].into_iter().find(|c| {
+        std::process::Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
     let Some(chromium) = chromium else {
         eprintln!("NOTE: chromium not installed: the headless rendering check was skipped (apt-get install chromium)");
         return;
     };
     let url = format!("file://{}", html_path.display());
-    let common_args = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--virtual-time-budget=20000"];
-    let dom = std::process::Command::new(chromium).args(common_args).arg("--dump-dom").arg(&url).output().unwrap();
+    let common_args = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--virtual-time-budget=20000",
+    ];
+    let dom = std::process::Command::new(chromium)
+        .args(common_args)
+        .arg("--dump-dom")
+        .arg(&url)
+        .output()
+        .unwrap();
     let dom = String::from_utf8_lossy(&dom.stdout);
     let n = imgs.len();
-    assert!(dom.contains(&format!("data-images-loaded=\"{n}/{n}\"")), "chromium did not render all {n} images: {}",
-        dom.split("data-images-loaded").nth(1).map(|s| &s[..20.min(s.len())]).unwrap_or("no marker"));
+    assert!(
+        dom.contains(&format!("data-images-loaded=\"{n}/{n}\"")),
+        "chromium did not render all {n} images: {}",
+        dom.split("data-images-loaded")
+            .nth(1)
+            .map(|s| &s[..20.min(s.len())])
+            .unwrap_or("no marker")
+    );
     let shot = work.path().join("report.png");
     let st = std::process::Command::new(chromium)
         .args(common_args)
@@ -384,13 +548,24 @@ fn report_embeds_and_renders_every_figure() {
         .arg(&url)
         .output()
         .unwrap();
-    assert!(shot.exists(), "no screenshot: {}", String::from_utf8_lossy(&st.stderr));
+    assert!(
+        shot.exists(),
+        "no screenshot: {}",
+        String::from_utf8_lossy(&st.stderr)
+    );
     let img = image::open(&shot).unwrap().to_rgb8();
     // The maps' hot colours are on the page (red-yellow pixels: r high, b low).
     let hot = img.pixels().filter(|p| p.0[0] > 200 && p.0[2] < 60).count();
-    assert!(hot > 500, "screenshot shows no map colours ({hot} hot pixels)");
+    assert!(
+        hot > 500,
+        "screenshot shows no map colours ({hot} hot pixels)"
+    );
     if let Ok(keep) = std::env::var("BRAINSCALE_KEEP_SCREENSHOT") {
         std::fs::copy(&shot, keep).unwrap();
     }
-    eprintln!("chromium rendered {n}/{n} images; screenshot {}x{} with {hot} hot pixels", img.width(), img.height());
+    eprintln!(
+        "chromium rendered {n}/{n} images; screenshot {}x{} with {hot} hot pixels",
+        img.width(),
+        img.height()
+    );
 }

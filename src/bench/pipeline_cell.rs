@@ -784,8 +784,7 @@ impl CellWork for PipelineCell {
         let encode_s = t0.elapsed().as_secs_f64();
         let mut extra = BTreeMap::new();
         let layers_here = c.layer_scores
-            && c
-                .layer_scores_precisions
+            && c.layer_scores_precisions
                 .as_ref()
                 .is_none_or(|ps| ps.contains(&cell.precision));
         if layers_here {
@@ -801,7 +800,10 @@ impl CellWork for PipelineCell {
                 };
                 extra.insert(format!("r_layer:{l}"), serde_json::json!(r));
             }
-            extra.insert("layers_s".into(), serde_json::json!(t0.elapsed().as_secs_f64()));
+            extra.insert(
+                "layers_s".into(),
+                serde_json::json!(t0.elapsed().as_secs_f64()),
+            );
         }
 
         let pc = gcfg.param_counts();

@@ -151,7 +151,8 @@ impl Row {
         }
         // Stage times and per-layer r of pipeline cells (the study's figures read them).
         for (k, v) in &self.extra {
-            let wanted = ["pretrain_s", "features_s", "encode_s", "tokens_per_s"].contains(&k.as_str())
+            let wanted = ["pretrain_s", "features_s", "encode_s", "tokens_per_s"]
+                .contains(&k.as_str())
                 || k.starts_with("r_layer:");
             if let (true, Some(x)) = (wanted, v.as_f64()) {
                 r.insert(k.clone(), x.to_string());

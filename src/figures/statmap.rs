@@ -93,11 +93,17 @@ pub fn layout(inp: &StatMapInput) -> Result<StatMapLayout> {
     if let Some(b) = inp.background {
         let d = dims3(b, "background")?;
         if d != [nx, ny, nz] {
-            bail!("background grid {d:?} differs from the map's {:?} (resample it first)", [nx, ny, nz]);
+            bail!(
+                "background grid {d:?} differs from the map's {:?} (resample it first)",
+                [nx, ny, nz]
+            );
         }
     }
     if !(inp.threshold.is_finite() && inp.threshold >= 0.0) {
-        bail!("threshold must be a non-negative number, got {}", inp.threshold);
+        bail!(
+            "threshold must be a non-negative number, got {}",
+            inp.threshold
+        );
     }
     let (mut lo, mut hi, mut n_inside) = (f32::INFINITY, f32::NEG_INFINITY, 0usize);
     let (mut peak, mut peak_abs, mut peak_value) = ([0usize; 3], -1.0f32, 0.0f32);
@@ -185,7 +191,11 @@ pub fn cold_hot(v: f32, vmax: f32, threshold: f32) -> Option<[u8; 3]> {
     }
     let s = ((v.abs() - threshold) / (vmax - threshold).max(1e-12)).clamp(0.0, 1.0);
     let ramp = |a: [f32; 3], b: [f32; 3], c: [f32; 3]| {
-        let (p, q, t) = if s < 0.5 { (a, b, s * 2.0) } else { (b, c, s * 2.0 - 1.0) };
+        let (p, q, t) = if s < 0.5 {
+            (a, b, s * 2.0)
+        } else {
+            (b, c, s * 2.0 - 1.0)
+        };
         [0, 1, 2].map(|i| (p[i] + t * (q[i] - p[i])).round() as u8)
     };
     Some(if v > 0.0 {
@@ -252,10 +262,16 @@ pub fn draw(path: &Path, inp: &StatMapInput, lay: &StatMapLayout) -> Result<()> 
     super::ensure_font()?;
     let dims = dims3(inp.stat, "stat map")?;
     let a = &inp.affine;
-    let vox: [f64; 3] = [0, 1, 2].map(|c| (0..3).map(|r| a[r][c] * a[r][c]).sum::<f64>().sqrt().max(1e-6));
+    let vox: [f64; 3] = [0, 1, 2].map(|c| {
+        (0..3)
+            .map(|r| a[r][c] * a[r][c])
+            .sum::<f64>()
+            .sqrt()
+            .max(1e-6)
+    });
     let flip: [bool; 3] = [0, 1, 2].map(|c| a[c][c] < 0.0);
     let ext = [0, 1, 2].map(|c| dims[c] as f64 * vox[c]); // mm
-    // Ortho row: sagittal (y, z), coronal (x, z), axial (x, y) side by side.
+                                                          // Ortho row: sagittal (y, z), coronal (x, z), axial (x, y) side by side.
     let avail = (W - BAR_W - 4 * PANEL_GAP) as f64;
     let s1 = (avail / (ext[1] + ext[0] + ext[0])).min(300.0 / ext[2].max(ext[1]));
     let cols = lay.slices.len().clamp(1, 6) as u32;
@@ -286,7 +302,11 @@ pub fn draw(path: &Path, inp: &StatMapInput, lay: &StatMapLayout) -> Result<()> 
         match inp.background {
             Some(b) => {
                 let g = ((b[IxDyn(&[i, j, k])] - glo) / (ghi - glo)).clamp(0.0, 1.0);
-                let g = if g.is_finite() { (g * 215.0) as u8 + 10 } else { 0 };
+                let g = if g.is_finite() {
+                    (g * 215.0) as u8 + 10
+                } else {
+                    0
+                };
                 [g, g, g]
             }
             None if inp.inside[l] => [105, 105, 105],
@@ -327,9 +347,33 @@ pub fn draw(path: &Path, inp: &StatMapInput, lay: &StatMapLayout) -> Result<()> 
     };
     let p = lay.peak_voxel;
     let views = [
-        (View { h: 1, v: 2, fixed: 0, at: p[0] }, format!("x = {:.0} mm", lay.cut_mm[0])),
-        (View { h: 0, v: 2, fixed: 1, at: p[1] }, format!("y = {:.0} mm", lay.cut_mm[1])),
-        (View { h: 0, v: 1, fixed: 2, at: p[2] }, format!("z = {:.0} mm", lay.cut_mm[2])),
+        (
+            View {
+                h: 1,
+                v: 2,
+                fixed: 0,
+                at: p[0],
+            },
+            format!("x = {:.0} mm", lay.cut_mm[0]),
+        ),
+        (
+            View {
+                h: 0,
+                v: 2,
+                fixed: 1,
+                at: p[1],
+            },
+            format!("y = {:.0} mm", lay.cut_mm[1]),
+        ),
+        (
+            View {
+                h: 0,
+                v: 1,
+                fixed: 2,
+                at: p[2],
+            },
+            format!("z = {:.0} mm", lay.cut_mm[2]),
+        ),
     ];
     let mut placed = Vec::new();
     let mut x = PANEL_GAP;
@@ -344,12 +388,21 @@ pub fn draw(path: &Path, inp: &StatMapInput, lay: &StatMapLayout) -> Result<()> 
         let (c, r) = (n as u32 % cols, n as u32 / cols);
         let tw = (ext[0] * s2).round() as u32;
         let (tx, ty) = (PANEL_GAP + c * (tw + 4), y1 + r * tile_h);
-        let view = View { h: 0, v: 1, fixed: 2, at: k };
+        let view = View {
+            h: 0,
+            v: 1,
+            fixed: 2,
+            at: k,
+        };
         let (pw, ph) = paint(&mut cv, view, tx, ty, s2);
         tiles.push((format!("z={zmm:.0}"), tx, ty, pw, ph));
     }
     // Colour bar: −vmax (bottom) … +vmax (top); the band inside ±threshold is not painted.
-    let (bx, by0, by1) = (W - BAR_W + 20, top + 6, top + row1_h + 16 + rows * tile_h - 10);
+    let (bx, by0, by1) = (
+        W - BAR_W + 20,
+        top + 6,
+        top + row1_h + 16 + rows * tile_h - 10,
+    );
     let bh = by1 - by0;
     for y in 0..bh {
         // Top row +vmax, bottom row −vmax exactly.
@@ -374,18 +427,28 @@ pub fn draw(path: &Path, inp: &StatMapInput, lay: &StatMapLayout) -> Result<()> 
             // Crosshair through the cut of the other two views.
             let cx = pos(view.h, p[view.h], *pw, false) as i32 + *x as i32;
             let cy = pos(view.v, p[view.v], *ph, true) as i32 + *y as i32;
-            root.draw(&PathElement::new(vec![(cx, *y as i32), (cx, (*y + *ph) as i32)], cross.mix(0.6)))
-                .map_err(super::e)?;
-            root.draw(&PathElement::new(vec![(*x as i32, cy), ((*x + *pw) as i32, cy)], cross.mix(0.6)))
-                .map_err(super::e)?;
+            root.draw(&PathElement::new(
+                vec![(cx, *y as i32), (cx, (*y + *ph) as i32)],
+                cross.mix(0.6),
+            ))
+            .map_err(super::e)?;
+            root.draw(&PathElement::new(
+                vec![(*x as i32, cy), ((*x + *pw) as i32, cy)],
+                cross.mix(0.6),
+            ))
+            .map_err(super::e)?;
             root.draw_text(label, &font(15), (*x as i32 + 4, (*y + *ph) as i32 + 6))
                 .map_err(super::e)?;
             if view.h == 0 {
-                root.draw_text("L", &font(16), (*x as i32 + 4, *y as i32 + 4)).map_err(super::e)?;
-                root.draw_text("R", &font(16), ((*x + *pw) as i32 - 14, *y as i32 + 4)).map_err(super::e)?;
+                root.draw_text("L", &font(16), (*x as i32 + 4, *y as i32 + 4))
+                    .map_err(super::e)?;
+                root.draw_text("R", &font(16), ((*x + *pw) as i32 - 14, *y as i32 + 4))
+                    .map_err(super::e)?;
             } else {
-                root.draw_text("P", &font(16), (*x as i32 + 4, *y as i32 + 4)).map_err(super::e)?;
-                root.draw_text("A", &font(16), ((*x + *pw) as i32 - 14, *y as i32 + 4)).map_err(super::e)?;
+                root.draw_text("P", &font(16), (*x as i32 + 4, *y as i32 + 4))
+                    .map_err(super::e)?;
+                root.draw_text("A", &font(16), ((*x + *pw) as i32 - 14, *y as i32 + 4))
+                    .map_err(super::e)?;
             }
         }
         for (label, x, y, _, ph) in &tiles {
@@ -394,8 +457,11 @@ pub fn draw(path: &Path, inp: &StatMapInput, lay: &StatMapLayout) -> Result<()> 
         }
         let tick = |v: f32| -> Result<()> {
             let y = bar_y(v) as i32;
-            root.draw(&PathElement::new(vec![(bx as i32 + 22, y), (bx as i32 + 28, y)], white))
-                .map_err(super::e)?;
+            root.draw(&PathElement::new(
+                vec![(bx as i32 + 22, y), (bx as i32 + 28, y)],
+                white,
+            ))
+            .map_err(super::e)?;
             root.draw_text(&format!("{v:.2}"), &font(14), (bx as i32 + 32, y - 7))
                 .map_err(super::e)?;
             Ok(())
@@ -406,13 +472,20 @@ pub fn draw(path: &Path, inp: &StatMapInput, lay: &StatMapLayout) -> Result<()> 
         if lay.threshold > 0.0 {
             for t in [lay.threshold, -lay.threshold] {
                 let y = bar_y(t) as i32;
-                root.draw(&PathElement::new(vec![(bx as i32 - 4, y), (bx as i32 + 22, y)], white))
-                    .map_err(super::e)?;
+                root.draw(&PathElement::new(
+                    vec![(bx as i32 - 4, y), (bx as i32 + 22, y)],
+                    white,
+                ))
+                .map_err(super::e)?;
             }
             // Beside the grey band, under the 0 tick.
             let y0 = bar_y(0.0) as i32;
-            root.draw_text(&format!("|v| < {:.2}", lay.threshold), &font(12), (bx as i32 + 30, y0 + 10))
-                .map_err(super::e)?;
+            root.draw_text(
+                &format!("|v| < {:.2}", lay.threshold),
+                &font(12),
+                (bx as i32 + 30, y0 + 10),
+            )
+            .map_err(super::e)?;
             root.draw_text("not shown", &font(12), (bx as i32 + 30, y0 + 24))
                 .map_err(super::e)?;
         }
@@ -425,7 +498,9 @@ pub fn draw(path: &Path, inp: &StatMapInput, lay: &StatMapLayout) -> Result<()> 
         root.present().map_err(super::e)?;
     }
     let img = image::RgbImage::from_raw(W, h, cv.buf).context("figure buffer size")?;
-    io::write_atomic(path, |tmp| Ok(img.save_with_format(tmp, image::ImageFormat::Png)?))
+    io::write_atomic(path, |tmp| {
+        Ok(img.save_with_format(tmp, image::ImageFormat::Png)?)
+    })
 }
 
 /// Computes the layout and draws it; returns the layout.
@@ -572,7 +647,10 @@ mod tests {
         let n = cold_hot(-0.05, 0.8, 0.05).unwrap();
         assert_eq!(n, [0, 0, 120]);
         // An explicit vmax below the threshold is raised to it.
-        let inp2 = StatMapInput { vmax: Some(0.01), ..inp };
+        let inp2 = StatMapInput {
+            vmax: Some(0.01),
+            ..inp
+        };
         assert_eq!(layout(&inp2).unwrap().vmax, 0.05);
     }
 
@@ -593,7 +671,11 @@ mod tests {
         };
         assert!(format!("{}", layout(&inp).unwrap_err()).contains("empty"));
         let short = vec![true; 7];
-        let e = layout(&StatMapInput { inside: &short, ..inp }).unwrap_err();
+        let e = layout(&StatMapInput {
+            inside: &short,
+            ..inp
+        })
+        .unwrap_err();
         assert!(format!("{e}").contains("7 voxels"), "{e}");
     }
 
@@ -603,7 +685,10 @@ mod tests {
         let f = |p: [f64; 3]| (1.0 + 0.5 * p[0] - 0.25 * p[1] + 0.1 * p[2]) as f32;
         let sa = affine(1.0, [0.0; 3]);
         let mut src = ArrayD::<f32>::zeros(IxDyn(&[10, 10, 10]));
-        for ((i, j), k) in (0..10).flat_map(|i| (0..10).map(move |j| (i, j))).flat_map(|ij| (0..10).map(move |k| (ij, k))) {
+        for ((i, j), k) in (0..10)
+            .flat_map(|i| (0..10).map(move |j| (i, j)))
+            .flat_map(|ij| (0..10).map(move |k| (ij, k)))
+        {
             src[IxDyn(&[i, j, k])] = f([i as f64, j as f64, k as f64]);
         }
         let da = affine(2.5, [0.5, 1.0, 1.5]);

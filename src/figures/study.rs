@@ -52,9 +52,21 @@ pub fn read_rows(path: &Path) -> Result<Vec<StudyRow>> {
         .iter()
         .map(String::from)
         .collect();
-    for need in ["model", "n_layer", "n_head", "d_model", "n_params", "tokens", "flops", "precision"] {
+    for need in [
+        "model",
+        "n_layer",
+        "n_head",
+        "d_model",
+        "n_params",
+        "tokens",
+        "flops",
+        "precision",
+    ] {
         if !header.iter().any(|h| h == need) {
-            bail!("{}: no column '{need}' (not a bench results file?)", path.display());
+            bail!(
+                "{}: no column '{need}' (not a bench results file?)",
+                path.display()
+            );
         }
     }
     let mut rows = Vec::new();
@@ -71,10 +83,16 @@ pub fn read_rows(path: &Path) -> Result<Vec<StudyRow>> {
         let num = |k: &str| -> Result<f64> {
             let s = get(k);
             let v: f64 = s.trim().parse().with_context(|| {
-                format!("{}: line {line}, column {k}: '{s}' is not a number", path.display())
+                format!(
+                    "{}: line {line}, column {k}: '{s}' is not a number",
+                    path.display()
+                )
             })?;
             if !v.is_finite() {
-                bail!("{}: line {line}, column {k}: {v} is not finite", path.display());
+                bail!(
+                    "{}: line {line}, column {k}: {v} is not finite",
+                    path.display()
+                );
             }
             Ok(v)
         };
@@ -89,7 +107,10 @@ pub fn read_rows(path: &Path) -> Result<Vec<StudyRow>> {
         for h in &header {
             if let Some(l) = h.strip_prefix("r_layer:") {
                 let l: usize = l.parse().with_context(|| {
-                    format!("{}: column '{h}': the layer is not a number", path.display())
+                    format!(
+                        "{}: column '{h}': the layer is not a number",
+                        path.display()
+                    )
                 })?;
                 if let Some(v) = opt(h)? {
                     layer_r.insert(l, v);
@@ -188,7 +209,9 @@ fn mean_by<K: Ord + Clone>(
             e.1 += 1;
         }
     }
-    acc.into_iter().map(|(k, (s, n))| (k, s / n as f64)).collect()
+    acc.into_iter()
+        .map(|(k, (s, n))| (k, s / n as f64))
+        .collect()
 }
 
 /// Models in increasing size, as (name, n_params, n_layer, n_head, d_model).
@@ -222,7 +245,11 @@ pub fn r_vs_data(rows: &[StudyRow]) -> Option<Figure> {
             let pts = mean_by(&m, |r| r.tokens.to_bits(), |r| r.encoding_r);
             (!pts.is_empty()).then(|| Series {
                 label: format!("{name} (N {n:.1e}; d{d} L{l} H{h})"),
-                points: sorted(pts.into_iter().map(|(k, v)| (f64::from_bits(k), v)).collect()),
+                points: sorted(
+                    pts.into_iter()
+                        .map(|(k, v)| (f64::from_bits(k), v))
+                        .collect(),
+                ),
                 style: Style::Line,
             })
         })
@@ -253,7 +280,10 @@ pub fn family(rows: &[StudyRow], attr: usize) -> Vec<String> {
     }
     let count = |g: &Vec<&(String, f64, u64, u64, u64)>| {
         let vals: BTreeSet<u64> = g.iter().map(|m| key(m)[attr]).collect();
-        let n_rows = rows.iter().filter(|r| g.iter().any(|m| m.0 == r.model)).count();
+        let n_rows = rows
+            .iter()
+            .filter(|r| g.iter().any(|m| m.0 == r.model))
+            .count();
         (vals.len(), n_rows)
     };
     let best = groups
@@ -268,7 +298,11 @@ pub fn family(rows: &[StudyRow], attr: usize) -> Vec<String> {
 /// Encoding r against width, depth and heads, each varied alone; one line per data size.
 pub fn r_vs_shape(rows: &[StudyRow]) -> Option<Figure> {
     let prec = reference_precision(rows);
-    let sel: Vec<StudyRow> = rows.iter().filter(|r| r.precision == prec).cloned().collect();
+    let sel: Vec<StudyRow> = rows
+        .iter()
+        .filter(|r| r.precision == prec)
+        .cloned()
+        .collect();
     let names = ["width d_model", "depth n_layer", "heads n_head"];
     let mut panels = Vec::new();
     let mut fixed = Vec::new();
@@ -283,12 +317,19 @@ pub fn r_vs_shape(rows: &[StudyRow]) -> Option<Figure> {
         let series = tokens
             .into_iter()
             .map(|t| {
-                let at: Vec<&StudyRow> =
-                    m.iter().copied().filter(|r| r.tokens.to_bits() == t).collect();
+                let at: Vec<&StudyRow> = m
+                    .iter()
+                    .copied()
+                    .filter(|r| r.tokens.to_bits() == t)
+                    .collect();
                 let pts = mean_by(&at, |r| value(r).to_bits(), |r| r.encoding_r);
                 Series {
                     label: tok_label(f64::from_bits(t)),
-                    points: sorted(pts.into_iter().map(|(k, v)| (f64::from_bits(k), v)).collect()),
+                    points: sorted(
+                        pts.into_iter()
+                            .map(|(k, v)| (f64::from_bits(k), v))
+                            .collect(),
+                    ),
                     style: Style::Line,
                 }
             })
@@ -301,7 +342,11 @@ pub fn r_vs_shape(rows: &[StudyRow]) -> Option<Figure> {
             .filter(|(a, _)| *a != attr)
             .map(|(_, (k, v))| format!("{k}{v}"))
             .collect();
-        fixed.push(format!("{}: {}", name.split(' ').next().unwrap_or(""), others.join(" ")));
+        fixed.push(format!(
+            "{}: {}",
+            name.split(' ').next().unwrap_or(""),
+            others.join(" ")
+        ));
         panels.push(Panel {
             title: format!("vs {name} ({})", others.join(", ")),
             x_label: name.to_string(),
@@ -324,11 +369,22 @@ pub fn widest_d(rows: &[&StudyRow], keep: impl Fn(&[&StudyRow]) -> bool) -> Opti
     let ds: BTreeSet<u64> = rows.iter().map(|r| r.tokens.to_bits()).collect();
     ds.into_iter()
         .map(|d| {
-            let at: Vec<&StudyRow> = rows.iter().copied().filter(|r| r.tokens.to_bits() == d).collect();
+            let at: Vec<&StudyRow> = rows
+                .iter()
+                .copied()
+                .filter(|r| r.tokens.to_bits() == d)
+                .collect();
             let names: BTreeSet<&str> = at.iter().map(|r| r.model.as_str()).collect();
             let n = names
                 .into_iter()
-                .filter(|m| keep(&at.iter().copied().filter(|r| r.model == *m).collect::<Vec<_>>()))
+                .filter(|m| {
+                    keep(
+                        &at.iter()
+                            .copied()
+                            .filter(|r| r.model == *m)
+                            .collect::<Vec<_>>(),
+                    )
+                })
                 .count();
             (n, f64::from_bits(d))
         })
@@ -351,7 +407,8 @@ pub fn r_per_layer(rows: &[StudyRow]) -> Option<Figure> {
         .into_iter()
         .map(|(name, _, l, h, d)| {
             let m: Vec<&StudyRow> = sel.iter().copied().filter(|r| r.model == name).collect();
-            let layers: BTreeSet<usize> = m.iter().flat_map(|r| r.layer_r.keys().copied()).collect();
+            let layers: BTreeSet<usize> =
+                m.iter().flat_map(|r| r.layer_r.keys().copied()).collect();
             let pts = layers
                 .into_iter()
                 .filter_map(|l| {
@@ -409,7 +466,11 @@ pub fn precision(rows: &[StudyRow]) -> Option<Figure> {
                 let pts = mean_by(&m, |r| r.n_params.to_bits(), f);
                 Series {
                     label: p.to_string(),
-                    points: sorted(pts.into_iter().map(|(k, v)| (f64::from_bits(k), v)).collect()),
+                    points: sorted(
+                        pts.into_iter()
+                            .map(|(k, v)| (f64::from_bits(k), v))
+                            .collect(),
+                    ),
                     style: Style::Line,
                 }
             })
@@ -475,7 +536,11 @@ pub fn loss_vs_flops(rows: &[StudyRow], frontier: Option<&Frontier>) -> Option<F
             let pts = mean_by(&m, |r| r.flops.to_bits(), |r| r.eval_loss);
             Series {
                 label: format!("{name} (N {n:.1e})"),
-                points: sorted(pts.into_iter().map(|(k, v)| (f64::from_bits(k), v)).collect()),
+                points: sorted(
+                    pts.into_iter()
+                        .map(|(k, v)| (f64::from_bits(k), v))
+                        .collect(),
+                ),
                 style: Style::Points,
             }
         })
@@ -507,10 +572,16 @@ pub fn loss_vs_flops(rows: &[StudyRow], frontier: Option<&Frontier>) -> Option<F
 
 /// Every figure the rows allow, in the order of the module docs.
 pub fn figure_set(rows: &[StudyRow], frontier: Option<&Frontier>) -> Vec<Figure> {
-    [r_vs_data(rows), r_vs_shape(rows), r_per_layer(rows), precision(rows), loss_vs_flops(rows, frontier)]
-        .into_iter()
-        .flatten()
-        .collect()
+    [
+        r_vs_data(rows),
+        r_vs_shape(rows),
+        r_per_layer(rows),
+        precision(rows),
+        loss_vs_flops(rows, frontier),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 const W: u32 = 1300;
@@ -519,8 +590,16 @@ const H: u32 = 620;
 fn colour(i: usize, k: usize) -> RGBColor {
     // Tableau 10: distinct on white for up to 10 series.
     const T: [(u8, u8, u8); 10] = [
-        (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-        (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+        (31, 119, 180),
+        (255, 127, 14),
+        (44, 160, 44),
+        (214, 39, 40),
+        (148, 103, 189),
+        (140, 86, 75),
+        (227, 119, 194),
+        (127, 127, 127),
+        (188, 189, 34),
+        (23, 190, 207),
     ];
     let _ = k;
     let c = T[i % T.len()];
@@ -528,7 +607,9 @@ fn colour(i: usize, k: usize) -> RGBColor {
 }
 
 fn range(v: impl Iterator<Item = f64>, pad: f64) -> std::ops::Range<f64> {
-    let (lo, hi) = v.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| (l.min(x), h.max(x)));
+    let (lo, hi) = v.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| {
+        (l.min(x), h.max(x))
+    });
     if !lo.is_finite() {
         return 0.0..1.0;
     }
@@ -544,10 +625,18 @@ pub fn draw(path: &Path, fig: &Figure) -> Result<()> {
         root.fill(&WHITE).map_err(super::e)?;
         let (head, rest) = root.split_vertically(44);
         let (body, foot) = rest.split_vertically(H - 44 - 28);
-        head.draw_text(&fig.title, &("sans-serif", 24).into_text_style(&head), (16, 10))
-            .map_err(super::e)?;
-        foot.draw_text(&fig.note, &("sans-serif", 14).into_text_style(&foot), (16, 6))
-            .map_err(super::e)?;
+        head.draw_text(
+            &fig.title,
+            &("sans-serif", 24).into_text_style(&head),
+            (16, 10),
+        )
+        .map_err(super::e)?;
+        foot.draw_text(
+            &fig.note,
+            &("sans-serif", 14).into_text_style(&foot),
+            (16, 6),
+        )
+        .map_err(super::e)?;
         let areas = body.split_evenly((1, fig.panels.len().max(1)));
         for (p, area) in fig.panels.iter().zip(areas) {
             draw_panel(&area, p)?;
@@ -570,7 +659,11 @@ fn draw_panel(area: &DrawingArea<BitMapBackend, plotters::coord::Shift>, p: &Pan
             format!("{v:.0}")
         } else if p.x_log {
             let x = 10f64.powf(*v);
-            if x >= 1e4 { format!("{x:.0e}") } else { format!("{x:.2}") }
+            if x >= 1e4 {
+                format!("{x:.0e}")
+            } else {
+                format!("{x:.2}")
+            }
         } else if span < 10.0 {
             format!("{v:.1}")
         } else {
@@ -594,7 +687,13 @@ fn draw_panel(area: &DrawingArea<BitMapBackend, plotters::coord::Shift>, p: &Pan
         .x_desc(p.x_label.as_str())
         .y_desc(p.y_label.as_str())
         .x_label_formatter(&xfmt)
-        .x_labels(if ints && span < 12.0 { span.floor() as usize + 1 } else if p.x_log { 6 } else { 10 })
+        .x_labels(if ints && span < 12.0 {
+            span.floor() as usize + 1
+        } else if p.x_log {
+            6
+        } else {
+            10
+        })
         .light_line_style(RGBColor(238, 238, 238))
         .label_style(("sans-serif", 14))
         .axis_desc_style(("sans-serif", 15))
@@ -602,14 +701,20 @@ fn draw_panel(area: &DrawingArea<BitMapBackend, plotters::coord::Shift>, p: &Pan
         .map_err(super::e)?;
     let k = p.series.len();
     for (i, s) in p.series.iter().enumerate() {
-        let col = if s.style == Style::Dashed { BLACK } else { colour(i, k) };
+        let col = if s.style == Style::Dashed {
+            BLACK
+        } else {
+            colour(i, k)
+        };
         let xy: Vec<(f64, f64)> = s.points.iter().map(|&(x, y)| (tx(x), y)).collect();
         match s.style {
             Style::Dashed => {
                 ch.draw_series(DashedLineSeries::new(xy, 8, 5, col.stroke_width(2)))
                     .map_err(super::e)?
                     .label(&s.label)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], col.stroke_width(2)));
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 16, y)], col.stroke_width(2))
+                    });
             }
             Style::Line | Style::Points => {
                 if s.style == Style::Line && xy.len() >= 2 {
@@ -628,7 +733,11 @@ fn draw_panel(area: &DrawingArea<BitMapBackend, plotters::coord::Shift>, p: &Pan
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(180, 180, 180))
             .label_font(("sans-serif", 13))
-            .position(if falling { SeriesLabelPosition::UpperRight } else { SeriesLabelPosition::LowerRight })
+            .position(if falling {
+                SeriesLabelPosition::UpperRight
+            } else {
+                SeriesLabelPosition::LowerRight
+            })
             .draw()
             .map_err(super::e)?;
     }
@@ -676,18 +785,31 @@ mod tests {
         // Precision: only the base model ran both; the largest D where it did.
         let f = precision(&rows).unwrap();
         assert!(f.title.contains("8.0e5"), "{}", f.title);
-        assert_eq!(f.panels[1].series[0].points, vec![((24 * 64 * 64) as f64, 0.2)]);
+        assert_eq!(
+            f.panels[1].series[0].points,
+            vec![((24 * 64 * 64) as f64, 0.2)]
+        );
         // Training time from the measured throughput when the rows have it.
         let mut with_tps = rows.clone();
         for r in &mut with_tps {
-            r.tokens_per_s = Some(if r.precision == "fp32" { 4000.0 } else { 2000.0 });
+            r.tokens_per_s = Some(if r.precision == "fp32" {
+                4000.0
+            } else {
+                2000.0
+            });
         }
         let f = precision(&with_tps).unwrap();
         let t = &f.panels[0];
         assert!(t.y_label.contains("tokens per s"));
         assert_eq!(t.series[0].label, "bf16");
-        assert_eq!(t.series[0].points, vec![((24 * 64 * 64) as f64, 8e5 / 2000.0)]);
-        assert_eq!(t.series[1].points, vec![((24 * 64 * 64) as f64, 8e5 / 4000.0)]);
+        assert_eq!(
+            t.series[0].points,
+            vec![((24 * 64 * 64) as f64, 8e5 / 2000.0)]
+        );
+        assert_eq!(
+            t.series[1].points,
+            vec![((24 * 64 * 64) as f64, 8e5 / 4000.0)]
+        );
         // No second precision: no precision figure.
         let fp32: Vec<StudyRow> = rows.into_iter().filter(|r| r.precision == "fp32").collect();
         assert!(precision(&fp32).is_none());

@@ -95,11 +95,9 @@ pub fn draw_figure_set(results: &Path, out: &Path) -> Result<Vec<PathBuf>> {
 
 /// `brainscale scaling plots`.
 pub fn run_plots(a: &PlotsArgs) -> Result<Vec<PathBuf>> {
-    let out = a.out.clone().unwrap_or_else(|| {
-        a.results
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join("figures")
-    });
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| a.results.parent().unwrap_or(Path::new(".")).join("figures"));
     draw_figure_set(&a.results, &out)
 }
