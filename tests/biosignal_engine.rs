@@ -1,7 +1,7 @@
 //! The bio-signal models through the training engine (`crate::nn`): MAE pretraining,
 //! BIOT's contrastive pretraining, fine-tuning from a pretrained encoder, multimodal mixtures.
 use brainscale::biosignal::objectives::{MaeTarget, MaskConfig};
-use brainscale::models::bio_train::{
+use brainscale::biosignal::train::{
     BiotContrastive, BiotSupervised, CitrusMae, CitrusSupervised, InMemorySignals, MixtureSignals,
 };
 use brainscale::models::biot::BiotConfig;

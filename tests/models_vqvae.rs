@@ -77,7 +77,7 @@ fn shapes_through_encoder_codebook_and_decoder() {
             ..tiny_cfg()
         };
         let vs = nn::VarStore::new(Device::Cpu);
-        let mut m = VqVae::new(&vs.root(), &cfg).unwrap();
+        let m = VqVae::new(&vs.root(), &cfg).unwrap();
         let x = Tensor::rand([2, 3, 4, 16, 16], (Kind::Float, Device::Cpu)) - 0.5;
         let o = m.forward(&x, true).unwrap();
         let lat = cfg.latent_shape();

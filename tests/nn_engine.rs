@@ -297,7 +297,7 @@ fn frozen_parameters_stay_put_and_the_rest_train() {
     let _g = lock();
     let data = teacher();
     let mut t = Trainer::<Mlp>::with_init(&cfg(), &tc(20), Device::Cpu, |vs, _| {
-        for (n, mut v) in vs.variables() {
+        for (n, v) in vs.variables() {
             if n.starts_with("l1.") {
                 let _ = v.set_requires_grad(false);
             }

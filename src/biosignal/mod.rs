@@ -11,8 +11,10 @@
 //! Then [`resample::align`] brings a downstream set to the pretraining rate and length,
 //! [`synth::Generator`] streams labelled windows with known structure, and [`metrics`] scores
 //! predictions. Model code consumes [`Dataset::to_tensors`] / [`Dataset::batch`]; the
-//! pretraining and fine-tuning losses are in [`objectives`].
+//! pretraining and fine-tuning losses are in [`objectives`], the models' adapters to the training
+//! engine in [`train`], and the bench-train cases in [`bench`].
 pub mod accel;
+pub mod bench;
 pub mod cli;
 pub mod edf;
 pub mod metrics;
@@ -21,6 +23,7 @@ pub mod resample;
 pub mod spectral;
 pub mod synth;
 pub mod tensors;
+pub mod train;
 pub mod window;
 
 use anyhow::{bail, Context, Result};

@@ -4,10 +4,7 @@
 //! interchange ([`hf`]) and the token cache ([`codes`]). The stages that train and use them are
 //! [`crate::tokenizer`], [`crate::pretrain`] and [`crate::features::gpt`].
 //! The bio-signal models: BIOT ([`biot`]) and the CiTrus-style hybrid ([`citrus`]) on shared
-//! [`layers`], their training objectives on the engine ([`bio_train`]) and bench-train cases
-//! ([`bench_bio`]).
-pub mod bench_bio;
-pub mod bio_train;
+//! [`layers`]; their training adapters live with the track ([`crate::biosignal::train`]).
 pub mod biot;
 pub mod citrus;
 pub mod codes;
