@@ -1,11 +1,11 @@
 //! The bio-signal models through the training engine (`crate::nn`): MAE pretraining,
 //! BIOT's contrastive pretraining, fine-tuning from a pretrained encoder, multimodal mixtures.
-use brainscale::biosignal::objectives::{MaeTarget, MaskConfig};
 use brainscale::biosignal::train::{
     BiotContrastive, BiotSupervised, CitrusMae, CitrusSupervised, InMemorySignals, MixtureSignals,
 };
 use brainscale::models::biot::BiotConfig;
 use brainscale::models::citrus::{CitrusConfig, CitrusVariant};
+use brainscale::models::objectives::{MaeTarget, MaskConfig};
 use brainscale::nn::{Data, TrainConfig, Trainer};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

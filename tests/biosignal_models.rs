@@ -1,11 +1,11 @@
 //! Bio-signal models (BIOT, CiTrus hybrid) and their objectives, on CPU at tiny sizes, against
 //! closed forms, naive formulations and an independent PyTorch build (`bench/biot_torch.py`).
-use brainscale::biosignal::objectives::{
+use brainscale::models::biot::{linear_attention, stft_tokens, Biot, BiotConfig, BiotPretrain};
+use brainscale::models::citrus::{Citrus, CitrusConfig, CitrusVariant};
+use brainscale::models::objectives::{
     biot_keep_frames, info_nce, mae_target, masked_mse, patch_spectrum, patchify, span_mask,
     MaeTarget, MaskConfig,
 };
-use brainscale::models::biot::{linear_attention, stft_tokens, Biot, BiotConfig, BiotPretrain};
-use brainscale::models::citrus::{Citrus, CitrusConfig, CitrusVariant};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::path::{Path, PathBuf};

@@ -6,10 +6,10 @@
 //! A step is the engine's full optimizer step ([`crate::nn::Trainer::train_step`]) on random
 //! windows: forward, loss (BIOT: cross-entropy of the classifier, as BIOT's supervised runs;
 //! CiTrus: the masked auto-encoding loss), backward, gradient norm, AdamW.
-use super::objectives::SignalBatch;
 use super::train::{BiotSupervised, CitrusMae, InMemorySignals};
 use crate::models::biot::BiotConfig;
 use crate::models::citrus::CitrusConfig;
+use crate::models::objectives::SignalBatch;
 use crate::nn::{Model, Precision, TrainConfig, Trainer};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};

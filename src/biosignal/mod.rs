@@ -11,14 +11,13 @@
 //! Then [`resample::align`] brings a downstream set to the pretraining rate and length,
 //! [`synth::Generator`] streams labelled windows with known structure, and [`metrics`] scores
 //! predictions. Model code consumes [`Dataset::to_tensors`] / [`Dataset::batch`]; the
-//! pretraining and fine-tuning losses are in [`objectives`], the models' adapters to the training
+//! pretraining and fine-tuning losses are in [`crate::models::objectives`], the models' adapters to the training
 //! engine in [`train`], and the bench-train cases in [`bench`].
 pub mod accel;
 pub mod bench;
 pub mod cli;
 pub mod edf;
 pub mod metrics;
-pub mod objectives;
 pub mod resample;
 pub mod spectral;
 pub mod synth;

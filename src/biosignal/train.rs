@@ -14,10 +14,10 @@
 //! [`CitrusMae`] into [`CitrusSupervised`] (e.g. `VarStore::load_partial` in `Trainer::with_init`).
 //! Throughput units are samples; FLOPs per sample come from the configs'
 //! `train_flops_per_sample(channels, samples, ..)`.
-use super::objectives::{self, SignalBatch};
 use crate::models::biot::{Biot, BiotConfig, BiotPretrain};
 use crate::models::citrus::{Citrus, CitrusConfig};
 use crate::models::layers;
+use crate::models::objectives::{self, SignalBatch};
 use crate::nn::trainer::{Data, Loss, Model};
 use anyhow::{bail, Context, Result};
 use rand::{Rng, SeedableRng};

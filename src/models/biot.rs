@@ -18,7 +18,7 @@
 //! 5. Mean over the sequence → [B, d] embedding; head ELU → Linear(d, n_classes).
 //!
 //! The unsupervised pretraining model ([`BiotPretrain`]) adds BIOT's predictor MLP
-//! (Linear–GELU–Linear) for the contrastive objective in [`crate::biosignal::objectives`].
+//! (Linear–GELU–Linear) for the contrastive objective in [`crate::models::objectives`].
 //!
 //! Variable names (`encoder.layers.0.attn.to_q.weight`, ...) are those of `bench/biot_torch.py`,
 //! the independent PyTorch build used to check logits.
@@ -409,7 +409,7 @@ impl BiotEncoder {
 
     /// BIOT's perturbed view: channel `c` keeps only the frames `keep[c]` (in that order), then the
     /// kept tokens of all channels are concatenated. `keep.len()` must equal C; indices < T.
-    /// Draw `keep` with [`crate::biosignal::objectives::biot_keep_frames`].
+    /// Draw `keep` with [`crate::models::objectives::biot_keep_frames`].
     pub fn encode_subset(
         &self,
         x: &Tensor,
@@ -488,7 +488,7 @@ impl Biot {
     /// Mean cross-entropy of `labels` (int64 [B], 0..n_classes).
     pub fn loss(&self, x: &Tensor, labels: &Tensor, train: bool, kind: Kind) -> Result<Tensor> {
         let logits = self.forward(x, train, kind)?;
-        crate::biosignal::objectives::cross_entropy(&logits, labels)
+        crate::models::objectives::cross_entropy(&logits, labels)
     }
 }
 
@@ -520,7 +520,7 @@ impl BiotPretrain {
 
     /// BIOT's contrastive loss of x [B, C, L]: view A keeps `keep[c]` frames of each channel and
     /// goes through the predictor, view B is the whole sample; InfoNCE at `temperature`
-    /// ([`crate::biosignal::objectives::info_nce`], anchors = view B as in BIOT's training step).
+    /// ([`crate::models::objectives::info_nce`], anchors = view B as in BIOT's training step).
     pub fn contrastive_loss(
         &self,
         x: &Tensor,
@@ -537,6 +537,6 @@ impl BiotPretrain {
             kind,
         );
         let b = self.encoder.encode(x, channel_offset, train, kind)?;
-        crate::biosignal::objectives::info_nce(&b, &a, temperature)
+        crate::models::objectives::info_nce(&b, &a, temperature)
     }
 }

@@ -13,17 +13,17 @@
 //!    (non-causal), GELU MLP, final LayerNorm.
 //! 5. Embedding: mean over patches, then over channels → [B, d]; head Linear(d → n_classes).
 //! 6. **Masked auto-encoding** ([`Citrus::mae_loss`]): contiguous runs of patches are masked
-//!    ([`crate::biosignal::objectives::span_mask`]); their samples are zeroed before the stem
+//!    ([`crate::models::objectives::span_mask`]); their samples are zeroed before the stem
 //!    (so the convolution cannot see them) and their tokens replaced by a learned `mask_token`; a
 //!    **light decoder** (Linear d → d_dec, positions, `dec_layers` blocks, LayerNorm, Linear) predicts
 //!    the target of every patch, the loss counts masked patches only: time-domain samples or the
-//!    patch spectrum ([`crate::biosignal::objectives::MaeTarget`]).
+//!    patch spectrum ([`crate::models::objectives::MaeTarget`]).
 //!
 //! `variant = "conv"` is the convolution-only model (stem → mean over time and channels → head,
 //! embedding width s), which the paper reports as strong in low-data regimes; its variables are a
 //! subset of the hybrid's (`stem.*`, `head.*` when widths match), so a pretrained stem loads into it.
 use super::layers::{LayerNorm, Linear};
-use crate::biosignal::objectives::{self, MaeTarget, MaskConfig};
+use crate::models::objectives::{self, MaeTarget, MaskConfig};
 use anyhow::{bail, Context, Result};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

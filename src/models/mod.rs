@@ -11,4 +11,5 @@ pub mod codes;
 pub mod gpt;
 pub mod hf;
 pub mod layers;
+pub mod objectives;
 pub mod vqvae;
