@@ -1,5 +1,8 @@
 //! `brainscale bench-train`: training throughput (tokens/s, TFLOP/s, MFU against the matmul
-//! peak measured in the same run) of the GPT-2 prior at the study's sizes.
+//! peak measured in the same run) of the GPT-2 prior at the study's sizes, and of the bio-signal
+//! models (presets `biot-*`, `citrus-*`, or a `biot-*.toml` / `citrus-*.toml` model:
+//! [`crate::biosignal::bench`], samples/s, with BIOT timed against PyTorch eager by `--torch`).
+use crate::biosignal::bench::{run_bench_bio, BenchBioArgs, BioBenchPreset};
 use crate::flops;
 use crate::io;
 use crate::models::gpt::{Gpt, GptConfig, Precision};
@@ -22,10 +25,32 @@ pub enum BenchPreset {
     VideogptFp16,
     /// A small model for a CPU run: d128 L4 H4, ctx 256, batch 4, vocab 2048, fp32.
     CpuSmall,
+    /// BIOT reference (d256 L4 H8, 3.2 M), 16 channels × 10 s at 200 Hz, batch 8, fp32.
+    BiotCpu,
+    /// BIOT reference, 18 channels × 10 s, batch 256 (GPU).
+    BiotGpu,
+    /// citrus-small (MAE, frequency target), 1 channel × 200 samples, batch 32, fp32.
+    CitrusCpu,
+    /// citrus-small, batch 2048 (GPU).
+    CitrusGpu,
 }
 
 impl BenchPreset {
-    /// Model, precision and batch size of the preset.
+    /// The bio-signal case this preset names, if it is one.
+    pub fn bio(self) -> Option<BioBenchPreset> {
+        match self {
+            BenchPreset::BiotCpu => Some(BioBenchPreset::BiotCpu),
+            BenchPreset::BiotGpu => Some(BioBenchPreset::BiotGpu),
+            BenchPreset::CitrusCpu => Some(BioBenchPreset::CitrusCpu),
+            BenchPreset::CitrusGpu => Some(BioBenchPreset::CitrusGpu),
+            _ => None,
+        }
+    }
+}
+
+impl BenchPreset {
+    /// Model, precision and batch size of a GPT preset (the bio-signal presets fall back to
+    /// `cpu-small`: they are dispatched before, see [`BenchPreset::bio`]).
     pub fn case(self) -> (GptConfig, Precision, usize) {
         let videogpt = GptConfig {
             name: "videogpt-prior".into(),
@@ -60,7 +85,11 @@ impl BenchPreset {
             BenchPreset::VideogptTf32 => (videogpt, Precision::Tf32, 32),
             BenchPreset::VideogptBf16 => (videogpt, Precision::Bf16, 32),
             BenchPreset::VideogptFp16 => (videogpt, Precision::Fp16, 32),
-            BenchPreset::CpuSmall => (
+            BenchPreset::CpuSmall
+            | BenchPreset::BiotCpu
+            | BenchPreset::BiotGpu
+            | BenchPreset::CitrusCpu
+            | BenchPreset::CitrusGpu => (
                 GptConfig {
                     name: "cpu-small".into(),
                     d_model: 128,
@@ -106,6 +135,44 @@ pub struct BenchTrainArgs {
     /// Append the result row to this CSV (created with a header).
     #[arg(long)]
     pub csv: Option<PathBuf>,
+    /// Bio-signal cases: channels per window.
+    #[arg(long)]
+    pub channels: Option<i64>,
+    /// Bio-signal cases: samples per channel at the model rate.
+    #[arg(long)]
+    pub samples: Option<i64>,
+    /// BIOT on the CPU: also time the same configuration in PyTorch eager
+    /// (`bench/biot_torch.py`) and print the ratio.
+    #[arg(long)]
+    pub torch: bool,
+    /// Bio-signal cases: alternate brainscale and PyTorch this many times; medians reported.
+    #[arg(long, default_value_t = 1)]
+    pub repeats: usize,
+}
+
+/// A bio-signal case: a bio preset, or a model file named `biot-*` / `citrus-*`.
+fn bio_case(a: &BenchTrainArgs) -> Option<BenchBioArgs> {
+    let by_file = a.model.as_ref().is_some_and(|m| {
+        let n = m
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        n.starts_with("biot") || n.starts_with("citrus")
+    });
+    let preset = a.preset.and_then(BenchPreset::bio);
+    (preset.is_some() || by_file).then(|| BenchBioArgs {
+        preset,
+        model: a.model.clone(),
+        batch_size: a.batch_size,
+        channels: a.channels,
+        samples: a.samples,
+        steps: a.steps,
+        warmup: a.warmup,
+        device: a.device.clone(),
+        torch: a.torch,
+        repeats: a.repeats,
+        csv: a.csv.clone(),
+    })
 }
 
 /// One bench-train measurement.
@@ -188,6 +255,17 @@ pub fn bench_train(
 }
 
 pub fn run_bench_train(a: &BenchTrainArgs) -> Result<()> {
+    if let Some(b) = bio_case(a) {
+        let precision = a.precision.unwrap_or(Precision::Fp32);
+        if reexec_for_precision(precision)? {
+            return Ok(());
+        }
+        run_bench_bio(&b, parse_device(&a.device)?, precision)?;
+        return Ok(());
+    }
+    if a.channels.is_some() || a.samples.is_some() || a.torch {
+        bail!("--channels, --samples and --torch apply to the bio-signal cases (biot-*, citrus-*)");
+    }
     let (mut cfg, mut precision, mut batch) = a.preset.unwrap_or(BenchPreset::CpuSmall).case();
     if let Some(m) = &a.model {
         cfg = GptConfig::load(m)?;

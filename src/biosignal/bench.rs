@@ -6,9 +6,8 @@
 //! A step is the engine's full optimizer step ([`crate::nn::Trainer::train_step`]) on random
 //! windows: forward, loss (BIOT: cross-entropy of the classifier, as BIOT's supervised runs;
 //! CiTrus: the masked auto-encoding loss), backward, gradient norm, AdamW.
-use super::train::{BiotSupervised, CitrusMae, InMemorySignals};
+use super::train::{BioModelConfig, BiotSupervised, CitrusMae, InMemorySignals};
 use crate::models::biot::BiotConfig;
-use crate::models::citrus::CitrusConfig;
 use crate::models::objectives::SignalBatch;
 use crate::nn::{Model, Precision, TrainConfig, Trainer};
 use anyhow::{anyhow, bail, Context, Result};
@@ -29,40 +28,6 @@ pub enum BioBenchPreset {
     CitrusCpu,
     /// citrus-small, 1 channel × 200 samples, batch 2048 (GPU).
     CitrusGpu,
-}
-
-/// The model of a case.
-#[derive(Debug, Clone)]
-pub enum BioModelConfig {
-    Biot(BiotConfig),
-    Citrus(CitrusConfig),
-}
-
-impl BioModelConfig {
-    /// Reads `biot-*` or `citrus-*` TOMLs (by the file name's prefix).
-    pub fn load(path: &Path) -> Result<Self> {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
-        if name.starts_with("citrus") {
-            Ok(Self::Citrus(CitrusConfig::load(path)?))
-        } else if name.starts_with("biot") {
-            Ok(Self::Biot(BiotConfig::load(path)?))
-        } else {
-            bail!(
-                "{}: bio-signal model configs are named biot-*.toml or citrus-*.toml",
-                path.display()
-            )
-        }
-    }
-
-    pub fn name(&self) -> &str {
-        match self {
-            Self::Biot(c) => &c.name,
-            Self::Citrus(c) => &c.name,
-        }
-    }
 }
 
 impl BioBenchPreset {

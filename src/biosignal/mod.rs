@@ -17,12 +17,15 @@ pub mod accel;
 pub mod bench;
 pub mod cli;
 pub mod edf;
+pub mod finetune;
 pub mod metrics;
+pub mod pretrain;
 pub mod resample;
 pub mod spectral;
 pub mod synth;
 pub mod tensors;
 pub mod train;
+pub mod transfer;
 pub mod window;
 
 use anyhow::{bail, Context, Result};

@@ -388,3 +388,37 @@ impl Data<SignalBatch> for MixtureSignals {
         })
     }
 }
+
+/// A bio-signal model config: BIOT or the CiTrus-style hybrid (or its conv-only variant).
+#[derive(Debug, Clone)]
+pub enum BioModelConfig {
+    Biot(BiotConfig),
+    Citrus(CitrusConfig),
+}
+
+impl BioModelConfig {
+    /// Reads `biot-*` or `citrus-*` TOMLs (by the file name's prefix).
+    pub fn load(path: &Path) -> Result<Self> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        if name.starts_with("citrus") {
+            Ok(Self::Citrus(CitrusConfig::load(path)?))
+        } else if name.starts_with("biot") {
+            Ok(Self::Biot(BiotConfig::load(path)?))
+        } else {
+            bail!(
+                "{}: bio-signal model configs are named biot-*.toml or citrus-*.toml",
+                path.display()
+            )
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Biot(c) => &c.name,
+            Self::Citrus(c) => &c.name,
+        }
+    }
+}

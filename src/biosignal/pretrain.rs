@@ -1,0 +1,234 @@
+//! Self-supervised pretraining of a bio-signal model on one or several unlabelled pools, through
+//! the training engine ([`crate::nn::fit`]: checkpoints, resume, loss CSV, progress).
+//!
+//! Objectives ([`Objective`]):
+//! - `mae-time` / `mae-freq`: CiTrus-style masked auto-encoding of the hybrid model (contiguous
+//!   spans of patches masked; MSE on masked patches only) with the raw patch samples as target,
+//!   or ln(1 + |rfft(patch)|/√P) of each masked patch ([`crate::models::objectives::MaeTarget`]);
+//! - `contrastive`: BIOT's unsupervised objective (a view with a random subset of STFT frames
+//!   per channel, a predictor MLP, InfoNCE against the full view at τ = 0.2).
+//!
+//! Every pool must already have the model's rate and window length (the pretraining shape,
+//! recorded in `pretrain.json` so that fine-tuning aligns downstream sets to it). Several pools
+//! make a multimodal mixture ([`MixtureSignals`]): each batch comes whole from one pool, pools
+//! equally likely; CiTrus sees every channel as its own sequence, BIOT gives each pool its own
+//! rows of the channel table (offsets in pool order). The last ⌈N/10⌉ windows of each pool (at
+//! most 64) are held out for the evaluation loss.
+use super::train::{BioModelConfig, BiotContrastive, CitrusMae, InMemorySignals, MixtureSignals};
+use super::Dataset;
+use crate::models::citrus::CitrusVariant;
+use crate::models::objectives::MaeTarget;
+use crate::nn::fit::{fit, FitOptions, TrainSummary};
+use crate::nn::{TrainConfig, Trainer};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use tch::Device;
+
+/// A pretraining objective.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Objective {
+    /// Masked auto-encoding, time-domain target (CiTrus hybrid).
+    MaeTime,
+    /// Masked auto-encoding, log-magnitude spectrum target (CiTrus hybrid).
+    MaeFreq,
+    /// BIOT's contrastive objective (BIOT).
+    Contrastive,
+}
+
+impl Objective {
+    pub fn name(self) -> &'static str {
+        match self {
+            Objective::MaeTime => "mae-time",
+            Objective::MaeFreq => "mae-freq",
+            Objective::Contrastive => "contrastive",
+        }
+    }
+}
+
+/// What a pretraining folder holds besides the checkpoint (`pretrain.json`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PretrainInfo {
+    /// "biot" or "citrus".
+    pub arch: String,
+    pub objective: Objective,
+    /// The pretraining shape: rate (Hz) and window length (samples).
+    pub rate: f64,
+    pub length: usize,
+    /// Each pool's source and window count.
+    pub pools: Vec<(String, usize)>,
+    pub steps: u64,
+    pub final_eval_loss: Option<f64>,
+}
+
+/// Settings of one pretraining run.
+#[derive(Debug, Clone)]
+pub struct PretrainOptions {
+    pub steps: u64,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub seed: u64,
+    pub device: Device,
+    pub progress: bool,
+}
+
+impl Default for PretrainOptions {
+    fn default() -> Self {
+        Self {
+            steps: 300,
+            batch_size: 32,
+            lr: 1e-3,
+            seed: 0,
+            device: Device::Cpu,
+            progress: false,
+        }
+    }
+}
+
+/// The model config a pretraining folder was trained with (`config.toml` and `pretrain.json`).
+pub fn load_pretrained_model(dir: &Path) -> Result<(BioModelConfig, PretrainInfo)> {
+    let info: PretrainInfo =
+        crate::io::read_json(&dir.join("pretrain.json")).with_context(|| {
+            format!(
+                "{}: not a `biosignal pretrain` folder (pretrain.json)",
+                dir.display()
+            )
+        })?;
+    let cfg = dir.join("config.toml");
+    let model = match info.arch.as_str() {
+        "biot" => BioModelConfig::Biot(crate::models::biot::BiotConfig::load(&cfg)?),
+        "citrus" => BioModelConfig::Citrus(crate::models::citrus::CitrusConfig::load(&cfg)?),
+        a => bail!("{}: unknown arch '{a}'", dir.display()),
+    };
+    Ok((model, info))
+}
+
+/// Pretrains `model` with `objective` on `pools` into `out` (resuming a checkpoint there; a
+/// finished run returns at once) and writes `out/pretrain.json`. The model config is adapted to
+/// the objective: MAE sets the hybrid's `mae_target` (a frequency target keeps the config's `log`
+/// flag, default log). Errors: objective and architecture mismatched, pools of different rates
+/// or lengths (named), unlabelled-pool shapes the model cannot take, too few windows.
+pub fn pretrain(
+    model: &BioModelConfig,
+    objective: Objective,
+    pools: &[Dataset],
+    opts: &PretrainOptions,
+    out: &Path,
+) -> Result<TrainSummary> {
+    let Some(first) = pools.first() else {
+        bail!("no pretraining pool given");
+    };
+    let Some(rate) = first.rate else {
+        bail!("{}: sampling rate unknown", first.source);
+    };
+    let length = first.window_len();
+    for p in pools {
+        if p.rate != Some(rate) || p.window_len() != length {
+            bail!(
+                "{}: {} × {} samples, but {} has {} × {}: align every pool to one rate and length \
+                 (biosignal resample)",
+                p.source,
+                super::fmt_rate(p.rate),
+                p.window_len(),
+                first.source,
+                super::fmt_rate(Some(rate)),
+                length
+            );
+        }
+        if p.len() < 2 {
+            bail!("{}: a pool needs at least 2 windows", p.source);
+        }
+    }
+    let tc = TrainConfig {
+        seed: opts.seed,
+        batch_size: opts.batch_size,
+        max_steps: opts.steps,
+        lr: opts.lr,
+        min_lr: opts.lr / 10.0,
+        warmup_steps: (opts.steps / 10).max(1),
+        weight_decay: 0.01,
+        eval_every: (opts.steps / 5).max(1),
+        checkpoint_every: (opts.steps / 4).max(1),
+        ..TrainConfig::default()
+    };
+    let mut offset = 0;
+    let mut sources = Vec::new();
+    for p in pools {
+        let held = (p.len() / 10).clamp(1, 64);
+        let train: Vec<usize> = (0..p.len() - held).collect();
+        let eval: Vec<usize> = (p.len() - held..p.len()).collect();
+        let (x, _) = p.batch(&train, Device::Cpu)?;
+        let (xe, _) = p.batch(&eval, Device::Cpu)?;
+        let mut s = InMemorySignals::new(x, None, xe, None)?;
+        if matches!(model, BioModelConfig::Citrus(_)) {
+            s = s.into_single_channel();
+        } else {
+            s.channel_offset = offset;
+            offset += p.n_channels() as i64;
+        }
+        sources.push(s);
+    }
+    let n = sources.len();
+    let data = MixtureSignals::new(sources, vec![1.0; n])?;
+    let fo = |flops: f64| FitOptions {
+        flops_per_unit: flops,
+        progress: opts.progress,
+        label: format!("{} steps", objective.name()),
+    };
+    let (arch, summary) = match (model, objective) {
+        (BioModelConfig::Citrus(c), Objective::MaeTime | Objective::MaeFreq) => {
+            if c.variant != CitrusVariant::Hybrid {
+                bail!(
+                    "{}: masked auto-encoding needs the hybrid variant (the conv-only model has no decoder)",
+                    c.name
+                );
+            }
+            let mut c = c.clone();
+            c.mae_target = match (objective, c.mae_target) {
+                (Objective::MaeTime, _) => MaeTarget::Time,
+                (_, MaeTarget::Freq { log }) => MaeTarget::Freq { log },
+                _ => MaeTarget::Freq { log: true },
+            };
+            let mut t = Trainer::<CitrusMae>::open(out, &c, &tc, opts.device, |_, _| Ok(()))?;
+            let f = c.train_flops_per_sample(1, length as i64, true);
+            ("citrus", fit(&mut t, &data, out, &fo(f))?)
+        }
+        (BioModelConfig::Biot(c), Objective::Contrastive) => {
+            if offset > c.n_channels {
+                bail!(
+                    "{}: the pools have {offset} channels in all but the channel table has {} rows (n_channels)",
+                    c.name,
+                    c.n_channels
+                );
+            }
+            if (length as i64) < c.n_fft {
+                bail!(
+                    "{}: windows of {length} samples are shorter than one STFT frame (n_fft {})",
+                    c.name,
+                    c.n_fft
+                );
+            }
+            let mut t =
+                Trainer::<BiotContrastive>::open(out, c, &tc, opts.device, |_, _| Ok(()))?;
+            let f = c.train_flops_per_sample(first.n_channels() as i64, length as i64);
+            ("biot", fit(&mut t, &data, out, &fo(f))?)
+        }
+        (m, o) => bail!(
+            "{}: objective {} does not fit this model (mae-* trains the CiTrus hybrid, contrastive trains BIOT)",
+            m.name(),
+            o.name()
+        ),
+    };
+    let info = PretrainInfo {
+        arch: arch.into(),
+        objective,
+        rate,
+        length,
+        pools: pools.iter().map(|p| (p.source.clone(), p.len())).collect(),
+        steps: summary.steps,
+        final_eval_loss: summary.final_eval_loss,
+    };
+    crate::io::write_json(&out.join("pretrain.json"), &info)?;
+    Ok(summary)
+}
