@@ -7,7 +7,7 @@ use crate::flops;
 use crate::io;
 use crate::models::gpt::{Gpt, GptConfig, Precision};
 use crate::nn::{self, parse_device, reexec_for_precision, TrainConfig, Trainer};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
@@ -286,23 +286,7 @@ pub fn run_bench_train(a: &BenchTrainArgs) -> Result<()> {
         r.tokens_per_s, r.tflops, r.peak_matmul_tflops, 100.0 * r.mfu
     );
     if let Some(path) = &a.csv {
-        let mut rows: Vec<BenchTrainRow> = if path.exists() {
-            csv::Reader::from_path(path)?
-                .deserialize()
-                .collect::<Result<_, _>>()
-                .with_context(|| format!("parsing {}", path.display()))?
-        } else {
-            Vec::new()
-        };
-        rows.push(r);
-        io::write_atomic(path, |tmp| {
-            let mut w = csv::Writer::from_path(tmp)?;
-            for r in &rows {
-                w.serialize(r)?;
-            }
-            w.flush()?;
-            Ok(())
-        })?;
+        io::append_csv(path, r)?;
     }
     Ok(())
 }

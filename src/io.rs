@@ -71,6 +71,40 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     serde_json::from_str(&text).with_context(|| format!("parsing JSON in {}", path.display()))
 }
 
+/// Atomically writes serde rows as CSV with a header.
+pub fn write_csv<T: serde::Serialize>(path: &Path, rows: &[T]) -> Result<()> {
+    write_atomic(path, |tmp| {
+        let mut w = csv::Writer::from_path(tmp)?;
+        for r in rows {
+            w.serialize(r)?;
+        }
+        w.flush()?;
+        Ok(())
+    })
+}
+
+/// Reads serde rows from a CSV with a header; a missing file is no rows. Errors name the file.
+pub fn read_csv<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    csv::Reader::from_path(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .deserialize()
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Appends one row to a CSV written by [`write_csv`] (rewritten atomically).
+pub fn append_csv<T: serde::Serialize + serde::de::DeserializeOwned>(
+    path: &Path,
+    row: T,
+) -> Result<()> {
+    let mut rows: Vec<T> = read_csv(path)?;
+    rows.push(row);
+    write_csv(path, &rows)
+}
+
 /// One named array to store; f32, f64, i64 and u8 are what the pipeline needs.
 pub enum Tensor {
     F32(ArrayD<f32>),

@@ -341,23 +341,7 @@ pub fn run_bench_bio(
     }
     println!("{}", describe(&r));
     if let Some(path) = &a.csv {
-        let mut rows: Vec<BioBenchRow> = if path.exists() {
-            csv::Reader::from_path(path)?
-                .deserialize()
-                .collect::<Result<_, _>>()
-                .with_context(|| format!("parsing {}", path.display()))?
-        } else {
-            Vec::new()
-        };
-        rows.push(r.clone());
-        crate::io::write_atomic(path, |tmp| {
-            let mut w = csv::Writer::from_path(tmp)?;
-            for r in &rows {
-                w.serialize(r)?;
-            }
-            w.flush()?;
-            Ok(())
-        })?;
+        crate::io::append_csv(path, r.clone())?;
     }
     Ok(r)
 }

@@ -592,14 +592,7 @@ fn run_finetune(a: &FinetuneArgs) -> Result<()> {
         );
     }
     if let Some(path) = &a.csv {
-        crate::io::write_atomic(path, |tmp| {
-            let mut w = csv::Writer::from_path(tmp)?;
-            for r in &rows {
-                w.serialize(r)?;
-            }
-            w.flush()?;
-            Ok(())
-        })?;
+        crate::io::write_csv(path, &rows)?;
         println!("wrote {}", path.display());
     }
     Ok(())
@@ -629,7 +622,7 @@ fn run_transfer(a: &TransferArgs, default: Preset, out: &str) -> Result<()> {
     let table = transfer::run(&plan, &data, &out, true)?;
     println!("{table}");
     println!(
-        "wrote {} (transfer-synthetic.csv, transfer-epilepsy.csv, alignment.csv, runs.csv, transfer.png) in {:.0} s",
+        "wrote {} (transfer-synthetic.csv, transfer-epilepsy.csv, alignment.csv, runs.csv, transfer.png, transfer-linear-probe.png) in {:.0} s",
         out.display(),
         t0.elapsed().as_secs_f64()
     );

@@ -25,7 +25,8 @@
 //!
 //! Outputs in `--out`: `runs.csv` (every fine-tuning run; reruns skip the runs it holds, and
 //! pretraining resumes from its checkpoints), `transfer-synthetic.csv`, `transfer-epilepsy.csv`
-//! (mean ± sd over seeds), `alignment.csv` and `transfer.png`.
+//! (mean ± sd over seeds), `alignment.csv`, `transfer.png` (full fine-tuning) and
+//! `transfer-linear-probe.png`.
 use super::finetune::{finetune, summarise, FinetuneOptions, MeanSd, Mode, Regime, ScoreSummary};
 use super::metrics::Scores;
 use super::pretrain::{pretrain, Objective, PretrainOptions};
@@ -50,7 +51,8 @@ pub const LENGTH: usize = 256;
 pub enum Preset {
     /// A few minutes on 2 cores: small pools, short runs, 3 seeds.
     Demo,
-    /// The recorded study (results/biosignal/): larger pools, longer runs, 5 seeds.
+    /// The recorded study (results/biosignal/): larger pools and labelled sets, longer
+    /// pretraining, regimes down to 1% (one window per class); about 20 minutes on 2 cores.
     Full,
 }
 
@@ -78,7 +80,7 @@ impl Preset {
             .expect("models/biot-transfer.toml parses");
         let (pool, train, pre, ft, seeds) = match self {
             Preset::Demo => (600, 250, 150, 40, 3),
-            Preset::Full => (3000, 1000, 600, 100, 5),
+            Preset::Full => (1500, 500, 300, 40, 3),
         };
         Plan {
             pool_windows: pool,
@@ -237,17 +239,6 @@ fn synthetic(
     Ok(zscored(resample::align(&d, RATE, LENGTH, method)?))
 }
 
-fn append_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
-    crate::io::write_atomic(path, |tmp| {
-        let mut w = csv::Writer::from_path(tmp)?;
-        for r in rows {
-            w.serialize(r)?;
-        }
-        w.flush()?;
-        Ok(())
-    })
-}
-
 struct Study<'a> {
     plan: &'a Plan,
     out: &'a Path,
@@ -304,7 +295,7 @@ impl Study<'_> {
                 };
                 self.done.insert(row.key(), self.runs.len());
                 self.runs.push(row);
-                append_csv(&self.out.join("runs.csv"), &self.runs)?;
+                crate::io::write_csv(&self.out.join("runs.csv"), &self.runs)?;
             }
         }
         Ok(())
@@ -365,14 +356,7 @@ pub fn summarise_runs(runs: &[RunRow]) -> Result<Vec<SummaryRow>> {
 pub fn run(plan: &Plan, data: &RealData, out: &Path, progress: bool) -> Result<String> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let runs_path = out.join("runs.csv");
-    let runs: Vec<RunRow> = if runs_path.exists() {
-        csv::Reader::from_path(&runs_path)?
-            .deserialize()
-            .collect::<Result<_, _>>()
-            .with_context(|| format!("parsing {}", runs_path.display()))?
-    } else {
-        Vec::new()
-    };
+    let runs: Vec<RunRow> = crate::io::read_csv(&runs_path)?;
     let done = runs.iter().enumerate().map(|(i, r)| (r.key(), i)).collect();
     let n_seeds = plan.seeds.len() as u64;
     let bar = if progress {
@@ -703,18 +687,13 @@ pub fn run(plan: &Plan, data: &RealData, out: &Path, progress: bool) -> Result<S
             }
         })
         .collect();
-    append_csv(&out.join("transfer-synthetic.csv"), &main("synthetic"))?;
-    append_csv(&out.join("transfer-epilepsy.csv"), &main("epilepsy"))?;
-    append_csv(&out.join("alignment.csv"), &align)?;
-    draw_figure(
-        &out.join("transfer.png"),
-        &[main("synthetic"), main("epilepsy")],
-        plan,
-    )?;
-    Ok(render_tables(
-        &[main("synthetic"), main("epilepsy")],
-        &align,
-    ))
+    let sets = [main("synthetic"), main("epilepsy")];
+    crate::io::write_csv(&out.join("transfer-synthetic.csv"), &sets[0])?;
+    crate::io::write_csv(&out.join("transfer-epilepsy.csv"), &sets[1])?;
+    crate::io::write_csv(&out.join("alignment.csv"), &align)?;
+    draw_figure(&out.join("transfer.png"), &sets, plan, false)?;
+    draw_figure(&out.join("transfer-linear-probe.png"), &sets, plan, true)?;
+    Ok(render_tables(&sets, &align))
 }
 
 /// The printed tables: balanced accuracy (mean ± sd) per variant × regime, then alignment.
@@ -773,18 +752,22 @@ pub fn render_tables(sets: &[Vec<SummaryRow>], align: &[SummaryRow]) -> String {
     s
 }
 
-fn draw_figure(path: &Path, sets: &[Vec<SummaryRow>], plan: &Plan) -> Result<()> {
+/// Balanced accuracy vs labelled windows, one panel per dataset: the fully fine-tuned
+/// variants, or (`probe`) the linear probes.
+fn draw_figure(path: &Path, sets: &[Vec<SummaryRow>], plan: &Plan, probe: bool) -> Result<()> {
+    const PROBE: &str = ", linear probe";
     let panels = sets
         .iter()
         .filter_map(|rows| {
             let first = rows.first()?;
             let mut series: Vec<Series> = Vec::new();
-            for r in rows {
+            for r in rows.iter().filter(|r| r.variant.ends_with(PROBE) == probe) {
+                let label = r.variant.trim_end_matches(PROBE).to_string();
                 let p = (r.n_train as f64, r.balanced_accuracy_mean);
-                match series.iter_mut().find(|s| s.label == r.variant) {
+                match series.iter_mut().find(|s| s.label == label) {
                     Some(s) => s.points.push(p),
                     None => series.push(Series {
-                        label: r.variant.clone(),
+                        label,
                         points: vec![p],
                         style: Style::Line,
                     }),
@@ -806,7 +789,11 @@ fn draw_figure(path: &Path, sets: &[Vec<SummaryRow>], plan: &Plan) -> Result<()>
         path,
         &Figure {
             name: "transfer".into(),
-            title: "Fine-tuning from scratch vs from self-supervised pretraining".into(),
+            title: if probe {
+                "Linear probes of randomly initialised vs self-supervised encoders".into()
+            } else {
+                "Fine-tuning from scratch vs from self-supervised pretraining".into()
+            },
             panels,
             note: format!(
                 "mean over {} seeds; {} pretraining steps, {} fine-tuning steps; 128 Hz × 2 s windows",
