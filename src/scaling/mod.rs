@@ -113,6 +113,9 @@ pub struct FitArgs {
     /// Runs whose budgets agree within this relative tolerance form one iso-FLOP group.
     #[arg(long, default_value_t = 0.1)]
     pub budget_tol: f64,
+    /// Fit each iso-FLOP parabola to the K runs nearest (in ln N) to the budget's best run.
+    #[arg(long)]
+    pub isoflop_window: Option<usize>,
     /// FLOPs per parameter and token for the parametric allocation, C = K·N·D (Chinchilla: 6).
     #[arg(long, default_value_t = 6.0)]
     pub c_per_nd: f64,
@@ -527,7 +530,13 @@ pub fn run_fit(args: &FitArgs) -> Result<FitReport> {
             loss: p.loss,
         })
         .collect();
-    let groups = isoflop::group_by_budget(&runs, args.budget_tol);
+    let mut groups = isoflop::group_by_budget(&runs, args.budget_tol);
+    if let Some(k) = args.isoflop_window {
+        if k < 3 {
+            bail!("--isoflop-window {k}: a parabola needs at least 3 runs");
+        }
+        groups = isoflop::narrow_groups(&runs, &groups, k);
+    }
     let iso = isoflop::fit(&runs, &groups);
     let iso_boot = if args.bootstrap > 0 && iso.n_opt.is_some() {
         isoflop::bootstrap(&runs, &groups, args.bootstrap, args.seed)
@@ -570,6 +579,7 @@ pub fn run_fit(args: &FitArgs) -> Result<FitReport> {
             &parametric,
             &isoflop,
             args.budget_tol,
+            args.isoflop_window,
         )
     });
 
@@ -614,6 +624,7 @@ fn holdout_report(
     par: &ParametricReport,
     iso: &IsoFlopReport,
     tol: f64,
+    window: Option<usize>,
 ) -> HoldoutReport {
     let law = &par.fit.law;
     let rows: Vec<HoldoutRow> = held
@@ -652,7 +663,10 @@ fn holdout_report(
             loss: p.loss,
         })
         .collect();
-    let groups = isoflop::group_by_budget(&runs, tol);
+    let mut groups = isoflop::group_by_budget(&runs, tol);
+    if let Some(k) = window {
+        groups = isoflop::narrow_groups(&runs, &groups, k);
+    }
     let mut iso_rows = Vec::new();
     if let Some(pl) = iso.fit.n_opt {
         for g in &groups {

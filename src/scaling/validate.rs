@@ -8,8 +8,9 @@
 //! run):
 //! - `log_ratio_n` = ln(N_opt predicted / N_opt measured) (0 = exact; ±0.69 = off by 2×), the
 //!   same for D;
-//! - the measured loss at the predicted N_opt (the sweep's parabola there, and the run nearest
-//!   to it) against the best measured loss: how much a user following the prediction loses;
+//! - the measured loss at the predicted N_opt against the measured optimum: the sweep's parabola
+//!   there vs its minimum (`excess`), and the run nearest to it vs the best run
+//!   (`excess_nearest`): how much a user following the prediction loses;
 //! - the parametric law's predicted loss at its optimum against the best measured loss.
 //!
 //! The parametric allocation uses C = K·N·D with K the geometric mean of C/(N·D) over the
@@ -49,6 +50,10 @@ pub struct ValidateArgs {
     /// Keep only rows where COLUMN equals VALUE (repeatable), e.g. --where grid=biosignal-cpu-eeg.
     #[arg(long = "where", value_name = "COLUMN=VALUE")]
     pub filters: Vec<String>,
+    /// Fit every iso-FLOP parabola (the fitted budgets' and the measured sweep's) to the K runs
+    /// nearest in ln N to the budget's best run (default: all runs).
+    #[arg(long)]
+    pub isoflop_window: Option<usize>,
     /// K of C = K·N·D for the parametric allocation (default: estimated from the fitted rows).
     #[arg(long)]
     pub c_per_nd: Option<f64>,
@@ -87,8 +92,10 @@ pub struct Prediction {
     /// The measured target of the sweep's run nearest (in ln N) to the prediction.
     pub nearest_run_n: f64,
     pub nearest_run_value: f64,
-    /// (measured at prediction − best measured) / |best measured|, parabola and nearest run.
+    /// Parabola at the prediction over the parabola's minimum (vertex inside the range, else
+    /// the best run), minus 1: the loss a user following the prediction gives up.
     pub excess: f64,
+    /// (nearest run's value − best run's value) / |best run's value|.
     pub excess_nearest: f64,
     /// The law's own predicted target at its optimum (parametric only).
     pub predicted_value: Option<f64>,
@@ -252,6 +259,7 @@ pub fn run_validate(a: &ValidateArgs) -> Result<ValidateReport> {
         holdout_above: Some(upto),
         budget_tol: tol,
         c_per_nd: k,
+        isoflop_window: a.isoflop_window,
         huber_delta: a.huber_delta,
         out: Some(out.join("fit")),
         no_plots: a.no_plots,
@@ -298,8 +306,11 @@ pub fn compare(
             loss: p.loss,
         })
         .collect();
-    let all: Vec<usize> = (0..runs.len()).collect();
-    let prof = isoflop::fit_profile(&runs, &all);
+    let mut all = vec![(0..runs.len()).collect::<Vec<usize>>()];
+    if let Some(k) = a.isoflop_window {
+        all = isoflop::narrow_groups(&runs, &all, k);
+    }
+    let prof = isoflop::fit_profile(&runs, &all[0]);
     let best = sweep
         .iter()
         .min_by(|x, y| x.loss.total_cmp(&y.loss))
@@ -346,6 +357,12 @@ pub fn compare(
             nearest.loss
         };
         let rel = |l: f64| (l - best_loss) / best_loss.abs();
+        // On the sweep's smooth curve: the parabola at the prediction vs its own minimum (the
+        // vertex inside the sampled range; else the best run).
+        let curve_min = match &prof {
+            Ok(p) if p.inside_range => p.loss_opt,
+            _ => best_loss,
+        };
         Prediction {
             method: method.into(),
             n_opt: n,
@@ -357,7 +374,7 @@ pub fn compare(
             extrapolated: !(n >= n_lo && n <= n_hi),
             nearest_run_n: nearest.n,
             nearest_run_value: nearest.value,
-            excess: rel(at_pred_loss),
+            excess: (at_pred_loss - curve_min) / curve_min.abs(),
             excess_nearest: rel(nearest.loss),
             predicted_value: pv,
             predicted_value_error: pv.map(|v| rel(dir.to_loss(v))),
@@ -492,7 +509,8 @@ fn render_text(r: &ValidateReport) -> String {
     }
     let _ = writeln!(
         s,
-        "excess: measured loss at the predicted N_opt (sweep parabola; nearest run) over the best measured;\n\
+        "excess: the sweep's parabola at the predicted N_opt over its minimum; excess(run): the run nearest\n\
+         to the predicted N_opt over the best run;\n\
          pred. err: the law's predicted loss at its optimum vs the best measured."
     );
     s
@@ -657,6 +675,8 @@ fn draw_allocation(path: &Path, r: &ValidateReport, fit: &FitReport) -> Result<(
                     .chain(std::iter::once(&meas))
                     .map(|v| v.1),
             );
+            // Reach down to a power of ten so a range within one decade still gets tick labels.
+            let yr = yr.start.min(10f64.powf(yr.start.log10().floor()))..yr.end;
             let mut ch = ChartBuilder::on(&area)
                 .caption(
                     format!("compute-optimal {}", if k == 0 { "N" } else { "D" }),
