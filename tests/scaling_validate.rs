@@ -115,6 +115,38 @@ fn validate_recovers_the_optimum_of_a_known_law_at_5x() {
     ] {
         assert!(out.join(f).exists(), "{f}");
     }
+    // Parabolas on the 5 runs around each budget's best run find the same optimum.
+    let w = dir.path().join("val-w5");
+    bin()
+        .args(["scaling", "validate"])
+        .arg(&csv)
+        .args([
+            "--fit-upto",
+            "4e15",
+            "--isoflop-window",
+            "5",
+            "--bootstrap",
+            "0",
+            "--no-plots",
+            "--out",
+        ])
+        .arg(&w)
+        .assert()
+        .success();
+    let v5 = read_json(&w.join("validate.json"));
+    assert!(
+        (v5["measured"]["n_ref"].as_f64().unwrap() / n_true)
+            .ln()
+            .abs()
+            < 0.05
+    );
+    for method in ["iso-FLOP", "parametric"] {
+        let p = prediction(&v5, method);
+        assert!(
+            p["log_ratio_n"].as_f64().unwrap().abs() < 0.1,
+            "{method}: {p}"
+        );
+    }
     // Errors name the fault.
     bin()
         .args(["scaling", "validate"])
