@@ -230,16 +230,17 @@ fn attempts(out: &Path, id: &str) -> Vec<String> {
 #[test]
 fn a_killed_biosignal_grid_resumes_with_every_cell_once() {
     let dir = tempfile::tempdir().unwrap();
-    // Two models × one D of 60 steps (8 accel windows × 12 tokens), a checkpoint every 5 steps.
+    // Two models × one D of 200 steps (8 accel windows × 12 tokens), a checkpoint every 5 steps:
+    // the kill lands mid-cell however fast the machine.
     let g = grid(
         dir.path(),
         "resume",
-        "tokens = [5760]",
+        "tokens = [19200]",
         "modality = \"accel\"\ncheckpoint_every = 5",
     );
     let out = dir.path().join("out");
-    let first = "biot-d8-l1-D5760-fp32-s0";
-    let second = "biot-d16-l1-D5760-fp32-s0";
+    let first = "biot-d8-l1-D19200-fp32-s0";
+    let second = "biot-d16-l1-D19200-fp32-s0";
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("brainscale"));
     std::os::unix::process::CommandExt::process_group(&mut child, 0);
     let mut child = child
@@ -269,8 +270,9 @@ fn a_killed_biosignal_grid_resumes_with_every_cell_once() {
     if out.join(format!("cells/{second}/row.json")).exists() {
         eprintln!("the second cell finished before the kill; the resume path was not exercised");
     }
-    let rows = read_rows(&out);
-    assert!(rows.iter().any(|r| r["cell_id"] == first));
+    // The first cell finished before the kill (its row file is in place; results.csv may not
+    // have been rebuilt yet: the next run merges it).
+    assert!(out.join(format!("cells/{first}/row.json")).exists());
     bin()
         .args(["bench", "run"])
         .arg(&g)
@@ -284,14 +286,14 @@ fn a_killed_biosignal_grid_resumes_with_every_cell_once() {
     assert_eq!(ids, [second, first], "one row per cell");
     assert_eq!(
         attempts(&out, first),
-        ["start step 0 of 60"],
+        ["start step 0 of 200"],
         "a finished cell is never rerun"
     );
     let a = attempts(&out, second);
     assert_eq!(a.len(), 2, "{a:?}");
-    assert_eq!(a[0], "start step 0 of 60");
+    assert_eq!(a[0], "start step 0 of 200");
     assert!(
-        a[1] != "start step 0 of 60",
+        a[1] != "start step 0 of 200",
         "resumed from its checkpoint: {a:?}"
     );
     // The resumed loss curve holds every step once.
@@ -301,7 +303,7 @@ fn a_killed_biosignal_grid_resumes_with_every_cell_once() {
         .skip(1)
         .map(|l| l.split(',').next().unwrap().parse().unwrap())
         .collect();
-    assert_eq!(steps, (1..=60).collect::<Vec<u64>>());
+    assert_eq!(steps, (1..=200).collect::<Vec<u64>>());
     // Bit-for-bit the numbers of an uninterrupted run of the same cell.
     let fresh = dir.path().join("fresh");
     bin()

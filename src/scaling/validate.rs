@@ -39,12 +39,16 @@ pub struct ValidateArgs {
     /// Column holding the target (lower is better unless --direction higher).
     #[arg(long, default_value = "eval_loss")]
     pub target_col: String,
+    /// Whether lower (losses) or higher (correlations, fitted as 1 − value) is better.
     #[arg(long, value_enum, default_value = "lower")]
     pub direction: Direction,
+    /// Column holding the parameter count N.
     #[arg(long, default_value = "n_params")]
     pub n_col: String,
+    /// Column holding the training tokens D.
     #[arg(long, default_value = "tokens")]
     pub d_col: String,
+    /// Column holding the training compute C in FLOPs.
     #[arg(long, default_value = "flops")]
     pub c_col: String,
     /// Keep only rows where COLUMN equals VALUE (repeatable), e.g. --where grid=biosignal-cpu-eeg.
@@ -60,16 +64,19 @@ pub struct ValidateArgs {
     /// Bootstrap resamples for the intervals (0: none).
     #[arg(long, default_value_t = 200)]
     pub bootstrap: usize,
+    /// Seed of the bootstrap resampling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Runs whose budgets agree within this relative tolerance form one budget.
     #[arg(long, default_value_t = 0.1)]
     pub budget_tol: f64,
+    /// Huber delta on the log residuals of the parametric fit.
     #[arg(long, default_value_t = 1e-3)]
     pub huber_delta: f64,
     /// Output folder (default: validate-<fit-upto> beside the first results file).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Do not draw PNG plots.
     #[arg(long)]
     pub no_plots: bool,
 }
@@ -127,6 +134,7 @@ pub struct Measured {
     pub points: Vec<[f64; 3]>,
 }
 
+/// Everything `scaling validate` computes (validate.json).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ValidateReport {
     pub inputs: Vec<String>,
