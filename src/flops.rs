@@ -34,6 +34,22 @@ pub fn linear_attention_train_flops_per_token(
     6.0 * n_matmul_params as f64 + 12.0 * (n_layer * d_model * head_dim) as f64
 }
 
+/// Training FLOPs per input token of a **two-view contrastive** objective whose second view
+/// keeps a random subset of the tokens (BIOT's unsupervised pretraining): both views go through
+/// the encoder forward and backward, so each input token costs `per_token · (1 + kept_fraction)`
+/// (`per_token` from [`linear_attention_train_flops_per_token`]; `kept_fraction` = mean share of
+/// tokens the subset view keeps), plus 6 FLOPs per parameter applied once per sample (BIOT's
+/// predictor MLP on one view), spread over the sample's `tokens_per_sample` tokens.
+pub fn two_view_train_flops_per_token(
+    per_token: f64,
+    kept_fraction: f64,
+    per_sample_params: u64,
+    tokens_per_sample: u64,
+) -> f64 {
+    per_token * (1.0 + kept_fraction)
+        + 6.0 * per_sample_params as f64 / tokens_per_sample.max(1) as f64
+}
+
 /// Training FLOPs of a 1-D convolution producing `l_out` positions: 6·c_in·c_out·k·l_out
 /// (2 per multiply-add forward, ×3 with the backward pass; biases and norms not counted), the
 /// convolutional analogue of 6·N per token with N = c_in·c_out·k weights applied at every output.
@@ -58,6 +74,10 @@ mod tests {
         assert_eq!(
             super::linear_attention_train_flops_per_token(100, 3, 8, 4),
             600.0 + 3.0 * 3.0 * 128.0
+        );
+        assert_eq!(
+            super::two_view_train_flops_per_token(100.0, 0.5, 10, 20),
+            150.0 + 3.0
         );
         assert_eq!(
             super::conv1d_train_flops(2, 3, 5, 7),

@@ -29,6 +29,7 @@
 //! [slurm]                            # used by the slurm executor
 //! time = "01:00:00"
 //! ```
+use super::biosignal_cell::BiosignalCell;
 use super::cell::{fnv1a, Cell, CellWork, ModelSpec};
 use super::command_cell::CommandCell;
 use super::pipeline_cell::{PipelineCell, PipelineConfig};
@@ -58,12 +59,15 @@ fn default_seeds() -> Vec<u64> {
 }
 
 /// What a cell runs. `command` runs shell steps (command_cell.rs); `pipeline` is the built-in
-/// pretrain → extract → encode cell, whose settings are passed through untouched.
+/// pretrain → extract → encode cell, whose settings are passed through untouched; `biosignal`
+/// is BIOT's contrastive pretraining on one synthetic modality (biosignal_cell.rs), whose
+/// `axes.models` are BIOT model files.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CellConfig {
     Command(CommandCell),
     Pipeline(BTreeMap<String, toml::Value>),
+    Biosignal(BiosignalCell),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
@@ -208,6 +212,17 @@ impl Grid {
         let base = g.path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let mut models = BTreeMap::new();
         for m in &a.models {
+            if let CellConfig::Biosignal(b) = &g.cell {
+                if !m.ends_with(".toml") {
+                    return Err(ctx(format!(
+                        "axes.models: '{m}': a biosignal grid lists BIOT model files (e.g. \"../models/biot-d32-l4.toml\"), not [models] tables"
+                    )));
+                }
+                let p = base.join(m);
+                let spec = b.load_model(&p).map_err(|e| ctx(format!("{e:#}")))?;
+                models.insert(m.clone(), spec);
+                continue;
+            }
             let spec = if m.ends_with(".toml") {
                 let p = base.join(m);
                 let t = std::fs::read_to_string(&p).with_context(|| {
@@ -233,6 +248,7 @@ impl Grid {
         }
         match &g.cell {
             CellConfig::Command(c) => c.validate().map_err(|e| ctx(e.to_string()))?,
+            CellConfig::Biosignal(b) => b.validate().map_err(|e| ctx(format!("{e:#}")))?,
             CellConfig::Pipeline(t) => {
                 PipelineConfig::from_table(t).map_err(|e| ctx(format!("{e:#}")))?;
                 for (name, m) in &g.models {
@@ -259,25 +275,41 @@ impl Grid {
         let mut cells = Vec::new();
         for m in &self.axes.models {
             let model = self.models[m].clone();
-            let counts = model.counts(m)?;
-            let per_token = crate::flops::train_flops_per_token(
-                counts.matmul,
-                model.n_layer,
-                model.ctx,
-                model.d_model,
-            );
+            // Parameter counts, FLOPs per token, and the tokens of one optimizer step when a
+            // cell trains whole steps (D is rounded to a multiple of it).
+            let (counts, per_token, quantum) = match &self.cell {
+                CellConfig::Biosignal(b) => {
+                    let c = b
+                        .costs(&model, m)
+                        .with_context(|| format!("grid file {}", self.path.display()))?;
+                    (c.counts, c.flops_per_token, c.tokens_per_step)
+                }
+                _ => {
+                    let counts = model.counts(m)?;
+                    let per_token = crate::flops::train_flops_per_token(
+                        counts.matmul,
+                        model.n_layer,
+                        model.ctx,
+                        model.d_model,
+                    );
+                    (counts, per_token, 1)
+                }
+            };
+            let whole_steps = |t: u64| ((t as f64 / quantum as f64).round() as u64) * quantum;
             let mut sizes: Vec<(u64, String)> = self
                 .axes
                 .tokens
                 .iter()
-                .map(|&t| (t, format!("D{t}")))
+                .map(|&t| (whole_steps(t).max(quantum), format!("D{t}")))
                 .collect();
             for &b in &self.axes.budgets {
-                let tokens = (b / per_token).round() as u64;
+                let tokens = whole_steps((b / per_token).round() as u64);
                 if tokens == 0 {
                     bail!(
-                        "grid file {}: budget {b:e} FLOPs is less than one token of model '{m}' ({per_token:e} FLOPs per token)",
-                        self.path.display()
+                        "grid file {}: budget {b:e} FLOPs is less than one {} of model '{m}' ({:e} FLOPs)",
+                        self.path.display(),
+                        if quantum > 1 { "optimizer step" } else { "token" },
+                        per_token * quantum as f64
                     );
                 }
                 sizes.push((tokens, format!("C{b:e}")));
@@ -286,13 +318,7 @@ impl Grid {
                 for p in &self.axes.precisions {
                     for &seed in &self.axes.seeds {
                         let id = format!("{}-{size}-{p}-s{seed}", sanitize(m));
-                        let flops = crate::flops::train_flops(
-                            counts.matmul,
-                            model.n_layer,
-                            model.ctx,
-                            model.d_model,
-                            tokens,
-                        );
+                        let flops = per_token * tokens as f64;
                         let mut cell = Cell {
                             id,
                             model_name: m.clone(),
@@ -333,6 +359,7 @@ impl Grid {
 pub fn work_for(grid: &Grid) -> Result<Box<dyn CellWork>> {
     match &grid.cell {
         CellConfig::Command(c) => Ok(Box::new(c.clone())),
+        CellConfig::Biosignal(b) => Ok(Box::new(b.clone())),
         CellConfig::Pipeline(t) => Ok(Box::new(PipelineCell::new(
             t,
             &grid.path,

@@ -9,9 +9,10 @@
 //! (one sbatch job array per submission, one task per cell; see slurm.rs).
 //!
 //! Files, bottom-up: cell.rs (one cell's settings and the [`cell::CellWork`] trait),
-//! command_cell.rs and pipeline_cell.rs (the kinds of cell), grid.rs (grid files, their
+//! command_cell.rs, pipeline_cell.rs and biosignal_cell.rs (the kinds of cell), grid.rs (grid files, their
 //! cells, and which kind a grid runs), results.rs (rows and results.csv), slurm.rs (the SLURM
 //! executor), this file (the runner).
+pub mod biosignal_cell;
 pub mod cell;
 pub mod command_cell;
 pub mod grid;

@@ -94,7 +94,12 @@ impl Row {
             n_params,
             n_params_total: n_total,
             tokens: cell.tokens,
-            flops: crate::flops::train_flops(matmul, m.n_layer, m.ctx, m.d_model, cell.tokens),
+            // The grid's FLOPs (src/flops.rs per cell kind) unless the cell reported counts.
+            flops: if out.n_params.is_some() || out.n_params_matmul.is_some() {
+                crate::flops::train_flops(matmul, m.n_layer, m.ctx, m.d_model, cell.tokens)
+            } else {
+                cell.flops
+            },
             precision: cell.precision.clone(),
             seed: cell.seed,
             device: out.device.clone().unwrap_or_else(|| "unspecified".into()),

@@ -174,7 +174,12 @@ pub fn fit<M: Model>(
     let cfg = t.cfg.clone();
     let csv_path = out.join("loss.csv");
     let mut rows = read_loss_csv(&csv_path, t.step)?;
-    let peak = measure_peak_matmul(t.device, cfg.precision.kind());
+    // MFU needs the device's peak (a few seconds of matmuls on a CPU): only measured when asked.
+    let peak = if opts.flops_per_unit > 0.0 {
+        measure_peak_matmul(t.device, cfg.precision.kind())
+    } else {
+        f64::INFINITY
+    };
     let bar = if opts.progress {
         indicatif::ProgressBar::new(cfg.max_steps)
     } else {

@@ -32,6 +32,35 @@ pub fn group_by_budget(runs: &[Run], rel_tol: f64) -> Vec<Vec<usize>> {
     groups
 }
 
+/// Keeps, in every group with more than `window` runs, the `window` runs nearest in ln N to the
+/// group's best run (lowest loss; ties to the smaller N): a parabola in ln N is a local model of
+/// the iso-FLOP curve around its minimum, and runs far from it (an asymmetric U) pull the vertex.
+pub fn narrow_groups(runs: &[Run], groups: &[Vec<usize>], window: usize) -> Vec<Vec<usize>> {
+    groups
+        .iter()
+        .map(|g| {
+            if g.len() <= window {
+                return g.clone();
+            }
+            let best = *g
+                .iter()
+                .min_by(|&&a, &&b| runs[a].loss.total_cmp(&runs[b].loss))
+                .expect("groups are non-empty");
+            let x0 = runs[best].n.ln();
+            let mut v = g.clone();
+            v.sort_by(|&a, &b| {
+                (runs[a].n.ln() - x0)
+                    .abs()
+                    .total_cmp(&(runs[b].n.ln() - x0).abs())
+                    .then(a.cmp(&b))
+            });
+            v.truncate(window);
+            v.sort();
+            v
+        })
+        .collect()
+}
+
 /// The parabola fit of one budget.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Profile {
@@ -245,6 +274,26 @@ mod tests {
         assert!(
             (c[0] - 3.0).abs() < 1e-8 && (c[1] + 0.5).abs() < 1e-9 && (c[2] - 0.02).abs() < 1e-10
         );
+    }
+
+    #[test]
+    fn narrowing_keeps_the_runs_around_the_best() {
+        let mk = |n: f64, loss: f64| Run {
+            c: 1.0,
+            n,
+            d: 1.0,
+            loss,
+        };
+        let runs = [
+            mk(1.0, 3.0),
+            mk(2.0, 2.0),
+            mk(4.0, 1.0),
+            mk(8.0, 1.5),
+            mk(64.0, 1.2),
+        ];
+        let g = narrow_groups(&runs, &[vec![0, 1, 2, 3, 4]], 3);
+        assert_eq!(g, vec![vec![1, 2, 3]]);
+        assert_eq!(narrow_groups(&runs, &[vec![0, 4]], 3), vec![vec![0, 4]]);
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod isoflop;
 pub mod lbfgs;
 pub mod parametric;
 pub mod plot;
+pub mod validate;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
@@ -26,6 +27,9 @@ use std::path::{Path, PathBuf};
 pub enum ScalingCommand {
     /// Fit iso-FLOP and parametric scaling laws to a results CSV (one row per run).
     Fit(FitArgs),
+    /// Fit on budgets up to C, predict the compute-optimal N, D and loss at a larger budget
+    /// (default 5C) and compare with the measured iso-FLOP sweep there (validate.rs).
+    Validate(validate::ValidateArgs),
     /// The study's figure set from a bench results CSV (src/figures/study.rs).
     Plots(figures::PlotsArgs),
 }
@@ -33,6 +37,7 @@ pub enum ScalingCommand {
 pub fn run(cmd: ScalingCommand) -> Result<()> {
     match cmd {
         ScalingCommand::Fit(a) => run_fit(&a).map(|_| ()),
+        ScalingCommand::Validate(a) => validate::run_validate(&a).map(|_| ()),
         ScalingCommand::Plots(a) => {
             for f in figures::run_plots(&a)? {
                 println!("{}", f.display());
@@ -108,6 +113,12 @@ pub struct FitArgs {
     /// Runs whose budgets agree within this relative tolerance form one iso-FLOP group.
     #[arg(long, default_value_t = 0.1)]
     pub budget_tol: f64,
+    /// Fit each iso-FLOP parabola to the K runs nearest (in ln N) to the budget's best run.
+    #[arg(long)]
+    pub isoflop_window: Option<usize>,
+    /// FLOPs per parameter and token for the parametric allocation, C = K·N·D (Chinchilla: 6).
+    #[arg(long, default_value_t = 6.0)]
+    pub c_per_nd: f64,
     /// Huber delta on the log residuals.
     #[arg(long, default_value_t = 1e-3)]
     pub huber_delta: f64,
@@ -321,7 +332,7 @@ pub struct IsoFlopReport {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BudgetReport {
     pub budget: f64,
-    /// From the parametric law (C = 6 N D).
+    /// From the parametric law (C = K·N·D, K = `--c-per-nd`, default 6).
     pub n_opt: f64,
     pub d_opt: f64,
     /// The target (own units) predicted at (n_opt, d_opt).
@@ -371,6 +382,13 @@ pub struct FitReport {
     pub parametric: ParametricReport,
     pub budgets: Vec<BudgetReport>,
     pub holdout: Option<HoldoutReport>,
+    /// K of C = K·N·D used for the parametric allocation.
+    #[serde(default = "six")]
+    pub c_per_nd: f64,
+}
+
+fn six() -> f64 {
+    6.0
 }
 
 /// Runs the whole fit, writes fit.json, fit.txt and the plots, prints the summary.
@@ -380,6 +398,9 @@ pub fn run_fit(args: &FitArgs) -> Result<FitReport> {
     }
     if args.budget_tol < 0.0 || !args.budget_tol.is_finite() {
         bail!("--budget-tol must be non-negative, got {}", args.budget_tol);
+    }
+    if !(args.c_per_nd > 0.0 && args.c_per_nd.is_finite()) {
+        bail!("--c-per-nd must be positive, got {}", args.c_per_nd);
     }
     for &b in &args.budget {
         if !(b > 0.0 && b.is_finite()) {
@@ -509,7 +530,13 @@ pub fn run_fit(args: &FitArgs) -> Result<FitReport> {
             loss: p.loss,
         })
         .collect();
-    let groups = isoflop::group_by_budget(&runs, args.budget_tol);
+    let mut groups = isoflop::group_by_budget(&runs, args.budget_tol);
+    if let Some(k) = args.isoflop_window {
+        if k < 3 {
+            bail!("--isoflop-window {k}: a parabola needs at least 3 runs");
+        }
+        groups = isoflop::narrow_groups(&runs, &groups, k);
+    }
     let iso = isoflop::fit(&runs, &groups);
     let iso_boot = if args.bootstrap > 0 && iso.n_opt.is_some() {
         isoflop::bootstrap(&runs, &groups, args.bootstrap, args.seed)
@@ -527,8 +554,9 @@ pub fn run_fit(args: &FitArgs) -> Result<FitReport> {
         .budget
         .iter()
         .map(|&c| {
-            let (n, d) = parametric.fit.law.optimal(c);
-            let opt: Vec<(f64, f64)> = boots.iter().map(|l| l.optimal(c)).collect();
+            let k = args.c_per_nd;
+            let (n, d) = parametric.fit.law.optimal_k(c, k);
+            let opt: Vec<(f64, f64)> = boots.iter().map(|l| l.optimal_k(c, k)).collect();
             BudgetReport {
                 budget: c,
                 n_opt: n,
@@ -551,6 +579,7 @@ pub fn run_fit(args: &FitArgs) -> Result<FitReport> {
             &parametric,
             &isoflop,
             args.budget_tol,
+            args.isoflop_window,
         )
     });
 
@@ -570,6 +599,7 @@ pub fn run_fit(args: &FitArgs) -> Result<FitReport> {
         parametric,
         budgets,
         holdout,
+        c_per_nd: args.c_per_nd,
     };
     let text = render_text(&report);
     crate::io::write_json(&out.join("fit.json"), &report)?;
@@ -594,6 +624,7 @@ fn holdout_report(
     par: &ParametricReport,
     iso: &IsoFlopReport,
     tol: f64,
+    window: Option<usize>,
 ) -> HoldoutReport {
     let law = &par.fit.law;
     let rows: Vec<HoldoutRow> = held
@@ -632,7 +663,10 @@ fn holdout_report(
             loss: p.loss,
         })
         .collect();
-    let groups = isoflop::group_by_budget(&runs, tol);
+    let mut groups = isoflop::group_by_budget(&runs, tol);
+    if let Some(k) = window {
+        groups = isoflop::narrow_groups(&runs, &groups, k);
+    }
     let mut iso_rows = Vec::new();
     if let Some(pl) = iso.fit.n_opt {
         for g in &groups {
@@ -798,7 +832,11 @@ pub fn render_text(r: &FitReport) -> String {
         }
     }
     if !r.budgets.is_empty() {
-        let _ = writeln!(s, "\ncompute-optimal allocation (parametric law, C = 6ND)");
+        let _ = writeln!(
+            s,
+            "\ncompute-optimal allocation (parametric law, C = {}ND)",
+            sig(r.c_per_nd)
+        );
         for b in &r.budgets {
             let _ = writeln!(
                 s,

@@ -45,6 +45,12 @@ impl Law {
         )
     }
 
+    /// Compute-optimal (N, D) under C = k·N·D (k = 6 is [`Law::optimal`]; a BIOT contrastive
+    /// grid has its own k, e.g. `scaling validate` estimates it from the rows).
+    pub fn optimal_k(&self, c: f64, k: f64) -> (f64, f64) {
+        self.optimal(c * 6.0 / k)
+    }
+
     /// Exponents of N_opt ∝ C^a and D_opt ∝ C^b implied by the law.
     pub fn allocation_exponents(&self) -> (f64, f64) {
         let s = self.alpha + self.beta;

@@ -7,8 +7,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 
-const W: u32 = 1100;
-const H: u32 = 750;
+pub(super) const W: u32 = 1100;
+pub(super) const H: u32 = 750;
 
 use crate::figures::ensure_font;
 
@@ -34,7 +34,7 @@ pub fn draw_all(out: &Path, r: &FitReport, fit: &[Point], held: &[Point]) -> Res
 }
 
 /// Renders through a temporary PNG renamed into place.
-fn render<F>(path: &Path, draw: F) -> Result<()>
+pub(super) fn render<F>(path: &Path, draw: F) -> Result<()>
 where
     F: FnOnce(DrawingArea<BitMapBackend, plotters::coord::Shift>) -> Result<()>,
 {
@@ -47,7 +47,7 @@ where
     })
 }
 
-fn color(i: usize, k: usize) -> RGBColor {
+pub(super) fn color(i: usize, k: usize) -> RGBColor {
     // Evenly spaced along viridis-like stops, readable on white.
     const STOPS: [(f64, f64, f64); 5] = [
         (68.0, 1.0, 84.0),
@@ -83,12 +83,12 @@ fn same(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-6 * b.abs().max(a.abs())
 }
 
-fn log_range(v: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
+pub(super) fn log_range(v: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
     let (lo, hi) = v.fold((f64::INFINITY, 0.0f64), |(l, h), x| (l.min(x), h.max(x)));
     lo / 1.3..hi * 1.3
 }
 
-fn lin_range(v: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
+pub(super) fn lin_range(v: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
     let (lo, hi) = v.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| {
         (l.min(x), h.max(x))
     });
@@ -105,11 +105,11 @@ fn legend_pos(r: &FitReport) -> SeriesLabelPosition {
     }
 }
 
-fn sci(v: &f64) -> String {
+pub(super) fn sci(v: &f64) -> String {
     format!("{v:.0e}")
 }
 
-fn e<T: std::fmt::Display>(x: T) -> anyhow::Error {
+pub(super) fn e<T: std::fmt::Display>(x: T) -> anyhow::Error {
     anyhow!("{x}")
 }
 
@@ -344,7 +344,10 @@ fn draw_frontier(path: &Path, r: &FitReport, fit: &[Point], held: &[Point]) -> R
             } else {
                 "D_opt (tokens)"
             };
-            let par: Vec<(f64, f64)> = grid.iter().map(|&c| (c, pick(law.optimal(c)))).collect();
+            let par: Vec<(f64, f64)> = grid
+                .iter()
+                .map(|&c| (c, pick(law.optimal_k(c, r.c_per_nd))))
+                .collect();
             let pts: Vec<(f64, f64)> = profs
                 .iter()
                 .map(|p| (p.budget, pick((p.n_opt, p.d_opt))))
@@ -392,7 +395,8 @@ fn draw_frontier(path: &Path, r: &FitReport, fit: &[Point], held: &[Point]) -> R
             ch.draw_series(DashedLineSeries::new(par, 8, 5, blue.stroke_width(2)))
                 .map_err(e)?
                 .label(format!(
-                    "parametric law (C = 6ND): C^{:.3}",
+                    "parametric law (C = {}ND): C^{:.3}",
+                    super::sig(r.c_per_nd),
                     if k == 0 {
                         r.parametric.a
                     } else {
