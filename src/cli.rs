@@ -198,8 +198,27 @@ pub struct AlignArgs {
 
 #[derive(Args, Debug)]
 pub struct EncodeArgs {
+    /// `merge`: join shard parts (after the dataset options: `encode --dataset D --work W
+    /// --features F merge --shards K`).
+    #[command(subcommand)]
+    pub action: Option<EncodeAction>,
     #[command(flatten)]
     pub place: Place,
+    /// Stream the BOLD block by block from the voxel-major cache (converted once, resumable,
+    /// under WORK/voxcache or --voxel-cache): memory bounded by --max-memory whatever the
+    /// voxel count; prints the peak resident memory.
+    #[arg(long)]
+    pub stream: bool,
+    /// Fit only shard k of K (0 <= k < K): a contiguous share of the voxel blocks, written to
+    /// WORK/encode/FEAT/sub-XX/parts/ (implies --stream); join with `encode merge`.
+    #[arg(long, value_name = "k/K")]
+    pub voxel_shard: Option<crate::encode_stream::Shard>,
+    /// Voxels per block of the voxel cache (--stream).
+    #[arg(long, default_value_t = crate::dataset::voxcache::DEFAULT_BLOCK)]
+    pub block_voxels: usize,
+    /// Folder of the voxel caches (default WORK/voxcache).
+    #[arg(long)]
+    pub voxel_cache: Option<PathBuf>,
     #[arg(long, default_value = "baseline")]
     pub features: String,
     /// Subjects (default all), e.g. 01,02.
@@ -214,6 +233,21 @@ pub struct EncodeArgs {
     pub split: crate::dataset::splits::SplitArgs,
     #[command(flatten)]
     pub bands: crate::encode_bands::BandArgs,
+}
+
+/// `encode merge`: joins the parts of `encode --voxel-shard k/K`.
+#[derive(clap::Subcommand, Debug)]
+pub enum EncodeAction {
+    /// Join the K shard parts of each subject into ridge.safetensors (and weights): refuses
+    /// a missing or mismatched part, naming it.
+    Merge(EncodeMergeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct EncodeMergeArgs {
+    /// The K of --voxel-shard k/K.
+    #[arg(long)]
+    pub shards: usize,
 }
 
 #[derive(Args, Debug)]
@@ -335,6 +369,24 @@ pub fn run(cli: Cli) -> Result<()> {
                 work.join("design").join(&a.features).display()
             );
         }
+        Command::Encode(EncodeArgs {
+            action: Some(EncodeAction::Merge(m)),
+            place,
+            features,
+            subjects,
+            ..
+        }) => {
+            let (ds, work) = place.open()?;
+            for s in pipeline::select_subjects(&ds, &subjects)? {
+                let p = crate::encode_stream::merge_parts(&work, &features, &s.id, m.shards)?;
+                println!(
+                    "sub-{}: {} parts merged into {}",
+                    s.id,
+                    m.shards,
+                    p.display()
+                );
+            }
+        }
         Command::Encode(a) if !a.bands.bands.is_empty() => {
             let (ds, work) = a.place.open()?;
             let plan = a.split.plan(&a.test_runs)?;
@@ -345,6 +397,24 @@ pub fn run(cli: Cli) -> Result<()> {
                 &a.subjects,
                 &plan,
                 &a.ridge.to_options()?,
+            )?;
+        }
+        Command::Encode(a) if a.stream || a.voxel_shard.is_some() => {
+            let (ds, work) = a.place.open()?;
+            let so = crate::encode_stream::StreamOptions {
+                cache_root: a.voxel_cache.clone(),
+                block_voxels: a.block_voxels,
+                shard: a.voxel_shard,
+                progress: true,
+            };
+            crate::encode_stream::run(
+                &ds,
+                &work,
+                &a.features,
+                &pipeline::select_subjects(&ds, &a.subjects)?,
+                &a.split.plan(&a.test_runs)?,
+                &a.ridge.to_options()?,
+                &so,
             )?;
         }
         Command::Encode(a) => {
