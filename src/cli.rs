@@ -48,6 +48,9 @@ pub enum Command {
     BenchTrain(crate::bench_train::BenchTrainArgs),
     /// Time the cross-validated ridge fit on generated data (seconds, GFLOP/s, ratio to GEMM peak).
     BenchRidge(crate::ridge::bench::BenchArgs),
+    /// Time the streamed ridge on a generated whole-brain problem larger than memory (Y made
+    /// block by block from a seed): wall time, ratio to the GEMM peak, peak resident memory.
+    BenchWholeBrain(crate::ridge::bench_stream::WholeBrainArgs),
     /// Scale benchmarks over grids of data size × model × precision (local or SLURM).
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
@@ -219,6 +222,18 @@ pub struct EncodeArgs {
     /// Folder of the voxel caches (default WORK/voxcache).
     #[arg(long)]
     pub voxel_cache: Option<PathBuf>,
+    /// Submit the K shards as one SLURM job array (`sbatch`; each task runs this command with
+    /// --voxel-shard k/K); only shards whose part is missing or stale are submitted, so a
+    /// killed shard reruns alone when this is run again.
+    #[arg(long, value_name = "K")]
+    pub slurm_shards: Option<usize>,
+    /// With --slurm-shards: an #SBATCH option for the job array (repeatable), e.g.
+    /// --sbatch=--time=01:00:00 --sbatch=--mem=8G.
+    #[arg(long, value_name = "OPTION", allow_hyphen_values = true)]
+    pub sbatch: Vec<String>,
+    /// With --slurm-shards: wait for the array to finish, then merge the parts.
+    #[arg(long, requires = "slurm_shards")]
+    pub wait: bool,
     #[arg(long, default_value = "baseline")]
     pub features: String,
     /// Subjects (default all), e.g. 01,02.
@@ -399,6 +414,41 @@ pub fn run(cli: Cli) -> Result<()> {
                 &a.ridge.to_options()?,
             )?;
         }
+        Command::Encode(a) if a.slurm_shards.is_some() => {
+            let n = a.slurm_shards.unwrap_or(1);
+            let (ds, work) = a.place.open()?;
+            let ropts = a.ridge.to_options()?;
+            let plan = a.split.plan(&a.test_runs)?;
+            let subs = pipeline::select_subjects(&ds, &a.subjects)?;
+            let tasks =
+                crate::encode_stream::missing_shards(&subs, &work, &a.features, &plan, &ropts, n)?;
+            if tasks.is_empty() {
+                println!("all {n} parts are there (nothing to submit)");
+            } else {
+                let cfg = crate::bench::grid::SlurmConfig {
+                    extra: a.sbatch.clone(),
+                    ..Default::default()
+                };
+                let args = crate::encode_stream::shard_task_args(std::env::args().skip(1));
+                let job = crate::bench::slurm::submit_shards(
+                    &work.join("slurm"),
+                    &cfg,
+                    &args,
+                    n,
+                    &tasks,
+                )?;
+                println!("submitted SLURM job array {job}: shards {tasks:?} of {n}");
+                if a.wait {
+                    crate::bench::slurm::wait(&job)?;
+                }
+            }
+            if a.wait || tasks.is_empty() {
+                for s in &subs {
+                    let p = crate::encode_stream::merge_parts(&work, &a.features, &s.id, n)?;
+                    println!("sub-{}: {n} parts merged into {}", s.id, p.display());
+                }
+            }
+        }
         Command::Encode(a) if a.stream || a.voxel_shard.is_some() => {
             let (ds, work) = a.place.open()?;
             let so = crate::encode_stream::StreamOptions {
@@ -482,6 +532,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::BenchTrain(a) => crate::bench_train::run_bench_train(&a)?,
         Command::BenchRidge(a) if a.bands => crate::ridge::bench_banded::run(&a)?,
         Command::BenchRidge(a) => crate::ridge::bench::run(&a)?,
+        Command::BenchWholeBrain(a) => crate::ridge::bench_stream::run(&a)?,
         Command::Bench(c) => crate::bench::run(c)?,
         Command::Scaling(c) => crate::scaling::run(c)?,
         Command::Biosignal(c) => crate::biosignal::cli::run(&c)?,

@@ -721,3 +721,54 @@ pub fn run(
     }
     Ok(out)
 }
+
+/// The shards (0..n) whose part is missing for some subject, or was fitted from other inputs
+/// or options than these: what `encode --slurm-shards` submits.
+pub fn missing_shards(
+    subjects: &[&Subject],
+    work: &Path,
+    feat: &str,
+    plan: &SplitPlan,
+    ropts: &RidgeOptions,
+    n: usize,
+) -> Result<Vec<usize>> {
+    if n == 0 {
+        bail!("--slurm-shards must be at least 1");
+    }
+    let mut out = vec![];
+    for k in 0..n {
+        for s in subjects {
+            let (p, _) = part_paths(work, feat, &s.id, k, n);
+            let key = encode::inputs_key(s, work, feat, plan, ropts)?;
+            let fresh = TensorFile::open(&p)
+                .map(|f| f.metadata().get("inputs") == Some(&key))
+                .unwrap_or(false);
+            if !fresh {
+                out.push(k);
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The command line of a shard task from this process's arguments (after the program name):
+/// the same `encode` command without `--slurm-shards`, `--sbatch` and `--wait` (the task
+/// adds `--voxel-shard k/K`).
+pub fn shard_task_args(args: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out = vec![];
+    let mut skip_value = false;
+    for a in args {
+        if skip_value {
+            skip_value = false;
+            continue;
+        }
+        match a.as_str() {
+            "--slurm-shards" | "--sbatch" => skip_value = true,
+            "--wait" => {}
+            _ if a.starts_with("--slurm-shards=") || a.starts_with("--sbatch=") => {}
+            _ => out.push(a),
+        }
+    }
+    out
+}

@@ -29,6 +29,7 @@ use std::fmt;
 pub mod banded;
 pub mod bench;
 pub mod bench_banded;
+pub mod bench_stream;
 #[cfg(feature = "cpu-linalg")]
 mod blas;
 pub mod blocks;
