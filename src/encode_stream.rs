@@ -141,6 +141,16 @@ pub(crate) struct RowWriter {
     rows: usize,
     cols: usize,
     written: usize,
+    /// Set by `finish`: otherwise dropping the writer removes the temporary file.
+    done: bool,
+}
+
+impl Drop for RowWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 impl RowWriter {
@@ -168,6 +178,7 @@ impl RowWriter {
             rows,
             cols,
             written: 0,
+            done: false,
         })
     }
 
@@ -196,7 +207,6 @@ impl RowWriter {
 
     pub(crate) fn finish(mut self) -> Result<()> {
         if self.written != self.rows {
-            let _ = std::fs::remove_file(&self.tmp);
             bail!(
                 "{}: {} of {} rows written",
                 self.path.display(),
@@ -205,8 +215,9 @@ impl RowWriter {
             );
         }
         self.w.flush()?;
-        drop(self.w);
-        io::commit(&self.tmp, &self.path)
+        io::commit(&self.tmp, &self.path)?;
+        self.done = true;
+        Ok(())
     }
 }
 

@@ -426,3 +426,29 @@ fn streamed_encode_through_the_binary() {
     bad.extend(["--stream", "--max-memory", "50MB"]);
     expect_error(&bad, &["memory budget", "too small", "--max-memory"]);
 }
+
+/// The torch backend streams too (it refits its X side per block): same results as its
+/// in-memory fit, to rounding.
+#[test]
+fn streamed_encode_equals_in_memory_with_the_torch_backend() {
+    let ds = Dataset::open(tiny()).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    prepare(&ds, w);
+    let o = RidgeOptions {
+        backend: brainscale::ridge::Backend::Torch,
+        ..ropts()
+    };
+    let so = StreamOptions {
+        block_voxels: 256,
+        ..Default::default()
+    };
+    let plan = SplitPlan::default();
+    let s = &ds.subjects[1];
+    encode::encode_subject(&ds, s, w, "groundtruth", &plan, &o).unwrap();
+    let mem = keep(w, &s.id, "mem");
+    let f =
+        encode_stream::encode_subject_streamed(&ds, s, w, "groundtruth", &plan, &o, &so).unwrap();
+    assert!(f.n_blocks >= 2);
+    assert_same_outputs(&mem, &f.path, 1e-6);
+}
