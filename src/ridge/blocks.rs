@@ -9,7 +9,7 @@
 //! agrees to rounding otherwise). The torch backend has no prepared form yet: it refits the
 //! X side for each block (same results, more setup work).
 use super::{
-    finish, fold_rows, sorted_alphas, validate, Backend, Plan, RidgeFit, RidgeOptions, RidgeProblem,
+    fold_rows, sorted_alphas, validate, Backend, Plan, RidgeFit, RidgeOptions, RidgeProblem,
 };
 use anyhow::{Context, Result};
 use ndarray::{Array2, ArrayView2};
@@ -91,7 +91,7 @@ pub fn fit_cv_blocks(
                 let raw = prep
                     .fit_voxels(y_train.view(), o, &plan())
                     .with_context(what)?;
-                finish(&p, raw, plan(), o)
+                super::finish(&p, raw, plan(), o)
             }
             #[cfg(not(feature = "cpu-linalg"))]
             Backend::Cpu => unreachable!("rejected by check_options"),
