@@ -10,6 +10,8 @@
 # `run` writes one CSV per benchmark and a log under $OUT (results/device/ when OUT is unset):
 #   ridge.txt       bench-ridge --preset gpu (the GPU sizes, torch backend on CUDA)
 #   ridge-banded.txt bench-ridge --bands --preset gpu, when this build has it
+#   whole-brain.txt bench-whole-brain n=100k TRs x v=250k voxels x p=1000 (100 GB of Y, generated
+#                   block by block, streamed through the torch ridge on CUDA), when this build has it
 #   train.csv       bench-train: GPT-2 d768 bf16, the VideoGPT prior in fp32 / tf32 / bf16 / fp16
 #   pipeline/       one pipeline cell (tokenizer → prior → features → ridge) on CUDA
 # Each step has its own time limit, so one slow step cannot eat the others' time; a step that
@@ -62,6 +64,9 @@ run() {
   step ridge 150 bash -c "'$BIN' bench-ridge --preset gpu --backend torch --device cuda | tee '$OUT/ridge.txt'"
   if "$BIN" bench-ridge --help | grep -q -- '--bands'; then
     step ridge-banded 120 bash -c "'$BIN' bench-ridge --bands --preset gpu --backend torch --device cuda | tee '$OUT/ridge-banded.txt'"
+  fi
+  if "$BIN" bench-whole-brain --help >/dev/null 2>&1; then
+    step whole-brain 240 bash -c "'$BIN' bench-whole-brain --n 100000 --v 250000 --p 1000 --backend torch --device cuda --max-memory 48GB | tee '$OUT/whole-brain.txt'"
   fi
   step gpt2-bf16 60 "$BIN" bench-train --preset gpt2-bf16 --device cuda --steps 20 --csv "$OUT/train.csv"
   for p in fp32 tf32 bf16 fp16; do

@@ -48,6 +48,9 @@ pub enum Command {
     BenchTrain(crate::bench_train::BenchTrainArgs),
     /// Time the cross-validated ridge fit on generated data (seconds, GFLOP/s, ratio to GEMM peak).
     BenchRidge(crate::ridge::bench::BenchArgs),
+    /// Time the streamed ridge on a generated whole-brain problem larger than memory (Y made
+    /// block by block from a seed): wall time, ratio to the GEMM peak, peak resident memory.
+    BenchWholeBrain(crate::ridge::bench_stream::WholeBrainArgs),
     /// Scale benchmarks over grids of data size × model × precision (local or SLURM).
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
@@ -198,8 +201,39 @@ pub struct AlignArgs {
 
 #[derive(Args, Debug)]
 pub struct EncodeArgs {
+    /// `merge`: join shard parts (after the dataset options: `encode --dataset D --work W
+    /// --features F merge --shards K`).
+    #[command(subcommand)]
+    pub action: Option<EncodeAction>,
     #[command(flatten)]
     pub place: Place,
+    /// Stream the BOLD block by block from the voxel-major cache (converted once, resumable,
+    /// under WORK/voxcache or --voxel-cache): memory bounded by --max-memory whatever the
+    /// voxel count; prints the peak resident memory.
+    #[arg(long)]
+    pub stream: bool,
+    /// Fit only shard k of K (0 <= k < K): a contiguous share of the voxel blocks, written to
+    /// WORK/encode/FEAT/sub-XX/parts/ (implies --stream); join with `encode merge`.
+    #[arg(long, value_name = "k/K")]
+    pub voxel_shard: Option<crate::encode_stream::Shard>,
+    /// Voxels per block of the voxel cache (--stream).
+    #[arg(long, default_value_t = crate::dataset::voxcache::DEFAULT_BLOCK)]
+    pub block_voxels: usize,
+    /// Folder of the voxel caches (default WORK/voxcache).
+    #[arg(long)]
+    pub voxel_cache: Option<PathBuf>,
+    /// Submit the K shards as one SLURM job array (`sbatch`; each task runs this command with
+    /// --voxel-shard k/K); only shards whose part is missing or stale are submitted, so a
+    /// killed shard reruns alone when this is run again.
+    #[arg(long, value_name = "K")]
+    pub slurm_shards: Option<usize>,
+    /// With --slurm-shards: an #SBATCH option for the job array (repeatable), e.g.
+    /// --sbatch=--time=01:00:00 --sbatch=--mem=8G.
+    #[arg(long, value_name = "OPTION", allow_hyphen_values = true)]
+    pub sbatch: Vec<String>,
+    /// With --slurm-shards: wait for the array to finish, then merge the parts.
+    #[arg(long, requires = "slurm_shards")]
+    pub wait: bool,
     #[arg(long, default_value = "baseline")]
     pub features: String,
     /// Subjects (default all), e.g. 01,02.
@@ -214,6 +248,21 @@ pub struct EncodeArgs {
     pub split: crate::dataset::splits::SplitArgs,
     #[command(flatten)]
     pub bands: crate::encode_bands::BandArgs,
+}
+
+/// `encode merge`: joins the parts of `encode --voxel-shard k/K`.
+#[derive(clap::Subcommand, Debug)]
+pub enum EncodeAction {
+    /// Join the K shard parts of each subject into ridge.safetensors (and weights): refuses
+    /// a missing or mismatched part, naming it.
+    Merge(EncodeMergeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct EncodeMergeArgs {
+    /// The K of --voxel-shard k/K.
+    #[arg(long)]
+    pub shards: usize,
 }
 
 #[derive(Args, Debug)]
@@ -335,6 +384,24 @@ pub fn run(cli: Cli) -> Result<()> {
                 work.join("design").join(&a.features).display()
             );
         }
+        Command::Encode(EncodeArgs {
+            action: Some(EncodeAction::Merge(m)),
+            place,
+            features,
+            subjects,
+            ..
+        }) => {
+            let (ds, work) = place.open()?;
+            for s in pipeline::select_subjects(&ds, &subjects)? {
+                let p = crate::encode_stream::merge_parts(&work, &features, &s.id, m.shards)?;
+                println!(
+                    "sub-{}: {} parts merged into {}",
+                    s.id,
+                    m.shards,
+                    p.display()
+                );
+            }
+        }
         Command::Encode(a) if !a.bands.bands.is_empty() => {
             let (ds, work) = a.place.open()?;
             let plan = a.split.plan(&a.test_runs)?;
@@ -345,6 +412,59 @@ pub fn run(cli: Cli) -> Result<()> {
                 &a.subjects,
                 &plan,
                 &a.ridge.to_options()?,
+            )?;
+        }
+        Command::Encode(a) if a.slurm_shards.is_some() => {
+            let n = a.slurm_shards.unwrap_or(1);
+            let (ds, work) = a.place.open()?;
+            let ropts = a.ridge.to_options()?;
+            let plan = a.split.plan(&a.test_runs)?;
+            let subs = pipeline::select_subjects(&ds, &a.subjects)?;
+            let tasks =
+                crate::encode_stream::missing_shards(&subs, &work, &a.features, &plan, &ropts, n)?;
+            if tasks.is_empty() {
+                println!("all {n} parts are there (nothing to submit)");
+            } else {
+                let cfg = crate::bench::grid::SlurmConfig {
+                    extra: a.sbatch.clone(),
+                    ..Default::default()
+                };
+                let args = crate::encode_stream::shard_task_args(std::env::args().skip(1));
+                let job = crate::bench::slurm::submit_shards(
+                    &work.join("slurm"),
+                    &cfg,
+                    &args,
+                    n,
+                    &tasks,
+                )?;
+                println!("submitted SLURM job array {job}: shards {tasks:?} of {n}");
+                if a.wait {
+                    crate::bench::slurm::wait(&job)?;
+                }
+            }
+            if a.wait || tasks.is_empty() {
+                for s in &subs {
+                    let p = crate::encode_stream::merge_parts(&work, &a.features, &s.id, n)?;
+                    println!("sub-{}: {n} parts merged into {}", s.id, p.display());
+                }
+            }
+        }
+        Command::Encode(a) if a.stream || a.voxel_shard.is_some() => {
+            let (ds, work) = a.place.open()?;
+            let so = crate::encode_stream::StreamOptions {
+                cache_root: a.voxel_cache.clone(),
+                block_voxels: a.block_voxels,
+                shard: a.voxel_shard,
+                progress: true,
+            };
+            crate::encode_stream::run(
+                &ds,
+                &work,
+                &a.features,
+                &pipeline::select_subjects(&ds, &a.subjects)?,
+                &a.split.plan(&a.test_runs)?,
+                &a.ridge.to_options()?,
+                &so,
             )?;
         }
         Command::Encode(a) => {
@@ -412,6 +532,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::BenchTrain(a) => crate::bench_train::run_bench_train(&a)?,
         Command::BenchRidge(a) if a.bands => crate::ridge::bench_banded::run(&a)?,
         Command::BenchRidge(a) => crate::ridge::bench::run(&a)?,
+        Command::BenchWholeBrain(a) => crate::ridge::bench_stream::run(&a)?,
         Command::Bench(c) => crate::bench::run(c)?,
         Command::Scaling(c) => crate::scaling::run(c)?,
         Command::Biosignal(c) => crate::biosignal::cli::run(&c)?,

@@ -55,7 +55,7 @@ impl Split {
 }
 
 /// Rows `trim_start .. n - trim_end` of a run, or an error naming the run.
-fn trim_rows(a: &Array2<f32>, plan: &SplitPlan, what: &str) -> Result<Array2<f32>> {
+pub(crate) fn trim_rows(a: &Array2<f32>, plan: &SplitPlan, what: &str) -> Result<Array2<f32>> {
     let n = a.nrows();
     if plan.trim_start + plan.trim_end + 2 > n {
         bail!(
@@ -66,6 +66,42 @@ fn trim_rows(a: &Array2<f32>, plan: &SplitPlan, what: &str) -> Result<Array2<f32
     }
     Ok(a.slice(ndarray::s![plan.trim_start..n - plan.trim_end, ..])
         .to_owned())
+}
+
+/// A run's design matrix (WORK/design/...), checked against the run's `n_volumes`, trimmed
+/// as the plan says and z-scored per column: [kept TRs, features]. Errors name the file.
+pub(crate) fn load_design(
+    work: &Path,
+    feat: &str,
+    s: &Subject,
+    r: &dataset::Run,
+    n_volumes: usize,
+    plan: &SplitPlan,
+) -> Result<Array2<f32>> {
+    let dp = design_path(work, feat, &s.id, &r.label());
+    let x = io::into_2d(
+        TensorFile::open(&dp)
+            .with_context(|| {
+                format!(
+                    "no design for sub-{} {} (run the align stage first)",
+                    s.id,
+                    r.label()
+                )
+            })?
+            .f32("design")?,
+        &dp.display().to_string(),
+    )?;
+    if x.nrows() != n_volumes {
+        bail!(
+            "{}: design has {} rows but the BOLD run has {} volumes (re-run align)",
+            dp.display(),
+            x.nrows(),
+            n_volumes
+        );
+    }
+    let mut x = trim_rows(&x, plan, &format!("sub-{} {}", s.id, r.label()))?;
+    stats::zscore_columns(&mut x);
+    Ok(x)
 }
 
 /// What an encode result depends on: the split, the ridge options, the subject as opened
@@ -95,9 +131,7 @@ pub fn inputs_key(
     Ok(key)
 }
 
-/// Order of per-voxel vectors in saved outputs (metadata key `voxel_order`): the mask's
-/// order, numpy/nilearn C order, see [`dataset::nifti_io::Mask`].
-pub const VOXEL_ORDER: &str = "C: numpy data[mask] / nilearn NiftiMasker order (z fastest)";
+pub use crate::dataset::nifti_io::VOXEL_ORDER;
 
 /// What every per-voxel output file carries beside its per-voxel vectors (the ridge fit here,
 /// the banded ridge's too): `voxel_ijk`, int32 [voxels, 3], the (i, j, k) voxel indices of
@@ -120,7 +154,7 @@ pub fn voxel_index_outputs(
 
 /// Voxels whose data are constant over every test run (all zero after z-scoring per run) but
 /// not over the training runs: their test r is 0, and they count in the mean r.
-fn constant_in_test(y_test: &Array2<f32>, constant_train: &[usize]) -> Array1<u8> {
+pub(crate) fn constant_in_test(y_test: &Array2<f32>, constant_train: &[usize]) -> Array1<u8> {
     let mut flag = Array1::<u8>::zeros(y_test.ncols());
     if y_test.nrows() == 0 {
         return flag;
@@ -134,6 +168,34 @@ fn constant_in_test(y_test: &Array2<f32>, constant_train: &[usize]) -> Array1<u8
         flag[j] = 0;
     }
     flag
+}
+
+/// Ground truth of a synthetic subject, when there is one: the noise-free signal of the test
+/// runs (trimmed and z-scored per run as the data, [test TRs, voxels]), which voxels have
+/// signal, and the true weights [voxels, features].
+pub(crate) fn test_truth(
+    ds: &Dataset,
+    s: &Subject,
+    plan: &SplitPlan,
+    is_test: &[bool],
+    space: &dataset::Space,
+) -> Result<Option<(Array2<f32>, Array1<u8>, Array2<f32>)>> {
+    let labels: Vec<String> = s.runs.iter().map(|r| r.label()).collect();
+    let truth = match (synth::load_truth(&ds.root, &s.id, &labels)?, space) {
+        (Some(t), dataset::Space::Voxels { mask, .. }) => Some(t.in_mask_order(&mask.linear)?),
+        (t, _) => t,
+    };
+    let Some(t) = truth else { return Ok(None) };
+    let mut sig = vec![];
+    for (i, r) in s.runs.iter().enumerate() {
+        if is_test[i] {
+            let mut a = trim_rows(&t.signal[&r.label()], plan, &r.label())?;
+            stats::zscore_columns(&mut a);
+            sig.push(a);
+        }
+    }
+    let sig = concatenate(Axis(0), &sig.iter().map(|a| a.view()).collect::<Vec<_>>())?;
+    Ok(Some((sig, t.has_signal, t.weights)))
 }
 
 /// Per-voxel results of one subject.
@@ -166,30 +228,9 @@ pub fn encode_subject(
         if resolved.roles[i] == Role::Unused {
             continue;
         }
-        let dp = design_path(work, feat, &s.id, &r.label());
-        let x = io::into_2d(
-            TensorFile::open(&dp)
-                .with_context(|| {
-                    format!(
-                        "no design for sub-{} {} (run the align stage first)",
-                        s.id,
-                        r.label()
-                    )
-                })?
-                .f32("design")?,
-            &dp.display().to_string(),
-        )?;
-        if x.nrows() != y.nrows() {
-            bail!(
-                "{}: design has {} rows but the BOLD run has {} volumes (re-run align)",
-                dp.display(),
-                x.nrows(),
-                y.nrows()
-            );
-        }
+        let x = load_design(work, feat, s, r, y.nrows(), &plan)?;
         let what = format!("sub-{} {}", s.id, r.label());
-        let (mut x, mut y) = (trim_rows(&x, &plan, &what)?, trim_rows(y, &plan, &what)?);
-        stats::zscore_columns(&mut x);
+        let mut y = trim_rows(y, &plan, &what)?;
         stats::zscore_columns(&mut y);
         if is_test[i] {
             xs_te.push(x);
@@ -240,22 +281,9 @@ pub fn encode_subject(
     }
 
     // Ground truth (synthetic data): ceiling r on the same test runs, same preprocessing.
-    let labels: Vec<String> = s.runs.iter().map(|r| r.label()).collect();
-    let truth = match (synth::load_truth(&ds.root, &s.id, &labels)?, &data.space) {
-        (Some(t), dataset::Space::Voxels { mask, .. }) => Some(t.in_mask_order(&mask.linear)?),
-        (t, _) => t,
-    };
-    let (ceiling, has_signal, true_weights) = match truth {
-        Some(t) => {
-            let mut sig = vec![];
-            for (i, r) in s.runs.iter().enumerate() {
-                if is_test[i] {
-                    let mut a = trim_rows(&t.signal[&r.label()], &plan, &r.label())?;
-                    stats::zscore_columns(&mut a);
-                    sig.push(a);
-                }
-            }
-            let sig = cat(&sig)?;
+    let (ceiling, has_signal, true_weights) = match test_truth(ds, s, &plan, &is_test, &data.space)?
+    {
+        Some((sig, hs, w)) => {
             if sig.ncols() != y_test.ncols() {
                 bail!(
                     "ground truth of sub-{} has {} voxels, the mask {}",
@@ -266,8 +294,8 @@ pub fn encode_subject(
             }
             (
                 Some(stats::pearson_columns(sig.view(), y_test.view())),
-                Some(t.has_signal),
-                Some(t.weights),
+                Some(hs),
+                Some(w),
             )
         }
         None => (None, None, None),

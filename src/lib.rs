@@ -18,6 +18,8 @@ pub mod io; // atomic writes, safetensors and JSON files
 
 pub mod progress; // progress bars
 
+pub mod memory; // resident memory of this process (peak, current)
+
 pub mod stats; // Pearson r and its summaries
 
 // The model-agnostic training engine and the model files (one per architecture).
@@ -44,6 +46,8 @@ pub mod align; // features → design matrices on the TR grid
 pub mod ridge; // cross-validated ridge regression (CPU and libtorch)
 
 pub mod encode; // design matrices + BOLD → held-out r per voxel or parcel
+
+pub mod encode_stream; // encode with Y streamed from the voxel cache, sharded, merged
 
 pub mod encode_bands; // several feature spaces: banded ridge per voxel, R² split
 

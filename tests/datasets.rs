@@ -376,6 +376,23 @@ fn algonauts_hdf5_season_split_encode_and_parcel_maps() {
         split.to_str().unwrap(),
     ]);
     assert!(out.contains("sub-01: 12 voxels"), "{out}");
+    // HDF5 parcels through the voxel cache, streamed in blocks of 5 parcels: same results.
+    let mem: Vec<_> = ["01", "02"].iter().map(|s| r_and_alpha(&work, s)).collect();
+    run_ok(&[
+        "encode",
+        "--dataset",
+        d,
+        "--work",
+        w,
+        "--split",
+        split.to_str().unwrap(),
+        "--stream",
+        "--block-voxels",
+        "5",
+    ]);
+    for (i, s) in ["01", "02"].iter().enumerate() {
+        assert_streamed_equal(&work, s, &mem[i]);
+    }
     let f =
         brainscale::io::TensorFile::open(&work.join("encode/baseline/sub-01/ridge.safetensors"))
             .unwrap();
@@ -641,6 +658,36 @@ fn fmriprep(root: &Path, extra_t1w: bool) {
     .unwrap();
 }
 
+/// test_r and best_alpha of a subject's saved encode result.
+fn r_and_alpha(work: &Path, sub: &str) -> (Vec<f64>, Vec<f64>) {
+    let f = brainscale::io::TensorFile::open(
+        &work.join(format!("encode/baseline/sub-{sub}/ridge.safetensors")),
+    )
+    .unwrap();
+    let v = |n: &str| f.f64(n).unwrap().iter().copied().collect::<Vec<f64>>();
+    (v("test_r"), v("best_alpha"))
+}
+
+/// The streamed encode (voxel cache, Y block by block) gives the in-memory encode's results.
+fn assert_streamed_equal(work: &Path, sub: &str, before: &(Vec<f64>, Vec<f64>)) {
+    let after = r_and_alpha(work, sub);
+    assert_eq!(before.0.len(), after.0.len());
+    for (name, a, b) in [
+        ("test_r", &before.0, &after.0),
+        ("best_alpha", &before.1, &after.1),
+    ] {
+        let worst = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            worst <= 1e-6,
+            "sub-{sub}: streamed {name} differs by {worst:e}"
+        );
+    }
+}
+
 fn mean_test_r(out: &str) -> f64 {
     let s = out
         .split("test mean r ")
@@ -721,6 +768,11 @@ fn fmriprep_confounds_atlas_and_errors() {
     ];
     let raw = mean_test_r(&cmd("encode", &split));
     let clean = mean_test_r(&cmd("encode", &[&split[..], &conf[..]].concat()));
+    // fMRIPrep runs with confounds regressed, through the voxel cache: same results.
+    let mem = r_and_alpha(&work, "01");
+    let stream = ["--stream", "--block-voxels", "16"];
+    cmd("encode", &[&split[..], &conf[..], &stream[..]].concat());
+    assert_streamed_equal(&work, "01", &mem);
     eprintln!(
         "fMRIPrep fixture: mean test r without confound regression {raw:.3}, with {clean:.3}"
     );
@@ -739,6 +791,12 @@ fn fmriprep_confounds_atlas_and_errors() {
     let at = ["--atlas", atlas.to_str().unwrap()];
     let out = cmd("encode", &[&split[..], &conf[..], &at[..]].concat());
     assert!(out.contains("sub-01: 4 voxels"), "{out}");
+    let mem = r_and_alpha(&work, "01");
+    cmd(
+        "encode",
+        &[&split[..], &conf[..], &at[..], &stream[..]].concat(),
+    );
+    assert_streamed_equal(&work, "01", &mem);
     cmd("maps", &[&conf[..], &at[..]].concat());
     let r = parcel_r(&m.join("parcels.csv"));
     assert_eq!(r.len(), 4);

@@ -2,7 +2,7 @@
 //! cell through `brainscale bench run-cell`), resources from the grid's [slurm] table. Tasks
 //! write only their own cell folder; `bench collect` / `bench status` merge the rows.
 use super::cell::Cell;
-use super::grid::Grid;
+use super::grid::{Grid, SlurmConfig};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -37,16 +37,38 @@ fn quote(s: &str) -> String {
 
 /// The job-array script for `cells` (pure, for tests and `--dry-run` users).
 pub fn script(grid: &Grid, cells: &[Cell], out: &Path, exe: &Path, cwd: &Path) -> String {
-    let s = &grid.slurm;
-    let logs = out.join("slurm").join("logs");
-    let mut t = String::from("#!/bin/bash\n");
-    let mut d = |k: &str, v: &str| t.push_str(&format!("#SBATCH --{k}={v}\n"));
-    d("job-name", &format!("bs-{}", grid.name));
-    let array = match s.max_parallel {
+    let array = match grid.slurm.max_parallel {
         Some(p) => format!("0-{}%{p}", cells.len() - 1),
         None => format!("0-{}", cells.len() - 1),
     };
-    d("array", &array);
+    let mut t = header(
+        &grid.slurm,
+        &format!("bs-{}", grid.name),
+        &array,
+        &out.join("slurm").join("logs"),
+        cwd,
+    );
+    t.push_str("CELLS=(");
+    for c in cells {
+        t.push_str(&format!(" {}", quote(&c.id)));
+    }
+    t.push_str(" )\n");
+    t.push_str(&format!(
+        "exec {} bench run-cell {} --out {} --cell \"${{CELLS[$SLURM_ARRAY_TASK_ID]}}\"\n",
+        quote(&exe.display().to_string()),
+        quote(&grid.path.display().to_string()),
+        quote(&out.display().to_string())
+    ));
+    t
+}
+
+/// The `#SBATCH` lines (name, array, logs, resources, extras) and the setup lines of a
+/// job-array script.
+fn header(s: &SlurmConfig, name: &str, array: &str, logs: &Path, cwd: &Path) -> String {
+    let mut t = String::from("#!/bin/bash\n");
+    let mut d = |k: &str, v: &str| t.push_str(&format!("#SBATCH --{k}={v}\n"));
+    d("job-name", name);
+    d("array", array);
     d("output", &logs.join("%A_%a.out").display().to_string());
     d("chdir", &cwd.display().to_string());
     d("ntasks", "1");
@@ -73,18 +95,89 @@ pub fn script(grid: &Grid, cells: &[Cell], out: &Path, exe: &Path, cwd: &Path) -
         t.push_str(line);
         t.push('\n');
     }
-    t.push_str("CELLS=(");
-    for c in cells {
-        t.push_str(&format!(" {}", quote(&c.id)));
+    t
+}
+
+/// The job-array script of a sharded encode (`encode --slurm-shards K`): array task k runs
+/// `exe ARGS --voxel-shard k/K`, for the shards `tasks` only (those whose part is missing),
+/// at most `max_parallel` at once. Pure, for tests.
+pub fn shard_script(
+    s: &SlurmConfig,
+    exe: &Path,
+    args: &[String],
+    n: usize,
+    tasks: &[usize],
+    logs: &Path,
+    cwd: &Path,
+) -> String {
+    let list: Vec<String> = tasks.iter().map(|k| k.to_string()).collect();
+    let array = match s.max_parallel {
+        Some(p) => format!("{}%{p}", list.join(",")),
+        None => list.join(","),
+    };
+    let mut t = header(s, "bs-encode-shards", &array, logs, cwd);
+    t.push_str(&format!("exec {}", quote(&exe.display().to_string())));
+    for a in args {
+        t.push(' ');
+        t.push_str(&quote(a));
     }
-    t.push_str(" )\n");
     t.push_str(&format!(
-        "exec {} bench run-cell {} --out {} --cell \"${{CELLS[$SLURM_ARRAY_TASK_ID]}}\"\n",
-        quote(&exe.display().to_string()),
-        quote(&grid.path.display().to_string()),
-        quote(&out.display().to_string())
+        " --voxel-shard \"${{SLURM_ARRAY_TASK_ID}}/{n}\"\n"
     ));
     t
+}
+
+/// Writes a sharded encode's script under `dir` (WORK/slurm) and submits it; returns the
+/// job id. See [`shard_script`].
+pub fn submit_shards(
+    dir: &Path,
+    s: &SlurmConfig,
+    args: &[String],
+    n: usize,
+    tasks: &[usize],
+) -> Result<String> {
+    let exe = match &s.brainscale {
+        Some(p) => p.clone(),
+        None => {
+            std::env::current_exe().context("locating the brainscale binary for the SLURM tasks")?
+        }
+    };
+    let cwd = std::env::current_dir().context("reading the current folder")?;
+    std::fs::create_dir_all(dir.join("logs"))
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let path = dir.join(format!("encode-shards-{now}-{}.sbatch", std::process::id()));
+    let text = shard_script(s, &exe, args, n, tasks, &dir.join("logs"), &cwd);
+    crate::io::write_bytes(&path, text.as_bytes())?;
+    sbatch(&path)
+}
+
+/// Submits a script with `sbatch --parsable`; returns the job id.
+fn sbatch(path: &Path) -> Result<String> {
+    let o = Command::new("sbatch").arg("--parsable").arg(path).output().map_err(|e| {
+        anyhow::anyhow!("running sbatch: {e}; the slurm executor needs SLURM's client tools (Debian: slurm-client) and a reachable controller")
+    })?;
+    if !o.status.success() {
+        bail!(
+            "sbatch {} failed ({}): {}",
+            path.display(),
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&o.stdout);
+    let job = text.trim().split(';').next().unwrap_or("").to_string();
+    if job.is_empty() || !job.chars().all(|c| c.is_ascii_digit()) {
+        bail!(
+            "sbatch {}: unexpected reply '{}'",
+            path.display(),
+            text.trim()
+        );
+    }
+    Ok(job)
 }
 
 /// Writes the script, submits it with `sbatch --parsable`, records the job; returns its id.
@@ -105,26 +198,7 @@ pub fn submit(grid: &Grid, cells: &[Cell], out: &Path) -> Result<String> {
         .unwrap_or(0);
     let path = dir.join(format!("{}-{now}-{}.sbatch", grid.name, std::process::id()));
     crate::io::write_bytes(&path, script(grid, cells, out, &exe, &cwd).as_bytes())?;
-    let o = Command::new("sbatch").arg("--parsable").arg(&path).output().map_err(|e| {
-        anyhow::anyhow!("running sbatch: {e}; the slurm executor needs SLURM's client tools (Debian: slurm-client) and a reachable controller")
-    })?;
-    if !o.status.success() {
-        bail!(
-            "sbatch {} failed ({}): {}",
-            path.display(),
-            o.status,
-            String::from_utf8_lossy(&o.stderr).trim()
-        );
-    }
-    let text = String::from_utf8_lossy(&o.stdout);
-    let job = text.trim().split(';').next().unwrap_or("").to_string();
-    if job.is_empty() || !job.chars().all(|c| c.is_ascii_digit()) {
-        bail!(
-            "sbatch {}: unexpected reply '{}'",
-            path.display(),
-            text.trim()
-        );
-    }
+    let job = sbatch(&path)?;
     let mut jobs = read_jobs(out)?;
     jobs.push(JobRecord {
         job_id: job.clone(),

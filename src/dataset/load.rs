@@ -5,8 +5,10 @@ use super::atlas::Atlas;
 use super::nifti_header::grid_mismatch;
 use super::nifti_io::{self, Mask};
 use super::scan_fmriprep::fmriprep_mask;
-use super::{confounds, hdf5, Layout, RunSource, Space, Subject, SubjectData};
+use super::{confounds, hdf5, nifti_stream, Layout, RunSource, Space, Subject, SubjectData};
 use anyhow::{bail, Context, Result};
+use ndarray::Array2;
+use nifti::NiftiHeader;
 use std::path::PathBuf;
 
 /// The subject's space without reading time series (what the maps stage needs).
@@ -50,59 +52,156 @@ pub fn subject_space(s: &Subject) -> Result<Space> {
 /// Reads every run's time series, checking geometry and values; regresses confounds
 /// (fMRIPrep) and averages voxels per parcel when the subject has an atlas.
 pub fn load_subject(s: &Subject) -> Result<SubjectData> {
-    if s.layout == Layout::Hdf5 {
-        let n = s
-            .n_parcels
-            .with_context(|| format!("sub-{}: no runs", s.id))?;
-        let mut runs = Vec::with_capacity(s.runs.len());
-        for r in &s.runs {
-            let RunSource::Hdf5 { dataset } = &r.source else {
+    let reader = RunReader::open(s)?;
+    let mut runs = Vec::with_capacity(s.runs.len());
+    let mut empty_labels = Vec::new();
+    for i in 0..s.runs.len() {
+        let (y, empty) = reader.read(i, false)?;
+        empty_labels = empty;
+        runs.push(y);
+    }
+    if !empty_labels.is_empty() {
+        eprintln!(
+            "warning: sub-{}: {} atlas label(s) have no voxel inside the brain mask (their parcels are constant, r = 0): {:?}",
+            s.id,
+            empty_labels.len(),
+            &empty_labels[..empty_labels.len().min(20)]
+        );
+    }
+    Ok(SubjectData {
+        space: reader.space()?,
+        runs,
+    })
+}
+
+/// Reads a subject's runs one at a time (what [`load_subject`] does for all of them, and the
+/// voxel-major cache, `dataset::voxcache`, run by run with bounded memory).
+pub struct RunReader<'a> {
+    s: &'a Subject,
+    /// Mask voxels (BIDS, fMRIPrep); `None` for HDF5 parcels.
+    mask: Option<Mask>,
+    mask_header: Option<NiftiHeader>,
+    mask_path: PathBuf,
+    atlas: Option<Atlas>,
+    /// Header of the first BOLD run (maps are written with it).
+    header: Option<NiftiHeader>,
+}
+
+impl<'a> RunReader<'a> {
+    /// Reads the mask (or the fMRIPrep masks' intersection), the atlas and the first run's
+    /// header; the atlas must sit on the BOLD grid.
+    pub fn open(s: &'a Subject) -> Result<Self> {
+        if s.runs.is_empty() {
+            bail!("sub-{}: no runs", s.id);
+        }
+        if s.layout == Layout::Hdf5 {
+            return Ok(Self {
+                s,
+                mask: None,
+                mask_header: None,
+                mask_path: PathBuf::new(),
+                atlas: None,
+                header: None,
+            });
+        }
+        let (mask, mask_header, mask_path) = match s.layout {
+            Layout::Bids => {
+                let mp = s
+                    .mask
+                    .as_ref()
+                    .with_context(|| format!("sub-{}: no brain mask", s.id))?;
+                let (h, m) = Mask::read(mp)?;
+                (m, Some(h), mp.clone())
+            }
+            _ => {
+                let (m, _) = fmriprep_mask(s)?;
+                (m, None, PathBuf::new())
+            }
+        };
+        let header = nifti_io::read_header(&s.runs[0].bold)?;
+        let atlas = match &s.atlas {
+            Some(ap) => {
+                let a = Atlas::read(ap)?;
+                // Same grid is not enough: the atlas must also sit at the same place in the world.
+                if let Some(why) = grid_mismatch(&a.header, &header) {
+                    bail!(
+                        "{}: the atlas is not on the BOLD's grid ({}): {why}; resample the atlas to the BOLD grid",
+                        ap.display(),
+                        s.runs[0].bold.display()
+                    );
+                }
+                Some(a)
+            }
+            None => None,
+        };
+        Ok(Self {
+            s,
+            mask: Some(mask),
+            mask_header,
+            mask_path,
+            atlas,
+            header: Some(header),
+        })
+    }
+
+    /// The subject's space: mask voxels, or atlas / HDF5 parcels.
+    pub fn space(&self) -> Result<Space> {
+        if self.mask.is_none() {
+            return subject_space(self.s);
+        }
+        Ok(match (&self.atlas, &self.mask, &self.header) {
+            (Some(a), _, _) => Space::Parcels {
+                n: a.n_parcels,
+                atlas: Some(a.clone()),
+            },
+            (None, Some(mask), Some(header)) => Space::Voxels {
+                mask: mask.clone(),
+                header: header.clone(),
+            },
+            _ => unreachable!("voxel subjects have a mask and a header"),
+        })
+    }
+
+    /// Run `i`'s time series [TRs, voxels or parcels] with confounds regressed out and
+    /// voxels averaged per parcel, and the atlas labels with no voxel in the mask.
+    /// `stream`: read the NIfTI volume by volume (gzip decompressed as it is read, never
+    /// whole in memory) instead of whole.
+    pub fn read(&self, i: usize, stream: bool) -> Result<(Array2<f32>, Vec<u32>)> {
+        let s = self.s;
+        let run = &s.runs[i];
+        let Some(mask) = &self.mask else {
+            let n = s
+                .n_parcels
+                .with_context(|| format!("sub-{}: no runs", s.id))?;
+            let RunSource::Hdf5 { dataset } = &run.source else {
                 unreachable!("HDF5 subjects have HDF5 runs")
             };
-            let a = hdf5::read_run(&r.bold, dataset)?;
-            if a.ncols() != n || a.nrows() != r.n_volumes {
+            let a = hdf5::read_run(&run.bold, dataset)?;
+            if a.ncols() != n || a.nrows() != run.n_volumes {
                 bail!(
                     "{}: dataset '{dataset}' is {:?}, expected ({}, {n})",
-                    r.bold.display(),
-                    a.dim(),
-                    r.n_volumes
-                );
-            }
-            runs.push(a);
-        }
-        return Ok(SubjectData {
-            space: subject_space(s)?,
-            runs,
-        });
-    }
-    let (mask, mask_header, mask_path) = match s.layout {
-        Layout::Bids => {
-            let mp = s
-                .mask
-                .as_ref()
-                .with_context(|| format!("sub-{}: no brain mask", s.id))?;
-            let (h, m) = Mask::read(mp)?;
-            (m, Some(h), mp.clone())
-        }
-        _ => {
-            let (m, _) = fmriprep_mask(s)?;
-            (m, None, PathBuf::new())
-        }
-    };
-    let mut runs = Vec::with_capacity(s.runs.len());
-    let mut header = None;
-    for run in &s.runs {
-        let (h, vol) = nifti_io::read_f32(&run.bold)?;
-        if let Some(mh) = &mask_header {
-            if let Some(why) = grid_mismatch(&h, mh) {
-                bail!(
-                    "{}: the BOLD is not on the grid of the brain mask {}: {why}",
                     run.bold.display(),
-                    mask_path.display()
+                    a.dim(),
+                    run.n_volumes
                 );
             }
-        }
-        let mut y = mask.extract(&vol, &run.bold)?;
+            return Ok((a, vec![]));
+        };
+        let mut y = if stream {
+            nifti_stream::read_masked(&run.bold, mask, self.mask_header.as_ref(), &self.mask_path)?
+        } else {
+            let (h, vol) = nifti_io::read_f32(&run.bold)?;
+            if let Some(mh) = &self.mask_header {
+                if let Some(why) = grid_mismatch(&h, mh) {
+                    bail!(
+                        "{}: the BOLD is not on the grid of the brain mask {}: {why}",
+                        run.bold.display(),
+                        self.mask_path.display()
+                    );
+                }
+            }
+            mask.extract(&vol, &run.bold)?
+        };
         if !s.confound_columns.is_empty() {
             let RunSource::Nifti {
                 confounds: Some(c), ..
@@ -126,48 +225,9 @@ pub fn load_subject(s: &Subject) -> Result<SubjectData> {
             confounds::regress_out(&mut y, &cm)
                 .with_context(|| format!("regressing confounds of {}", c.display()))?;
         }
-        runs.push(y);
-        header.get_or_insert(h);
+        match &self.atlas {
+            Some(a) => a.parcel_means(&y, mask, &run.bold.display().to_string()),
+            None => Ok((y, vec![])),
+        }
     }
-    if let Some(ap) = &s.atlas {
-        let a = Atlas::read(ap)?;
-        // Same grid is not enough: the atlas must also sit at the same place in the world.
-        let bold_header = header.as_ref().expect("a subject has runs");
-        if let Some(why) = grid_mismatch(&a.header, bold_header) {
-            bail!(
-                "{}: the atlas is not on the BOLD's grid ({}): {why}; resample the atlas to the BOLD grid",
-                ap.display(),
-                s.runs[0].bold.display()
-            );
-        }
-        let mut parcels = Vec::with_capacity(runs.len());
-        let mut empty_labels = Vec::new();
-        for (r, y) in s.runs.iter().zip(&runs) {
-            let (p, empty) = a.parcel_means(y, &mask, &r.bold.display().to_string())?;
-            empty_labels = empty;
-            parcels.push(p);
-        }
-        if !empty_labels.is_empty() {
-            eprintln!(
-                "warning: sub-{}: {} atlas label(s) have no voxel inside the brain mask (their parcels are constant, r = 0): {:?}",
-                s.id,
-                empty_labels.len(),
-                &empty_labels[..empty_labels.len().min(20)]
-            );
-        }
-        return Ok(SubjectData {
-            space: Space::Parcels {
-                n: a.n_parcels,
-                atlas: Some(a),
-            },
-            runs: parcels,
-        });
-    }
-    Ok(SubjectData {
-        space: Space::Voxels {
-            mask,
-            header: header.expect("a subject has runs"),
-        },
-        runs,
-    })
 }

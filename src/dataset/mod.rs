@@ -45,15 +45,17 @@ pub mod hdf5;
 mod load;
 pub mod nifti_header;
 pub mod nifti_io;
+pub mod nifti_stream;
 mod scan;
 mod scan_bids;
 mod scan_fmriprep;
 mod scan_hdf5;
 pub mod splits;
 pub mod synth;
+pub mod voxcache;
 
 pub use check::{check, check_error, check_with, movie_duration, CheckReport};
-pub use load::{load_subject, subject_space};
+pub use load::{load_subject, subject_space, RunReader};
 
 use anyhow::{bail, Context, Result};
 use atlas::Atlas;

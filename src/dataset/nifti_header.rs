@@ -18,7 +18,7 @@ pub enum Version {
 }
 
 /// The file's bytes as a stream, gunzipped when it starts with the gzip magic bytes.
-fn open_stream(path: &Path) -> Result<Box<dyn Read>> {
+pub(crate) fn open_stream(path: &Path) -> Result<Box<dyn Read>> {
     if !path.exists() {
         bail!("{} not found", path.display());
     }
@@ -36,7 +36,7 @@ fn open_stream(path: &Path) -> Result<Box<dyn Read>> {
 }
 
 /// Reads as many bytes as the stream holds up to `buf.len()`; returns how many.
-fn read_up_to(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+pub(crate) fn read_up_to(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {
@@ -165,7 +165,7 @@ fn parse_nifti2(b: &[u8], endian: Endianness, path: &Path) -> Result<(NiftiHeade
 
 /// Parses the header at the start of `bytes` (NIfTI-1 or NIfTI-2); returns it, where the
 /// data start, and the version.
-fn parse(bytes: &[u8], path: &Path) -> Result<(NiftiHeader, u64, Version)> {
+pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<(NiftiHeader, u64, Version)> {
     let (version, endian) = version_of(bytes, path)?;
     match version {
         Version::Nifti1 => {

@@ -42,7 +42,7 @@ pub fn read_f32(path: &Path) -> Result<(NiftiHeader, ArrayD<f32>)> {
 
 /// The `nifti` crate asserts on some malformed files instead of returning an error; turn such
 /// a panic into an error so bad input never aborts the program.
-fn guard<T>(f: impl FnOnce() -> T) -> Result<T> {
+pub(crate) fn guard<T>(f: impl FnOnce() -> T) -> Result<T> {
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
@@ -141,6 +141,10 @@ pub fn write<T: nifti::DataElement + bytemuck::Pod>(
             .map_err(|e| anyhow!("{e}"))
     })
 }
+
+/// Order of per-voxel vectors in saved outputs (metadata key `voxel_order`): the mask's
+/// order, numpy/nilearn C order, see [`Mask`].
+pub const VOXEL_ORDER: &str = "C: numpy data[mask] / nilearn NiftiMasker order (z fastest)";
 
 /// A brain mask: the voxels inside it, in the order every per-voxel array uses.
 ///

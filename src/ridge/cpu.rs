@@ -52,17 +52,64 @@ impl Trace {
 }
 
 pub(crate) fn fit(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan) -> Result<RawFit> {
-    // libtorch_cpu (always linked, through tch) exports its bundled MKL's BLAS/LAPACK symbols
-    // ahead of OpenBLAS, so LAPACK calls may land in MKL, whose OpenMP threads then spin
-    // against OpenBLAS's threads (fits ran ~3x slower). One OpenMP thread during the fit
-    // avoids that; the setting is restored afterwards.
+    let mut prep = Prepared::new(p.x_train, p.x_test, o, plan)?;
+    let mut raw = prep.fit_voxels(p.y_train, o, plan)?;
+    raw.flops += prep.setup_flops();
+    Ok(raw)
+}
+
+/// The X side of a fit, computed once (Grams, fold bases, refit basis), to which any number
+/// of voxel blocks can then be fitted: a streamed fit of Y block by block gives, per voxel,
+/// what one [`fit`] over all voxels gives.
+pub(crate) enum Prepared {
+    F32(Setup<f32>),
+    F64(Setup<f64>),
+}
+
+impl Prepared {
+    pub(crate) fn new(
+        x: ArrayView2<f32>,
+        x_test: ArrayView2<f32>,
+        o: &RidgeOptions,
+        plan: &Plan,
+    ) -> Result<Self> {
+        one_omp_thread(|| match o.precision {
+            Precision::F32 => Ok(Prepared::F32(Setup::new(x, x_test, o, plan)?)),
+            Precision::F64 => Ok(Prepared::F64(Setup::new(x, x_test, o, plan)?)),
+        })
+    }
+
+    /// Fits the voxels of `y` (training rows × voxels, rows as the X given to `new`).
+    pub(crate) fn fit_voxels(
+        &mut self,
+        y: ArrayView2<f32>,
+        o: &RidgeOptions,
+        plan: &Plan,
+    ) -> Result<RawFit> {
+        one_omp_thread(|| match self {
+            Prepared::F32(s) => s.fit_voxels(y, o, plan),
+            Prepared::F64(s) => s.fit_voxels(y, o, plan),
+        })
+    }
+
+    /// FLOPs of the X-side setup (counted once per fit).
+    pub(crate) fn setup_flops(&self) -> f64 {
+        match self {
+            Prepared::F32(s) => s.setup_flops,
+            Prepared::F64(s) => s.setup_flops,
+        }
+    }
+}
+
+/// libtorch_cpu (always linked, through tch) exports its bundled MKL's BLAS/LAPACK symbols
+/// ahead of OpenBLAS, so LAPACK calls may land in MKL, whose OpenMP threads then spin
+/// against OpenBLAS's threads (fits ran ~3x slower). One OpenMP thread during the fit
+/// avoids that; the setting is restored afterwards.
+fn one_omp_thread<R>(f: impl FnOnce() -> R) -> R {
     let omp_threads = tch::get_num_threads();
     keep_freed_memory();
     tch::set_num_threads(1);
-    let out = match o.precision {
-        Precision::F32 => fit_t::<f32>(p, o, plan),
-        Precision::F64 => fit_t::<f64>(p, o, plan),
-    };
+    let out = f();
     tch::set_num_threads(omp_threads);
     out
 }
@@ -169,273 +216,326 @@ fn to_t<T: Real>(a: &Array2<f64>) -> Array2<T> {
     a.mapv(T::from_f64)
 }
 
-fn fit_t<T: Real>(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan) -> Result<RawFit> {
-    let x = p.x_train;
-    let (n, nf) = x.dim();
-    let v = p.y_train.ncols();
-    let na = plan.alphas.len();
-    let nfold = plan.folds.len();
-    let mut flops = Flops::default();
-    let mut tr = Trace::new();
+/// The X-side state of a fit (see [`Prepared`]), in the work precision `T`.
+pub(crate) struct Setup<T> {
+    n: usize,
+    nf: usize,
+    folds: Vec<Fold<T>>,
+    mu_all: Array1<f64>,
+    s_all: Array1<f64>,
+    mt_all: Array2<T>,
+    a_test: Array2<T>,
+    m_all_t: Option<Array2<T>>,
+    shape: ChunkShape,
+    fixed: u64,
+    setup_flops: f64,
+}
 
-    // With an intercept, X and Y are first shifted by their training means (the fit does not
-    // change), so that f32 products of data with large means (raw BOLD) keep their precision.
-    let xs = if o.intercept {
-        column_means(x)
-    } else {
-        Array1::zeros(nf)
-    };
-    // Per-fold Grams and sums, in f64; training Grams are the total minus the fold's.
-    let mut grams = Vec::with_capacity(nfold);
-    let mut sums = Vec::with_capacity(nfold);
-    for rows in &plan.folds {
-        let xf = gather(x, rows, 0..nf, |t, j| t as f64 - xs[j]);
-        grams.push(flops.dot(xf.t(), xf.view()));
-        sums.push(xf.sum_axis(Axis(0)));
-    }
-    tr.lap("grams");
-    let gram_all = grams
-        .iter()
-        .fold(Array2::<f64>::zeros((nf, nf)), |a, g| a + g);
-    let sum_all = sums.iter().fold(Array1::<f64>::zeros(nf), |a, s| a + s);
+impl<T: Real> Setup<T> {
+    fn new(
+        x: ArrayView2<f32>,
+        x_test: ArrayView2<f32>,
+        o: &RidgeOptions,
+        plan: &Plan,
+    ) -> Result<Self> {
+        let (n, nf) = x.dim();
+        let na = plan.alphas.len();
+        let nfold = plan.folds.len();
+        let mut flops = Flops::default();
+        let mut tr = Trace::new();
 
-    let mut folds: Vec<Fold<T>> = Vec::with_capacity(nfold);
-    for (fi, rows) in plan.folds.iter().enumerate() {
-        let n_f = rows.len();
-        let n_t = n - n_f;
-        let mu = if o.intercept {
-            (&sum_all - &sums[fi]) / n_t as f64
+        // With an intercept, X and Y are first shifted by their training means (the fit does
+        // not change), so that f32 products of data with large means (raw BOLD) keep their
+        // precision.
+        let xs = if o.intercept {
+            column_means(x)
         } else {
             Array1::zeros(nf)
         };
-        let xbar = &sums[fi] / n_f as f64;
-        let mut in_fold = vec![false; n];
-        rows.iter().for_each(|&r| in_fold[r] = true);
-        let train_rows: Vec<usize> = (0..n).filter(|&r| !in_fold[r]).collect();
-        let (m, s) = basis(
-            x,
-            &xs,
-            &train_rows,
-            &(&gram_all - &grams[fi]),
-            &mu,
-            &mut flops,
-        )
-        .with_context(|| format!("CV fold {} of {nfold}", fi + 1))?;
-        let xvc = gather(x, rows, 0..nf, |t, j| t as f64 - xs[j] - xbar[j]);
-        let a_c = flops.dot(xvc.view(), m.view());
-        let quad = choose_quad::<T>(
-            a_c,
-            &s,
-            &plan.alphas,
-            o.precision,
-            o.partial_fractions,
-            &mut flops,
-        )?;
-        let delta = m.t().dot(&(&xbar - &mu));
-        folds.push(Fold {
-            rows: rows.clone(),
-            x_val: gather(x, rows, 0..nf, |t, j| T::from_f64(t as f64 - xs[j])),
-            mu,
-            xbar,
-            mt: to_t(&m.t().as_standard_layout().to_owned()),
-            s,
-            quad,
-            delta,
+        // Per-fold Grams and sums, in f64; training Grams are the total minus the fold's.
+        let mut grams = Vec::with_capacity(nfold);
+        let mut sums = Vec::with_capacity(nfold);
+        for rows in &plan.folds {
+            let xf = gather(x, rows, 0..nf, |t, j| t as f64 - xs[j]);
+            grams.push(flops.dot(xf.t(), xf.view()));
+            sums.push(xf.sum_axis(Axis(0)));
+        }
+        tr.lap("grams");
+        let gram_all = grams
+            .iter()
+            .fold(Array2::<f64>::zeros((nf, nf)), |a, g| a + g);
+        let sum_all = sums.iter().fold(Array1::<f64>::zeros(nf), |a, s| a + s);
+
+        let mut folds: Vec<Fold<T>> = Vec::with_capacity(nfold);
+        for (fi, rows) in plan.folds.iter().enumerate() {
+            let n_f = rows.len();
+            let n_t = n - n_f;
+            let mu = if o.intercept {
+                (&sum_all - &sums[fi]) / n_t as f64
+            } else {
+                Array1::zeros(nf)
+            };
+            let xbar = &sums[fi] / n_f as f64;
+            let mut in_fold = vec![false; n];
+            rows.iter().for_each(|&r| in_fold[r] = true);
+            let train_rows: Vec<usize> = (0..n).filter(|&r| !in_fold[r]).collect();
+            let (m, s) = basis(
+                x,
+                &xs,
+                &train_rows,
+                &(&gram_all - &grams[fi]),
+                &mu,
+                &mut flops,
+            )
+            .with_context(|| format!("CV fold {} of {nfold}", fi + 1))?;
+            let xvc = gather(x, rows, 0..nf, |t, j| t as f64 - xs[j] - xbar[j]);
+            let a_c = flops.dot(xvc.view(), m.view());
+            let quad = choose_quad::<T>(
+                a_c,
+                &s,
+                &plan.alphas,
+                o.precision,
+                o.partial_fractions,
+                &mut flops,
+            )?;
+            let delta = m.t().dot(&(&xbar - &mu));
+            folds.push(Fold {
+                rows: rows.clone(),
+                x_val: gather(x, rows, 0..nf, |t, j| T::from_f64(t as f64 - xs[j])),
+                mu,
+                xbar,
+                mt: to_t(&m.t().as_standard_layout().to_owned()),
+                s,
+                quad,
+                delta,
+            });
+        }
+
+        tr.lap("fold bases");
+        // Refit basis on all training rows.
+        let mu_all = if o.intercept {
+            &sum_all / n as f64
+        } else {
+            Array1::zeros(nf)
+        };
+        let all_rows: Vec<usize> = (0..n).collect();
+        let (m_all, s_all) = basis(x, &xs, &all_rows, &gram_all, &mu_all, &mut flops)
+            .context("refit on all training runs")?;
+        let k_all = s_all.len();
+        let n_test = x_test.nrows();
+        let xtc = gather(x_test, &(0..n_test).collect::<Vec<_>>(), 0..nf, |t, j| {
+            t as f64 - xs[j] - mu_all[j]
         });
+        let a_test: Array2<T> = to_t(&flops.dot(xtc.view(), m_all.view()));
+        let mt_all: Array2<T> = to_t(&m_all.t().as_standard_layout().to_owned());
+        let m_all_t: Option<Array2<T>> = o.keep_weights.then(|| to_t(&m_all));
+
+        // What the voxel chunks are sized from (see `fit_voxels`).
+        let e = std::mem::size_of::<T>();
+        let k_max = folds
+            .iter()
+            .map(|f| f.s.len())
+            .chain([k_all])
+            .max()
+            .unwrap_or(0);
+        let r_max = folds
+            .iter()
+            .map(|f| f.quad.rows())
+            .max()
+            .unwrap_or(0)
+            .min(BLOCK.max(1));
+        let fixed = (e
+            * (n * nf + nfold * k_max * (nf + k_max) + k_all * (nf + n_test) + na * k_max * 2)
+            + 8 * nf * nf * (nfold + 2)) as u64;
+        let shape = ChunkShape {
+            n,
+            p: nf,
+            k: k_max,
+            r: r_max,
+            n_test,
+            n_folds: nfold,
+            n_alphas: na,
+            elem: e,
+        };
+        tr.lap("refit basis");
+        tr.report();
+        Ok(Self {
+            n,
+            nf,
+            folds,
+            mu_all,
+            s_all,
+            mt_all,
+            a_test,
+            m_all_t,
+            shape,
+            fixed,
+            setup_flops: flops.0,
+        })
     }
 
-    tr.lap("fold bases");
-    // Refit basis on all training rows.
-    let mu_all = if o.intercept {
-        &sum_all / n as f64
-    } else {
-        Array1::zeros(nf)
-    };
-    let all_rows: Vec<usize> = (0..n).collect();
-    let (m_all, s_all) = basis(x, &xs, &all_rows, &gram_all, &mu_all, &mut flops)
-        .context("refit on all training runs")?;
-    let k_all = s_all.len();
-    let n_test = p.x_test.nrows();
-    let xtc = gather(p.x_test, &(0..n_test).collect::<Vec<_>>(), 0..nf, |t, j| {
-        t as f64 - xs[j] - mu_all[j]
-    });
-    let a_test: Array2<T> = to_t(&flops.dot(xtc.view(), m_all.view()));
-    let mt_all: Array2<T> = to_t(&m_all.t().as_standard_layout().to_owned());
-    let m_all_t: Option<Array2<T>> = o.keep_weights.then(|| to_t(&m_all));
+    fn fit_voxels(
+        &mut self,
+        y_train: ArrayView2<f32>,
+        o: &RidgeOptions,
+        plan: &Plan,
+    ) -> Result<RawFit> {
+        let (n, nf) = (self.n, self.nf);
+        let (na, nfold) = (plan.alphas.len(), plan.folds.len());
+        let v = y_train.ncols();
+        let n_test = self.a_test.nrows();
+        let mut flops = Flops::default();
+        let mut tr = Trace::new();
+        // Voxel chunks sized from the memory budget; chunks of at most CHUNK_MAX voxels keep
+        // the per-fold buffers cache-friendly.
+        let chunk = chunk_voxels(&self.shape, self.fixed, memory_budget(o), v)?.min(CHUNK_MAX);
+        let (mu_all, s_all) = (&self.mu_all, &self.s_all);
+        let (mt_all, a_test, m_all_t) = (&self.mt_all, &self.a_test, &self.m_all_t);
+        let folds = &mut self.folds;
 
-    // Voxel chunks sized from the memory budget.
-    let e = std::mem::size_of::<T>();
-    let k_max = folds
-        .iter()
-        .map(|f| f.s.len())
-        .chain([k_all])
-        .max()
-        .unwrap_or(0);
-    let r_max = folds
-        .iter()
-        .map(|f| f.quad.rows())
-        .max()
-        .unwrap_or(0)
-        .min(BLOCK.max(1));
-    let fixed = (e
-        * (n * nf + nfold * k_max * (nf + k_max) + k_all * (nf + n_test) + na * k_max * 2)
-        + 8 * nf * nf * (nfold + 2)) as u64;
-    let shape = ChunkShape {
-        n,
-        p: nf,
-        k: k_max,
-        r: r_max,
-        n_test,
-        n_folds: nfold,
-        n_alphas: na,
-        elem: e,
-    };
-    // Chunks of at most CHUNK_MAX voxels keep the per-fold buffers cache-friendly.
-    let chunk = chunk_voxels(&shape, fixed, memory_budget(o), v)?.min(CHUNK_MAX);
-    tr.lap("refit basis");
+        let mut cv_scores = Array2::<f64>::zeros((na, v));
+        let mut best = vec![0usize; v];
+        let mut test_pred = Array2::<f32>::zeros((n_test, v));
+        let mut weights = o.keep_weights.then(|| Array2::<f32>::zeros((nf, v)));
+        let n_chunks = v.div_ceil(chunk);
+        let bar = progress(o.progress, (n_chunks * (nfold + 1)) as u64);
 
-    let mut cv_scores = Array2::<f64>::zeros((na, v));
-    let mut best = vec![0usize; v];
-    let mut test_pred = Array2::<f32>::zeros((n_test, v));
-    let mut weights = o.keep_weights.then(|| Array2::<f32>::zeros((nf, v)));
-    let n_chunks = v.div_ceil(chunk);
-    let bar = progress(o.progress, (n_chunks * (nfold + 1)) as u64);
-
-    for j0 in (0..v).step_by(chunk) {
-        let j1 = (j0 + chunk).min(v);
-        let c = j1 - j0;
-        let ys = if o.intercept {
-            column_means(p.y_train.slice(s![.., j0..j1]))
-        } else {
-            Array1::zeros(c)
-        };
-        // Per fold: Y rows, their sums and centred sums of squares, and X_f'Y_f.
-        let mut ysum: Vec<Array1<f64>> = Vec::with_capacity(nfold);
-        let mut yss: Vec<Array1<f64>> = Vec::with_capacity(nfold);
-        let mut z: Vec<Array2<T>> = Vec::with_capacity(nfold);
-        for fd in &folds {
-            let y = gather(p.y_train, &fd.rows, j0..j1, |t, j| {
-                T::from_f64(t as f64 - ys[j])
-            });
-            let (sm, ss) = column_moments(y.view());
-            let mut zf = Array2::<T>::zeros((nf, c));
-            flops.gemm(T::one(), fd.x_val.t(), y.view(), T::zero(), zf.view_mut());
-            ysum.push(sm);
-            yss.push(ss);
-            z.push(zf);
-        }
-        tr.lap("X'Y per fold");
-        let mut xty = Array2::<T>::zeros((nf, c));
-        z.iter().for_each(|zf| {
-            Zip::from(&mut xty)
-                .and(zf)
-                .par_for_each(|a, &b| *a = *a + b)
-        });
-        let ysum_all = ysum.iter().fold(Array1::<f64>::zeros(c), |a, s| a + s);
-
-        let mut scores = Array2::<f64>::zeros((na, c));
-        for (fi, fd) in folds.iter_mut().enumerate() {
-            let n_f = fd.rows.len() as f64;
-            let n_t = n as f64 - n_f;
-            let k = fd.s.len();
-            // ν·n_t = Σ_train y; R = X_t'Y_t - n_t μν' (centred training product),
-            // Zc = X_f'Y_f - n_f x̄ȳ' (validation product centred on the validation mean).
-            let ytr: Array1<f64> = &ysum_all - &ysum[fi];
-            let nu: Array1<f64> = if o.intercept {
-                &ytr / n_t
+        for j0 in (0..v).step_by(chunk) {
+            let j1 = (j0 + chunk).min(v);
+            let c = j1 - j0;
+            let ys = if o.intercept {
+                column_means(y_train.slice(s![.., j0..j1]))
             } else {
                 Array1::zeros(c)
             };
-            let mut rz = Array2::<T>::zeros((nf, 2 * c));
-            Zip::indexed(rz.slice_mut(s![.., ..c]))
-                .and(&xty)
-                .and(&z[fi])
-                .par_for_each(|(i, j), r, &a, &b| {
-                    let corr = if o.intercept { fd.mu[i] * ytr[j] } else { 0.0 };
-                    *r = a - b - T::from_f64(corr);
+            // Per fold: Y rows, their sums and centred sums of squares, and X_f'Y_f.
+            let mut ysum: Vec<Array1<f64>> = Vec::with_capacity(nfold);
+            let mut yss: Vec<Array1<f64>> = Vec::with_capacity(nfold);
+            let mut z: Vec<Array2<T>> = Vec::with_capacity(nfold);
+            for fd in folds.iter() {
+                let y = gather(y_train, &fd.rows, j0..j1, |t, j| {
+                    T::from_f64(t as f64 - ys[j])
                 });
-            Zip::indexed(rz.slice_mut(s![.., c..]))
-                .and(&z[fi])
-                .par_for_each(|(i, j), r, &b| {
-                    *r = b - T::from_f64(fd.xbar[i] * ysum[fi][j]);
-                });
-            let bc = flops.dot(fd.mt.view(), rz.view());
-            let (b, cmat) = (bc.slice(s![.., ..c]), bc.slice(s![.., c..]));
-            // d(alpha) for every alpha, and the alpha-stacked linear statistics.
-            let d = Array2::from_shape_fn((na, k), |(a, i)| 1.0 / (fd.s[i] + plan.alphas[a]));
-            let dt: Array2<T> = to_t(&d);
-            let ddelta: Array2<T> = to_t(&(&d * &fd.delta));
-            let mut e_cb = Array2::<T>::zeros((k, c));
-            Zip::from(&mut e_cb)
-                .and(&b)
-                .and(&cmat)
-                .par_for_each(|e, &bb, &cc| *e = bb * cc);
-            let lin = flops.dot(dt.view(), e_cb.view());
-            let mm = flops.dot(ddelta.view(), b);
-            tr.lap("B, C, linear stats");
-            let q = fd.quad.q(&d, &fd.s, &plan.alphas, b, &mut flops);
-            tr.lap("q");
-            let inv = 1.0 / plan.folds.len() as f64;
-            Zip::indexed(&mut scores).par_for_each(|(a, j), sc| {
-                let mean_y = ysum[fi][j] / n_f;
-                let sv = fold_score(
-                    o.score,
-                    lin[[a, j]].to_f64(),
-                    q[[a, j]],
-                    yss[fi][j],
-                    mm[[a, j]].to_f64(),
-                    mean_y - nu[j],
-                    n_f,
-                );
-                *sc += sv * inv;
+                let (sm, ss) = column_moments(y.view());
+                let mut zf = Array2::<T>::zeros((nf, c));
+                flops.gemm(T::one(), fd.x_val.t(), y.view(), T::zero(), zf.view_mut());
+                ysum.push(sm);
+                yss.push(ss);
+                z.push(zf);
+            }
+            tr.lap("X'Y per fold");
+            let mut xty = Array2::<T>::zeros((nf, c));
+            z.iter().for_each(|zf| {
+                Zip::from(&mut xty)
+                    .and(zf)
+                    .par_for_each(|a, &b| *a = *a + b)
             });
+            let ysum_all = ysum.iter().fold(Array1::<f64>::zeros(c), |a, s| a + s);
+
+            let mut scores = Array2::<f64>::zeros((na, c));
+            for (fi, fd) in folds.iter_mut().enumerate() {
+                let n_f = fd.rows.len() as f64;
+                let n_t = n as f64 - n_f;
+                let k = fd.s.len();
+                // ν·n_t = Σ_train y; R = X_t'Y_t - n_t μν' (centred training product),
+                // Zc = X_f'Y_f - n_f x̄ȳ' (validation product centred on the validation mean).
+                let ytr: Array1<f64> = &ysum_all - &ysum[fi];
+                let nu: Array1<f64> = if o.intercept {
+                    &ytr / n_t
+                } else {
+                    Array1::zeros(c)
+                };
+                let mut rz = Array2::<T>::zeros((nf, 2 * c));
+                Zip::indexed(rz.slice_mut(s![.., ..c]))
+                    .and(&xty)
+                    .and(&z[fi])
+                    .par_for_each(|(i, j), r, &a, &b| {
+                        let corr = if o.intercept { fd.mu[i] * ytr[j] } else { 0.0 };
+                        *r = a - b - T::from_f64(corr);
+                    });
+                Zip::indexed(rz.slice_mut(s![.., c..]))
+                    .and(&z[fi])
+                    .par_for_each(|(i, j), r, &b| {
+                        *r = b - T::from_f64(fd.xbar[i] * ysum[fi][j]);
+                    });
+                let bc = flops.dot(fd.mt.view(), rz.view());
+                let (b, cmat) = (bc.slice(s![.., ..c]), bc.slice(s![.., c..]));
+                // d(alpha) for every alpha, and the alpha-stacked linear statistics.
+                let d = Array2::from_shape_fn((na, k), |(a, i)| 1.0 / (fd.s[i] + plan.alphas[a]));
+                let dt: Array2<T> = to_t(&d);
+                let ddelta: Array2<T> = to_t(&(&d * &fd.delta));
+                let mut e_cb = Array2::<T>::zeros((k, c));
+                Zip::from(&mut e_cb)
+                    .and(&b)
+                    .and(&cmat)
+                    .par_for_each(|e, &bb, &cc| *e = bb * cc);
+                let lin = flops.dot(dt.view(), e_cb.view());
+                let mm = flops.dot(ddelta.view(), b);
+                tr.lap("B, C, linear stats");
+                let q = fd.quad.q(&d, &fd.s, &plan.alphas, b, &mut flops);
+                tr.lap("q");
+                let inv = 1.0 / plan.folds.len() as f64;
+                Zip::indexed(&mut scores).par_for_each(|(a, j), sc| {
+                    let mean_y = ysum[fi][j] / n_f;
+                    let sv = fold_score(
+                        o.score,
+                        lin[[a, j]].to_f64(),
+                        q[[a, j]],
+                        yss[fi][j],
+                        mm[[a, j]].to_f64(),
+                        mean_y - nu[j],
+                        n_f,
+                    );
+                    *sc += sv * inv;
+                });
+                bar.inc(1);
+            }
+
+            tr.lap("scores");
+            // Refit with each voxel's best alpha, predict the test rows.
+            let best_c = best_alpha_index(scores.view());
+            let mut r_all = xty;
+            if o.intercept {
+                Zip::indexed(&mut r_all)
+                    .par_for_each(|(i, j), r| *r = *r - T::from_f64(mu_all[i] * ysum_all[j]));
+            }
+            let mut bs = flops.dot(mt_all.view(), r_all.view());
+            Zip::indexed(&mut bs).par_for_each(|(i, j), b| {
+                *b = *b * T::from_f64(1.0 / (s_all[i] + plan.alphas[best_c[j]]))
+            });
+            let mut pred = flops.dot(a_test.view(), bs.view());
+            let nu_all: Array1<f64> = if o.intercept {
+                &ysum_all / n as f64 + &ys
+            } else {
+                Array1::zeros(c)
+            };
+            Zip::from(test_pred.slice_mut(s![.., j0..j1]))
+                .and(&mut pred)
+                .and_broadcast(&nu_all)
+                .for_each(|t, &mut pv, &nu| {
+                    *t = (pv.to_f64() + nu) as f32;
+                });
+            if let (Some(w), Some(m)) = (weights.as_mut(), m_all_t.as_ref()) {
+                let wc = flops.dot(m.view(), bs.view());
+                Zip::from(w.slice_mut(s![.., j0..j1]))
+                    .and(&wc)
+                    .for_each(|t, &x| *t = x.to_f64() as f32);
+            }
+            cv_scores.slice_mut(s![.., j0..j1]).assign(&scores);
+            best[j0..j1].copy_from_slice(&best_c);
             bar.inc(1);
         }
-
-        tr.lap("scores");
-        // Refit with each voxel's best alpha, predict the test rows.
-        let best_c = best_alpha_index(scores.view());
-        let mut r_all = xty;
-        if o.intercept {
-            Zip::indexed(&mut r_all)
-                .par_for_each(|(i, j), r| *r = *r - T::from_f64(mu_all[i] * ysum_all[j]));
-        }
-        let mut bs = flops.dot(mt_all.view(), r_all.view());
-        Zip::indexed(&mut bs).par_for_each(|(i, j), b| {
-            *b = *b * T::from_f64(1.0 / (s_all[i] + plan.alphas[best_c[j]]))
-        });
-        let mut pred = flops.dot(a_test.view(), bs.view());
-        let nu_all: Array1<f64> = if o.intercept {
-            &ysum_all / n as f64 + &ys
-        } else {
-            Array1::zeros(c)
-        };
-        Zip::from(test_pred.slice_mut(s![.., j0..j1]))
-            .and(&mut pred)
-            .and_broadcast(&nu_all)
-            .for_each(|t, &mut pv, &nu| {
-                *t = (pv.to_f64() + nu) as f32;
-            });
-        if let (Some(w), Some(m)) = (weights.as_mut(), m_all_t.as_ref()) {
-            let wc = flops.dot(m.view(), bs.view());
-            Zip::from(w.slice_mut(s![.., j0..j1]))
-                .and(&wc)
-                .for_each(|t, &x| *t = x.to_f64() as f32);
-        }
-        cv_scores.slice_mut(s![.., j0..j1]).assign(&scores);
-        best[j0..j1].copy_from_slice(&best_c);
-        bar.inc(1);
+        bar.finish_and_clear();
+        tr.lap("refit");
+        tr.report();
+        Ok(RawFit {
+            cv_scores,
+            best,
+            test_pred,
+            weights,
+            flops: flops.0,
+        })
     }
-    bar.finish_and_clear();
-    tr.lap("refit");
-    tr.report();
-    Ok(RawFit {
-        cv_scores,
-        best,
-        test_pred,
-        weights,
-        flops: flops.0,
-    })
 }
 
 /// Rows `rows` and columns `cols` of `a`, mapped elementwise by `f(value, column)`.

@@ -29,8 +29,10 @@ use std::fmt;
 pub mod banded;
 pub mod bench;
 pub mod bench_banded;
+pub mod bench_stream;
 #[cfg(feature = "cpu-linalg")]
 mod blas;
+pub mod blocks;
 #[cfg(feature = "cpu-linalg")]
 mod cpu;
 mod torch;
@@ -546,6 +548,19 @@ pub fn fit_cv(p: &RidgeProblem, o: &RidgeOptions) -> Result<RidgeFit> {
         Backend::Cpu => unreachable!("rejected by check_options"),
         Backend::Torch => torch::fit(p, o, &plan)?,
     };
+    let fit = finish(p, raw, plan, o);
+    if let Some(&first) = fit.constant_voxels.first() {
+        eprintln!(
+            "warning: {} voxel(s) have constant training data (first: voxel {first}); their r is set to 0",
+            fit.constant_voxels.len()
+        );
+    }
+    Ok(fit)
+}
+
+/// What [`fit_cv`] returns from a backend's raw fit: the test scores (r = 0 for voxels whose
+/// training data are constant) and the best alphas; shared with [`blocks::fit_cv_blocks`].
+pub(crate) fn finish(p: &RidgeProblem, raw: RawFit, plan: Plan, o: &RidgeOptions) -> RidgeFit {
     let v = p.y_train.ncols();
     let constant_voxels: Vec<usize> = (0..v)
         .filter(|&j| {
@@ -554,19 +569,12 @@ pub fn fit_cv(p: &RidgeProblem, o: &RidgeOptions) -> Result<RidgeFit> {
             c.iter().all(|&t| t == first)
         })
         .collect();
-    if !constant_voxels.is_empty() {
-        eprintln!(
-            "warning: {} voxel(s) have constant training data (first: voxel {}); their r is set to 0",
-            constant_voxels.len(),
-            constant_voxels[0]
-        );
-    }
     let mut test_r = crate::stats::pearson_columns(p.y_test, raw.test_pred.view());
     let test_r2 = crate::stats::r2_columns(p.y_test, raw.test_pred.view());
     for &j in &constant_voxels {
         test_r[j] = 0.0;
     }
-    Ok(RidgeFit {
+    RidgeFit {
         best_alpha: raw.best.iter().map(|&k| plan.alphas[k]).collect(),
         test_r,
         test_r2,
@@ -577,7 +585,7 @@ pub fn fit_cv(p: &RidgeProblem, o: &RidgeOptions) -> Result<RidgeFit> {
         flops: raw.flops,
         n_folds: plan.folds.len(),
         alphas: plan.alphas,
-    })
+    }
 }
 
 /// [`fit_cv`] with the refit weights written to `path` as they are computed instead of kept
