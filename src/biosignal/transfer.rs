@@ -224,8 +224,8 @@ fn zscored(mut d: Dataset) -> Dataset {
     d
 }
 
-/// A generated set of `n` windows of `split` at the modality's native shape, sinc-aligned to
-/// the study's shape (or to `shape` = (rate, length) at generation when given) and z-scored.
+/// `n` generated windows of `split`, drawn at `native` = (rate Hz, length), brought to the
+/// study's shape ([`RATE`] × [`LENGTH`]) with `method`, and z-scored.
 fn synthetic(
     m: Modality,
     split: Split,
