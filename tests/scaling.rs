@@ -333,6 +333,45 @@ fn cli_fits_encoding_r_as_one_minus_r_and_writes_outputs() {
 }
 
 #[test]
+fn cli_fits_downstream_error_as_a_loss_into_its_own_folder() {
+    // `bench downstream`'s 1 − balanced accuracy: lower is better, fitted as it is.
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("results.csv");
+    write_csv(
+        &csv,
+        "n_params,tokens,flops,precision,downstream_error",
+        &bench_like_rows(|l| l / 4.0),
+    );
+    Command::cargo_bin("brainscale")
+        .unwrap()
+        .args(["scaling", "fit"])
+        .arg(&csv)
+        .args([
+            "--target",
+            "downstream_error",
+            "--bootstrap",
+            "0",
+            "--no-plots",
+        ])
+        .assert()
+        .success();
+    let out = dir.path().join("scaling-downstream_error");
+    let rep: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("fit.json")).unwrap()).unwrap();
+    assert_eq!(rep["fitted_quantity"], "downstream_error");
+    assert_eq!(rep["columns"]["direction"], "lower");
+    let law = &rep["parametric"]["fit"]["law"];
+    assert!(
+        rel(law["E"].as_f64().unwrap(), TRUE.e / 4.0) < 1e-3,
+        "{law}"
+    );
+    assert!(
+        (law["beta"].as_f64().unwrap() - TRUE.beta).abs() < 1e-3,
+        "{law}"
+    );
+}
+
+#[test]
 fn cli_holdout_predicts_larger_budgets() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("results.csv");

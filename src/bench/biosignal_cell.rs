@@ -251,7 +251,8 @@ impl BiosignalCell {
         (spec.channels.len(), samples)
     }
 
-    fn generator(&self) -> Result<Generator> {
+    /// The cell's window generator (seed `data_seed`, the modality at `rate` × `samples`).
+    pub fn generator(&self) -> Result<Generator> {
         let (_, l) = self.window();
         Generator::new(self.data_seed)
             .with_shape(self.modality, self.rate, l)

@@ -11,10 +11,12 @@
 //! Files, bottom-up: cell.rs (one cell's settings and the [`cell::CellWork`] trait),
 //! command_cell.rs, pipeline_cell.rs and biosignal_cell.rs (the kinds of cell), grid.rs (grid files, their
 //! cells, and which kind a grid runs), results.rs (rows and results.csv), slurm.rs (the SLURM
-//! executor), this file (the runner).
+//! executor), downstream.rs (`bench downstream`: fine-tuned scores of a finished biosignal
+//! grid's checkpoints), this file (the runner).
 pub mod biosignal_cell;
 pub mod cell;
 pub mod command_cell;
+pub mod downstream;
 pub mod grid;
 pub mod pipeline_cell;
 pub mod pipeline_config;
@@ -40,6 +42,9 @@ pub enum BenchCommand {
     Status(GridArgs),
     /// Merge finished cells' rows into OUT/results.csv.
     Collect(GridArgs),
+    /// Fine-tune every finished cell of a `biosignal` grid in a low-data regime and add its
+    /// downstream score to OUT/results.csv (downstream.rs).
+    Downstream(downstream::DownstreamArgs),
     /// Run one cell (what each SLURM array task calls).
     #[command(hide = true)]
     RunCell(RunCellArgs),
@@ -85,6 +90,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Run(a) => run_grid(&a).map(|_| ()),
         BenchCommand::Status(a) => status(&a),
+        BenchCommand::Downstream(a) => downstream::run_downstream(&a).map(|_| ()),
         BenchCommand::Collect(a) => {
             let grid = Grid::load(&a.grid)?;
             let out = grid.out_dir(a.out.as_deref());

@@ -14,7 +14,10 @@ pub mod isoflop;
 pub mod lbfgs;
 pub mod parametric;
 pub mod plot;
+pub mod target;
 pub mod validate;
+
+pub use target::Target;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
@@ -49,17 +52,6 @@ pub fn run(cmd: ScalingCommand) -> Result<()> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Target {
-    /// Final evaluation loss of the pretrained model (lower is better).
-    #[value(name = "eval_loss")]
-    EvalLoss,
-    /// Encoding performance, mean Pearson r over subjects (higher is better; fitted as 1 − r).
-    #[value(name = "encoding_r")]
-    EncodingR,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
 pub enum Direction {
     /// Lower is better: the law is fitted to the value.
     Lower,
@@ -74,7 +66,7 @@ pub struct FitArgs {
     /// What to fit; picks the default column and direction.
     #[arg(long, value_enum, default_value = "eval_loss")]
     pub target: Target,
-    /// Column holding the target (default: eval_loss or encoding_r).
+    /// Column holding the target (default: the target's own column).
     #[arg(long)]
     pub target_col: Option<String>,
     /// Override the target's direction.
@@ -170,10 +162,7 @@ pub struct Columns {
 
 impl FitArgs {
     pub fn columns(&self) -> Columns {
-        let (col, dir) = match self.target {
-            Target::EvalLoss => ("eval_loss", Direction::Lower),
-            Target::EncodingR => ("encoding_r", Direction::Higher),
-        };
+        let (col, dir) = (self.target.column(), self.target.direction());
         Columns {
             target: self.target_col.clone().unwrap_or_else(|| col.to_string()),
             direction: self.direction.unwrap_or(dir),
@@ -443,10 +432,7 @@ pub fn run_fit(args: &FitArgs) -> Result<FitReport> {
         );
     }
     let out = args.out.clone().unwrap_or_else(|| {
-        let stem = match args.target {
-            Target::EvalLoss => "eval_loss",
-            Target::EncodingR => "encoding_r",
-        };
+        let stem = args.target.column();
         args.results
             .parent()
             .unwrap_or(Path::new("."))
