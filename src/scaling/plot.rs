@@ -319,16 +319,33 @@ fn draw_isoflop(path: &Path, r: &FitReport, fit: &[Point]) -> Result<()> {
 }
 
 /// N_opt and D_opt against C: iso-FLOP minima, their power-law fits, and the parametric law's
-/// allocation.
+/// allocation, over every run.
 fn draw_frontier(path: &Path, r: &FitReport, fit: &[Point], held: &[Point]) -> Result<()> {
-    let profs = &r.isoflop.fit.profiles;
-    let law = r.parametric.fit.law;
     let cs = fit
         .iter()
         .chain(held)
         .map(|p| p.c)
         .chain(r.budgets.iter().map(|b| b.budget));
-    let cr = log_range(cs);
+    let runs: Vec<(f64, f64, f64)> = fit.iter().chain(held).map(|p| (p.c, p.n, p.d)).collect();
+    allocation_panels(path, r, log_range(cs), &runs, None)
+}
+
+/// A measured optimum to mark on [`allocation_panels`]: C, (N, D) and its legend text.
+pub(super) type Measured<'a> = (f64, (f64, f64), &'a str);
+
+/// Two panels, N_opt and D_opt against C over `cr` (log axes): the parametric law's allocation
+/// (C = K·N·D), the iso-FLOP minima and their power-law fit, `runs` (C, N, D) as grey dots, and
+/// an optional `measured` optimum (green). Used by `scaling fit` (frontier.png) and `scaling
+/// validate` (allocation.png).
+pub(super) fn allocation_panels(
+    path: &Path,
+    r: &FitReport,
+    cr: std::ops::Range<f64>,
+    runs: &[(f64, f64, f64)],
+    measured: Option<Measured>,
+) -> Result<()> {
+    let profs = &r.isoflop.fit.profiles;
+    let law = r.parametric.fit.law;
     if !(cr.start > 0.0 && cr.end.is_finite()) {
         bail!("no compute range to plot");
     }
@@ -360,12 +377,18 @@ fn draw_frontier(path: &Path, r: &FitReport, fit: &[Point], held: &[Point]) -> R
             let iso: Vec<(f64, f64)> = power
                 .map(|pl| grid.iter().map(|&c| (c, pl.at(c))).collect())
                 .unwrap_or_default();
-            let runs: Vec<(f64, f64)> = fit
-                .iter()
-                .chain(held)
-                .map(|p| (p.c, pick((p.n, p.d))))
-                .collect();
-            let yr = log_range(par.iter().chain(&pts).chain(&iso).chain(&runs).map(|v| v.1));
+            let runs: Vec<(f64, f64)> = runs.iter().map(|&(c, n, d)| (c, pick((n, d)))).collect();
+            let meas = measured.map(|(c, nd, _)| (c, pick(nd)));
+            let yr = log_range(
+                par.iter()
+                    .chain(&pts)
+                    .chain(&iso)
+                    .chain(&runs)
+                    .chain(meas.iter())
+                    .map(|v| v.1),
+            );
+            // Reach down to a power of ten so a range within one decade still gets tick labels.
+            let yr = yr.start.min(10f64.powf(yr.start.log10().floor()))..yr.end;
             let mut ch = ChartBuilder::on(&area)
                 .caption(
                     format!("compute-optimal {}", if k == 0 { "N" } else { "D" }),
@@ -387,10 +410,12 @@ fn draw_frontier(path: &Path, r: &FitReport, fit: &[Point], held: &[Point]) -> R
                 .draw()
                 .map_err(e)?;
             let grey = RGBColor(170, 170, 170);
-            ch.draw_series(runs.iter().map(|&p| Circle::new(p, 3, grey.filled())))
-                .map_err(e)?
-                .label("runs")
-                .legend(move |(x, y)| Circle::new((x + 8, y), 3, grey.filled()));
+            if !runs.is_empty() {
+                ch.draw_series(runs.iter().map(|&p| Circle::new(p, 3, grey.filled())))
+                    .map_err(e)?
+                    .label("runs")
+                    .legend(move |(x, y)| Circle::new((x + 8, y), 3, grey.filled()));
+            }
             let blue = RGBColor(33, 102, 172);
             ch.draw_series(DashedLineSeries::new(par, 8, 5, blue.stroke_width(2)))
                 .map_err(e)?
@@ -419,6 +444,13 @@ fn draw_frontier(path: &Path, r: &FitReport, fit: &[Point], held: &[Point]) -> R
                 .map_err(e)?
                 .label("iso-FLOP minima")
                 .legend(move |(x, y)| Cross::new((x + 8, y), 5, BLACK.stroke_width(2)));
+            if let (Some(m), Some((_, _, label))) = (meas, measured) {
+                let green = RGBColor(30, 150, 60);
+                ch.draw_series(std::iter::once(Circle::new(m, 8, green.filled())))
+                    .map_err(e)?
+                    .label(label)
+                    .legend(move |(x, y)| Circle::new((x + 8, y), 6, green.filled()));
+            }
             ch.configure_series_labels()
                 .background_style(WHITE.mix(0.85))
                 .border_style(BLACK)

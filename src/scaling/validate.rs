@@ -648,100 +648,24 @@ fn draw_check(path: &Path, r: &ValidateReport, dir: Direction) -> Result<()> {
 /// N_opt and D_opt against C: the fitted budgets' iso-FLOP minima, both laws, and the measured
 /// optimum at the validation budget.
 fn draw_allocation(path: &Path, r: &ValidateReport, fit: &FitReport) -> Result<()> {
-    let profs = &fit.isoflop.fit.profiles;
-    let law = fit.parametric.fit.law;
-    let lo = profs.iter().map(|p| p.budget).fold(r.fit_upto, f64::min);
-    let cr = log_range([lo, r.at].into_iter());
-    let grid: Vec<f64> = (0..60)
-        .map(|j| (cr.start.ln() + (cr.end.ln() - cr.start.ln()) * j as f64 / 59.0).exp())
-        .collect();
-    render(path, |root| {
-        let (left, right) = root.split_horizontally(super::plot::W / 2);
-        for (k, area) in [left, right].into_iter().enumerate() {
-            let pick = |nd: (f64, f64)| if k == 0 { nd.0 } else { nd.1 };
-            let par: Vec<(f64, f64)> = grid
-                .iter()
-                .map(|&c| (c, pick(law.optimal_k(c, r.c_per_nd))))
-                .collect();
-            let pts: Vec<(f64, f64)> = profs
-                .iter()
-                .map(|p| (p.budget, pick((p.n_opt, p.d_opt))))
-                .collect();
-            let power = if k == 0 {
-                fit.isoflop.fit.n_opt
-            } else {
-                fit.isoflop.fit.d_opt
-            };
-            let iso: Vec<(f64, f64)> = power
-                .map(|pl| grid.iter().map(|&c| (c, pl.at(c))).collect())
-                .unwrap_or_default();
-            let meas = (r.at, pick((r.measured.n_ref, r.measured.d_ref)));
-            let yr = log_range(
-                par.iter()
-                    .chain(&pts)
-                    .chain(&iso)
-                    .chain(std::iter::once(&meas))
-                    .map(|v| v.1),
-            );
-            // Reach down to a power of ten so a range within one decade still gets tick labels.
-            let yr = yr.start.min(10f64.powf(yr.start.log10().floor()))..yr.end;
-            let mut ch = ChartBuilder::on(&area)
-                .caption(
-                    format!("compute-optimal {}", if k == 0 { "N" } else { "D" }),
-                    ("sans-serif", 24),
-                )
-                .margin(14)
-                .x_label_area_size(48)
-                .y_label_area_size(70)
-                .build_cartesian_2d(cr.clone().log_scale(), yr.log_scale())
-                .map_err(e)?;
-            ch.configure_mesh()
-                .x_desc("training compute C (FLOPs)")
-                .y_desc(if k == 0 { "N_opt" } else { "D_opt (tokens)" })
-                .x_label_formatter(&sci)
-                .y_label_formatter(&sci)
-                .light_line_style(RGBColor(238, 238, 238))
-                .label_style(("sans-serif", 15))
-                .axis_desc_style(("sans-serif", 17))
-                .draw()
-                .map_err(e)?;
-            let blue = RGBColor(33, 102, 172);
-            ch.draw_series(DashedLineSeries::new(par, 8, 5, blue.stroke_width(2)))
-                .map_err(e)?
-                .label(format!("parametric (C = {}ND)", super::sig(r.c_per_nd)))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 16, y)], blue.stroke_width(2))
-                });
-            let red = RGBColor(200, 50, 40);
-            if let Some(pl) = power {
-                ch.draw_series(LineSeries::new(iso, red.stroke_width(2)))
-                    .map_err(e)?
-                    .label(format!("iso-FLOP fit: C^{:.3}", pl.exponent))
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 16, y)], red.stroke_width(2))
-                    });
-            }
-            ch.draw_series(pts.iter().map(|&p| Cross::new(p, 7, BLACK.stroke_width(3))))
-                .map_err(e)?
-                .label("iso-FLOP minima (fitted)")
-                .legend(move |(x, y)| Cross::new((x + 8, y), 5, BLACK.stroke_width(2)));
-            let green = RGBColor(30, 150, 60);
-            ch.draw_series(std::iter::once(Circle::new(meas, 8, green.filled())))
-                .map_err(e)?
-                .label(format!(
-                    "measured at {}x ({})",
-                    super::sig(r.ratio),
-                    r.measured.reference
-                ))
-                .legend(move |(x, y)| Circle::new((x + 8, y), 6, green.filled()));
-            ch.configure_series_labels()
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 14))
-                .position(SeriesLabelPosition::UpperLeft)
-                .draw()
-                .map_err(e)?;
-        }
-        Ok(())
-    })
+    let lo = fit
+        .isoflop
+        .fit
+        .profiles
+        .iter()
+        .map(|p| p.budget)
+        .fold(r.fit_upto, f64::min);
+    let label = format!(
+        "measured at {}x ({})",
+        super::sig(r.ratio),
+        r.measured.reference
+    );
+    let measured = (r.at, (r.measured.n_ref, r.measured.d_ref), label.as_str());
+    super::plot::allocation_panels(
+        path,
+        fit,
+        log_range([lo, r.at].into_iter()),
+        &[],
+        Some(measured),
+    )
 }
