@@ -243,7 +243,7 @@ struct Study<'a> {
     plan: &'a Plan,
     out: &'a Path,
     runs: Vec<RunRow>,
-    done: BTreeMap<(String, String, String, String, u64), usize>,
+    done: std::collections::BTreeSet<(String, String, String, String, u64)>,
     progress: indicatif::ProgressBar,
 }
 
@@ -272,7 +272,7 @@ impl Study<'_> {
                     seed,
                 );
                 self.progress.inc(1);
-                if self.done.contains_key(&key) {
+                if self.done.contains(&key) {
                     continue;
                 }
                 self.progress
@@ -293,7 +293,7 @@ impl Study<'_> {
                     macro_f1: r.scores.macro_f1,
                     kappa: r.scores.kappa,
                 };
-                self.done.insert(row.key(), self.runs.len());
+                self.done.insert(row.key());
                 self.runs.push(row);
                 crate::io::write_csv(&self.out.join("runs.csv"), &self.runs)?;
             }
@@ -357,7 +357,7 @@ pub fn run(plan: &Plan, data: &RealData, out: &Path, progress: bool) -> Result<S
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let runs_path = out.join("runs.csv");
     let runs: Vec<RunRow> = crate::io::read_csv(&runs_path)?;
-    let done = runs.iter().enumerate().map(|(i, r)| (r.key(), i)).collect();
+    let done = runs.iter().map(RunRow::key).collect();
     let n_seeds = plan.seeds.len() as u64;
     let bar = if progress {
         indicatif::ProgressBar::new(0)
