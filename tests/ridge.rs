@@ -403,6 +403,32 @@ fn chunked_voxels_give_the_same_result() {
 }
 
 #[test]
+fn cpu_results_do_not_depend_on_the_thread_count() {
+    // Many rows, so that rayon splits the per-voxel moments differently on 1 and 3 threads.
+    let d = make_data(4, 400, 8, 40, 20, 11);
+    let o = opts(&ALPHAS, CvScore::R, true, Backend::Cpu, Precision::F64);
+    let on = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| fit_cv(&problem(&d), &o).unwrap())
+    };
+    let (one, three) = (on(1), on(3));
+    let bits = |a: &Array1<f64>| a.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&one.test_r), bits(&three.test_r), "test r");
+    let cv = |f: &RidgeFit| {
+        f.cv_scores
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|x| x.to_bits())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(cv(&one), cv(&three), "cv scores");
+}
+
+#[test]
 fn streamed_weights_match_the_in_memory_fit() {
     let d = make_data(3, 30, 12, 300, 10, 6);
     let mut o = opts(&ALPHAS, CvScore::R, true, Backend::Cpu, Precision::F64);

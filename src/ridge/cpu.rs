@@ -573,23 +573,30 @@ fn column_means(a: ArrayView2<f32>) -> Array1<f64> {
     sum / a.nrows().max(1) as f64
 }
 
-/// Column sums and centred sums of squares (f64 accumulation, rows split across threads).
+/// Column sums and centred sums of squares (f64 accumulation). Rows are summed in fixed
+/// chunks of `MOMENT_ROWS` across threads and the chunk sums added in order, so the result
+/// does not depend on the thread count or on work stealing (rayon's fold/reduce tree does:
+/// it made shard runs differ from the single run in the last bit).
 fn column_moments<T: Real>(y: ArrayView2<T>) -> (Array1<f64>, Array1<f64>) {
     use rayon::prelude::*;
+    const MOMENT_ROWS: usize = 64;
     let (n, c) = y.dim();
     let sum_rows = |f: &(dyn Fn(f64, usize) -> f64 + Sync)| -> Array1<f64> {
-        (0..n)
+        let parts: Vec<Array1<f64>> = (0..n.div_ceil(MOMENT_ROWS))
             .into_par_iter()
-            .fold(
-                || Array1::<f64>::zeros(c),
-                |mut acc, i| {
+            .map(|b| {
+                let mut acc = Array1::<f64>::zeros(c);
+                for i in b * MOMENT_ROWS..((b + 1) * MOMENT_ROWS).min(n) {
                     Zip::indexed(&mut acc)
                         .and(&y.row(i))
                         .for_each(|j, a, &t| *a += f(t.to_f64(), j));
-                    acc
-                },
-            )
-            .reduce(|| Array1::<f64>::zeros(c), |a, b| a + b)
+                }
+                acc
+            })
+            .collect();
+        parts
+            .into_iter()
+            .fold(Array1::<f64>::zeros(c), |a, b| a + b)
     };
     let sum = sum_rows(&|t, _| t);
     let mean = &sum / n.max(1) as f64;
