@@ -422,26 +422,14 @@ pub fn run(cli: Cli) -> Result<()> {
             let subs = pipeline::select_subjects(&ds, &a.subjects)?;
             let tasks =
                 crate::encode_stream::missing_shards(&subs, &work, &a.features, &plan, &ropts, n)?;
-            if tasks.is_empty() {
-                println!("all {n} parts are there (nothing to submit)");
-            } else {
-                let cfg = crate::bench::grid::SlurmConfig {
-                    extra: a.sbatch.clone(),
-                    ..Default::default()
-                };
-                let args = crate::encode_stream::shard_task_args(std::env::args().skip(1));
-                let job = crate::bench::slurm::submit_shards(
-                    &work.join("slurm"),
-                    &cfg,
-                    &args,
-                    n,
-                    &tasks,
-                )?;
-                println!("submitted SLURM job array {job}: shards {tasks:?} of {n}");
-                if a.wait {
-                    crate::bench::slurm::wait(&job)?;
-                }
-            }
+            submit_shard_array(
+                &work.join("slurm"),
+                &a.sbatch,
+                "encode-shards",
+                n,
+                &tasks,
+                a.wait,
+            )?;
             if a.wait || tasks.is_empty() {
                 for s in &subs {
                     let p = crate::encode_stream::merge_parts(&work, &a.features, &s.id, n)?;
@@ -532,6 +520,25 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::BenchTrain(a) => crate::bench_train::run_bench_train(&a)?,
         Command::BenchRidge(a) if a.bands => crate::ridge::bench_banded::run(&a)?,
         Command::BenchRidge(a) => crate::ridge::bench::run(&a)?,
+        Command::BenchWholeBrain(a) if a.slurm_shards.is_some() => {
+            let (n, dir) = (
+                a.slurm_shards.unwrap_or(1),
+                a.out.clone().unwrap_or_default(),
+            );
+            let tasks = crate::ridge::bench_stream::missing_parts(&a, &dir, n)?;
+            submit_shard_array(
+                &dir.join("slurm"),
+                &a.sbatch,
+                "whole-brain-shards",
+                n,
+                &tasks,
+                a.wait,
+            )?;
+            if a.wait || tasks.is_empty() {
+                let p = crate::ridge::bench_stream::merge_parts(&dir, n)?;
+                println!("{n} parts merged into {}", p.display());
+            }
+        }
         Command::BenchWholeBrain(a) => crate::ridge::bench_stream::run(&a)?,
         Command::Bench(c) => crate::bench::run(c)?,
         Command::Scaling(c) => crate::scaling::run(c)?,
@@ -546,6 +553,34 @@ pub fn run(cli: Cli) -> Result<()> {
                 rep.path.display()
             );
         }
+    }
+    Ok(())
+}
+
+/// Submits this command's shards `tasks` of `n` as one SLURM job array (each task runs the
+/// same command line with `--voxel-shard k/n` instead of `--slurm-shards`), scripts and logs
+/// under `dir`; with `wait`, returns when the array has finished.
+fn submit_shard_array(
+    dir: &std::path::Path,
+    sbatch: &[String],
+    name: &str,
+    n: usize,
+    tasks: &[usize],
+    wait: bool,
+) -> Result<()> {
+    if tasks.is_empty() {
+        println!("all {n} parts are there (nothing to submit)");
+        return Ok(());
+    }
+    let cfg = crate::bench::grid::SlurmConfig {
+        extra: sbatch.to_vec(),
+        ..Default::default()
+    };
+    let args = crate::bench::slurm::shard_task_args(std::env::args().skip(1));
+    let job = crate::bench::slurm::submit_shards(dir, &cfg, name, &args, n, tasks)?;
+    println!("submitted SLURM job array {job}: shards {tasks:?} of {n}");
+    if wait {
+        crate::bench::slurm::wait(&job)?;
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ use crate::dataset::{Dataset, Subject};
 use crate::encode::{self, constant_in_test, encode_path, load_design, trim_rows, VOXEL_ORDER};
 use crate::io::{self, Tensor, TensorFile};
 use crate::ridge::blocks::{fit_cv_blocks, prepared_bytes, Design, VoxelBlocks};
-use crate::ridge::{self, human_bytes, RidgeOptions};
+use crate::ridge::{self, human_bytes, parts, RidgeOptions};
 use crate::stats;
 use anyhow::{bail, Context, Result};
 use ndarray::{concatenate, s, Array1, Array2, ArrayView2, Axis};
@@ -26,28 +26,7 @@ use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-/// One share of the voxel blocks: shard `k` of `n` (k = 0..n-1, as SLURM array indices).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    pub k: usize,
-    pub n: usize,
-}
-
-impl std::str::FromStr for Shard {
-    type Err = anyhow::Error;
-    fn from_str(t: &str) -> Result<Self> {
-        let bad = || anyhow::anyhow!("voxel shard `{t}`: expected k/K with 0 <= k < K, e.g. 0/4");
-        let (k, n) = t.split_once('/').ok_or_else(bad)?;
-        let (k, n): (usize, usize) = (
-            k.trim().parse().map_err(|_| bad())?,
-            n.trim().parse().map_err(|_| bad())?,
-        );
-        if n == 0 || k >= n {
-            return Err(bad());
-        }
-        Ok(Shard { k, n })
-    }
-}
+pub use crate::ridge::parts::Shard;
 
 /// How the streamed encode reads and splits its work.
 #[derive(Debug, Clone)]
@@ -231,7 +210,7 @@ pub fn part_paths(
 ) -> (PathBuf, PathBuf) {
     let dir = encode_path(work, feat, subject).with_file_name("parts");
     (
-        dir.join(format!("part-{k}-of-{n}.safetensors")),
+        parts::part_path(&dir, k, n),
         dir.join(format!("weights-{k}-of-{n}.safetensors")),
     )
 }
@@ -290,7 +269,7 @@ pub fn encode_subject_streamed(
     let nb = cache.n_blocks();
     let v_all = cache.n_columns;
     let (b0, b1) = match so.shard {
-        Some(sh) => (sh.k * nb / sh.n, (sh.k + 1) * nb / sh.n),
+        Some(sh) => sh.blocks(nb),
         None => (0, nb),
     };
     let (v0, v1) = if b0 < b1 {
@@ -471,9 +450,7 @@ pub fn encode_subject_streamed(
         ),
     ]);
     if let Some(sh) = so.shard {
-        meta.insert("shard".to_string(), format!("{}/{}", sh.k, sh.n));
-        meta.insert("voxels".to_string(), format!("{v0}..{v1}"));
-        meta.insert("n_voxels".to_string(), v_all.to_string());
+        meta.extend(sh.metadata(v0, v1, v_all));
         meta.insert("weights".to_string(), ropts.keep_weights.to_string());
     }
     io::write_tensors(&part, tensors, meta)?;
@@ -499,137 +476,33 @@ fn cache_space(_cache: &VoxCache, s: &Subject) -> Result<crate::dataset::Space> 
 /// part of another shard count, from other inputs or options, or with a voxel range that
 /// does not follow the previous part's, naming the file. Returns the merged path.
 pub fn merge_parts(work: &Path, feat: &str, subject: &str, n: usize) -> Result<PathBuf> {
-    if n == 0 {
-        bail!("--shards must be at least 1");
-    }
-    let mut parts = Vec::with_capacity(n);
-    let mut next_v = 0usize;
-    let mut first_meta: Option<HashMap<String, String>> = None;
-    let mut part0 = PathBuf::new();
-    for k in 0..n {
-        let (p, _) = part_paths(work, feat, subject, k, n);
-        if !p.exists() {
-            bail!(
-                "sub-{subject}: part {k} of {n} is missing: {} (run `encode --voxel-shard {k}/{n}`)",
-                p.display()
-            );
-        }
-        let f = TensorFile::open(&p)?;
-        let m = f.metadata();
-        let get = |key: &str| -> Result<String> {
-            m.get(key)
-                .cloned()
-                .with_context(|| format!("{}: not a shard part (no `{key}` metadata)", p.display()))
-        };
-        if get("shard")? != format!("{k}/{n}") {
-            bail!(
-                "{}: holds shard {}, expected {k}/{n}",
-                p.display(),
-                get("shard")?
-            );
-        }
-        let range = get("voxels")?;
-        let (a, b) = range
-            .split_once("..")
-            .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)))
-            .with_context(|| format!("{}: bad `voxels` metadata `{range}`", p.display()))?;
-        if a != next_v || b <= a {
-            bail!(
-                "{}: covers voxels {a}..{b} but the previous parts end at voxel {next_v} (mismatched part: refit it)",
-                p.display()
-            );
-        }
-        next_v = b;
-        match &first_meta {
-            None => {
-                first_meta = Some(m.clone());
-                part0 = p.clone();
-            }
-            Some(m0) => {
-                for key in [
-                    "inputs",
-                    "n_voxels",
-                    "features",
-                    "split",
-                    "test_runs",
-                    "weights",
-                ] {
-                    if m0.get(key) != m.get(key) {
-                        bail!(
-                            "{}: its `{key}` differs from part 0 ({}): the parts were fitted from \
-                             different inputs or options (refit the mismatched part)",
-                            p.display(),
-                            part0.display()
-                        );
-                    }
-                }
-            }
-        }
-        parts.push((p, f, a, b));
-    }
-    let m0 = first_meta.expect("n >= 1");
-    let total: usize = m0["n_voxels"].parse().context("n_voxels metadata")?;
-    if next_v != total {
-        bail!(
-            "sub-{subject}: the {n} parts cover voxels 0..{next_v} of {total} (mismatched parts)"
-        );
-    }
-    let f0 = &parts[0].1;
-    let mut tensors: Vec<(String, Tensor)> = vec![];
-    let join_f64 = |name: &str| -> Result<Tensor> {
-        let arrs: Vec<ndarray::ArrayD<f64>> =
-            parts.iter().map(|p| p.1.f64(name)).collect::<Result<_>>()?;
-        let ax = if arrs[0].ndim() == 2 {
-            Axis(1)
-        } else {
-            Axis(0)
-        };
-        Ok(Tensor::F64(concatenate(
-            ax,
-            &arrs.iter().map(|a| a.view()).collect::<Vec<_>>(),
-        )?))
-    };
-    for name in ["best_alpha", "test_r", "test_r2", "ceiling_r", "cv_scores"] {
-        if f0.has(name) {
-            tensors.push((name.to_string(), join_f64(name)?));
-        }
-    }
-    for name in ["test_constant", "has_signal"] {
-        if f0.has(name) {
-            let arrs: Vec<ndarray::ArrayD<u8>> =
-                parts.iter().map(|p| p.1.u8(name)).collect::<Result<_>>()?;
-            tensors.push((
-                name.to_string(),
-                Tensor::U8(concatenate(
-                    Axis(0),
-                    &arrs.iter().map(|a| a.view()).collect::<Vec<_>>(),
-                )?),
-            ));
-        }
-    }
-    tensors.push(("alphas".to_string(), Tensor::F64(f0.f64("alphas")?)));
-    if f0.has("voxel_ijk") {
-        let arrs: Vec<ndarray::ArrayD<i32>> = parts
-            .iter()
-            .map(|p| p.1.i32("voxel_ijk"))
-            .collect::<Result<_>>()?;
-        tensors.push((
-            "voxel_ijk".to_string(),
-            Tensor::I32(concatenate(
-                Axis(0),
-                &arrs.iter().map(|a| a.view()).collect::<Vec<_>>(),
-            )?),
-        ));
-    }
-    let out = encode_path(work, feat, subject);
-    if m0.get("weights").map(String::as_str) == Some("true") {
-        merge_weights(work, feat, subject, n, total)?;
-    }
-    let meta: HashMap<String, String> = m0
-        .into_iter()
-        .filter(|(k, _)| !["shard", "voxels", "n_voxels", "weights"].contains(&k.as_str()))
+    let paths: Vec<PathBuf> = (0..n)
+        .map(|k| part_paths(work, feat, subject, k, n).0)
         .collect();
-    io::write_tensors(&out, tensors, meta)?;
+    let layout = parts::Layout {
+        per_voxel: &[
+            ("best_alpha", 0),
+            ("test_r", 0),
+            ("test_r2", 0),
+            ("ceiling_r", 0),
+            ("cv_scores", 1),
+            ("test_constant", 0),
+            ("has_signal", 0),
+            ("voxel_ijk", 0),
+        ],
+        shared: &["alphas"],
+        same: &["inputs", "features", "split", "test_runs", "weights"],
+    };
+    let merged = parts::merge(&paths, &layout, &|k| {
+        format!("run `encode --voxel-shard {k}/{n}`")
+    })
+    .with_context(|| format!("sub-{subject}: merging {n} parts"))?;
+    let out = encode_path(work, feat, subject);
+    let mut meta = merged.metadata;
+    if meta.remove("weights").as_deref() == Some("true") {
+        merge_weights(work, feat, subject, n, merged.n_voxels)?;
+    }
+    io::write_tensors(&out, merged.tensors, meta)?;
     Ok(out)
 }
 
@@ -761,25 +634,4 @@ pub fn missing_shards(
         }
     }
     Ok(out)
-}
-
-/// The command line of a shard task from this process's arguments (after the program name):
-/// the same `encode` command without `--slurm-shards`, `--sbatch` and `--wait` (the task
-/// adds `--voxel-shard k/K`).
-pub fn shard_task_args(args: impl Iterator<Item = String>) -> Vec<String> {
-    let mut out = vec![];
-    let mut skip_value = false;
-    for a in args {
-        if skip_value {
-            skip_value = false;
-            continue;
-        }
-        match a.as_str() {
-            "--slurm-shards" | "--sbatch" => skip_value = true,
-            "--wait" => {}
-            _ if a.starts_with("--slurm-shards=") || a.starts_with("--sbatch=") => {}
-            _ => out.push(a),
-        }
-    }
-    out
 }

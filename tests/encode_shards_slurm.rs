@@ -1,6 +1,8 @@
 //! `encode --slurm-shards K --wait` on a real SLURM controller and node started on loopback
 //! (tests/support/slurm_cluster.rs): the K shards run as one job array, the merged outputs
-//! equal the single streamed run's, and a lost part is refitted alone on the next submit.
+//! equal the single streamed run's, and a lost part is refitted alone on the next submit; the
+//! same for `bench-whole-brain --slurm-shards K` on its generated data. (One test: the
+//! cluster's ports come from the process id.)
 mod common;
 #[path = "support/slurm_cluster.rs"]
 mod slurm_cluster;
@@ -120,4 +122,48 @@ fn slurm_job_array_runs_the_shards_and_merges_them() {
         out.contains("nothing to submit") && out.contains("parts merged"),
         "{out}"
     );
+
+    whole_brain_shards(&dir.path().join("whole-brain"), &conf);
+}
+
+/// `bench-whole-brain --slurm-shards 4 --wait` merges into the single run's outputs.
+fn whole_brain_shards(dir: &std::path::Path, conf: &std::path::Path) {
+    let run = |out: &std::path::Path, extra: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_brainscale"))
+            .args(["bench-whole-brain", "--n", "1000", "--p", "8", "--v", "600"])
+            .args(["--block-voxels", "100", "--max-memory", "1GB", "--out"])
+            .arg(out)
+            .args(extra)
+            .env("SLURM_CONF", conf)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            o.status.success(),
+            "{extra:?}: {text}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        text
+    };
+    let (single, sharded) = (dir.join("single"), dir.join("sharded"));
+    run(&single, &[]);
+    let out = run(&sharded, &["--slurm-shards", "4", "--wait"]);
+    assert!(
+        out.contains("shards [0, 1, 2, 3] of 4") && out.contains("4 parts merged"),
+        "{out}"
+    );
+    let read = |d: &std::path::Path| {
+        let f = TensorFile::open(&d.join("whole-brain.safetensors")).unwrap();
+        ["test_r", "best_alpha", "cv_scores"].map(|n| f.f64(n).unwrap())
+    };
+    assert_eq!(
+        read(&single),
+        read(&sharded),
+        "merged outputs differ from the single run"
+    );
+    // A lost part is the only one run again.
+    std::fs::remove_file(sharded.join("parts/part-3-of-4.safetensors")).unwrap();
+    let out = run(&sharded, &["--slurm-shards", "4", "--wait"]);
+    assert!(out.contains("shards [3] of 4"), "{out}");
+    assert_eq!(read(&single), read(&sharded));
 }

@@ -98,11 +98,14 @@ fn header(s: &SlurmConfig, name: &str, array: &str, logs: &Path, cwd: &Path) -> 
     t
 }
 
-/// The job-array script of a sharded encode (`encode --slurm-shards K`): array task k runs
-/// `exe ARGS --voxel-shard k/K`, for the shards `tasks` only (those whose part is missing),
-/// at most `max_parallel` at once. Pure, for tests.
+/// The job-array script of a sharded fit (`encode --slurm-shards K`, `bench-whole-brain
+/// --slurm-shards K`), job name `name`: array task k runs `exe ARGS --voxel-shard k/K`, for
+/// the shards `tasks` only (those whose part is missing), at most `max_parallel` at once.
+/// Pure, for tests.
+#[allow(clippy::too_many_arguments)]
 pub fn shard_script(
     s: &SlurmConfig,
+    name: &str,
     exe: &Path,
     args: &[String],
     n: usize,
@@ -115,7 +118,7 @@ pub fn shard_script(
         Some(p) => format!("{}%{p}", list.join(",")),
         None => list.join(","),
     };
-    let mut t = header(s, "bs-encode-shards", &array, logs, cwd);
+    let mut t = header(s, &format!("bs-{name}"), &array, logs, cwd);
     t.push_str(&format!("exec {}", quote(&exe.display().to_string())));
     for a in args {
         t.push(' ');
@@ -127,11 +130,12 @@ pub fn shard_script(
     t
 }
 
-/// Writes a sharded encode's script under `dir` (WORK/slurm) and submits it; returns the
-/// job id. See [`shard_script`].
+/// Writes a sharded fit's script `dir/NAME-….sbatch` (WORK/slurm) and submits it; returns
+/// the job id. See [`shard_script`].
 pub fn submit_shards(
     dir: &Path,
     s: &SlurmConfig,
+    name: &str,
     args: &[String],
     n: usize,
     tasks: &[usize],
@@ -149,10 +153,31 @@ pub fn submit_shards(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let path = dir.join(format!("encode-shards-{now}-{}.sbatch", std::process::id()));
-    let text = shard_script(s, &exe, args, n, tasks, &dir.join("logs"), &cwd);
+    let path = dir.join(format!("{name}-{now}-{}.sbatch", std::process::id()));
+    let text = shard_script(s, name, &exe, args, n, tasks, &dir.join("logs"), &cwd);
     crate::io::write_bytes(&path, text.as_bytes())?;
     sbatch(&path)
+}
+
+/// The command line of a shard task from this process's arguments (after the program name):
+/// the same command (`encode`, `bench-whole-brain`) without `--slurm-shards`, `--sbatch` and `--wait` (the task
+/// adds `--voxel-shard k/K`).
+pub fn shard_task_args(args: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out = vec![];
+    let mut skip_value = false;
+    for a in args {
+        if skip_value {
+            skip_value = false;
+            continue;
+        }
+        match a.as_str() {
+            "--slurm-shards" | "--sbatch" => skip_value = true,
+            "--wait" => {}
+            _ if a.starts_with("--slurm-shards=") || a.starts_with("--sbatch=") => {}
+            _ => out.push(a),
+        }
+    }
+    out
 }
 
 /// Submits a script with `sbatch --parsable`; returns the job id.

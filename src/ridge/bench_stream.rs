@@ -5,14 +5,24 @@
 //! at X + one block + the ridge's chunks. Prints wall time, FLOPs, the ratio to this machine's
 //! GEMM peak and the peak resident memory (VmHWM).
 //!
+//! With `--out DIR` the per-voxel results (test r and R², best alpha, CV scores) are written
+//! to `DIR/whole-brain.safetensors`; `--voxel-shard k/K` fits one contiguous share of the
+//! blocks into `DIR/parts/part-k-of-K.safetensors`, `--merge K` joins the parts, and
+//! `--slurm-shards K` runs the K shards as one SLURM job array (see `cli`): the same data,
+//! sharded, must give the single run's outputs.
+//!
 //! Y_ij = s_j z_ij + e_ij with z_ij = (X_i,a(j) + X_i,b(j)) / √2 (two features per voxel),
 //! s_j² from 0.01 to 1 across voxels, and e_ij unit noise, so the expected test r of voxel j
 //! is about s_j / √(1 + s_j²) (minus the shrinkage and estimation losses).
 use super::blocks::{fit_cv_blocks, prepared_bytes, Design, VoxelBlocks};
+use super::parts::{self, Shard};
 use super::{human_bytes, parse_bytes, Backend, Folds, Precision, RidgeDevice, RidgeOptions};
+use crate::io::{Tensor, TensorFile};
 use anyhow::{bail, Context, Result};
-use ndarray::{Array2, Axis};
+use ndarray::{s, Array1, Array2, Axis};
 use rayon::prelude::*;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -52,10 +62,102 @@ pub struct WholeBrainArgs {
     #[arg(long)]
     pub tf32: bool,
     /// Fit only the first K blocks (a quick look at the rate; the table says so).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "out")]
     pub max_blocks: Option<usize>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Write the per-voxel results (test r, test R², best alpha, CV scores per alpha) to
+    /// DIR/whole-brain.safetensors, or with --voxel-shard to DIR/parts/part-k-of-K.safetensors.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Fit only shard k of K (k = 0..K-1): a contiguous share of the voxel blocks.
+    #[arg(long, requires = "out")]
+    pub voxel_shard: Option<Shard>,
+    /// Join the K parts in --out into whole-brain.safetensors (no fit); refuses a missing
+    /// part or one made with other arguments, naming it.
+    #[arg(
+        long,
+        value_name = "K",
+        requires = "out",
+        conflicts_with = "voxel_shard"
+    )]
+    pub merge: Option<usize>,
+    /// Fit the K shards as one SLURM job array (the shards whose part is missing or stale);
+    /// with --wait, then merge them.
+    #[arg(long, value_name = "K", requires = "out", conflicts_with_all = ["voxel_shard", "merge"])]
+    pub slurm_shards: Option<usize>,
+    /// With --slurm-shards: an #SBATCH option for the job array (repeatable), e.g.
+    /// --sbatch=--gres=gpu:1 for one GPU per shard.
+    #[arg(long, requires = "slurm_shards", allow_hyphen_values = true)]
+    pub sbatch: Vec<String>,
+    /// With --slurm-shards: wait for the array to finish, then merge the parts.
+    #[arg(long, requires = "slurm_shards")]
+    pub wait: bool,
+}
+
+impl WholeBrainArgs {
+    /// What the per-voxel results depend on (the generated data and the fit), recorded as
+    /// each output's `inputs` metadata so that parts of other arguments are not merged.
+    fn inputs_key(&self) -> String {
+        serde_json::json!({
+            "n": self.n, "p": self.p, "v": self.v, "seed": self.seed,
+            "test_fraction": self.test_fraction, "folds": self.folds, "alphas": self.alphas,
+            "block_voxels": self.block_voxels, "backend": self.backend.to_string(),
+            "precision": self.precision.to_string(), "tf32": self.tf32,
+        })
+        .to_string()
+    }
+}
+
+/// The merged (or single-run) output of `bench-whole-brain --out DIR`.
+pub fn output_path(dir: &Path) -> PathBuf {
+    dir.join("whole-brain.safetensors")
+}
+
+/// Part `k` of `n` in `dir`.
+pub fn part_path(dir: &Path, k: usize, n: usize) -> PathBuf {
+    parts::part_path(&dir.join("parts"), k, n)
+}
+
+/// The shards whose part in `--out` is missing or was made with other arguments: what
+/// `--slurm-shards n` submits.
+pub fn missing_parts(a: &WholeBrainArgs, dir: &Path, n: usize) -> Result<Vec<usize>> {
+    if n == 0 {
+        bail!("--slurm-shards must be at least 1");
+    }
+    let key = a.inputs_key();
+    Ok((0..n)
+        .filter(|&k| {
+            TensorFile::open(&part_path(dir, k, n))
+                .map(|f| f.metadata().get("inputs") != Some(&key))
+                .unwrap_or(true)
+        })
+        .collect())
+}
+
+/// Joins the `n` parts in `dir` into `whole-brain.safetensors`; returns its path. Errors
+/// name a missing part, or one made with other arguments than part 0.
+pub fn merge_parts(dir: &Path, n: usize) -> Result<PathBuf> {
+    let paths: Vec<PathBuf> = (0..n).map(|k| part_path(dir, k, n)).collect();
+    let layout = parts::Layout {
+        per_voxel: &[
+            ("test_r", 0),
+            ("test_r2", 0),
+            ("best_alpha", 0),
+            ("cv_scores", 1),
+        ],
+        shared: &["alphas"],
+        same: &["inputs"],
+    };
+    let m = parts::merge(&paths, &layout, &|k| {
+        format!(
+            "run `bench-whole-brain ... --out {} --voxel-shard {k}/{n}`",
+            dir.display()
+        )
+    })?;
+    let out = output_path(dir);
+    crate::io::write_tensors(&out, m.tensors, m.metadata)?;
+    Ok(out)
 }
 
 /// A standard normal-ish value for (seed, i, j): the sum of four 16-bit uniforms of one
@@ -119,6 +221,11 @@ impl VoxelBlocks for Generated<'_> {
 }
 
 pub fn run(a: &WholeBrainArgs) -> Result<()> {
+    if let (Some(n), Some(dir)) = (a.merge, &a.out) {
+        let out = merge_parts(dir, n)?;
+        println!("{n} parts merged into {}", out.display());
+        return Ok(());
+    }
     if a.folds < 2 || a.p == 0 || a.v == 0 || a.block_voxels == 0 {
         bail!("need p, v, --block-voxels >= 1 and at least 2 folds");
     }
@@ -147,6 +254,7 @@ pub fn run(a: &WholeBrainArgs) -> Result<()> {
         folds: Folds::LeaveOneRunOut,
         progress: false,
         max_memory: Some(budget),
+        keep_cv_scores: a.out.is_some(),
         ..RidgeOptions::default()
     };
     super::check_options(&o)?;
@@ -197,7 +305,7 @@ pub fn run(a: &WholeBrainArgs) -> Result<()> {
     // block (training + test rows, and the fit's test predictions) and the ridge's chunks.
     let resident = crate::memory::current_rss().unwrap_or(0);
     let prep = prepared_bytes(&design, &o).unwrap_or(0);
-    let outputs = a.v as u64 * 8 * 4;
+    let outputs = a.v as u64 * 8 * (4 + a.alphas as u64);
     let block_bytes = 4 * (a.n + n_test) as u64 * a.block_voxels as u64;
     let used = resident + prep + outputs + block_bytes;
     if budget < used + block_bytes {
@@ -213,11 +321,28 @@ pub fn run(a: &WholeBrainArgs) -> Result<()> {
     }
     o.max_memory = Some(prep + (budget - used));
     let nb = a.v.div_ceil(a.block_voxels);
-    let nb_fit = a.max_blocks.unwrap_or(nb).min(nb);
-    let ranges: Vec<(usize, usize)> = (0..nb_fit)
+    let (b0, b1) = match a.voxel_shard {
+        Some(sh) => sh.blocks(nb),
+        None => (0, a.max_blocks.unwrap_or(nb).min(nb)),
+    };
+    if b0 == b1 {
+        bail!(
+            "shard {:?} has no voxel block ({nb} blocks of {} voxels): use fewer shards",
+            a.voxel_shard,
+            a.block_voxels
+        );
+    }
+    let ranges: Vec<(usize, usize)> = (b0..b1)
         .map(|b| (b * a.block_voxels, ((b + 1) * a.block_voxels).min(a.v)))
         .collect();
-    let v_fit = ranges.last().map_or(0, |r| r.1);
+    let (v0, v_fit) = (ranges[0].0, ranges.last().map_or(0, |r| r.1));
+    let nv = v_fit - v0;
+    let mut outs = Outputs {
+        test_r: Array1::zeros(nv),
+        test_r2: Array1::zeros(nv),
+        best_alpha: Array1::zeros(nv),
+        cv_scores: None,
+    };
     let mut src = Generated {
         x: &x,
         n_train,
@@ -233,6 +358,18 @@ pub fn run(a: &WholeBrainArgs) -> Result<()> {
     let summary = fit_cv_blocks(&design, &mut src, &ranges, &o, &mut |j0, fit, _| {
         r_sum += fit.test_r.sum();
         r_n += fit.test_r.len();
+        let (i0, i1) = (j0 - v0, j0 - v0 + fit.test_r.len());
+        outs.test_r.slice_mut(s![i0..i1]).assign(&fit.test_r);
+        outs.test_r2.slice_mut(s![i0..i1]).assign(&fit.test_r2);
+        outs.best_alpha
+            .slice_mut(s![i0..i1])
+            .assign(&fit.best_alpha);
+        if let Some(cv) = &fit.cv_scores {
+            let all = outs
+                .cv_scores
+                .get_or_insert_with(|| Array2::zeros((cv.nrows(), nv)));
+            all.slice_mut(s![.., i0..i1]).assign(cv);
+        }
         for j in j0..j0 + fit.test_r.len() {
             let s = amplitude(j) as f64;
             exp_sum += s / (1.0 + s * s).sqrt();
@@ -249,11 +386,14 @@ pub fn run(a: &WholeBrainArgs) -> Result<()> {
     println!("| n | p | v fitted | block | blocks | wall s | generation s | fit s | CPU s | GFLOP | GFLOP/s (fit) | ratio to GEMM peak | peak RSS | mean test r | expected r |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     println!(
-        "| {} | {} | {}{} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} | {:.2} | {} | {:.4} | {:.4} |",
+        "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} | {:.2} | {} | {:.4} | {:.4} |",
         a.n,
         a.p,
-        v_fit,
-        if v_fit < a.v { format!(" of {}", a.v) } else { String::new() },
+        if nv < a.v {
+            format!("{v0}..{v_fit} of {}", a.v)
+        } else {
+            a.v.to_string()
+        },
         a.block_voxels,
         blocks_done,
         wall,
@@ -267,5 +407,38 @@ pub fn run(a: &WholeBrainArgs) -> Result<()> {
         r_sum / r_n.max(1) as f64,
         exp_sum / r_n.max(1) as f64
     );
+    if let Some(dir) = &a.out {
+        let path = match a.voxel_shard {
+            Some(sh) => part_path(dir, sh.k, sh.n),
+            None => output_path(dir),
+        };
+        let mut meta = HashMap::from([("inputs".to_string(), a.inputs_key())]);
+        if let Some(sh) = a.voxel_shard {
+            meta.extend(sh.metadata(v0, v_fit, a.v));
+        }
+        let mut tensors = vec![
+            ("test_r", Tensor::F64(outs.test_r.into_dyn())),
+            ("test_r2", Tensor::F64(outs.test_r2.into_dyn())),
+            ("best_alpha", Tensor::F64(outs.best_alpha.into_dyn())),
+            (
+                "alphas",
+                Tensor::F64(Array1::from_vec(summary.alphas.clone()).into_dyn()),
+            ),
+        ];
+        if let Some(cv) = outs.cv_scores {
+            tensors.push(("cv_scores", Tensor::F64(cv.into_dyn())));
+        }
+        crate::io::write_tensors(&path, tensors, meta)?;
+        println!("per-voxel results: {}", path.display());
+    }
     Ok(())
+}
+
+/// The per-voxel results of the voxels fitted (kept only with `--out`: CV scores).
+struct Outputs {
+    test_r: Array1<f64>,
+    test_r2: Array1<f64>,
+    best_alpha: Array1<f64>,
+    /// alphas × voxels.
+    cv_scores: Option<Array2<f64>>,
 }

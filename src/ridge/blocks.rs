@@ -6,10 +6,10 @@
 //! Voxels are independent in the fit (see `mod.rs`), so the per-voxel results of a blocked
 //! fit are those of [`super::fit_cv`] on all voxels at once (the cpu backend runs the very
 //! same arithmetic on the same voxel chunks when blocks are multiples of its chunk size, and
-//! agrees to rounding otherwise). The torch backend has no prepared form yet: it refits the
-//! X side for each block (same results, more setup work).
+//! agrees to rounding otherwise). Both backends prepare the X side once (on the torch
+//! backend it stays on the device).
 use super::{
-    fold_rows, sorted_alphas, validate, Backend, Plan, RidgeFit, RidgeOptions, RidgeProblem,
+    fold_rows, sorted_alphas, validate, Backend, Plan, RawFit, RidgeFit, RidgeOptions, RidgeProblem,
 };
 use anyhow::{Context, Result};
 use ndarray::{Array2, ArrayView2};
@@ -39,7 +39,7 @@ pub struct BlocksSummary {
     /// The candidate alphas, sorted ascending and deduplicated.
     pub alphas: Vec<f64>,
     pub n_folds: usize,
-    /// FLOPs of the whole fit (X-side setup counted once on the cpu backend).
+    /// FLOPs of the whole fit (X-side setup counted once).
     pub flops: f64,
     pub n_blocks: usize,
 }
@@ -64,8 +64,7 @@ pub fn fit_cv_blocks(
         alphas: sorted_alphas(&o.alphas),
         folds: fold_rows(d.groups, o.folds),
     };
-    #[cfg(feature = "cpu-linalg")]
-    let mut prepared: Option<super::cpu::Prepared> = None;
+    let mut prepared: Option<Prepared> = None;
     let mut flops = 0.0;
     let mut n_folds = 0;
     for &(j0, j1) in ranges {
@@ -79,24 +78,16 @@ pub fn fit_cv_blocks(
             y_test: y_test.view(),
         };
         validate(&p, o).with_context(what)?;
-        let fit = match o.backend {
-            #[cfg(feature = "cpu-linalg")]
-            Backend::Cpu => {
-                if prepared.is_none() {
-                    let prep = super::cpu::Prepared::new(d.x_train, d.x_test, o, &plan())?;
-                    flops += prep.setup_flops();
-                    prepared = Some(prep);
-                }
-                let prep = prepared.as_mut().expect("prepared above");
-                let raw = prep
-                    .fit_voxels(y_train.view(), o, &plan())
-                    .with_context(what)?;
-                super::finish(&p, raw, plan(), o)
-            }
-            #[cfg(not(feature = "cpu-linalg"))]
-            Backend::Cpu => unreachable!("rejected by check_options"),
-            Backend::Torch => super::fit_cv(&p, o).with_context(what)?,
-        };
+        if prepared.is_none() {
+            let prep = Prepared::new(d, o, &plan())?;
+            flops += prep.setup_flops();
+            prepared = Some(prep);
+        }
+        let prep = prepared.as_mut().expect("prepared above");
+        let raw = prep
+            .fit_voxels(y_train.view(), o, &plan())
+            .with_context(what)?;
+        let fit = super::finish(&p, raw, plan(), o);
         flops += fit.flops;
         n_folds = fit.n_folds;
         sink(j0, fit, y_test.view())?;
@@ -107,6 +98,43 @@ pub fn fit_cv_blocks(
         flops,
         n_blocks: ranges.len(),
     })
+}
+
+/// The X side prepared once by either backend.
+enum Prepared {
+    #[cfg(feature = "cpu-linalg")]
+    Cpu(super::cpu::Prepared),
+    Torch(super::torch::Prepared),
+}
+
+impl Prepared {
+    fn new(d: &Design, o: &RidgeOptions, plan: &Plan) -> Result<Self> {
+        Ok(match o.backend {
+            #[cfg(feature = "cpu-linalg")]
+            Backend::Cpu => Prepared::Cpu(super::cpu::Prepared::new(d.x_train, d.x_test, o, plan)?),
+            #[cfg(not(feature = "cpu-linalg"))]
+            Backend::Cpu => unreachable!("rejected by check_options"),
+            Backend::Torch => {
+                Prepared::Torch(super::torch::Prepared::new(d.x_train, d.x_test, o, plan)?)
+            }
+        })
+    }
+
+    fn fit_voxels(&mut self, y: ArrayView2<f32>, o: &RidgeOptions, plan: &Plan) -> Result<RawFit> {
+        match self {
+            #[cfg(feature = "cpu-linalg")]
+            Prepared::Cpu(p) => p.fit_voxels(y, o, plan),
+            Prepared::Torch(p) => p.fit_voxels(y, o, plan),
+        }
+    }
+
+    fn setup_flops(&self) -> f64 {
+        match self {
+            #[cfg(feature = "cpu-linalg")]
+            Prepared::Cpu(p) => p.setup_flops(),
+            Prepared::Torch(p) => p.setup_flops,
+        }
+    }
 }
 
 /// Bytes held by the cpu backend's prepared X side for this design (None for the torch

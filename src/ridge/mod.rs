@@ -35,6 +35,7 @@ mod blas;
 pub mod blocks;
 #[cfg(feature = "cpu-linalg")]
 mod cpu;
+pub mod parts;
 mod torch;
 
 /// How a validation prediction is scored when choosing alpha.

@@ -184,25 +184,82 @@ struct Fold {
 }
 
 pub(crate) fn fit(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan) -> Result<RawFit> {
-    let dev = device(o.device)?;
-    // TF32 exactly as asked during the fit; the process-wide setting is restored after.
+    let mut prep = Prepared::new(p.x_train, p.x_test, o, plan)?;
+    let mut raw = prep.fit_voxels(p.y_train, o, plan)?;
+    raw.flops += prep.setup_flops;
+    Ok(raw)
+}
+
+/// Runs `f` without autograd and with TF32 exactly as asked; the process-wide TF32 setting
+/// is restored after.
+fn on_device<R>(tf32: bool, f: impl FnOnce() -> R) -> R {
     let before = tf32_enabled();
-    set_tf32(o.tf32);
-    let out = tch::no_grad(|| fit_inner(p, o, plan, dev));
+    set_tf32(tf32);
+    let out = tch::no_grad(f);
     set_tf32(before);
     out
 }
 
-fn fit_inner(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan, dev: Device) -> Result<RawFit> {
+/// The X side of a fit on the device, computed once (Grams, fold bases and their quadratic
+/// forms, refit basis, test projection), to which any number of voxel blocks can then be
+/// fitted: as the cpu backend's `Prepared`, so a streamed fit (`ridge::blocks`) does not
+/// redo the setup per block.
+pub(crate) struct Prepared {
+    dev: Device,
+    kd: Kind,
+    n: usize,
+    alphas: Tensor,
+    folds: Vec<Fold>,
+    mu_all: Tensor,
+    s_all: Tensor,
+    mt_all: Tensor,
+    a_test: Tensor,
+    m_all_k: Option<Tensor>,
+    shape: ChunkShape,
+    fixed: u64,
+    /// FLOPs of the X-side setup (counted once per fit).
+    pub(crate) setup_flops: f64,
+}
+
+impl Prepared {
+    /// Prepares the X side of `x` (training rows × features) and `x_test` for `plan`.
+    /// Errors: an unavailable device, a failed eigendecomposition (naming the fold).
+    pub(crate) fn new(
+        x: ArrayView2<f32>,
+        x_test: ArrayView2<f32>,
+        o: &RidgeOptions,
+        plan: &Plan,
+    ) -> Result<Self> {
+        let dev = device(o.device)?;
+        on_device(o.tf32, || prepare(x, x_test, o, plan, dev))
+    }
+
+    /// Fits the voxels of `y` (training rows × voxels, rows as the X given to `new`).
+    pub(crate) fn fit_voxels(
+        &mut self,
+        y: ArrayView2<f32>,
+        o: &RidgeOptions,
+        plan: &Plan,
+    ) -> Result<RawFit> {
+        on_device(o.tf32, || self.fit_inner(y, o, plan))
+    }
+}
+
+fn prepare(
+    x: ArrayView2<f32>,
+    x_test: ArrayView2<f32>,
+    o: &RidgeOptions,
+    plan: &Plan,
+    dev: Device,
+) -> Result<Prepared> {
     let kd = kind(o.precision);
-    let (n, nf) = p.x_train.dim();
-    let v = p.y_train.ncols();
+    let (n, nf) = x.dim();
     let na = plan.alphas.len();
     let nfold = plan.folds.len();
     let mut fl = Flops::default();
     // With an intercept, X and Y are shifted by their training means first (the fit does not
     // change), so that f32 products of data with large means (raw BOLD) keep their precision.
-    let mut x64 = upload(p.x_train, Kind::Double, dev);
+    let mut x64 = upload(x, Kind::Double, dev);
     let xs = if o.intercept {
         x64.mean_dim([0i64].as_slice(), true, Kind::Double)
     } else {
@@ -290,8 +347,8 @@ fn fit_inner(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan, dev: Device) -> Re
     let (m_all, s_all) = basis(&x64, &all, n, &gram_all, &mu_all, dev, &mut fl)
         .context("refit on all training runs")?;
     let k_all = s_all.size()[0] as usize;
-    let n_test = p.x_test.nrows();
-    let xt64 = upload(p.x_test, Kind::Double, dev) - &xs;
+    let n_test = x_test.nrows();
+    let xt64 = upload(x_test, Kind::Double, dev) - &xs;
     let a_test = fl.mm(&(xt64 - mu_all.unsqueeze(0)), &m_all).to_kind(kd);
     let mt_all = m_all.tr().contiguous().to_kind(kd);
     let m_all_k = o.keep_weights.then(|| m_all.to_kind(kd));
@@ -319,128 +376,162 @@ fn fit_inner(p: &RidgeProblem, o: &RidgeOptions, plan: &Plan, dev: Device) -> Re
         n_alphas: na,
         elem: e,
     };
-    let chunk = chunk_voxels(&shape, fixed, memory_budget(o), v)?;
+    Ok(Prepared {
+        dev,
+        kd,
+        n,
+        alphas,
+        folds,
+        mu_all,
+        s_all,
+        mt_all,
+        a_test,
+        m_all_k,
+        shape,
+        fixed,
+        setup_flops: fl.0,
+    })
+}
 
-    let mut cv_scores = Array2::<f64>::zeros((na, v));
-    let mut best = vec![0usize; v];
-    let mut test_pred = Array2::<f32>::zeros((n_test, v));
-    let mut weights = o.keep_weights.then(|| Array2::<f32>::zeros((nf, v)));
-    let bar = progress(o.progress, (v.div_ceil(chunk) * (nfold + 1)) as u64);
-    let dims0 = [0i64];
-    let dim0 = dims0.as_slice();
+impl Prepared {
+    fn fit_inner(
+        &mut self,
+        y_train: ArrayView2<f32>,
+        o: &RidgeOptions,
+        plan: &Plan,
+    ) -> Result<RawFit> {
+        let (dev, kd, n) = (self.dev, self.kd, self.n);
+        let nf = self.shape.p;
+        let v = y_train.ncols();
+        let (na, nfold) = (plan.alphas.len(), plan.folds.len());
+        let n_test = self.a_test.size()[0] as usize;
+        let (alphas, mu_all, s_all) = (&self.alphas, &self.mu_all, &self.s_all);
+        let (mt_all, a_test, m_all_k) = (&self.mt_all, &self.a_test, &self.m_all_k);
+        let folds = &mut self.folds;
+        let mut fl = Flops::default();
+        let chunk = chunk_voxels(&self.shape, self.fixed, memory_budget(o), v)?;
 
-    for j0 in (0..v).step_by(chunk) {
-        let j1 = (j0 + chunk).min(v);
-        let c = (j1 - j0) as i64;
-        let mut y = upload(p.y_train.slice(s![.., j0..j1]), kd, dev);
-        // The shift is rounded to the working precision and added back exactly as used.
-        let ys = if o.intercept {
-            (y.sum_dim_intlist(dim0, false, Kind::Double) / n as f64).to_kind(kd)
-        } else {
-            Tensor::zeros([c], (kd, dev))
-        };
-        y -= ys.unsqueeze(0);
-        let mut ysum = Vec::with_capacity(nfold);
-        let mut yss = Vec::with_capacity(nfold);
-        let mut z = Vec::with_capacity(nfold);
-        for fd in &folds {
-            let yf = y.index_select(0, &fd.idx);
-            let sm = yf.sum_dim_intlist(dim0, false, Kind::Double);
-            let mean = (&sm / fd.n_val as f64).to_kind(kd).unsqueeze(0);
-            yss.push(
-                (&yf - mean)
-                    .square()
-                    .sum_dim_intlist(dim0, false, Kind::Double),
-            );
-            ysum.push(sm);
-            z.push(fl.mm(&fd.x_val.tr(), &yf));
-        }
-        drop(y);
-        let xty = z.iter().skip(1).fold(z[0].shallow_clone(), |a, b| a + b);
-        let ysum_all = ysum
-            .iter()
-            .skip(1)
-            .fold(ysum[0].shallow_clone(), |a, b| a + b);
+        let mut cv_scores = Array2::<f64>::zeros((na, v));
+        let mut best = vec![0usize; v];
+        let mut test_pred = Array2::<f32>::zeros((n_test, v));
+        let mut weights = o.keep_weights.then(|| Array2::<f32>::zeros((nf, v)));
+        let bar = progress(o.progress, (v.div_ceil(chunk) * (nfold + 1)) as u64);
+        let dims0 = [0i64];
+        let dim0 = dims0.as_slice();
 
-        let mut scores = Tensor::zeros([na as i64, c], (Kind::Double, dev));
-        for (fi, fd) in folds.iter_mut().enumerate() {
-            let n_f = fd.n_val as f64;
-            let n_t = n as f64 - n_f;
-            let ytr = &ysum_all - &ysum[fi];
-            let nu = if o.intercept {
-                &ytr / n_t
+        for j0 in (0..v).step_by(chunk) {
+            let j1 = (j0 + chunk).min(v);
+            let c = (j1 - j0) as i64;
+            let mut y = upload(y_train.slice(s![.., j0..j1]), kd, dev);
+            // The shift is rounded to the working precision and added back exactly as used.
+            let ys = if o.intercept {
+                (y.sum_dim_intlist(dim0, false, Kind::Double) / n as f64).to_kind(kd)
             } else {
-                ytr.zeros_like()
+                Tensor::zeros([c], (kd, dev))
             };
-            let mut r = &xty - &z[fi];
-            if o.intercept {
-                r -= fd.mu.outer(&ytr).to_kind(kd);
+            y -= ys.unsqueeze(0);
+            let mut ysum = Vec::with_capacity(nfold);
+            let mut yss = Vec::with_capacity(nfold);
+            let mut z = Vec::with_capacity(nfold);
+            for fd in folds.iter() {
+                let yf = y.index_select(0, &fd.idx);
+                let sm = yf.sum_dim_intlist(dim0, false, Kind::Double);
+                let mean = (&sm / fd.n_val as f64).to_kind(kd).unsqueeze(0);
+                yss.push(
+                    (&yf - mean)
+                        .square()
+                        .sum_dim_intlist(dim0, false, Kind::Double),
+                );
+                ysum.push(sm);
+                z.push(fl.mm(&fd.x_val.tr(), &yf));
             }
-            let zc = &z[fi] - fd.xbar.outer(&ysum[fi]).to_kind(kd);
-            let b = fl.mm(&fd.mt, &r);
-            let cm = fl.mm(&fd.mt, &zc);
-            let d = (fd.s.unsqueeze(0) + alphas.unsqueeze(1)).reciprocal();
-            let lin = fl.mm(&d.to_kind(kd), &(&cm * &b)).to_kind(Kind::Double);
-            let mm = fl
-                .mm(&(&d * fd.delta.unsqueeze(0)).to_kind(kd), &b)
-                .to_kind(Kind::Double);
-            let q = fd.quad.q(&d, &fd.s, &alphas, &b, kd, &mut fl)?;
-            let yy = yss[fi].unsqueeze(0);
-            let sc = match o.score {
-                CvScore::R => {
-                    let ok = q.gt(0.0).logical_and(&yy.gt(f64::EPSILON * n_f));
-                    (&lin / (&q * &yy).sqrt()).where_scalarother(&ok, 0.0)
+            drop(y);
+            let xty = z.iter().skip(1).fold(z[0].shallow_clone(), |a, b| a + b);
+            let ysum_all = ysum
+                .iter()
+                .skip(1)
+                .fold(ysum[0].shallow_clone(), |a, b| a + b);
+
+            let mut scores = Tensor::zeros([na as i64, c], (Kind::Double, dev));
+            for (fi, fd) in folds.iter_mut().enumerate() {
+                let n_f = fd.n_val as f64;
+                let n_t = n as f64 - n_f;
+                let ytr = &ysum_all - &ysum[fi];
+                let nu = if o.intercept {
+                    &ytr / n_t
+                } else {
+                    ytr.zeros_like()
+                };
+                let mut r = &xty - &z[fi];
+                if o.intercept {
+                    r -= fd.mu.outer(&ytr).to_kind(kd);
                 }
-                CvScore::R2 => {
-                    let dy = (&ysum[fi] / n_f - &nu).unsqueeze(0);
-                    let ee = &yy + dy.square() * n_f;
-                    let sse = ee - (&lin + &mm * &dy * n_f) * 2.0 + &q + mm.square() * n_f;
-                    (-(sse / &yy) + 1.0).where_scalarother(&yy.gt(f64::EPSILON), 0.0)
-                }
+                let zc = &z[fi] - fd.xbar.outer(&ysum[fi]).to_kind(kd);
+                let b = fl.mm(&fd.mt, &r);
+                let cm = fl.mm(&fd.mt, &zc);
+                let d = (fd.s.unsqueeze(0) + alphas.unsqueeze(1)).reciprocal();
+                let lin = fl.mm(&d.to_kind(kd), &(&cm * &b)).to_kind(Kind::Double);
+                let mm = fl
+                    .mm(&(&d * fd.delta.unsqueeze(0)).to_kind(kd), &b)
+                    .to_kind(Kind::Double);
+                let q = fd.quad.q(&d, &fd.s, &alphas, &b, kd, &mut fl)?;
+                let yy = yss[fi].unsqueeze(0);
+                let sc = match o.score {
+                    CvScore::R => {
+                        let ok = q.gt(0.0).logical_and(&yy.gt(f64::EPSILON * n_f));
+                        (&lin / (&q * &yy).sqrt()).where_scalarother(&ok, 0.0)
+                    }
+                    CvScore::R2 => {
+                        let dy = (&ysum[fi] / n_f - &nu).unsqueeze(0);
+                        let ee = &yy + dy.square() * n_f;
+                        let sse = ee - (&lin + &mm * &dy * n_f) * 2.0 + &q + mm.square() * n_f;
+                        (-(sse / &yy) + 1.0).where_scalarother(&yy.gt(f64::EPSILON), 0.0)
+                    }
+                };
+                scores += sc / nfold as f64;
+                bar.inc(1);
+            }
+
+            // Same tie rule as the cpu backend: scores come back to the host (alphas × chunk).
+            let sc_host = Array2::from_shape_vec((na, c as usize), to_vec_f64(&scores))?;
+            let best_c = best_alpha_index(sc_host.view());
+            let mut r_all = xty;
+            if o.intercept {
+                r_all -= mu_all.outer(&ysum_all).to_kind(kd);
+            }
+            let b = fl.mm(&mt_all, &r_all);
+            let a_best = alphas.index_select(0, &index(&best_c, dev));
+            let bs = &b
+                * (s_all.unsqueeze(1) + a_best.unsqueeze(0))
+                    .reciprocal()
+                    .to_kind(kd);
+            let nu_all = if o.intercept {
+                &ysum_all / n as f64
+            } else {
+                ysum_all.zeros_like()
             };
-            scores += sc / nfold as f64;
+            let pred = fl.mm(&a_test, &bs).to_kind(Kind::Double)
+                + (nu_all + ys.to_kind(Kind::Double)).unsqueeze(0);
+            test_pred
+                .slice_mut(s![.., j0..j1])
+                .assign(&to_array_f32(&pred)?);
+            if let (Some(w), Some(m)) = (weights.as_mut(), m_all_k.as_ref()) {
+                w.slice_mut(s![.., j0..j1])
+                    .assign(&to_array_f32(&fl.mm(m, &bs))?);
+            }
+            cv_scores.slice_mut(s![.., j0..j1]).assign(&sc_host);
+            best[j0..j1].copy_from_slice(&best_c);
             bar.inc(1);
         }
-
-        // Same tie rule as the cpu backend: scores come back to the host (alphas × chunk).
-        let sc_host = Array2::from_shape_vec((na, c as usize), to_vec_f64(&scores))?;
-        let best_c = best_alpha_index(sc_host.view());
-        let mut r_all = xty;
-        if o.intercept {
-            r_all -= mu_all.outer(&ysum_all).to_kind(kd);
-        }
-        let b = fl.mm(&mt_all, &r_all);
-        let a_best = alphas.index_select(0, &index(&best_c, dev));
-        let bs = &b
-            * (s_all.unsqueeze(1) + a_best.unsqueeze(0))
-                .reciprocal()
-                .to_kind(kd);
-        let nu_all = if o.intercept {
-            &ysum_all / n as f64
-        } else {
-            ysum_all.zeros_like()
-        };
-        let pred = fl.mm(&a_test, &bs).to_kind(Kind::Double)
-            + (nu_all + ys.to_kind(Kind::Double)).unsqueeze(0);
-        test_pred
-            .slice_mut(s![.., j0..j1])
-            .assign(&to_array_f32(&pred)?);
-        if let (Some(w), Some(m)) = (weights.as_mut(), m_all_k.as_ref()) {
-            w.slice_mut(s![.., j0..j1])
-                .assign(&to_array_f32(&fl.mm(m, &bs))?);
-        }
-        cv_scores.slice_mut(s![.., j0..j1]).assign(&sc_host);
-        best[j0..j1].copy_from_slice(&best_c);
-        bar.inc(1);
+        bar.finish_and_clear();
+        Ok(RawFit {
+            cv_scores,
+            best,
+            test_pred,
+            weights,
+            flops: fl.0,
+        })
     }
-    bar.finish_and_clear();
-    Ok(RawFit {
-        cv_scores,
-        best,
-        test_pred,
-        weights,
-        flops: fl.0,
-    })
 }
 
 /// Best GFLOP/s of square matrix products on the device and precision of `o`.
