@@ -4,7 +4,7 @@
 use super::nifti_io::{self, Mask};
 use super::scan_fmriprep::fmriprep_mask;
 use super::{hdf5, Layout, RunSource, Subject};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use ndarray::Array2;
 use std::path::Path;
 
@@ -78,6 +78,7 @@ fn constant_columns(y: &Array2<f32>) -> usize {
 /// itself so that its checks (e.g. of a stream ending before its declared length) apply.
 #[cfg(feature = "video")]
 pub(super) fn decoded_duration(movie: &Path) -> Result<f64> {
+    use anyhow::Context;
     // Defaults refuse a movie that ends early (the truncation check of the video module).
     let opts = crate::video::DecodeOptions {
         fps: None,

@@ -658,24 +658,41 @@ fn draw_panel(area: &DrawingArea<BitMapBackend, plotters::coord::Shift>, p: &Pan
         if ints {
             format!("{v:.0}")
         } else if p.x_log {
-            let x = 10f64.powf(*v);
-            if x >= 1e4 {
-                format!("{x:.0e}")
-            } else {
-                format!("{x:.2}")
-            }
+            log_tick_label(*v)
         } else if span < 10.0 {
             format!("{v:.1}")
         } else {
             format!("{v:.0}")
         }
     };
-    // Falling curves (losses) keep the lower right free; rising ones (r) the upper left.
-    let falling = p
-        .series
-        .iter()
-        .find(|s| s.points.len() >= 2)
-        .is_some_and(|s| s.points[s.points.len() - 1].1 < s.points[0].1);
+    // The legend goes to the corner with the fewest points under it (ties: upper right, then
+    // lower right, upper left, lower left), so it hides as little data as possible.
+    let corner = {
+        let (xs, ys) = (xr.end - xr.start, yr.end - yr.start);
+        let norm: Vec<(f64, f64)> = pts()
+            .map(|q| ((tx(q.0) - xr.start) / xs, (q.1 - yr.start) / ys))
+            .collect();
+        // Points in the corner's box: the outer 45% of the width, 40% of the height.
+        let under = |right: bool, upper: bool| {
+            norm.iter()
+                .filter(|(x, y)| {
+                    let in_x = if right { *x > 0.55 } else { *x < 0.45 };
+                    let in_y = if upper { *y > 0.6 } else { *y < 0.4 };
+                    in_x && in_y
+                })
+                .count()
+        };
+        [
+            (SeriesLabelPosition::UpperRight, under(true, true)),
+            (SeriesLabelPosition::LowerRight, under(true, false)),
+            (SeriesLabelPosition::UpperLeft, under(false, true)),
+            (SeriesLabelPosition::LowerLeft, under(false, false)),
+        ]
+        .into_iter()
+        .min_by_key(|c| c.1)
+        .map(|c| c.0)
+        .expect("four corners")
+    };
     let mut ch = ChartBuilder::on(area)
         .caption(&p.title, ("sans-serif", 18))
         .margin(12)
@@ -733,20 +750,38 @@ fn draw_panel(area: &DrawingArea<BitMapBackend, plotters::coord::Shift>, p: &Pan
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(180, 180, 180))
             .label_font(("sans-serif", 13))
-            .position(if falling {
-                SeriesLabelPosition::UpperRight
-            } else {
-                SeriesLabelPosition::LowerRight
-            })
+            .position(corner)
             .draw()
             .map_err(super::e)?;
     }
     Ok(())
 }
 
+/// The label of a tick at log10 value `v` of a log axis: 10^v to two significant digits, so
+/// a label names where its tick is (ticks sit at round log10 values: 10^5.4 is 2.5e5, which a
+/// one-digit label would call 3e5).
+fn log_tick_label(v: f64) -> String {
+    let x = 10f64.powf(v);
+    if !(1e-2..1e4).contains(&x) {
+        return format!("{x:.1e}");
+    }
+    let digits = (1 - x.log10().floor() as i32).max(0) as usize;
+    format!("{x:.digits$}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_axis_labels_name_the_tick_positions() {
+        assert_eq!(log_tick_label(5.0), "1.0e5");
+        assert_eq!(log_tick_label(5.4), "2.5e5");
+        assert_eq!(log_tick_label(4.8), "6.3e4");
+        assert_eq!(log_tick_label(2.8), "631");
+        assert_eq!(log_tick_label(0.8), "6.3");
+        assert_eq!(log_tick_label(-1.2), "0.063");
+    }
 
     fn row(model: &str, d: u64, tokens: f64, prec: &str, r: f64) -> StudyRow {
         StudyRow {

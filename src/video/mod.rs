@@ -188,6 +188,7 @@ fn fingerprint(path: &Path) -> Result<String> {
 
 /// Version of the decoder's output in frame caches: caches of another version are remade
 /// (2: display orientation, last-frame duration, truncation check).
+#[cfg(feature = "video")]
 const DECODER_VERSION: &str = "2";
 
 /// Decodes `movie` (or loads its cache when the cache matches the file and options).
