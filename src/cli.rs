@@ -392,8 +392,9 @@ pub fn run(cli: Cli) -> Result<()> {
             ..
         }) => {
             let (ds, work) = place.open()?;
-            for s in pipeline::select_subjects(&ds, &subjects)? {
-                let p = crate::encode_stream::merge_parts(&work, &features, &s.id, m.shards)?;
+            let subs = pipeline::select_subjects(&ds, &subjects)?;
+            let merged = crate::encode_stream::merge_subjects(&work, &features, &subs, m.shards)?;
+            for (s, p) in subs.iter().zip(merged) {
                 println!(
                     "sub-{}: {} parts merged into {}",
                     s.id,
@@ -431,8 +432,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 a.wait,
             )?;
             if a.wait || tasks.is_empty() {
-                for s in &subs {
-                    let p = crate::encode_stream::merge_parts(&work, &a.features, &s.id, n)?;
+                let merged = crate::encode_stream::merge_subjects(&work, &a.features, &subs, n)?;
+                for (s, p) in subs.iter().zip(merged) {
                     println!("sub-{}: {n} parts merged into {}", s.id, p.display());
                 }
             }
@@ -535,7 +536,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 a.wait,
             )?;
             if a.wait || tasks.is_empty() {
-                let p = crate::ridge::bench_stream::merge_parts(&dir, n)?;
+                let p = crate::ridge::bench_stream::merge_parts(&a, &dir, n)?;
                 println!("{n} parts merged into {}", p.display());
             }
         }

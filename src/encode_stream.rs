@@ -269,22 +269,15 @@ pub fn encode_subject_streamed(
     let nb = cache.n_blocks();
     let v_all = cache.n_columns;
     let (b0, b1) = match so.shard {
-        Some(sh) => sh.blocks(nb),
+        Some(sh) => sh.blocks(nb).with_context(|| {
+            format!("sub-{}: {v_all} voxels in blocks of {}", s.id, cache.block)
+        })?,
         None => (0, nb),
     };
-    let (v0, v1) = if b0 < b1 {
-        (cache.block_range(b0).0, cache.block_range(b1 - 1).1)
-    } else {
-        (0, 0)
-    };
-    if v0 == v1 {
-        bail!(
-            "sub-{}: shard {:?} has no voxel block ({nb} blocks of {} voxels): use fewer shards",
-            s.id,
-            so.shard,
-            cache.block
-        );
+    if b0 == b1 {
+        bail!("sub-{}: no voxel to fit", s.id);
     }
+    let (v0, v1) = (cache.block_range(b0).0, cache.block_range(b1 - 1).1);
 
     // Memory: what is left of the budget after what is resident now (X, libraries), the
     // prepared X side and the per-voxel outputs goes half to Y blocks, half to the ridge's
@@ -494,7 +487,7 @@ pub fn merge_parts(work: &Path, feat: &str, subject: &str, n: usize) -> Result<P
         same: &["inputs", "features", "split", "test_runs", "weights"],
     };
     let merged = parts::merge(&paths, &layout, &|k| {
-        format!("run `encode --voxel-shard {k}/{n}`")
+        format!("rerun the shards' encode command (same --block-voxels and options) with `--voxel-shard {k}/{n}`")
     })
     .with_context(|| format!("sub-{subject}: merging {n} parts"))?;
     let out = encode_path(work, feat, subject);
@@ -504,6 +497,33 @@ pub fn merge_parts(work: &Path, feat: &str, subject: &str, n: usize) -> Result<P
     }
     io::write_tensors(&out, merged.tensors, meta)?;
     Ok(out)
+}
+
+/// [`merge_parts`] for every subject in `subjects`, after checking that every subject's `n`
+/// parts are there, so that a missing part leaves no subject merged (error names the part).
+pub fn merge_subjects(
+    work: &Path,
+    feat: &str,
+    subjects: &[&Subject],
+    n: usize,
+) -> Result<Vec<PathBuf>> {
+    for s in subjects {
+        for k in 0..n {
+            let (p, _) = part_paths(work, feat, &s.id, k, n);
+            if !p.exists() {
+                bail!(
+                    "sub-{}: part {k} of {n} is missing: {} (rerun the shards' encode command \
+                     with `--voxel-shard {k}/{n}`); no subject was merged",
+                    s.id,
+                    p.display()
+                );
+            }
+        }
+    }
+    subjects
+        .iter()
+        .map(|s| merge_parts(work, feat, &s.id, n))
+        .collect()
 }
 
 /// Concatenates the shards' weights parts [voxels of the part, features] into

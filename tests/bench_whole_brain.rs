@@ -89,11 +89,14 @@ fn shards_merge_into_the_single_run_and_follow_the_known_signal() {
         TensorFile::open(&one).unwrap().metadata()
     );
 
+    // A merge with other arguments than the shards' is refused, naming the field.
+    let (good, text) = run(&["--out", h, "--merge", "3", "--seed", "7"]);
+    assert!(!good && text.contains("seed: 0 vs 7"), "{text}");
     // A part of other data (another seed) is refused, naming it and the field.
     ok(&["--out", h, "--voxel-shard", "1/3", "--seed", "7"]);
     let (good, text) = run(&["--out", h, "--merge", "3"]);
     assert!(
-        !good && text.contains("part-1-of-3") && text.contains("inputs"),
+        !good && text.contains("part-1-of-3") && text.contains("seed: 7 vs 0"),
         "{text}"
     );
     // A missing part is named, with the command that makes it.
@@ -113,9 +116,16 @@ fn bad_shard_arguments_are_clear_errors() {
     assert!(!good && text.contains("--out"), "{text}");
     let (good, text) = run(&["--out", d, "--voxel-shard", "2/2"]);
     assert!(!good && text.contains("0 <= k < K"), "{text}");
-    // 8 blocks cannot make 9 non-empty shards.
-    let (good, text) = run(&["--out", d, "--voxel-shard", "0/9"]);
-    assert!(!good && text.contains("no voxel block"), "{text}");
+    // 8 blocks cannot make 9 non-empty shards: refused before any work, for every shard
+    // and for the SLURM submission.
+    let (good, text) = run(&["--out", d, "--voxel-shard", "8/9"]);
+    assert!(
+        !good && text.contains("9 shards but only 8 voxel block(s)"),
+        "{text}"
+    );
+    assert!(!text.contains("GEMM peak"), "{text}");
+    let (good, text) = run(&["--out", d, "--slurm-shards", "9"]);
+    assert!(!good && text.contains("9 shards but only 8"), "{text}");
     let (good, text) = run(&["--out", d, "--merge", "2"]);
     assert!(!good && text.contains("part 0 of 2 is missing"), "{text}");
     assert!(!dir.path().join("whole-brain.safetensors").exists());

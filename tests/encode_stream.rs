@@ -418,7 +418,33 @@ fn streamed_encode_through_the_binary() {
         0.0,
         "best_alpha",
     );
+    // A subject without parts: the merge names it and merges no subject at all.
+    std::fs::remove_file(&merged).unwrap();
+    expect_error(
+        &[
+            "encode",
+            "--dataset",
+            d,
+            "--work",
+            w,
+            "--features",
+            "groundtruth",
+            "--subjects",
+            "01,02",
+            "merge",
+            "--shards",
+            "2",
+        ],
+        &["sub-02: part 0 of 2 is missing", "no subject was merged"],
+    );
+    assert!(!merged.exists());
     // Bad shard specifications and budgets are clear errors.
+    let mut bad: Vec<&str> = base.to_vec();
+    bad.extend(["--voxel-shard", "0/9"]);
+    expect_error(
+        &bad,
+        &["9 shards but only", "voxel block(s)", "blocks of 200"],
+    );
     let mut bad: Vec<&str> = base.to_vec();
     bad.extend(["--voxel-shard", "2/2"]);
     expect_error(&bad, &["voxel shard `2/2`", "0 <= k < K"]);

@@ -463,12 +463,14 @@ pub fn precision(rows: &[StudyRow]) -> Option<Figure> {
             .iter()
             .map(|p| {
                 let m: Vec<&StudyRow> = sel.iter().copied().filter(|r| r.precision == *p).collect();
-                let pts = mean_by(&m, |r| r.n_params.to_bits(), f);
+                // One point per model (mean over seeds) at its N: models of the same N (other
+                // heads) stay two points rather than being averaged into one.
+                let pts = mean_by(&m, |r| (r.n_params.to_bits(), r.model.clone()), f);
                 Series {
                     label: p.to_string(),
                     points: sorted(
                         pts.into_iter()
-                            .map(|(k, v)| (f64::from_bits(k), v))
+                            .map(|((k, _), v)| (f64::from_bits(k), v))
                             .collect(),
                     ),
                     style: Style::Line,
@@ -502,7 +504,7 @@ pub fn precision(rows: &[StudyRow]) -> Option<Figure> {
                 series: per(&|r: &StudyRow| r.encoding_r),
             },
         ],
-        note: "same models, data and seeds; only the training precision differs".into(),
+        note: "same models, data and seeds; only the training precision differs; one point per model (models of equal N, e.g. other head counts, share an x)".into(),
     })
 }
 
@@ -800,6 +802,24 @@ mod tests {
             eval_loss: None,
             encoding_r: Some(r),
             layer_r: [(0, r / 2.0), (1, r)].into_iter().collect(),
+        }
+    }
+
+    #[test]
+    fn precision_keeps_models_of_equal_size_apart() {
+        // Two shapes of the same N (other head counts): two points each, never their mean.
+        let mut rows = Vec::new();
+        for p in ["fp32", "bf16"] {
+            rows.push(row("h2", 64, 8e5, p, 0.20));
+            rows.push(row("h4", 64, 8e5, p, 0.30));
+        }
+        let f = precision(&rows).unwrap();
+        let n = (24 * 64 * 64) as f64;
+        for s in &f.panels[1].series {
+            let mut ys: Vec<f64> = s.points.iter().map(|q| q.1).collect();
+            ys.sort_by(f64::total_cmp);
+            assert_eq!(ys, vec![0.20, 0.30], "{}", s.label);
+            assert!(s.points.iter().all(|q| q.0 == n));
         }
     }
 

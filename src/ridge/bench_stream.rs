@@ -96,6 +96,18 @@ pub struct WholeBrainArgs {
 }
 
 impl WholeBrainArgs {
+    /// The voxel blocks this run fits: all, the first `--max-blocks`, or the shard's share.
+    /// Errors: more shards than blocks.
+    fn blocks(&self) -> Result<(usize, usize)> {
+        let nb = self.v.div_ceil(self.block_voxels.max(1));
+        match self.voxel_shard {
+            Some(sh) => sh
+                .blocks(nb)
+                .with_context(|| format!("{} voxels in blocks of {}", self.v, self.block_voxels)),
+            None => Ok((0, self.max_blocks.unwrap_or(nb).clamp(1, nb))),
+        }
+    }
+
     /// What the per-voxel results depend on (the generated data and the fit), recorded as
     /// each output's `inputs` metadata so that parts of other arguments are not merged.
     fn inputs_key(&self) -> String {
@@ -125,6 +137,12 @@ pub fn missing_parts(a: &WholeBrainArgs, dir: &Path, n: usize) -> Result<Vec<usi
     if n == 0 {
         bail!("--slurm-shards must be at least 1");
     }
+    // Each task's share must be non-empty: checked here rather than in every task.
+    WholeBrainArgs {
+        voxel_shard: Some(Shard { k: 0, n }),
+        ..a.clone()
+    }
+    .blocks()?;
     let key = a.inputs_key();
     Ok((0..n)
         .filter(|&k| {
@@ -136,8 +154,9 @@ pub fn missing_parts(a: &WholeBrainArgs, dir: &Path, n: usize) -> Result<Vec<usi
 }
 
 /// Joins the `n` parts in `dir` into `whole-brain.safetensors`; returns its path. Errors
-/// name a missing part, or one made with other arguments than part 0.
-pub fn merge_parts(dir: &Path, n: usize) -> Result<PathBuf> {
+/// name a missing part, or parts made with other arguments than part 0 or than `a` (the
+/// fields that differ).
+pub fn merge_parts(a: &WholeBrainArgs, dir: &Path, n: usize) -> Result<PathBuf> {
     let paths: Vec<PathBuf> = (0..n).map(|k| part_path(dir, k, n)).collect();
     let layout = parts::Layout {
         per_voxel: &[
@@ -155,6 +174,15 @@ pub fn merge_parts(dir: &Path, n: usize) -> Result<PathBuf> {
             dir.display()
         )
     })?;
+    let key = a.inputs_key();
+    if m.metadata.get("inputs") != Some(&key) {
+        bail!(
+            "{}: the parts were fitted with other arguments than this command's{}: give the \
+             merge the arguments of the shards, or refit them",
+            paths[0].display(),
+            parts::differing_fields(m.metadata.get("inputs"), Some(&key))
+        );
+    }
     let out = output_path(dir);
     crate::io::write_tensors(&out, m.tensors, m.metadata)?;
     Ok(out)
@@ -222,7 +250,7 @@ impl VoxelBlocks for Generated<'_> {
 
 pub fn run(a: &WholeBrainArgs) -> Result<()> {
     if let (Some(n), Some(dir)) = (a.merge, &a.out) {
-        let out = merge_parts(dir, n)?;
+        let out = merge_parts(a, dir, n)?;
         println!("{n} parts merged into {}", out.display());
         return Ok(());
     }
@@ -241,6 +269,7 @@ pub fn run(a: &WholeBrainArgs) -> Result<()> {
             a.folds
         );
     }
+    let (b0, b1) = a.blocks()?;
     let budget = parse_bytes(&a.max_memory).context("--max-memory")?;
     let device: RidgeDevice = a.device.parse().context("--device")?;
     let mut o = RidgeOptions {
@@ -320,18 +349,6 @@ pub fn run(a: &WholeBrainArgs) -> Result<()> {
         );
     }
     o.max_memory = Some(prep + (budget - used));
-    let nb = a.v.div_ceil(a.block_voxels);
-    let (b0, b1) = match a.voxel_shard {
-        Some(sh) => sh.blocks(nb),
-        None => (0, a.max_blocks.unwrap_or(nb).min(nb)),
-    };
-    if b0 == b1 {
-        bail!(
-            "shard {:?} has no voxel block ({nb} blocks of {} voxels): use fewer shards",
-            a.voxel_shard,
-            a.block_voxels
-        );
-    }
     let ranges: Vec<(usize, usize)> = (b0..b1)
         .map(|b| (b * a.block_voxels, ((b + 1) * a.block_voxels).min(a.v)))
         .collect();

@@ -32,17 +32,31 @@ impl std::str::FromStr for Shard {
     }
 }
 
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "{}/{}", self.k, self.n)
+    }
+}
+
 impl Shard {
-    /// The blocks `b0..b1` of `n_blocks` this shard fits: a contiguous share, the shards in
-    /// order covering every block once (empty when there are fewer blocks than shards).
-    pub fn blocks(&self, n_blocks: usize) -> (usize, usize) {
-        (self.k * n_blocks / self.n, (self.k + 1) * n_blocks / self.n)
+    /// The blocks `b0..b1` of `n_blocks` this shard fits: a contiguous, non-empty share, the
+    /// shards in order covering every block once. Errors when there are fewer blocks than
+    /// shards (some shard would have nothing to fit, and its part could never be made).
+    pub fn blocks(&self, n_blocks: usize) -> Result<(usize, usize)> {
+        if self.n > n_blocks {
+            bail!(
+                "voxel shard {self}: {} shards but only {n_blocks} voxel block(s) to share \
+                 (use at most {n_blocks} shards, or a smaller --block-voxels)",
+                self.n
+            );
+        }
+        Ok((self.k * n_blocks / self.n, (self.k + 1) * n_blocks / self.n))
     }
 
     /// The metadata that marks a part: `shard` = "k/K", `voxels` = "v0..v1", `n_voxels`.
     pub fn metadata(&self, v0: usize, v1: usize, n_voxels: usize) -> [(String, String); 3] {
         [
-            ("shard".to_string(), format!("{}/{}", self.k, self.n)),
+            ("shard".to_string(), self.to_string()),
             ("voxels".to_string(), format!("{v0}..{v1}")),
             ("n_voxels".to_string(), n_voxels.to_string()),
         ]
@@ -124,10 +138,11 @@ pub fn merge(
             for key in layout.same.iter().copied().chain(["n_voxels"]) {
                 if m0.get(key) != m.get(key) {
                     bail!(
-                        "{}: its `{key}` differs from part 0 ({}): the parts were fitted from \
+                        "{}: its `{key}` differs from part 0 ({}){}: the parts were fitted from \
                          different inputs or options (refit the mismatched part)",
                         p.display(),
-                        paths[0].display()
+                        paths[0].display(),
+                        differing_fields(m.get(key), m0.get(key))
                     );
                 }
             }
@@ -161,6 +176,32 @@ pub fn merge(
         metadata,
         n_voxels: total,
     })
+}
+
+/// When `a` and `b` are JSON objects (as `inputs` keys often are): " (FIELD: A vs B, ...)" for
+/// the fields that differ; otherwise empty.
+pub fn differing_fields(a: Option<&String>, b: Option<&String>) -> String {
+    let obj = |t: Option<&String>| match t.and_then(|t| serde_json::from_str(t).ok()) {
+        Some(serde_json::Value::Object(m)) => Some(m),
+        _ => None,
+    };
+    let (Some(a), Some(b)) = (obj(a), obj(b)) else {
+        return String::new();
+    };
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    let diff: Vec<String> = keys
+        .into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| {
+            let show = |v: Option<&serde_json::Value>| v.map_or("-".into(), |v| v.to_string());
+            format!("{k}: {} vs {}", show(a.get(k)), show(b.get(k)))
+        })
+        .collect();
+    if diff.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", diff.join(", "))
+    }
 }
 
 /// A tensor of any of the kinds parts hold (f64, f32, i64, i32, u8).
