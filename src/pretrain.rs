@@ -124,6 +124,10 @@ pub struct PretrainArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// libtorch CPU threads (default: libtorch's, one per core). Small priors train fastest on
+    /// one thread, especially on a busy machine (see `biosignal pretrain --threads`).
+    #[arg(long)]
+    pub threads: Option<i32>,
     /// Start from Hugging Face GPT-2 weights (model.safetensors) whose shapes match --model.
     #[arg(long)]
     pub init_hf: Option<PathBuf>,
@@ -152,6 +156,12 @@ pub fn copy_tokenizer(src: &Path, out: &Path) -> Result<()> {
 pub fn run_pretrain(a: &PretrainArgs) -> Result<()> {
     if reexec_for_precision(a.precision)? {
         return Ok(());
+    }
+    if let Some(n) = a.threads {
+        if n < 1 {
+            bail!("--threads {n}: must be at least 1");
+        }
+        tch::set_num_threads(n);
     }
     let model_cfg = GptConfig::load(&a.model)?;
     let device = parse_device(&a.device)?;

@@ -111,6 +111,8 @@ fn tokenizer_tokenize_pretrain_resume_and_bench_train() {
             "0.1",
             "--device",
             "cpu",
+            "--threads",
+            "1",
         ]);
         c
     };
@@ -122,6 +124,21 @@ fn tokenizer_tokenize_pretrain_resume_and_bench_train() {
         .assert()
         .success()
         .stdout(contains("done: 6 steps"));
+    cmd(d)
+        .args([
+            "pretrain",
+            "--codes",
+            "codes",
+            "--model",
+            "gpt.toml",
+            "--out",
+            "prior-bad",
+        ])
+        .args(["--device", "cpu", "--threads", "0"])
+        .assert()
+        .failure()
+        .stderr(contains("--threads 0: must be at least 1"));
+    assert!(!d.join("prior-bad").exists());
     let csv = std::fs::read_to_string(d.join("prior/loss.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 6, "{csv}");
     assert!(d.join("prior/tokenizer/vqvae.json").exists());

@@ -97,6 +97,8 @@ struct Teacher {
 }
 
 fn teacher() -> Teacher {
+    // The test's own draws take the engine's RNG lock, as the engine's do.
+    let _g = nn::rng_turn();
     tch::manual_seed(42);
     let n = 640;
     let x = Tensor::randn([n, 4], (Kind::Float, Device::Cpu));
@@ -321,5 +323,28 @@ fn frozen_parameters_stay_put_and_the_rest_train() {
             "{n}: frozen = {}",
             n.starts_with("l1.")
         );
+    }
+}
+
+#[test]
+fn seeded_trainers_in_parallel_threads_reproduce() {
+    // No test-level lock here on purpose: the engine's own RNG lock must keep each seed and
+    // the draws after it together while several trainers initialise and step at once.
+    tch::set_num_threads(1); // as every test here (intra-op threads change sums' order)
+    let run = || {
+        let data = teacher();
+        let mut t = Trainer::<Mlp>::new(&cfg(), &tc(10), Device::Cpu).unwrap();
+        for _ in 0..10 {
+            t.train_step(&data).unwrap();
+        }
+        t.eval_loss(&data).unwrap().unwrap().to_bits()
+    };
+    let serial = run();
+    for _ in 0..3 {
+        let got: Vec<u64> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4).map(|_| s.spawn(run)).collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(got.iter().all(|&b| b == serial), "{got:?} vs {serial}");
     }
 }

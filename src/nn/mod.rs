@@ -13,4 +13,6 @@ pub use device::parse_device;
 pub use fit::{fit, read_loss_csv, throughput, FitOptions, LossRow, Throughput, TrainSummary};
 pub use optim::{mix, AdamW, TrainConfig};
 pub use precision::{measure_peak_matmul, reexec_for_precision, LossScaler, Precision};
-pub use trainer::{latest_checkpoint, load_trained, Data, Loss, Model, StepStats, Trainer};
+pub use trainer::{
+    latest_checkpoint, load_trained, rng_turn, Data, Loss, Model, StepStats, Trainer,
+};

@@ -5,7 +5,9 @@
 //! through [`Data`] (seeded training batches, held-out batches in a fixed order). The trainer
 //! seeds libtorch's global RNG per step and every batch's RNG per (step, micro-batch) from
 //! [`TrainConfig::seed`], so a run stopped after step k and resumed replays steps k+1… exactly
-//! on the CPU. libtorch's RNG is process-global: one trainer per process at a time.
+//! on the CPU. libtorch's RNG is process-global, so each seed and the draws that follow it
+//! (initial weights, a step's dropout and masks) run under one process-wide lock
+//! ([`rng_turn`]): trainers in parallel threads (tests, grid cells) stay reproducible.
 use super::optim::{mix, AdamW, TrainConfig};
 use super::precision::{configure_precision, LossScaler, Precision};
 use crate::io;
@@ -16,6 +18,17 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tch::{nn, Device, Kind, Tensor};
+
+/// Guards libtorch's process-global RNG from a `manual_seed` to the last draw that depends
+/// on it. Without it, another thread's seed or draws could land in between, and a seeded run
+/// would differ from itself (seen: a fine-tune repeated in one test gave other scores while
+/// other tests trained in parallel).
+static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes the RNG lock (a panic in another holder does not poison it for the rest).
+pub fn rng_turn() -> std::sync::MutexGuard<'static, ()> {
+    RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// What a model returns for one micro-batch.
 pub struct Loss {
@@ -137,6 +150,7 @@ impl<M: Model> Trainer<M> {
     ) -> Result<Self> {
         cfg.validate()?;
         configure_precision(cfg.precision);
+        let _rng = rng_turn();
         tch::manual_seed(cfg.seed as i64);
         let mut vs = nn::VarStore::new(device);
         let model = M::build(&vs.root(), model_cfg)?;
@@ -165,6 +179,7 @@ impl<M: Model> Trainer<M> {
         let lr = self.cfg.lr_at(self.step);
         let scale = self.scaler.map_or(1.0, |s| s.scale);
         // Dropout masks (and any other libtorch draws) depend only on (seed, step).
+        let _rng = rng_turn();
         tch::manual_seed(mix(self.cfg.seed, self.step, u64::MAX) as i64 & i64::MAX);
         self.opt.zero_grad();
         let mut losses = Vec::with_capacity(self.cfg.grad_accum);
