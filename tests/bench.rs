@@ -49,12 +49,12 @@ fn smoke_grid_runs_once_and_feeds_the_scaling_fit() {
     let ids: std::collections::BTreeSet<&String> = rows.iter().map(|r| &r["cell_id"]).collect();
     assert_eq!(ids.len(), 9, "one row per cell");
     for r in &rows {
-        // The FLOP count is src/flops.rs's formula on the architecture's counts.
+        // The FLOP count is src/core/flops.rs's formula on the architecture's counts.
         let (l, d, ctx, v) = (f(r, "n_layer"), f(r, "d_model"), f(r, "ctx"), f(r, "vocab"));
         let n = l * (12.0 * d * d + 13.0 * d) + 2.0 * d;
         assert_eq!(f(r, "n_params"), n);
         assert_eq!(f(r, "n_params_total"), n + v * d + ctx * d);
-        let want = brainscale::flops::train_flops(
+        let want = brainscale::core::flops::train_flops(
             (n + v * d) as u64,
             l as u64,
             ctx as u64,
@@ -457,12 +457,17 @@ fn slurm_script_carries_resources_and_one_task_per_cell() {
              extra = [\"--constraint=h100\"]\nsetup = [\"module load cuda\"]\n"
         ),
     );
-    let grid = brainscale::bench::grid::Grid::load(&g).unwrap();
+    let grid = brainscale::study::grids::grid::Grid::load(&g).unwrap();
     let cells = grid.cells().unwrap();
     let out = dir.path().join("it's out");
-    let s = brainscale::bench::slurm::script(
-        &grid,
-        &cells,
+    let job = brainscale::exec::slurm::GridJob {
+        name: &grid.name,
+        grid_file: &grid.path,
+        slurm: &grid.slurm,
+        cells: cells.iter().map(|c| c.id.clone()).collect(),
+    };
+    let s = brainscale::exec::slurm::script(
+        &job,
         &out,
         Path::new("/opt/bs/brainscale"),
         Path::new("/work"),

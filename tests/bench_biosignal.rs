@@ -179,7 +179,7 @@ fn shipped_biosignal_grids_parse_and_meet_the_design() {
         "bench/biosignal-gpu-eeg.toml",
         "bench/biosignal-gpu-accel.toml",
     ] {
-        let grid = brainscale::bench::grid::Grid::load(&repo().join(g)).unwrap();
+        let grid = brainscale::study::grids::grid::Grid::load(&repo().join(g)).unwrap();
         let cells = grid.cells().unwrap();
         let mut budgets: Vec<f64> = grid.axes.budgets.clone();
         budgets.sort_by(|a, b| a.total_cmp(b));

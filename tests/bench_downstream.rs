@@ -4,12 +4,12 @@
 //! another kind, unfinished cells, other settings and a missing checkpoint.
 mod common;
 use assert_cmd::Command;
-use brainscale::bench::biosignal_cell::BiosignalCell;
 use brainscale::biosignal::finetune::{finetune, FinetuneOptions};
 use brainscale::biosignal::synth::Split;
 use brainscale::biosignal::train::BioModelConfig;
 use brainscale::biosignal::Norm;
 use brainscale::models::biot::BiotConfig;
+use brainscale::study::grids::biosignal_cell::BiosignalCell;
 use common::read_rows;
 use predicates::str::contains;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! on a tiny synthetic dataset; rows with the models' exact counts and FLOPs.
 mod common;
 use assert_cmd::Command;
-use brainscale::dataset::synth::{self, Size, SynthConfig};
+use brainscale::fmri::dataset::synth::{self, Size, SynthConfig};
 use brainscale::models::gpt::GptConfig;
 use common::read_rows;
 use predicates::str::contains;
@@ -121,7 +121,7 @@ fn pipeline_grid_pretrains_extracts_encodes_and_resumes() {
         let model = dir.path().join(format!("{}", r["model"]));
         let cfg = GptConfig::load(&model).unwrap();
         let pc = cfg.param_counts();
-        // Counts come from the model code's one formula, FLOPs from src/flops.rs with them.
+        // Counts come from the model code's one formula, FLOPs from src/core/flops.rs with them.
         assert_eq!(
             num(r, "n_params") as u64,
             pc.non_embedding,
@@ -129,7 +129,7 @@ fn pipeline_grid_pretrains_extracts_encodes_and_resumes() {
             r["cell_id"]
         );
         assert_eq!(num(r, "n_params_total") as u64, pc.total);
-        let want = brainscale::flops::train_flops(
+        let want = brainscale::core::flops::train_flops(
             pc.matmul,
             cfg.n_layer as u64,
             cfg.ctx as u64,

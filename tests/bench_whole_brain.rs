@@ -1,7 +1,7 @@
 //! `brainscale bench-whole-brain` on a small generated problem: the per-voxel results follow
 //! the generator's known signal amplitudes, the same data fitted as K shards and merged equal
 //! the single run bit for bit, and bad shard arguments or parts are clear errors.
-use brainscale::io::TensorFile;
+use brainscale::core::io::TensorFile;
 use std::path::Path;
 use std::process::Command;
 

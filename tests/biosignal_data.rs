@@ -9,7 +9,7 @@ use biosignal_ref::{data, f64s, reference};
 use brainscale::biosignal::resample::{self, alignment_spectral_errors, Method};
 use brainscale::biosignal::synth::{Generator, Modality, Split};
 use brainscale::biosignal::{self, accel, edf, spectral, Dataset, LoadOptions, Norm};
-use brainscale::io::TensorFile;
+use brainscale::core::io::TensorFile;
 use common::{brainscale, expect_error};
 use ndarray::{s, Array1, Array3, Axis};
 use rand::{Rng, SeedableRng};
@@ -445,22 +445,22 @@ fn bad_tensor_sets_are_refused_with_the_fault() {
     }
     // A tensor file with the wrong shape or without samples.
     let p = d.join("shape.safetensors");
-    brainscale::io::write_tensors(
+    brainscale::core::io::write_tensors(
         &p,
         vec![(
             "samples",
-            brainscale::io::Tensor::F32(ndarray::ArrayD::zeros(vec![2, 2, 2, 2])),
+            brainscale::core::io::Tensor::F32(ndarray::ArrayD::zeros(vec![2, 2, 2, 2])),
         )],
         Default::default(),
     )
     .unwrap();
     assert!(load_err(&p, &none).contains("[N, C, L] or [N, L]"));
     let p = d.join("nosamples.safetensors");
-    brainscale::io::write_tensors(
+    brainscale::core::io::write_tensors(
         &p,
         vec![(
             "x",
-            brainscale::io::Tensor::F32(ndarray::ArrayD::zeros(vec![2])),
+            brainscale::core::io::Tensor::F32(ndarray::ArrayD::zeros(vec![2])),
         )],
         Default::default(),
     )

@@ -3,8 +3,8 @@
 //! TR 1.49 s, a label atlas), and fMRIPrep derivatives with a confounds TSV. The parcels and
 //! voxels respond to the movies' known luminance time courses, so encoding must find them.
 mod common;
-use brainscale::align::canonical_hrf;
-use brainscale::dataset::{self, hdf5, nifti_io, Dataset};
+use brainscale::fmri::align::canonical_hrf;
+use brainscale::fmri::dataset::{self, hdf5, nifti_io, Dataset};
 use common::{brainscale, expect_error};
 use ndarray::{Array2, ArrayD, IxDyn, ShapeBuilder};
 use rand::{Rng, SeedableRng};
@@ -393,9 +393,10 @@ fn algonauts_hdf5_season_split_encode_and_parcel_maps() {
     for (i, s) in ["01", "02"].iter().enumerate() {
         assert_streamed_equal(&work, s, &mem[i]);
     }
-    let f =
-        brainscale::io::TensorFile::open(&work.join("encode/baseline/sub-01/ridge.safetensors"))
-            .unwrap();
+    let f = brainscale::core::io::TensorFile::open(
+        &work.join("encode/baseline/sub-01/ridge.safetensors"),
+    )
+    .unwrap();
     assert_eq!(f.metadata()["test_runs"], "s03e01a,s03e01b");
     run_ok(&["maps", "--dataset", d, "--work", w]);
     for sub in ["01", "02"] {
@@ -429,11 +430,12 @@ fn algonauts_hdf5_season_split_encode_and_parcel_maps() {
             "HDF5 fixture sub-{sub}: signal parcels mean test r {sig:.3}, noise parcels {noise:.3}"
         );
     }
-    let rows: Vec<brainscale::maps::SummaryRow> = csv::Reader::from_path(work.join("summary.csv"))
-        .unwrap()
-        .deserialize()
-        .map(|r| r.unwrap())
-        .collect();
+    let rows: Vec<brainscale::fmri::maps::SummaryRow> =
+        csv::Reader::from_path(work.join("summary.csv"))
+            .unwrap()
+            .deserialize()
+            .map(|r| r.unwrap())
+            .collect();
     assert_eq!(rows.len(), 2);
     assert!(rows
         .iter()
@@ -660,7 +662,7 @@ fn fmriprep(root: &Path, extra_t1w: bool) {
 
 /// test_r and best_alpha of a subject's saved encode result.
 fn r_and_alpha(work: &Path, sub: &str) -> (Vec<f64>, Vec<f64>) {
-    let f = brainscale::io::TensorFile::open(
+    let f = brainscale::core::io::TensorFile::open(
         &work.join(format!("encode/baseline/sub-{sub}/ridge.safetensors")),
     )
     .unwrap();
@@ -834,7 +836,7 @@ fn fmriprep_confounds_atlas_and_errors() {
 /// a key matching two movie files is an ambiguity, reported.
 #[test]
 fn movie10_repeats_and_ambiguous_movies() {
-    use brainscale::dataset::splits::{Role, SplitPlan};
+    use brainscale::fmri::dataset::splits::{Role, SplitPlan};
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("movie10");
     for m in [

@@ -6,10 +6,10 @@
 mod common;
 #[path = "support/slurm_cluster.rs"]
 mod slurm_cluster;
-use brainscale::align::{self, AlignOptions, Lag};
-use brainscale::dataset::Dataset;
-use brainscale::features::{self, ExtractorKind, FeaturesOptions};
-use brainscale::io::TensorFile;
+use brainscale::core::io::TensorFile;
+use brainscale::fmri::align::{self, AlignOptions, Lag};
+use brainscale::fmri::dataset::Dataset;
+use brainscale::fmri::features::{self, ExtractorKind, FeaturesOptions};
 use common::tiny;
 use std::process::Command;
 

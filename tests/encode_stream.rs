@@ -2,13 +2,13 @@
 //! the in-memory encode on the tiny and medium synthetic datasets: same r, best alpha, CV
 //! scores and weights; and the cache's reader against the whole-file reader.
 mod common;
-use brainscale::align::{self, AlignOptions, Lag};
-use brainscale::dataset::synth::{self, SynthConfig};
-use brainscale::dataset::{nifti_io, nifti_stream, voxcache, Dataset};
-use brainscale::encode::{self, SplitPlan};
-use brainscale::encode_stream::{self, Shard, StreamOptions};
-use brainscale::features::{self, ExtractorKind, FeaturesOptions};
-use brainscale::io::TensorFile;
+use brainscale::core::io::TensorFile;
+use brainscale::fmri::align::{self, AlignOptions, Lag};
+use brainscale::fmri::dataset::synth::{self, SynthConfig};
+use brainscale::fmri::dataset::{nifti_io, nifti_stream, voxcache, Dataset};
+use brainscale::fmri::encode::stream::{self as encode_stream, Shard, StreamOptions};
+use brainscale::fmri::encode::{self, SplitPlan};
+use brainscale::fmri::features::{self, ExtractorKind, FeaturesOptions};
 use brainscale::ridge::RidgeOptions;
 use common::{brainscale, expect_error, tiny};
 use std::path::{Path, PathBuf};
@@ -284,7 +284,7 @@ fn voxel_cache_is_resumable_and_holds_the_runs() {
     let (cache, rep) = voxcache::build(s, dir.path(), 128, false).unwrap();
     assert_eq!((rep.converted, rep.skipped), (s.runs.len(), 0));
     // Blocks hold exactly what load_subject gives, block by block.
-    let data = brainscale::dataset::load_subject(s).unwrap();
+    let data = brainscale::fmri::dataset::load_subject(s).unwrap();
     for (i, y) in data.runs.iter().enumerate() {
         for b in 0..cache.n_blocks() {
             let (j0, j1) = cache.block_range(b);
@@ -295,7 +295,7 @@ fn voxel_cache_is_resumable_and_holds_the_runs() {
         assert_eq!(&all, y, "run {i}, blocks joined");
     }
     let mask = match &data.space {
-        brainscale::dataset::Space::Voxels { mask, .. } => mask,
+        brainscale::fmri::dataset::Space::Voxels { mask, .. } => mask,
         _ => panic!("voxel data"),
     };
     assert_eq!(cache.voxel_ijk.as_ref().unwrap(), &mask.voxel_ijk());
@@ -303,7 +303,7 @@ fn voxel_cache_is_resumable_and_holds_the_runs() {
     let mtimes = |c: &voxcache::VoxCache| {
         c.runs
             .iter()
-            .map(|(p, _)| brainscale::io::mtime_ns(p))
+            .map(|(p, _)| brainscale::core::io::mtime_ns(p))
             .collect::<Vec<_>>()
     };
     let before = mtimes(&cache);

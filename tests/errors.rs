@@ -1,6 +1,6 @@
 //! Bad input gets a clear error naming the file and the fault, and a non-zero exit.
 mod common;
-use brainscale::dataset::nifti_io;
+use brainscale::fmri::dataset::nifti_io;
 use common::{expect_error, tiny_copy};
 use ndarray::{ArrayD, IxDyn};
 use std::path::Path;

@@ -4,9 +4,9 @@
 //! Debian's chromium is installed, renders them all in a headless browser.
 mod common;
 
-use brainscale::figures::statmap;
-use brainscale::figures::study::{self, Style};
-use brainscale::scaling::parametric::Law;
+use brainscale::fmri::maps::statmap;
+use brainscale::study::figures::{self as study, Style};
+use brainscale::study::scaling::parametric::Law;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -160,7 +160,7 @@ fn study_figures_plot_the_csv_rows() {
     write_results(&path);
     let csv = csv_rows(&path);
     let rows = study::read_rows(&path).unwrap();
-    let figs = brainscale::scaling::figures::figure_set(&rows);
+    let figs = brainscale::study::scaling::figures::figure_set(&rows);
     let names: Vec<&str> = figs.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(
         names,
@@ -297,7 +297,7 @@ fn study_figures_plot_the_csv_rows() {
 
     // Drawn: one PNG per figure, of the renderer's size.
     let out = dir.path().join("figs");
-    let files = brainscale::scaling::figures::draw_figure_set(&path, &out).unwrap();
+    let files = brainscale::study::scaling::figures::draw_figure_set(&path, &out).unwrap();
     assert_eq!(files.len(), 5);
     for f in files {
         let img = image::open(&f).unwrap();
@@ -330,12 +330,12 @@ fn study_figure_errors_name_the_place() {
 fn tiny_maps(
     work: &Path,
 ) -> (
-    brainscale::dataset::Dataset,
-    Vec<brainscale::maps::SummaryRow>,
+    brainscale::fmri::dataset::Dataset,
+    Vec<brainscale::fmri::maps::SummaryRow>,
 ) {
-    use brainscale::align::{AlignOptions, Lag};
-    use brainscale::features::{ExtractorKind, FeaturesOptions};
-    let ds = brainscale::dataset::Dataset::open(common::tiny()).unwrap();
+    use brainscale::fmri::align::{AlignOptions, Lag};
+    use brainscale::fmri::features::{ExtractorKind, FeaturesOptions};
+    let ds = brainscale::fmri::dataset::Dataset::open(common::tiny()).unwrap();
     let fo = FeaturesOptions {
         extractor: ExtractorKind::Groundtruth,
         pca: None,
@@ -344,14 +344,14 @@ fn tiny_maps(
         gpt: None,
         decode: Default::default(),
     };
-    brainscale::features::run_stage(&ds, work, &fo).unwrap();
+    brainscale::fmri::features::run_stage(&ds, work, &fo).unwrap();
     let ao = AlignOptions {
         lag: Lag::Hrf,
         max_mismatch_s: None,
     };
-    brainscale::align::align_dataset(&ds, work, "groundtruth", &ao).unwrap();
-    let split = brainscale::encode::Split { test_runs: vec![] };
-    brainscale::pipeline::encode_dataset(
+    brainscale::fmri::align::align_dataset(&ds, work, "groundtruth", &ao).unwrap();
+    let split = brainscale::fmri::encode::Split { test_runs: vec![] };
+    brainscale::fmri::demo::encode_dataset(
         &ds,
         work,
         "groundtruth",
@@ -360,13 +360,13 @@ fn tiny_maps(
         &Default::default(),
     )
     .unwrap();
-    let rows = brainscale::pipeline::maps_dataset(&ds, work, "groundtruth", &[]).unwrap();
+    let rows = brainscale::fmri::demo::maps_dataset(&ds, work, "groundtruth", &[]).unwrap();
     (ds, rows)
 }
 
 #[test]
 fn stat_map_states_the_r_map() {
-    use brainscale::dataset::nifti_io;
+    use brainscale::fmri::dataset::nifti_io;
     let work = tempfile::tempdir().unwrap();
     let (ds, rows) = tiny_maps(work.path());
     let s = &ds.subjects[0];
@@ -374,17 +374,17 @@ fn stat_map_states_the_r_map() {
     let dir = work.path().join(format!("maps/groundtruth/sub-{}", s.id));
     let (h, rvol) = nifti_io::read_f32(&dir.join("r.nii.gz")).unwrap();
     let (_, mask) = nifti_io::Mask::read(s.mask.as_ref().unwrap()).unwrap();
-    let res = brainscale::maps::VoxelResults::load(&brainscale::encode::encode_path(
+    let res = brainscale::fmri::maps::VoxelResults::load(&brainscale::fmri::encode::encode_path(
         work.path(),
         "groundtruth",
         &s.id,
     ))
     .unwrap();
-    let epi = brainscale::maps::mean_epi(&s.runs[0].bold, mask.dims)
+    let epi = brainscale::fmri::maps::mean_epi(&s.runs[0].bold, mask.dims)
         .unwrap()
         .unwrap();
     let thr = 0.25f32;
-    let lay = brainscale::maps::write_subject_figure(
+    let lay = brainscale::fmri::maps::write_subject_figure(
         &dir,
         row,
         &h,
@@ -467,8 +467,14 @@ fn report_embeds_and_renders_every_figure() {
     use base64::Engine as _;
     let work = tempfile::tempdir().unwrap();
     let (ds, rows) = tiny_maps(work.path());
-    brainscale::pipeline::maps_figures(&ds, work.path(), "groundtruth", &rows, &Default::default())
-        .unwrap();
+    brainscale::fmri::demo::maps_figures(
+        &ds,
+        work.path(),
+        "groundtruth",
+        &rows,
+        &Default::default(),
+    )
+    .unwrap();
     let bench = work.path().join("bench/study");
     std::fs::create_dir_all(&bench).unwrap();
     write_results(&bench.join("results.csv"));

@@ -3,8 +3,8 @@
 //! patching headers) or by tests/fixtures/nibabel_fixtures.py (nibabel, an independent NIfTI
 //! implementation, also used to read back what the standard says a file holds).
 mod common;
-use brainscale::dataset::splits::{Role, SplitPlan};
-use brainscale::dataset::{nifti_header, nifti_io, Dataset, OpenOptions};
+use brainscale::fmri::dataset::splits::{Role, SplitPlan};
+use brainscale::fmri::dataset::{nifti_header, nifti_io, Dataset, OpenOptions};
 use common::{brainscale, expect_error, tiny_copy};
 use ndarray::{ArrayD, IxDyn};
 use std::io::{Read, Write};
@@ -108,7 +108,7 @@ fn kind1_zero_or_nonfinite_scl_slope_means_no_scaling() {
         );
         let (_, m) = nifti_io::Mask::read(&mask).unwrap();
         assert_eq!(m.len(), n_mask, "slope {slope}: mask voxels");
-        let a = brainscale::dataset::atlas::Atlas::read(&atlas).unwrap();
+        let a = brainscale::fmri::dataset::atlas::Atlas::read(&atlas).unwrap();
         assert_eq!((a.n_parcels, a.labels.len()), (2, n_mask));
         // nibabel reads the same values (its rule: a zero or non-finite slope is no scaling).
         let nb = nibabel_read(&bold);
@@ -222,7 +222,8 @@ fn hdf5_dataset(root: &Path, set_attr: impl FnOnce(&hdf5_metno::File)) -> PathBu
     std::fs::write(root.join("stimuli/friends_s01e01a.mkv"), b"").unwrap();
     let f = func.join("sub-01_task-friends_bold.h5");
     let a = ndarray::Array2::from_shape_fn((10, 5), |(t, p)| (t * 5 + p) as f32);
-    brainscale::dataset::hdf5::write_runs(&f, &[("ses-001_task-s01e01a".into(), a)], None).unwrap();
+    brainscale::fmri::dataset::hdf5::write_runs(&f, &[("ses-001_task-s01e01a".into(), a)], None)
+        .unwrap();
     let mut b = hdf5_metno::File::with_options();
     b.fapl().file_locking(false);
     let file = b.open_rw(&f).unwrap();

@@ -4,7 +4,7 @@
 //! a variable-frame-rate movie resamples to as many frames as its duration holds.
 //! Every fixture is made here with the ffmpeg CLI, and the CLI's decode is the reference.
 mod common;
-use brainscale::video::{self, DecodeOptions};
+use brainscale::fmri::video::{self, DecodeOptions};
 use common::{brainscale, expect_error};
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -5,8 +5,8 @@
 //! ways. The pipeline runs through the binary on `dataset synth --size tiny`, with three voxels
 //! made constant in sub-01's test run to check the warning about them.
 mod common;
-use brainscale::dataset::{hdf5, nifti_io};
-use brainscale::io::TensorFile;
+use brainscale::core::io::TensorFile;
+use brainscale::fmri::dataset::{hdf5, nifti_io};
 use common::brainscale;
 use ndarray::{Array2, Axis, IxDyn};
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! File formats: NIfTI maps round-trip; decoding agrees with what ffprobe reports.
 mod common;
-use brainscale::dataset::nifti_io::{self, Mask};
-use brainscale::video::{self, DecodeOptions};
+use brainscale::fmri::dataset::nifti_io::{self, Mask};
+use brainscale::fmri::video::{self, DecodeOptions};
 use ndarray::{Array1, ArrayD, IxDyn};
 use std::process::Command;
 
@@ -16,7 +16,7 @@ fn nifti_maps_round_trip() {
     let mask = Mask::from_volume(&mask_vol, std::path::Path::new("mem")).unwrap();
     let values = Array1::from_iter((0..mask.len()).map(|i| (i as f64 * 0.37).sin()));
     let path = dir.path().join("r.nii.gz");
-    brainscale::maps::write_map(&path, &h, &mask, &values).unwrap();
+    brainscale::fmri::maps::write_map(&path, &h, &mask, &values).unwrap();
 
     let (h2, vol) = nifti_io::read_f32(&path).unwrap();
     assert_eq!(vol.shape(), &[5, 6, 7]);

@@ -18,7 +18,7 @@ fn movie(path: &Path, shift: usize) {
     for ((t, y, x, c), v) in f.indexed_iter_mut() {
         *v = (((x + 2 * t + shift) / 4 + y / 8 + c) % 2 * 200 + 20) as u8;
     }
-    brainscale::video::encode_mp4(path, &f, 10).unwrap();
+    brainscale::fmri::video::encode_mp4(path, &f, 10).unwrap();
 }
 
 #[test]
@@ -145,10 +145,14 @@ fn tokenizer_tokenize_pretrain_resume_and_bench_train() {
     assert!(d.join("prior/step-00000006/model.safetensors").exists());
     assert!(!d.join("prior/step-00000004").exists());
     // The extractor reads the pretrain output folder as is.
-    let mut ex =
-        brainscale::features::gpt::GptExtractor::load(&d.join("prior"), &[2], tch::Device::Cpu, 1)
-            .unwrap();
-    let frames = brainscale::video::load_frames(
+    let mut ex = brainscale::fmri::features::gpt::GptExtractor::load(
+        &d.join("prior"),
+        &[2],
+        tch::Device::Cpu,
+        1,
+    )
+    .unwrap();
+    let frames = brainscale::fmri::video::load_frames(
         &std::fs::read_dir(d.join("frames"))
             .unwrap()
             .next()
@@ -157,7 +161,7 @@ fn tokenizer_tokenize_pretrain_resume_and_bench_train() {
             .path(),
     )
     .unwrap();
-    let f = brainscale::features::Extractor::extract(&mut ex, &frames).unwrap();
+    let f = brainscale::fmri::features::Extractor::extract(&mut ex, &frames).unwrap();
     assert_eq!(f.values.dim(), (6, 32));
     // Hugging Face export of a learned-position model, then a new run initialised from it.
     std::fs::write(
@@ -201,16 +205,16 @@ fn tokenizer_tokenize_pretrain_resume_and_bench_train() {
         .failure()
         .stderr(contains("a.mp4"));
     // The library entry point of `brainscale demo --extractor gpt`.
-    let small = brainscale::pretrain::train_small_prior(
+    let small = brainscale::fmri::pretrain::train_small_prior(
         &[d.join("a.mp4"), d.join("b.mp4")],
         &d.join("small"),
         0,
     )
     .unwrap();
     let mut ex =
-        brainscale::features::gpt::GptExtractor::load(&small, &[1, 2], tch::Device::Cpu, 1)
+        brainscale::fmri::features::gpt::GptExtractor::load(&small, &[1, 2], tch::Device::Cpu, 1)
             .unwrap();
-    let f = brainscale::features::Extractor::extract(&mut ex, &frames).unwrap();
+    let f = brainscale::fmri::features::Extractor::extract(&mut ex, &frames).unwrap();
     assert_eq!(f.values.ncols(), 128);
     // Bad inputs: clear errors, non-zero exit.
     cmd(d)
@@ -359,7 +363,7 @@ fn tokenizer_tokenize_pretrain_resume_and_bench_train() {
         .stderr(contains("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE"));
     // A partial VQ-VAE config takes VideoGPT's defaults for the rest; unknown keys are errors.
     std::fs::write(d.join("partial.toml"), "resolution = 32\nn_codes = 512\n").unwrap();
-    let c = brainscale::tokenizer::load_config(Some(&d.join("partial.toml"))).unwrap();
+    let c = brainscale::fmri::tokenize::load_config(Some(&d.join("partial.toml"))).unwrap();
     assert_eq!(
         (c.resolution, c.n_codes, c.embedding_dim, c.downsample),
         (32, 512, 256, [4, 4, 4])
@@ -367,7 +371,7 @@ fn tokenizer_tokenize_pretrain_resume_and_bench_train() {
     std::fs::write(d.join("typo.toml"), "resolutoin = 32\n").unwrap();
     let e = format!(
         "{:#}",
-        brainscale::tokenizer::load_config(Some(&d.join("typo.toml"))).unwrap_err()
+        brainscale::fmri::tokenize::load_config(Some(&d.join("typo.toml"))).unwrap_err()
     );
     assert!(e.contains("typo.toml") && e.contains("resolutoin"), "{e}");
 }

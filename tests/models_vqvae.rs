@@ -1,12 +1,12 @@
 //! VQ-VAE tokenizer, code caches, the small prior and the GPT feature extractor, on CPU.
-use brainscale::features::gpt::GptExtractor;
-use brainscale::features::Extractor;
-use brainscale::models::codes::{load_code_data, CodeFile};
-use brainscale::models::vqvae::{VqVae, VqVaeConfig};
-use brainscale::tokenizer::{
+use brainscale::fmri::codes::{load_code_data, CodeFile};
+use brainscale::fmri::features::gpt::GptExtractor;
+use brainscale::fmri::features::Extractor;
+use brainscale::fmri::tokenize::{
     self as vqvae, clip_centre, clip_starts, preprocess, Tokenizer, TokenizerTrainConfig,
 };
-use brainscale::video::Frames;
+use brainscale::fmri::video::Frames;
+use brainscale::models::vqvae::{VqVae, VqVaeConfig};
 use ndarray::{Array1, Array4};
 use tch::{nn, Device, Kind, Tensor};
 
@@ -212,7 +212,8 @@ fn a_small_prior_trains_and_the_extractor_gives_one_sample_per_clip() {
         .collect();
     let work = tempfile::tempdir().unwrap();
     let t0 = std::time::Instant::now();
-    let dir = brainscale::pretrain::train_small_prior_frames(&movies, work.path(), 0).unwrap();
+    let dir =
+        brainscale::fmri::pretrain::train_small_prior_frames(&movies, work.path(), 0).unwrap();
     eprintln!("small prior trained in {:.1} s", t0.elapsed().as_secs_f64());
     // Code caches: 2×8×8 codes of 64 per clip, clips every 4 frames.
     let code = CodeFile::load(&work.path().join("codes").join("movie0.codes.safetensors")).unwrap();
@@ -265,7 +266,8 @@ fn a_small_prior_trains_and_the_extractor_gives_one_sample_per_clip() {
         .contains("10 frames"));
     assert!(GptExtractor::load(work.path(), &[1], Device::Cpu, 1).is_err());
     // Re-running reuses the finished prior.
-    let again = brainscale::pretrain::train_small_prior_frames(&movies, work.path(), 0).unwrap();
+    let again =
+        brainscale::fmri::pretrain::train_small_prior_frames(&movies, work.path(), 0).unwrap();
     assert_eq!(again, dir);
 }
 

@@ -1,12 +1,12 @@
 //! End-to-end checks on the tiny synthetic dataset, whose true weights and noise-free signal
 //! are known: recovery against ground truth, and the whole pipeline through the binary.
 mod common;
-use brainscale::align::{self, AlignOptions, Lag};
-use brainscale::dataset::Dataset;
-use brainscale::encode::{self, Split};
-use brainscale::features::{self, ExtractorKind, FeaturesOptions};
+use brainscale::core::stats;
+use brainscale::fmri::align::{self, AlignOptions, Lag};
+use brainscale::fmri::dataset::Dataset;
+use brainscale::fmri::encode::{self, Split};
+use brainscale::fmri::features::{self, ExtractorKind, FeaturesOptions};
 use brainscale::ridge::RidgeOptions;
-use brainscale::stats;
 use common::{brainscale, tiny};
 
 fn mean(v: impl Iterator<Item = f64>) -> f64 {
@@ -177,7 +177,7 @@ fn whole_pipeline_through_the_binary() {
             );
         }
     }
-    let rows: Vec<brainscale::maps::SummaryRow> =
+    let rows: Vec<brainscale::fmri::maps::SummaryRow> =
         csv::Reader::from_path(work.path().join("summary.csv"))
             .unwrap()
             .deserialize()
@@ -253,15 +253,18 @@ fn whole_pipeline_through_the_binary() {
 #[test]
 fn synth_is_deterministic() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = brainscale::dataset::synth::SynthConfig {
+    let cfg = brainscale::fmri::dataset::synth::SynthConfig {
         subjects: 1,
         runs: 2,
         trs_per_run: 12,
-        ..brainscale::dataset::synth::SynthConfig::preset(brainscale::dataset::synth::Size::Tiny, 7)
+        ..brainscale::fmri::dataset::synth::SynthConfig::preset(
+            brainscale::fmri::dataset::synth::Size::Tiny,
+            7,
+        )
     };
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-    brainscale::dataset::synth::generate(&cfg, &a).unwrap();
-    brainscale::dataset::synth::generate(&cfg, &b).unwrap();
+    brainscale::fmri::dataset::synth::generate(&cfg, &a).unwrap();
+    brainscale::fmri::dataset::synth::generate(&cfg, &b).unwrap();
     for rel in [
         "sub-01/func/sub-01_task-movie_run-01_bold.nii.gz",
         "stimuli/task-movie_run-02.mp4",

@@ -447,7 +447,7 @@ fn streamed_weights_match_the_in_memory_fit() {
     );
     assert_eq!(whole.test_pred.dim(), streamed.test_pred.dim());
     // The file: f32 [voxels, features], the transpose of the in-memory weights.
-    let f = brainscale::io::TensorFile::open(&path).unwrap();
+    let f = brainscale::core::io::TensorFile::open(&path).unwrap();
     let w = f.f32("weights").unwrap();
     assert_eq!(w.shape(), &[300, 12]);
     let mem = whole.weights.as_ref().unwrap();

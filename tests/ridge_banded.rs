@@ -565,9 +565,9 @@ fn brainscale(args: &[&str]) -> String {
 /// the single-band encode's results exactly.
 #[test]
 fn encode_bands_assigns_variance_to_the_true_band() {
-    use brainscale::dataset::synth::{self, SynthConfig, BANDS};
-    use brainscale::features::FrameFeatures;
-    use brainscale::io::{into_1d, into_2d, TensorFile};
+    use brainscale::core::io::{into_1d, into_2d, TensorFile};
+    use brainscale::fmri::dataset::synth::{self, SynthConfig, BANDS};
+    use brainscale::fmri::features::FrameFeatures;
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("synth-bands");
     let cfg = SynthConfig {
@@ -738,7 +738,7 @@ fn encode_bands_assigns_variance_to_the_true_band() {
 
 #[test]
 fn band_arguments_are_checked() {
-    use brainscale::encode_bands::BandArgs;
+    use brainscale::fmri::encode::banded::BandArgs;
     let args = |bands: &[&str], weights: &[&str]| BandArgs {
         bands: bands.iter().map(|s| s.to_string()).collect(),
         band_weights: weights.iter().map(|s| s.to_string()).collect(),
@@ -749,7 +749,10 @@ fn band_arguments_are_checked() {
     let specs = args(&["motion=baseline", "gpt=gpt-L4"], &[])
         .specs()
         .unwrap();
-    assert_eq!(brainscale::encode_bands::bands_name(&specs), "motion+gpt");
+    assert_eq!(
+        brainscale::fmri::encode::banded::bands_name(&specs),
+        "motion+gpt"
+    );
     assert_eq!(specs[1].features, "gpt-L4");
     let err = |a: BandArgs| {
         format!(

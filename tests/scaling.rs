@@ -1,7 +1,7 @@
 //! Scaling-law fitters against known ground truth: synthetic laws, synthetic iso-FLOP profiles,
 //! and the published Chinchilla replication (Besiroglu et al. 2024).
 use assert_cmd::Command;
-use brainscale::scaling::{self, isoflop, parametric, Columns, Direction};
+use brainscale::study::scaling::{self, isoflop, parametric, Columns, Direction};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};

@@ -4,7 +4,7 @@
 //! (bench/toy-cell.sh) through `bench run`.
 mod common;
 use assert_cmd::Command;
-use brainscale::scaling::parametric::Law;
+use brainscale::study::scaling::parametric::Law;
 use std::path::{Path, PathBuf};
 
 fn repo() -> PathBuf {

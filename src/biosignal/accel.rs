@@ -5,7 +5,7 @@
 //! every Δt is within 1% of the median; otherwise each axis (and label, nearest sample) is
 //! linearly interpolated onto the uniform grid t₀ + k / rate (phone and watch loggers jitter),
 //! and [`CsvInfo::regridded`] says so.
-use super::Recording;
+use crate::biosignal::Recording;
 use anyhow::{bail, Context, Result};
 use ndarray::Array2;
 use std::path::Path;

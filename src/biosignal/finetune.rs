@@ -4,7 +4,7 @@
 //! - **Regimes** ([`Regime`]): a fraction of the labelled training set (`1%`, `10%`, `100%`) or
 //!   `k` windows per class (`k5`), drawn per class (stratified, at least one window per class)
 //!   with a seeded shuffle, so every seed sees a different subset of the same size.
-//! - **Initialisation**: from scratch, or from a pretraining folder ([`super::pretrain`]): every
+//! - **Initialisation**: from scratch, or from a pretraining folder ([`crate::biosignal::pretrain`]): every
 //!   variable of the fine-tuned model except the classification head (`head.*`) and the MAE
 //!   decoder (`decoder.*`) is loaded by name and must exist with the same shape (a hybrid's
 //!   `stem.*` also initialises the conv-only variant; BIOT's contrastive `encoder.*` the
@@ -12,12 +12,12 @@
 //! - **Modes** ([`Mode`]): full fine-tuning, or a linear probe (everything but `head.*` frozen).
 //! - Training runs through the engine ([`crate::nn::Trainer`]) with AdamW, linear warm-up over
 //!   the first 10% of steps and cosine decay; windows are drawn with replacement.
-//! - **Scores** ([`super::metrics::evaluate`]) on the softmax of the logits: balanced accuracy,
+//! - **Scores** ([`crate::biosignal::metrics::evaluate`]) on the softmax of the logits: balanced accuracy,
 //!   AUROC (binary) or macro one-vs-rest AUROC, macro-F1, Cohen's κ; [`summarise`] gives mean
 //!   ± sample sd over seeds.
-use super::metrics::{self, Scores};
-use super::train::{BioModelConfig, BiotSupervised, CitrusSupervised, InMemorySignals};
-use super::Dataset;
+use crate::biosignal::metrics::{self, Scores};
+use crate::biosignal::train::{BioModelConfig, BiotSupervised, CitrusSupervised, InMemorySignals};
+use crate::biosignal::Dataset;
 use crate::models::objectives::SignalBatch;
 use crate::nn::{Model, TrainConfig, Trainer};
 use anyhow::{bail, Context, Result};
@@ -254,7 +254,7 @@ pub struct FinetuneRun {
 /// Fine-tunes `model` (its head resized to the train set's K classes) on the `regime` subset of
 /// `train` (drawn with `seed`), from scratch or from `init` (a `model.safetensors`), and scores it
 /// on `test`. Both sets must already have the model's rate and window length (see
-/// [`super::resample::align`]). Errors: unlabelled sets, labels outside 0..K, a class with no
+/// [`crate::biosignal::resample::align`]). Errors: unlabelled sets, labels outside 0..K, a class with no
 /// training window, shapes the model cannot take, pretrained weights of another architecture.
 pub fn finetune(
     model: &BioModelConfig,

@@ -14,8 +14,6 @@
 //! pretraining and fine-tuning losses are in [`crate::models::objectives`], the models' adapters to the training
 //! engine in [`train`], and the bench-train cases in [`bench`].
 pub mod accel;
-pub mod bench;
-pub mod cli;
 pub mod edf;
 pub mod finetune;
 pub mod metrics;

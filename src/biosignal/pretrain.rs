@@ -14,8 +14,10 @@
 //! equally likely; CiTrus sees every channel as its own sequence, BIOT gives each pool its own
 //! rows of the channel table (offsets in pool order). The last ⌈N/10⌉ windows of each pool (at
 //! most 64) are held out for the evaluation loss.
-use super::train::{BioModelConfig, BiotContrastive, CitrusMae, InMemorySignals, MixtureSignals};
-use super::Dataset;
+use crate::biosignal::train::{
+    BioModelConfig, BiotContrastive, CitrusMae, InMemorySignals, MixtureSignals,
+};
+use crate::biosignal::Dataset;
 use crate::models::citrus::CitrusVariant;
 use crate::models::objectives::MaeTarget;
 use crate::nn::fit::{fit, FitOptions, TrainSummary};
@@ -89,7 +91,7 @@ impl Default for PretrainOptions {
 /// The model config a pretraining folder was trained with (`config.toml` and `pretrain.json`).
 pub fn load_pretrained_model(dir: &Path) -> Result<(BioModelConfig, PretrainInfo)> {
     let info: PretrainInfo =
-        crate::io::read_json(&dir.join("pretrain.json")).with_context(|| {
+        crate::core::io::read_json(&dir.join("pretrain.json")).with_context(|| {
             format!(
                 "{}: not a `biosignal pretrain` folder (pretrain.json)",
                 dir.display()
@@ -129,10 +131,10 @@ pub fn pretrain(
                 "{}: {} × {} samples, but {} has {} × {}: align every pool to one rate and length \
                  (biosignal resample)",
                 p.source,
-                super::fmt_rate(p.rate),
+                crate::biosignal::fmt_rate(p.rate),
                 p.window_len(),
                 first.source,
-                super::fmt_rate(Some(rate)),
+                crate::biosignal::fmt_rate(Some(rate)),
                 length
             );
         }
@@ -229,6 +231,6 @@ pub fn pretrain(
         steps: summary.steps,
         final_eval_loss: summary.final_eval_loss,
     };
-    crate::io::write_json(&out.join("pretrain.json"), &info)?;
+    crate::core::io::write_json(&out.join("pretrain.json"), &info)?;
     Ok(summary)
 }

@@ -14,8 +14,8 @@
 //! - `pad`: no resampling, only crop or zero-pad to the length; rates left mismatched.
 //!
 //! Crop keeps the first `length` samples; padding appends zeros at the end.
-use super::spectral;
-use super::Dataset;
+use crate::biosignal::spectral;
+use crate::biosignal::Dataset;
 use anyhow::{bail, Result};
 use ndarray::{Array2, Array3, ArrayView1, ArrayView2, Axis};
 use rustfft::{num_complex::Complex, FftPlanner};

@@ -27,7 +27,7 @@
 //! - Accelerometer, 50 Hz (HAR), 3 axes × 128 (2.56 s), in g: walking, upstairs, downstairs
 //!   (step rhythms of different cadence, amplitude, harmonics and heel-strike transients),
 //!   sitting, standing, lying (static, told apart by the gravity direction).
-use super::Dataset;
+use crate::biosignal::Dataset;
 use anyhow::{bail, Result};
 use ndarray::{Array1, Array2, Array3, Axis};
 use rand::{Rng, SeedableRng};

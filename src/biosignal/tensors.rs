@@ -9,8 +9,8 @@
 //!   `NAME_samples.npy` → `NAME_labels.npy`, else `NAME.npy` → `NAME.labels.npy` (optional).
 //!
 //! The rate is unknown unless stated (`--input-rate`).
-use super::Dataset;
-use crate::io::{self, Tensor, TensorFile};
+use crate::biosignal::Dataset;
+use crate::core::io::{self, Tensor, TensorFile};
 use anyhow::{anyhow, bail, Context, Result};
 use ndarray::{Array1, Array3, ArrayD, Ix1, Ix2, Ix3};
 use std::collections::{BTreeMap, HashMap};
@@ -132,7 +132,7 @@ fn read_safetensors(path: &Path) -> Result<Parts> {
     Ok((samples, labels, f.metadata().into_iter().collect()))
 }
 
-/// i32 labels through the raw safetensors view (crate::io has no i32 getter).
+/// i32 labels through the raw safetensors view (crate::core::io has no i32 getter).
 fn i32_labels(f: &TensorFile) -> Result<ArrayD<i64>> {
     let bytes = std::fs::read(f.path())?;
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| anyhow!("{e}"))?;

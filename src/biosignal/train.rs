@@ -39,7 +39,7 @@ fn units(b: &SignalBatch) -> u64 {
 }
 
 fn write_config(dir: &Path, text: String) -> Result<()> {
-    crate::io::write_atomic(&dir.join("config.toml"), |tmp| {
+    crate::core::io::write_atomic(&dir.join("config.toml"), |tmp| {
         Ok(std::fs::write(tmp, text)?)
     })
 }

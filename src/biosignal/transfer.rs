@@ -2,7 +2,7 @@
 //! does self-supervised pretraining help a bio-signal classifier when labels are scarce?
 //!
 //! One pretraining shape for everything: 128 Hz × 256 samples (2 s), each window z-scored per
-//! channel. Pretraining runs ([`super::pretrain`]):
+//! channel. Pretraining runs ([`crate::biosignal::pretrain`]):
 //! - CiTrus hybrid, masked auto-encoding with a time target and with a frequency target, on a
 //!   synthetic EEG-like pool (4 channels);
 //! - the same with the frequency target on a multimodal mixture (synthetic EEG + ECG +
@@ -14,27 +14,29 @@
 //! disjoint from the pool), and the real Epilepsy subset (TF-C; 178 Hz × 178 samples, aligned
 //! by sinc resampling to 128 Hz and zero-padded to 256; train 60, test = its 20 validation
 //! windows). Every model is fine-tuned (full) from scratch and from each pretraining run in
-//! each data regime with several seeds ([`super::finetune`]); the conv-only variant is
+//! each data regime with several seeds ([`crate::biosignal::finetune`]); the conv-only variant is
 //! fine-tuned from scratch and from the frequency-target hybrid's stem.
 //!
 //! The alignment comparison fine-tunes the frequency-pretrained hybrid (largest regime) on the
 //! downstream sets aligned four ways — sinc resampling then crop/pad (CiTrus), linear-rate
 //! resampling, linear interpolation to the length (stretch) and zero-padding only — with the
 //! synthetic set generated at 200 Hz × 200 samples (1 s) for it, and reports each method's
-//! spectral error on known sines at the same rates ([`super::resample::alignment_spectral_errors`]).
+//! spectral error on known sines at the same rates ([`crate::biosignal::resample::alignment_spectral_errors`]).
 //!
 //! Outputs in `--out`: `runs.csv` (every fine-tuning run; reruns skip the runs it holds, and
 //! pretraining resumes from its checkpoints), `transfer-synthetic.csv`, `transfer-epilepsy.csv`
 //! (mean ± sd over seeds), `alignment.csv`, `transfer.png` (full fine-tuning) and
 //! `transfer-linear-probe.png`.
-use super::finetune::{finetune, summarise, FinetuneOptions, MeanSd, Mode, Regime, ScoreSummary};
-use super::metrics::Scores;
-use super::pretrain::{pretrain, Objective, PretrainOptions};
-use super::resample::{self, Method};
-use super::synth::{Generator, Modality, Split};
-use super::train::BioModelConfig;
-use super::{load, Dataset, LoadOptions, Norm};
-use crate::figures::study::{draw, Figure, Panel, Series, Style};
+use crate::biosignal::finetune::{
+    finetune, summarise, FinetuneOptions, MeanSd, Mode, Regime, ScoreSummary,
+};
+use crate::biosignal::metrics::Scores;
+use crate::biosignal::pretrain::{pretrain, Objective, PretrainOptions};
+use crate::biosignal::resample::{self, Method};
+use crate::biosignal::synth::{Generator, Modality, Split};
+use crate::biosignal::train::BioModelConfig;
+use crate::biosignal::{load, Dataset, LoadOptions, Norm};
+use crate::core::plot::{draw, Figure, Panel, Series, Style};
 use crate::models::biot::BiotConfig;
 use crate::models::citrus::{CitrusConfig, CitrusVariant};
 use anyhow::{Context, Result};
@@ -295,7 +297,7 @@ impl Study<'_> {
                 };
                 self.done.insert(row.key());
                 self.runs.push(row);
-                crate::io::write_csv(&self.out.join("runs.csv"), &self.runs)?;
+                crate::core::io::write_csv(&self.out.join("runs.csv"), &self.runs)?;
             }
         }
         Ok(())
@@ -356,7 +358,7 @@ pub fn summarise_runs(runs: &[RunRow]) -> Result<Vec<SummaryRow>> {
 pub fn run(plan: &Plan, data: &RealData, out: &Path, progress: bool) -> Result<String> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let runs_path = out.join("runs.csv");
-    let runs: Vec<RunRow> = crate::io::read_csv(&runs_path)?;
+    let runs: Vec<RunRow> = crate::core::io::read_csv(&runs_path)?;
     let done = runs.iter().map(RunRow::key).collect();
     let n_seeds = plan.seeds.len() as u64;
     let bar = if progress {
@@ -688,9 +690,9 @@ pub fn run(plan: &Plan, data: &RealData, out: &Path, progress: bool) -> Result<S
         })
         .collect();
     let sets = [main("synthetic"), main("epilepsy")];
-    crate::io::write_csv(&out.join("transfer-synthetic.csv"), &sets[0])?;
-    crate::io::write_csv(&out.join("transfer-epilepsy.csv"), &sets[1])?;
-    crate::io::write_csv(&out.join("alignment.csv"), &align)?;
+    crate::core::io::write_csv(&out.join("transfer-synthetic.csv"), &sets[0])?;
+    crate::core::io::write_csv(&out.join("transfer-epilepsy.csv"), &sets[1])?;
+    crate::core::io::write_csv(&out.join("alignment.csv"), &align)?;
     draw_figure(&out.join("transfer.png"), &sets, plan, false)?;
     draw_figure(&out.join("transfer-linear-probe.png"), &sets, plan, true)?;
     Ok(render_tables(&sets, &align))

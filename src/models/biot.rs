@@ -22,7 +22,7 @@
 //!
 //! Variable names (`encoder.layers.0.attn.to_q.weight`, ...) are those of `bench/biot_torch.py`,
 //! the independent PyTorch build used to check logits.
-use super::layers::{sinusoidal_table, LayerNorm, Linear};
+use crate::models::layers::{sinusoidal_table, LayerNorm, Linear};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -114,7 +114,7 @@ pub struct BiotParamCounts {
     pub total: u64,
     /// The encoder alone (what pretraining scales).
     pub encoder: u64,
-    /// Parameters applied at every token (the N of [`crate::flops`]): the frame projection and all
+    /// Parameters applied at every token (the N of [`crate::core::flops`]): the frame projection and all
     /// blocks; the channel table (a lookup) is not.
     pub per_token: u64,
     /// The classification head (applied once per sample).
@@ -217,10 +217,10 @@ impl BiotConfig {
         }
     }
 
-    /// Training FLOPs per token of the encoder ([`crate::flops::linear_attention_train_flops_per_token`]
+    /// Training FLOPs per token of the encoder ([`crate::core::flops::linear_attention_train_flops_per_token`]
     /// with N = `param_counts().per_token`).
     pub fn train_flops_per_token(&self) -> f64 {
-        crate::flops::linear_attention_train_flops_per_token(
+        crate::core::flops::linear_attention_train_flops_per_token(
             self.param_counts().per_token,
             self.n_layer as u64,
             self.d_model as u64,

@@ -22,7 +22,7 @@
 //! `variant = "conv"` is the convolution-only model (stem → mean over time and channels → head,
 //! embedding width s), which the paper reports as strong in low-data regimes; its variables are a
 //! subset of the hybrid's (`stem.*`, `head.*` when widths match), so a pretrained stem loads into it.
-use super::layers::{LayerNorm, Linear};
+use crate::models::layers::{LayerNorm, Linear};
 use crate::models::objectives::{self, MaeTarget, MaskConfig};
 use anyhow::{bail, Context, Result};
 use rand::SeedableRng;
@@ -272,10 +272,10 @@ impl CitrusConfig {
         }
     }
 
-    /// Training FLOPs per sample of `channels` × `samples` ([`crate::flops`]): per channel, the
-    /// stem convolutions ([`crate::flops::conv1d_train_flops`] at every sample) plus, for the
+    /// Training FLOPs per sample of `channels` × `samples` ([`crate::core::flops`]): per channel, the
+    /// stem convolutions ([`crate::core::flops::conv1d_train_flops`] at every sample) plus, for the
     /// hybrid, the encoder over L/P tokens (6·N + 12·layers·T·d per token,
-    /// [`crate::flops::train_flops_per_token`]) and, with `mae`, the decoder likewise; plus
+    /// [`crate::core::flops::train_flops_per_token`]) and, with `mae`, the decoder likewise; plus
     /// 6 × head parameters once per sample when not `mae`.
     pub fn train_flops_per_sample(&self, channels: i64, samples: i64, mae: bool) -> f64 {
         let (s, k, l) = (
@@ -283,13 +283,13 @@ impl CitrusConfig {
             self.kernel_size as u64,
             samples as u64,
         );
-        let mut per_channel = crate::flops::conv1d_train_flops(1, s, k, l)
-            + 2.0 * self.stem_blocks as f64 * crate::flops::conv1d_train_flops(s, s, k, l);
+        let mut per_channel = crate::core::flops::conv1d_train_flops(1, s, k, l)
+            + 2.0 * self.stem_blocks as f64 * crate::core::flops::conv1d_train_flops(s, s, k, l);
         if self.variant == CitrusVariant::Hybrid {
             let t = (samples / self.patch_len) as u64;
             let pc = self.param_counts();
             per_channel += t as f64
-                * crate::flops::train_flops_per_token(
+                * crate::core::flops::train_flops_per_token(
                     pc.encoder_per_token,
                     self.n_layer as u64,
                     t,
@@ -297,7 +297,7 @@ impl CitrusConfig {
                 );
             if mae {
                 per_channel += t as f64
-                    * crate::flops::train_flops_per_token(
+                    * crate::core::flops::train_flops_per_token(
                         pc.decoder_per_token,
                         self.dec_layers as u64,
                         t,

@@ -3,7 +3,7 @@
 //! factorized (time, height, width) position embeddings, weight tying.
 //!
 //! Variable names follow Hugging Face GPT-2 (`h.{i}.attn.c_attn.weight`, ...) so that
-//! [`super::hf`] only has to transpose the Conv1D weights; linear weights here are [out, in].
+//! [`crate::models::hf`] only has to transpose the Conv1D weights; linear weights here are [out, in].
 //!
 //! Mixed precision is explicit rather than autocast: master weights stay fp32, every matmul casts
 //! its weight and input to the compute dtype (what autocast does), layer norms, the residual
@@ -69,7 +69,7 @@ pub struct ParamCounts {
     /// Total minus the token and position embedding tables (Kaplan et al.'s N); an untied
     /// output head counts here.
     pub non_embedding: u64,
-    /// Parameters in a matmul per token (the N of [`crate::flops`]): non-embedding plus the
+    /// Parameters in a matmul per token (the N of [`crate::core::flops`]): non-embedding plus the
     /// tied output head.
     pub matmul: u64,
 }
@@ -167,9 +167,9 @@ impl GptConfig {
         }
     }
 
-    /// Training FLOPs per token at full context (the one formula in [`crate::flops`]).
+    /// Training FLOPs per token at full context (the one formula in [`crate::core::flops`]).
     pub fn train_flops_per_token(&self) -> f64 {
-        crate::flops::train_flops_per_token(
+        crate::core::flops::train_flops_per_token(
             self.param_counts().matmul,
             self.n_layer as u64,
             self.ctx as u64,
@@ -512,7 +512,7 @@ impl Model for Gpt {
 
     /// `config.toml` beside the checkpoints, read by the feature extractor.
     fn save_extra(&self, dir: &Path) -> Result<()> {
-        crate::io::write_bytes(&dir.join("config.toml"), self.cfg.to_toml()?.as_bytes())
+        crate::core::io::write_bytes(&dir.join("config.toml"), self.cfg.to_toml()?.as_bytes())
     }
 }
 
@@ -562,25 +562,5 @@ impl Data<TokenBatch> for Tensor {
     fn eval_batch(&self, start: usize, len: usize, device: Device) -> Result<TokenBatch> {
         sequences(self, "held-out")?;
         token_batch(&self.narrow(0, start as i64, len as i64), device)
-    }
-}
-
-/// Training clips from `train`, held-out clips from `eval`.
-impl Data<TokenBatch> for super::codes::CodeData {
-    fn train_batch(
-        &self,
-        rng: &mut ChaCha8Rng,
-        batch_size: usize,
-        device: Device,
-    ) -> Result<TokenBatch> {
-        self.train.train_batch(rng, batch_size, device)
-    }
-
-    fn eval_len(&self) -> usize {
-        Data::<TokenBatch>::eval_len(&self.eval)
-    }
-
-    fn eval_batch(&self, start: usize, len: usize, device: Device) -> Result<TokenBatch> {
-        self.eval.eval_batch(start, len, device)
     }
 }

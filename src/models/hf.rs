@@ -5,7 +5,7 @@
 //! `transformer.` prefix; its `Conv1D` layers (`c_attn`, `c_proj`, `c_fc`) store weights
 //! transposed, [in, out], where ours are [out, in]. The causal-mask buffers
 //! (`h.{i}.attn.bias`, `h.{i}.attn.masked_bias`) are skipped on load.
-use super::gpt::{GptConfig, PosEmbedding};
+use crate::models::gpt::{GptConfig, PosEmbedding};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -37,7 +37,7 @@ pub fn save_hf(vs: &nn::VarStore, cfg: &GptConfig, path: &Path) -> Result<()> {
             (n, t)
         })
         .collect();
-    crate::io::write_atomic(path, |tmp| {
+    crate::core::io::write_atomic(path, |tmp| {
         Tensor::write_safetensors(&named, tmp).map_err(|e| anyhow!("{e}"))
     })
 }

@@ -1,4 +1,4 @@
-//! Small building blocks shared by the bio-signal models ([`super::biot`], [`super::citrus`]):
+//! Small building blocks shared by the bio-signal models ([`crate::models::biot`], [`crate::models::citrus`]):
 //! PyTorch-initialised linear and layer-norm layers with explicit compute dtype (master weights
 //! fp32, matmul inputs cast to `kind`, norms in fp32 — what autocast does), and the sinusoidal
 //! position table of "Attention is all you need" (§3.5).

@@ -8,7 +8,7 @@
 //! (shorter side) and centre-cropped to `resolution`.
 //!
 //! The tokenizer stage around it (frame preprocessing, clips, training, code caches) is
-//! [`crate::tokenizer`].
+//! [`crate::fmri::tokenize`].
 use crate::nn::trainer::{Loss, Model};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};

@@ -1,9 +1,9 @@
 //! The training loop around [`Trainer`]: train (or resume) to `max_steps` with periodic
 //! evaluation and checkpoints, a loss CSV, a progress bar with throughput and MFU, and a
 //! `summary.json`; and [`throughput`], the timed loop behind the `bench-train` figures.
-use super::precision::measure_peak_matmul;
-use super::trainer::{latest_checkpoint, Data, Model, Trainer};
-use crate::io;
+use crate::core::io;
+use crate::nn::precision::measure_peak_matmul;
+use crate::nn::trainer::{latest_checkpoint, Data, Model, Trainer};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -13,7 +13,7 @@ use std::time::Instant;
 #[derive(Debug, Clone)]
 pub struct FitOptions {
     /// Training FLOPs per unit (token or sample) of the model, for TFLOP/s and MFU
-    /// (`crate::flops`); 0 leaves MFU at 0.
+    /// (`crate::core::flops`); 0 leaves MFU at 0.
     pub flops_per_unit: f64,
     /// Show a progress bar.
     pub progress: bool,
@@ -286,7 +286,7 @@ pub struct Throughput {
 }
 
 /// Times `steps` optimizer steps after `warmup` untimed ones (each step reads its loss back,
-/// a device sync); FLOPs from `flops_per_unit` ([`crate::flops`]).
+/// a device sync); FLOPs from `flops_per_unit` ([`crate::core::flops`]).
 pub fn throughput<M: Model>(
     t: &mut Trainer<M>,
     data: &dyn Data<M::Batch>,

@@ -1,6 +1,6 @@
 //! Optimisation: AdamW over one flat buffer, the learning-rate schedule (linear warmup then
 //! cosine decay, as nanoGPT and GPT-3), and the settings stored with every checkpoint.
-use super::precision::Precision;
+use crate::nn::precision::Precision;
 use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -8,9 +8,9 @@
 //! on the CPU. libtorch's RNG is process-global, so each seed and the draws that follow it
 //! (initial weights, a step's dropout and masks) run under one process-wide lock
 //! ([`rng_turn`]): trainers in parallel threads (tests, grid cells) stay reproducible.
-use super::optim::{mix, AdamW, TrainConfig};
-use super::precision::{configure_precision, LossScaler, Precision};
-use crate::io;
+use crate::core::io;
+use crate::nn::optim::{mix, AdamW, TrainConfig};
+use crate::nn::precision::{configure_precision, LossScaler, Precision};
 use anyhow::{anyhow, bail, Context, Result};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

@@ -6,7 +6,7 @@
 //! band weights γ on the simplex. With Z_b = sqrt(γ_b) X_b this is ordinary ridge on the
 //! band-scaled design Z with penalty alpha, so each candidate γ is one single-band problem:
 //! per fold one decomposition of Z (primal or kernel form, whichever is smaller) and every
-//! alpha a diagonal scaling, exactly as [`super::fit_cv`] does — which is what runs here, on
+//! alpha a diagonal scaling, exactly as [`crate::ridge::fit_cv`] does — which is what runs here, on
 //! either backend, in the same memory-bounded voxel chunks. Candidates are a seeded Dirichlet
 //! random search over the simplex (the first one uniform, concentrations cycled, as himalaya's
 //! `generate_dirichlet_samples`) or an explicit list. Each voxel keeps the (γ, alpha) with the
@@ -21,7 +21,7 @@
 //! partitioning, each band is also left out in turn (the other bands refit with the same
 //! candidates, projected onto their simplex): unique_b = R²_joint - R²_without b and
 //! shared = R²_joint - Σ_b unique_b (for two bands, R²_A + R²_B - R²_AB).
-use super::{fit_cv, memory_budget, validate, RidgeOptions, RidgeProblem};
+use crate::ridge::{fit_cv, memory_budget, validate, RidgeOptions, RidgeProblem};
 use anyhow::{bail, Context, Result};
 use ndarray::{s, Array1, Array2, ArrayView2, Axis};
 use rand::SeedableRng;
@@ -348,8 +348,8 @@ fn test_scores(
     pred: &Array2<f32>,
     constant: &[usize],
 ) -> (Array1<f64>, Array1<f64>) {
-    let mut r = crate::stats::pearson_columns(p.y_test, pred.view());
-    let r2 = crate::stats::r2_columns(p.y_test, pred.view());
+    let mut r = crate::core::stats::pearson_columns(p.y_test, pred.view());
+    let r2 = crate::core::stats::r2_columns(p.y_test, pred.view());
     for &j in constant {
         r[j] = 0.0;
     }
@@ -461,7 +461,7 @@ fn search(
         flops: 0.0,
         n_folds: 0,
     };
-    let bar = super::progress(o.progress, (v.div_ceil(block) * nc) as u64);
+    let bar = crate::ridge::progress(o.progress, (v.div_ceil(block) * nc) as u64);
     for j0 in (0..v).step_by(block) {
         let j1 = (j0 + block).min(v);
         let c = j1 - j0;

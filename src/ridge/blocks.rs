@@ -4,11 +4,11 @@
 //! store, `dataset::voxcache`, or generated on the fly by `bench-whole-brain`).
 //!
 //! Voxels are independent in the fit (see `mod.rs`), so the per-voxel results of a blocked
-//! fit are those of [`super::fit_cv`] on all voxels at once (the cpu backend runs the very
+//! fit are those of [`crate::ridge::fit_cv`] on all voxels at once (the cpu backend runs the very
 //! same arithmetic on the same voxel chunks when blocks are multiples of its chunk size, and
 //! agrees to rounding otherwise). Both backends prepare the X side once (on the torch
 //! backend it stays on the device).
-use super::{
+use crate::ridge::{
     fold_rows, sorted_alphas, validate, Backend, Plan, RawFit, RidgeFit, RidgeOptions, RidgeProblem,
 };
 use anyhow::{Context, Result};
@@ -44,14 +44,14 @@ pub struct BlocksSummary {
     pub n_blocks: usize,
 }
 
-/// Cross-validated ridge (one alpha per voxel, as [`super::fit_cv`]) over the voxel blocks
+/// Cross-validated ridge (one alpha per voxel, as [`crate::ridge::fit_cv`]) over the voxel blocks
 /// `ranges` (half-open voxel ranges, in any order) of `src`. For each block, `sink` receives
 /// the block's first voxel, its fit (per-voxel vectors indexed from 0 within the block;
 /// `weights` are features × block voxels when `o.keep_weights`) and the block's test Y.
 /// Memory: the prepared X side, one block of Y and the ridge's voxel chunks (sized from
 /// `o.max_memory` as in `fit_cv`).
 ///
-/// Errors: those of [`super::validate`] for the design and each block (naming the block's
+/// Errors: those of [`crate::ridge::validate`] for the design and each block (naming the block's
 /// voxel range), and whatever `src.read` or `sink` return.
 pub fn fit_cv_blocks(
     d: &Design,
@@ -87,7 +87,7 @@ pub fn fit_cv_blocks(
         let raw = prep
             .fit_voxels(y_train.view(), o, &plan())
             .with_context(what)?;
-        let fit = super::finish(&p, raw, plan(), o);
+        let fit = crate::ridge::finish(&p, raw, plan(), o);
         flops += fit.flops;
         n_folds = fit.n_folds;
         sink(j0, fit, y_test.view())?;
@@ -103,20 +103,22 @@ pub fn fit_cv_blocks(
 /// The X side prepared once by either backend.
 enum Prepared {
     #[cfg(feature = "cpu-linalg")]
-    Cpu(super::cpu::Prepared),
-    Torch(super::torch::Prepared),
+    Cpu(crate::ridge::cpu::Prepared),
+    Torch(crate::ridge::torch::Prepared),
 }
 
 impl Prepared {
     fn new(d: &Design, o: &RidgeOptions, plan: &Plan) -> Result<Self> {
         Ok(match o.backend {
             #[cfg(feature = "cpu-linalg")]
-            Backend::Cpu => Prepared::Cpu(super::cpu::Prepared::new(d.x_train, d.x_test, o, plan)?),
+            Backend::Cpu => Prepared::Cpu(crate::ridge::cpu::Prepared::new(
+                d.x_train, d.x_test, o, plan,
+            )?),
             #[cfg(not(feature = "cpu-linalg"))]
             Backend::Cpu => unreachable!("rejected by check_options"),
-            Backend::Torch => {
-                Prepared::Torch(super::torch::Prepared::new(d.x_train, d.x_test, o, plan)?)
-            }
+            Backend::Torch => Prepared::Torch(crate::ridge::torch::Prepared::new(
+                d.x_train, d.x_test, o, plan,
+            )?),
         })
     }
 
@@ -144,8 +146,8 @@ pub fn prepared_bytes(d: &Design, o: &RidgeOptions) -> Option<u64> {
     let p = d.x_train.ncols() as u64;
     let folds = fold_rows(d.groups, o.folds).len() as u64;
     let e = match o.precision {
-        super::Precision::F32 => 4,
-        super::Precision::F64 => 8,
+        crate::ridge::Precision::F32 => 4,
+        crate::ridge::Precision::F64 => 8,
     };
     // X copies per fold (n·p), bases and factors (folds·p·2p), refit basis and test
     // projection, f64 Grams (folds + 2)·p² (as `cpu::Setup` counts its fixed bytes).

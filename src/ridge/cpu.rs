@@ -1,7 +1,7 @@
 //! CPU backend: ndarray + OpenBLAS (matrix products) + LAPACK (eigendecompositions, f64).
 //! The algorithm is described in `mod.rs`; the voxel-sized work runs in f32 or f64.
-use super::blas::{gemm, Real};
-use super::{
+use crate::ridge::blas::{gemm, Real};
+use crate::ridge::{
     best_alpha_index, chunk_voxels, eigh_flops, fold_score, gemm_flops, memory_budget, progress,
     ChunkShape, Plan, Precision, RawFit, RidgeOptions, RidgeProblem,
 };
@@ -151,7 +151,7 @@ impl Flops {
     }
     fn eigh(&mut self, a: &Array2<f64>, what: &str) -> Result<(Array1<f64>, Array2<f64>)> {
         self.0 += eigh_flops(a.nrows());
-        super::blas::eigh(a).with_context(|| format!("eigendecomposition of {what}"))
+        crate::ridge::blas::eigh(a).with_context(|| format!("eigendecomposition of {what}"))
     }
 }
 

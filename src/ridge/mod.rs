@@ -27,16 +27,12 @@ use ndarray::{Array1, Array2, ArrayView2};
 use std::fmt;
 
 pub mod banded;
-pub mod bench;
-pub mod bench_banded;
-pub mod bench_stream;
 #[cfg(feature = "cpu-linalg")]
-mod blas;
+pub(crate) mod blas;
 pub mod blocks;
 #[cfg(feature = "cpu-linalg")]
 mod cpu;
-pub mod parts;
-mod torch;
+pub(crate) mod torch;
 
 /// How a validation prediction is scored when choosing alpha.
 #[derive(
@@ -570,8 +566,8 @@ pub(crate) fn finish(p: &RidgeProblem, raw: RawFit, plan: Plan, o: &RidgeOptions
             c.iter().all(|&t| t == first)
         })
         .collect();
-    let mut test_r = crate::stats::pearson_columns(p.y_test, raw.test_pred.view());
-    let test_r2 = crate::stats::r2_columns(p.y_test, raw.test_pred.view());
+    let mut test_r = crate::core::stats::pearson_columns(p.y_test, raw.test_pred.view());
+    let test_r2 = crate::core::stats::r2_columns(p.y_test, raw.test_pred.view());
     for &j in &constant_voxels {
         test_r[j] = 0.0;
     }
@@ -612,7 +608,7 @@ pub fn fit_cv_streaming(
         ..o.clone()
     };
     let mut parts: Vec<RidgeFit> = Vec::new();
-    crate::io::write_atomic(path, |tmp| {
+    crate::core::io::write_atomic(path, |tmp| {
         let header = serde_json::json!({
             "weights": {"dtype": "F32", "shape": [v, nf], "data_offsets": [0, v * nf * 4]},
             "__metadata__": {"layout": "voxels x features"},

@@ -1,7 +1,7 @@
 //! torch backend (tch): the algorithm of `mod.rs` on libtorch tensors, on the CPU or a CUDA
 //! GPU. Grams and eigendecompositions in f64 (cuSOLVER / LAPACK), the voxel-sized work in f32
 //! (optionally TF32 matrix products) or f64.
-use super::{
+use crate::ridge::{
     best_alpha_index, chunk_voxels, eigh_flops, gemm_flops, memory_budget, progress, ChunkShape,
     CvScore, Plan, Precision, RawFit, RidgeDevice, RidgeOptions, RidgeProblem,
 };

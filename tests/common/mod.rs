@@ -1,7 +1,7 @@
 //! Shared test fixtures: one tiny synthetic dataset per test binary, copied when a test needs
 //! to damage it.
 #![allow(dead_code)]
-use brainscale::dataset::synth::{self, SynthConfig};
+use brainscale::fmri::dataset::synth::{self, SynthConfig};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,0 +1,632 @@
+//! `brainscale biosignal check | synth | resample | pretrain | finetune | transfer | demo`:
+//! argument parsing and printed summaries; the work is done in the sibling modules.
+use crate::biosignal::finetune::{finetune, summarise, FinetuneOptions, Mode, Regime};
+use crate::biosignal::pretrain::{load_pretrained_model, pretrain, Objective, PretrainOptions};
+use crate::biosignal::resample::{self, Method};
+use crate::biosignal::synth::{Generator, Modality, Split};
+use crate::biosignal::train::BioModelConfig;
+use crate::biosignal::transfer::{self, Preset, RealData};
+use crate::biosignal::{
+    accel, consistent, edf, file_kind, load, window, Dataset, FileKind, LoadOptions,
+};
+use anyhow::{bail, Result};
+use clap::{Args, Subcommand};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+#[derive(Subcommand, Debug)]
+pub enum BiosignalCommand {
+    /// Report channels, rates, durations, windows and label counts of bio-signal files, and
+    /// every fault (corrupt header, record size mismatch, NaN/inf, labels outside the class
+    /// set, channel/rate/length mismatch across files); exits non-zero on any fault.
+    Check(CheckArgs),
+    /// Write synthetic windows with ground truth (TF-C-style safetensors).
+    Synth(SynthArgs),
+    /// Bring a set to another rate and window length (sinc, linear, stretch or pad).
+    Resample(ResampleArgs),
+    /// Self-supervised pretraining (masked auto-encoding or BIOT's contrastive objective) on
+    /// unlabelled pools; resumes from checkpoints in --out.
+    Pretrain(PretrainArgs),
+    /// Fine-tune from scratch or from a pretraining folder in several data regimes and seeds,
+    /// scored on a test set (mean ± sd of balanced accuracy, AUROC, macro-F1, Cohen's κ).
+    Finetune(FinetuneArgs),
+    /// The transfer study: scratch vs pretrained (time, frequency, contrastive; single vs
+    /// multimodal) on synthetic EEG and the real Epilepsy subset, and the alignment comparison.
+    Transfer(TransferArgs),
+    /// The transfer study at its smallest (a few minutes on 2 cores), printing its tables.
+    Demo(TransferArgs),
+}
+
+/// Where pretraining and fine-tuning sets come from and how they are shaped.
+#[derive(Args, Debug)]
+pub struct ShapeArgs {
+    /// Model rate in Hz: every set is resampled to it (default: the pretraining folder's, else
+    /// the first set's rate).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Model window length in samples: sets are cropped or zero-padded to it after resampling
+    /// (default: the pretraining folder's, else the first set's).
+    #[arg(long)]
+    pub length: Option<usize>,
+    /// How sets are brought to the model rate and length.
+    #[arg(long, value_enum, default_value = "sinc")]
+    pub align: Method,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// libtorch CPU threads. One by default: these models are small, and on a busy 2-core
+    /// machine intra-op threads cost more than they gain (measured: BIOT 2,674 samples/s on one
+    /// thread vs 35 on two, at load 8).
+    #[arg(long, default_value_t = 1)]
+    pub threads: i32,
+    #[command(flatten)]
+    pub load: LoadOptions,
+}
+
+#[derive(Args, Debug)]
+pub struct PretrainArgs {
+    /// Model config (models/citrus-*.toml or models/biot-*.toml).
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long, value_enum, default_value = "mae-freq")]
+    pub objective: Objective,
+    /// Pool files (each one pool of a multimodal mixture); --norm applies after alignment.
+    #[arg(long = "data")]
+    pub data: Vec<PathBuf>,
+    /// Synthetic pools streamed from the generator (one per modality given).
+    #[arg(long, value_enum)]
+    pub synthetic: Vec<Modality>,
+    /// Windows of each synthetic pool.
+    #[arg(long, default_value_t = 2000)]
+    pub windows: usize,
+    #[arg(long, default_value_t = 300)]
+    pub steps: u64,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub shape: ShapeArgs,
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct FinetuneArgs {
+    /// A `biosignal pretrain` folder (omit to train from scratch).
+    #[arg(long)]
+    pub pretrained: Option<PathBuf>,
+    /// Model config (default: the pretraining folder's); e.g. a conv-only config to start from
+    /// a hybrid's stem.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Labelled training windows.
+    #[arg(long)]
+    pub train: PathBuf,
+    /// Labelled test windows.
+    #[arg(long)]
+    pub test: PathBuf,
+    /// Data regimes: percentages, fractions or kN (N windows per class).
+    #[arg(long, value_delimiter = ',', default_value = "1%,10%,100%")]
+    pub regimes: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
+    pub seeds: Vec<u64>,
+    #[arg(long, value_enum, default_value = "full")]
+    pub mode: Mode,
+    #[arg(long, default_value_t = 100)]
+    pub steps: u64,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    #[command(flatten)]
+    pub shape: ShapeArgs,
+    /// Write every run and the summaries to this CSV.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct TransferArgs {
+    #[arg(long, value_enum)]
+    pub preset: Option<Preset>,
+    /// The shared data folder holding biosignal/epilepsy and biosignal/edf.
+    #[arg(long, default_value = "../shared/data")]
+    pub data: PathBuf,
+    /// Output folder (default: results/biosignal for transfer, results/biosignal-demo for demo).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Override the preset's seeds (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub seeds: Option<Vec<u64>>,
+    /// libtorch CPU threads (see `biosignal pretrain --threads`).
+    #[arg(long, default_value_t = 1)]
+    pub threads: i32,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// .edf, .bdf, .safetensors, .npy, .npz or .csv files.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub load: LoadOptions,
+}
+
+#[derive(Args, Debug)]
+pub struct SynthArgs {
+    #[arg(long, value_enum)]
+    pub modality: Modality,
+    /// Number of windows.
+    #[arg(long)]
+    pub n: usize,
+    /// Write a labelled fine-tuning set (split `--split`) instead of an unlabelled pool.
+    #[arg(long)]
+    pub labelled: bool,
+    /// Split of a labelled set (streams never overlap).
+    #[arg(long, value_enum, default_value = "train")]
+    pub split: Split,
+    /// Keep the true classes of a pretraining pool as `labels` (for analysis).
+    #[arg(long)]
+    pub keep_labels: bool,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// First window index in the stream.
+    #[arg(long, default_value_t = 0)]
+    pub start: u64,
+    /// Sampling rate in Hz (default: the modality's).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Window length in samples (default: the modality's).
+    #[arg(long)]
+    pub length: Option<usize>,
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ResampleArgs {
+    pub input: PathBuf,
+    /// Target rate, Hz.
+    #[arg(long)]
+    pub rate: f64,
+    /// Target window length, samples.
+    #[arg(long)]
+    pub length: usize,
+    #[arg(long, value_enum, default_value = "sinc")]
+    pub method: Method,
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub load: LoadOptions,
+}
+
+/// Runs one `biosignal` subcommand.
+pub fn run(cmd: &BiosignalCommand) -> Result<()> {
+    match cmd {
+        BiosignalCommand::Check(a) => {
+            let (text, faults) = check(&a.files, &a.load);
+            print!("{text}");
+            if !faults.is_empty() {
+                for f in &faults {
+                    eprintln!("fault: {f}");
+                }
+                bail!("{} fault(s) found", faults.len());
+            }
+        }
+        BiosignalCommand::Synth(a) => {
+            let spec = a.modality.spec();
+            let g = Generator::new(a.seed).with_shape(
+                a.modality,
+                a.rate.unwrap_or(spec.rate),
+                a.length.unwrap_or(spec.length),
+            )?;
+            let split = if a.labelled { a.split } else { Split::Pretrain };
+            let ds = g.dataset(a.modality, split, a.start, a.n, a.keep_labels);
+            ds.save(&a.out)?;
+            println!(
+                "wrote {}: {} {} windows [{}, {}, {}] at {} Hz, {}",
+                a.out.display(),
+                ds.len(),
+                a.modality.name(),
+                ds.len(),
+                ds.n_channels(),
+                ds.window_len(),
+                g.spec(a.modality).rate,
+                if ds.labels.is_some() {
+                    format!(
+                        "labelled ({}), counts {:?}",
+                        split.name(),
+                        ds.label_counts()
+                    )
+                } else {
+                    "unlabelled pool".into()
+                }
+            );
+        }
+        BiosignalCommand::Pretrain(a) => run_pretrain(a)?,
+        BiosignalCommand::Finetune(a) => run_finetune(a)?,
+        BiosignalCommand::Transfer(a) => run_transfer(a, Preset::Full, "results/biosignal")?,
+        BiosignalCommand::Demo(a) => run_transfer(a, Preset::Demo, "results/biosignal-demo")?,
+        BiosignalCommand::Resample(a) => {
+            let ds = load(&a.input, &a.load)?;
+            let out = resample::align(&ds, a.rate, a.length, a.method)?;
+            out.save(&a.out)?;
+            println!(
+                "wrote {}: {} windows [{}, {}] at {} Hz from [{}, {}] at {} ({})",
+                a.out.display(),
+                out.len(),
+                out.n_channels(),
+                out.window_len(),
+                a.rate,
+                ds.n_channels(),
+                ds.window_len(),
+                crate::biosignal::fmt_rate(ds.rate),
+                a.method.name()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The report `biosignal check` prints, and its faults (empty = all files usable together).
+pub fn check(files: &[PathBuf], opts: &LoadOptions) -> (String, Vec<String>) {
+    let mut out = String::new();
+    let mut faults = Vec::new();
+    let mut loaded: Vec<Dataset> = Vec::new();
+    for path in files {
+        let _ = writeln!(out, "{}", path.display());
+        if let Err(e) = describe(path, opts, &mut out) {
+            faults.push(format!("{e:#}"));
+            let _ = writeln!(out, "  FAULT: {e:#}");
+            continue;
+        }
+        if let Some(note) = needs_common_rate(path, opts) {
+            let _ = writeln!(out, "  note: {note}");
+            continue;
+        }
+        match load(path, opts) {
+            Ok(ds) => {
+                let _ = writeln!(
+                    out,
+                    "  windows: {} × [{} ch, {} samples]{}{}",
+                    ds.len(),
+                    ds.n_channels(),
+                    ds.window_len(),
+                    ds.window_seconds()
+                        .map(|s| format!(" = {s:.3} s"))
+                        .unwrap_or_default(),
+                    if opts.norm != window::Norm::None {
+                        format!(", normalised {}", opts.norm.name())
+                    } else {
+                        String::new()
+                    }
+                );
+                if ds.labels.is_some() {
+                    let _ = writeln!(
+                        out,
+                        "  labels: {:?}{}",
+                        ds.label_counts(),
+                        ds.classes
+                            .map(|k| format!(" of {k} classes"))
+                            .unwrap_or_default()
+                    );
+                } else {
+                    let _ = writeln!(out, "  labels: none");
+                }
+                if let Some(first) = loaded.first() {
+                    if let Err(e) = consistent(first, &ds) {
+                        faults.push(format!("{e:#}"));
+                        let _ = writeln!(out, "  FAULT: {e:#}");
+                    }
+                }
+                loaded.push(ds);
+            }
+            Err(e) => {
+                faults.push(format!("{e:#}"));
+                let _ = writeln!(out, "  FAULT: {e:#}");
+            }
+        }
+    }
+    let _ = writeln!(out, "{} file(s), {} fault(s)", files.len(), faults.len());
+    (out, faults)
+}
+
+/// For an EDF/BDF whose selected channels have different rates and no `--common-rate`:
+/// the reason it cannot be windowed as is (not a fault of the file).
+fn needs_common_rate(path: &std::path::Path, opts: &LoadOptions) -> Option<String> {
+    if opts.common_rate.is_some() || file_kind(path).ok()? != FileKind::Edf {
+        return None;
+    }
+    let f = edf::read(path).ok()?;
+    let rates: Vec<f64> = f
+        .signals
+        .iter()
+        .filter(|s| opts.channels.as_ref().is_none_or(|c| c.contains(&s.label)))
+        .map(|s| s.rate)
+        .collect();
+    let mixed = rates.iter().any(|&r| r != rates[0]);
+    mixed.then(|| {
+        "channels have different rates: windows need --common-rate R (sinc-resampled) or \
+         --channels of one rate"
+            .to_string()
+    })
+}
+
+/// Format-specific facts (channels, rates, units, duration, annotations) before windowing.
+fn describe(path: &std::path::Path, opts: &LoadOptions, out: &mut String) -> Result<()> {
+    match file_kind(path)? {
+        FileKind::Edf => {
+            let f = edf::read(path)?;
+            let _ = writeln!(
+                out,
+                "  {}: {} channels, {} records × {} s = {} s, start {} {} + {} s",
+                f.kind.name(),
+                f.signals.len(),
+                f.n_records,
+                f.record_duration,
+                f.duration(),
+                f.start_date,
+                f.start_time,
+                f.start_subsecond
+            );
+            for s in &f.signals {
+                let _ = writeln!(
+                    out,
+                    "    {:<16} {:>8} Hz  {:<6} [{}, {}]",
+                    s.label, s.rate, s.unit, s.physical_min, s.physical_max
+                );
+            }
+            let _ = writeln!(out, "  annotations: {}", f.annotations.len());
+            for a in f.annotations.iter().take(10) {
+                let _ = writeln!(
+                    out,
+                    "    {:>10.4} s {}{}",
+                    a.onset,
+                    a.text,
+                    a.duration.map(|d| format!(" ({d} s)")).unwrap_or_default()
+                );
+            }
+            let w = opts.window.unwrap_or(crate::biosignal::EDF_WINDOW_S);
+            let hop = opts.hop.unwrap_or(w);
+            let n = if f.duration() >= w {
+                ((f.duration() - w) / hop + 1e-9).floor() as usize + 1
+            } else {
+                0
+            };
+            let _ = writeln!(out, "  {w} s windows every {hop} s: {n}");
+        }
+        FileKind::AccelCsv => {
+            let (rec, info) = accel::read_with_info(path)?;
+            let _ = writeln!(
+                out,
+                "  accelerometer CSV: {} rows, {:.4} Hz, {:.3} s, timing jitter {:.2}%{}",
+                info.rows,
+                rec.rate,
+                rec.duration(),
+                100.0 * info.jitter,
+                if info.regridded {
+                    " (interpolated onto a uniform grid)"
+                } else {
+                    ""
+                }
+            );
+        }
+        FileKind::Tensors => {}
+    }
+    Ok(())
+}
+
+fn set_threads(n: i32) -> Result<()> {
+    if n < 1 {
+        bail!("--threads must be at least 1, got {n}");
+    }
+    tch::set_num_threads(n);
+    Ok(())
+}
+
+/// Loads `path` (without normalising), aligns it to (`rate`, `length`) with `method`, then
+/// applies `--norm`.
+fn load_aligned(
+    path: &std::path::Path,
+    s: &ShapeArgs,
+    rate: f64,
+    length: usize,
+) -> Result<Dataset> {
+    let opts = LoadOptions {
+        norm: crate::biosignal::Norm::None,
+        ..s.load.clone()
+    };
+    let ds = load(path, &opts)?;
+    let mut out = if ds.rate == Some(rate) && ds.window_len() == length {
+        ds
+    } else {
+        resample::align(&ds, rate, length, s.align)?
+    };
+    out.normalise(s.load.norm);
+    Ok(out)
+}
+
+/// The model shape: flags, else `fallback`, else the first file's rate and length.
+fn model_shape(
+    s: &ShapeArgs,
+    fallback: Option<(f64, usize)>,
+    first: Option<&std::path::Path>,
+) -> Result<(f64, usize)> {
+    if let (Some(r), Some(l)) = (s.rate, s.length) {
+        return Ok((r, l));
+    }
+    let (r0, l0) = match (fallback, first) {
+        (Some(f), _) => f,
+        (None, Some(p)) => {
+            let d = load(p, &s.load)?;
+            let Some(r) = d.rate else {
+                bail!(
+                    "{}: sampling rate unknown: give --input-rate or --rate",
+                    p.display()
+                );
+            };
+            (r, d.window_len())
+        }
+        (None, None) => bail!("give --rate and --length"),
+    };
+    Ok((s.rate.unwrap_or(r0), s.length.unwrap_or(l0)))
+}
+
+fn run_pretrain(a: &PretrainArgs) -> Result<()> {
+    if a.data.is_empty() && a.synthetic.is_empty() {
+        bail!("give at least one pool: --data FILE or --synthetic MODALITY");
+    }
+    let model = BioModelConfig::load(&a.model)?;
+    set_threads(a.shape.threads)?;
+    let (rate, length) = model_shape(&a.shape, None, a.data.first().map(|p| p.as_path()))?;
+    let mut pools = Vec::new();
+    for p in &a.data {
+        pools.push(load_aligned(p, &a.shape, rate, length)?);
+    }
+    for &m in &a.synthetic {
+        let g = Generator::new(a.seed);
+        let mut d = g.dataset(m, Split::Pretrain, 0, a.windows, false);
+        d = resample::align(&d, rate, length, a.shape.align)?;
+        d.normalise(a.shape.load.norm);
+        pools.push(d);
+    }
+    let opts = PretrainOptions {
+        steps: a.steps,
+        batch_size: a.batch_size,
+        lr: a.lr,
+        seed: a.seed,
+        device: crate::nn::device::parse_device(&a.shape.device)?,
+        progress: true,
+    };
+    let s = pretrain(&model, a.objective, &pools, &opts, &a.out)?;
+    println!(
+        "pretrained {} ({}) on {} pool(s) at {rate} Hz × {length}: {} steps, train loss {:.4}, held-out loss {}\n  checkpoint {}",
+        model.name(),
+        a.objective.name(),
+        pools.len(),
+        s.steps,
+        s.final_train_loss,
+        s.final_eval_loss
+            .map_or("-".into(), |v| format!("{v:.4}")),
+        s.checkpoint.display()
+    );
+    Ok(())
+}
+
+fn run_finetune(a: &FinetuneArgs) -> Result<()> {
+    let regimes = a
+        .regimes
+        .iter()
+        .map(|r| r.parse::<Regime>())
+        .collect::<Result<Vec<_>>>()?;
+    if a.seeds.is_empty() {
+        bail!("give at least one seed");
+    }
+    let (model, init, fallback) = match (&a.pretrained, &a.model) {
+        (Some(dir), m) => {
+            let (pm, info) = load_pretrained_model(dir)?;
+            let model = match m {
+                Some(p) => BioModelConfig::load(p)?,
+                None => pm,
+            };
+            let w = crate::nn::trainer::latest_checkpoint(dir)?.join("model.safetensors");
+            (model, Some(w), Some((info.rate, info.length)))
+        }
+        (None, Some(p)) => (BioModelConfig::load(p)?, None, None),
+        (None, None) => bail!("give --pretrained DIR or --model FILE (from scratch)"),
+    };
+    set_threads(a.shape.threads)?;
+    let (rate, length) = model_shape(&a.shape, fallback, Some(&a.train))?;
+    let train = load_aligned(&a.train, &a.shape, rate, length)?;
+    let test = load_aligned(&a.test, &a.shape, rate, length)?;
+    let opts = FinetuneOptions {
+        mode: a.mode,
+        steps: a.steps,
+        batch_size: a.batch_size,
+        lr: a.lr,
+        device: crate::nn::device::parse_device(&a.shape.device)?,
+        ..FinetuneOptions::default()
+    };
+    let from = a
+        .pretrained
+        .as_ref()
+        .map_or("scratch".to_string(), |d| d.display().to_string());
+    println!(
+        "{} ← {from}, {} fine-tuning, {} steps; train {} ({} windows), test {} ({} windows) at {rate} Hz × {length}",
+        model.name(),
+        match a.mode {
+            Mode::Full => "full",
+            Mode::Linear => "linear-probe",
+        },
+        a.steps,
+        a.train.display(),
+        train.len(),
+        a.test.display(),
+        test.len()
+    );
+    let mut rows = Vec::new();
+    for r in &regimes {
+        let mut scores = Vec::new();
+        let mut n = 0;
+        for &seed in &a.seeds {
+            let run = finetune(&model, init.as_deref(), &train, &test, *r, &opts, seed)?;
+            n = run.n_train;
+            rows.push(transfer::RunRow {
+                dataset: a.test.display().to_string(),
+                variant: format!("{} ← {from}", model.name()),
+                alignment: a.shape.align.name().into(),
+                regime: r.to_string(),
+                seed,
+                n_train: run.n_train,
+                balanced_accuracy: run.scores.balanced_accuracy,
+                auroc: run.scores.auroc,
+                macro_f1: run.scores.macro_f1,
+                kappa: run.scores.kappa,
+            });
+            scores.push(run.scores);
+        }
+        let s = summarise(&scores.iter().collect::<Vec<_>>())?;
+        println!(
+            "  {r:>6} (n {n:>5}): balanced accuracy {}, AUROC {}, macro-F1 {}, κ {}  ({} seeds)",
+            s.balanced_accuracy, s.auroc, s.macro_f1, s.kappa, s.seeds
+        );
+    }
+    if let Some(path) = &a.csv {
+        crate::core::io::write_csv(path, &rows)?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn run_transfer(a: &TransferArgs, default: Preset, out: &str) -> Result<()> {
+    set_threads(a.threads)?;
+    let preset = a.preset.unwrap_or(default);
+    let mut plan = preset.plan();
+    if let Some(s) = &a.seeds {
+        if s.is_empty() {
+            bail!("--seeds needs at least one seed");
+        }
+        plan.seeds = s.clone();
+    }
+    let data = RealData::under(&a.data);
+    for p in [&data.epilepsy_train, &data.epilepsy_test, &data.edf] {
+        if !p.exists() {
+            bail!(
+                "{}: missing (the real bio-signal data; point --data at the shared data folder)",
+                p.display()
+            );
+        }
+    }
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from(out));
+    let t0 = std::time::Instant::now();
+    let table = transfer::run(&plan, &data, &out, true)?;
+    println!("{table}");
+    println!(
+        "wrote {} (transfer-synthetic.csv, transfer-epilepsy.csv, alignment.csv, runs.csv, transfer.png, transfer-linear-probe.png) in {:.0} s",
+        out.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

@@ -1,0 +1,660 @@
+//! Streaming encode (`encode --stream`, `encode --voxel-shard k/K`, `encode merge`): the
+//! design matrices (X, small) are held in memory and the BOLD (Y) is streamed block by block
+//! from the voxel-major cache (`dataset::voxcache`) through the CV fit, the refit, the test
+//! scores and the weight writer (`ridge::blocks`). Peak memory is X, the prepared X side,
+//! one block of Y and the ridge's voxel chunks, whatever the voxel count; `--max-memory`
+//! bounds all of it, and the summary prints the peak resident memory measured.
+//!
+//! Outputs are those of `encode` (WORK/encode/FEAT/sub-XX/ridge.safetensors, same tensors
+//! and metadata, results per voxel equal to the in-memory fit's to rounding), except that
+//! weights (`--save-weights`) always go to `weights.safetensors`, f32 [voxels, features]
+//! (the `--stream-weights` layout). A shard writes `parts/part-k-of-K.safetensors` (and
+//! `parts/weights-k-of-K.safetensors`): the same per-voxel tensors for its contiguous voxel
+//! range, with metadata `shard`, `voxels` and `n_voxels`; `encode merge` checks and joins
+//! them into the usual outputs.
+use crate::core::io::{self, Tensor, TensorFile};
+use crate::core::stats;
+use crate::exec::shards;
+use crate::fmri::dataset::splits::{Role, SplitPlan};
+use crate::fmri::dataset::voxcache::{self, VoxCache};
+use crate::fmri::dataset::{Dataset, Subject};
+use crate::fmri::encode::{
+    self, constant_in_test, encode_path, load_design, trim_rows, VOXEL_ORDER,
+};
+use crate::ridge::blocks::{fit_cv_blocks, prepared_bytes, Design, VoxelBlocks};
+use crate::ridge::{self, human_bytes, RidgeOptions};
+use anyhow::{bail, Context, Result};
+use ndarray::{concatenate, s, Array1, Array2, ArrayView2, Axis};
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+pub use crate::exec::shards::Shard;
+
+/// How the streamed encode reads and splits its work.
+#[derive(Debug, Clone)]
+pub struct StreamOptions {
+    /// Folder holding the subjects' voxel caches (default WORK/voxcache).
+    pub cache_root: Option<PathBuf>,
+    /// Voxels per cache block.
+    pub block_voxels: usize,
+    pub shard: Option<Shard>,
+    pub progress: bool,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        Self {
+            cache_root: None,
+            block_voxels: voxcache::DEFAULT_BLOCK,
+            shard: None,
+            progress: false,
+        }
+    }
+}
+
+/// What a streamed encode of one subject did.
+#[derive(Debug, Clone)]
+pub struct StreamedFit {
+    /// Test r of the voxels fitted (the shard's range).
+    pub test_r: Array1<f64>,
+    /// Voxel range fitted and the subject's voxel count.
+    pub voxels: (usize, usize),
+    pub n_voxels: usize,
+    /// The per-voxel output written (ridge.safetensors or the shard's part).
+    pub path: PathBuf,
+    pub flops: f64,
+    pub n_blocks: usize,
+    /// Voxels per ridge block (a whole number of cache blocks).
+    pub block_voxels: usize,
+    pub runs_converted: usize,
+}
+
+/// Training and test rows of Y for a voxel range, read from the cache run by run, trimmed
+/// and z-scored per run as `encode` does, copied into one array.
+struct CacheBlocks<'a> {
+    cache: &'a VoxCache,
+    train: Vec<usize>,
+    test: Vec<usize>,
+    plan: &'a SplitPlan,
+    labels: Vec<String>,
+}
+
+impl CacheBlocks<'_> {
+    fn rows(&self, run: usize) -> usize {
+        self.cache.runs[run].1 - self.plan.trim_start - self.plan.trim_end
+    }
+
+    fn fill(&self, runs: &[usize], j0: usize, j1: usize) -> Result<Array2<f32>> {
+        let n: usize = runs.iter().map(|&i| self.rows(i)).sum();
+        let mut out = Array2::<f32>::zeros((n, j1 - j0));
+        let mut r0 = 0;
+        for &i in runs {
+            let y = self.cache.read(i, j0, j1)?;
+            // As `encode`: trim, then z-score each run's columns.
+            let mut y = trim_rows(&y, self.plan, &self.labels[i])?;
+            stats::zscore_columns(&mut y);
+            let k = y.nrows();
+            out.slice_mut(s![r0..r0 + k, ..]).assign(&y);
+            r0 += k;
+        }
+        Ok(out)
+    }
+}
+
+impl VoxelBlocks for CacheBlocks<'_> {
+    fn n_voxels(&self) -> usize {
+        self.cache.n_columns
+    }
+    fn read(&mut self, j0: usize, j1: usize) -> Result<(Array2<f32>, Array2<f32>)> {
+        Ok((
+            self.fill(&self.train, j0, j1)?,
+            self.fill(&self.test, j0, j1)?,
+        ))
+    }
+}
+
+/// A safetensors file with one f32 tensor [rows, cols] written row block by row block
+/// (header first, rows appended in order), renamed into place by `finish` once complete.
+pub(crate) struct RowWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    w: std::io::BufWriter<std::fs::File>,
+    rows: usize,
+    cols: usize,
+    written: usize,
+    /// Set by `finish`: otherwise dropping the writer removes the temporary file.
+    done: bool,
+}
+
+impl Drop for RowWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+impl RowWriter {
+    pub(crate) fn create(path: &Path, name: &str, rows: usize, cols: usize) -> Result<Self> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        let header = serde_json::json!({
+            name: {"dtype": "F32", "shape": [rows, cols], "data_offsets": [0, rows * cols * 4]},
+            "__metadata__": {"layout": "voxels x features"},
+        });
+        let mut h = serde_json::to_vec(&header)?;
+        h.resize(h.len().div_ceil(8) * 8, b' ');
+        let tmp = io::temp_path(path);
+        let f =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+        w.write_all(&(h.len() as u64).to_le_bytes())?;
+        w.write_all(&h)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            tmp,
+            w,
+            rows,
+            cols,
+            written: 0,
+            done: false,
+        })
+    }
+
+    /// Appends rows (each `cols` long) of `a`.
+    pub(crate) fn rows(&mut self, a: ArrayView2<f32>) -> Result<()> {
+        debug_assert_eq!(a.ncols(), self.cols);
+        for row in a.rows() {
+            for x in row {
+                self.w.write_all(&x.to_le_bytes())?;
+            }
+        }
+        self.written += a.nrows();
+        Ok(())
+    }
+
+    /// Appends raw little-endian f32 bytes of whole rows read from `r`.
+    fn copy_rows(&mut self, r: &mut impl Read, rows: usize) -> Result<()> {
+        let want = (rows * self.cols * 4) as u64;
+        let n = std::io::copy(&mut r.take(want), &mut self.w)?;
+        if n != want {
+            bail!("{}: a part ended early", self.path.display());
+        }
+        self.written += rows;
+        Ok(())
+    }
+
+    pub(crate) fn finish(mut self) -> Result<()> {
+        if self.written != self.rows {
+            bail!(
+                "{}: {} of {} rows written",
+                self.path.display(),
+                self.written,
+                self.rows
+            );
+        }
+        self.w.flush()?;
+        io::commit(&self.tmp, &self.path)?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+/// Where shard `k` of `n` writes its per-voxel part (and its weights part).
+pub fn part_paths(
+    work: &Path,
+    feat: &str,
+    subject: &str,
+    k: usize,
+    n: usize,
+) -> (PathBuf, PathBuf) {
+    let dir = encode_path(work, feat, subject).with_file_name("parts");
+    (
+        shards::part_path(&dir, k, n),
+        dir.join(format!("weights-{k}-of-{n}.safetensors")),
+    )
+}
+
+/// Streamed encode of one subject (see the module docs). Converts the runs into the voxel
+/// cache first when needed (resumable). Errors: those of `encode` (designs, split, BOLD),
+/// a memory budget too small for X plus one cache block, I/O errors naming the file.
+pub fn encode_subject_streamed(
+    ds: &Dataset,
+    s: &Subject,
+    work: &Path,
+    feat: &str,
+    plan: &SplitPlan,
+    ropts: &RidgeOptions,
+    so: &StreamOptions,
+) -> Result<StreamedFit> {
+    let resolved = plan.resolve(s)?;
+    let is_test: Vec<bool> = resolved.roles.iter().map(|r| *r == Role::Test).collect();
+    let dir = match &so.cache_root {
+        Some(root) => root.join(format!("sub-{}", s.id)),
+        None => voxcache::default_dir(work, &s.id),
+    };
+    let (cache, rep) = voxcache::build(s, &dir, so.block_voxels, so.progress)
+        .with_context(|| format!("voxel cache of sub-{} in {}", s.id, dir.display()))?;
+
+    // X in memory: training rows (CV groups) then test rows, runs in the subject's order.
+    let (mut xs_tr, mut xs_te, mut groups, mut train, mut test) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for (i, r) in s.runs.iter().enumerate() {
+        if resolved.roles[i] == Role::Unused {
+            continue;
+        }
+        let x = load_design(work, feat, s, r, cache.runs[i].1, plan)?;
+        if is_test[i] {
+            xs_te.push(x);
+            test.push(i);
+        } else {
+            groups.extend(std::iter::repeat(resolved.cv_group[i]).take(x.nrows()));
+            xs_tr.push(x);
+            train.push(i);
+        }
+    }
+    let cat = |v: &[Array2<f32>]| {
+        concatenate(Axis(0), &v.iter().map(|a| a.view()).collect::<Vec<_>>())
+            .map_err(anyhow::Error::from)
+    };
+    let (x_train, x_test) = (cat(&xs_tr)?, cat(&xs_te)?);
+    drop((xs_tr, xs_te));
+    let design = Design {
+        x_train: x_train.view(),
+        groups: &groups,
+        x_test: x_test.view(),
+    };
+
+    // Shard: a contiguous share of the cache blocks.
+    let nb = cache.n_blocks();
+    let v_all = cache.n_columns;
+    let (b0, b1) = match so.shard {
+        Some(sh) => sh.blocks(nb).with_context(|| {
+            format!("sub-{}: {v_all} voxels in blocks of {}", s.id, cache.block)
+        })?,
+        None => (0, nb),
+    };
+    if b0 == b1 {
+        bail!("sub-{}: no voxel to fit", s.id);
+    }
+    let (v0, v1) = (cache.block_range(b0).0, cache.block_range(b1 - 1).1);
+
+    // Memory: what is left of the budget after what is resident now (X, libraries), the
+    // prepared X side and the per-voxel outputs goes half to Y blocks, half to the ridge's
+    // voxel chunks.
+    let budget = ridge::memory_budget(ropts);
+    let (n, n_test) = (x_train.nrows(), x_test.nrows());
+    let na = ropts.alphas.len() as u64;
+    let resident = crate::core::memory::current_rss().unwrap_or(0);
+    let prep = prepared_bytes(&design, ropts).unwrap_or(0);
+    let outputs = (v1 - v0) as u64 * (8 * (na + 6));
+    let used = resident + prep + outputs;
+    let left = budget.saturating_sub(used);
+    let per_voxel = 4 * (n + 2 * n_test) as u64 + 16 * na;
+    let per_block = per_voxel * cache.block as u64;
+    if left / 2 < per_block {
+        bail!(
+            "memory budget {} is too small: {} are in use (resident now {}, prepared features {}, \
+             per-voxel outputs {}) and one cache block of {} voxels needs {} more (raise \
+             --max-memory, or use a smaller --block-voxels)",
+            human_bytes(budget),
+            human_bytes(used),
+            human_bytes(resident),
+            human_bytes(prep),
+            human_bytes(outputs),
+            cache.block,
+            human_bytes(2 * per_block)
+        );
+    }
+    // One cache block per ridge block: the ridge chunks its voxels in blocks of this order
+    // anyway (`voxcache::DEFAULT_BLOCK`), and smaller blocks keep memory low.
+    let ranges: Vec<(usize, usize)> = (b0..b1).map(|b| cache.block_range(b)).collect();
+    let fit_opts = RidgeOptions {
+        max_memory: Some(prep + left / 2),
+        ..ropts.clone()
+    };
+
+    let truth = encode::test_truth(ds, s, plan, &is_test, &cache_space(&cache, s)?)?;
+    let nv = v1 - v0;
+    let mut best_alpha = Array1::<f64>::zeros(nv);
+    let mut test_r = Array1::<f64>::zeros(nv);
+    let mut test_r2 = Array1::<f64>::zeros(nv);
+    let mut test_constant = Array1::<u8>::zeros(nv);
+    let mut ceiling = truth.as_ref().map(|_| Array1::<f64>::zeros(nv));
+    let mut cv_scores: Option<Array2<f64>> = None;
+    let mut alphas = vec![];
+    let (n_const, mut n_test_const) = (std::cell::Cell::new(0usize), 0usize);
+    let (part, wpart) = match so.shard {
+        Some(sh) => part_paths(work, feat, &s.id, sh.k, sh.n),
+        None => {
+            let p = encode_path(work, feat, &s.id);
+            let w = p.with_file_name("weights.safetensors");
+            (p, w)
+        }
+    };
+    let nf = x_train.ncols();
+    let mut weights = match ropts.keep_weights {
+        true => Some(RowWriter::create(&wpart, "weights", nv, nf)?),
+        false => None,
+    };
+    let bar = if so.progress {
+        crate::core::progress::progress(ranges.len() as u64, &format!("sub-{} blocks", s.id))
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut src = CacheBlocks {
+        cache: &cache,
+        train,
+        test,
+        plan,
+        labels: s.runs.iter().map(|r| r.label()).collect(),
+    };
+    let summary = fit_cv_blocks(
+        &design,
+        &mut src,
+        &ranges,
+        &fit_opts,
+        &mut |j0, mut fit, y_test| {
+            let (a, b) = (j0 - v0, j0 - v0 + fit.test_r.len());
+            best_alpha.slice_mut(s![a..b]).assign(&fit.best_alpha);
+            test_r.slice_mut(s![a..b]).assign(&fit.test_r);
+            test_r2.slice_mut(s![a..b]).assign(&fit.test_r2);
+            let tc = constant_in_test(&y_test.to_owned(), &fit.constant_voxels);
+            n_test_const += tc.iter().filter(|&&f| f == 1).count();
+            test_constant.slice_mut(s![a..b]).assign(&tc);
+            n_const.set(n_const.get() + fit.constant_voxels.len());
+            if let (Some(c), Some((sig, _, _))) = (ceiling.as_mut(), truth.as_ref()) {
+                let sb = sig.slice(s![.., j0..j0 + (b - a)]);
+                c.slice_mut(s![a..b])
+                    .assign(&stats::pearson_columns(sb, y_test));
+            }
+            if let Some(cv) = fit.cv_scores.take() {
+                let all = cv_scores.get_or_insert_with(|| Array2::zeros((cv.nrows(), nv)));
+                all.slice_mut(s![.., a..b]).assign(&cv);
+            }
+            if let (Some(w), Some(wb)) = (weights.as_mut(), fit.weights.take()) {
+                w.rows(wb.t())?;
+            }
+            alphas = fit.alphas.clone();
+            bar.inc(1);
+            Ok(())
+        },
+    )
+    .with_context(|| format!("ridge for sub-{}", s.id))?;
+    bar.finish_and_clear();
+    if let Some(w) = weights {
+        w.finish()?;
+    }
+    if n_const.get() > 0 {
+        eprintln!(
+            "warning: sub-{}: {} voxel(s) are constant over the training runs; their r is 0",
+            s.id,
+            n_const.get()
+        );
+    }
+    if n_test_const > 0 {
+        eprintln!(
+            "warning: sub-{}: {n_test_const} voxel(s) are constant over the test run(s) (but not \
+             over the training runs); their test r is 0 (`test_constant` lists them)",
+            s.id
+        );
+    }
+
+    let mut tensors = vec![
+        ("best_alpha", Tensor::F64(best_alpha.into_dyn())),
+        ("test_r", Tensor::F64(test_r.clone().into_dyn())),
+        ("test_r2", Tensor::F64(test_r2.into_dyn())),
+        ("test_constant", Tensor::U8(test_constant.into_dyn())),
+        ("alphas", Tensor::F64(Array1::from_vec(alphas).into_dyn())),
+    ];
+    if let Some(c) = ceiling {
+        tensors.push(("ceiling_r", Tensor::F64(c.into_dyn())));
+    }
+    if let Some((_, hs, _)) = &truth {
+        tensors.push((
+            "has_signal",
+            Tensor::U8(hs.slice(s![v0..v1]).to_owned().into_dyn()),
+        ));
+    }
+    if let Some(cv) = cv_scores {
+        tensors.push(("cv_scores", Tensor::F64(cv.into_dyn())));
+    }
+    if let Some(ijk) = &cache.voxel_ijk {
+        tensors.push((
+            "voxel_ijk",
+            Tensor::I32(ijk.slice(s![v0..v1, ..]).to_owned().into_dyn()),
+        ));
+    }
+    let test_ids: Vec<&str> = s
+        .runs
+        .iter()
+        .zip(&is_test)
+        .filter(|(_, &t)| t)
+        .map(|(r, _)| r.id.as_str())
+        .collect();
+    let mut meta = HashMap::from([
+        ("voxel_order".to_string(), VOXEL_ORDER.to_string()),
+        ("test_runs".to_string(), test_ids.join(",")),
+        ("features".to_string(), feat.to_string()),
+        ("split".to_string(), serde_json::to_string(plan)?),
+        (
+            "inputs".to_string(),
+            encode::inputs_key(s, work, feat, plan, ropts)?,
+        ),
+    ]);
+    if let Some(sh) = so.shard {
+        meta.extend(sh.metadata(v0, v1, v_all));
+        meta.insert("weights".to_string(), ropts.keep_weights.to_string());
+    }
+    io::write_tensors(&part, tensors, meta)?;
+    Ok(StreamedFit {
+        test_r,
+        voxels: (v0, v1),
+        n_voxels: v_all,
+        path: part,
+        flops: summary.flops,
+        n_blocks: summary.n_blocks,
+        block_voxels: cache.block.min(v1 - v0),
+        runs_converted: rep.converted,
+    })
+}
+
+/// The subject's space as the ground truth needs it (mask order for voxels).
+fn cache_space(_cache: &VoxCache, s: &Subject) -> Result<crate::fmri::dataset::Space> {
+    crate::fmri::dataset::subject_space(s)
+}
+
+/// Joins the `n` shard parts of a subject into ridge.safetensors (and weights.safetensors
+/// when the parts have weights), as one streamed run writes them. Refuses a missing part, a
+/// part of another shard count, from other inputs or options, or with a voxel range that
+/// does not follow the previous part's, naming the file. Returns the merged path.
+pub fn merge_parts(work: &Path, feat: &str, subject: &str, n: usize) -> Result<PathBuf> {
+    let paths: Vec<PathBuf> = (0..n)
+        .map(|k| part_paths(work, feat, subject, k, n).0)
+        .collect();
+    let layout = shards::Layout {
+        per_voxel: &[
+            ("best_alpha", 0),
+            ("test_r", 0),
+            ("test_r2", 0),
+            ("ceiling_r", 0),
+            ("cv_scores", 1),
+            ("test_constant", 0),
+            ("has_signal", 0),
+            ("voxel_ijk", 0),
+        ],
+        shared: &["alphas"],
+        same: &["inputs", "features", "split", "test_runs", "weights"],
+    };
+    let merged = shards::merge(&paths, &layout, &|k| {
+        format!("rerun the shards' encode command (same --block-voxels and options) with `--voxel-shard {k}/{n}`")
+    })
+    .with_context(|| format!("sub-{subject}: merging {n} parts"))?;
+    let out = encode_path(work, feat, subject);
+    let mut meta = merged.metadata;
+    if meta.remove("weights").as_deref() == Some("true") {
+        merge_weights(work, feat, subject, n, merged.n_voxels)?;
+    }
+    io::write_tensors(&out, merged.tensors, meta)?;
+    Ok(out)
+}
+
+/// [`merge_parts`] for every subject in `subjects`, after checking that every subject's `n`
+/// parts are there, so that a missing part leaves no subject merged (error names the part).
+pub fn merge_subjects(
+    work: &Path,
+    feat: &str,
+    subjects: &[&Subject],
+    n: usize,
+) -> Result<Vec<PathBuf>> {
+    for s in subjects {
+        for k in 0..n {
+            let (p, _) = part_paths(work, feat, &s.id, k, n);
+            if !p.exists() {
+                bail!(
+                    "sub-{}: part {k} of {n} is missing: {} (rerun the shards' encode command \
+                     with `--voxel-shard {k}/{n}`); no subject was merged",
+                    s.id,
+                    p.display()
+                );
+            }
+        }
+    }
+    subjects
+        .iter()
+        .map(|s| merge_parts(work, feat, &s.id, n))
+        .collect()
+}
+
+/// Concatenates the shards' weights parts [voxels of the part, features] into
+/// weights.safetensors, copying rows without holding them.
+fn merge_weights(work: &Path, feat: &str, subject: &str, n: usize, total: usize) -> Result<()> {
+    let out = encode_path(work, feat, subject).with_file_name("weights.safetensors");
+    let mut w: Option<RowWriter> = None;
+    for k in 0..n {
+        let (_, wp) = part_paths(work, feat, subject, k, n);
+        let mut f = std::fs::File::open(&wp).with_context(|| {
+            format!(
+                "sub-{subject}: weights of part {k} of {n} are missing: {}",
+                wp.display()
+            )
+        })?;
+        let mut len = [0u8; 8];
+        f.read_exact(&mut len)
+            .with_context(|| format!("{}: not a safetensors file", wp.display()))?;
+        let hl = u64::from_le_bytes(len);
+        let mut h = vec![0u8; hl.min(1 << 20) as usize];
+        f.read_exact(&mut h)
+            .with_context(|| format!("{}: header cut short", wp.display()))?;
+        let json: serde_json::Value = serde_json::from_slice(&h)
+            .with_context(|| format!("{}: header is not JSON", wp.display()))?;
+        let shape: Vec<usize> = json["weights"]["shape"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_u64())
+                    .map(|x| x as usize)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if shape.len() != 2 {
+            bail!("{}: no 2-D tensor `weights`", wp.display());
+        }
+        let writer = match &mut w {
+            Some(w) => w,
+            None => w.insert(RowWriter::create(&out, "weights", total, shape[1])?),
+        };
+        if shape[1] != writer.cols {
+            bail!(
+                "{}: {} features, part 0 has {}",
+                wp.display(),
+                shape[1],
+                writer.cols
+            );
+        }
+        let start = json["weights"]["data_offsets"][0].as_u64().unwrap_or(0);
+        f.seek(SeekFrom::Start(8 + hl + start))?;
+        writer
+            .copy_rows(&mut f, shape[0])
+            .with_context(|| format!("copying {}", wp.display()))?;
+    }
+    w.expect("n >= 1").finish()
+}
+
+/// `encode --stream` / `--voxel-shard` over subjects: fits, prints one line per subject and
+/// the peak resident memory of the process (VmHWM).
+pub fn run(
+    ds: &Dataset,
+    work: &Path,
+    feat: &str,
+    subjects: &[&Subject],
+    plan: &SplitPlan,
+    ropts: &RidgeOptions,
+    so: &StreamOptions,
+) -> Result<Vec<StreamedFit>> {
+    let mut out = vec![];
+    for s in subjects {
+        let t = std::time::Instant::now();
+        let f = encode_subject_streamed(ds, s, work, feat, plan, ropts, so)?;
+        let sm = stats::summarize_r(f.test_r.view());
+        println!(
+            "sub-{}: voxels {}..{} of {}{}, test mean r {:.3}, top-10% r {:.3}; {} blocks of {} voxels, {:.1} s, {:.1} GFLOP; {} run(s) converted to the voxel cache; wrote {}",
+            s.id,
+            f.voxels.0,
+            f.voxels.1,
+            f.n_voxels,
+            so.shard.map(|sh| format!(" (shard {}/{})", sh.k, sh.n)).unwrap_or_default(),
+            sm.mean_r,
+            sm.top10_mean_r,
+            f.n_blocks,
+            f.block_voxels,
+            t.elapsed().as_secs_f64(),
+            f.flops / 1e9,
+            f.runs_converted,
+            f.path.display()
+        );
+        out.push(f);
+    }
+    match crate::core::memory::peak_rss() {
+        Some(p) => println!(
+            "peak resident memory: {} (budget {})",
+            human_bytes(p),
+            human_bytes(ridge::memory_budget(ropts))
+        ),
+        None => println!("peak resident memory: not available on this system"),
+    }
+    Ok(out)
+}
+
+/// The shards (0..n) whose part is missing for some subject, or was fitted from other inputs
+/// or options than these: what `encode --slurm-shards` submits.
+pub fn missing_shards(
+    subjects: &[&Subject],
+    work: &Path,
+    feat: &str,
+    plan: &SplitPlan,
+    ropts: &RidgeOptions,
+    n: usize,
+) -> Result<Vec<usize>> {
+    if n == 0 {
+        bail!("--slurm-shards must be at least 1");
+    }
+    let mut out = vec![];
+    for k in 0..n {
+        for s in subjects {
+            let (p, _) = part_paths(work, feat, &s.id, k, n);
+            let key = encode::inputs_key(s, work, feat, plan, ropts)?;
+            let fresh = TensorFile::open(&p)
+                .map(|f| f.metadata().get("inputs") == Some(&key))
+                .unwrap_or(false);
+            if !fresh {
+                out.push(k);
+                break;
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,543 @@
+//! The tokenize stage of the fMRI track: movies → VQ-VAE code caches (`brainscale tokenizer
+//! train`, `brainscale tokenize`). Frames are resized (shorter side) and centre-cropped to the
+//! model's resolution and scaled to [-0.5, 0.5]; clips of `clip_len` frames (every
+//! `frame_stride`-th frame) start every `hop` frames. The model is [`crate::models::vqvae`];
+//! it trains through the engine ([`crate::nn`]).
+use crate::core::io;
+use crate::fmri::codes::CodeFile;
+use crate::fmri::video::Frames;
+use crate::models::vqvae::{VqVae, VqVaeConfig};
+use crate::nn::{self, parse_device, Data, FitOptions, TrainConfig, Trainer};
+use anyhow::{anyhow, bail, Context, Result};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use tch::{nn as tnn, Device, Kind, Tensor};
+
+/// Files that make up a tokenizer folder (the engine checkpoint in `train/` is only needed to
+/// train it further).
+pub const TOKENIZER_FILES: [&str; 2] = ["vqvae.safetensors", "vqvae.json"];
+
+/// Frames [T, H, W, 3] u8 → pixels [3, T, R, R] f32 in [-0.5, 0.5]: shorter side resized to R
+/// (antialiased bilinear), centre crop.
+pub fn preprocess(frames: &Frames, resolution: i64, device: Device) -> Result<Tensor> {
+    let (t, h, w, c) = frames.data.dim();
+    if c != 3 || t == 0 || h == 0 || w == 0 {
+        bail!(
+            "frames must be [T>0, H>0, W>0, 3], got {:?}",
+            frames.data.dim()
+        );
+    }
+    // Chunks of ~64 MB of frames, so a long full-resolution movie never sits on the device
+    // as floats.
+    let chunk = (64 * 1024 * 1024 / (h * w * 3)).clamp(1, t);
+    preprocess_chunked(frames, resolution, device, chunk)
+}
+
+/// [`preprocess`] `chunk` frames at a time (the result does not depend on `chunk`).
+pub fn preprocess_chunked(
+    frames: &Frames,
+    resolution: i64,
+    device: Device,
+    chunk: usize,
+) -> Result<Tensor> {
+    let (t, h, w, _) = frames.data.dim();
+    let data = frames.data.as_standard_layout();
+    let data = data.as_slice().unwrap();
+    let (h, w) = (h as i64, w as i64);
+    let frame_bytes = (h * w * 3) as usize;
+    let chunk = chunk.max(1);
+    let mut out = Vec::new();
+    for start in (0..t).step_by(chunk) {
+        let n = chunk.min(t - start);
+        let x = Tensor::from_slice(&data[start * frame_bytes..(start + n) * frame_bytes])
+            .view([n as i64, h, w, 3])
+            .to_device(device)
+            .permute([0, 3, 1, 2])
+            .to_kind(Kind::Float);
+        let x = if h == resolution && w == resolution {
+            x
+        } else {
+            let scale = resolution as f64 / h.min(w) as f64;
+            let (nh, nw) = (
+                ((h as f64 * scale).round() as i64).max(resolution),
+                ((w as f64 * scale).round() as i64).max(resolution),
+            );
+            let x = x.internal_upsample_bilinear2d_aa([nh, nw], false, None, None);
+            let (oy, ox) = ((nh - resolution) / 2, (nw - resolution) / 2);
+            x.narrow(2, oy, resolution).narrow(3, ox, resolution)
+        };
+        out.push((x / 255.0 - 0.5).clamp(-0.5, 0.5));
+    }
+    Ok(Tensor::cat(&out, 0).permute([1, 0, 2, 3]).contiguous())
+}
+
+/// Clip starts in frames: clips of `clip_len` frames taken every `frame_stride` frames start
+/// every `hop` frames; only clips that fit inside the movie are cut.
+pub fn clip_starts(
+    n_frames: usize,
+    clip_len: usize,
+    frame_stride: usize,
+    hop: usize,
+) -> Vec<usize> {
+    let span = (clip_len - 1) * frame_stride + 1;
+    if n_frames < span || hop == 0 {
+        return Vec::new();
+    }
+    (0..=n_frames - span).step_by(hop).collect()
+}
+
+/// Centre time (s) of the clip starting at frame `start`: the middle of the interval from the
+/// first frame's onset to the last frame's offset.
+pub fn clip_centre(frames: &Frames, start: usize, clip_len: usize, frame_stride: usize) -> f64 {
+    let last = start + (clip_len - 1) * frame_stride;
+    0.5 * (frames.times[start] + frames.times[last] + 1.0 / frames.fps)
+}
+
+/// Stacks clips [N, 3, clip_len, R, R] of preprocessed pixels [3, T, R, R].
+pub fn cut_clips(
+    pixels: &Tensor,
+    starts: &[usize],
+    clip_len: usize,
+    frame_stride: usize,
+) -> Tensor {
+    let dev = pixels.device();
+    let idx: Vec<i64> = starts
+        .iter()
+        .flat_map(|&s| (0..clip_len).map(move |i| (s + i * frame_stride) as i64))
+        .collect();
+    let sel = pixels.index_select(1, &Tensor::from_slice(&idx).to_device(dev));
+    let s = sel.size();
+    sel.view([s[0], starts.len() as i64, clip_len as i64, s[2], s[3]])
+        .permute([1, 0, 2, 3, 4])
+}
+
+/// A tokenizer loaded from its folder.
+pub struct Tokenizer {
+    pub vs: tnn::VarStore,
+    pub model: VqVae,
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TokenizerMeta {
+    config: VqVaeConfig,
+    /// Steps trained so far (a later run with more steps resumes from here).
+    steps: u64,
+    seed: u64,
+    final_recon_loss: f64,
+    final_perplexity: f64,
+    /// Optimizer updates taken (Adam bias correction) and every step's reconstruction loss.
+    #[serde(default)]
+    adam_t: u64,
+    #[serde(default)]
+    losses: Vec<f64>,
+}
+
+impl Tokenizer {
+    pub fn load(dir: &Path, device: Device) -> Result<Self> {
+        let meta: TokenizerMeta = io::read_json(&dir.join("vqvae.json")).with_context(|| {
+            format!(
+                "{} is not a tokenizer folder (from `brainscale tokenizer train`)",
+                dir.display()
+            )
+        })?;
+        meta.config
+            .validate()
+            .with_context(|| format!("{}: invalid VQ-VAE config", dir.display()))?;
+        let mut vs = tnn::VarStore::new(device);
+        let model = VqVae::new(&vs.root(), &meta.config)?;
+        let w = dir.join("vqvae.safetensors");
+        vs.load(&w)
+            .map_err(|e| anyhow!("loading {}: {e}", w.display()))?;
+        vs.freeze();
+        Ok(Self {
+            vs,
+            model,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Codes of every clip of `frames`, in batches: [clips, t, h, w] and clip centre times.
+    pub fn tokenize(
+        &self,
+        frames: &Frames,
+        frame_stride: usize,
+        hop: usize,
+        batch: usize,
+    ) -> Result<(Tensor, Vec<f64>)> {
+        let c = &self.model.cfg;
+        let len = c.clip_len as usize;
+        let starts = clip_starts(frames.len(), len, frame_stride, hop);
+        if starts.is_empty() {
+            bail!(
+                "the movie has {} frames; a clip needs {} ({} frames every {})",
+                frames.len(),
+                (len - 1) * frame_stride + 1,
+                len,
+                frame_stride
+            );
+        }
+        let pixels = preprocess(frames, c.resolution, self.vs.device())?;
+        let mut out = Vec::new();
+        for chunk in starts.chunks(batch.max(1)) {
+            out.push(
+                self.model
+                    .encode(&cut_clips(&pixels, chunk, len, frame_stride))?
+                    .to_device(Device::Cpu),
+            );
+        }
+        let times = starts
+            .iter()
+            .map(|&s| clip_centre(frames, s, len, frame_stride))
+            .collect();
+        Ok((Tensor::cat(&out, 0), times))
+    }
+}
+
+/// Training settings of the tokenizer.
+#[derive(Debug, Clone)]
+pub struct TokenizerTrainConfig {
+    pub steps: u64,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub seed: u64,
+    /// Frame subsampling inside a clip and hop between training clips.
+    pub frame_stride: usize,
+    pub hop: usize,
+    /// Save the tokenizer (and optimizer) every this many steps (0 = only at the end).
+    pub checkpoint_every: u64,
+}
+
+/// Clips [n, 3, T, R, R] as training data: seeded random rows; no held-out set.
+struct Clips(Tensor);
+
+impl Data<Tensor> for Clips {
+    fn train_batch(
+        &self,
+        rng: &mut ChaCha8Rng,
+        batch_size: usize,
+        device: Device,
+    ) -> Result<Tensor> {
+        let n = self.0.size()[0];
+        let rows: Vec<i64> = (0..batch_size).map(|_| rng.gen_range(0..n)).collect();
+        Ok(self
+            .0
+            .index_select(0, &Tensor::from_slice(&rows))
+            .to_device(device))
+    }
+
+    fn eval_len(&self) -> usize {
+        0
+    }
+
+    fn eval_batch(&self, start: usize, len: usize, device: Device) -> Result<Tensor> {
+        Ok(self.0.narrow(0, start as i64, len as i64).to_device(device))
+    }
+}
+
+/// Trains a VQ-VAE on clips cut from `movies` (already decoded) through the engine
+/// ([`crate::nn`]: AdamW β = (0.9, 0.999), constant learning rate, no weight decay, as
+/// VideoGPT). Engine checkpoints go to `out/train/` every `checkpoint_every` steps; at the end
+/// the tokenizer itself is written as `vqvae.safetensors` and `vqvae.json` in `out`. A folder
+/// whose checkpoint holds fewer steps of the same config and seed is resumed (bit for bit on
+/// CPU: batches and codebook restarts are seeded per step); one that holds `steps` is returned
+/// as is. Returns the reconstruction loss of every step.
+pub fn train_tokenizer(
+    cfg: &VqVaeConfig,
+    tc: &TokenizerTrainConfig,
+    movies: &[Frames],
+    out: &Path,
+    device: Device,
+    progress: bool,
+) -> Result<Vec<f64>> {
+    cfg.validate()?;
+    if tc.steps == 0 || tc.batch_size == 0 || !(tc.lr > 0.0) {
+        bail!("tokenizer training needs positive steps, batch size and learning rate");
+    }
+    let meta_path = out.join("vqvae.json");
+    if meta_path.exists() {
+        let m: TokenizerMeta = io::read_json(&meta_path)?;
+        if m.config != *cfg || m.seed != tc.seed {
+            bail!(
+                "{} holds a tokenizer of another config or seed; use another --out",
+                out.display()
+            );
+        }
+        if m.steps >= tc.steps {
+            return Ok(m.losses);
+        }
+    }
+    let len = cfg.clip_len as usize;
+    let mut clips = Vec::new();
+    for f in movies {
+        let starts = clip_starts(f.len(), len, tc.frame_stride, tc.hop);
+        if !starts.is_empty() {
+            clips.push(cut_clips(
+                &preprocess(f, cfg.resolution, Device::Cpu)?,
+                &starts,
+                len,
+                tc.frame_stride,
+            ));
+        }
+    }
+    if clips.is_empty() {
+        bail!(
+            "no movie is long enough for one {len}-frame clip at frame stride {}",
+            tc.frame_stride
+        );
+    }
+    let data = Clips(Tensor::cat(&clips, 0));
+    let ocfg = TrainConfig {
+        seed: tc.seed,
+        batch_size: tc.batch_size,
+        max_steps: tc.steps,
+        lr: tc.lr,
+        min_lr: tc.lr,
+        warmup_steps: 0,
+        weight_decay: 0.0,
+        beta1: 0.9,
+        beta2: 0.999,
+        grad_clip: 0.0,
+        eval_every: 0,
+        checkpoint_every: tc.checkpoint_every,
+        ..TrainConfig::default()
+    };
+    let ck_dir = out.join("train");
+    let mut t = Trainer::<VqVae>::open(&ck_dir, cfg, &ocfg, device, |_, _| Ok(()))?;
+    let opts = FitOptions {
+        progress,
+        label: "tokenizer steps".into(),
+        ..FitOptions::default()
+    };
+    nn::fit(&mut t, &data, &ck_dir, &opts)?;
+    let rows = nn::read_loss_csv(&ck_dir.join("loss.csv"), t.step)?;
+    let part = |r: &nn::LossRow, name: &str| {
+        r.parts
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(f64::NAN, |p| p.1)
+    };
+    let losses: Vec<f64> = rows.iter().map(|r| part(r, "recon")).collect();
+    io::write_atomic(&out.join("vqvae.safetensors"), |tmp| {
+        t.vs.save(tmp).map_err(|e| anyhow!("{e}"))
+    })?;
+    // Written last: it says the folder holds a tokenizer trained for `steps`.
+    let meta = TokenizerMeta {
+        config: cfg.clone(),
+        steps: t.step,
+        seed: tc.seed,
+        final_recon_loss: *losses.last().unwrap_or(&f64::NAN),
+        final_perplexity: rows.last().map_or(f64::NAN, |r| part(r, "perplexity")),
+        adam_t: t.opt.t,
+        losses: losses.clone(),
+    };
+    io::write_json(&meta_path, &meta)?;
+    Ok(losses)
+}
+
+/// Tokenizes decoded movies into code caches `<out>/<name>.codes.safetensors`; existing
+/// caches made by the same tokenizer and cut are kept (re-runs skip finished work).
+pub fn tokenize_movies(
+    tok: &Tokenizer,
+    movies: &[(String, Frames)],
+    out: &Path,
+    frame_stride: usize,
+    hop: usize,
+) -> Result<Vec<PathBuf>> {
+    let mut paths = Vec::new();
+    let meta = HashMap::from([
+        (
+            "tokenizer".to_string(),
+            std::fs::canonicalize(&tok.dir)
+                .unwrap_or(tok.dir.clone())
+                .display()
+                .to_string(),
+        ),
+        ("n_codes".to_string(), tok.model.cfg.n_codes.to_string()),
+        ("clip_len".to_string(), tok.model.cfg.clip_len.to_string()),
+        ("frame_stride".to_string(), frame_stride.to_string()),
+        ("hop".to_string(), hop.to_string()),
+    ]);
+    for (name, frames) in movies {
+        let path = out.join(format!("{name}.codes.safetensors"));
+        if path.exists() {
+            if let Ok(old) = CodeFile::load(&path) {
+                if meta.iter().all(|(k, v)| old.meta.get(k) == Some(v)) {
+                    paths.push(path);
+                    continue;
+                }
+            }
+        }
+        let (c, times) = tok
+            .tokenize(frames, frame_stride, hop, 8)
+            .with_context(|| format!("tokenizing {name}"))?;
+        let s: Vec<usize> = c.size().iter().map(|&x| x as usize).collect();
+        let v: Vec<i64> = Vec::<i64>::try_from(c.reshape([-1]))?;
+        let file = CodeFile {
+            codes: ndarray::Array4::from_shape_vec((s[0], s[1], s[2], s[3]), v)?,
+            times: ndarray::Array1::from_vec(times),
+            meta: meta.clone(),
+        };
+        file.save(&path)?;
+        paths.push(path);
+    }
+    Ok(paths)
+}
+
+fn decode_movies(
+    movies: &[PathBuf],
+    cache: &Path,
+    fps: Option<f64>,
+    size: u32,
+) -> Result<Vec<(String, Frames)>> {
+    let opts = crate::fmri::video::DecodeOptions {
+        fps,
+        size: Some(size),
+        ..Default::default()
+    };
+    movies
+        .iter()
+        .map(|m| {
+            let stem = m
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            Ok((stem, crate::fmri::video::decode_cached(m, cache, &opts)?))
+        })
+        .collect()
+}
+
+/// `brainscale tokenizer train`.
+#[derive(clap::Args, Debug)]
+pub struct TokenizerTrainArgs {
+    /// Movie files to train on.
+    #[arg(long, required = true, num_args = 1..)]
+    pub movies: Vec<PathBuf>,
+    /// Output tokenizer folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// VQ-VAE config TOML (fields of VqVaeConfig); VideoGPT's defaults when absent.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Decode frame rate (native when absent).
+    #[arg(long)]
+    pub fps: Option<f64>,
+    #[arg(long, default_value_t = 1)]
+    pub frame_stride: usize,
+    #[arg(long, default_value_t = 4)]
+    pub hop: usize,
+    #[arg(long, default_value_t = 2000)]
+    pub steps: u64,
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 3e-4)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Save every this many steps; a re-run with more --steps resumes from the folder.
+    #[arg(long, default_value_t = 200)]
+    pub checkpoint_every: u64,
+    /// Frame cache folder.
+    #[arg(long, default_value = "cache/frames")]
+    pub cache: PathBuf,
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+/// `brainscale tokenize`.
+#[derive(clap::Args, Debug)]
+pub struct TokenizeArgs {
+    #[arg(long, required = true, num_args = 1..)]
+    pub movies: Vec<PathBuf>,
+    /// Tokenizer folder (from `brainscale tokenizer train`).
+    #[arg(long)]
+    pub tokenizer: PathBuf,
+    /// Output folder of `<movie>.codes.safetensors`.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub fps: Option<f64>,
+    #[arg(long, default_value_t = 1)]
+    pub frame_stride: usize,
+    /// Frames between clip starts (default: the clip span, i.e. non-overlapping clips).
+    #[arg(long)]
+    pub hop: Option<usize>,
+    #[arg(long, default_value = "cache/frames")]
+    pub cache: PathBuf,
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+pub fn load_config(path: Option<&Path>) -> Result<VqVaeConfig> {
+    let cfg = match path {
+        None => VqVaeConfig::default(),
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading VQ-VAE config {}", p.display()))?;
+            toml::from_str(&text)
+                .with_context(|| format!("parsing VQ-VAE config {}", p.display()))?
+        }
+    };
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+pub fn run_tokenizer_train(a: &TokenizerTrainArgs) -> Result<()> {
+    if TOKENIZER_FILES.iter().all(|f| a.out.join(f).exists()) {
+        println!(
+            "{} already holds a trained tokenizer; delete it to retrain",
+            a.out.display()
+        );
+        return Ok(());
+    }
+    let cfg = load_config(a.config.as_deref())?;
+    let device = parse_device(&a.device)?;
+    let movies: Vec<Frames> = decode_movies(&a.movies, &a.cache, a.fps, cfg.resolution as u32)?
+        .into_iter()
+        .map(|(_, f)| f)
+        .collect();
+    let tc = TokenizerTrainConfig {
+        steps: a.steps,
+        batch_size: a.batch_size,
+        lr: a.lr,
+        seed: a.seed,
+        frame_stride: a.frame_stride,
+        hop: a.hop,
+        checkpoint_every: a.checkpoint_every,
+    };
+    let losses = train_tokenizer(&cfg, &tc, &movies, &a.out, device, true)?;
+    println!(
+        "tokenizer: {} steps, reconstruction loss {:.4} → {:.4}; saved to {}",
+        a.steps,
+        losses[0],
+        losses.last().unwrap(),
+        a.out.display()
+    );
+    Ok(())
+}
+
+pub fn run_tokenize(a: &TokenizeArgs) -> Result<()> {
+    let device = parse_device(&a.device)?;
+    let tok = Tokenizer::load(&a.tokenizer, device)?;
+    let movies = decode_movies(&a.movies, &a.cache, a.fps, tok.model.cfg.resolution as u32)?;
+    let span = (tok.model.cfg.clip_len as usize - 1) * a.frame_stride + 1;
+    let paths = tokenize_movies(&tok, &movies, &a.out, a.frame_stride, a.hop.unwrap_or(span))?;
+    println!("tokenized {} movies into {}", paths.len(), a.out.display());
+    Ok(())
+}
+
+/// `brainscale tokenizer ...`.
+#[derive(clap::Subcommand, Debug)]
+pub enum TokenizerCommand {
+    /// Train a VQ-VAE on movies.
+    Train(TokenizerTrainArgs),
+}
+
+pub fn run_tokenizer_command(c: &TokenizerCommand) -> Result<()> {
+    match c {
+        TokenizerCommand::Train(a) => run_tokenizer_train(a),
+    }
+}

@@ -1,0 +1,342 @@
+//! Decode stage: movie files → RGB frames at a chosen rate and size, with frame-exact
+//! timestamps, cached on disk as safetensors (`frames` u8 [T, H, W, 3], `times` f64 [T]).
+//!
+//! Decoding uses ffmpeg-next (cargo feature `video`); the frame cache and its readers do not,
+//! so GPU builds without ffmpeg can still read caches made elsewhere.
+//!
+//! Conventions (as ffmpeg's command-line tool): frames come out in their displayed orientation
+//! (the stream's display matrix applied: 90/180/270° and flips, see [`orientation`]) unless
+//! `autorotate` is off; a movie that ends before the duration its header declares is refused
+//! unless `allow_truncated` (see [`duration`]); the last frame lasts as long as its own stream
+//! timestamps say, so variable-frame-rate movies resample to the right number of frames.
+pub mod duration;
+#[cfg(feature = "video")]
+mod ffmpeg;
+pub mod orientation;
+
+use crate::core::io::{self, Tensor, TensorFile};
+use anyhow::{bail, Context, Result};
+use ndarray::{Array1, Array4};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Decoded frames of one movie.
+#[derive(Debug, Clone)]
+pub struct Frames {
+    /// frames × height × width × 3 (RGB), u8.
+    pub data: Array4<u8>,
+    /// Presentation time of each frame in seconds, from the start of the movie.
+    pub times: Array1<f64>,
+    /// Frame rate of the sequence (requested, or the stream's average rate).
+    pub fps: f64,
+    /// End of the last frame in seconds: its time plus its own duration from the stream (see
+    /// [`duration`]). None: one frame period (1/fps) after the last frame.
+    pub end: Option<f64>,
+}
+
+impl Frames {
+    pub fn len(&self) -> usize {
+        self.data.shape()[0]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Duration covered by the frames in seconds: up to [`Frames::end`], else the last frame
+    /// is shown for one frame period.
+    pub fn duration(&self) -> f64 {
+        match self.end {
+            Some(e) if !self.is_empty() => e,
+            _ => self.times.last().map_or(0.0, |t| t + 1.0 / self.fps),
+        }
+    }
+
+    /// Whether the frames are not evenly spaced at `fps` (a variable-frame-rate movie).
+    pub fn is_vfr(&self) -> bool {
+        let t0 = self.times.first().copied().unwrap_or(0.0);
+        self.times
+            .iter()
+            .enumerate()
+            .any(|(i, t)| (t - t0 - i as f64 / self.fps).abs() > 0.01 / self.fps)
+    }
+}
+
+/// How to decode: target rate (None = every native frame) and size (None = native; Some(n) =
+/// shorter side resized to n, then centre-cropped to n × n), display orientation and
+/// truncation. `Default`: native rate and size, autorotate on, truncated movies refused.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DecodeOptions {
+    pub fps: Option<f64>,
+    pub size: Option<u32>,
+    /// Apply the stream's display matrix (rotation, flips) as ffmpeg's CLI does by default.
+    pub autorotate: bool,
+    /// Accept a movie that ends before its declared duration (frames up to the cut).
+    pub allow_truncated: bool,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        Self {
+            fps: None,
+            size: None,
+            autorotate: true,
+            allow_truncated: false,
+        }
+    }
+}
+
+/// Command-line flags of every stage that decodes movies (decode, features, demo).
+#[derive(clap::Args, Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct DecodeFlags {
+    /// Keep frames in their stored orientation (default: apply the display matrix's rotation
+    /// and flips, as ffmpeg does).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_autorotate: bool,
+    /// Accept movies that end before the duration their header declares.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub allow_truncated: bool,
+}
+
+impl DecodeFlags {
+    /// Decode options with these flags.
+    pub fn options(&self, fps: Option<f64>, size: Option<u32>) -> DecodeOptions {
+        DecodeOptions {
+            fps,
+            size,
+            autorotate: !self.no_autorotate,
+            allow_truncated: self.allow_truncated,
+        }
+    }
+}
+
+/// Saves frames to a cache file (atomically), recording where they came from.
+pub fn save_frames(path: &Path, frames: &Frames, meta: HashMap<String, String>) -> Result<()> {
+    let mut meta = meta;
+    meta.insert("fps".into(), frames.fps.to_string());
+    if let Some(e) = frames.end {
+        meta.insert("end".into(), e.to_string());
+    }
+    io::write_tensors(
+        path,
+        vec![
+            ("frames", Tensor::U8(frames.data.clone().into_dyn())),
+            ("times", Tensor::F64(frames.times.clone().into_dyn())),
+        ],
+        meta,
+    )
+}
+
+/// Loads a frame cache written by [`save_frames`].
+pub fn load_frames(path: &Path) -> Result<Frames> {
+    let f = TensorFile::open(path)?;
+    let data = f.u8("frames")?;
+    let shape = data.shape().to_vec();
+    let data: Array4<u8> = data.into_dimensionality().map_err(|_| {
+        anyhow::anyhow!(
+            "{}: frames must be [T, H, W, 3], found {shape:?}",
+            path.display()
+        )
+    })?;
+    let times = io::into_1d(f.f64("times")?, &format!("{}: times", path.display()))?;
+    if times.len() != data.shape()[0] || data.shape()[3] != 3 {
+        bail!(
+            "{}: {} times for frames of shape {shape:?}",
+            path.display(),
+            times.len()
+        );
+    }
+    let fps = f
+        .metadata()
+        .get("fps")
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("{}: no fps in metadata", path.display()))?;
+    let end = f.metadata().get("end").and_then(|s| s.parse().ok());
+    Ok(Frames {
+        data,
+        times,
+        fps,
+        end,
+    })
+}
+
+/// Cache file for a movie, keyed by its stem and the decode options.
+pub fn cache_path(cache_dir: &Path, movie: &Path, opts: &DecodeOptions) -> PathBuf {
+    let stem = movie
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let fps = opts.fps.map_or("native".into(), |f| format!("{f}"));
+    let size = opts.size.map_or("native".into(), |s| s.to_string());
+    let rot = if opts.autorotate { "" } else { "_stored" };
+    cache_dir.join(format!("{stem}_fps-{fps}_size-{size}{rot}.safetensors"))
+}
+
+/// A fingerprint of a source file (size and modification time) to invalidate stale caches.
+#[cfg(feature = "video")]
+fn fingerprint(path: &Path) -> Result<String> {
+    let m = std::fs::metadata(path)
+        .with_context(|| format!("movie file {} not found", path.display()))?;
+    let mtime = m
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+    Ok(format!("{}:{}", m.len(), mtime.map_or(0, |d| d.as_nanos())))
+}
+
+/// Version of the decoder's output in frame caches: caches of another version are remade
+/// (2: display orientation, last-frame duration, truncation check).
+#[cfg(feature = "video")]
+const DECODER_VERSION: &str = "2";
+
+/// Decodes `movie` (or loads its cache when the cache matches the file and options).
+#[cfg(feature = "video")]
+pub fn decode_cached(movie: &Path, cache_dir: &Path, opts: &DecodeOptions) -> Result<Frames> {
+    Ok(decode_cached_with_note(movie, cache_dir, opts)?.0)
+}
+
+/// [`decode_cached`], with the note `decode` prints: display orientation and an accepted
+/// truncation ("" when neither). A cache of a truncated movie is refused like the movie
+/// unless `opts.allow_truncated`.
+#[cfg(feature = "video")]
+pub fn decode_cached_with_note(
+    movie: &Path,
+    cache_dir: &Path,
+    opts: &DecodeOptions,
+) -> Result<(Frames, String)> {
+    let cache = cache_path(cache_dir, movie, opts);
+    let fp = fingerprint(movie)?;
+    if cache.exists() {
+        if let Ok(f) = TensorFile::open(&cache) {
+            let m = f.metadata();
+            if m.get("source_fingerprint") == Some(&fp)
+                && m.get("decoder").map(String::as_str) == Some(DECODER_VERSION)
+            {
+                if let (Some(t), false) = (m.get("truncated"), opts.allow_truncated) {
+                    bail!("{t} (give --allow-truncated to use it as it is)");
+                }
+                let note = m.get("note").cloned().unwrap_or_default();
+                return Ok((load_frames(&cache)?, note));
+            }
+        }
+    }
+    let (frames, report) = decode_with_report(movie, opts)?;
+    let note = report.describe();
+    let mut meta = HashMap::from([
+        ("source".to_string(), movie.display().to_string()),
+        ("source_fingerprint".to_string(), fp),
+        ("decoder".to_string(), DECODER_VERSION.to_string()),
+        ("note".to_string(), note.clone()),
+    ]);
+    if let Some(t) = &report.truncated {
+        meta.insert("truncated".to_string(), t.to_string());
+    }
+    save_frames(&cache, &frames, meta)?;
+    Ok((frames, note))
+}
+
+/// Loads a cache made elsewhere (builds without ffmpeg).
+#[cfg(not(feature = "video"))]
+pub fn decode_cached(movie: &Path, cache_dir: &Path, opts: &DecodeOptions) -> Result<Frames> {
+    let cache = cache_path(cache_dir, movie, opts);
+    if cache.exists() {
+        return load_frames(&cache);
+    }
+    bail!(
+        "cannot decode {}: this build has no video support (cargo feature `video`); \
+         decode on a machine with ffmpeg and copy {}",
+        movie.display(),
+        cache.display()
+    )
+}
+
+#[cfg(feature = "video")]
+pub use crate::fmri::video::ffmpeg::{
+    decode, decode_with_report, decoded_duration_check, probe, DecodeReport, Probe,
+};
+
+/// Resamples frames to `fps`: output frame k at time k/fps shows the latest input frame whose
+/// time is at or before it (what a viewer sees at that instant).
+pub fn resample(frames: &Frames, fps: f64) -> Frames {
+    let dur = frames.duration();
+    let n_out = ((dur * fps) - 1e-9).ceil().max(1.0) as usize;
+    let (_, h, w, c) = frames.data.dim();
+    let mut data = Array4::<u8>::zeros((n_out, h, w, c));
+    let mut j = 0;
+    for k in 0..n_out {
+        let t = k as f64 / fps;
+        while j + 1 < frames.len() && frames.times[j + 1] <= t + 1e-9 {
+            j += 1;
+        }
+        data.index_axis_mut(ndarray::Axis(0), k)
+            .assign(&frames.data.index_axis(ndarray::Axis(0), j));
+    }
+    Frames {
+        data,
+        times: Array1::from_iter((0..n_out).map(|k| k as f64 / fps)),
+        fps,
+        end: None,
+    }
+}
+
+/// Encodes RGB frames to an H.264 MP4 with the `ffmpeg` program (used by `dataset synth`).
+/// Single-threaded and bit-exact flags keep the output identical for the same frames.
+pub fn encode_mp4(path: &Path, frames: &Array4<u8>, fps: u32) -> Result<()> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let (_, h, w, _) = frames.dim();
+    io::write_atomic(path, |tmp| {
+        let mut child = Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-y",
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                "rgb24",
+            ])
+            .args(["-s", &format!("{w}x{h}"), "-r", &fps.to_string(), "-i", "-"])
+            .args([
+                "-c:v", "libx264", "-preset", "veryfast", "-crf", "12", "-pix_fmt", "yuv420p",
+            ])
+            .args([
+                "-threads",
+                "1",
+                "-fflags",
+                "+bitexact",
+                "-flags:v",
+                "+bitexact",
+                "-f",
+                "mp4",
+            ])
+            .arg(tmp)
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("running ffmpeg (is it installed? `make deps` installs it)")?;
+        let bytes = frames.as_standard_layout();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(bytes.as_slice().unwrap())?;
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!("ffmpeg failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    })
+}
+
+/// Builds without ffmpeg cannot decode: an error naming the movie.
+#[cfg(not(feature = "video"))]
+pub fn decoded_duration_check(path: &Path) -> Result<Option<duration::Truncation>> {
+    bail!(
+        "cannot decode {}: this build has no video support (cargo feature `video`)",
+        path.display()
+    )
+}

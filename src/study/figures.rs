@@ -1,0 +1,642 @@
+//! The figure set of the scaling study (arXiv 2410.19810) from a bench `results.csv`
+//! (`brainscale scaling plots RESULTS.csv`, in `scaling::figures`, which also fits the frontier).
+//!
+//! | file | what |
+//! |---|---|
+//! | `r_vs_data.png` | encoding r against pretraining tokens D, one line per model |
+//! | `r_vs_shape.png` | encoding r against width, depth and heads (one varied at a time), one line per D |
+//! | `r_per_layer.png` | encoding r of each layer's features, one line per model (largest D) |
+//! | `precision.png` | pretraining time and encoding r per model, one line per precision (largest D) |
+//! | `loss_vs_flops.png` | held-out pretraining loss against training FLOPs, with the compute-optimal frontier of the fitted L(N, D) |
+//!
+//! Figures are built as [`Figure`] values (the exact points plotted, averaged over seeds when
+//! a grid has several) and drawn by one renderer. Model-size and data-size figures use the
+//! reference precision (fp32 when the grid has it).
+use anyhow::{bail, Context, Result};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+pub use crate::core::plot::{draw, Figure, Panel, Series, Style};
+
+/// One results row, as the figures need it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StudyRow {
+    pub model: String,
+    pub n_layer: u64,
+    pub n_head: u64,
+    pub d_model: u64,
+    /// Non-embedding parameters.
+    pub n_params: f64,
+    pub tokens: f64,
+    pub flops: f64,
+    pub precision: String,
+    pub seed: u64,
+    pub wall_s: f64,
+    /// Pretraining seconds (pipeline cells, including any wait for another cell's turn at
+    /// libtorch); None for other cells.
+    pub pretrain_s: Option<f64>,
+    /// Training throughput measured inside the training loop (pipeline cells).
+    pub tokens_per_s: Option<f64>,
+    pub eval_loss: Option<f64>,
+    pub encoding_r: Option<f64>,
+    /// Mean r of each layer's features alone (`r_layer:L` columns; 0 = embeddings).
+    pub layer_r: BTreeMap<usize, f64>,
+}
+
+/// Reads a bench results CSV. Errors name the file, line and column.
+pub fn read_rows(path: &Path) -> Result<Vec<StudyRow>> {
+    let mut rdr = csv::Reader::from_path(path)
+        .with_context(|| format!("opening results file {}", path.display()))?;
+    let header: Vec<String> = rdr
+        .headers()
+        .with_context(|| format!("reading the header of {}", path.display()))?
+        .iter()
+        .map(String::from)
+        .collect();
+    for need in [
+        "model",
+        "n_layer",
+        "n_head",
+        "d_model",
+        "n_params",
+        "tokens",
+        "flops",
+        "precision",
+    ] {
+        if !header.iter().any(|h| h == need) {
+            bail!(
+                "{}: no column '{need}' (not a bench results file?)",
+                path.display()
+            );
+        }
+    }
+    let mut rows = Vec::new();
+    for (i, rec) in rdr.records().enumerate() {
+        let line = i + 2;
+        let rec = rec.with_context(|| format!("{}: line {line}", path.display()))?;
+        let get = |k: &str| -> &str {
+            header
+                .iter()
+                .position(|h| h == k)
+                .and_then(|p| rec.get(p))
+                .unwrap_or("")
+        };
+        let num = |k: &str| -> Result<f64> {
+            let s = get(k);
+            let v: f64 = s.trim().parse().with_context(|| {
+                format!(
+                    "{}: line {line}, column {k}: '{s}' is not a number",
+                    path.display()
+                )
+            })?;
+            if !v.is_finite() {
+                bail!(
+                    "{}: line {line}, column {k}: {v} is not finite",
+                    path.display()
+                );
+            }
+            Ok(v)
+        };
+        let opt = |k: &str| -> Result<Option<f64>> {
+            if get(k).trim().is_empty() {
+                Ok(None)
+            } else {
+                num(k).map(Some)
+            }
+        };
+        let mut layer_r = BTreeMap::new();
+        for h in &header {
+            if let Some(l) = h.strip_prefix("r_layer:") {
+                let l: usize = l.parse().with_context(|| {
+                    format!(
+                        "{}: column '{h}': the layer is not a number",
+                        path.display()
+                    )
+                })?;
+                if let Some(v) = opt(h)? {
+                    layer_r.insert(l, v);
+                }
+            }
+        }
+        rows.push(StudyRow {
+            model: get("model").to_string(),
+            n_layer: num("n_layer")? as u64,
+            n_head: num("n_head")? as u64,
+            d_model: num("d_model")? as u64,
+            n_params: num("n_params")?,
+            tokens: num("tokens")?,
+            flops: num("flops")?,
+            precision: get("precision").to_string(),
+            seed: opt("seed")?.unwrap_or(0.0) as u64,
+            wall_s: opt("wall_s")?.unwrap_or(f64::NAN),
+            pretrain_s: opt("pretrain_s")?,
+            tokens_per_s: opt("tokens_per_s")?,
+            eval_loss: opt("eval_loss")?,
+            encoding_r: opt("encoding_r")?,
+            layer_r,
+        });
+    }
+    if rows.is_empty() {
+        bail!("{}: no rows", path.display());
+    }
+    Ok(rows)
+}
+
+/// The precision the size figures use: fp32 when present, else the most common one.
+pub fn reference_precision(rows: &[StudyRow]) -> String {
+    if rows.iter().any(|r| r.precision == "fp32") {
+        return "fp32".into();
+    }
+    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in rows {
+        *count.entry(&r.precision).or_default() += 1;
+    }
+    count
+        .into_iter()
+        .max_by_key(|(_, c)| *c)
+        .map(|(p, _)| p.to_string())
+        .unwrap_or_default()
+}
+
+/// Mean of `f` over rows (seeds) grouped by `key`; rows where `f` is None are left out.
+fn mean_by<K: Ord + Clone>(
+    rows: &[&StudyRow],
+    key: impl Fn(&StudyRow) -> K,
+    f: impl Fn(&StudyRow) -> Option<f64>,
+) -> BTreeMap<K, f64> {
+    let mut acc: BTreeMap<K, (f64, usize)> = BTreeMap::new();
+    for r in rows {
+        if let Some(v) = f(r).filter(|v| v.is_finite()) {
+            let e = acc.entry(key(r)).or_insert((0.0, 0));
+            e.0 += v;
+            e.1 += 1;
+        }
+    }
+    acc.into_iter()
+        .map(|(k, (s, n))| (k, s / n as f64))
+        .collect()
+}
+
+/// Models in increasing size, as (name, n_params, n_layer, n_head, d_model).
+fn models(rows: &[&StudyRow]) -> Vec<(String, f64, u64, u64, u64)> {
+    let mut m: Vec<_> = rows
+        .iter()
+        .map(|r| (r.model.clone(), r.n_params, r.n_layer, r.n_head, r.d_model))
+        .collect();
+    m.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    m.dedup_by(|a, b| a.0 == b.0);
+    m
+}
+
+fn sorted(mut p: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
+    p.sort_by(|a, b| a.0.total_cmp(&b.0));
+    p
+}
+
+fn tok_label(d: f64) -> String {
+    format!("D = {d:.1e}")
+}
+
+/// Encoding r against pretraining tokens, one line per model (reference precision).
+pub fn r_vs_data(rows: &[StudyRow]) -> Option<Figure> {
+    let prec = reference_precision(rows);
+    let sel: Vec<&StudyRow> = rows.iter().filter(|r| r.precision == prec).collect();
+    let series: Vec<Series> = models(&sel)
+        .into_iter()
+        .filter_map(|(name, n, l, h, d)| {
+            let m: Vec<&StudyRow> = sel.iter().copied().filter(|r| r.model == name).collect();
+            let pts = mean_by(&m, |r| r.tokens.to_bits(), |r| r.encoding_r);
+            (!pts.is_empty()).then(|| Series {
+                label: format!("{name} (N {n:.1e}; d{d} L{l} H{h})"),
+                points: sorted(
+                    pts.into_iter()
+                        .map(|(k, v)| (f64::from_bits(k), v))
+                        .collect(),
+                ),
+                style: Style::Line,
+            })
+        })
+        .collect();
+    (!series.is_empty()).then(|| Figure {
+        name: "r_vs_data".into(),
+        title: format!("Encoding r vs pretraining data ({prec})"),
+        panels: vec![Panel {
+            title: String::new(),
+            x_label: "pretraining tokens D".into(),
+            y_label: "encoding r (mean over subjects)".into(),
+            x_log: true,
+            series,
+        }],
+        note: "one line per model; r = mean over subjects of each subject's mean test r".into(),
+    })
+}
+
+/// The models of the grid that vary `attr` (0 width, 1 depth, 2 heads) with the other two
+/// fixed: the largest such family (ties: the family with the most rows).
+pub fn family(rows: &[StudyRow], attr: usize) -> Vec<String> {
+    let ms = models(&rows.iter().collect::<Vec<_>>());
+    let key = |m: &(String, f64, u64, u64, u64)| [m.4, m.2, m.3]; // width, depth, heads
+    let mut groups: BTreeMap<Vec<u64>, Vec<&(String, f64, u64, u64, u64)>> = BTreeMap::new();
+    for m in &ms {
+        let k: Vec<u64> = (0..3).filter(|&a| a != attr).map(|a| key(m)[a]).collect();
+        groups.entry(k).or_default().push(m);
+    }
+    let count = |g: &Vec<&(String, f64, u64, u64, u64)>| {
+        let vals: BTreeSet<u64> = g.iter().map(|m| key(m)[attr]).collect();
+        let n_rows = rows
+            .iter()
+            .filter(|r| g.iter().any(|m| m.0 == r.model))
+            .count();
+        (vals.len(), n_rows)
+    };
+    let best = groups
+        .values()
+        .filter(|g| count(g).0 >= 2)
+        .max_by_key(|g| count(g));
+    let mut out: Vec<&(String, f64, u64, u64, u64)> = best.cloned().unwrap_or_default();
+    out.sort_by_key(|m| key(m)[attr]);
+    out.into_iter().map(|m| m.0.clone()).collect()
+}
+
+/// Encoding r against width, depth and heads, each varied alone; one line per data size.
+pub fn r_vs_shape(rows: &[StudyRow]) -> Option<Figure> {
+    let prec = reference_precision(rows);
+    let sel: Vec<StudyRow> = rows
+        .iter()
+        .filter(|r| r.precision == prec)
+        .cloned()
+        .collect();
+    let names = ["width d_model", "depth n_layer", "heads n_head"];
+    let mut panels = Vec::new();
+    let mut fixed = Vec::new();
+    for (attr, name) in names.iter().enumerate() {
+        let fam = family(&sel, attr);
+        if fam.is_empty() {
+            continue;
+        }
+        let m: Vec<&StudyRow> = sel.iter().filter(|r| fam.contains(&r.model)).collect();
+        let value = |r: &StudyRow| [r.d_model, r.n_layer, r.n_head][attr] as f64;
+        let tokens: BTreeSet<u64> = m.iter().map(|r| r.tokens.to_bits()).collect();
+        let series = tokens
+            .into_iter()
+            .map(|t| {
+                let at: Vec<&StudyRow> = m
+                    .iter()
+                    .copied()
+                    .filter(|r| r.tokens.to_bits() == t)
+                    .collect();
+                let pts = mean_by(&at, |r| value(r).to_bits(), |r| r.encoding_r);
+                Series {
+                    label: tok_label(f64::from_bits(t)),
+                    points: sorted(
+                        pts.into_iter()
+                            .map(|(k, v)| (f64::from_bits(k), v))
+                            .collect(),
+                    ),
+                    style: Style::Line,
+                }
+            })
+            .filter(|s| !s.points.is_empty())
+            .collect::<Vec<_>>();
+        let r0 = m[0];
+        let others: Vec<String> = [("d", r0.d_model), ("L", r0.n_layer), ("H", r0.n_head)]
+            .iter()
+            .enumerate()
+            .filter(|(a, _)| *a != attr)
+            .map(|(_, (k, v))| format!("{k}{v}"))
+            .collect();
+        fixed.push(format!(
+            "{}: {}",
+            name.split(' ').next().unwrap_or(""),
+            others.join(" ")
+        ));
+        panels.push(Panel {
+            title: format!("vs {name} ({})", others.join(", ")),
+            x_label: name.to_string(),
+            y_label: "encoding r".into(),
+            x_log: false,
+            series,
+        });
+    }
+    (!panels.is_empty()).then(|| Figure {
+        name: "r_vs_shape".into(),
+        title: format!("Encoding r vs model shape, one dimension varied at a time ({prec})"),
+        panels,
+        note: format!("fixed: {}", fixed.join("; ")),
+    })
+}
+
+/// The data size at which the most models have rows passing `keep` (ties: the largest D), so
+/// a partly run grid still compares models.
+pub fn widest_d(rows: &[&StudyRow], keep: impl Fn(&[&StudyRow]) -> bool) -> Option<f64> {
+    let ds: BTreeSet<u64> = rows.iter().map(|r| r.tokens.to_bits()).collect();
+    ds.into_iter()
+        .map(|d| {
+            let at: Vec<&StudyRow> = rows
+                .iter()
+                .copied()
+                .filter(|r| r.tokens.to_bits() == d)
+                .collect();
+            let names: BTreeSet<&str> = at.iter().map(|r| r.model.as_str()).collect();
+            let n = names
+                .into_iter()
+                .filter(|m| {
+                    keep(
+                        &at.iter()
+                            .copied()
+                            .filter(|r| r.model == *m)
+                            .collect::<Vec<_>>(),
+                    )
+                })
+                .count();
+            (n, f64::from_bits(d))
+        })
+        .filter(|(n, _)| *n > 0)
+        .max_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)))
+        .map(|(_, d)| d)
+}
+
+/// r of each layer's features alone, one line per model, at the data size where the most
+/// models have them (the largest D in a complete grid).
+pub fn r_per_layer(rows: &[StudyRow]) -> Option<Figure> {
+    let prec = reference_precision(rows);
+    let sel: Vec<&StudyRow> = rows
+        .iter()
+        .filter(|r| r.precision == prec && !r.layer_r.is_empty())
+        .collect();
+    let dmax = widest_d(&sel, |_| true)?;
+    let sel: Vec<&StudyRow> = sel.into_iter().filter(|r| r.tokens == dmax).collect();
+    let series: Vec<Series> = models(&sel)
+        .into_iter()
+        .map(|(name, _, l, h, d)| {
+            let m: Vec<&StudyRow> = sel.iter().copied().filter(|r| r.model == name).collect();
+            let layers: BTreeSet<usize> =
+                m.iter().flat_map(|r| r.layer_r.keys().copied()).collect();
+            let pts = layers
+                .into_iter()
+                .filter_map(|l| {
+                    let v = mean_by(&m, |_| 0u8, |r| r.layer_r.get(&l).copied());
+                    v.get(&0).map(|&v| (l as f64, v))
+                })
+                .collect();
+            Series {
+                label: format!("{name} (d{d} L{l} H{h})"),
+                points: sorted(pts),
+                style: Style::Line,
+            }
+        })
+        .collect();
+    (!series.is_empty()).then(|| Figure {
+        name: "r_per_layer".into(),
+        title: format!("Encoding r per layer (D = {dmax:.1e}, {prec})"),
+        panels: vec![Panel {
+            title: String::new(),
+            x_label: "layer (0 = embeddings)".into(),
+            y_label: "encoding r of that layer's features".into(),
+            x_log: false,
+            series,
+        }],
+        note: "each layer's hidden states, averaged per clip, encoded alone".into(),
+    })
+}
+
+/// Pretraining time and encoding r per model, one line per precision, at the data size where
+/// the most models ran in every precision (the largest D in a complete grid).
+pub fn precision(rows: &[StudyRow]) -> Option<Figure> {
+    let precs: BTreeSet<&str> = rows.iter().map(|r| r.precision.as_str()).collect();
+    if precs.len() < 2 {
+        return None;
+    }
+    let all: Vec<&StudyRow> = rows.iter().collect();
+    let dmax = widest_d(&all, |m| {
+        precs.iter().all(|p| m.iter().any(|r| r.precision == *p))
+    })?;
+    let sel: Vec<&StudyRow> = rows.iter().filter(|r| r.tokens == dmax).collect();
+    // Training seconds from the loop's own throughput when known: parallel cells wait for each
+    // other's turn at libtorch, which pretrain_s includes.
+    let time = |r: &StudyRow| {
+        r.tokens_per_s
+            .filter(|t| *t > 0.0)
+            .map(|t| r.tokens / t)
+            .or(r.pretrain_s)
+            .or(Some(r.wall_s))
+    };
+    let per = |f: &dyn Fn(&StudyRow) -> Option<f64>| -> Vec<Series> {
+        precs
+            .iter()
+            .map(|p| {
+                let m: Vec<&StudyRow> = sel.iter().copied().filter(|r| r.precision == *p).collect();
+                // One point per model (mean over seeds) at its N: models of the same N (other
+                // heads) stay two points rather than being averaged into one.
+                let pts = mean_by(&m, |r| (r.n_params.to_bits(), r.model.clone()), f);
+                Series {
+                    label: p.to_string(),
+                    points: sorted(
+                        pts.into_iter()
+                            .map(|((k, _), v)| (f64::from_bits(k), v))
+                            .collect(),
+                    ),
+                    style: Style::Line,
+                }
+            })
+            .collect()
+    };
+    let timed = if sel.iter().all(|r| r.tokens_per_s.is_some()) {
+        "training time (s) = D / measured tokens per s"
+    } else if sel.iter().all(|r| r.pretrain_s.is_some()) {
+        "pretraining time (s)"
+    } else {
+        "cell wall time (s)"
+    };
+    Some(Figure {
+        name: "precision".into(),
+        title: format!("fp32 vs 16-bit training (D = {dmax:.1e})"),
+        panels: vec![
+            Panel {
+                title: "training time".into(),
+                x_label: "parameters N (non-embedding)".into(),
+                y_label: timed.into(),
+                x_log: true,
+                series: per(&time),
+            },
+            Panel {
+                title: "encoding r".into(),
+                x_label: "parameters N (non-embedding)".into(),
+                y_label: "encoding r".into(),
+                x_log: true,
+                series: per(&|r: &StudyRow| r.encoding_r),
+            },
+        ],
+        note: "same models, data and seeds; only the training precision differs; one point per model (models of equal N, e.g. other head counts, share an x)".into(),
+    })
+}
+
+/// A compute-optimal frontier to draw: (C, loss) points and what they are.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frontier {
+    pub points: Vec<(f64, f64)>,
+    pub note: String,
+}
+
+/// The rows of [`loss_vs_flops`]: reference precision, with a held-out loss.
+pub fn loss_rows(rows: &[StudyRow]) -> Vec<&StudyRow> {
+    let prec = reference_precision(rows);
+    rows.iter()
+        .filter(|r| r.precision == prec && r.eval_loss.is_some())
+        .collect()
+}
+
+/// Held-out pretraining loss against FLOPs, points per model, and the fitted frontier
+/// (`scaling::figures` fits it to [`loss_rows`]).
+pub fn loss_vs_flops(rows: &[StudyRow], frontier: Option<&Frontier>) -> Option<Figure> {
+    let prec = reference_precision(rows);
+    let sel = loss_rows(rows);
+    if sel.is_empty() {
+        return None;
+    }
+    let mut series: Vec<Series> = models(&sel)
+        .into_iter()
+        .map(|(name, n, ..)| {
+            let m: Vec<&StudyRow> = sel.iter().copied().filter(|r| r.model == name).collect();
+            let pts = mean_by(&m, |r| r.flops.to_bits(), |r| r.eval_loss);
+            Series {
+                label: format!("{name} (N {n:.1e})"),
+                points: sorted(
+                    pts.into_iter()
+                        .map(|(k, v)| (f64::from_bits(k), v))
+                        .collect(),
+                ),
+                style: Style::Points,
+            }
+        })
+        .collect();
+    let note = match frontier {
+        Some(f) => {
+            series.push(Series {
+                label: "frontier of fitted L(N, D)".into(),
+                points: f.points.clone(),
+                style: Style::Dashed,
+            });
+            f.note.clone()
+        }
+        None => "no frontier fitted".into(),
+    };
+    Some(Figure {
+        name: "loss_vs_flops".into(),
+        title: format!("Held-out pretraining loss vs training compute ({prec})"),
+        panels: vec![Panel {
+            title: String::new(),
+            x_label: "training FLOPs C".into(),
+            y_label: "held-out loss (nats per code)".into(),
+            x_log: true,
+            series,
+        }],
+        note,
+    })
+}
+
+/// Every figure the rows allow, in the order of the module docs.
+pub fn figure_set(rows: &[StudyRow], frontier: Option<&Frontier>) -> Vec<Figure> {
+    [
+        r_vs_data(rows),
+        r_vs_shape(rows),
+        r_per_layer(rows),
+        precision(rows),
+        loss_vs_flops(rows, frontier),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(model: &str, d: u64, tokens: f64, prec: &str, r: f64) -> StudyRow {
+        StudyRow {
+            model: model.into(),
+            n_layer: 2,
+            n_head: 2,
+            d_model: d,
+            n_params: (24 * d * d) as f64,
+            tokens,
+            flops: 1.0,
+            precision: prec.into(),
+            seed: 0,
+            wall_s: 1.0,
+            pretrain_s: Some(1.0),
+            tokens_per_s: None,
+            eval_loss: None,
+            encoding_r: Some(r),
+            layer_r: [(0, r / 2.0), (1, r)].into_iter().collect(),
+        }
+    }
+
+    #[test]
+    fn precision_keeps_models_of_equal_size_apart() {
+        // Two shapes of the same N (other head counts): two points each, never their mean.
+        let mut rows = Vec::new();
+        for p in ["fp32", "bf16"] {
+            rows.push(row("h2", 64, 8e5, p, 0.20));
+            rows.push(row("h4", 64, 8e5, p, 0.30));
+        }
+        let f = precision(&rows).unwrap();
+        let n = (24 * 64 * 64) as f64;
+        for s in &f.panels[1].series {
+            let mut ys: Vec<f64> = s.points.iter().map(|q| q.1).collect();
+            ys.sort_by(f64::total_cmp);
+            assert_eq!(ys, vec![0.20, 0.30], "{}", s.label);
+            assert!(s.points.iter().all(|q| q.0 == n));
+        }
+    }
+
+    #[test]
+    fn a_partly_run_grid_compares_models_where_most_ran() {
+        // The base model at three D in both precisions, the others only at D = 2e5 in fp32.
+        let mut rows = Vec::new();
+        for t in [5e4, 2e5, 8e5] {
+            for p in ["fp32", "bf16"] {
+                rows.push(row("base", 64, t, p, 0.2));
+            }
+        }
+        rows.push(row("wide", 128, 2e5, "fp32", 0.3));
+        rows.push(row("narrow", 32, 2e5, "fp32", 0.1));
+        let f = r_per_layer(&rows).unwrap();
+        assert!(f.title.contains("2.0e5"), "{}", f.title);
+        assert_eq!(f.panels[0].series.len(), 3);
+        // Precision: only the base model ran both; the largest D where it did.
+        let f = precision(&rows).unwrap();
+        assert!(f.title.contains("8.0e5"), "{}", f.title);
+        assert_eq!(
+            f.panels[1].series[0].points,
+            vec![((24 * 64 * 64) as f64, 0.2)]
+        );
+        // Training time from the measured throughput when the rows have it.
+        let mut with_tps = rows.clone();
+        for r in &mut with_tps {
+            r.tokens_per_s = Some(if r.precision == "fp32" {
+                4000.0
+            } else {
+                2000.0
+            });
+        }
+        let f = precision(&with_tps).unwrap();
+        let t = &f.panels[0];
+        assert!(t.y_label.contains("tokens per s"));
+        assert_eq!(t.series[0].label, "bf16");
+        assert_eq!(
+            t.series[0].points,
+            vec![((24 * 64 * 64) as f64, 8e5 / 2000.0)]
+        );
+        assert_eq!(
+            t.series[1].points,
+            vec![((24 * 64 * 64) as f64, 8e5 / 4000.0)]
+        );
+        // No second precision: no precision figure.
+        let fp32: Vec<StudyRow> = rows.into_iter().filter(|r| r.precision == "fp32").collect();
+        assert!(precision(&fp32).is_none());
+        assert_eq!(family(&fp32, 0), vec!["narrow", "base", "wide"]);
+        assert!(family(&fp32, 1).is_empty(), "depth is not varied");
+    }
+}

@@ -1,0 +1,584 @@
+//! The `[cell] kind = "biosignal"` cell: BIOT's unsupervised (contrastive) pretraining of one
+//! model of the BIOT ladder (`models/biot-*.toml`) on one synthetic modality for exactly D tokens,
+//! for compute-optimal scaling laws of the Biosignal Transformer (after Fortin 2024, who fitted
+//! them separately for accelerometer and EEG data, targeting the unsupervised pretraining loss).
+//!
+//! ```toml
+//! [axes]
+//! budgets = [2e10, 6e10]                 # FLOPs; D = C / (FLOPs per token), whole steps
+//! models = ["../models/biot-d32-l4.toml", ...]   # BIOT model files (not inline tables)
+//! precisions = ["fp32"]
+//! [cell]
+//! kind = "biosignal"
+//! modality = "eeg"          # eeg | accel (| ecg | emg): the generator's modality
+//! rate = 200.0              # Hz the windows are rendered at (BIOT resamples everything to 200)
+//! # samples = 1000          # window length (default: the modality's window duration at `rate`)
+//! batch_size = 32           # windows per step, also the number of InfoNCE candidates
+//! lr = 1e-3                 # AdamW peak; linear warmup (warmup_fraction) then cosine to lr/10
+//! eval_windows = 128        # fixed held-out set (generator split "val", never trained on)
+//! # pool_windows = 5000     # a finite pool instead of fresh windows (then epochs = D / pool)
+//! # device = "cpu"          # cpu | cuda | cuda:N | auto
+//! # threads = 1             # libtorch CPU threads (1: fastest for these small ops on shared cores)
+//! ```
+//!
+//! Definitions (one place each):
+//! - **Token** = one channel × one STFT frame (BIOT's unit: each becomes one transformer token).
+//!   A window of C channels and L samples is C·T tokens, T = ⌊(L − n_fft)/hop⌋ + 1. D counts the
+//!   tokens of the full view; D is rounded to whole optimizer steps (batch · C · T tokens) when a
+//!   cell is made, so the row's `tokens` is exactly what was trained.
+//! - **Objective** = BIOT's contrastive pretraining ([`BiotContrastive`]: a random subset of each
+//!   channel's frames through the predictor vs the whole window, InfoNCE at τ = 0.2 over the
+//!   batch). It is "the unsupervised pretraining loss" of BIOT; its value depends on the batch
+//!   (ln B at chance), so one grid keeps one batch size and the held-out loss is computed on a
+//!   fixed seeded set in batches of that size (eval_windows must be a multiple of it).
+//! - **N** = `n_params` = the encoder parameters applied at every token (frame projection and all
+//!   linear-attention blocks, [`BiotParamCounts::per_token`]); the channel table (a lookup) and
+//!   the predictor (once per window) are not, but count in `n_params_total`.
+//! - **FLOPs** per token = [`crate::core::flops::two_view_train_flops_per_token`] of the encoder's
+//!   [`crate::core::flops::linear_attention_train_flops_per_token`] (6·N + 12·L·d·d_h), with the mean
+//!   share of tokens BIOT's subset view keeps and the predictor once per window.
+//! - **Data**: fresh generator windows (indices drawn from 2⁶³, so no window repeats) normalised per
+//!   channel by the 95th percentile of |x| (BIOT's loaders); with `pool_windows` the windows come
+//!   from a finite pool and the row records `epochs` = windows trained / pool size.
+//!
+//! Results-row columns: `ctx` holds the tokens per window (C·T) and `vocab` the frequency bins
+//! per token (n_fft/2 + 1), the BIOT counterparts of a GPT's context and vocabulary.
+//! The cell trains with the engine ([`crate::nn::fit`]): checkpoints in `cells/ID/train/`, so a
+//! killed cell resumes from its last checkpoint; each start appends to `cells/ID/attempts.log`.
+use crate::biosignal::synth::{Generator, Modality, Split};
+use crate::biosignal::train::BiotContrastive;
+use crate::biosignal::window::{normalise, Norm};
+use crate::models::biot::BiotConfig;
+use crate::models::objectives::SignalBatch;
+use crate::nn::{Data, FitOptions, Precision, TrainConfig, Trainer};
+use crate::study::grids::cell::{Cell, CellEnv, CellOutput, CellWork, ModelSpec, ParamCounts};
+use anyhow::{bail, Context, Result};
+use ndarray::Array3;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use tch::{Device, Tensor};
+
+fn rate200() -> f64 {
+    200.0
+}
+fn b32() -> usize {
+    32
+}
+fn lr() -> f64 {
+    1e-3
+}
+fn wd() -> f64 {
+    1e-5
+}
+fn warm() -> f64 {
+    0.05
+}
+fn ev() -> usize {
+    128
+}
+fn cpu() -> String {
+    "cpu".into()
+}
+
+/// The cell's settings (the grid's `[cell]` table; see the module docs).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BiosignalCell {
+    pub modality: Modality,
+    /// Sampling rate (Hz) the windows are rendered at.
+    #[serde(default = "rate200")]
+    pub rate: f64,
+    /// Samples per window (default: the modality's window duration at `rate`).
+    pub samples: Option<usize>,
+    #[serde(default = "b32")]
+    pub batch_size: usize,
+    #[serde(default = "lr")]
+    pub lr: f64,
+    /// Final learning rate of the cosine (default lr/10).
+    pub min_lr: Option<f64>,
+    /// AdamW weight decay (BIOT: 1e-5).
+    #[serde(default = "wd")]
+    pub weight_decay: f64,
+    /// Share of the steps spent in linear warmup (at least one step).
+    #[serde(default = "warm")]
+    pub warmup_fraction: f64,
+    /// Held-out windows (a multiple of batch_size).
+    #[serde(default = "ev")]
+    pub eval_windows: usize,
+    /// Generator seed of the windows (the model's seed is the grid's `seeds` axis).
+    #[serde(default)]
+    pub data_seed: u64,
+    /// A finite pool of this many distinct windows instead of fresh ones.
+    pub pool_windows: Option<u64>,
+    #[serde(default = "cpu")]
+    pub device: String,
+    /// Checkpoint every this many steps (0: four times per cell).
+    #[serde(default)]
+    pub checkpoint_every: u64,
+    /// libtorch intra-op threads on the CPU. One by default: these models' ops are small, and
+    /// on shared cores two spinning OpenMP threads made a cell ~10x slower than one (measured).
+    #[serde(default = "one_thread")]
+    pub threads: usize,
+}
+
+fn one_thread() -> usize {
+    1
+}
+
+/// What one model costs in a cell of this kind.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Costs {
+    pub counts: ParamCounts,
+    /// Training FLOPs per token (see the module docs).
+    pub flops_per_token: f64,
+    /// Tokens per optimizer step: batch · C · T (D is a multiple of it).
+    pub tokens_per_step: u64,
+}
+
+/// Mean share of frames BIOT's subset view keeps per channel
+/// ([`crate::models::objectives::biot_keep_frames`]: k uniform in [⌊T/2⌋, T−1], at least 1).
+pub fn biot_kept_fraction(frames: usize) -> f64 {
+    if frames == 0 {
+        return 0.0;
+    }
+    let lo = frames / 2;
+    let hi = frames.max(lo + 1);
+    let sum: usize = (lo..hi).map(|k| k.clamp(1, frames)).sum();
+    sum as f64 / (hi - lo) as f64 / frames as f64
+}
+
+/// A BIOT model file as the grid's model spec: d_model, n_layer, n_head as they are, `ctx` = the
+/// tokens per window of this cell, `vocab` = frequency bins per token; every BIOT field is kept
+/// in `extra` (so the cell's config hash covers it) and read back by [`biot_config`].
+pub fn biot_spec(cfg: &BiotConfig, tokens_per_window: u64) -> Result<ModelSpec> {
+    let t: toml::Table = toml::Value::try_from(cfg)?
+        .try_into()
+        .context("BIOT config as a table")?;
+    let mut extra: std::collections::BTreeMap<String, toml::Value> = t.into_iter().collect();
+    for k in ["d_model", "n_layer", "n_head"] {
+        extra.remove(k);
+    }
+    Ok(ModelSpec {
+        n_layer: cfg.n_layer as u64,
+        n_head: cfg.n_head as u64,
+        d_model: cfg.d_model as u64,
+        ctx: tokens_per_window,
+        vocab: cfg.n_freq() as u64,
+        extra,
+    })
+}
+
+/// The BIOT config a spec made by [`biot_spec`] holds.
+pub fn biot_config(spec: &ModelSpec, name: &str) -> Result<BiotConfig> {
+    let mut t = toml::Table::new();
+    for (k, v) in &spec.extra {
+        t.insert(k.clone(), v.clone());
+    }
+    for (k, v) in [
+        ("d_model", spec.d_model),
+        ("n_layer", spec.n_layer),
+        ("n_head", spec.n_head),
+    ] {
+        t.insert(k.into(), toml::Value::Integer(v as i64));
+    }
+    let cfg: BiotConfig = toml::Value::Table(t)
+        .try_into()
+        .with_context(|| format!("model '{name}' is not a BIOT config"))?;
+    cfg.validate().with_context(|| format!("model '{name}'"))?;
+    Ok(cfg)
+}
+
+impl BiosignalCell {
+    /// Checks the settings; errors name the field.
+    pub fn validate(&self) -> Result<()> {
+        let (lo, hi) = self.modality.rate_range();
+        if !(self.rate >= lo && self.rate <= hi) {
+            bail!(
+                "[cell] rate = {} Hz is outside the {} generator's range {lo}-{hi} Hz",
+                self.rate,
+                self.modality.name()
+            );
+        }
+        if self.batch_size < 2 {
+            bail!(
+                "[cell] batch_size = {} must be at least 2 (InfoNCE needs negatives)",
+                self.batch_size
+            );
+        }
+        if self.eval_windows == 0 || self.eval_windows % self.batch_size != 0 {
+            bail!(
+                "[cell] eval_windows = {} must be a positive multiple of batch_size = {} (the held-out InfoNCE is computed in batches of that size)",
+                self.eval_windows,
+                self.batch_size
+            );
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            bail!("[cell] lr = {} must be positive", self.lr);
+        }
+        if let Some(m) = self.min_lr {
+            if !(m >= 0.0 && m <= self.lr) {
+                bail!("[cell] min_lr = {m} must be in [0, lr]");
+            }
+        }
+        if !(0.0..1.0).contains(&self.warmup_fraction) {
+            bail!(
+                "[cell] warmup_fraction = {} must be in [0, 1)",
+                self.warmup_fraction
+            );
+        }
+        if self.weight_decay < 0.0 {
+            bail!("[cell] weight_decay must be non-negative");
+        }
+        if self.pool_windows == Some(0) {
+            bail!("[cell] pool_windows must be positive (omit it to stream fresh windows)");
+        }
+        crate::nn::parse_device(&self.device).context("[cell] device")?;
+        if self.threads == 0 {
+            bail!("[cell] threads must be at least 1");
+        }
+        self.generator()?;
+        Ok(())
+    }
+
+    /// (channels, samples per window).
+    pub fn window(&self) -> (usize, usize) {
+        let spec = self.modality.spec();
+        let samples = self
+            .samples
+            .unwrap_or((spec.seconds() * self.rate).round() as usize);
+        (spec.channels.len(), samples)
+    }
+
+    /// The cell's window generator (seed `data_seed`, the modality at `rate` × `samples`).
+    pub fn generator(&self) -> Result<Generator> {
+        let (_, l) = self.window();
+        Generator::new(self.data_seed)
+            .with_shape(self.modality, self.rate, l)
+            .context("[cell] rate/samples")
+    }
+
+    /// Frames per channel and tokens per window of model `cfg`; errors if a window is shorter
+    /// than one STFT frame.
+    pub fn tokens_per_window(&self, cfg: &BiotConfig) -> Result<(u64, u64)> {
+        let (c, l) = self.window();
+        let t = cfg.frames(l as i64);
+        if t < 1 {
+            bail!(
+                "{} windows of {l} samples are shorter than one STFT frame of model '{}' (n_fft = {})",
+                self.modality.name(),
+                cfg.name,
+                cfg.n_fft
+            );
+        }
+        if t > cfg.max_frames {
+            bail!(
+                "{t} frames per channel exceed model '{}''s max_frames = {}",
+                cfg.name,
+                cfg.max_frames
+            );
+        }
+        if c as i64 > cfg.n_channels {
+            bail!(
+                "{} has {c} channels but model '{}''s channel table has {} rows",
+                self.modality.name(),
+                cfg.name,
+                cfg.n_channels
+            );
+        }
+        Ok((t as u64, c as u64 * t as u64))
+    }
+
+    /// A model file read for this cell, as the grid's spec.
+    pub fn load_model(&self, path: &Path) -> Result<ModelSpec> {
+        let cfg = BiotConfig::load(path)?;
+        let (_, tpw) = self
+            .tokens_per_window(&cfg)
+            .with_context(|| format!("model file {}", path.display()))?;
+        biot_spec(&cfg, tpw)
+    }
+
+    /// Parameter counts, FLOPs per token and tokens per step of a model in this cell.
+    pub fn costs(&self, spec: &ModelSpec, name: &str) -> Result<Costs> {
+        let cfg = biot_config(spec, name)?;
+        let (frames, tpw) = self.tokens_per_window(&cfg)?;
+        let p = cfg.param_counts();
+        let flops_per_token = crate::core::flops::two_view_train_flops_per_token(
+            cfg.train_flops_per_token(),
+            biot_kept_fraction(frames as usize),
+            p.predictor,
+            tpw,
+        );
+        Ok(Costs {
+            counts: ParamCounts {
+                total: p.encoder + p.predictor,
+                non_embedding: p.per_token,
+                matmul: p.per_token,
+            },
+            flops_per_token,
+            tokens_per_step: tpw * self.batch_size as u64,
+        })
+    }
+
+    /// The held-out windows: `eval_windows` of the generator's "val" split from index 0.
+    fn eval_set(&self, gen: &Generator) -> Result<Tensor> {
+        let (x, _) = gen.batch(self.modality, Split::Val, 0, self.eval_windows);
+        to_tensor(x)
+    }
+}
+
+/// Windows [B, C, L] normalised per channel (BIOT's p95) as a CPU fp32 tensor.
+fn to_tensor(mut x: Array3<f32>) -> Result<Tensor> {
+    normalise(&mut x, Norm::P95);
+    let (b, c, l) = x.dim();
+    let flat: Vec<f32> = x.iter().copied().collect();
+    Ok(Tensor::from_slice(&flat).view([b as i64, c as i64, l as i64]))
+}
+
+/// Pretraining windows streamed from the generator (fresh, or from a finite pool) with a fixed
+/// held-out set.
+pub struct StreamingSignals {
+    pub gen: Generator,
+    pub modality: Modality,
+    pub pool: Option<u64>,
+    pub eval_x: Tensor,
+}
+
+impl Data<SignalBatch> for StreamingSignals {
+    fn train_batch(
+        &self,
+        rng: &mut ChaCha8Rng,
+        batch_size: usize,
+        device: Device,
+    ) -> Result<SignalBatch> {
+        let (x, _) = self
+            .gen
+            .sample(self.modality, Split::Pretrain, rng, batch_size, self.pool);
+        Ok(SignalBatch {
+            x: to_tensor(x)?.to_device(device),
+            labels: None,
+            channel_offset: 0,
+            seed: rng.gen(),
+        })
+    }
+    fn eval_len(&self) -> usize {
+        self.eval_x.size()[0] as usize
+    }
+    fn eval_batch(&self, start: usize, len: usize, device: Device) -> Result<SignalBatch> {
+        if start + len > self.eval_len() {
+            bail!(
+                "eval windows {start}..{} beyond {}",
+                start + len,
+                self.eval_len()
+            );
+        }
+        Ok(SignalBatch {
+            x: self
+                .eval_x
+                .narrow(0, start as i64, len as i64)
+                .to_device(device),
+            labels: None,
+            channel_offset: 0,
+            seed: start as u64,
+        })
+    }
+}
+
+/// The 1-minute load average (/proc/loadavg), recorded because cells share the machine.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+impl CellWork for BiosignalCell {
+    fn run(&self, env: &CellEnv) -> Result<CellOutput> {
+        let cell: &Cell = env.cell;
+        let cfg = biot_config(&cell.model, &cell.model_name)?;
+        let costs = self.costs(&cell.model, &cell.model_name)?;
+        if cell.tokens % costs.tokens_per_step != 0 {
+            bail!(
+                "cell {}: D = {} tokens is not a whole number of steps of {} tokens",
+                cell.id,
+                cell.tokens,
+                costs.tokens_per_step
+            );
+        }
+        let steps = cell.tokens / costs.tokens_per_step;
+        let precision: Precision = serde_json::from_value(serde_json::json!(cell.precision))
+            .with_context(|| format!("precision '{}'", cell.precision))?;
+        let device = crate::nn::parse_device(&self.device).context("[cell] device")?;
+        tch::set_num_threads(self.threads as i32);
+        let tc = TrainConfig {
+            seed: cell.seed,
+            precision,
+            batch_size: self.batch_size,
+            grad_accum: 1,
+            max_steps: steps,
+            lr: self.lr,
+            min_lr: self.min_lr.unwrap_or(self.lr / 10.0),
+            warmup_steps: ((steps as f64 * self.warmup_fraction).round() as u64).max(1),
+            weight_decay: self.weight_decay,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            grad_clip: 1.0,
+            eval_every: 0,
+            eval_samples: self.eval_windows,
+            checkpoint_every: if self.checkpoint_every > 0 {
+                self.checkpoint_every
+            } else {
+                steps.div_ceil(4).max(1)
+            },
+            loss_scale: 65536.0,
+            scale_growth_interval: 2000,
+        };
+        let gen = self.generator()?;
+        let data = StreamingSignals {
+            eval_x: self.eval_set(&gen)?,
+            gen,
+            modality: self.modality,
+            pool: self.pool_windows,
+        };
+        let train_dir = env.dir.join("train");
+        let load_start = load_average();
+        let t0 = std::time::Instant::now();
+        let mut t = Trainer::<BiotContrastive>::open(&train_dir, &cfg, &tc, device, |_, _| Ok(()))?;
+        let resumed_from = t.step;
+        {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(env.dir.join("attempts.log"))
+                .context("opening attempts.log")?;
+            writeln!(f, "start step {resumed_from} of {steps}")?;
+        }
+        // No MFU: measuring the peak would cost seconds per cell (the row has FLOPs and time).
+        let opts = FitOptions {
+            flops_per_unit: 0.0,
+            progress: false,
+            label: "steps".into(),
+        };
+        let summary = crate::nn::fit(&mut t, &data, &train_dir, &opts)?;
+        let train_s = t0.elapsed().as_secs_f64();
+        // The last step's loss is one batch: average the last tenth of the run instead.
+        let rows = crate::nn::read_loss_csv(&train_dir.join("loss.csv"), steps)?;
+        let tail = rows.len().div_ceil(10).max(1).min(rows.len());
+        let train_loss = (!rows.is_empty()).then(|| {
+            rows[rows.len() - tail..]
+                .iter()
+                .map(|r| r.train_loss)
+                .sum::<f64>()
+                / tail as f64
+        });
+        let windows = steps * self.batch_size as u64;
+        let (frames, tpw) = self.tokens_per_window(&cfg)?;
+        let mut extra = std::collections::BTreeMap::new();
+        let mut put = |k: &str, v: serde_json::Value| {
+            extra.insert(k.to_string(), v);
+        };
+        put("modality", self.modality.name().into());
+        put("objective", "biot_contrastive".into());
+        put("steps", steps.into());
+        put("windows", windows.into());
+        put("tokens_per_window", tpw.into());
+        put("frames_per_channel", frames.into());
+        put("flops_per_token", costs.flops_per_token.into());
+        put("final_step_train_loss", summary.final_train_loss.into());
+        put("train_s", train_s.into());
+        put("resumed_from_step", resumed_from.into());
+        put("tokens_trained", cell.tokens.into());
+        put(
+            "epochs",
+            match self.pool_windows {
+                Some(p) => (windows as f64 / p as f64).into(),
+                None => serde_json::Value::Null,
+            },
+        );
+        put(
+            "load_avg_start",
+            load_start.map_or(serde_json::Value::Null, Into::into),
+        );
+        put(
+            "load_avg_end",
+            load_average().map_or(serde_json::Value::Null, Into::into),
+        );
+        Ok(CellOutput {
+            train_loss,
+            eval_loss: summary.final_eval_loss,
+            device: Some(format!("{device:?}").to_lowercase()),
+            n_params: None,
+            n_params_total: None,
+            n_params_matmul: None,
+            subjects: Default::default(),
+            extra,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_fraction_matches_the_sampler() {
+        // T = 9: k uniform in 4..=8, mean 6 → 6/9.
+        assert!((biot_kept_fraction(9) - 6.0 / 9.0).abs() < 1e-12);
+        // T = 1: k = max(0, 1) = 1 → all kept.
+        assert_eq!(biot_kept_fraction(1), 1.0);
+        // Against the sampler itself.
+        use rand::SeedableRng;
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let (mut kept, n) = (0usize, 20000);
+        for _ in 0..n {
+            kept += crate::models::objectives::biot_keep_frames(1, 4, &mut rng)[0].len();
+        }
+        let emp = kept as f64 / (4 * n) as f64;
+        assert!((emp - biot_kept_fraction(4)).abs() < 0.01, "{emp}");
+    }
+
+    #[test]
+    fn spec_round_trip_and_costs() {
+        let cfg: BiotConfig = toml::from_str(
+            "name = \"t\"\nd_model = 32\nn_layer = 2\nn_head = 2\nn_classes = 2\nn_channels = 18\n",
+        )
+        .unwrap();
+        let cell: BiosignalCell =
+            toml::from_str("modality = \"eeg\"\nbatch_size = 8\neval_windows = 16\n").unwrap();
+        cell.validate().unwrap();
+        assert_eq!(cell.window(), (4, 1000));
+        let (frames, tpw) = cell.tokens_per_window(&cfg).unwrap();
+        assert_eq!((frames, tpw), (9, 36));
+        let spec = biot_spec(&cfg, tpw).unwrap();
+        assert_eq!(biot_config(&spec, "t").unwrap(), cfg);
+        let c = cell.costs(&spec, "t").unwrap();
+        let p = cfg.param_counts();
+        assert_eq!(c.counts.non_embedding, p.per_token);
+        assert_eq!(c.tokens_per_step, 36 * 8);
+        let f_tok = 6.0 * p.per_token as f64 + 12.0 * 2.0 * 32.0 * 16.0;
+        let want = f_tok * (1.0 + 6.0 / 9.0) + 6.0 * p.predictor as f64 / 36.0;
+        assert!((c.flops_per_token - want).abs() < 1e-6 * want);
+        // Accelerometer at 200 Hz: 2.56 s → 512 samples, 4 frames × 3 axes.
+        let acc: BiosignalCell =
+            toml::from_str("modality = \"accel\"\nbatch_size = 8\neval_windows = 16\n").unwrap();
+        assert_eq!(acc.tokens_per_window(&cfg).unwrap(), (4, 12));
+        let bad: BiosignalCell = toml::from_str(
+            "modality = \"accel\"\nrate = 50.0\nbatch_size = 8\neval_windows = 16\n",
+        )
+        .unwrap();
+        let e = bad.tokens_per_window(&cfg).unwrap_err().to_string();
+        assert!(e.contains("shorter than one STFT frame"), "{e}");
+        let e: BiosignalCell =
+            toml::from_str("modality = \"eeg\"\nbatch_size = 8\neval_windows = 12\n").unwrap();
+        assert!(e
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("multiple of batch_size"));
+    }
+}
