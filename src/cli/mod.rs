@@ -2,6 +2,8 @@
 //! modules; this file parses arguments and prints summaries.
 
 pub mod biosignal;
+pub mod study;
+pub mod values;
 use crate::fmri::align::{self, AlignOptions, Lag};
 use crate::fmri::dataset::{synth, Dataset};
 use crate::fmri::demo::{self, DemoOptions};
@@ -55,15 +57,15 @@ pub enum Command {
     BenchWholeBrain(crate::perf::whole_brain::WholeBrainArgs),
     /// Scale benchmarks over grids of data size × model × precision (local or SLURM).
     #[command(subcommand)]
-    Bench(crate::study::grids::BenchCommand),
+    Bench(crate::cli::study::BenchCommand),
     /// Scaling-law fits over results rows (iso-FLOP and parametric).
     #[command(subcommand)]
-    Scaling(crate::study::scaling::ScalingCommand),
+    Scaling(crate::cli::study::ScalingCommand),
     /// Bio-signal data: check files, synthesise sets, resample to another rate and length.
     #[command(subcommand)]
     Biosignal(crate::cli::biosignal::BiosignalCommand),
     /// One self-contained report.html of a work folder: summary, maps, study figures, commands.
-    Report(crate::study::report::ReportArgs),
+    Report(crate::cli::study::ReportArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -549,19 +551,10 @@ pub fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::BenchWholeBrain(a) => crate::perf::whole_brain::run(&a)?,
-        Command::Bench(c) => crate::study::grids::run(c)?,
-        Command::Scaling(c) => crate::study::scaling::run(c)?,
+        Command::Bench(c) => crate::cli::study::bench(c)?,
+        Command::Scaling(c) => crate::cli::study::scaling(c)?,
         Command::Biosignal(c) => crate::cli::biosignal::run(&c)?,
-        Command::Report(a) => {
-            let rep = crate::study::report::write_report(&a.work, a.out.as_deref())?;
-            println!(
-                "report of {} subject(s), {} bench result file(s), {} figure(s): {}",
-                rep.subjects,
-                rep.bench_results,
-                rep.images,
-                rep.path.display()
-            );
-        }
+        Command::Report(a) => crate::cli::study::report(&a)?,
     }
     Ok(())
 }

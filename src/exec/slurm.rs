@@ -313,7 +313,7 @@ pub fn queue_states(out: &Path) -> Result<BTreeMap<String, String>> {
 
 /// Polls squeue until no task of `job` is left.
 pub fn wait(job: &str) -> Result<()> {
-    let bar = indicatif::ProgressBar::new_spinner();
+    let bar = crate::core::progress::spinner(format!("job {job}"));
     loop {
         let tasks = squeue(job)?.unwrap_or_default();
         if tasks.is_empty() {

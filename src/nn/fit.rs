@@ -180,18 +180,7 @@ pub fn fit<M: Model>(
     } else {
         f64::INFINITY
     };
-    let bar = if opts.progress {
-        indicatif::ProgressBar::new(cfg.max_steps)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(&format!(
-            "{{bar:30}} {{pos}}/{{len}} {} [{{elapsed_precise}}<{{eta_precise}}] {{msg}}",
-            opts.label
-        ))
-        .expect("static template"),
-    );
+    let bar = crate::core::progress::progress_if(opts.progress, cfg.max_steps, &opts.label);
     bar.set_position(t.step);
     let (mut tok_s, mut mfu, mut trained) = (0.0, 0.0, false);
     let run_start = Instant::now();

@@ -10,7 +10,7 @@ use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 /// Compute precision of a forward/backward pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     /// fp32 matmuls (TF32 off).

@@ -14,16 +14,6 @@ use base64::Engine as _;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-/// `brainscale report` arguments.
-#[derive(clap::Args, Debug, Clone)]
-pub struct ReportArgs {
-    /// Work folder of a run (`--work` of the stages, `demo --out`, or a bench output folder).
-    pub work: PathBuf,
-    /// Output file (default WORK/report.html).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-}
-
 /// UTC date and time of a Unix time (civil-from-days, proleptic Gregorian).
 pub fn utc(unix: u64) -> String {
     let days = (unix / 86400) as i64;

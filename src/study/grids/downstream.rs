@@ -32,41 +32,32 @@ use crate::biosignal::{Dataset, Norm};
 use crate::study::grids::biosignal_cell::{biot_config, BiosignalCell};
 use crate::study::grids::cell::Cell;
 use crate::study::grids::grid::{CellConfig, Grid};
-use crate::study::grids::{results, GridArgs};
+use crate::study::grids::{results, GridPlace};
 use anyhow::{bail, Context, Result};
-use clap::Args;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-#[derive(Args, Debug, Clone)]
-pub struct DownstreamArgs {
-    #[command(flatten)]
-    pub g: GridArgs,
-    /// Labelled data regime: `kN` windows per class, or a share of `--train-windows` (`10%`).
-    #[arg(long, default_value = "k5")]
+/// `bench downstream`'s settings (defaults in `cli::study`).
+#[derive(Debug, Clone)]
+pub struct DownstreamOptions {
+    pub g: GridPlace,
+    /// Labelled data regime: `kN` windows per class, or a share of `train_windows` (`10%`).
     pub regime: String,
     /// Fine-tuning seeds (regime subset and head initialisation); scores are their mean.
-    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
     pub seeds: Vec<u64>,
     /// Fine-tuning optimizer steps.
-    #[arg(long, default_value_t = 40)]
     pub steps: u64,
     /// Windows per fine-tuning step (drawn with replacement from the regime's subset).
-    #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
     /// Peak learning rate of the fine-tuning (AdamW, 10% warm-up, cosine to lr/10).
-    #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
     /// Labelled training windows the regime draws from (balanced: window i has class i mod K).
-    #[arg(long, default_value_t = 200)]
     pub train_windows: usize,
     /// Held-out labelled windows the score is computed on.
-    #[arg(long, default_value_t = 500)]
     pub test_windows: usize,
     /// Score the finished cells only, instead of failing when some are unfinished.
-    #[arg(long)]
     pub skip_unfinished: bool,
 }
 
@@ -180,6 +171,20 @@ pub struct DownstreamSummary {
     pub unfinished: usize,
     /// Whether results.csv was rewritten.
     pub results_changed: bool,
+    /// The grid's name and its results.csv.
+    pub name: String,
+    pub results: PathBuf,
+    /// Per budget: the loss-optimal and the transfer-optimal model.
+    pub optima: Vec<BudgetOptima>,
+}
+
+/// At one budget of the grid: the model with the lowest held-out pretraining loss and the one
+/// with the highest downstream balanced accuracy, each as (N, eval loss, balanced accuracy).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetOptima {
+    pub budget: f64,
+    pub min_loss: (f64, f64, f64),
+    pub max_accuracy: (f64, f64, f64),
 }
 
 fn kind_name(c: &CellConfig) -> &'static str {
@@ -256,7 +261,7 @@ fn scores(
 /// writes the downstream columns into results.csv. Errors: another cell kind, no results,
 /// unfinished cells (unless `skip_unfinished`), rows made under another configuration, a
 /// checkpoint that is not the cell's last, cells scored with other settings, bad options.
-pub fn run_downstream(a: &DownstreamArgs) -> Result<DownstreamSummary> {
+pub fn run_downstream(a: &DownstreamOptions) -> Result<DownstreamSummary> {
     let grid = Grid::load(&a.g.grid)?;
     let CellConfig::Biosignal(b) = &grid.cell else {
         bail!(
@@ -411,7 +416,8 @@ pub fn run_downstream(a: &DownstreamArgs) -> Result<DownstreamSummary> {
                 wall_s: t0.elapsed().as_secs_f64(),
             };
             crate::core::io::write_json(&downstream_path(&out, &c.id), &d)?;
-            println!(
+            // Progress, one line per cell (the summary and table are the result).
+            eprintln!(
                 "{}: balanced accuracy {:.3} ± {:.3} (from scratch {:.3}), AUROC {:.3} ± {:.3} ({} seeds, {:.1}s)",
                 c.id,
                 d.balanced_accuracy.mean,
@@ -426,20 +432,9 @@ pub fn run_downstream(a: &DownstreamArgs) -> Result<DownstreamSummary> {
         }
     }
     summary.results_changed = write_columns(&out)?;
-    println!(
-        "{}: {} cells fine-tuned, {} already scored, {} unfinished left out; {} {}",
-        grid.name,
-        summary.scored.len(),
-        summary.kept,
-        summary.unfinished,
-        results::results_path(&out).display(),
-        if summary.results_changed {
-            "updated"
-        } else {
-            "unchanged"
-        }
-    );
-    print_optimum_table(&grid, &out)?;
+    summary.name = grid.name.clone();
+    summary.results = results::results_path(&out);
+    summary.optima = optimum_table(&grid, &out)?;
     Ok(summary)
 }
 
@@ -485,7 +480,7 @@ fn write_columns(out: &Path) -> Result<bool> {
 
 /// Per budget of the grid: the model with the lowest held-out pretraining loss and the one with
 /// the highest downstream balanced accuracy (is the loss-optimal N also best for transfer?).
-fn print_optimum_table(grid: &Grid, out: &Path) -> Result<()> {
+fn optimum_table(grid: &Grid, out: &Path) -> Result<Vec<BudgetOptima>> {
     let (_, rows) = results::read_results(out)?;
     let num = |r: &BTreeMap<String, String>, k: &str| r.get(k).and_then(|v| v.parse::<f64>().ok());
     let mut by_budget: BTreeMap<usize, Vec<(f64, f64, f64)>> = BTreeMap::new();
@@ -503,30 +498,22 @@ fn print_optimum_table(grid: &Grid, out: &Path) -> Result<()> {
             let d = |k: usize| (c / grid.axes.budgets[k]).ln().abs();
             d(i).total_cmp(&d(j))
         }) else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         by_budget.entry(i).or_default().push((n, loss, ba));
     }
-    if by_budget.is_empty() {
-        return Ok(());
-    }
-    println!(
-        "{:>10} {:>12} {:>10} {:>8} {:>12} {:>10} {:>8}",
-        "budget", "N min loss", "loss", "its BA", "N max BA", "its loss", "BA"
-    );
-    for (i, v) in by_budget {
-        let lo = v
-            .iter()
-            .min_by(|a, b| a.1.total_cmp(&b.1))
-            .expect("non-empty");
-        let hi = v
-            .iter()
-            .max_by(|a, b| a.2.total_cmp(&b.2))
-            .expect("non-empty");
-        println!(
-            "{:>10.3e} {:>12} {:>10.4} {:>8.4} {:>12} {:>10.4} {:>8.4}",
-            grid.axes.budgets[i], lo.0, lo.1, lo.2, hi.0, hi.1, hi.2
-        );
-    }
-    Ok(())
+    Ok(by_budget
+        .into_iter()
+        .map(|(i, v)| BudgetOptima {
+            budget: grid.axes.budgets[i],
+            min_loss: *v
+                .iter()
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .expect("non-empty"),
+            max_accuracy: *v
+                .iter()
+                .max_by(|a, b| a.2.total_cmp(&b.2))
+                .expect("non-empty"),
+        })
+        .collect())
 }

@@ -26,7 +26,6 @@ use crate::exec::slurm;
 use anyhow::{bail, Context, Result};
 use cell::Cell;
 use cell::{CellEnv, CellWork};
-use clap::{Args, Subcommand};
 use grid::{ExecutorKind, Grid};
 use results::Row;
 use std::path::{Path, PathBuf};
@@ -34,90 +33,60 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
-#[derive(Subcommand, Debug)]
-pub enum BenchCommand {
-    /// Run (or submit) every unfinished cell of a grid.
-    Run(RunArgs),
-    /// Merge finished rows, then show which cells are done, failed, queued or running.
-    Status(GridArgs),
-    /// Merge finished cells' rows into OUT/results.csv.
-    Collect(GridArgs),
-    /// Fine-tune every finished cell of a `biosignal` grid in a low-data regime and add its
-    /// downstream score to OUT/results.csv (downstream.rs).
-    Downstream(downstream::DownstreamArgs),
-    /// Run one cell (what each SLURM array task calls).
-    #[command(hide = true)]
-    RunCell(RunCellArgs),
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct GridArgs {
-    /// The grid file (TOML).
+/// A grid file and where its results go (default: the grid's `out`, else results/bench/NAME).
+#[derive(Debug, Clone)]
+pub struct GridPlace {
     pub grid: PathBuf,
-    /// Results folder (default: the grid's `out`, else results/bench/NAME).
-    #[arg(long)]
     pub out: Option<PathBuf>,
 }
 
-#[derive(Args, Debug, Clone)]
-pub struct RunArgs {
-    #[command(flatten)]
-    pub g: GridArgs,
+/// How `bench run` runs a grid.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub place: GridPlace,
     /// Override the grid's executor.
-    #[arg(long, value_enum)]
     pub executor: Option<ExecutorKind>,
     /// Cells run at once by the local executor (overrides executor.parallel).
-    #[arg(long)]
     pub parallel: Option<usize>,
     /// List the cells with N, D and FLOPs and what is left to run, without running anything.
-    #[arg(long)]
     pub dry_run: bool,
     /// slurm: wait for the job array to leave the queue, then collect.
-    #[arg(long)]
     pub wait: bool,
 }
 
-#[derive(Args, Debug, Clone)]
-pub struct RunCellArgs {
-    #[command(flatten)]
-    pub g: GridArgs,
-    /// Cell id.
-    #[arg(long)]
-    pub cell: String,
+/// `bench collect`: merges finished cells' rows into OUT/results.csv; returns (results.csv,
+/// rows in it, rows just added).
+pub fn collect(p: &GridPlace) -> Result<(PathBuf, usize, usize)> {
+    let grid = Grid::load(&p.grid)?;
+    let out = grid.out_dir(p.out.as_deref());
+    let (n, added) = results::merge(&out)?;
+    Ok((results::results_path(&out), n, added))
 }
 
-pub fn run(cmd: BenchCommand) -> Result<()> {
-    match cmd {
-        BenchCommand::Run(a) => run_grid(&a).map(|_| ()),
-        BenchCommand::Status(a) => status(&a),
-        BenchCommand::Downstream(a) => downstream::run_downstream(&a).map(|_| ()),
-        BenchCommand::Collect(a) => {
-            let grid = Grid::load(&a.grid)?;
-            let out = grid.out_dir(a.out.as_deref());
-            let (n, added) = results::merge(&out)?;
-            println!(
-                "{}: {n} rows ({added} added)",
-                results::results_path(&out).display()
-            );
-            Ok(())
-        }
-        BenchCommand::RunCell(a) => {
-            let grid = Grid::load(&a.g.grid)?;
-            let out = absolute(&grid.out_dir(a.g.out.as_deref()))?;
-            let cells = grid.cells()?;
-            let cell = cells.iter().find(|c| c.id == a.cell).with_context(|| {
-                format!("grid {} has no cell '{}'", grid.path.display(), a.cell)
-            })?;
-            if results::finished(&out)?.get(&cell.id) == Some(&cell.config_hash) {
-                println!("cell {} already has a row; nothing to do", cell.id);
-                return Ok(());
-            }
-            let work = grid::work_for(&grid)?;
-            let row = run_cell(&grid, cell, &out, work.as_ref())?;
-            println!("cell {} done in {:.1}s", row.cell_id, row.wall_s);
-            Ok(())
-        }
+/// What `bench run-cell` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CellOutcome {
+    /// The cell already had a row made with its configuration.
+    AlreadyDone(String),
+    /// The cell ran: its id and wall time in seconds.
+    Ran(String, f64),
+}
+
+/// `bench run-cell` (what each SLURM array task calls): runs the cell with id `cell`.
+pub fn run_one_cell(p: &GridPlace, cell: &str) -> Result<CellOutcome> {
+    let grid = Grid::load(&p.grid)?;
+    let out = absolute(&grid.out_dir(p.out.as_deref()))?;
+    let cells = grid.cells()?;
+    let cell = cells
+        .iter()
+        .find(|c| c.id == cell)
+        .with_context(|| format!("grid {} has no cell '{cell}'", grid.path.display()))?;
+    if results::finished(&out)?.get(&cell.id) == Some(&cell.config_hash) {
+        return Ok(CellOutcome::AlreadyDone(cell.id.clone()));
     }
+    let work = grid::work_for(&grid)?;
+    let row = run_cell(&grid, cell, &out, work.as_ref())?;
+    Ok(CellOutcome::Ran(row.cell_id, row.wall_s))
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {
@@ -190,11 +159,44 @@ impl Drop for OutLock {
 /// What a run did.
 #[derive(Debug, Default)]
 pub struct RunSummary {
+    /// The grid's name.
+    pub name: String,
     pub cells: usize,
     pub skipped: usize,
     pub ran: usize,
     pub failed: Vec<String>,
     pub submitted_job: Option<String>,
+    /// slurm with `wait`: (rows just collected, rows in results.csv) once the array finished.
+    pub collected: Option<(usize, usize)>,
+    /// Wall time of the local run, seconds.
+    pub wall_s: f64,
+    pub results: PathBuf,
+    /// Where failed cells leave their error.txt (OUT/cells).
+    pub cells_dir: PathBuf,
+    /// Without `dry_run`: the plan (every cell, its size and whether it is still to run).
+    pub plan: Option<Plan>,
+}
+
+/// One cell of a dry run.
+#[derive(Debug, Clone)]
+pub struct PlanRow {
+    pub id: String,
+    pub n_non_embedding: u64,
+    pub n_total: u64,
+    pub tokens: u64,
+    pub flops: f64,
+    /// "done", "done (other config!)" or "to run".
+    pub state: &'static str,
+}
+
+/// `bench run --dry-run`: the cells with N, D and FLOPs, what is left to run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub rows: Vec<PlanRow>,
+    /// Training FLOPs of every cell, and of those still to run.
+    pub total_flops: f64,
+    pub left_flops: f64,
+    pub out: PathBuf,
 }
 
 /// Splits cells into finished and pending; a row made under another config is an error.
@@ -222,13 +224,22 @@ fn pending_cells(cells: &[Cell], out: &Path) -> Result<(Vec<Cell>, usize)> {
     Ok((pending, skipped))
 }
 
-pub fn run_grid(a: &RunArgs) -> Result<RunSummary> {
-    let grid = Grid::load(&a.g.grid)?;
-    let out = absolute(&grid.out_dir(a.g.out.as_deref()))?;
+/// `bench run`: runs (local) or submits (slurm) every unfinished cell of a grid. Failed cells
+/// are listed in the summary (the caller reports them); errors are for what stops the run.
+pub fn run_grid(a: &RunOptions) -> Result<RunSummary> {
+    let grid = Grid::load(&a.place.grid)?;
+    let out = absolute(&grid.out_dir(a.place.out.as_deref()))?;
     let cells = grid.cells()?;
     let executor = a.executor.unwrap_or(grid.executor.kind);
     if a.dry_run {
-        return dry_run(&grid, &cells, &out);
+        return Ok(RunSummary {
+            name: grid.name.clone(),
+            cells: cells.len(),
+            results: results::results_path(&out),
+            cells_dir: results::cells_dir(&out),
+            plan: Some(plan(&cells, &out)),
+            ..Default::default()
+        });
     }
     let _lock = OutLock::take(&out)?;
     crate::core::provenance::record_command(&out)?;
@@ -241,17 +252,14 @@ pub fn run_grid(a: &RunArgs) -> Result<RunSummary> {
     results::merge(&out)?;
     let (pending, skipped) = pending_cells(&cells, &out)?;
     let mut summary = RunSummary {
+        name: grid.name.clone(),
         cells: cells.len(),
         skipped,
+        results: results::results_path(&out),
+        cells_dir: results::cells_dir(&out),
         ..Default::default()
     };
     if pending.is_empty() {
-        println!(
-            "{}: all {} cells already have rows ({})",
-            grid.name,
-            cells.len(),
-            results::results_path(&out).display()
-        );
         return Ok(summary);
     }
     // Check the cell kind before starting anything.
@@ -274,14 +282,13 @@ pub fn run_grid(a: &RunArgs) -> Result<RunSummary> {
                 },
                 &out,
             )?;
-            println!(
-                "{}: submitted SLURM job array {job} ({} cells; {skipped} already done); follow it with `brainscale bench status {}`",
-                grid.name,
-                pending.len(),
-                a.g.grid.display()
-            );
             summary.submitted_job = Some(job.clone());
             if a.wait {
+                eprintln!(
+                    "{}: submitted SLURM job array {job} ({} cells); waiting for it",
+                    grid.name,
+                    pending.len()
+                );
                 slurm::wait(&job)?;
                 let (n, added) = results::merge(&out)?;
                 let done = results::finished(&out)?;
@@ -291,21 +298,9 @@ pub fn run_grid(a: &RunArgs) -> Result<RunSummary> {
                     .filter(|c| !done.contains_key(&c.id))
                     .map(|c| c.id.clone())
                     .collect();
-                println!(
-                    "job {job} finished: {added} rows collected, {n} in {}",
-                    results::results_path(&out).display()
-                );
+                summary.collected = Some((added, n));
             }
         }
-    }
-    if !summary.failed.is_empty() {
-        bail!(
-            "{} of {} cells failed: {} (see {}/ID/error.txt and step logs); rerun to retry them",
-            summary.failed.len(),
-            pending.len(),
-            summary.failed.join(", "),
-            results::cells_dir(&out).display()
-        );
     }
     Ok(summary)
 }
@@ -318,15 +313,8 @@ fn run_local(
     parallel: usize,
     s: &mut RunSummary,
 ) -> Result<()> {
-    let bar = indicatif::ProgressBar::new(pending.len() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} cells, {elapsed} {msg}",
-        )
-        .expect("static template")
-        .progress_chars("=> "),
-    );
-    bar.set_prefix(grid.name.clone());
+    let bar =
+        crate::core::progress::progress(pending.len() as u64, &format!("{} cells", grid.name));
     let next = AtomicUsize::new(0);
     let (tx, rx) = mpsc::channel::<(usize, Result<Row>)>();
     let t0 = Instant::now();
@@ -365,54 +353,60 @@ fn run_local(
         Ok(())
     })?;
     bar.finish_and_clear();
-    println!(
-        "{}: {} cells ran, {} failed, {} skipped (already done) in {:.1}s; rows in {}",
-        grid.name,
-        s.ran,
-        s.failed.len(),
-        s.skipped,
-        t0.elapsed().as_secs_f64(),
-        results::results_path(out).display()
-    );
+    s.wall_s = t0.elapsed().as_secs_f64();
     Ok(())
 }
 
-fn dry_run(grid: &Grid, cells: &[Cell], out: &Path) -> Result<RunSummary> {
+fn plan(cells: &[Cell], out: &Path) -> Plan {
     let done = results::finished(out).unwrap_or_default();
-    println!(
-        "{:<40} {:>12} {:>12} {:>12} {:>11}  {}",
-        "cell", "N (non-emb)", "N total", "D tokens", "FLOPs", "state"
-    );
-    let mut total = 0.0;
-    let mut left = 0.0;
+    let mut p = Plan {
+        rows: Vec::new(),
+        total_flops: 0.0,
+        left_flops: 0.0,
+        out: out.to_path_buf(),
+    };
     for c in cells {
         let state = match done.get(&c.id) {
             Some(h) if h == &c.config_hash => "done",
             Some(_) => "done (other config!)",
             None => {
-                left += c.flops;
+                p.left_flops += c.flops;
                 "to run"
             }
         };
-        total += c.flops;
-        println!(
-            "{:<40} {:>12} {:>12} {:>12} {:>11.3e}  {state}",
-            c.id, c.counts.non_embedding, c.counts.total, c.tokens, c.flops
-        );
+        p.total_flops += c.flops;
+        p.rows.push(PlanRow {
+            id: c.id.clone(),
+            n_non_embedding: c.counts.non_embedding,
+            n_total: c.counts.total,
+            tokens: c.tokens,
+            flops: c.flops,
+            state,
+        });
     }
-    println!(
-        "{}: {} cells, {total:.3e} FLOPs in all, {left:.3e} left to run; results in {}",
-        grid.name,
-        cells.len(),
-        out.display()
-    );
-    Ok(RunSummary {
-        cells: cells.len(),
-        ..Default::default()
-    })
+    p
 }
 
-fn status(a: &GridArgs) -> Result<()> {
+/// `bench status`: merged rows and the state of every cell.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub name: String,
+    pub cells: usize,
+    pub done: usize,
+    pub failed: usize,
+    /// Started or queued.
+    pub started: usize,
+    pub waiting: usize,
+    pub results: PathBuf,
+    /// Rows in results.csv, rows just collected.
+    pub rows: usize,
+    pub added: usize,
+    /// (cell id, state) of every cell not done.
+    pub not_done: Vec<(String, String)>,
+}
+
+/// `bench status`: merges finished rows, then says which cells are done, failed, queued or running.
+pub fn status(a: &GridPlace) -> Result<Status> {
     let grid = Grid::load(&a.grid)?;
     let out = absolute(&grid.out_dir(a.out.as_deref()))?;
     let cells = grid.cells()?;
@@ -440,16 +434,18 @@ fn status(a: &GridArgs) -> Result<()> {
             waiting += 1;
             "not started".to_string()
         };
-        lines.push(format!("  {:<40} {state}", c.id));
+        lines.push((c.id.clone(), state));
     }
-    println!(
-        "{}: {} cells: {ok} done, {failed} failed, {started} started/queued, {waiting} not started; {} ({n} rows, {added} just collected)",
-        grid.name,
-        cells.len(),
-        results::results_path(&out).display()
-    );
-    for l in lines {
-        println!("{l}");
-    }
-    Ok(())
+    Ok(Status {
+        name: grid.name.clone(),
+        cells: cells.len(),
+        done: ok,
+        failed,
+        started,
+        waiting,
+        results: results::results_path(&out),
+        rows: n,
+        added,
+        not_done: lines,
+    })
 }

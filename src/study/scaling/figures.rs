@@ -6,13 +6,11 @@ use crate::study::scaling::parametric::{self, FitOptions, Obs};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
-/// `brainscale scaling plots` arguments.
-#[derive(clap::Args, Debug, Clone)]
-pub struct PlotsArgs {
-    /// Bench results CSV (`bench run` writes OUT/results.csv).
+/// `brainscale scaling plots`: a bench results CSV and the output folder (default: `figures`
+/// beside the results file).
+#[derive(Debug, Clone)]
+pub struct PlotsConfig {
     pub results: PathBuf,
-    /// Output folder (default: `figures` beside the results file).
-    #[arg(long)]
     pub out: Option<PathBuf>,
 }
 
@@ -94,7 +92,7 @@ pub fn draw_figure_set(results: &Path, out: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// `brainscale scaling plots`.
-pub fn run_plots(a: &PlotsArgs) -> Result<Vec<PathBuf>> {
+pub fn run_plots(a: &PlotsConfig) -> Result<Vec<PathBuf>> {
     let out = a
         .out
         .clone()

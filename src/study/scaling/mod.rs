@@ -20,37 +20,12 @@ pub mod validate;
 pub use target::Target;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-#[derive(Subcommand, Debug)]
-pub enum ScalingCommand {
-    /// Fit iso-FLOP and parametric scaling laws to a results CSV (one row per run).
-    Fit(FitArgs),
-    /// Fit on budgets up to C, predict the compute-optimal N, D and loss at a larger budget
-    /// (default 5C) and compare with the measured iso-FLOP sweep there (validate.rs).
-    Validate(validate::ValidateArgs),
-    /// The study's figure set from a bench results CSV (src/figures/study.rs).
-    Plots(figures::PlotsArgs),
-}
-
-pub fn run(cmd: ScalingCommand) -> Result<()> {
-    match cmd {
-        ScalingCommand::Fit(a) => run_fit(&a).map(|_| ()),
-        ScalingCommand::Validate(a) => validate::run_validate(&a).map(|_| ()),
-        ScalingCommand::Plots(a) => {
-            for f in figures::run_plots(&a)? {
-                println!("{}", f.display());
-            }
-            Ok(())
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     /// Lower is better: the law is fitted to the value.
@@ -59,66 +34,48 @@ pub enum Direction {
     Higher,
 }
 
-#[derive(Args, Debug, Clone)]
-pub struct FitArgs {
+/// What `scaling fit` fits and how (the command-line defaults are in `cli::study`).
+#[derive(Debug, Clone)]
+pub struct FitConfig {
     /// Results CSV with a header (bench results.csv or any table with N, D, C and a target).
     pub results: PathBuf,
     /// What to fit; picks the default column and direction.
-    #[arg(long, value_enum, default_value = "eval_loss")]
     pub target: Target,
     /// Column holding the target (default: the target's own column).
-    #[arg(long)]
     pub target_col: Option<String>,
     /// Override the target's direction.
-    #[arg(long, value_enum)]
     pub direction: Option<Direction>,
     /// Column holding the parameter count N.
-    #[arg(long, default_value = "n_params")]
     pub n_col: String,
     /// Column holding the training tokens D.
-    #[arg(long, default_value = "tokens")]
     pub d_col: String,
     /// Column holding the training compute C in FLOPs.
-    #[arg(long, default_value = "flops")]
     pub c_col: String,
     /// Derive D = C / (6 N) instead of reading a D column (Chinchilla's convention).
-    #[arg(long)]
     pub d_from_flops: bool,
     /// Keep only rows where COLUMN equals VALUE (repeatable), e.g. --where precision=bf16.
-    #[arg(long = "where", value_name = "COLUMN=VALUE")]
     pub filters: Vec<String>,
     /// Drop the K rows with the highest loss-like value before fitting (replication recipe: 5).
-    #[arg(long, default_value_t = 0)]
     pub drop_highest: usize,
     /// Bootstrap resamples for confidence intervals (0: none).
-    #[arg(long, default_value_t = 200)]
     pub bootstrap: usize,
     /// Seed of the bootstrap resampling.
-    #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Compute budget(s) in FLOPs for which to report the compute-optimal N and D (repeatable).
-    #[arg(long)]
     pub budget: Vec<f64>,
     /// Fit only rows with C <= this budget and report prediction errors on the larger ones.
-    #[arg(long)]
     pub holdout_above: Option<f64>,
     /// Runs whose budgets agree within this relative tolerance form one iso-FLOP group.
-    #[arg(long, default_value_t = 0.1)]
     pub budget_tol: f64,
     /// Fit each iso-FLOP parabola to the K runs nearest (in ln N) to the budget's best run.
-    #[arg(long)]
     pub isoflop_window: Option<usize>,
     /// FLOPs per parameter and token for the parametric allocation, C = K·N·D (Chinchilla: 6).
-    #[arg(long, default_value_t = 6.0)]
     pub c_per_nd: f64,
     /// Huber delta on the log residuals.
-    #[arg(long, default_value_t = 1e-3)]
     pub huber_delta: f64,
     /// Output folder (default: scaling-TARGET beside the results file).
-    #[arg(long)]
     pub out: Option<PathBuf>,
     /// Do not draw PNG plots.
-    #[arg(long)]
     pub no_plots: bool,
 }
 
@@ -160,7 +117,7 @@ pub struct Columns {
     pub c: String,
 }
 
-impl FitArgs {
+impl FitConfig {
     pub fn columns(&self) -> Columns {
         let (col, dir) = (self.target.column(), self.target.direction());
         Columns {
@@ -381,7 +338,8 @@ fn six() -> f64 {
 }
 
 /// Runs the whole fit, writes fit.json, fit.txt and the plots, prints the summary.
-pub fn run_fit(args: &FitArgs) -> Result<FitReport> {
+/// `scaling fit`: fits both methods, writes fit.json, fit.txt and the plots into the output folder.
+pub fn run_fit(args: &FitConfig) -> Result<Fitted> {
     if args.huber_delta <= 0.0 || !args.huber_delta.is_finite() {
         bail!("--huber-delta must be positive, got {}", args.huber_delta);
     }
@@ -458,11 +416,7 @@ pub fn run_fit(args: &FitArgs) -> Result<FitReport> {
             * opts.a_grid.len()
             * opts.b_grid.len()
     });
-    let spinner = |msg: String| {
-        let s = indicatif::ProgressBar::new_spinner().with_message(msg);
-        s.enable_steady_tick(std::time::Duration::from_millis(120));
-        s
-    };
+    let spinner = crate::core::progress::spinner;
     let t0 = std::time::Instant::now();
     let sp = spinner("L-BFGS from every start of the grid".into());
     let pfit = parametric::fit(&obs, &opts)?;
@@ -594,12 +548,19 @@ pub fn run_fit(args: &FitArgs) -> Result<FitReport> {
     if !args.no_plots {
         written.extend(plot::draw_all(&out, &report, &fit_pts, &held)?);
     }
-    println!("{text}");
-    println!("wrote:");
-    for w in written {
-        println!("  {}", w.display());
-    }
-    Ok(report)
+    Ok(Fitted {
+        report,
+        text,
+        written,
+    })
+}
+
+/// A finished `scaling fit`: the report, its text (also in fit.txt) and the files written.
+#[derive(Debug, Clone)]
+pub struct Fitted {
+    pub report: FitReport,
+    pub text: String,
+    pub written: Vec<PathBuf>,
 }
 
 fn holdout_report(

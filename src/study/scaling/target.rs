@@ -1,20 +1,16 @@
 //! What `scaling fit` fits: the target's default results column and its direction.
 use crate::study::scaling::Direction;
-use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Target {
     /// Final evaluation loss of the pretrained model (lower is better).
-    #[value(name = "eval_loss")]
     EvalLoss,
     /// Encoding performance, mean Pearson r over subjects (higher is better; fitted as 1 − r).
-    #[value(name = "encoding_r")]
     EncodingR,
     /// Fine-tuned downstream error, 1 − balanced accuracy, of each pretrained model in one
     /// low-data regime (`bench downstream`; lower is better).
-    #[value(name = "downstream_error")]
     DownstreamError,
 }
 

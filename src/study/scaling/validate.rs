@@ -18,68 +18,51 @@
 //! attention term), unless `--c-per-nd` gives it.
 use crate::study::scaling::plot::{e, lin_range, log_range, render, sci, H};
 use crate::study::scaling::{
-    isoflop, load_points, run_fit, Columns, Direction, FitArgs, FitReport, Point, Target,
+    isoflop, load_points, run_fit, Columns, Direction, FitConfig, FitReport, Point, Target,
 };
 use anyhow::{bail, Context, Result};
-use clap::Args;
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-#[derive(Args, Debug, Clone)]
-pub struct ValidateArgs {
+/// What `scaling validate` checks and how (the command-line defaults are in `cli::study`).
+#[derive(Debug, Clone)]
+pub struct ValidateConfig {
     /// Results CSV(s) with the same header (e.g. a grid and its 5× sweep), taken together.
-    #[arg(required = true)]
     pub results: Vec<PathBuf>,
     /// Fit on the rows whose budget C is at most this many FLOPs.
-    #[arg(long)]
     pub fit_upto: f64,
     /// Budget of the measured validation sweep (default: 5 × --fit-upto).
-    #[arg(long)]
     pub at: Option<f64>,
     /// Column holding the target (lower is better unless --direction higher).
-    #[arg(long, default_value = "eval_loss")]
     pub target_col: String,
     /// Whether lower (losses) or higher (correlations, fitted as 1 − value) is better.
-    #[arg(long, value_enum, default_value = "lower")]
     pub direction: Direction,
     /// Column holding the parameter count N.
-    #[arg(long, default_value = "n_params")]
     pub n_col: String,
     /// Column holding the training tokens D.
-    #[arg(long, default_value = "tokens")]
     pub d_col: String,
     /// Column holding the training compute C in FLOPs.
-    #[arg(long, default_value = "flops")]
     pub c_col: String,
     /// Keep only rows where COLUMN equals VALUE (repeatable), e.g. --where grid=biosignal-cpu-eeg.
-    #[arg(long = "where", value_name = "COLUMN=VALUE")]
     pub filters: Vec<String>,
     /// Fit every iso-FLOP parabola (the fitted budgets' and the measured sweep's) to the K runs
     /// nearest in ln N to the budget's best run (default: all runs).
-    #[arg(long)]
     pub isoflop_window: Option<usize>,
     /// K of C = K·N·D for the parametric allocation (default: estimated from the fitted rows).
-    #[arg(long)]
     pub c_per_nd: Option<f64>,
     /// Bootstrap resamples for the intervals (0: none).
-    #[arg(long, default_value_t = 200)]
     pub bootstrap: usize,
     /// Seed of the bootstrap resampling.
-    #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Runs whose budgets agree within this relative tolerance form one budget.
-    #[arg(long, default_value_t = 0.1)]
     pub budget_tol: f64,
     /// Huber delta on the log residuals of the parametric fit.
-    #[arg(long, default_value_t = 1e-3)]
     pub huber_delta: f64,
     /// Output folder (default: validate-<fit-upto> beside the first results file).
-    #[arg(long)]
     pub out: Option<PathBuf>,
     /// Do not draw PNG plots.
-    #[arg(long)]
     pub no_plots: bool,
 }
 
@@ -189,7 +172,7 @@ fn concat(files: &[PathBuf], dst: &Path) -> Result<()> {
 }
 
 /// Runs the validation; writes validate.json, validate.txt, the fit (fit/) and the plots.
-pub fn run_validate(a: &ValidateArgs) -> Result<ValidateReport> {
+pub fn run_validate(a: &ValidateConfig) -> Result<Validated> {
     if !(a.fit_upto > 0.0 && a.fit_upto.is_finite()) {
         bail!(
             "--fit-upto must be a positive number of FLOPs, got {}",
@@ -252,7 +235,7 @@ pub fn run_validate(a: &ValidateArgs) -> Result<ValidateReport> {
             / fit_pts.len() as f64)
             .exp(),
     };
-    let fit_args = FitArgs {
+    let fit_args = FitConfig {
         results: input.clone(),
         target: Target::EvalLoss,
         target_col: Some(a.target_col.clone()),
@@ -274,31 +257,39 @@ pub fn run_validate(a: &ValidateArgs) -> Result<ValidateReport> {
         out: Some(out.join("fit")),
         no_plots: a.no_plots,
     };
-    let fit = run_fit(&fit_args)?;
+    let fit = run_fit(&fit_args)?.report;
     let report = compare(a, &fit, &input, at, k, &fit_pts, &sweep)?;
     let text = render_text(&report);
     crate::core::io::write_json(&out.join("validate.json"), &report)?;
     crate::core::io::write_bytes(&out.join("validate.txt"), text.as_bytes())?;
-    println!("{text}");
+    let mut plots = Vec::new();
     if !a.no_plots {
         crate::core::plot::ensure_font()?;
         let f = out.join("check_5x.png");
         draw_check(&f, &report, a.direction).with_context(|| format!("drawing {}", f.display()))?;
         let g = out.join("allocation.png");
         draw_allocation(&g, &report, &fit).with_context(|| format!("drawing {}", g.display()))?;
-        println!(
-            "plots: {}, {}, and {}/fit/",
-            f.display(),
-            g.display(),
-            out.display()
-        );
+        plots = vec![f, g, out.join("fit")];
     }
-    Ok(report)
+    Ok(Validated {
+        report,
+        text,
+        plots,
+    })
+}
+
+/// A finished `scaling validate`: the report, its text (also in validate.txt) and the plots
+/// drawn (check_5x.png, allocation.png, and the fit's folder), empty with `no_plots`.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    pub report: ValidateReport,
+    pub text: String,
+    pub plots: Vec<PathBuf>,
 }
 
 /// The comparison itself (no files): `fit` was made on `fit_pts`; `sweep` is measured at `at`.
 pub fn compare(
-    a: &ValidateArgs,
+    a: &ValidateConfig,
     fit: &FitReport,
     input: &Path,
     at: f64,
