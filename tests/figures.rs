@@ -160,7 +160,7 @@ fn study_figures_plot_the_csv_rows() {
     write_results(&path);
     let csv = csv_rows(&path);
     let rows = study::read_rows(&path).unwrap();
-    let figs = brainscale::study::scaling::figures::figure_set(&rows);
+    let figs = brainscale::study::figures::figure_set(&rows);
     let names: Vec<&str> = figs.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(
         names,
@@ -297,7 +297,7 @@ fn study_figures_plot_the_csv_rows() {
 
     // Drawn: one PNG per figure, of the renderer's size.
     let out = dir.path().join("figs");
-    let files = brainscale::study::scaling::figures::draw_figure_set(&path, &out).unwrap();
+    let files = brainscale::study::figures::draw_figure_set(&path, &out).unwrap();
     assert_eq!(files.len(), 5);
     for f in files {
         let img = image::open(&f).unwrap();

@@ -1,10 +1,10 @@
 //! The study commands: `bench` (grids of cells: run, status, collect, downstream), `scaling`
 //! (fit, validate, plots) and `report`. Flags become the study layer's typed configs here, and
 //! what those return is printed here.
+use crate::study::figures::{self, PlotsConfig};
 use crate::study::grids::downstream::{self, DownstreamOptions};
 use crate::study::grids::grid::ExecutorKind;
 use crate::study::grids::{self, CellOutcome, GridPlace, RunOptions};
-use crate::study::scaling::figures::{self, PlotsConfig};
 use crate::study::scaling::validate::{self, ValidateConfig};
 use crate::study::scaling::{self, Direction, FitConfig, Target};
 use anyhow::{bail, Result};

@@ -182,7 +182,7 @@ pub fn write_report(work: &Path, out: Option<&Path>) -> Result<ReportSummary> {
             .with_context(|| format!("creating {}", fig_dir.display()))?;
         let _ = write!(h, "<h2>Scale benchmark: {}</h2><p class=\"note\">{} rows; figures drawn by <code>brainscale scaling plots {}</code></p>",
             esc(&res.display().to_string()), srows.len(), esc(&res.display().to_string()));
-        for f in crate::study::scaling::figures::figure_set(&srows) {
+        for f in figures::figure_set(&srows) {
             let p = fig_dir.join(format!("{}.png", f.name));
             figures::draw(&p, &f).with_context(|| format!("drawing {}", p.display()))?;
             let _ = write!(h, "<h3>{}</h3>", esc(&f.title));

@@ -3,26 +3,30 @@
 //! Two methods (Hoffmann et al. 2022): iso-FLOP profiles ([`isoflop`]) and the parametric law
 //! L(N, D) = E + A/N^α + B/D^β ([`parametric`]), each with seeded bootstrap intervals, the
 //! compute-optimal N and D for chosen budgets, an optional hold-out of the largest budgets, and
-//! PNG plots ([`plot`]).
+//! PNG plots ([`plot`]). `scaling validate` ([`validate`]) checks a law at a larger budget.
+//!
+//! Files: this one (results rows → points, the fit itself), [`isoflop`], [`parametric`] and
+//! [`lbfgs`] (the methods), [`report`] (fit.json / validate.json and their text), [`plot`]
+//! (every PNG of a fit or a validation), [`target`] (what is fitted), [`validate`].
 //!
 //! Direction: both methods minimise a positive loss-like quantity L. For lower-is-better targets
 //! (eval_loss) L is the value itself. For higher-is-better targets (encoding_r, a Pearson r) the
 //! law is fitted to L = 1 − r, the distance to a perfect prediction, so E reads as the
 //! irreducible 1 − r (the r ceiling is 1 − E) and "compute-optimal" means the highest r.
-pub mod figures;
 pub mod isoflop;
 pub mod lbfgs;
 pub mod parametric;
 pub mod plot;
+pub mod report;
 pub mod target;
 pub mod validate;
 
+pub use report::*;
 pub use target::Target;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -243,101 +247,6 @@ pub fn load_points(path: &Path, cols: &Columns, filters: &[String]) -> Result<(V
     Ok((points, empty))
 }
 
-/// A bootstrap interval [2.5%, 97.5%].
-pub type Interval = [f64; 2];
-
-fn interval(v: &[f64]) -> Interval {
-    [
-        parametric::percentile(v, 2.5),
-        parametric::percentile(v, 97.5),
-    ]
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ParametricReport {
-    pub fit: parametric::Fit,
-    /// 95% bootstrap intervals of E, A, B, alpha, beta (empty without bootstrap).
-    pub ci: BTreeMap<String, Interval>,
-    /// N_opt ∝ C^a, D_opt ∝ C^b implied by the law: a = β/(α+β), b = α/(α+β).
-    pub a: f64,
-    pub b: f64,
-    pub ci_a: Option<Interval>,
-    pub ci_b: Option<Interval>,
-    pub bootstrap_replicates: usize,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct IsoFlopReport {
-    #[serde(flatten)]
-    pub fit: isoflop::IsoFlop,
-    pub ci_a: Option<Interval>,
-    pub ci_b: Option<Interval>,
-    pub bootstrap_replicates: usize,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BudgetReport {
-    pub budget: f64,
-    /// From the parametric law (C = K·N·D, K = `--c-per-nd`, default 6).
-    pub n_opt: f64,
-    pub d_opt: f64,
-    /// The target (own units) predicted at (n_opt, d_opt).
-    pub predicted: f64,
-    pub ci_n_opt: Option<Interval>,
-    pub ci_d_opt: Option<Interval>,
-    /// From the iso-FLOP power laws, when they could be fitted.
-    pub isoflop_n_opt: Option<f64>,
-    pub isoflop_d_opt: Option<f64>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HoldoutRow {
-    pub n: f64,
-    pub d: f64,
-    pub c: f64,
-    pub observed: f64,
-    pub predicted: f64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HoldoutReport {
-    pub above: f64,
-    pub fit_points: usize,
-    pub rows: Vec<HoldoutRow>,
-    /// Errors of the parametric prediction, in the target's units.
-    pub rmse: f64,
-    pub mean_abs_error: f64,
-    /// Mean |pred − obs| / |obs| of the fitted loss-like quantity (L or 1 − r).
-    pub mape_loss: f64,
-    /// Held-out budgets with their own iso-FLOP minimum: (budget, observed N_opt, predicted).
-    pub isoflop_n_opt: Vec<[f64; 3]>,
-}
-
-/// Everything `scaling fit` computes; saved as fit.json.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FitReport {
-    pub input: String,
-    pub columns: Columns,
-    pub fitted_quantity: String,
-    pub points: usize,
-    pub skipped_empty: usize,
-    pub dropped_highest: usize,
-    pub huber_delta: f64,
-    pub seed: u64,
-    pub isoflop: IsoFlopReport,
-    pub parametric: ParametricReport,
-    pub budgets: Vec<BudgetReport>,
-    pub holdout: Option<HoldoutReport>,
-    /// K of C = K·N·D used for the parametric allocation.
-    #[serde(default = "six")]
-    pub c_per_nd: f64,
-}
-
-fn six() -> f64 {
-    6.0
-}
-
-/// Runs the whole fit, writes fit.json, fit.txt and the plots, prints the summary.
 /// `scaling fit`: fits both methods, writes fit.json, fit.txt and the plots into the output folder.
 pub fn run_fit(args: &FitConfig) -> Result<Fitted> {
     if args.huber_delta <= 0.0 || !args.huber_delta.is_finite() {
@@ -631,203 +540,4 @@ fn holdout_report(
         mape_loss: mape,
         isoflop_n_opt: iso_rows,
     }
-}
-
-fn ci_str(ci: Option<&Interval>) -> String {
-    match ci {
-        Some([lo, hi]) => format!("  [95% CI {} – {}]", sig(*lo), sig(*hi)),
-        None => String::new(),
-    }
-}
-
-/// Four significant digits, scientific for large or small magnitudes.
-pub fn sig(v: f64) -> String {
-    if v == 0.0 || (1e-3..1e5).contains(&v.abs()) {
-        format!("{:.4}", v)
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string()
-    } else {
-        format!("{v:.3e}")
-    }
-}
-
-/// The human-readable summary (printed and saved as fit.txt).
-pub fn render_text(r: &FitReport) -> String {
-    let mut s = String::new();
-    let c = &r.columns;
-    let _ = writeln!(
-        s,
-        "scaling fit of {} ({} rows; N = {}, D = {}, C = {})",
-        r.input, r.points, c.n, c.d, c.c
-    );
-    if r.skipped_empty > 0 {
-        let _ = writeln!(
-            s,
-            "  skipped {} rows with an empty '{}'",
-            r.skipped_empty, c.target
-        );
-    }
-    if r.dropped_highest > 0 {
-        let _ = writeln!(
-            s,
-            "  dropped the {} rows with the highest loss",
-            r.dropped_highest
-        );
-    }
-    let _ = writeln!(
-        s,
-        "target: {} ({} is better); fitted quantity L = {}",
-        c.target,
-        match c.direction {
-            Direction::Lower => "lower",
-            Direction::Higher => "higher",
-        },
-        r.fitted_quantity
-    );
-    let p = &r.parametric;
-    let l = &p.fit.law;
-    let _ = writeln!(s, "\nparametric law  L(N, D) = E + A/N^alpha + B/D^beta   (Huber delta {}, {} starts, {} converged, objective {:.6e})",
-        r.huber_delta, p.fit.starts, p.fit.starts_converged, p.fit.objective);
-    for (name, v) in [
-        ("E", l.e),
-        ("A", l.a),
-        ("B", l.b),
-        ("alpha", l.alpha),
-        ("beta", l.beta),
-    ] {
-        let _ = writeln!(s, "  {name:<6} = {}{}", sig(v), ci_str(p.ci.get(name)));
-    }
-    if c.direction == Direction::Higher {
-        let _ = writeln!(
-            s,
-            "  ceiling of {} at infinite N and D: 1 - E = {}",
-            c.target,
-            sig(1.0 - l.e)
-        );
-    }
-    let _ = writeln!(s, "  N_opt ∝ C^{}{}", sig(p.a), ci_str(p.ci_a.as_ref()));
-    let _ = writeln!(s, "  D_opt ∝ C^{}{}", sig(p.b), ci_str(p.ci_b.as_ref()));
-    if p.bootstrap_replicates > 0 {
-        let _ = writeln!(
-            s,
-            "  ({} bootstrap resamples, seed {})",
-            p.bootstrap_replicates, r.seed
-        );
-    }
-    let i = &r.isoflop;
-    let _ = writeln!(
-        s,
-        "\niso-FLOP profiles ({} budgets fitted, {} skipped)",
-        i.fit.profiles.len(),
-        i.fit.skipped.len()
-    );
-    for pr in &i.fit.profiles {
-        let _ = writeln!(
-            s,
-            "  C = {:.3e}: {} runs, N_opt = {:.3e}, D_opt = {:.3e}, {} at optimum = {}{}",
-            pr.budget,
-            pr.runs,
-            pr.n_opt,
-            pr.d_opt,
-            c.target,
-            sig(c.direction.from_loss(pr.loss_opt)),
-            if pr.inside_range {
-                ""
-            } else {
-                "  (vertex outside the sampled N range: extrapolated)"
-            }
-        );
-    }
-    if i.fit.skipped.len() <= 8 {
-        for sk in &i.fit.skipped {
-            let _ = writeln!(
-                s,
-                "  C = {:.3e}: {} runs, skipped: {}",
-                sk.budget, sk.runs, sk.reason
-            );
-        }
-    } else {
-        // Scattered budgets (not an iso-FLOP design) give many tiny groups: count by reason.
-        let mut by: BTreeMap<&str, usize> = BTreeMap::new();
-        for sk in &i.fit.skipped {
-            *by.entry(sk.reason.as_str()).or_default() += 1;
-        }
-        for (reason, k) in by {
-            let _ = writeln!(s, "  {k} budgets skipped: {reason}");
-        }
-    }
-    match (i.fit.n_opt, i.fit.d_opt) {
-        (Some(n), Some(d)) => {
-            let _ = writeln!(
-                s,
-                "  N_opt = {:.3e} · C^{}{}",
-                n.k,
-                sig(n.exponent),
-                ci_str(i.ci_a.as_ref())
-            );
-            let _ = writeln!(
-                s,
-                "  D_opt = {:.3e} · C^{}{}",
-                d.k,
-                sig(d.exponent),
-                ci_str(i.ci_b.as_ref())
-            );
-        }
-        _ => {
-            let _ = writeln!(s, "  fewer than two usable budgets: no power law fitted");
-        }
-    }
-    if !r.budgets.is_empty() {
-        let _ = writeln!(
-            s,
-            "\ncompute-optimal allocation (parametric law, C = {}ND)",
-            sig(r.c_per_nd)
-        );
-        for b in &r.budgets {
-            let _ = writeln!(
-                s,
-                "  C = {:.3e}: N_opt = {:.3e}{}, D_opt = {:.3e}{}, predicted {} = {}",
-                b.budget,
-                b.n_opt,
-                ci_str(b.ci_n_opt.as_ref()),
-                b.d_opt,
-                ci_str(b.ci_d_opt.as_ref()),
-                c.target,
-                sig(b.predicted)
-            );
-            if let (Some(n), Some(d)) = (b.isoflop_n_opt, b.isoflop_d_opt) {
-                let _ = writeln!(
-                    s,
-                    "    iso-FLOP power laws: N_opt = {n:.3e}, D_opt = {d:.3e}"
-                );
-            }
-        }
-    }
-    if let Some(h) = &r.holdout {
-        let _ = writeln!(
-            s,
-            "\nhold-out: fitted on {} rows with C <= {:.3e}; predicting {} rows above",
-            h.fit_points,
-            h.above,
-            h.rows.len()
-        );
-        let _ = writeln!(
-            s,
-            "  parametric: RMSE {} and mean |error| {} in {}; mean relative error of {} {:.2}%",
-            sig(h.rmse),
-            sig(h.mean_abs_error),
-            c.target,
-            r.fitted_quantity,
-            100.0 * h.mape_loss
-        );
-        for [b, obs, pred] in &h.isoflop_n_opt {
-            let _ = writeln!(
-                s,
-                "  iso-FLOP at C = {b:.3e}: observed N_opt {obs:.3e}, predicted {pred:.3e} (ratio {:.3})",
-                pred / obs
-            );
-        }
-    }
-    s
 }

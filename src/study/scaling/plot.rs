@@ -2,7 +2,8 @@
 //! file so no fontconfig is needed): the target against data size per model, against model
 //! size per data size, the iso-FLOP profiles with their minima, and the compute-optimal
 //! frontier. Held-out rows are drawn as hollow markers.
-use crate::study::scaling::{FitReport, Point};
+use crate::study::scaling::report::{FitReport, ValidateReport};
+use crate::study::scaling::{Direction, Point};
 use anyhow::{anyhow, bail, Context, Result};
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
@@ -461,4 +462,150 @@ pub(super) fn allocation_panels(
         }
         Ok(())
     })
+}
+
+/// The sweep at the validation budget: runs, parabola, vertex, and each method's predicted N_opt.
+pub fn draw_check(path: &Path, r: &ValidateReport, dir: Direction) -> Result<()> {
+    let m = &r.measured;
+    let xr = log_range(
+        m.points
+            .iter()
+            .map(|p| p[0])
+            .chain(r.predictions.iter().map(|p| p.n_opt)),
+    );
+    let yr = lin_range(
+        m.points
+            .iter()
+            .map(|p| p[2])
+            .chain(r.predictions.iter().filter_map(|p| p.predicted_value)),
+    );
+    render(path, |root| {
+        let (main, foot) = root.split_vertically(H - 26);
+        let mut ch = ChartBuilder::on(&main)
+            .caption(
+                format!(
+                    "{}x check at C = {:.2e}: fitted on C <= {:.2e}",
+                    crate::study::scaling::sig(r.ratio),
+                    r.at,
+                    r.fit_upto
+                ),
+                ("sans-serif", 24),
+            )
+            .margin(14)
+            .x_label_area_size(48)
+            .y_label_area_size(70)
+            .build_cartesian_2d(xr.clone().log_scale(), yr.clone())
+            .map_err(e)?;
+        ch.configure_mesh()
+            .x_desc("parameters N")
+            .y_desc("measured target")
+            .x_label_formatter(&sci)
+            .light_line_style(RGBColor(238, 238, 238))
+            .label_style(("sans-serif", 16))
+            .axis_desc_style(("sans-serif", 18))
+            .draw()
+            .map_err(e)?;
+        ch.draw_series(
+            m.points
+                .iter()
+                .map(|p| Circle::new((p[0], p[2]), 5, BLACK.filled())),
+        )
+        .map_err(e)?
+        .label("runs at this budget")
+        .legend(|(x, y)| Circle::new((x + 8, y), 5, BLACK.filled()));
+        if let Some(c) = m.coef {
+            let (lo, hi) = (xr.start.ln(), xr.end.ln());
+            let curve: Vec<(f64, f64)> = (0..100)
+                .map(|j| {
+                    let x = lo + (hi - lo) * j as f64 / 99.0;
+                    (x.exp(), dir.from_loss(c[0] + c[1] * x + c[2] * x * x))
+                })
+                .filter(|(_, y)| yr.contains(y))
+                .collect();
+            ch.draw_series(LineSeries::new(curve, BLACK.stroke_width(1)))
+                .map_err(e)?
+                .label("parabola in ln N")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK));
+        }
+        if let (Some(n), Some(v)) = (m.vertex_n, m.vertex_value) {
+            if yr.contains(&v) {
+                ch.draw_series(std::iter::once(Cross::new(
+                    (n, v),
+                    9,
+                    BLACK.stroke_width(3),
+                )))
+                .map_err(e)?
+                .label("measured optimum (vertex)")
+                .legend(|(x, y)| Cross::new((x + 8, y), 6, BLACK.stroke_width(2)));
+            }
+        }
+        for (i, p) in r.predictions.iter().enumerate() {
+            let col = if i == 0 && p.method == "iso-FLOP" {
+                RGBColor(200, 50, 40)
+            } else {
+                RGBColor(33, 102, 172)
+            };
+            ch.draw_series(DashedLineSeries::new(
+                vec![(p.n_opt, yr.start), (p.n_opt, yr.end)],
+                8,
+                5,
+                col.stroke_width(2),
+            ))
+            .map_err(e)?
+            .label(format!(
+                "{} predicted N_opt (ln ratio {:+.2})",
+                p.method, p.log_ratio_n
+            ))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], col.stroke_width(2)));
+            if let Some(v) = p.predicted_value {
+                ch.draw_series(std::iter::once(TriangleMarker::new(
+                    (p.n_opt, v),
+                    8,
+                    col.filled(),
+                )))
+                .map_err(e)?
+                .label("parametric predicted loss")
+                .legend(move |(x, y)| TriangleMarker::new((x + 8, y), 6, col.filled()));
+            }
+        }
+        ch.configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()
+            .map_err(e)?;
+        foot.draw_text(
+            "dashed: each method's N_opt extrapolated from the smaller budgets",
+            &("sans-serif", 14).into_text_style(&foot),
+            (80, 4),
+        )
+        .map_err(e)?;
+        Ok(())
+    })
+}
+
+/// N_opt and D_opt against C: the fitted budgets' iso-FLOP minima, both laws, and the measured
+/// optimum at the validation budget.
+pub fn draw_allocation(path: &Path, r: &ValidateReport, fit: &FitReport) -> Result<()> {
+    let lo = fit
+        .isoflop
+        .fit
+        .profiles
+        .iter()
+        .map(|p| p.budget)
+        .fold(r.fit_upto, f64::min);
+    let label = format!(
+        "measured at {}x ({})",
+        crate::study::scaling::sig(r.ratio),
+        r.measured.reference
+    );
+    let measured = (r.at, (r.measured.n_ref, r.measured.d_ref), label.as_str());
+    allocation_panels(
+        path,
+        fit,
+        log_range([lo, r.at].into_iter()),
+        &[],
+        Some(measured),
+    )
 }

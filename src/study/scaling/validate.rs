@@ -16,14 +16,13 @@
 //! The parametric allocation uses C = K·N·D with K the geometric mean of C/(N·D) over the
 //! fitted rows (6 for Chinchilla's C = 6ND; larger for BIOT's two-view objective and its
 //! attention term), unless `--c-per-nd` gives it.
-use crate::study::scaling::plot::{e, lin_range, log_range, render, sci, H};
+use crate::study::scaling::plot;
+use crate::study::scaling::report::{render_validate_text, Measured, Prediction, ValidateReport};
 use crate::study::scaling::{
     isoflop, load_points, run_fit, Columns, Direction, FitConfig, FitReport, Point, Target,
 };
 use anyhow::{bail, Context, Result};
-use plotters::prelude::*;
-use serde::{Deserialize, Serialize};
-use std::fmt::Write as _;
+
 use std::path::{Path, PathBuf};
 
 /// What `scaling validate` checks and how (the command-line defaults are in `cli::study`).
@@ -64,76 +63,6 @@ pub struct ValidateConfig {
     pub out: Option<PathBuf>,
     /// Do not draw PNG plots.
     pub no_plots: bool,
-}
-
-/// One method's prediction at the validation budget and how it fared.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Prediction {
-    pub method: String,
-    pub n_opt: f64,
-    pub d_opt: f64,
-    /// 95% bootstrap interval of N_opt (parametric) when computed.
-    pub ci_n_opt: Option<[f64; 2]>,
-    /// ln(predicted / measured) N_opt and D_opt.
-    pub log_ratio_n: f64,
-    pub log_ratio_d: f64,
-    /// The sweep's parabola at the predicted N (target units); `extrapolated` when outside the
-    /// sweep's N range.
-    pub measured_at_prediction: f64,
-    pub extrapolated: bool,
-    /// The measured target of the sweep's run nearest (in ln N) to the prediction.
-    pub nearest_run_n: f64,
-    pub nearest_run_value: f64,
-    /// Parabola at the prediction over the parabola's minimum (vertex inside the range, else
-    /// the best run), minus 1: the loss a user following the prediction gives up.
-    pub excess: f64,
-    /// (nearest run's value − best run's value) / |best run's value|.
-    pub excess_nearest: f64,
-    /// The law's own predicted target at its optimum (parametric only).
-    pub predicted_value: Option<f64>,
-    /// (predicted_value − best measured) / |best measured|.
-    pub predicted_value_error: Option<f64>,
-}
-
-/// The measured sweep at the validation budget.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Measured {
-    pub budget: f64,
-    pub runs: usize,
-    /// The parabola's vertex (None when the sweep has no minimum: see `profile_error`).
-    pub vertex_n: Option<f64>,
-    pub vertex_d: Option<f64>,
-    pub vertex_value: Option<f64>,
-    pub vertex_inside_range: Option<bool>,
-    pub profile_error: Option<String>,
-    /// Parabola coefficients in ln N (loss-like quantity).
-    pub coef: Option<[f64; 3]>,
-    pub best_n: f64,
-    pub best_d: f64,
-    pub best_value: f64,
-    /// What the log-ratios compare with: "vertex" (inside the sampled range) or "best run".
-    pub reference: String,
-    pub n_ref: f64,
-    pub d_ref: f64,
-    /// (N, D, value) of every run of the sweep.
-    pub points: Vec<[f64; 3]>,
-}
-
-/// Everything `scaling validate` computes (validate.json).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ValidateReport {
-    pub inputs: Vec<String>,
-    pub target: String,
-    pub fit_upto: f64,
-    pub at: f64,
-    pub ratio: f64,
-    pub fit_rows: usize,
-    pub fit_budgets: Vec<f64>,
-    pub c_per_nd: f64,
-    pub iso_exponents: Option<[f64; 2]>,
-    pub parametric_exponents: [f64; 2],
-    pub measured: Measured,
-    pub predictions: Vec<Prediction>,
 }
 
 /// Concatenates CSVs with identical headers into `dst`.
@@ -259,16 +188,18 @@ pub fn run_validate(a: &ValidateConfig) -> Result<Validated> {
     };
     let fit = run_fit(&fit_args)?.report;
     let report = compare(a, &fit, &input, at, k, &fit_pts, &sweep)?;
-    let text = render_text(&report);
+    let text = render_validate_text(&report);
     crate::core::io::write_json(&out.join("validate.json"), &report)?;
     crate::core::io::write_bytes(&out.join("validate.txt"), text.as_bytes())?;
     let mut plots = Vec::new();
     if !a.no_plots {
         crate::core::plot::ensure_font()?;
         let f = out.join("check_5x.png");
-        draw_check(&f, &report, a.direction).with_context(|| format!("drawing {}", f.display()))?;
+        plot::draw_check(&f, &report, a.direction)
+            .with_context(|| format!("drawing {}", f.display()))?;
         let g = out.join("allocation.png");
-        draw_allocation(&g, &report, &fit).with_context(|| format!("drawing {}", g.display()))?;
+        plot::draw_allocation(&g, &report, &fit)
+            .with_context(|| format!("drawing {}", g.display()))?;
         plots = vec![f, g, out.join("fit")];
     }
     Ok(Validated {
@@ -415,250 +346,4 @@ pub fn compare(
         measured,
         predictions,
     })
-}
-
-fn render_text(r: &ValidateReport) -> String {
-    use crate::study::scaling::sig;
-    let mut s = String::new();
-    let m = &r.measured;
-    let _ = writeln!(
-        s,
-        "validation of {}: fit on {} rows with C <= {} ({} budgets), predicted at C = {} ({}x), C = {}·N·D",
-        r.target,
-        r.fit_rows,
-        sig(r.fit_upto),
-        r.fit_budgets.len(),
-        sig(r.at),
-        sig(r.ratio),
-        sig(r.c_per_nd)
-    );
-    if let Some([a, b]) = r.iso_exponents {
-        let _ = writeln!(
-            s,
-            "  iso-FLOP:   N_opt ∝ C^{}, D_opt ∝ C^{}",
-            sig(a),
-            sig(b)
-        );
-    }
-    let [a, b] = r.parametric_exponents;
-    let _ = writeln!(
-        s,
-        "  parametric: N_opt ∝ C^{}, D_opt ∝ C^{}",
-        sig(a),
-        sig(b)
-    );
-    let _ = writeln!(
-        s,
-        "measured sweep at {}: {} runs; best run N = {}, D = {}, value {}",
-        sig(m.budget),
-        m.runs,
-        sig(m.best_n),
-        sig(m.best_d),
-        sig(m.best_value)
-    );
-    match (&m.vertex_n, &m.profile_error) {
-        (Some(n), _) => {
-            let _ = writeln!(
-                s,
-                "  parabola vertex N = {}, D = {}, value {}{}",
-                sig(*n),
-                sig(m.vertex_d.unwrap_or(f64::NAN)),
-                sig(m.vertex_value.unwrap_or(f64::NAN)),
-                if m.vertex_inside_range == Some(true) {
-                    ""
-                } else {
-                    " (outside the sampled N range)"
-                }
-            );
-        }
-        (None, Some(e)) => {
-            let _ = writeln!(s, "  no parabola minimum: {e}");
-        }
-        _ => {}
-    }
-    let _ = writeln!(
-        s,
-        "  reference optimum: {} (N = {}, D = {})",
-        m.reference,
-        sig(m.n_ref),
-        sig(m.d_ref)
-    );
-    let _ = writeln!(
-        s,
-        "\n{:<11} {:>10} {:>10} {:>11} {:>11} {:>12} {:>12} {:>12}",
-        "method", "N_opt", "D_opt", "ln(N/N*)", "ln(D/D*)", "excess", "excess(run)", "pred. err"
-    );
-    for p in &r.predictions {
-        let _ = writeln!(
-            s,
-            "{:<11} {:>10} {:>10} {:>11.3} {:>11.3} {:>11.2}% {:>11.2}% {:>12}{}",
-            p.method,
-            sig(p.n_opt),
-            sig(p.d_opt),
-            p.log_ratio_n,
-            p.log_ratio_d,
-            100.0 * p.excess,
-            100.0 * p.excess_nearest,
-            p.predicted_value_error
-                .map_or("-".into(), |e| format!("{:.2}%", 100.0 * e)),
-            if p.extrapolated {
-                "  (outside the sweep's N range)"
-            } else {
-                ""
-            }
-        );
-    }
-    let _ = writeln!(
-        s,
-        "excess: the sweep's parabola at the predicted N_opt over its minimum; excess(run): the run nearest\n\
-         to the predicted N_opt over the best run;\n\
-         pred. err: the law's predicted loss at its optimum vs the best measured."
-    );
-    s
-}
-
-/// The sweep at the validation budget: runs, parabola, vertex, and each method's predicted N_opt.
-fn draw_check(path: &Path, r: &ValidateReport, dir: Direction) -> Result<()> {
-    let m = &r.measured;
-    let xr = log_range(
-        m.points
-            .iter()
-            .map(|p| p[0])
-            .chain(r.predictions.iter().map(|p| p.n_opt)),
-    );
-    let yr = lin_range(
-        m.points
-            .iter()
-            .map(|p| p[2])
-            .chain(r.predictions.iter().filter_map(|p| p.predicted_value)),
-    );
-    render(path, |root| {
-        let (main, foot) = root.split_vertically(H - 26);
-        let mut ch = ChartBuilder::on(&main)
-            .caption(
-                format!(
-                    "{}x check at C = {:.2e}: fitted on C <= {:.2e}",
-                    crate::study::scaling::sig(r.ratio),
-                    r.at,
-                    r.fit_upto
-                ),
-                ("sans-serif", 24),
-            )
-            .margin(14)
-            .x_label_area_size(48)
-            .y_label_area_size(70)
-            .build_cartesian_2d(xr.clone().log_scale(), yr.clone())
-            .map_err(e)?;
-        ch.configure_mesh()
-            .x_desc("parameters N")
-            .y_desc("measured target")
-            .x_label_formatter(&sci)
-            .light_line_style(RGBColor(238, 238, 238))
-            .label_style(("sans-serif", 16))
-            .axis_desc_style(("sans-serif", 18))
-            .draw()
-            .map_err(e)?;
-        ch.draw_series(
-            m.points
-                .iter()
-                .map(|p| Circle::new((p[0], p[2]), 5, BLACK.filled())),
-        )
-        .map_err(e)?
-        .label("runs at this budget")
-        .legend(|(x, y)| Circle::new((x + 8, y), 5, BLACK.filled()));
-        if let Some(c) = m.coef {
-            let (lo, hi) = (xr.start.ln(), xr.end.ln());
-            let curve: Vec<(f64, f64)> = (0..100)
-                .map(|j| {
-                    let x = lo + (hi - lo) * j as f64 / 99.0;
-                    (x.exp(), dir.from_loss(c[0] + c[1] * x + c[2] * x * x))
-                })
-                .filter(|(_, y)| yr.contains(y))
-                .collect();
-            ch.draw_series(LineSeries::new(curve, BLACK.stroke_width(1)))
-                .map_err(e)?
-                .label("parabola in ln N")
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK));
-        }
-        if let (Some(n), Some(v)) = (m.vertex_n, m.vertex_value) {
-            if yr.contains(&v) {
-                ch.draw_series(std::iter::once(Cross::new(
-                    (n, v),
-                    9,
-                    BLACK.stroke_width(3),
-                )))
-                .map_err(e)?
-                .label("measured optimum (vertex)")
-                .legend(|(x, y)| Cross::new((x + 8, y), 6, BLACK.stroke_width(2)));
-            }
-        }
-        for (i, p) in r.predictions.iter().enumerate() {
-            let col = if i == 0 && p.method == "iso-FLOP" {
-                RGBColor(200, 50, 40)
-            } else {
-                RGBColor(33, 102, 172)
-            };
-            ch.draw_series(DashedLineSeries::new(
-                vec![(p.n_opt, yr.start), (p.n_opt, yr.end)],
-                8,
-                5,
-                col.stroke_width(2),
-            ))
-            .map_err(e)?
-            .label(format!(
-                "{} predicted N_opt (ln ratio {:+.2})",
-                p.method, p.log_ratio_n
-            ))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], col.stroke_width(2)));
-            if let Some(v) = p.predicted_value {
-                ch.draw_series(std::iter::once(TriangleMarker::new(
-                    (p.n_opt, v),
-                    8,
-                    col.filled(),
-                )))
-                .map_err(e)?
-                .label("parametric predicted loss")
-                .legend(move |(x, y)| TriangleMarker::new((x + 8, y), 6, col.filled()));
-            }
-        }
-        ch.configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(e)?;
-        foot.draw_text(
-            "dashed: each method's N_opt extrapolated from the smaller budgets",
-            &("sans-serif", 14).into_text_style(&foot),
-            (80, 4),
-        )
-        .map_err(e)?;
-        Ok(())
-    })
-}
-
-/// N_opt and D_opt against C: the fitted budgets' iso-FLOP minima, both laws, and the measured
-/// optimum at the validation budget.
-fn draw_allocation(path: &Path, r: &ValidateReport, fit: &FitReport) -> Result<()> {
-    let lo = fit
-        .isoflop
-        .fit
-        .profiles
-        .iter()
-        .map(|p| p.budget)
-        .fold(r.fit_upto, f64::min);
-    let label = format!(
-        "measured at {}x ({})",
-        crate::study::scaling::sig(r.ratio),
-        r.measured.reference
-    );
-    let measured = (r.at, (r.measured.n_ref, r.measured.d_ref), label.as_str());
-    crate::study::scaling::plot::allocation_panels(
-        path,
-        fit,
-        log_range([lo, r.at].into_iter()),
-        &[],
-        Some(measured),
-    )
 }
