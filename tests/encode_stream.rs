@@ -449,8 +449,10 @@ fn streamed_encode_through_the_binary() {
     bad.extend(["--voxel-shard", "2/2"]);
     expect_error(&bad, &["voxel shard `2/2`", "0 <= k < K"]);
     let mut bad: Vec<&str> = base.to_vec();
-    bad.extend(["--stream", "--max-memory", "50MB"]);
-    expect_error(&bad, &["memory budget", "too small", "--max-memory"]);
+    // The streamed mode's whole-process budget is --process-memory (--max-memory is the
+    // ridge's voxel-chunk budget in every mode).
+    bad.extend(["--stream", "--process-memory", "50MB"]);
+    expect_error(&bad, &["memory budget", "too small", "--process-memory"]);
 }
 
 /// The torch backend streams too (it refits its X side per block): same results as its

@@ -350,8 +350,8 @@ fn tiny_maps(
         max_mismatch_s: None,
     };
     brainscale::fmri::align::align_dataset(&ds, work, "groundtruth", &ao).unwrap();
-    let split = brainscale::fmri::encode::Split { test_runs: vec![] };
-    brainscale::fmri::demo::encode_dataset(
+    let split = brainscale::fmri::encode::SplitPlan::default();
+    brainscale::fmri::encode::encode_dataset(
         &ds,
         work,
         "groundtruth",

@@ -62,7 +62,10 @@ fn only_the_cli_layer_parses_flags() {
         .iter()
         .filter(|p| {
             let c = code(p);
-            c.contains("clap::") || c.contains("use clap") || c.contains("#[arg(") || c.contains("#[command(")
+            c.contains("clap::")
+                || c.contains("use clap")
+                || c.contains("#[arg(")
+                || c.contains("#[command(")
         })
         .map(|p| rel(p))
         .collect();
@@ -107,7 +110,10 @@ fn every_folder_says_what_it_owns() {
         .filter(|p| !std::fs::read_to_string(p).unwrap().starts_with("//! "))
         .map(|p| rel(p))
         .collect();
-    assert!(bad.is_empty(), "mod.rs without an opening //! paragraph: {bad:?}");
+    assert!(
+        bad.is_empty(),
+        "mod.rs without an opening //! paragraph: {bad:?}"
+    );
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! `brainscale tokenizer train`, `tokenize`, `pretrain` (with resume) and `bench-train`, end to
+//! `brainscale tokenizer train`, `tokenizer encode` (and its old name `tokenize`), `pretrain` (with resume) and `bench-train`, end to
 //! end on two tiny movies.
 #![cfg(feature = "video")]
 use assert_cmd::Command;
@@ -65,7 +65,8 @@ fn tokenizer_tokenize_pretrain_resume_and_bench_train() {
         .stdout(contains("reconstruction loss"));
     cmd(d)
         .args([
-            "tokenize",
+            "tokenizer",
+            "encode",
             "--movies",
             "a.mp4",
             "b.mp4",

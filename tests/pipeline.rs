@@ -4,7 +4,7 @@ mod common;
 use brainscale::core::stats;
 use brainscale::fmri::align::{self, AlignOptions, Lag};
 use brainscale::fmri::dataset::Dataset;
-use brainscale::fmri::encode::{self, Split};
+use brainscale::fmri::encode::{self, SplitPlan};
 use brainscale::fmri::features::{self, ExtractorKind, FeaturesOptions};
 use brainscale::ridge::RidgeOptions;
 use common::{brainscale, tiny};
@@ -49,7 +49,7 @@ fn ground_truth_is_recovered() {
             s,
             work.path(),
             "groundtruth",
-            &Split { test_runs: vec![] },
+            &SplitPlan::default(),
             &ropts,
         )
         .unwrap();

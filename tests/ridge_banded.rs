@@ -738,7 +738,7 @@ fn encode_bands_assigns_variance_to_the_true_band() {
 
 #[test]
 fn band_arguments_are_checked() {
-    use brainscale::fmri::encode::banded::BandArgs;
+    use brainscale::fmri::encode::banded::BandRequest as BandArgs;
     let args = |bands: &[&str], weights: &[&str]| BandArgs {
         bands: bands.iter().map(|s| s.to_string()).collect(),
         band_weights: weights.iter().map(|s| s.to_string()).collect(),

@@ -1,15 +1,12 @@
-//! Chains the stages (what `brainscale demo` runs) and shared command-line plumbing:
-//! dataset/work-folder arguments, the maps stage over a dataset, and the
-//! per-subject summary table.
-use crate::core::progress::progress;
+//! Chains the stages (what `brainscale demo` runs), the maps stage over a dataset's subjects,
+//! and the per-subject summary table.
 use crate::fmri::align::{self, AlignOptions, Lag};
 use crate::fmri::dataset::{self, synth, Dataset};
-use crate::fmri::encode::{self, Split};
+use crate::fmri::encode;
 use crate::fmri::features::{self, ExtractorKind, FeaturesOptions};
 use crate::fmri::maps::{self, SummaryRow, VoxelResults};
 use crate::ridge::RidgeOptions;
 use anyhow::{Context, Result};
-use ndarray::Array1;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -25,57 +22,6 @@ pub fn dataset_name(ds: &Dataset) -> String {
     folder_name(&ds.root)
 }
 
-/// Default work folder for a dataset: results/<dataset name>.
-pub fn default_work(dataset: &Path) -> PathBuf {
-    PathBuf::from("results").join(folder_name(dataset))
-}
-
-/// Picks subjects by id ("01" or "sub-01"); all when `ids` is empty.
-pub fn select_subjects<'a>(
-    ds: &'a Dataset,
-    ids: &[String],
-) -> Result<Vec<&'a crate::fmri::dataset::Subject>> {
-    if ids.is_empty() {
-        return Ok(ds.subjects.iter().collect());
-    }
-    ids.iter().map(|id| ds.subject(id)).collect()
-}
-
-/// Encode stage over subjects, with a progress bar. A subject whose saved result has the same
-/// inputs (split, ridge options, designs, BOLD) is not refitted. Returns each subject's test r.
-pub fn encode_dataset(
-    ds: &Dataset,
-    work: &Path,
-    feat: &str,
-    subjects: &[String],
-    split: impl Into<encode::SplitPlan>,
-    ropts: &RidgeOptions,
-) -> Result<Vec<Array1<f64>>> {
-    let plan: encode::SplitPlan = split.into();
-    let subs = select_subjects(ds, subjects)?;
-    let bar = progress(subs.len() as u64, "encode");
-    let mut out = Vec::new();
-    for s in subs {
-        bar.set_message(format!("sub-{}", s.id));
-        let path = encode::encode_path(work, feat, &s.id);
-        let key = encode::inputs_key(s, work, feat, &plan, ropts)?;
-        let saved = crate::core::io::TensorFile::open(&path)
-            .ok()
-            .filter(|f| f.metadata().get("inputs") == Some(&key));
-        out.push(match saved {
-            Some(_) => VoxelResults::load(&path)?.test_r,
-            None => {
-                encode::encode_subject(ds, s, work, feat, &plan, ropts)?
-                    .fit
-                    .test_r
-            }
-        });
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    Ok(out)
-}
-
 /// Maps stage over subjects: reads WORK/encode, writes WORK/maps/FEATURES/sub-XX/ and updates
 /// WORK/summary.csv. Returns the rows.
 pub fn maps_dataset(
@@ -85,7 +31,7 @@ pub fn maps_dataset(
     subjects: &[String],
 ) -> Result<Vec<SummaryRow>> {
     let mut rows = Vec::new();
-    for s in select_subjects(ds, subjects)? {
+    for s in ds.select(subjects)? {
         let path = encode::encode_path(work, feat, &s.id);
         let res = VoxelResults::load(&path)
             .with_context(|| format!("sub-{}: run the encode stage first", s.id))?;
@@ -224,8 +170,8 @@ pub fn demo(o: &DemoOptions) -> Result<Vec<SummaryRow>> {
     step("align", t);
 
     let t = Instant::now();
-    let split = Split { test_runs: vec![] };
-    encode_dataset(&ds, &o.work, &feat, &[], &split, &RidgeOptions::default())?;
+    let plan = encode::SplitPlan::default();
+    encode::encode_dataset(&ds, &o.work, &feat, &[], &plan, &RidgeOptions::default())?;
     step("encode", t);
 
     let t = Instant::now();

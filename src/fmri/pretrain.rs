@@ -9,10 +9,8 @@ use crate::core::flops;
 use crate::core::io;
 use crate::fmri::codes::{self, CodeData};
 use crate::fmri::tokenize;
-use crate::models::gpt::{Gpt, GptConfig, Precision};
-use crate::nn::{
-    self, parse_device, reexec_for_precision, FitOptions, TrainConfig, TrainSummary, Trainer,
-};
+use crate::models::gpt::{Gpt, GptConfig};
+use crate::nn::{self, parse_device, FitOptions, TrainConfig, TrainSummary, Trainer};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use tch::Device;
@@ -79,64 +77,30 @@ pub fn load_prior(dir: &Path, device: Device) -> Result<(tch::nn::VarStore, Gpt)
     Ok((vs, model))
 }
 
-/// `brainscale pretrain`.
-#[derive(clap::Args, Debug)]
-pub struct PretrainArgs {
-    /// Code caches (`*.codes.safetensors`) or folders of them, from `brainscale tokenize`.
-    #[arg(long, required = true, num_args = 1..)]
+/// The pretrain stage's options (`brainscale pretrain`; see the CLI's help for each).
+#[derive(Debug, Clone)]
+pub struct PretrainOptions {
+    /// Code caches (`*.codes.safetensors`) or folders of them.
     pub codes: Vec<PathBuf>,
-    /// Model config TOML (models/*.toml); its vocab must cover the codebook and ctx the clip.
-    #[arg(long)]
+    /// Model config TOML (models/*.toml).
     pub model: PathBuf,
-    /// Output folder: checkpoints, loss.csv, summary.json, tokenizer/ (resumes if it holds a checkpoint).
-    #[arg(long)]
+    /// Output folder (resumes if it holds a checkpoint).
     pub out: PathBuf,
-    #[arg(long, value_enum, default_value = "fp32")]
-    pub precision: Precision,
-    /// Train on exactly the first N training clips (one clip = one sequence of t·h·w codes).
-    #[arg(long)]
+    /// Seed, precision, batch, schedule, evaluation and checkpoint cadence.
+    pub train: TrainConfig,
+    /// Train on exactly the first N training clips.
     pub train_samples: Option<usize>,
-    #[arg(long, default_value_t = 1000)]
-    pub max_steps: u64,
-    #[arg(long, default_value_t = 8)]
-    pub batch_size: usize,
-    #[arg(long, default_value_t = 1)]
-    pub grad_accum: usize,
-    #[arg(long, default_value_t = 3e-4)]
-    pub lr: f64,
-    #[arg(long, default_value_t = 3e-5)]
-    pub min_lr: f64,
-    #[arg(long, default_value_t = 100)]
-    pub warmup_steps: u64,
-    #[arg(long, default_value_t = 0.1)]
-    pub weight_decay: f64,
-    #[arg(long, default_value_t = 1.0)]
-    pub grad_clip: f64,
     /// Fraction of each code file's clips (its last ones) held out for evaluation.
-    #[arg(long, default_value_t = 0.05)]
     pub eval_fraction: f64,
-    #[arg(long, default_value_t = 200)]
-    pub eval_every: u64,
-    #[arg(long, default_value_t = 200)]
-    pub checkpoint_every: u64,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
     /// cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "auto")]
     pub device: String,
-    /// libtorch CPU threads (default: libtorch's, one per core). Small priors train fastest on
-    /// one thread, especially on a busy machine (see `biosignal pretrain --threads`).
-    #[arg(long)]
+    /// libtorch CPU threads (default: libtorch's).
     pub threads: Option<i32>,
-    /// Start from Hugging Face GPT-2 weights (model.safetensors) whose shapes match --model.
-    #[arg(long)]
+    /// Hugging Face GPT-2 weights to start from.
     pub init_hf: Option<PathBuf>,
-    /// Also write the trained weights in Hugging Face GPT-2 naming to this file (learned
-    /// positions and tied head only).
-    #[arg(long)]
+    /// Also write the trained weights in Hugging Face GPT-2 naming here.
     pub export_hf: Option<PathBuf>,
-    /// Tokenizer folder to bundle with the prior (default: the one the code caches name).
-    #[arg(long)]
+    /// Tokenizer folder to bundle (default: the one the code caches name).
     pub tokenizer: Option<PathBuf>,
 }
 
@@ -153,10 +117,11 @@ pub fn copy_tokenizer(src: &Path, out: &Path) -> Result<()> {
     Ok(())
 }
 
-pub fn run_pretrain(a: &PretrainArgs) -> Result<()> {
-    if reexec_for_precision(a.precision)? {
-        return Ok(());
-    }
+/// The pretrain stage: loads the code caches, trains (or resumes) the prior in `o.out`,
+/// bundles the tokenizer, exports Hugging Face weights when asked. Returns the training
+/// summary. Errors: bad options, a missing tokenizer (checked before training), I/O.
+pub fn pretrain(o: &PretrainOptions) -> Result<TrainSummary> {
+    let a = o;
     if let Some(n) = a.threads {
         if n < 1 {
             bail!("--threads {n}: must be at least 1");
@@ -174,21 +139,7 @@ pub fn run_pretrain(a: &PretrainArgs) -> Result<()> {
         }
         data.train = data.train.narrow(0, 0, n as i64);
     }
-    let cfg = TrainConfig {
-        seed: a.seed,
-        precision: a.precision,
-        batch_size: a.batch_size,
-        grad_accum: a.grad_accum,
-        max_steps: a.max_steps,
-        lr: a.lr,
-        min_lr: a.min_lr,
-        warmup_steps: a.warmup_steps,
-        weight_decay: a.weight_decay,
-        grad_clip: a.grad_clip,
-        eval_every: a.eval_every,
-        checkpoint_every: a.checkpoint_every,
-        ..TrainConfig::default()
-    };
+    let cfg = a.train.clone();
     cfg.validate()?;
     let pc = model_cfg.param_counts();
     eprintln!(
@@ -228,19 +179,8 @@ pub fn run_pretrain(a: &PretrainArgs) -> Result<()> {
     if let Some(path) = &a.export_hf {
         let (vs, _) = load_prior(&a.out, Device::Cpu)?;
         crate::models::hf::save_hf(&vs, &model_cfg, path)?;
-        println!("wrote Hugging Face GPT-2 weights to {}", path.display());
     }
-    println!(
-        "done: {} steps, {} tokens, train loss {:.4}, eval loss {}, {:.0} tokens/s, MFU {:.1}%; checkpoint {}",
-        s.steps,
-        s.tokens,
-        s.final_train_loss,
-        s.final_eval_loss.map_or("n/a".into(), |e| format!("{e:.4}")),
-        s.tokens_per_s,
-        100.0 * s.mfu,
-        s.checkpoint.display()
-    );
-    Ok(())
+    Ok(s)
 }
 
 /// Settings of [`train_small_prior`]: a tokenizer and prior small enough to train on CPU in
@@ -346,18 +286,6 @@ pub fn train_small_prior(movies: &[PathBuf], work: &Path, seed: u64) -> Result<P
         size: Some(vq.resolution as u32),
         ..Default::default()
     };
-    let decoded = movies
-        .iter()
-        .map(|m| {
-            let stem = m
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            Ok((
-                stem,
-                crate::fmri::video::decode_cached(m, &work.join("frames"), &opts)?,
-            ))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let decoded = crate::fmri::video::decode_all(movies, &work.join("frames"), &opts)?;
     train_small_prior_frames(&decoded, work, seed)
 }

@@ -1,5 +1,5 @@
 //! The tokenize stage of the fMRI track: movies → VQ-VAE code caches (`brainscale tokenizer
-//! train`, `brainscale tokenize`). Frames are resized (shorter side) and centre-cropped to the
+//! train`, `brainscale tokenizer encode`). Frames are resized (shorter side) and centre-cropped to the
 //! model's resolution and scaled to [-0.5, 0.5]; clips of `clip_len` frames (every
 //! `frame_stride`-th frame) start every `hop` frames. The model is [`crate::models::vqvae`];
 //! it trains through the engine ([`crate::nn`]).
@@ -387,6 +387,41 @@ pub fn tokenize_movies(
     Ok(paths)
 }
 
+/// `tokenizer train`: a VQ-VAE trained on movies (decoded at the model's resolution).
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// Movie files to train on.
+    pub movies: Vec<PathBuf>,
+    /// Output tokenizer folder.
+    pub out: PathBuf,
+    /// VQ-VAE config TOML (fields of VqVaeConfig); VideoGPT's defaults when absent.
+    pub config: Option<PathBuf>,
+    /// Decode frame rate (native when absent).
+    pub fps: Option<f64>,
+    pub train: TokenizerTrainConfig,
+    /// Frame cache folder.
+    pub cache: PathBuf,
+    /// cpu, cuda, cuda:N or auto.
+    pub device: String,
+}
+
+/// `tokenizer encode`: movies → `<movie>.codes.safetensors` with a trained tokenizer.
+#[derive(Debug, Clone)]
+pub struct EncodeOptions {
+    pub movies: Vec<PathBuf>,
+    /// Tokenizer folder (from `tokenizer train`).
+    pub tokenizer: PathBuf,
+    /// Output folder of the code caches.
+    pub out: PathBuf,
+    pub fps: Option<f64>,
+    pub frame_stride: usize,
+    /// Frames between clip starts (default: the clip span, i.e. non-overlapping clips).
+    pub hop: Option<usize>,
+    /// Frame cache folder.
+    pub cache: PathBuf,
+    pub device: String,
+}
+
 fn decode_movies(
     movies: &[PathBuf],
     cache: &Path,
@@ -398,77 +433,7 @@ fn decode_movies(
         size: Some(size),
         ..Default::default()
     };
-    movies
-        .iter()
-        .map(|m| {
-            let stem = m
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            Ok((stem, crate::fmri::video::decode_cached(m, cache, &opts)?))
-        })
-        .collect()
-}
-
-/// `brainscale tokenizer train`.
-#[derive(clap::Args, Debug)]
-pub struct TokenizerTrainArgs {
-    /// Movie files to train on.
-    #[arg(long, required = true, num_args = 1..)]
-    pub movies: Vec<PathBuf>,
-    /// Output tokenizer folder.
-    #[arg(long)]
-    pub out: PathBuf,
-    /// VQ-VAE config TOML (fields of VqVaeConfig); VideoGPT's defaults when absent.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Decode frame rate (native when absent).
-    #[arg(long)]
-    pub fps: Option<f64>,
-    #[arg(long, default_value_t = 1)]
-    pub frame_stride: usize,
-    #[arg(long, default_value_t = 4)]
-    pub hop: usize,
-    #[arg(long, default_value_t = 2000)]
-    pub steps: u64,
-    #[arg(long, default_value_t = 16)]
-    pub batch_size: usize,
-    #[arg(long, default_value_t = 3e-4)]
-    pub lr: f64,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Save every this many steps; a re-run with more --steps resumes from the folder.
-    #[arg(long, default_value_t = 200)]
-    pub checkpoint_every: u64,
-    /// Frame cache folder.
-    #[arg(long, default_value = "cache/frames")]
-    pub cache: PathBuf,
-    #[arg(long, default_value = "auto")]
-    pub device: String,
-}
-
-/// `brainscale tokenize`.
-#[derive(clap::Args, Debug)]
-pub struct TokenizeArgs {
-    #[arg(long, required = true, num_args = 1..)]
-    pub movies: Vec<PathBuf>,
-    /// Tokenizer folder (from `brainscale tokenizer train`).
-    #[arg(long)]
-    pub tokenizer: PathBuf,
-    /// Output folder of `<movie>.codes.safetensors`.
-    #[arg(long)]
-    pub out: PathBuf,
-    #[arg(long)]
-    pub fps: Option<f64>,
-    #[arg(long, default_value_t = 1)]
-    pub frame_stride: usize,
-    /// Frames between clip starts (default: the clip span, i.e. non-overlapping clips).
-    #[arg(long)]
-    pub hop: Option<usize>,
-    #[arg(long, default_value = "cache/frames")]
-    pub cache: PathBuf,
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    crate::fmri::video::decode_all(movies, cache, &opts)
 }
 
 pub fn load_config(path: Option<&Path>) -> Result<VqVaeConfig> {
@@ -485,59 +450,29 @@ pub fn load_config(path: Option<&Path>) -> Result<VqVaeConfig> {
     Ok(cfg)
 }
 
-pub fn run_tokenizer_train(a: &TokenizerTrainArgs) -> Result<()> {
-    if TOKENIZER_FILES.iter().all(|f| a.out.join(f).exists()) {
-        println!(
-            "{} already holds a trained tokenizer; delete it to retrain",
-            a.out.display()
-        );
-        return Ok(());
+/// The tokenizer-training stage. Returns the reconstruction loss per step, or `None` when
+/// `o.out` already holds a trained tokenizer (nothing is retrained). Errors: a bad config,
+/// device or movie, a training failure.
+pub fn train_stage(o: &TrainOptions) -> Result<Option<Vec<f64>>> {
+    if TOKENIZER_FILES.iter().all(|f| o.out.join(f).exists()) {
+        return Ok(None);
     }
-    let cfg = load_config(a.config.as_deref())?;
-    let device = parse_device(&a.device)?;
-    let movies: Vec<Frames> = decode_movies(&a.movies, &a.cache, a.fps, cfg.resolution as u32)?
+    let cfg = load_config(o.config.as_deref())?;
+    let device = parse_device(&o.device)?;
+    let movies: Vec<Frames> = decode_movies(&o.movies, &o.cache, o.fps, cfg.resolution as u32)?
         .into_iter()
         .map(|(_, f)| f)
         .collect();
-    let tc = TokenizerTrainConfig {
-        steps: a.steps,
-        batch_size: a.batch_size,
-        lr: a.lr,
-        seed: a.seed,
-        frame_stride: a.frame_stride,
-        hop: a.hop,
-        checkpoint_every: a.checkpoint_every,
-    };
-    let losses = train_tokenizer(&cfg, &tc, &movies, &a.out, device, true)?;
-    println!(
-        "tokenizer: {} steps, reconstruction loss {:.4} → {:.4}; saved to {}",
-        a.steps,
-        losses[0],
-        losses.last().unwrap(),
-        a.out.display()
-    );
-    Ok(())
+    Ok(Some(train_tokenizer(
+        &cfg, &o.train, &movies, &o.out, device, true,
+    )?))
 }
 
-pub fn run_tokenize(a: &TokenizeArgs) -> Result<()> {
-    let device = parse_device(&a.device)?;
-    let tok = Tokenizer::load(&a.tokenizer, device)?;
-    let movies = decode_movies(&a.movies, &a.cache, a.fps, tok.model.cfg.resolution as u32)?;
-    let span = (tok.model.cfg.clip_len as usize - 1) * a.frame_stride + 1;
-    let paths = tokenize_movies(&tok, &movies, &a.out, a.frame_stride, a.hop.unwrap_or(span))?;
-    println!("tokenized {} movies into {}", paths.len(), a.out.display());
-    Ok(())
-}
-
-/// `brainscale tokenizer ...`.
-#[derive(clap::Subcommand, Debug)]
-pub enum TokenizerCommand {
-    /// Train a VQ-VAE on movies.
-    Train(TokenizerTrainArgs),
-}
-
-pub fn run_tokenizer_command(c: &TokenizerCommand) -> Result<()> {
-    match c {
-        TokenizerCommand::Train(a) => run_tokenizer_train(a),
-    }
+/// The tokenize stage: writes one code cache per movie and returns their paths.
+pub fn encode_stage(o: &EncodeOptions) -> Result<Vec<PathBuf>> {
+    let device = parse_device(&o.device)?;
+    let tok = Tokenizer::load(&o.tokenizer, device)?;
+    let movies = decode_movies(&o.movies, &o.cache, o.fps, tok.model.cfg.resolution as u32)?;
+    let span = (tok.model.cfg.clip_len as usize - 1) * o.frame_stride + 1;
+    tokenize_movies(&tok, &movies, &o.out, o.frame_stride, o.hop.unwrap_or(span))
 }

@@ -86,27 +86,22 @@ impl Layout {
     }
 }
 
-/// Options that say how to read a dataset (flags of every stage that reads one).
-#[derive(Debug, Clone, Default, clap::Args, serde::Serialize)]
+/// Options that say how to read a dataset (the CLI's flags of every stage that reads one:
+/// `cli::fmri::OpenFlags`).
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct OpenOptions {
     /// TR in seconds for runs that do not state one (HDF5 default: CNeuroMod's 1.49 s).
-    #[arg(long)]
     pub tr: Option<f64>,
     /// Atlas label volume (NIfTI): parcel results get NIfTI/PNG maps; voxel data are averaged
     /// per parcel. Default for HDF5: the subject's `atlas/*.nii.gz` when there is one.
-    #[arg(long)]
     pub atlas: Option<PathBuf>,
     /// fMRIPrep output space to use when there are several (e.g. MNI152NLin2009cAsym).
-    #[arg(long)]
     pub space: Option<String>,
     /// fMRIPrep confound columns to regress out of each run, e.g. trans_x,trans_y,trans_z,rot_x,rot_y,rot_z.
-    #[arg(long, value_delimiter = ',')]
     pub confounds: Vec<String>,
     /// Folder searched for movies (default ROOT/stimuli).
-    #[arg(long)]
     pub stimuli: Option<PathBuf>,
     /// Leave out runs that have no movie (they are listed) instead of failing.
-    #[arg(long)]
     pub skip_runs_without_movie: bool,
 }
 
@@ -405,6 +400,15 @@ impl Dataset {
             .iter()
             .find(|s| s.id == id || format!("sub-{}", s.id) == id)
             .with_context(|| format!("{}: no subject '{id}'", self.root.display()))
+    }
+
+    /// The subjects with these ids ("01" or "sub-01"), in the order given; every subject when
+    /// `ids` is empty. Errors: an id the dataset does not have.
+    pub fn select(&self, ids: &[String]) -> Result<Vec<&Subject>> {
+        if ids.is_empty() {
+            return Ok(self.subjects.iter().collect());
+        }
+        ids.iter().map(|id| self.subject(id)).collect()
     }
 }
 

@@ -34,7 +34,7 @@ pub const LATENT_NAMES: [&str; N_LATENTS] = [
     "global_luminance",
 ];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Size {
     /// 2 subjects × 4 runs × 60 TRs, ~540 voxels: for tests.
     Tiny,

@@ -1,20 +1,29 @@
-//! Encode stage over a dataset: per subject, the align stage's design matrices (WORK/design/)
-//! and the BOLD runs, z-scored per run, leave-run-out ridge with one alpha per voxel, and
-//! held-out test r (written under WORK/encode/).
+//! The encode stage: per subject, the align stage's design matrices (WORK/design/) and the
+//! BOLD runs, trimmed and z-scored per run, ridge with runs as CV groups, held-out test r.
+//! This file owns what every variant shares: [`assemble`] (runs → training/test rows, CV
+//! groups, designs side by side, BOLD), ground truth ([`test_truth`]), the per-voxel output
+//! tensors ([`PerVoxel::outputs`], [`output_metadata`]), the constant-voxel warnings, the
+//! inputs key of a saved result and the loop over subjects ([`over_subjects`]). The variants:
+//! [`single`] (one feature set in memory), [`banded`] (several feature sets, banded ridge),
+//! [`stream`] (BOLD streamed from the voxel-major cache; voxel shards and their merge).
 
 pub mod banded;
+pub mod single;
 pub mod stream;
 use crate::core::io::{self, Tensor, TensorFile};
 use crate::core::stats;
 use crate::fmri::align::design_path;
 pub use crate::fmri::dataset::splits::{Role, SplitPlan};
 use crate::fmri::dataset::{self, synth, Dataset, Subject};
-use crate::ridge::{self, RidgeOptions, RidgeProblem};
+use crate::ridge::{RidgeOptions, RidgeProblem};
 use anyhow::{bail, Context, Result};
 use ndarray::{concatenate, Array1, Array2, Axis};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+pub use single::{encode_dataset, encode_subject, SubjectFit};
+
+/// WORK/encode/FEAT/sub-XX/ridge.safetensors: the per-voxel results of a subject.
 pub fn encode_path(work: &Path, feat: &str, subject: &str) -> PathBuf {
     work.join("encode")
         .join(feat)
@@ -22,42 +31,8 @@ pub fn encode_path(work: &Path, feat: &str, subject: &str) -> PathBuf {
         .join("ridge.safetensors")
 }
 
-/// Which runs are held out for testing (the simple form; [`SplitPlan`] has seasons, explicit
-/// lists, GroupKFold and trimming). Converts into a `SplitPlan`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Split {
-    /// Run ids (e.g. "06") used only for the final test; the rest are cross-validated.
-    pub test_runs: Vec<String>,
-}
-
-impl From<&Split> for SplitPlan {
-    fn from(s: &Split) -> Self {
-        SplitPlan {
-            test_runs: s.test_runs.clone(),
-            ..Default::default()
-        }
-    }
-}
-
-impl From<&SplitPlan> for SplitPlan {
-    fn from(s: &SplitPlan) -> Self {
-        s.clone()
-    }
-}
-
-impl Split {
-    /// Test-run flags per run (see [`SplitPlan::resolve`]).
-    pub fn resolve(&self, s: &Subject) -> Result<Vec<bool>> {
-        Ok(SplitPlan::from(self)
-            .resolve(s)?
-            .roles
-            .iter()
-            .map(|r| *r == Role::Test)
-            .collect())
-    }
-}
-
-/// Rows `trim_start .. n - trim_end` of a run, or an error naming the run.
+/// Rows `trim_start .. n - trim_end` of a run, or an error naming the run (`what`) when the
+/// run is too short to lose them and keep two rows.
 pub(crate) fn trim_rows(a: &Array2<f32>, plan: &SplitPlan, what: &str) -> Result<Array2<f32>> {
     let n = a.nrows();
     if plan.trim_start + plan.trim_end + 2 > n {
@@ -71,40 +46,204 @@ pub(crate) fn trim_rows(a: &Array2<f32>, plan: &SplitPlan, what: &str) -> Result
         .to_owned())
 }
 
-/// A run's design matrix (WORK/design/...), checked against the run's `n_volumes`, trimmed
-/// as the plan says and z-scored per column: [kept TRs, features]. Errors name the file.
-pub(crate) fn load_design(
-    work: &Path,
-    feat: &str,
-    s: &Subject,
-    r: &dataset::Run,
-    n_volumes: usize,
-    plan: &SplitPlan,
-) -> Result<Array2<f32>> {
-    let dp = design_path(work, feat, &s.id, &r.label());
-    let x = io::into_2d(
-        TensorFile::open(&dp)
-            .with_context(|| {
-                format!(
-                    "no design for sub-{} {} (run the align stage first)",
-                    s.id,
-                    r.label()
-                )
-            })?
-            .f32("design")?,
-        &dp.display().to_string(),
-    )?;
-    if x.nrows() != n_volumes {
-        bail!(
-            "{}: design has {} rows but the BOLD run has {} volumes (re-run align)",
-            dp.display(),
-            x.nrows(),
-            n_volumes
-        );
+/// Trimmed as the plan says, then z-scored per column: how every run's design, BOLD and
+/// ground-truth signal are prepared (so that they line up row for row).
+pub(crate) fn prepare_run(a: &Array2<f32>, plan: &SplitPlan, what: &str) -> Result<Array2<f32>> {
+    let mut a = trim_rows(a, plan, what)?;
+    stats::zscore_columns(&mut a);
+    Ok(a)
+}
+
+/// One feature set read into the design: the aligned features (a folder under WORK/design)
+/// and, for banded ridge, the band's name (used in error messages).
+#[derive(Debug, Clone, Copy)]
+pub struct FeatureSet<'a> {
+    pub band: Option<&'a str>,
+    pub features: &'a str,
+}
+
+impl<'a> FeatureSet<'a> {
+    /// A single feature set (no band).
+    pub fn single(features: &'a str) -> Self {
+        Self {
+            band: None,
+            features,
+        }
     }
-    let mut x = trim_rows(&x, plan, &format!("sub-{} {}", s.id, r.label()))?;
-    stats::zscore_columns(&mut x);
-    Ok(x)
+}
+
+/// A subject's designs as a split sorts them: the training rows (runs in the subject's
+/// order, with their CV group) and the test rows, each run trimmed and z-scored per column,
+/// the feature sets side by side.
+#[derive(Debug, Clone)]
+pub struct Designs {
+    /// [training TRs, features].
+    pub x_train: Array2<f32>,
+    /// CV group of each training row.
+    pub groups: Vec<usize>,
+    /// [test TRs, features].
+    pub x_test: Array2<f32>,
+    /// Indices (in the subject's run order) of the training runs and of the test runs.
+    pub train_runs: Vec<usize>,
+    pub test_runs: Vec<usize>,
+    /// Per run of the subject: held out for testing.
+    pub is_test: Vec<bool>,
+    /// Columns of each feature set, in order.
+    pub widths: Vec<usize>,
+}
+
+impl Designs {
+    /// Ids (e.g. "06") of the test runs, as the `test_runs` metadata lists them.
+    pub fn test_ids(&self, s: &Subject) -> String {
+        self.test_runs
+            .iter()
+            .map(|&i| s.runs[i].id.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+fn cat_rows(v: &[Array2<f32>]) -> Result<Array2<f32>> {
+    Ok(concatenate(
+        Axis(0),
+        &v.iter().map(|a| a.view()).collect::<Vec<_>>(),
+    )?)
+}
+
+/// Reads the designs of `sets` for every used run of `s` (WORK/design/FEATURES/...), checks
+/// each against the run's volume count (`n_volumes(run index)`) and each set's width against
+/// its other runs, and sorts the runs into training (with CV groups) and test as `plan` says.
+/// Errors name the design file, the subject, the run and the band.
+pub fn assemble_designs(
+    work: &Path,
+    s: &Subject,
+    sets: &[FeatureSet],
+    plan: &SplitPlan,
+    n_volumes: &dyn Fn(usize) -> usize,
+) -> Result<Designs> {
+    let resolved = plan.resolve(s)?;
+    let is_test: Vec<bool> = resolved.roles.iter().map(|r| *r == Role::Test).collect();
+    let (mut xs_tr, mut xs_te, mut groups, mut train_runs, mut test_runs) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let mut widths: Vec<Option<usize>> = vec![None; sets.len()];
+    for (i, r) in s.runs.iter().enumerate() {
+        if resolved.roles[i] == Role::Unused {
+            continue;
+        }
+        let what = format!("sub-{} {}", s.id, r.label());
+        let mut parts = Vec::with_capacity(sets.len());
+        for (bi, set) in sets.iter().enumerate() {
+            let dp = design_path(work, set.features, &s.id, &r.label());
+            let missing = || match set.band {
+                Some(b) => format!(
+                    "band `{b}`: no design for {what} (align the features `{}` first)",
+                    set.features
+                ),
+                None => format!("no design for {what} (run the align stage first)"),
+            };
+            let x = io::into_2d(
+                TensorFile::open(&dp).with_context(missing)?.f32("design")?,
+                &dp.display().to_string(),
+            )?;
+            let nv = n_volumes(i);
+            if x.nrows() != nv {
+                bail!(
+                    "{}: design has {} rows but the BOLD run has {nv} volumes (re-run align)",
+                    dp.display(),
+                    x.nrows(),
+                );
+            }
+            match widths[bi] {
+                Some(w) if w != x.ncols() => bail!(
+                    "{}: {} features, but other runs of `{}` have {w}",
+                    dp.display(),
+                    x.ncols(),
+                    set.band.unwrap_or(set.features)
+                ),
+                _ => widths[bi] = Some(x.ncols()),
+            }
+            parts.push(prepare_run(&x, plan, &what)?);
+        }
+        // One set: its design as is (no copy); several: side by side.
+        let x = match parts.len() {
+            1 => parts.pop().expect("one part"),
+            _ => concatenate(Axis(1), &parts.iter().map(|a| a.view()).collect::<Vec<_>>())?,
+        };
+        if is_test[i] {
+            xs_te.push(x);
+            test_runs.push(i);
+        } else {
+            groups.extend(std::iter::repeat(resolved.cv_group[i]).take(x.nrows()));
+            xs_tr.push(x);
+            train_runs.push(i);
+        }
+    }
+    Ok(Designs {
+        x_train: cat_rows(&xs_tr)?,
+        groups,
+        x_test: cat_rows(&xs_te)?,
+        train_runs,
+        test_runs,
+        is_test,
+        widths: widths.into_iter().map(|w| w.unwrap_or(0)).collect(),
+    })
+}
+
+/// A subject's ridge problem in memory: the designs, the BOLD rows that match them
+/// (trimmed and z-scored per run) and the BOLD as loaded (its space: mask or parcels).
+pub struct Assembled {
+    pub designs: Designs,
+    /// [training TRs, voxels].
+    pub y_train: Array2<f32>,
+    /// [test TRs, voxels].
+    pub y_test: Array2<f32>,
+    pub data: dataset::SubjectData,
+}
+
+impl Assembled {
+    /// The arrays as the ridge solver takes them.
+    pub fn problem(&self) -> RidgeProblem<'_> {
+        RidgeProblem {
+            x_train: self.designs.x_train.view(),
+            y_train: self.y_train.view(),
+            groups: &self.designs.groups,
+            x_test: self.designs.x_test.view(),
+            y_test: self.y_test.view(),
+        }
+    }
+}
+
+/// Loads the BOLD of `s` and the designs of `sets` (see [`assemble_designs`]) and lines
+/// them up: what the in-memory variants (single, banded) fit. Errors: those of
+/// [`assemble_designs`], of loading the BOLD and of trimming a run too short.
+pub fn assemble(
+    work: &Path,
+    s: &Subject,
+    sets: &[FeatureSet],
+    plan: &SplitPlan,
+) -> Result<Assembled> {
+    let data = dataset::load_subject(s)?;
+    let designs = assemble_designs(work, s, sets, plan, &|i| data.runs[i].nrows())?;
+    let ys = |runs: &[usize]| -> Result<Array2<f32>> {
+        let v = runs
+            .iter()
+            .map(|&i| {
+                prepare_run(
+                    &data.runs[i],
+                    plan,
+                    &format!("sub-{} {}", s.id, s.runs[i].label()),
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        cat_rows(&v)
+    };
+    let (y_train, y_test) = (ys(&designs.train_runs)?, ys(&designs.test_runs)?);
+    Ok(Assembled {
+        designs,
+        y_train,
+        y_test,
+        data,
+    })
 }
 
 /// What an encode result depends on: the split, the ridge options, the subject as opened
@@ -134,26 +273,14 @@ pub fn inputs_key(
     Ok(key)
 }
 
-pub use crate::fmri::dataset::nifti_io::VOXEL_ORDER;
-
-/// What every per-voxel output file carries beside its per-voxel vectors (the ridge fit here,
-/// the banded ridge's too): `voxel_ijk`, int32 [voxels, 3], the (i, j, k) voxel indices of
-/// each row, for voxel data (nothing for parcels), and the metadata entry `voxel_order`.
-/// Per-voxel vectors are already in that order: it is the mask's ([`dataset::nifti_io::Mask`]).
-pub fn voxel_index_outputs(
-    space: &dataset::Space,
-) -> (Vec<(&'static str, Tensor)>, (String, String)) {
-    let tensors = match space {
-        dataset::Space::Voxels { mask, .. } => {
-            vec![("voxel_ijk", Tensor::I32(mask.voxel_ijk().into_dyn()))]
-        }
-        dataset::Space::Parcels { .. } => vec![],
-    };
-    (
-        tensors,
-        ("voxel_order".to_string(), VOXEL_ORDER.to_string()),
-    )
+/// The saved result at `path` when its `inputs` metadata is `key` (so it need not be refitted).
+pub fn saved_result(path: &Path, key: &str) -> Option<TensorFile> {
+    TensorFile::open(path)
+        .ok()
+        .filter(|f| f.metadata().get("inputs").map(String::as_str) == Some(key))
 }
+
+pub use crate::fmri::dataset::nifti_io::VOXEL_ORDER;
 
 /// Voxels whose data are constant over every test run (all zero after z-scoring per run) but
 /// not over the training runs: their test r is 0, and they count in the mean r.
@@ -173,184 +300,193 @@ pub(crate) fn constant_in_test(y_test: &Array2<f32>, constant_train: &[usize]) -
     flag
 }
 
-/// Ground truth of a synthetic subject, when there is one: the noise-free signal of the test
-/// runs (trimmed and z-scored per run as the data, [test TRs, voxels]), which voxels have
-/// signal, and the true weights [voxels, features].
+/// The warnings about constant voxels (every variant prints these, in these words):
+/// `n_train` voxels constant over the training runs, `n_test` constant over the test runs
+/// only, out of `n_voxels` fitted, listed in `file`.
+pub(crate) fn warn_constant(
+    subject: &str,
+    n_train: usize,
+    n_test: usize,
+    n_voxels: usize,
+    file: &str,
+) {
+    if n_train > 0 {
+        eprintln!(
+            "warning: sub-{subject}: {n_train} voxel(s) are constant over the training runs; their r is 0"
+        );
+    }
+    if n_test > 0 {
+        eprintln!(
+            "warning: sub-{subject}: {n_test} voxel(s) are constant over the test run(s) (but not over \
+             the training runs); their test r is 0 and they are counted in the mean r over all \
+             {n_voxels} voxels (`test_constant` in {file} lists them)"
+        );
+    }
+}
+
+/// A synthetic subject's ground truth on the test runs.
+pub struct TestTruth {
+    /// Noise-free signal of the test runs, trimmed and z-scored per run as the data:
+    /// [test TRs, voxels].
+    pub signal: Array2<f32>,
+    /// Per voxel: 1 when it has signal.
+    pub has_signal: Array1<u8>,
+    /// True weights [voxels, features].
+    pub weights: Array2<f32>,
+    /// Per voxel: the band that drives it (datasets made with `dataset synth --bands`).
+    pub true_band: Option<Array1<u8>>,
+}
+
+impl TestTruth {
+    /// Ceiling r per voxel: the noise-free signal against the data `y_test` [test TRs,
+    /// voxels]; an error when their voxel counts differ.
+    pub fn ceiling(&self, subject: &str, y_test: ndarray::ArrayView2<f32>) -> Result<Array1<f64>> {
+        if self.signal.ncols() != y_test.ncols() {
+            bail!(
+                "ground truth of sub-{subject} has {} voxels, the mask {}",
+                self.signal.ncols(),
+                y_test.ncols()
+            );
+        }
+        Ok(stats::pearson_columns(self.signal.view(), y_test))
+    }
+}
+
+/// Ground truth of a synthetic subject, when there is one, in the mask's voxel order (it is
+/// stored in NIfTI order), its signal prepared as the data of the test runs.
 pub(crate) fn test_truth(
     ds: &Dataset,
     s: &Subject,
     plan: &SplitPlan,
     is_test: &[bool],
     space: &dataset::Space,
-) -> Result<Option<(Array2<f32>, Array1<u8>, Array2<f32>)>> {
+) -> Result<Option<TestTruth>> {
     let labels: Vec<String> = s.runs.iter().map(|r| r.label()).collect();
     let truth = match (synth::load_truth(&ds.root, &s.id, &labels)?, space) {
         (Some(t), dataset::Space::Voxels { mask, .. }) => Some(t.in_mask_order(&mask.linear)?),
         (t, _) => t,
     };
     let Some(t) = truth else { return Ok(None) };
-    let mut sig = vec![];
-    for (i, r) in s.runs.iter().enumerate() {
-        if is_test[i] {
-            let mut a = trim_rows(&t.signal[&r.label()], plan, &r.label())?;
-            stats::zscore_columns(&mut a);
-            sig.push(a);
-        }
-    }
-    let sig = concatenate(Axis(0), &sig.iter().map(|a| a.view()).collect::<Vec<_>>())?;
-    Ok(Some((sig, t.has_signal, t.weights)))
-}
-
-/// Per-voxel results of one subject.
-pub struct SubjectFit {
-    pub fit: ridge::RidgeFit,
-    pub data: dataset::SubjectData,
-    /// Ceiling r per voxel (noise-free signal vs data on the test runs), when ground truth exists.
-    pub ceiling: Option<Array1<f64>>,
-    pub has_signal: Option<Array1<u8>>,
-    pub true_weights: Option<Array2<f32>>,
-}
-
-/// Encode stage for one subject: reads designs and BOLD, fits, writes WORK/encode/...
-/// `split` is a [`Split`] or a [`SplitPlan`].
-pub fn encode_subject(
-    ds: &Dataset,
-    s: &Subject,
-    work: &Path,
-    feat: &str,
-    split: impl Into<SplitPlan>,
-    ropts: &RidgeOptions,
-) -> Result<SubjectFit> {
-    let plan: SplitPlan = split.into();
-    let resolved = plan.resolve(s)?;
-    let is_test: Vec<bool> = resolved.roles.iter().map(|r| *r == Role::Test).collect();
-    let data = dataset::load_subject(s)?;
-    let (mut xs_tr, mut ys_tr, mut groups, mut xs_te, mut ys_te) =
-        (vec![], vec![], vec![], vec![], vec![]);
-    for (i, (r, y)) in s.runs.iter().zip(&data.runs).enumerate() {
-        if resolved.roles[i] == Role::Unused {
-            continue;
-        }
-        let x = load_design(work, feat, s, r, y.nrows(), &plan)?;
-        let what = format!("sub-{} {}", s.id, r.label());
-        let mut y = trim_rows(y, &plan, &what)?;
-        stats::zscore_columns(&mut y);
-        if is_test[i] {
-            xs_te.push(x);
-            ys_te.push(y);
-        } else {
-            groups.extend(std::iter::repeat(resolved.cv_group[i]).take(x.nrows()));
-            xs_tr.push(x);
-            ys_tr.push(y);
-        }
-    }
-    let cat = |v: &[Array2<f32>]| {
-        concatenate(Axis(0), &v.iter().map(|a| a.view()).collect::<Vec<_>>())
-            .map_err(anyhow::Error::from)
-    };
-    let (x_train, y_train, x_test, y_test) =
-        (cat(&xs_tr)?, cat(&ys_tr)?, cat(&xs_te)?, cat(&ys_te)?);
-    let problem = RidgeProblem {
-        x_train: x_train.view(),
-        y_train: y_train.view(),
-        groups: &groups,
-        x_test: x_test.view(),
-        y_test: y_test.view(),
-    };
-    let fit = if ropts.keep_weights && ropts.stream_weights {
-        let wpath = encode_path(work, feat, &s.id).with_file_name("weights.safetensors");
-        ridge::fit_cv_streaming(&problem, ropts, &wpath, None)
-    } else {
-        ridge::fit_cv(&problem, ropts)
-    }
-    .with_context(|| format!("ridge for sub-{}", s.id))?;
-    if !fit.constant_voxels.is_empty() {
-        eprintln!(
-            "warning: sub-{}: {} voxel(s) are constant over the training runs; their r is 0",
-            s.id,
-            fit.constant_voxels.len()
-        );
-    }
-    let test_constant = constant_in_test(&y_test, &fit.constant_voxels);
-    let n_tc = test_constant.iter().filter(|&&f| f == 1).count();
-    if n_tc > 0 {
-        eprintln!(
-            "warning: sub-{}: {n_tc} voxel(s) are constant over the test run(s) (but not over \
-             the training runs); their test r is 0 and they are counted in the mean r over all \
-             {} voxels (`test_constant` in ridge.safetensors lists them)",
-            s.id,
-            y_test.ncols()
-        );
-    }
-
-    // Ground truth (synthetic data): ceiling r on the same test runs, same preprocessing.
-    let (ceiling, has_signal, true_weights) = match test_truth(ds, s, &plan, &is_test, &data.space)?
-    {
-        Some((sig, hs, w)) => {
-            if sig.ncols() != y_test.ncols() {
-                bail!(
-                    "ground truth of sub-{} has {} voxels, the mask {}",
-                    s.id,
-                    sig.ncols(),
-                    y_test.ncols()
-                );
-            }
-            (
-                Some(stats::pearson_columns(sig.view(), y_test.view())),
-                Some(hs),
-                Some(w),
-            )
-        }
-        None => (None, None, None),
-    };
-
-    let mut tensors = vec![
-        ("best_alpha", Tensor::F64(fit.best_alpha.clone().into_dyn())),
-        ("test_r", Tensor::F64(fit.test_r.clone().into_dyn())),
-        ("test_r2", Tensor::F64(fit.test_r2.clone().into_dyn())),
-        ("test_constant", Tensor::U8(test_constant.into_dyn())),
-        (
-            "alphas",
-            Tensor::F64(Array1::from_vec(fit.alphas.clone()).into_dyn()),
-        ),
-    ];
-    if let Some(c) = &ceiling {
-        tensors.push(("ceiling_r", Tensor::F64(c.clone().into_dyn())));
-    }
-    if let Some(h) = &has_signal {
-        tensors.push(("has_signal", Tensor::U8(h.clone().into_dyn())));
-    }
-    if let Some(cv) = &fit.cv_scores {
-        tensors.push(("cv_scores", Tensor::F64(cv.clone().into_dyn())));
-    }
-    if let Some(w) = &fit.weights {
-        tensors.push(("weights", Tensor::F32(w.clone().into_dyn())));
-    }
-    let test_ids: Vec<&str> = s
+    let sig = s
         .runs
         .iter()
-        .zip(&is_test)
+        .zip(is_test)
         .filter(|(_, &t)| t)
-        .map(|(r, _)| r.id.as_str())
-        .collect();
-    let (index_tensors, order) = voxel_index_outputs(&data.space);
-    tensors.extend(index_tensors);
-    let meta = HashMap::from([
-        order,
-        ("test_runs".to_string(), test_ids.join(",")),
-        ("features".to_string(), feat.to_string()),
-        ("split".to_string(), serde_json::to_string(&plan)?),
-        (
-            "inputs".to_string(),
-            inputs_key(s, work, feat, &plan, ropts)?,
-        ),
-    ]);
-    io::write_tensors(&encode_path(work, feat, &s.id), tensors, meta)?;
-    Ok(SubjectFit {
-        fit,
-        data,
-        ceiling,
-        has_signal,
-        true_weights,
-    })
+        .map(|(r, _)| prepare_run(&t.signal[&r.label()], plan, &r.label()))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(TestTruth {
+        signal: cat_rows(&sig)?,
+        has_signal: t.has_signal,
+        weights: t.weights,
+        true_band: t.true_band,
+    }))
+}
+
+/// The per-voxel vectors every encode output holds (ridge.safetensors of each variant, and
+/// a shard's part), for the voxels fitted.
+pub struct PerVoxel {
+    pub best_alpha: Array1<f64>,
+    pub test_r: Array1<f64>,
+    pub test_r2: Array1<f64>,
+    /// Voxels constant over the test runs only (single and streamed fits).
+    pub test_constant: Option<Array1<u8>>,
+    /// The alpha grid.
+    pub alphas: Vec<f64>,
+    pub ceiling_r: Option<Array1<f64>>,
+    pub has_signal: Option<Array1<u8>>,
+    /// CV score per alpha and voxel, [alphas, voxels] (`--save-cv-scores`).
+    pub cv_scores: Option<Array2<f64>>,
+    /// [voxels, features] (`--save-weights` kept in memory).
+    pub weights: Option<Array2<f32>>,
+    /// (i, j, k) per voxel, for voxel data.
+    pub voxel_ijk: Option<Array2<i32>>,
+}
+
+impl PerVoxel {
+    /// The tensors of the output file (the file's tensor order is its own: safetensors sorts).
+    pub fn outputs(self) -> Vec<(&'static str, Tensor)> {
+        let mut t = vec![
+            ("best_alpha", Tensor::F64(self.best_alpha.into_dyn())),
+            ("test_r", Tensor::F64(self.test_r.into_dyn())),
+            ("test_r2", Tensor::F64(self.test_r2.into_dyn())),
+            (
+                "alphas",
+                Tensor::F64(Array1::from_vec(self.alphas).into_dyn()),
+            ),
+        ];
+        let mut opt = |name, v: Option<Tensor>| {
+            if let Some(v) = v {
+                t.push((name, v));
+            }
+        };
+        opt(
+            "test_constant",
+            self.test_constant.map(|a| Tensor::U8(a.into_dyn())),
+        );
+        opt(
+            "ceiling_r",
+            self.ceiling_r.map(|a| Tensor::F64(a.into_dyn())),
+        );
+        opt(
+            "has_signal",
+            self.has_signal.map(|a| Tensor::U8(a.into_dyn())),
+        );
+        opt(
+            "cv_scores",
+            self.cv_scores.map(|a| Tensor::F64(a.into_dyn())),
+        );
+        opt("weights", self.weights.map(|a| Tensor::F32(a.into_dyn())));
+        opt(
+            "voxel_ijk",
+            self.voxel_ijk.map(|a| Tensor::I32(a.into_dyn())),
+        );
+        t
+    }
+}
+
+/// The metadata every encode output holds: `voxel_order`, `test_runs` (ids), `features`,
+/// `split` (the plan as JSON) and `inputs` (what the result depends on; see [`inputs_key`]).
+pub fn output_metadata(
+    test_runs: String,
+    features: &str,
+    plan: &SplitPlan,
+    inputs: String,
+) -> Result<HashMap<String, String>> {
+    Ok(HashMap::from([
+        ("voxel_order".to_string(), VOXEL_ORDER.to_string()),
+        ("test_runs".to_string(), test_runs),
+        ("features".to_string(), features.to_string()),
+        ("split".to_string(), serde_json::to_string(plan)?),
+        ("inputs".to_string(), inputs),
+    ]))
+}
+
+/// The (i, j, k) of each voxel of `space` (none for parcels).
+pub(crate) fn voxel_ijk(space: &dataset::Space) -> Option<Array2<i32>> {
+    match space {
+        dataset::Space::Voxels { mask, .. } => Some(mask.voxel_ijk()),
+        dataset::Space::Parcels { .. } => None,
+    }
+}
+
+/// Runs `f` on each subject in order, with a progress bar labelled `what` (hidden when
+/// `progress` is false): the one loop over subjects of every encode variant.
+pub fn over_subjects<'a, T>(
+    subjects: &[&'a Subject],
+    what: &str,
+    progress: bool,
+    mut f: impl FnMut(&'a Subject) -> Result<T>,
+) -> Result<Vec<T>> {
+    let bar = match progress {
+        true => crate::core::progress::progress(subjects.len() as u64, what),
+        false => indicatif::ProgressBar::hidden(),
+    };
+    let mut out = Vec::with_capacity(subjects.len());
+    for s in subjects {
+        bar.set_message(format!("sub-{}", s.id));
+        out.push(f(s)?);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(out)
 }

@@ -2,8 +2,10 @@
 //! design matrices (X, small) are held in memory and the BOLD (Y) is streamed block by block
 //! from the voxel-major cache (`dataset::voxcache`) through the CV fit, the refit, the test
 //! scores and the weight writer (`ridge::blocks`). Peak memory is X, the prepared X side,
-//! one block of Y and the ridge's voxel chunks, whatever the voxel count; `--max-memory`
-//! bounds all of it, and the summary prints the peak resident memory measured.
+//! one block of Y and the ridge's voxel chunks, whatever the voxel count; `--process-memory`
+//! bounds all of it (`--max-memory` keeps its meaning in every encode mode: the ridge's
+//! voxel-chunk budget, a share of the process budget here), and the CLI prints the peak
+//! resident memory measured.
 //!
 //! Outputs are those of `encode` (WORK/encode/FEAT/sub-XX/ridge.safetensors, same tensors
 //! and metadata, results per voxel equal to the in-memory fit's to rounding), except that
@@ -12,20 +14,19 @@
 //! `parts/weights-k-of-K.safetensors`): the same per-voxel tensors for its contiguous voxel
 //! range, with metadata `shard`, `voxels` and `n_voxels`; `encode merge` checks and joins
 //! them into the usual outputs.
-use crate::core::io::{self, Tensor, TensorFile};
+use crate::core::io::{self, TensorFile};
 use crate::core::stats;
 use crate::exec::shards;
-use crate::fmri::dataset::splits::{Role, SplitPlan};
+use crate::fmri::dataset::splits::SplitPlan;
 use crate::fmri::dataset::voxcache::{self, VoxCache};
 use crate::fmri::dataset::{Dataset, Subject};
 use crate::fmri::encode::{
-    self, constant_in_test, encode_path, load_design, trim_rows, VOXEL_ORDER,
+    self, constant_in_test, encode_path, prepare_run, warn_constant, FeatureSet, PerVoxel,
 };
 use crate::ridge::blocks::{fit_cv_blocks, prepared_bytes, Design, VoxelBlocks};
 use crate::ridge::{self, human_bytes, RidgeOptions};
 use anyhow::{bail, Context, Result};
-use ndarray::{concatenate, s, Array1, Array2, ArrayView2, Axis};
-use std::collections::HashMap;
+use ndarray::{s, Array1, Array2, ArrayView2};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -39,6 +40,9 @@ pub struct StreamOptions {
     /// Voxels per cache block.
     pub block_voxels: usize,
     pub shard: Option<Shard>,
+    /// Bound on the whole process's memory, bytes (`--process-memory`; default: half the
+    /// available RAM). `RidgeOptions::max_memory` stays the ridge's own voxel-chunk budget.
+    pub process_memory: Option<u64>,
     pub progress: bool,
 }
 
@@ -48,6 +52,7 @@ impl Default for StreamOptions {
             cache_root: None,
             block_voxels: voxcache::DEFAULT_BLOCK,
             shard: None,
+            process_memory: None,
             progress: false,
         }
     }
@@ -92,8 +97,7 @@ impl CacheBlocks<'_> {
         for &i in runs {
             let y = self.cache.read(i, j0, j1)?;
             // As `encode`: trim, then z-score each run's columns.
-            let mut y = trim_rows(&y, self.plan, &self.labels[i])?;
-            stats::zscore_columns(&mut y);
+            let y = prepare_run(&y, self.plan, &self.labels[i])?;
             let k = y.nrows();
             out.slice_mut(s![r0..r0 + k, ..]).assign(&y);
             r0 += k;
@@ -220,7 +224,8 @@ pub fn part_paths(
 
 /// Streamed encode of one subject (see the module docs). Converts the runs into the voxel
 /// cache first when needed (resumable). Errors: those of `encode` (designs, split, BOLD),
-/// a memory budget too small for X plus one cache block, I/O errors naming the file.
+/// a process budget (`--process-memory`) too small for X plus one cache block, I/O errors
+/// naming the file.
 pub fn encode_subject_streamed(
     ds: &Dataset,
     s: &Subject,
@@ -230,8 +235,6 @@ pub fn encode_subject_streamed(
     ropts: &RidgeOptions,
     so: &StreamOptions,
 ) -> Result<StreamedFit> {
-    let resolved = plan.resolve(s)?;
-    let is_test: Vec<bool> = resolved.roles.iter().map(|r| *r == Role::Test).collect();
     let dir = match &so.cache_root {
         Some(root) => root.join(format!("sub-{}", s.id)),
         None => voxcache::default_dir(work, &s.id),
@@ -239,32 +242,14 @@ pub fn encode_subject_streamed(
     let (cache, rep) = voxcache::build(s, &dir, so.block_voxels, so.progress)
         .with_context(|| format!("voxel cache of sub-{} in {}", s.id, dir.display()))?;
 
-    // X in memory: training rows (CV groups) then test rows, runs in the subject's order.
-    let (mut xs_tr, mut xs_te, mut groups, mut train, mut test) =
-        (vec![], vec![], vec![], vec![], vec![]);
-    for (i, r) in s.runs.iter().enumerate() {
-        if resolved.roles[i] == Role::Unused {
-            continue;
-        }
-        let x = load_design(work, feat, s, r, cache.runs[i].1, plan)?;
-        if is_test[i] {
-            xs_te.push(x);
-            test.push(i);
-        } else {
-            groups.extend(std::iter::repeat(resolved.cv_group[i]).take(x.nrows()));
-            xs_tr.push(x);
-            train.push(i);
-        }
-    }
-    let cat = |v: &[Array2<f32>]| {
-        concatenate(Axis(0), &v.iter().map(|a| a.view()).collect::<Vec<_>>())
-            .map_err(anyhow::Error::from)
-    };
-    let (x_train, x_test) = (cat(&xs_tr)?, cat(&xs_te)?);
-    drop((xs_tr, xs_te));
+    // X in memory (training rows with CV groups, then test rows); Y stays in the cache.
+    let d = encode::assemble_designs(work, s, &[FeatureSet::single(feat)], plan, &|i| {
+        cache.runs[i].1
+    })?;
+    let (x_train, x_test) = (&d.x_train, &d.x_test);
     let design = Design {
         x_train: x_train.view(),
-        groups: &groups,
+        groups: &d.groups,
         x_test: x_test.view(),
     };
 
@@ -282,10 +267,10 @@ pub fn encode_subject_streamed(
     }
     let (v0, v1) = (cache.block_range(b0).0, cache.block_range(b1 - 1).1);
 
-    // Memory: what is left of the budget after what is resident now (X, libraries), the
-    // prepared X side and the per-voxel outputs goes half to Y blocks, half to the ridge's
-    // voxel chunks.
-    let budget = ridge::memory_budget(ropts);
+    // Memory: what is left of the process budget after what is resident now (X, libraries),
+    // the prepared X side and the per-voxel outputs goes half to Y blocks, half to the
+    // ridge's voxel chunks (never more than --max-memory, the ridge's own budget).
+    let budget = process_budget(ropts, so);
     let (n, n_test) = (x_train.nrows(), x_test.nrows());
     let na = ropts.alphas.len() as u64;
     let resident = crate::core::memory::current_rss().unwrap_or(0);
@@ -299,7 +284,7 @@ pub fn encode_subject_streamed(
         bail!(
             "memory budget {} is too small: {} are in use (resident now {}, prepared features {}, \
              per-voxel outputs {}) and one cache block of {} voxels needs {} more (raise \
-             --max-memory, or use a smaller --block-voxels)",
+             --process-memory, or use a smaller --block-voxels)",
             human_bytes(budget),
             human_bytes(used),
             human_bytes(resident),
@@ -312,12 +297,14 @@ pub fn encode_subject_streamed(
     // One cache block per ridge block: the ridge chunks its voxels in blocks of this order
     // anyway (`voxcache::DEFAULT_BLOCK`), and smaller blocks keep memory low.
     let ranges: Vec<(usize, usize)> = (b0..b1).map(|b| cache.block_range(b)).collect();
+    let share = prep + left / 2;
     let fit_opts = RidgeOptions {
-        max_memory: Some(prep + left / 2),
+        max_memory: Some(ropts.max_memory.map_or(share, |m| m.min(share))),
         ..ropts.clone()
     };
 
-    let truth = encode::test_truth(ds, s, plan, &is_test, &cache_space(&cache, s)?)?;
+    let space = crate::fmri::dataset::subject_space(s)?;
+    let truth = encode::test_truth(ds, s, plan, &d.is_test, &space)?;
     let nv = v1 - v0;
     let mut best_alpha = Array1::<f64>::zeros(nv);
     let mut test_r = Array1::<f64>::zeros(nv);
@@ -347,8 +334,8 @@ pub fn encode_subject_streamed(
     };
     let mut src = CacheBlocks {
         cache: &cache,
-        train,
-        test,
+        train: d.train_runs.clone(),
+        test: d.test_runs.clone(),
         plan,
         labels: s.runs.iter().map(|r| r.label()).collect(),
     };
@@ -366,8 +353,8 @@ pub fn encode_subject_streamed(
             n_test_const += tc.iter().filter(|&&f| f == 1).count();
             test_constant.slice_mut(s![a..b]).assign(&tc);
             n_const.set(n_const.get() + fit.constant_voxels.len());
-            if let (Some(c), Some((sig, _, _))) = (ceiling.as_mut(), truth.as_ref()) {
-                let sb = sig.slice(s![.., j0..j0 + (b - a)]);
+            if let (Some(c), Some(t)) = (ceiling.as_mut(), truth.as_ref()) {
+                let sb = t.signal.slice(s![.., j0..j0 + (b - a)]);
                 c.slice_mut(s![a..b])
                     .assign(&stats::pearson_columns(sb, y_test));
             }
@@ -388,63 +375,34 @@ pub fn encode_subject_streamed(
     if let Some(w) = weights {
         w.finish()?;
     }
-    if n_const.get() > 0 {
-        eprintln!(
-            "warning: sub-{}: {} voxel(s) are constant over the training runs; their r is 0",
-            s.id,
-            n_const.get()
-        );
-    }
-    if n_test_const > 0 {
-        eprintln!(
-            "warning: sub-{}: {n_test_const} voxel(s) are constant over the test run(s) (but not \
-             over the training runs); their test r is 0 (`test_constant` lists them)",
-            s.id
-        );
-    }
+    let file = part
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    warn_constant(&s.id, n_const.get(), n_test_const, nv, &file);
 
-    let mut tensors = vec![
-        ("best_alpha", Tensor::F64(best_alpha.into_dyn())),
-        ("test_r", Tensor::F64(test_r.clone().into_dyn())),
-        ("test_r2", Tensor::F64(test_r2.into_dyn())),
-        ("test_constant", Tensor::U8(test_constant.into_dyn())),
-        ("alphas", Tensor::F64(Array1::from_vec(alphas).into_dyn())),
-    ];
-    if let Some(c) = ceiling {
-        tensors.push(("ceiling_r", Tensor::F64(c.into_dyn())));
+    let tensors = PerVoxel {
+        best_alpha,
+        test_r: test_r.clone(),
+        test_r2,
+        test_constant: Some(test_constant),
+        alphas,
+        ceiling_r: ceiling,
+        has_signal: truth.map(|t| t.has_signal.slice(s![v0..v1]).to_owned()),
+        cv_scores,
+        weights: None,
+        voxel_ijk: cache
+            .voxel_ijk
+            .as_ref()
+            .map(|ijk| ijk.slice(s![v0..v1, ..]).to_owned()),
     }
-    if let Some((_, hs, _)) = &truth {
-        tensors.push((
-            "has_signal",
-            Tensor::U8(hs.slice(s![v0..v1]).to_owned().into_dyn()),
-        ));
-    }
-    if let Some(cv) = cv_scores {
-        tensors.push(("cv_scores", Tensor::F64(cv.into_dyn())));
-    }
-    if let Some(ijk) = &cache.voxel_ijk {
-        tensors.push((
-            "voxel_ijk",
-            Tensor::I32(ijk.slice(s![v0..v1, ..]).to_owned().into_dyn()),
-        ));
-    }
-    let test_ids: Vec<&str> = s
-        .runs
-        .iter()
-        .zip(&is_test)
-        .filter(|(_, &t)| t)
-        .map(|(r, _)| r.id.as_str())
-        .collect();
-    let mut meta = HashMap::from([
-        ("voxel_order".to_string(), VOXEL_ORDER.to_string()),
-        ("test_runs".to_string(), test_ids.join(",")),
-        ("features".to_string(), feat.to_string()),
-        ("split".to_string(), serde_json::to_string(plan)?),
-        (
-            "inputs".to_string(),
-            encode::inputs_key(s, work, feat, plan, ropts)?,
-        ),
-    ]);
+    .outputs();
+    let mut meta = encode::output_metadata(
+        d.test_ids(s),
+        feat,
+        plan,
+        encode::inputs_key(s, work, feat, plan, ropts)?,
+    )?;
     if let Some(sh) = so.shard {
         meta.extend(sh.metadata(v0, v1, v_all));
         meta.insert("weights".to_string(), ropts.keep_weights.to_string());
@@ -462,9 +420,15 @@ pub fn encode_subject_streamed(
     })
 }
 
-/// The subject's space as the ground truth needs it (mask order for voxels).
-fn cache_space(_cache: &VoxCache, s: &Subject) -> Result<crate::fmri::dataset::Space> {
-    crate::fmri::dataset::subject_space(s)
+/// The whole-process budget of a streamed encode: `--process-memory`, else half the
+/// available RAM (16 GiB with the torch backend on CUDA), as the ridge's default budget.
+pub fn process_budget(ropts: &RidgeOptions, so: &StreamOptions) -> u64 {
+    so.process_memory.unwrap_or_else(|| {
+        ridge::memory_budget(&RidgeOptions {
+            max_memory: None,
+            ..ropts.clone()
+        })
+    })
 }
 
 /// Joins the `n` shard parts of a subject into ridge.safetensors (and weights.safetensors
@@ -584,8 +548,15 @@ fn merge_weights(work: &Path, feat: &str, subject: &str, n: usize, total: usize)
     w.expect("n >= 1").finish()
 }
 
-/// `encode --stream` / `--voxel-shard` over subjects: fits, prints one line per subject and
-/// the peak resident memory of the process (VmHWM).
+/// One subject's streamed fit and its wall time in seconds.
+pub struct TimedFit {
+    pub subject: String,
+    pub fit: StreamedFit,
+    pub seconds: f64,
+}
+
+/// `encode --stream` / `--voxel-shard` over subjects: fits each in turn (see
+/// [`encode_subject_streamed`]) and returns the fits with their wall times.
 pub fn run(
     ds: &Dataset,
     work: &Path,
@@ -594,39 +565,16 @@ pub fn run(
     plan: &SplitPlan,
     ropts: &RidgeOptions,
     so: &StreamOptions,
-) -> Result<Vec<StreamedFit>> {
-    let mut out = vec![];
-    for s in subjects {
+) -> Result<Vec<TimedFit>> {
+    encode::over_subjects(subjects, "encode (stream)", false, |s| {
         let t = std::time::Instant::now();
-        let f = encode_subject_streamed(ds, s, work, feat, plan, ropts, so)?;
-        let sm = stats::summarize_r(f.test_r.view());
-        println!(
-            "sub-{}: voxels {}..{} of {}{}, test mean r {:.3}, top-10% r {:.3}; {} blocks of {} voxels, {:.1} s, {:.1} GFLOP; {} run(s) converted to the voxel cache; wrote {}",
-            s.id,
-            f.voxels.0,
-            f.voxels.1,
-            f.n_voxels,
-            so.shard.map(|sh| format!(" (shard {}/{})", sh.k, sh.n)).unwrap_or_default(),
-            sm.mean_r,
-            sm.top10_mean_r,
-            f.n_blocks,
-            f.block_voxels,
-            t.elapsed().as_secs_f64(),
-            f.flops / 1e9,
-            f.runs_converted,
-            f.path.display()
-        );
-        out.push(f);
-    }
-    match crate::core::memory::peak_rss() {
-        Some(p) => println!(
-            "peak resident memory: {} (budget {})",
-            human_bytes(p),
-            human_bytes(ridge::memory_budget(ropts))
-        ),
-        None => println!("peak resident memory: not available on this system"),
-    }
-    Ok(out)
+        let fit = encode_subject_streamed(ds, s, work, feat, plan, ropts, so)?;
+        Ok(TimedFit {
+            subject: s.id.clone(),
+            fit,
+            seconds: t.elapsed().as_secs_f64(),
+        })
+    })
 }
 
 /// The shards (0..n) whose part is missing for some subject, or was fitted from other inputs

@@ -176,9 +176,7 @@ fn symmetric_eigh(a: &Array2<f64>) -> Result<(Vec<f64>, Array2<f64>)> {
 }
 
 /// Which extractor the features stage runs.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ExtractorKind {
     /// Luminance + motion energy on a grid, PCA-reduced.
     Baseline,
@@ -188,23 +186,18 @@ pub enum ExtractorKind {
     Gpt,
 }
 
-/// Options of the GPT extractor.
-#[derive(Debug, Clone, clap::Args, serde::Serialize)]
+/// Options of the GPT extractor (the CLI's flags: `cli::fmri::GptFlags`).
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct GptFeatureArgs {
     /// `brainscale pretrain` output folder (with its tokenizer/).
-    #[arg(long)]
     pub model: Option<std::path::PathBuf>,
     /// Layers whose hidden states are averaged over each clip (0 = embeddings, l = block l).
-    #[arg(long, value_delimiter = ',', default_value = "1")]
     pub layers: Vec<usize>,
     /// Frame subsampling inside a clip (e.g. 3 at 29.97 fps: a 16-frame clip spans ~1.5 s).
-    #[arg(long, default_value_t = 1)]
     pub clip_stride: usize,
     /// Frames between clip starts (default: the clip span, i.e. no overlap).
-    #[arg(long)]
     pub hop: Option<usize>,
     /// cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "auto")]
     pub device: String,
 }
 

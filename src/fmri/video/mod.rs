@@ -86,16 +86,15 @@ impl Default for DecodeOptions {
     }
 }
 
-/// Command-line flags of every stage that decodes movies (decode, features, demo).
-#[derive(clap::Args, Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+/// Display orientation and truncation choices of every stage that decodes movies (decode,
+/// features, demo; the CLI's flags are `cli::fmri::DecodeFlagArgs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct DecodeFlags {
     /// Keep frames in their stored orientation (default: apply the display matrix's rotation
     /// and flips, as ffmpeg does).
-    #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub no_autorotate: bool,
     /// Accept movies that end before the duration their header declares.
-    #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub allow_truncated: bool,
 }
@@ -109,6 +108,77 @@ impl DecodeFlags {
             autorotate: !self.no_autorotate,
             allow_truncated: self.allow_truncated,
         }
+    }
+}
+
+/// A movie's file stem ("clip" for `movies/clip.mp4`): the name its frames, tokens and
+/// features are stored under.
+pub fn movie_stem(movie: &Path) -> String {
+    movie
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Every movie decoded (or read from its cache under `cache_dir`, see [`decode_cached`]) as
+/// `opts` says: (file stem, frames) in the order given. The one decode loop of the stages that
+/// need all frames (tokenize, pretrain, grid cells). Errors name the movie.
+pub fn decode_all(
+    movies: &[PathBuf],
+    cache_dir: &Path,
+    opts: &DecodeOptions,
+) -> Result<Vec<(String, Frames)>> {
+    movies
+        .iter()
+        .map(|m| Ok((movie_stem(m), decode_cached(m, cache_dir, opts)?)))
+        .collect()
+}
+
+/// What the decode stage reports of one movie (its frames stay in the cache).
+#[derive(Debug, Clone)]
+pub struct DecodedMovie {
+    pub movie: PathBuf,
+    pub frames: usize,
+    pub width: usize,
+    pub height: usize,
+    pub fps: f64,
+    /// Seconds.
+    pub duration: f64,
+    /// Display orientation applied and truncation accepted ("" when neither).
+    pub note: String,
+}
+
+/// The decode stage (`brainscale decode`): each movie decoded into `cache_dir` (or found
+/// there), one at a time so that only one movie's frames are held. Errors: a movie that
+/// cannot be decoded, or a build without the `video` feature.
+pub fn decode_stage(
+    movies: &[PathBuf],
+    cache_dir: &Path,
+    opts: &DecodeOptions,
+) -> Result<Vec<DecodedMovie>> {
+    #[cfg(feature = "video")]
+    {
+        movies
+            .iter()
+            .map(|m| {
+                let (f, note) = decode_cached_with_note(m, cache_dir, opts)?;
+                let (_, height, width, _) = f.data.dim();
+                Ok(DecodedMovie {
+                    movie: m.clone(),
+                    frames: f.len(),
+                    width,
+                    height,
+                    fps: f.fps,
+                    duration: f.duration(),
+                    note,
+                })
+            })
+            .collect()
+    }
+    #[cfg(not(feature = "video"))]
+    {
+        let _ = (movies, cache_dir, opts);
+        bail!("this build has no video support (built without the `video` feature)")
     }
 }
 

@@ -85,7 +85,7 @@ impl PipelineCell {
         let ds = Dataset::open(&dataset)
             .with_context(|| format!("[cell] dataset = {}", cfg.dataset.display()))?;
         // Subjects the grid lists must exist before hours of pretraining, not after.
-        crate::fmri::demo::select_subjects(&ds, subjects)
+        ds.select(subjects)
             .with_context(|| format!("axes.subjects of grid file {}", grid_file.display()))?;
         if let Some(t) = &cfg.tokenizer {
             let t = absolute(t)?;
@@ -229,19 +229,7 @@ impl PipelineCell {
         frames: &Path,
         res: i64,
     ) -> Result<Vec<(String, crate::fmri::video::Frames)>> {
-        movies
-            .iter()
-            .map(|m| {
-                let stem = m
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                Ok((
-                    stem,
-                    crate::fmri::video::decode_cached(m, frames, &self.decode_opts(res))?,
-                ))
-            })
-            .collect()
+        crate::fmri::video::decode_all(movies, frames, &self.decode_opts(res))
     }
 
     /// Trains (or finds) the tokenizer and the pretraining code caches in OUT/shared, once per
@@ -519,9 +507,15 @@ impl CellWork for PipelineCell {
             progress: false,
             ..RidgeOptions::default()
         };
-        let subs = crate::fmri::demo::select_subjects(&ds, &cell.subjects)?;
-        let fits =
-            crate::fmri::demo::encode_dataset(&ds, &work, &feat, &cell.subjects, &c.split, &ropts)?;
+        let subs = ds.select(&cell.subjects)?;
+        let fits = crate::fmri::encode::encode_dataset(
+            &ds,
+            &work,
+            &feat,
+            &cell.subjects,
+            &c.split,
+            &ropts,
+        )?;
         let mut subjects = BTreeMap::new();
         for (i, (sub, fit)) in subs.iter().zip(&fits).enumerate() {
             let r = crate::core::stats::summarize_r(fit.view());
@@ -628,7 +622,7 @@ impl PipelineCell {
             .unwrap_or_default();
         crate::fmri::align::align_dataset(ds, work, &feat, &self.cfg.align_options()?)?;
         let fits =
-            crate::fmri::demo::encode_dataset(ds, work, &feat, subjects, &self.cfg.split, ropts)?;
+            crate::fmri::encode::encode_dataset(ds, work, &feat, subjects, &self.cfg.split, ropts)?;
         let k = fits.len().max(1) as f64;
         Ok(fits
             .iter()
