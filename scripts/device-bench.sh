@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Every GPU figure brainscale owes, in one call of at most 9 minutes on a CUDA machine.
 #
-#   scripts/device-bench.sh prepare   # here (no GPU needed): build without ffmpeg/OpenBLAS and put
-#                                     # the binary and its inputs (pre-decoded frames) in .carry/
+#   scripts/device-bench.sh prepare   # here (no GPU needed): build without ffmpeg/OpenBLAS/HDF5,
+#                                     # put the binary and its inputs (pre-decoded frames) in
+#                                     # .carry/ and refuse (naming it) any library the binary
+#                                     # loads from outside torch's folder and the C/C++ runtime
 #   scripts/device-bench.sh run       # on the GPU machine, from the repo root, with .carry carried:
 #                                     # device tool: run(command="bash scripts/device-bench.sh run",
 #                                     #                  carry=[".carry"], timeout_s=600)
@@ -15,16 +17,76 @@
 #   train.csv       bench-train: GPT-2 d768 bf16, the VideoGPT prior in fp32 / tf32 / bf16 / fp16
 #   pipeline/       one pipeline cell (tokenizer → prior → features → ridge) on CUDA
 # Each step has its own time limit, so one slow step cannot eat the others' time; a step that
-# fails is logged and the next one runs. Without a CUDA device it says so and exits 2.
+# fails is logged and the next one runs. Before any of them, within seconds, `run` checks that
+# every library of the carried binary resolves (ldd; torch's lib folder from the machine's own
+# PyTorch, then .carry/lib, go on the library path), that torch.cuda.is_available() and that the
+# binary prints its --version; if not it names the missing piece and exits 2.
+#   scripts/device-bench.sh check-libs BINARY   # the ldd check alone (exit 0 when clean)
 set -uo pipefail
+CALLER_PWD=$PWD
 cd "$(dirname "$0")/.."
 CARRY=.carry
 BIN=$CARRY/brainscale
 
+# The C/C++ runtime every Linux machine has (glibc's parts, the GCC runtime, the loader); any
+# other library must come from torch's own folder (libtorch, its CUDA wheels under
+# site-packages/nvidia) or travel in $CARRY/lib.
+RUNTIME='^(linux-vdso|linux-gate|ld-linux(-x86-64|-aarch64)?|libc|libm|libdl|libpthread|librt|libutil|libresolv|libgcc_s|libstdc\+\+|libgomp)\.so'
+
+# torch_lib: torch's lib folder, from the machine's own PyTorch ($PYTHON, else python3).
+torch_lib() {
+  timeout 60 "${PYTHON:-python3}" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null
+}
+
+# check_libs BINARY TORCH_LIB: lists every library BINARY loads (ldd) and where it resolves.
+# Exit 1 when one is not found or not a dynamic executable; exit 3 when one resolves outside
+# TORCH_LIB's site-packages (torch/, nvidia/), $CARRY/lib and the runtime set. The offenders
+# are named on stderr, one a line.
+check_libs() {
+  local bin=$1 torchlib=$2 site out name path real rc=0
+  site=$(realpath -m "$torchlib/../..")
+  if ! out=$(ldd "$bin" 2>&1) || grep -q 'not a dynamic executable' <<<"$out"; then
+    echo "$bin: ldd failed: $out" >&2
+    return 1
+  fi
+  echo "ldd $bin:"
+  while read -r line; do
+    [ -z "$line" ] && continue
+    if [[ $line == *" => "* ]]; then
+      name=${line%% => *}; path=${line#* => }; path=${path%% (*}
+    else
+      name=${line%% (*}; path=$name
+    fi
+    name=$(basename "$name")
+    if [ "$path" = "not found" ]; then
+      echo "  $name => NOT FOUND"
+      echo "missing library: $name (needed by $bin; not on the library path)" >&2
+      rc=1
+      continue
+    fi
+    real=$(realpath -m "$path")
+    if [[ $real == "$site/torch/"* || $real == "$site/nvidia/"* ]]; then
+      echo "  $name  (torch: $real)"
+    elif [ -d "$CARRY/lib" ] && [[ $real == "$(realpath -m "$CARRY/lib")/"* ]]; then
+      echo "  $name  (carried: $real)"
+    elif [[ $name =~ $RUNTIME ]]; then
+      echo "  $name  (runtime: $path)"
+    else
+      echo "  $name  (OUTSIDE torch and the C/C++ runtime: $real)"
+      [ $rc -eq 0 ] && rc=3
+      echo "library outside torch and the C/C++ runtime: $name ($real)" >&2
+    fi
+  done <<<"$out"
+  return $rc
+}
+
 prepare() {
   set -e
+  local t0=$SECONDS
   export LIBTORCH_USE_PYTORCH=1 PATH="$PWD/.venv/bin:$HOME/.cargo/bin:$PATH"
+  # The GPU build: no ffmpeg (video), no OpenBLAS/LAPACK (cpu-linalg), no libhdf5 (hdf5).
   cargo build --release --no-default-features
+  rm -rf "$CARRY/brainscale" "$CARRY/lib"
   mkdir -p "$CARRY"
   cp target/release/brainscale "$BIN"
   # The pipeline cell needs decoded frames: a build without the `video` feature reads them
@@ -35,24 +97,66 @@ prepare() {
   rm -rf "$CARRY/synth-tiny" && cp -r datasets/synth-tiny "$CARRY/synth-tiny"
   # The cell's frame cache: native rate, 32×32 (the grid's VQ-VAE resolution).
   rm -rf "$CARRY/work" && "$full" decode --dataset "$CARRY/synth-tiny" --size 32 --work "$CARRY/work" >/dev/null
-  du -sh "$CARRY"
-  echo "prepared $CARRY; now run: bash scripts/device-bench.sh run (carry .carry)"
+  set +e
+  local torchlib
+  torchlib=$(torch_lib) || { echo "prepare: no PyTorch in ${PYTHON:-python3} (make deps installs .venv)" >&2; exit 1; }
+  # What the GPU machine must provide: only torch (its own venv) and the C/C++ runtime.
+  if ! check_libs "$BIN" "$torchlib"; then
+    echo "prepare: $BIN needs a library the GPU machine does not promise (named above); refused." >&2
+    exit 1
+  fi
+  local kib
+  kib=$(du -sk "$CARRY" | cut -f1)
+  echo "$CARRY: $((kib / 1024)) MiB"
+  if [ "$kib" -ge $((64 * 1024)) ]; then
+    echo "prepare: $CARRY is $((kib / 1024)) MiB; the device tool carries at most 64 MiB." >&2
+    exit 1
+  fi
+  echo "prepared $CARRY in $((SECONDS - t0)) s; now run: bash scripts/device-bench.sh run (carry .carry)"
+}
+
+# preflight LOG: the GPU machine can run the carried binary (every library resolves, PyTorch
+# sees a CUDA device, the binary prints its version), in seconds; else names the missing piece
+# and exits 2 before any benchmark.
+preflight() {
+  local log=$1 torchlib cuda info
+  fail() { echo "device-bench: $*; nothing measured." | tee -a "$log" >&2; exit 2; }
+  [ -x "$BIN" ] || fail "no $BIN: run 'scripts/device-bench.sh prepare' first and carry .carry"
+  # One python start (importing torch takes seconds): its lib folder and whether CUDA is there.
+  info=$(timeout 90 "${PYTHON:-python3}" -c 'import os, torch
+print(os.path.join(os.path.dirname(torch.__file__), "lib"))
+print(int(torch.cuda.is_available()))' 2>>"$log") ||
+    fail "no PyTorch importable by ${PYTHON:-python3} on this machine (its libtorch is what $BIN loads)"
+  torchlib=$(sed -n 1p <<<"$info")
+  cuda=$(sed -n 2p <<<"$info")
+  [ -d "$torchlib" ] || fail "torch's lib folder $torchlib does not exist"
+  export LD_LIBRARY_PATH="${CARRY_LIB:+$CARRY_LIB:}${torchlib}:${LD_LIBRARY_PATH:-}"
+  local libs rc
+  libs=$(check_libs "$BIN" "$torchlib" 2>&1)
+  rc=$?
+  echo "$libs" >>"$log"
+  if [ $rc -eq 1 ]; then
+    fail "$BIN cannot start: $(grep -E '^(missing library|.*ldd failed)' <<<"$libs" | tr '\n' ' ')"
+  elif [ $rc -ne 0 ]; then
+    # It resolves, so it starts; prepare is where that set is refused.
+    echo "device-bench: note: $(grep '^library outside' <<<"$libs" | tr '\n' ' ')" | tee -a "$log" >&2
+  fi
+  [ "$cuda" = 1 ] ||
+    fail "no CUDA device visible to PyTorch on this machine (torch.cuda.is_available() is false). Run it on a GPU machine (see the header of scripts/device-bench.sh)"
+  local version
+  version=$(timeout 60 "$BIN" --version 2>&1) || fail "$BIN --version failed: $version"
+  echo "device-bench: $version; torch $torchlib; CUDA available" | tee -a "$log"
 }
 
 run() {
   OUT=${OUT:-results/device}
   mkdir -p "$OUT"
   local log="$OUT/device-bench.log"
-  [ -x "$BIN" ] || { echo "no $BIN: run 'scripts/device-bench.sh prepare' first and carry .carry" | tee "$log"; exit 2; }
-  local torchlib
-  torchlib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null) || true
-  export LD_LIBRARY_PATH="${torchlib}:${LD_LIBRARY_PATH:-}"
-  if ! python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
-    echo "device-bench: no CUDA device visible to PyTorch on this machine; nothing measured." | tee "$log"
-    echo "Run it on a GPU machine (see the header of scripts/device-bench.sh)." | tee -a "$log"
-    exit 2
-  fi
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$log"
+  : >"$log"
+  # Libraries prepare had to carry are found first.
+  [ -d "$CARRY/lib" ] && CARRY_LIB=$(realpath "$CARRY/lib")
+  preflight "$log"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee -a "$log"
   step() { # step NAME SECONDS COMMAND...
     local name=$1 limit=$2; shift 2
     echo "== $name (limit ${limit}s): $*" | tee -a "$log"
@@ -88,5 +192,9 @@ run() {
 case "${1:-}" in
   prepare) prepare ;;
   run) run ;;
-  *) echo "usage: scripts/device-bench.sh prepare|run" >&2; exit 64 ;;
+  check-libs) [ $# -eq 2 ] || { echo "usage: scripts/device-bench.sh check-libs BINARY" >&2; exit 64; }
+    tl=$(torch_lib) || { echo "no PyTorch in ${PYTHON:-python3}" >&2; exit 1; }
+    b=$2; [[ $b == /* ]] || b=$CALLER_PWD/$b
+    check_libs "$b" "$tl" ;;
+  *) echo "usage: scripts/device-bench.sh prepare|run|check-libs BINARY" >&2; exit 64 ;;
 esac

@@ -276,6 +276,7 @@ fn parcel_r(path: &Path) -> Vec<f64> {
 }
 
 #[test]
+#[cfg_attr(not(feature = "hdf5"), ignore = "needs the hdf5 feature")]
 fn algonauts_hdf5_maps_runs_to_movies_and_reports() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("algonauts_2025.competitors");
@@ -331,6 +332,7 @@ fn algonauts_hdf5_maps_runs_to_movies_and_reports() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "hdf5"), ignore = "needs the hdf5 feature")]
 fn algonauts_hdf5_season_split_encode_and_parcel_maps() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("algonauts");
@@ -474,6 +476,7 @@ fn algonauts_hdf5_season_split_encode_and_parcel_maps() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "hdf5"), ignore = "needs the hdf5 feature")]
 fn hdf5_inconsistencies_are_reported() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("bad");
@@ -835,6 +838,7 @@ fn fmriprep_confounds_atlas_and_errors() {
 /// Movie10 keys: repeated viewings (`_run-1`, `_run-2`) share one movie and one CV/test group;
 /// a key matching two movie files is an ambiguity, reported.
 #[test]
+#[cfg_attr(not(feature = "hdf5"), ignore = "needs the hdf5 feature")]
 fn movie10_repeats_and_ambiguous_movies() {
     use brainscale::fmri::dataset::splits::{Role, SplitPlan};
     let dir = tempfile::tempdir().unwrap();

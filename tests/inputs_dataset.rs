@@ -214,6 +214,7 @@ fn kind2_sidecar_tr_in_any_encoding_or_refused() {
     );
 }
 
+#[cfg(feature = "hdf5")]
 /// An Algonauts-style HDF5 subject (one run, 5 parcels) whose file gets `set_attr` applied.
 fn hdf5_dataset(root: &Path, set_attr: impl FnOnce(&hdf5_metno::File)) -> PathBuf {
     let func = root.join("fmri/sub-01/func");
@@ -232,12 +233,14 @@ fn hdf5_dataset(root: &Path, set_attr: impl FnOnce(&hdf5_metno::File)) -> PathBu
     f
 }
 
+#[cfg(feature = "hdf5")]
 fn hdf5_tr(root: &Path) -> (Option<f64>, Vec<String>, Vec<String>) {
     let scan = Dataset::scan(root, &OpenOptions::default()).unwrap();
     let tr = scan.dataset.subjects[0].runs.first().map(|r| r.tr);
     (tr, scan.problems, scan.dataset.notes)
 }
 
+#[cfg(feature = "hdf5")]
 #[test]
 fn kind2_hdf5_tr_attribute_in_any_encoding_or_refused() {
     use hdf5_metno::types::{FixedAscii, VarLenUnicode};

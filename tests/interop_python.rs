@@ -81,6 +81,7 @@ fn python() -> PathBuf {
 }
 
 #[test]
+#[cfg_attr(not(feature = "hdf5"), ignore = "needs the hdf5 feature")]
 fn python_tools_read_what_brainscale_writes() {
     let r = pipeline();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
