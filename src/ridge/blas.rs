@@ -1,4 +1,4 @@
-//! Matrix products through the system BLAS (OpenBLAS, linked by ndarray-linalg), for f32 and
+//! Matrix products through the system BLAS (the system OpenBLAS, linked by openblas-src), for f32 and
 //! f64, on ndarray views in row- or column-major layout. ndarray's own `dot` would use
 //! matrixmultiply (no AVX-512, no beta accumulation), several times slower on this work.
 // Links the system OpenBLAS (cblas + LAPACK symbols) even when nothing else names the crate.
