@@ -1,12 +1,14 @@
 //! Command-line interface: one subcommand per pipeline stage. Stage logic lives in the stage
 //! modules; this file parses arguments and prints summaries.
 
+pub mod args;
 pub mod biosignal;
+pub mod perf;
+use crate::cli::args::RidgeArgs;
 use crate::fmri::align::{self, AlignOptions, Lag};
 use crate::fmri::dataset::{synth, Dataset};
 use crate::fmri::demo::{self, DemoOptions};
 use crate::fmri::features::{self, ExtractorKind, FeaturesOptions};
-use crate::ridge::RidgeArgs;
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -47,12 +49,12 @@ pub enum Command {
     /// Train a GPT-2 prior over code sequences.
     Pretrain(crate::fmri::pretrain::PretrainArgs),
     /// Measure training throughput (tokens/s, TFLOP/s, MFU).
-    BenchTrain(crate::perf::train::BenchTrainArgs),
+    BenchTrain(crate::cli::perf::BenchTrainArgs),
     /// Time the cross-validated ridge fit on generated data (seconds, GFLOP/s, ratio to GEMM peak).
-    BenchRidge(crate::perf::ridge::BenchArgs),
+    BenchRidge(crate::cli::perf::BenchRidgeArgs),
     /// Time the streamed ridge on a generated whole-brain problem larger than memory (Y made
     /// block by block from a seed): wall time, ratio to the GEMM peak, peak resident memory.
-    BenchWholeBrain(crate::perf::whole_brain::WholeBrainArgs),
+    BenchWholeBrain(crate::cli::perf::WholeBrainArgs),
     /// Scale benchmarks over grids of data size × model × precision (local or SLURM).
     #[command(subcommand)]
     Bench(crate::study::grids::BenchCommand),
@@ -526,29 +528,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Tokenizer(c) => crate::fmri::tokenize::run_tokenizer_command(&c)?,
         Command::Tokenize(a) => crate::fmri::tokenize::run_tokenize(&a)?,
         Command::Pretrain(a) => crate::fmri::pretrain::run_pretrain(&a)?,
-        Command::BenchTrain(a) => crate::perf::train::run_bench_train(&a)?,
-        Command::BenchRidge(a) if a.bands => crate::perf::ridge_banded::run(&a)?,
-        Command::BenchRidge(a) => crate::perf::ridge::run(&a)?,
-        Command::BenchWholeBrain(a) if a.slurm_shards.is_some() => {
-            let (n, dir) = (
-                a.slurm_shards.unwrap_or(1),
-                a.out.clone().unwrap_or_default(),
-            );
-            let tasks = crate::perf::whole_brain::missing_parts(&a, &dir, n)?;
-            submit_shard_array(
-                &dir.join("slurm"),
-                &a.sbatch,
-                "whole-brain-shards",
-                n,
-                &tasks,
-                a.wait,
-            )?;
-            if a.wait || tasks.is_empty() {
-                let p = crate::perf::whole_brain::merge_parts(&a, &dir, n)?;
-                println!("{n} parts merged into {}", p.display());
-            }
-        }
-        Command::BenchWholeBrain(a) => crate::perf::whole_brain::run(&a)?,
+        Command::BenchTrain(a) => perf::bench_train(&a)?,
+        Command::BenchRidge(a) => perf::bench_ridge(&a)?,
+        Command::BenchWholeBrain(a) => perf::bench_whole_brain(&a)?,
         Command::Bench(c) => crate::study::grids::run(c)?,
         Command::Scaling(c) => crate::study::scaling::run(c)?,
         Command::Biosignal(c) => crate::cli::biosignal::run(&c)?,
