@@ -143,6 +143,7 @@ pub struct BenchRow {
 }
 
 impl BenchRow {
+    /// Achieved GFLOP/s of the fastest fit.
     pub fn gflops(&self) -> f64 {
         self.flops / self.seconds / 1e9
     }

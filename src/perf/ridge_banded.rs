@@ -100,6 +100,7 @@ pub struct BandedReport {
 }
 
 impl BandedReport {
+    /// Achieved GFLOP/s of the fastest fit.
     pub fn gflops(&self) -> f64 {
         self.flops / self.seconds / 1e9
     }
