@@ -1,6 +1,6 @@
 //! CPU backend: ndarray + OpenBLAS (matrix products) + LAPACK (eigendecompositions, f64).
 //! The algorithm is described in `mod.rs`, its scalar rules in `plan.rs`; this file holds
-//! the array operations, step for step as `torch.rs` (`setup`, `fit_chunks`, `basis`,
+//! the array operations, step for step as `torch.rs` (`prepare`, `fit_chunks`, `basis`,
 //! `choose_quad`, `direct_factor`, `Quad::q`, `fractions_q`, `direct_q`). The voxel-sized
 //! work runs in f32 or f64.
 use crate::ridge::blas::{gemm, Real};
@@ -78,8 +78,8 @@ impl Prepared {
         plan: &Plan,
     ) -> Result<Self> {
         one_omp_thread(|| match o.dtype {
-            Dtype::F32 => Ok(Prepared::F32(Setup::setup(x, x_test, o, plan)?)),
-            Dtype::F64 => Ok(Prepared::F64(Setup::setup(x, x_test, o, plan)?)),
+            Dtype::F32 => Ok(Prepared::F32(Setup::prepare(x, x_test, o, plan)?)),
+            Dtype::F64 => Ok(Prepared::F64(Setup::prepare(x, x_test, o, plan)?)),
         })
     }
 
@@ -233,7 +233,7 @@ pub(crate) struct Setup<T> {
 }
 
 impl<T: Real> Setup<T> {
-    fn setup(
+    fn prepare(
         x: ArrayView2<f32>,
         x_test: ArrayView2<f32>,
         o: &RidgeOptions,

@@ -1,5 +1,5 @@
 //! torch backend (tch): the algorithm of `mod.rs` on libtorch tensors, on the CPU or a CUDA
-//! GPU, with the scalar rules of `plan.rs`; step for step as `cpu.rs` (`setup`,
+//! GPU, with the scalar rules of `plan.rs`; step for step as `cpu.rs` (`prepare`,
 //! `fit_chunks`, `basis`, `choose_quad`, `direct_factor`, `Quad::q`, `fractions_q`,
 //! `direct_q`). Grams and eigendecompositions in f64 (cuSOLVER / LAPACK), the voxel-sized
 //! work in f32 (optionally TF32 matrix products) or f64.
@@ -230,7 +230,7 @@ impl Prepared {
         plan: &Plan,
     ) -> Result<Self> {
         let dev = device(o.device)?;
-        on_device(o.tf32, || setup(x, x_test, o, plan, dev))
+        on_device(o.tf32, || prepare(x, x_test, o, plan, dev))
     }
 
     /// Fits the voxels of `y` (training rows × voxels, rows as the X given to `new`).
@@ -244,7 +244,7 @@ impl Prepared {
     }
 }
 
-fn setup(
+fn prepare(
     x: ArrayView2<f32>,
     x_test: ArrayView2<f32>,
     o: &RidgeOptions,
