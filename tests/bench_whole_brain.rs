@@ -130,3 +130,28 @@ fn bad_shard_arguments_are_clear_errors() {
     assert!(!good && text.contains("part 0 of 2 is missing"), "{text}");
     assert!(!dir.path().join("whole-brain.safetensors").exists());
 }
+
+/// Modes that exclude each other (one shard, a merge, a SLURM array, a quick look at the
+/// first blocks) are refused by the parser with the flags named.
+#[test]
+fn exclusive_modes_are_refused_by_the_parser() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    for (args, says) in [
+        (
+            vec!["--out", d, "--merge", "2", "--voxel-shard", "0/2"],
+            "cannot be used with",
+        ),
+        (
+            vec!["--out", d, "--slurm-shards", "2", "--merge", "2"],
+            "cannot be used with",
+        ),
+        (vec!["--out", d, "--max-blocks", "2"], "cannot be used with"),
+        (vec!["--wait"], "--slurm-shards"),
+        (vec!["--merge", "2"], "--out"),
+    ] {
+        let (good, text) = run(&args);
+        assert!(!good && text.contains(says), "{args:?}: {text}");
+        assert!(!text.contains("GEMM peak"), "{text}");
+    }
+}

@@ -180,7 +180,7 @@ fn streamed_encode_equals_in_memory_on_tiny() {
         ..Default::default()
     };
     let f64_work = RidgeOptions {
-        precision: brainscale::ridge::Precision::F64,
+        dtype: brainscale::ridge::Dtype::F64,
         ..ropts()
     };
     let plan = SplitPlan {

@@ -1,8 +1,8 @@
 //! Ridge engine tests against independent references: a direct solve (X'X + αI)⁻¹X'Y per
 //! alpha, and leave-run-out CV computed naively (one solve per fold and alpha) on tiny data.
+use brainscale::cli::args::{ByteSize, RidgeArgs};
 use brainscale::ridge::{
-    fit_cv, fold_rows, parse_bytes, Backend, CvScore, Folds, Precision, RidgeArgs, RidgeFit,
-    RidgeOptions, RidgeProblem,
+    fit_cv, fold_rows, Backend, CvScore, Dtype, Folds, RidgeFit, RidgeOptions, RidgeProblem,
 };
 use clap::Parser;
 use ndarray::{s, Array1, Array2, Axis};
@@ -71,7 +71,7 @@ fn opts(
     score: CvScore,
     intercept: bool,
     backend: Backend,
-    precision: Precision,
+    dtype: Dtype,
 ) -> RidgeOptions {
     RidgeOptions {
         alphas: alphas.to_vec(),
@@ -80,7 +80,7 @@ fn opts(
         keep_cv_scores: true,
         keep_weights: true,
         backend,
-        precision,
+        dtype,
         progress: false,
         ..RidgeOptions::default()
     }
@@ -262,13 +262,7 @@ fn single_alpha_weights_match_direct_solve() {
             for alpha in [0.5, 30.0, 2e3] {
                 let fit = fit_cv(
                     &problem(&d),
-                    &opts(
-                        &[alpha],
-                        CvScore::R,
-                        intercept,
-                        Backend::Cpu,
-                        Precision::F64,
-                    ),
+                    &opts(&[alpha], CvScore::R, intercept, Backend::Cpu, Dtype::F64),
                 )
                 .unwrap();
                 let (w, b) = direct(&x, &y, alpha, intercept);
@@ -294,7 +288,7 @@ fn cv_matches_naive_leave_run_out() {
         for intercept in [true, false] {
             let fit = fit_cv(
                 &problem(&d),
-                &opts(&ALPHAS, score, intercept, Backend::Cpu, Precision::F64),
+                &opts(&ALPHAS, score, intercept, Backend::Cpu, Dtype::F64),
             )
             .unwrap();
             check_against_naive(
@@ -314,7 +308,7 @@ fn cv_matches_naive_when_p_exceeds_n() {
     for score in [CvScore::R, CvScore::R2] {
         let fit = fit_cv(
             &problem(&d),
-            &opts(&ALPHAS, score, true, Backend::Cpu, Precision::F64),
+            &opts(&ALPHAS, score, true, Backend::Cpu, Dtype::F64),
         )
         .unwrap();
         check_against_naive(
@@ -332,7 +326,7 @@ fn cv_matches_naive_with_run_groups_and_unequal_runs() {
     d.groups = (0..60)
         .map(|i| [5, 5, 3, 1, 7, 9][(i * i / 7) % 6] * 100)
         .collect();
-    let mut o = opts(&ALPHAS, CvScore::R, true, Backend::Cpu, Precision::F64);
+    let mut o = opts(&ALPHAS, CvScore::R, true, Backend::Cpu, Dtype::F64);
     o.folds = Folds::RunGroups(3);
     let fit = fit_cv(&problem(&d), &o).unwrap();
     assert_eq!(fit.n_folds, 3);
@@ -362,12 +356,12 @@ fn f32_is_close_to_f64() {
     let d = make_data(5, 40, 30, 50, 20, 5);
     let a = fit_cv(
         &problem(&d),
-        &opts(&ALPHAS, CvScore::R, true, Backend::Cpu, Precision::F64),
+        &opts(&ALPHAS, CvScore::R, true, Backend::Cpu, Dtype::F64),
     )
     .unwrap();
     let b = fit_cv(
         &problem(&d),
-        &opts(&ALPHAS, CvScore::R, true, Backend::Cpu, Precision::F32),
+        &opts(&ALPHAS, CvScore::R, true, Backend::Cpu, Dtype::F32),
     )
     .unwrap();
     let cv_err = max_abs_diff(
@@ -381,7 +375,7 @@ fn f32_is_close_to_f64() {
 #[test]
 fn chunked_voxels_give_the_same_result() {
     let d = make_data(3, 30, 12, 300, 10, 6);
-    let o = opts(&ALPHAS, CvScore::R2, true, Backend::Cpu, Precision::F64);
+    let o = opts(&ALPHAS, CvScore::R2, true, Backend::Cpu, Dtype::F64);
     let whole = fit_cv(&problem(&d), &o).unwrap();
     // A budget that allows only ~100 voxels per chunk.
     let mut small = o.clone();
@@ -406,7 +400,7 @@ fn chunked_voxels_give_the_same_result() {
 fn cpu_results_do_not_depend_on_the_thread_count() {
     // Many rows, so that rayon splits the per-voxel moments differently on 1 and 3 threads.
     let d = make_data(4, 400, 8, 40, 20, 11);
-    let o = opts(&ALPHAS, CvScore::R, true, Backend::Cpu, Precision::F64);
+    let o = opts(&ALPHAS, CvScore::R, true, Backend::Cpu, Dtype::F64);
     let on = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -431,7 +425,7 @@ fn cpu_results_do_not_depend_on_the_thread_count() {
 #[test]
 fn streamed_weights_match_the_in_memory_fit() {
     let d = make_data(3, 30, 12, 300, 10, 6);
-    let mut o = opts(&ALPHAS, CvScore::R, true, Backend::Cpu, Precision::F64);
+    let mut o = opts(&ALPHAS, CvScore::R, true, Backend::Cpu, Dtype::F64);
     o.keep_cv_scores = true;
     let whole = fit_cv(&problem(&d), &o).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -469,7 +463,7 @@ fn constant_voxel_gets_zero_r_and_the_largest_alpha() {
         for score in [CvScore::R, CvScore::R2] {
             let fit = fit_cv(
                 &problem(&d),
-                &opts(&ALPHAS, score, true, backend, Precision::F32),
+                &opts(&ALPHAS, score, true, backend, Dtype::F32),
             )
             .unwrap();
             assert_eq!(fit.constant_voxels, vec![2]);
@@ -488,7 +482,7 @@ fn backends() -> Vec<Backend> {
 #[test]
 fn bad_input_gets_clear_errors() {
     let d = make_data(3, 10, 4, 3, 5, 8);
-    let o = opts(&ALPHAS, CvScore::R, true, Backend::Cpu, Precision::F32);
+    let o = opts(&ALPHAS, CvScore::R, true, Backend::Cpu, Dtype::F32);
     let err = |d: &Data, o: &RidgeOptions| fit_cv(&problem(d), o).unwrap_err().to_string();
 
     let mut one_run = make_data(3, 10, 4, 3, 5, 8);
@@ -502,15 +496,11 @@ fn bad_input_gets_clear_errors() {
     for bad in [0.0, -1.0, f64::NAN] {
         let e = err(
             &d,
-            &opts(&[1.0, bad], CvScore::R, true, Backend::Cpu, Precision::F32),
+            &opts(&[1.0, bad], CvScore::R, true, Backend::Cpu, Dtype::F32),
         );
         assert!(e.contains("positive"), "{e}");
     }
-    assert!(err(
-        &d,
-        &opts(&[], CvScore::R, true, Backend::Cpu, Precision::F32)
-    )
-    .contains("no alphas"));
+    assert!(err(&d, &opts(&[], CvScore::R, true, Backend::Cpu, Dtype::F32)).contains("no alphas"));
 
     let mut nan = make_data(3, 10, 4, 3, 5, 8);
     nan.y[[4, 1]] = f32::NAN;
@@ -567,7 +557,7 @@ fn cli_args_become_options() {
     );
     let d = parse(&[]).unwrap().unwrap();
     assert_eq!(d.alphas.len(), 10);
-    assert_eq!(d.precision, Precision::F32);
+    assert_eq!(d.dtype, Dtype::F32);
     let o = parse(&[
         "--backend",
         "torch",
@@ -585,16 +575,22 @@ fn cli_args_become_options() {
     // Bad values are errors naming the option.
     let e = parse(&["--alphas", "1,-2"]).unwrap().unwrap_err();
     assert!(format!("{e:#}").contains("positive"), "{e:#}");
-    let e = parse(&["--device", "tpu"]).unwrap().unwrap_err();
-    assert!(format!("{e:#}").contains("--device"), "{e:#}");
+    // Devices and sizes are parsed by clap: the usage error names the option.
+    let e = parse(&["--device", "tpu"]).err().expect("refused");
+    assert!(format!("{e}").contains("--device"), "{e}");
     let e = parse(&["--tf32"]).unwrap().unwrap_err();
     assert!(format!("{e:#}").contains("tf32"));
-    let e = parse(&["--max-memory", "lots"]).unwrap().unwrap_err();
-    assert!(format!("{e:#}").contains("--max-memory"));
+    let e = parse(&["--max-memory", "lots"]).err().expect("refused");
+    assert!(format!("{e}").contains("--max-memory"));
     assert!(parse(&["--cv-run-groups", "1"]).unwrap().is_err());
-    assert_eq!(parse_bytes("1.5KiB").unwrap(), 1536);
-    assert_eq!(parse_bytes("3GB").unwrap(), 3_000_000_000);
-    assert!(parse_bytes("0").is_err() && parse_bytes("5 parsecs").is_err());
+    let bytes = |s: &str| s.parse::<ByteSize>().map(|b| b.0);
+    assert_eq!(bytes("1.5KiB").unwrap(), 1536);
+    assert_eq!(bytes("3GB").unwrap(), 3_000_000_000);
+    assert!(bytes("0").is_err() && bytes("5 parsecs").is_err());
+    // --dtype, and --precision kept as its alias for existing scripts.
+    for flag in ["--dtype", "--precision"] {
+        assert_eq!(parse(&[flag, "f64"]).unwrap().unwrap().dtype, Dtype::F64);
+    }
 }
 
 #[test]
@@ -605,12 +601,12 @@ fn torch_backend_agrees_with_cpu() {
         for score in [CvScore::R, CvScore::R2] {
             let a = fit_cv(
                 &problem(&d),
-                &opts(&ALPHAS, score, true, Backend::Cpu, Precision::F64),
+                &opts(&ALPHAS, score, true, Backend::Cpu, Dtype::F64),
             )
             .unwrap();
             let b = fit_cv(
                 &problem(&d),
-                &opts(&ALPHAS, score, true, Backend::Torch, Precision::F64),
+                &opts(&ALPHAS, score, true, Backend::Torch, Dtype::F64),
             )
             .unwrap();
             assert_eq!(a.best_alpha, b.best_alpha);
@@ -623,12 +619,12 @@ fn torch_backend_agrees_with_cpu() {
             // f32 on both: r to 1e-5 wherever the alpha choice is not a near-tie.
             let a32 = fit_cv(
                 &problem(&d),
-                &opts(&ALPHAS, score, true, Backend::Cpu, Precision::F32),
+                &opts(&ALPHAS, score, true, Backend::Cpu, Dtype::F32),
             )
             .unwrap();
             let b32 = fit_cv(
                 &problem(&d),
-                &opts(&ALPHAS, score, true, Backend::Torch, Precision::F32),
+                &opts(&ALPHAS, score, true, Backend::Torch, Dtype::F32),
             )
             .unwrap();
             let cv32 = max_abs_diff(
@@ -677,14 +673,14 @@ fn degenerate_spectrum_design_works_in_f32() {
     let nv = naive(&d, &ALPHAS, CvScore::R2, true, Folds::LeaveOneRunOut);
     let f64fit = fit_cv(
         &problem(&d),
-        &opts(&ALPHAS, CvScore::R2, true, Backend::Cpu, Precision::F64),
+        &opts(&ALPHAS, CvScore::R2, true, Backend::Cpu, Dtype::F64),
     )
     .unwrap();
     check_against_naive(&f64fit, &nv, 1e-9);
     for backend in backends() {
         let fit = fit_cv(
             &problem(&d),
-            &opts(&ALPHAS, CvScore::R2, true, backend, Precision::F32),
+            &opts(&ALPHAS, CvScore::R2, true, backend, Dtype::F32),
         )
         .unwrap();
         let err = max_abs_diff(fit.cv_scores.as_ref().unwrap().iter(), nv.scores.iter());
@@ -705,14 +701,14 @@ fn large_means_keep_f32_precision() {
     let nv = naive(&d, &ALPHAS, CvScore::R, true, Folds::LeaveOneRunOut);
     let f64fit = fit_cv(
         &problem(&d),
-        &opts(&ALPHAS, CvScore::R, true, Backend::Cpu, Precision::F64),
+        &opts(&ALPHAS, CvScore::R, true, Backend::Cpu, Dtype::F64),
     )
     .unwrap();
     check_against_naive(&f64fit, &nv, 1e-7);
     for backend in backends() {
         let fit = fit_cv(
             &problem(&d),
-            &opts(&ALPHAS, CvScore::R, true, backend, Precision::F32),
+            &opts(&ALPHAS, CvScore::R, true, backend, Dtype::F32),
         )
         .unwrap();
         let err = max_abs_diff(fit.cv_scores.as_ref().unwrap().iter(), nv.scores.iter());
@@ -733,7 +729,7 @@ fn no_test_rows_still_fits() {
     for backend in backends() {
         let fit = fit_cv(
             &problem(&d),
-            &opts(&ALPHAS, CvScore::R, true, backend, Precision::F32),
+            &opts(&ALPHAS, CvScore::R, true, backend, Dtype::F32),
         )
         .unwrap();
         assert_eq!(fit.test_pred.dim(), (0, 4));

@@ -4,7 +4,7 @@
 use brainscale::ridge::banded::{
     fit_banded, r2_split, Band, BandedFit, BandedOptions, BandedProblem, Candidates,
 };
-use brainscale::ridge::{fit_cv, Backend, CvScore, Precision, RidgeOptions, RidgeProblem};
+use brainscale::ridge::{fit_cv, Backend, CvScore, Dtype, RidgeOptions, RidgeProblem};
 use ndarray::{concatenate, s, Array1, Array2, Axis};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -103,12 +103,12 @@ fn alphas() -> Vec<f64> {
     (0..8).map(|i| 10f64.powf(-1.0 + 0.75 * i as f64)).collect()
 }
 
-fn ropts(score: CvScore, backend: Backend, precision: Precision) -> RidgeOptions {
+fn ropts(score: CvScore, backend: Backend, dtype: Dtype) -> RidgeOptions {
     RidgeOptions {
         alphas: alphas(),
         score,
         backend,
-        precision,
+        dtype,
         progress: false,
         ..RidgeOptions::default()
     }
@@ -232,7 +232,7 @@ fn himalaya(d: &Data, cands: &[Vec<f64>], score: CvScore) -> Reference {
 fn check_parity(score: CvScore) {
     let d = make_data(60, &[6, 10], 1000, 80, 11);
     let o = BandedOptions {
-        ridge: ropts(score, Backend::Cpu, Precision::F64),
+        ridge: ropts(score, Backend::Cpu, Dtype::F64),
         candidates: Candidates::Explicit(cands()),
         partition: false,
     };
@@ -290,7 +290,7 @@ fn matches_himalaya_with_r_scoring() {
 fn one_band_is_single_band_ridge() {
     let d = make_data(40, &[12], 50, 30, 3);
     for backend in [Backend::Cpu, Backend::Torch] {
-        let r = ropts(CvScore::R, backend, Precision::F32);
+        let r = ropts(CvScore::R, backend, Dtype::F32);
         let single = fit_cv(&ridge(&d), &r).unwrap();
         let o = BandedOptions {
             ridge: r,
@@ -317,7 +317,7 @@ fn split_sums_to_joint_r2_and_band_predictions_add_up() {
     let o = BandedOptions {
         ridge: RidgeOptions {
             keep_weights: true,
-            ..ropts(CvScore::R, Backend::Cpu, Precision::F64)
+            ..ropts(CvScore::R, Backend::Cpu, Dtype::F64)
         },
         candidates: Candidates::Random {
             n: 12,
@@ -409,7 +409,7 @@ fn random_candidates_are_seeded_and_on_the_simplex() {
 #[test]
 fn partition_matches_separate_fits() {
     let d = make_data(50, &[5, 7], 120, 60, 8);
-    let r = ropts(CvScore::R2, Backend::Cpu, Precision::F64);
+    let r = ropts(CvScore::R2, Backend::Cpu, Dtype::F64);
     let f = fit(
         &d,
         &BandedOptions {
@@ -456,28 +456,24 @@ fn partition_matches_separate_fits() {
 #[test]
 fn torch_backend_agrees_with_cpu() {
     let d = make_data(50, &[5, 7], 150, 60, 21);
-    let run = |backend, precision| {
+    let run = |backend, dtype| {
         fit(
             &d,
             &BandedOptions {
-                ridge: ropts(CvScore::R, backend, precision),
+                ridge: ropts(CvScore::R, backend, dtype),
                 candidates: Candidates::Explicit(cands()),
                 partition: true,
             },
         )
     };
-    for precision in [Precision::F64, Precision::F32] {
-        let (a, b) = (run(Backend::Cpu, precision), run(Backend::Torch, precision));
+    for dtype in [Dtype::F64, Dtype::F32] {
+        let (a, b) = (run(Backend::Cpu, dtype), run(Backend::Torch, dtype));
         let same: Vec<usize> = (0..150)
             .filter(|&j| {
                 a.best_candidate[j] == b.best_candidate[j] && a.best_alpha[j] == b.best_alpha[j]
             })
             .collect();
-        assert!(
-            same.len() >= 148,
-            "{} of 150 agree ({precision:?})",
-            same.len()
-        );
+        assert!(same.len() >= 148, "{} of 150 agree ({dtype:?})", same.len());
         for &j in &same {
             assert!((a.test_r[j] - b.test_r[j]).abs() < 1e-5);
             assert!((a.r2_split[[0, j]] - b.r2_split[[0, j]]).abs() < 1e-5);
@@ -497,7 +493,7 @@ fn chunked_memory_gives_the_same_result() {
             &BandedOptions {
                 ridge: RidgeOptions {
                     max_memory,
-                    ..ropts(CvScore::R, Backend::Cpu, Precision::F32)
+                    ..ropts(CvScore::R, Backend::Cpu, Dtype::F32)
                 },
                 candidates: Candidates::Explicit(cands()),
                 partition: false,
@@ -514,7 +510,7 @@ fn chunked_memory_gives_the_same_result() {
 fn bad_bands_and_candidates_get_clear_errors() {
     let d = make_data(20, &[3, 4], 5, 10, 1);
     let o = |c| BandedOptions {
-        ridge: ropts(CvScore::R, Backend::Cpu, Precision::F32),
+        ridge: ropts(CvScore::R, Backend::Cpu, Dtype::F32),
         candidates: c,
         partition: false,
     };

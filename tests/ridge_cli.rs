@@ -34,3 +34,26 @@ fn bench_ridge_rejects_bad_arguments() {
         .stderr(predicate::str::contains("cpu backend runs on the CPU only"));
     run(&["--max-memory", "12 furlongs"]).stderr(predicate::str::contains("--max-memory"));
 }
+
+/// Flags that mean nothing together are refused by the parser, naming the flag they need or
+/// exclude, before any work.
+#[test]
+fn bench_ridge_refuses_meaningless_combinations() {
+    let refused = |args: &[&str], says: &str| {
+        Command::cargo_bin("brainscale")
+            .unwrap()
+            .arg("bench-ridge")
+            .args(args)
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains(says))
+            .stdout(predicate::str::contains("GEMM peak").not());
+    };
+    refused(&["--candidates", "5"], "--bands");
+    refused(&["--himalaya"], "--bands");
+    refused(&["--tf32"], "tf32");
+    refused(
+        &["--dtype", "f64", "--precision", "f32"],
+        "cannot be used multiple times",
+    );
+}

@@ -1,6 +1,8 @@
 //! The fMRI track's subcommands: dataset, decode, features, align, encode (its modes as one
 //! enum the parser enforces), maps and demo. Each parses its flags into the stage's plain
 //! option structs, calls the stage and prints what it returns.
+use crate::cli::args::{ByteSize, RidgeArgs};
+use crate::core::memory::human_bytes;
 use crate::fmri::align::{self, AlignOptions, Lag};
 use crate::fmri::dataset::splits::SplitPlan;
 use crate::fmri::dataset::{self, synth, voxcache, Dataset, Subject};
@@ -10,8 +12,7 @@ use crate::fmri::encode::banded::{self, BandRequest};
 use crate::fmri::encode::stream::{self, Shard, StreamOptions};
 use crate::fmri::features::{self, ExtractorKind, FeaturesOptions};
 use crate::fmri::video::DecodeFlags;
-use crate::ridge::{human_bytes, parse_bytes, RidgeArgs};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 
@@ -393,7 +394,7 @@ pub struct EncodeArgs {
     /// features, Y blocks, outputs and the ridge's chunks; default: half the available RAM).
     /// --max-memory stays the ridge's voxel-chunk budget, as in every encode mode.
     #[arg(long, value_name = "SIZE", requires = "streamed")]
-    pub process_memory: Option<String>,
+    pub process_memory: Option<ByteSize>,
     /// Submit the K shards as one SLURM job array (`sbatch`; each task runs this command with
     /// --voxel-shard k/K); only shards whose part is missing or stale are submitted, so a
     /// killed shard reruns alone when this is run again.
@@ -548,10 +549,7 @@ impl EncodeArgs {
             });
         }
         if self.stream || self.voxel_shard.is_some() {
-            let process_memory = match &self.process_memory {
-                Some(s) => Some(parse_bytes(s).with_context(|| format!("--process-memory `{s}`"))?),
-                None => None,
-            };
+            let process_memory = self.process_memory.map(|b| b.0);
             return Ok(EncodeMode::Stream(StreamOptions {
                 cache_root: self.voxel_cache.clone(),
                 block_voxels: self.block_voxels,

@@ -3,8 +3,10 @@
 //! its own file (`fmri`: the fMRI stages; `prior`: tokenizer and pretrain; `biosignal`; `study`: bench
 //! grids, scaling fits and the report; `perf`: throughput benchmarks; `values`: stage enums as flags).
 
+pub mod args;
 pub mod biosignal;
 pub mod fmri;
+pub mod perf;
 pub mod prior;
 pub mod study;
 pub mod values;
@@ -50,12 +52,12 @@ pub enum Command {
     /// Train a GPT-2 prior over code sequences.
     Pretrain(prior::PretrainArgs),
     /// Measure training throughput (tokens/s, TFLOP/s, MFU).
-    BenchTrain(crate::perf::train::BenchTrainArgs),
+    BenchTrain(crate::cli::perf::BenchTrainArgs),
     /// Time the cross-validated ridge fit on generated data (seconds, GFLOP/s, ratio to GEMM peak).
-    BenchRidge(crate::perf::ridge::BenchArgs),
+    BenchRidge(crate::cli::perf::BenchRidgeArgs),
     /// Time the streamed ridge on a generated whole-brain problem larger than memory (Y made
     /// block by block from a seed): wall time, ratio to the GEMM peak, peak resident memory.
-    BenchWholeBrain(crate::perf::whole_brain::WholeBrainArgs),
+    BenchWholeBrain(crate::cli::perf::WholeBrainArgs),
     /// Scale benchmarks over grids of data size × model × precision (local or SLURM).
     #[command(subcommand)]
     Bench(crate::cli::study::BenchCommand),
@@ -81,29 +83,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Tokenizer(c) => prior::run_tokenizer(c)?,
         Command::Tokenize(a) => prior::run_tokenizer(prior::TokenizerCommand::Encode(a))?,
         Command::Pretrain(a) => prior::run_pretrain(&a)?,
-        Command::BenchTrain(a) => crate::perf::train::run_bench_train(&a)?,
-        Command::BenchRidge(a) if a.bands => crate::perf::ridge_banded::run(&a)?,
-        Command::BenchRidge(a) => crate::perf::ridge::run(&a)?,
-        Command::BenchWholeBrain(a) if a.slurm_shards.is_some() => {
-            let (n, dir) = (
-                a.slurm_shards.unwrap_or(1),
-                a.out.clone().unwrap_or_default(),
-            );
-            let tasks = crate::perf::whole_brain::missing_parts(&a, &dir, n)?;
-            submit_shard_array(
-                &dir.join("slurm"),
-                &a.sbatch,
-                "whole-brain-shards",
-                n,
-                &tasks,
-                a.wait,
-            )?;
-            if a.wait || tasks.is_empty() {
-                let p = crate::perf::whole_brain::merge_parts(&a, &dir, n)?;
-                println!("{n} parts merged into {}", p.display());
-            }
-        }
-        Command::BenchWholeBrain(a) => crate::perf::whole_brain::run(&a)?,
+        Command::BenchTrain(a) => perf::bench_train(&a)?,
+        Command::BenchRidge(a) => perf::bench_ridge(&a)?,
+        Command::BenchWholeBrain(a) => perf::bench_whole_brain(&a)?,
         Command::Bench(c) => crate::cli::study::bench(c)?,
         Command::Scaling(c) => crate::cli::study::scaling(c)?,
         Command::Biosignal(c) => crate::cli::biosignal::run(&c)?,

@@ -40,6 +40,20 @@ value_enum!(Direction {
     Higher = "higher": "higher is better: the law is fitted to 1 − value (values must be below 1)",
 });
 
+use crate::ridge::{Backend, CvScore, Dtype};
+value_enum!(CvScore {
+    R = "r": "Pearson r between prediction and held-out data",
+    R2 = "r2": "coefficient of determination",
+});
+value_enum!(Backend {
+    Cpu = "cpu": "ndarray + OpenBLAS/LAPACK (needs the `cpu-linalg` feature)",
+    Torch = "torch": "libtorch through tch, on the CPU or a CUDA GPU",
+});
+value_enum!(Dtype {
+    F32 = "f32": "32-bit floats (Grams and eigendecompositions stay f64)",
+    F64 = "f64": "64-bit floats throughout",
+});
+
 use crate::study::grids::grid::ExecutorKind;
 value_enum!(ExecutorKind {
     Local = "local": "cells run on this machine, N at once",
@@ -64,5 +78,8 @@ mod tests {
         check::<Target>();
         check::<Direction>();
         check::<ExecutorKind>();
+        check::<CvScore>();
+        check::<Backend>();
+        check::<Dtype>();
     }
 }

@@ -264,3 +264,178 @@ pub fn into_1d<T>(a: ArrayD<T>, what: &str) -> Result<ndarray::Array1<T>> {
     a.into_dimensionality()
         .map_err(|_| anyhow!("{what}: expected a 1-D array, found shape {shape:?}"))
 }
+
+/// A safetensors file holding one f32 tensor [rows, cols], written row block by row block
+/// (header first, rows appended in order) so that the tensor never has to be in memory;
+/// renamed into place by [`RowWriter::finish`] once complete (dropped unfinished, it
+/// removes its temporary file). The one streamed safetensors writer of the program: ridge
+/// weights of `fit_cv_streaming`, streamed encodes and their shard merges.
+pub struct RowWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    w: std::io::BufWriter<std::fs::File>,
+    rows: usize,
+    cols: usize,
+    written: usize,
+    done: bool,
+}
+
+impl Drop for RowWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+impl RowWriter {
+    /// Starts `path` (its folder created) with tensor `name` of `rows` × `cols` and string
+    /// metadata `meta`. Errors: the folder or the temporary file cannot be created.
+    pub fn create(
+        path: &Path,
+        name: &str,
+        rows: usize,
+        cols: usize,
+        meta: &[(&str, &str)],
+    ) -> Result<Self> {
+        use std::io::Write;
+        if let Some(parent) = path.parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+        }
+        let mut header = serde_json::Map::new();
+        header.insert(
+            name.to_string(),
+            serde_json::json!({"dtype": "F32", "shape": [rows, cols], "data_offsets": [0, rows * cols * 4]}),
+        );
+        let meta: serde_json::Map<String, serde_json::Value> = meta
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+            .collect();
+        header.insert("__metadata__".into(), serde_json::Value::Object(meta));
+        let mut h = serde_json::to_vec(&header)?;
+        // The format pads the header with spaces to a multiple of 8 bytes.
+        h.resize(h.len().div_ceil(8) * 8, b' ');
+        let tmp = temp_path(path);
+        let f =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+        w.write_all(&(h.len() as u64).to_le_bytes())?;
+        w.write_all(&h)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            tmp,
+            w,
+            rows,
+            cols,
+            written: 0,
+            done: false,
+        })
+    }
+
+    /// Columns of the tensor.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Appends the rows of `a` (each `cols` long).
+    pub fn rows(&mut self, a: ndarray::ArrayView2<f32>) -> Result<()> {
+        use std::io::Write;
+        if a.ncols() != self.cols {
+            bail!(
+                "{}: rows of {} values appended to a tensor of {} columns",
+                self.path.display(),
+                a.ncols(),
+                self.cols
+            );
+        }
+        for row in a.rows() {
+            for x in row {
+                self.w.write_all(&x.to_le_bytes())?;
+            }
+        }
+        self.written += a.nrows();
+        Ok(())
+    }
+
+    /// Appends `rows` whole rows of raw little-endian f32 bytes read from `r` (a
+    /// [`TensorReader`] of another file). Errors: `r` ends early.
+    pub fn copy_rows(&mut self, r: &mut impl std::io::Read, rows: usize) -> Result<()> {
+        let want = (rows * self.cols * 4) as u64;
+        let n = std::io::copy(&mut std::io::Read::take(r, want), &mut self.w)?;
+        if n != want {
+            bail!("{}: a part ended early", self.path.display());
+        }
+        self.written += rows;
+        Ok(())
+    }
+
+    /// Checks that every row was written and renames the file into place.
+    pub fn finish(mut self) -> Result<()> {
+        use std::io::Write;
+        if self.written != self.rows {
+            bail!(
+                "{}: {} of {} rows written",
+                self.path.display(),
+                self.written,
+                self.rows
+            );
+        }
+        self.w.flush()?;
+        commit(&self.tmp, &self.path)?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+/// One tensor of a safetensors file, positioned at its first data byte for streamed reads
+/// (the file is not read whole, unlike [`TensorFile`]); the counterpart of [`RowWriter`].
+pub struct TensorReader {
+    file: std::io::BufReader<std::fs::File>,
+    /// Shape of the tensor; empty when the file has no tensor of that name.
+    pub shape: Vec<usize>,
+    /// Its safetensors dtype name (`F32`, ...).
+    pub dtype: String,
+}
+
+impl TensorReader {
+    /// Reads the header of `file` (opened from `path`, named in errors) and seeks to the
+    /// data of tensor `name`. Errors: no header, a header cut short or not JSON.
+    pub fn new(file: std::fs::File, path: &Path, name: &str) -> Result<Self> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut file = std::io::BufReader::new(file);
+        let mut len = [0u8; 8];
+        file.read_exact(&mut len)
+            .with_context(|| format!("{}: not a safetensors file", path.display()))?;
+        let hl = u64::from_le_bytes(len);
+        let mut h = vec![0u8; hl.min(1 << 20) as usize];
+        file.read_exact(&mut h)
+            .with_context(|| format!("{}: header cut short", path.display()))?;
+        let json: serde_json::Value = serde_json::from_slice(&h)
+            .with_context(|| format!("{}: header is not JSON", path.display()))?;
+        let t = &json[name];
+        let shape: Vec<usize> = t["shape"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_u64())
+                    .map(|x| x as usize)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let start = t["data_offsets"][0].as_u64().unwrap_or(0);
+        file.seek(SeekFrom::Start(8 + hl + start))?;
+        Ok(Self {
+            file,
+            shape,
+            dtype: t["dtype"].as_str().unwrap_or_default().to_string(),
+        })
+    }
+
+    /// The tensor's data from its first byte on.
+    pub fn data(&mut self) -> &mut impl std::io::Read {
+        &mut self.file
+    }
+}

@@ -1,10 +1,8 @@
 //! `brainscale bench-ridge`: times the CV ridge fit on generated data and compares the
 //! achieved FLOP rate with this machine's matrix-product peak, measured in the same run.
-use crate::ridge::{
-    fit_cv, parse_bytes, Backend, CvScore, Folds, Precision, RidgeDevice, RidgeOptions,
-    RidgeProblem,
-};
-use anyhow::{bail, Context, Result};
+//! Typed options in, a report out; `cli::perf` parses the flags and prints the table.
+use crate::ridge::{bench_alphas, fit_cv, Backend, Dtype, RidgeOptions, RidgeProblem};
+use anyhow::{bail, Result};
 use ndarray::{Array2, Axis};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -12,7 +10,8 @@ use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 use std::time::Instant;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// A standard set of sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Preset {
     /// n=5000, p=512, v=10000, 10 alphas, 5 run folds (the 2-core CPU target).
     Cpu,
@@ -21,71 +20,113 @@ pub enum Preset {
     Gpu,
 }
 
-#[derive(clap::Args, Debug, Clone)]
-pub struct BenchArgs {
-    /// A standard set of sizes (overrides --n/--p/--v/--alphas/--folds).
-    #[arg(long, value_enum)]
-    pub preset: Option<Preset>,
-    /// Training rows (TRs).
-    #[arg(long, default_value_t = 5000)]
-    pub n: usize,
-    /// Features.
-    #[arg(long, default_value_t = 512)]
-    pub p: usize,
-    /// Voxels.
-    #[arg(long, default_value_t = 10000)]
-    pub v: usize,
-    /// Number of alphas (log-spaced from 0.1 to 1e6).
-    #[arg(long, default_value_t = 10)]
-    pub alphas: usize,
-    /// Runs, i.e. leave-one-run-out folds.
-    #[arg(long, default_value_t = 5)]
-    pub folds: usize,
-    /// Test rows (default: n/10).
-    #[arg(long)]
-    pub n_test: Option<usize>,
-    /// Default: torch for `--preset gpu`, else cpu.
-    #[arg(long, value_enum)]
-    pub backend: Option<Backend>,
-    /// cpu, cuda or cuda:N (torch backend). Default: cuda for `--preset gpu`, else cpu.
-    #[arg(long)]
-    pub device: Option<String>,
-    #[arg(long, value_enum, default_value_t = Precision::F32)]
-    pub precision: Precision,
-    #[arg(long)]
-    pub tf32: bool,
-    #[arg(long, value_enum, default_value_t = CvScore::R)]
-    pub cv_score: CvScore,
-    #[arg(long, value_name = "SIZE")]
-    pub max_memory: Option<String>,
-    /// Per-alpha f32 products for the validation norms instead of partial fractions.
-    #[arg(long)]
-    pub no_partial_fractions: bool,
-    /// Timed repetitions of each fit (the fastest is reported).
-    #[arg(long, default_value_t = 1)]
-    pub repeats: usize,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Banded ridge: two bands of p features each (presets: see `bench_banded`).
-    #[arg(long)]
-    pub bands: bool,
-    /// With --bands: band-weight candidates (Dirichlet random search).
-    #[arg(long, default_value_t = 20)]
-    pub candidates: usize,
-    /// With --bands: also time himalaya's BandedRidgeCV (numpy backend, same candidates,
-    /// alphas and folds) through .venv/bin/python (or $PYTHON) and report the ratio.
-    #[arg(long, requires = "bands")]
-    pub himalaya: bool,
+impl Preset {
+    /// The sizes this preset times, in order.
+    pub fn sizes(self) -> Vec<Size> {
+        let size = |n, p, v, alphas| Size {
+            n,
+            p,
+            v,
+            alphas,
+            folds: 5,
+        };
+        match self {
+            Preset::Cpu => vec![size(5000, 512, 10000, 10)],
+            Preset::Gpu => vec![
+                size(20000, 1024, 50000, 10),
+                size(20000, 4096, 50000, 10),
+                size(20000, 1000, 200000, 20),
+            ],
+        }
+    }
 }
 
 /// One benchmark size.
 #[derive(Debug, Clone, Copy)]
 pub struct Size {
+    /// Training rows (TRs).
     pub n: usize,
+    /// Features.
     pub p: usize,
+    /// Voxels.
     pub v: usize,
+    /// Number of alphas (log-spaced from 0.1 to 1e6, [`bench_alphas`]).
     pub alphas: usize,
+    /// Runs, i.e. leave-one-run-out folds.
     pub folds: usize,
+}
+
+/// What `bench-ridge` times.
+#[derive(Debug, Clone)]
+pub struct RidgeBench {
+    pub sizes: Vec<Size>,
+    /// Test rows (default: n/10, at least 2).
+    pub n_test: Option<usize>,
+    pub seed: u64,
+    /// Timed repetitions of each fit (the fastest is reported), at least 1.
+    pub repeats: usize,
+    /// Solver options; the alphas are set per size.
+    pub ridge: RidgeOptions,
+}
+
+/// The machine a benchmark ran on, measured in the same run.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    /// Threads of the backend (rayon for cpu, libtorch for torch).
+    pub threads: usize,
+    /// Best GFLOP/s of square matrix products on the fit's backend, device and dtype.
+    pub peak_gflops: f64,
+    /// The 1-minute load average before the fits (other work skews timings).
+    pub load: Option<f64>,
+    /// Logical CPUs.
+    pub cpus: usize,
+}
+
+/// Threads, GEMM peak and load for the options `o`. Errors: an unavailable device.
+pub fn machine(o: &RidgeOptions) -> Result<Machine> {
+    let threads = match o.backend {
+        Backend::Cpu => rayon::current_num_threads(),
+        Backend::Torch => tch::get_num_threads() as usize,
+    };
+    Ok(Machine {
+        threads,
+        peak_gflops: gemm_peak(o)?,
+        load: load_average(),
+        cpus: num_cpus(),
+    })
+}
+
+/// What `bench-ridge` measured.
+#[derive(Debug, Clone)]
+pub struct RidgeBenchReport {
+    pub machine: Machine,
+    pub rows: Vec<BenchRow>,
+}
+
+/// Times every size of `b`. Errors: invalid options, fewer than 2 folds or 2 rows per fold,
+/// no repeats, and those of the fit.
+pub fn run(b: &RidgeBench) -> Result<RidgeBenchReport> {
+    crate::ridge::check_options(&b.ridge)?;
+    if b.repeats == 0 {
+        bail!("--repeats must be at least 1");
+    }
+    let machine = machine(&b.ridge)?;
+    let mut rows = Vec::with_capacity(b.sizes.len());
+    for &s in &b.sizes {
+        let o = RidgeOptions {
+            alphas: bench_alphas(s.alphas),
+            ..b.ridge.clone()
+        };
+        rows.push(bench_one(
+            s,
+            b.n_test.unwrap_or(s.n / 10).max(2),
+            b.seed,
+            b.repeats,
+            &o,
+            machine.peak_gflops,
+        )?);
+    }
+    Ok(RidgeBenchReport { machine, rows })
 }
 
 /// One measured row.
@@ -102,136 +143,10 @@ pub struct BenchRow {
 }
 
 impl BenchRow {
+    /// Achieved GFLOP/s of the fastest fit.
     pub fn gflops(&self) -> f64 {
         self.flops / self.seconds / 1e9
     }
-}
-
-pub fn run(a: &BenchArgs) -> Result<()> {
-    if a.bands {
-        bail!("--bands: run through `bench_banded::run`");
-    }
-    let sizes = match a.preset {
-        None => vec![Size {
-            n: a.n,
-            p: a.p,
-            v: a.v,
-            alphas: a.alphas,
-            folds: a.folds,
-        }],
-        Some(Preset::Cpu) => vec![Size {
-            n: 5000,
-            p: 512,
-            v: 10000,
-            alphas: 10,
-            folds: 5,
-        }],
-        Some(Preset::Gpu) => vec![
-            Size {
-                n: 20000,
-                p: 1024,
-                v: 50000,
-                alphas: 10,
-                folds: 5,
-            },
-            Size {
-                n: 20000,
-                p: 4096,
-                v: 50000,
-                alphas: 10,
-                folds: 5,
-            },
-            Size {
-                n: 20000,
-                p: 1000,
-                v: 200000,
-                alphas: 20,
-                folds: 5,
-            },
-        ],
-    };
-    let gpu = a.preset == Some(Preset::Gpu);
-    let backend = a.backend.unwrap_or(if gpu {
-        Backend::Torch
-    } else {
-        Backend::default()
-    });
-    let device: RidgeDevice = match &a.device {
-        Some(d) => d.parse().context("--device")?,
-        None if gpu => RidgeDevice::Cuda(0),
-        None => RidgeDevice::Cpu,
-    };
-    let mut o = RidgeOptions {
-        score: a.cv_score,
-        backend,
-        device,
-        precision: a.precision,
-        tf32: a.tf32,
-        max_memory: a
-            .max_memory
-            .as_deref()
-            .map(parse_bytes)
-            .transpose()
-            .context("--max-memory")?,
-        folds: Folds::LeaveOneRunOut,
-        progress: false,
-        partial_fractions: !a.no_partial_fractions,
-        ..RidgeOptions::default()
-    };
-    crate::ridge::check_options(&o)?;
-    if a.repeats == 0 {
-        bail!("--repeats must be at least 1");
-    }
-    let threads = match backend {
-        Backend::Cpu => rayon::current_num_threads(),
-        Backend::Torch => tch::get_num_threads() as usize,
-    };
-    println!(
-        "bench-ridge: backend {} on {} ({} CPU threads), precision {}{}",
-        backend,
-        device,
-        threads,
-        a.precision,
-        if a.tf32 { " + TF32" } else { "" }
-    );
-    let peak = gemm_peak(&o)?;
-    println!("GEMM peak measured now: {peak:.1} GFLOP/s");
-    if let Some(l) = load_average() {
-        println!(
-            "load average (1 min) before the fits: {l:.2} on {} logical CPUs",
-            num_cpus()
-        );
-    }
-    println!("| n | p | v | alphas | folds | seconds | CPU s | GFLOP | GFLOP/s | ratio to GEMM peak | mean test r |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    for s in sizes {
-        o.alphas = (0..s.alphas)
-            .map(|i| 10f64.powf(-1.0 + 7.0 * i as f64 / (s.alphas.max(2) - 1) as f64))
-            .collect();
-        let row = bench_one(
-            s,
-            a.n_test.unwrap_or(s.n / 10).max(2),
-            a.seed,
-            a.repeats,
-            &o,
-            peak,
-        )?;
-        println!(
-            "| {} | {} | {} | {} | {} | {:.3} | {:.2} | {:.1} | {:.1} | {:.2} | {:.4} |",
-            s.n,
-            s.p,
-            s.v,
-            s.alphas,
-            s.folds,
-            row.seconds,
-            row.cpu_seconds,
-            row.flops / 1e9,
-            row.gflops(),
-            row.gflops() / peak,
-            row.mean_test_r
-        );
-    }
-    Ok(())
 }
 
 pub(super) fn num_cpus() -> usize {
@@ -274,6 +189,7 @@ pub(super) fn generate(
     (x, y)
 }
 
+/// Times one size: generated X, W and Y from `seed`, the fastest of `repeats` fits.
 pub fn bench_one(
     s: Size,
     n_test: usize,
@@ -353,9 +269,9 @@ pub(super) fn load_average() -> Option<f64> {
 pub fn gemm_peak(o: &RidgeOptions) -> Result<f64> {
     match o.backend {
         #[cfg(feature = "cpu-linalg")]
-        Backend::Cpu => Ok(match o.precision {
-            Precision::F32 => cpu_peak::<f32>(),
-            Precision::F64 => cpu_peak::<f64>(),
+        Backend::Cpu => Ok(match o.dtype {
+            Dtype::F32 => cpu_peak::<f32>(),
+            Dtype::F64 => cpu_peak::<f64>(),
         }),
         #[cfg(not(feature = "cpu-linalg"))]
         Backend::Cpu => bail!("this build has no cpu backend"),
@@ -375,7 +291,7 @@ fn cpu_peak<T: crate::ridge::blas::Real>() -> f64 {
     for _ in 0..4 {
         let t = Instant::now();
         crate::ridge::blas::gemm(T::one(), a.view(), b.view(), T::zero(), c.view_mut());
-        best = best.max(crate::ridge::gemm_flops(m, m, m) / t.elapsed().as_secs_f64() / 1e9);
+        best = best.max(crate::ridge::plan::gemm_flops(m, m, m) / t.elapsed().as_secs_f64() / 1e9);
     }
     best
 }

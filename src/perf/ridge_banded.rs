@@ -6,11 +6,9 @@
 //! Presets: `cpu` n=5000, bands of 256 and 256, v=10000, 20 candidates × 10 alphas, 5 run
 //! folds (the 2-core target: ≥ 10× himalaya); `gpu` n=20000, bands of 512 and 1024, v=50000,
 //! 20 candidates × 10 alphas, 5 run folds.
-use crate::perf::ridge::{
-    gemm_peak, generate, load_average, num_cpus, process_cpu_seconds, BenchArgs, Preset,
-};
+use crate::perf::ridge::{generate, machine, process_cpu_seconds, Machine, Preset};
 use crate::ridge::banded::{fit_banded, Band, BandedOptions, BandedProblem, Candidates};
-use crate::ridge::{parse_bytes, Backend, Folds, RidgeDevice, RidgeOptions, RidgeProblem};
+use crate::ridge::{bench_alphas, CvScore, RidgeOptions, RidgeProblem};
 use anyhow::{bail, Context, Result};
 use ndarray::{s, Array2};
 use rand::{Rng, SeedableRng};
@@ -21,76 +19,103 @@ use std::time::Instant;
 
 /// One banded benchmark size.
 #[derive(Debug, Clone, Copy)]
-struct Size {
-    n: usize,
-    widths: [usize; 2],
-    v: usize,
-    candidates: usize,
-    alphas: usize,
-    folds: usize,
+pub struct BandedSize {
+    /// Training rows.
+    pub n: usize,
+    /// Features of the two bands.
+    pub widths: [usize; 2],
+    /// Voxels.
+    pub v: usize,
+    /// Band-weight candidates (Dirichlet random search).
+    pub candidates: usize,
+    /// Number of alphas (log-spaced from 0.1 to 1e6).
+    pub alphas: usize,
+    /// Runs (leave-one-run-out folds).
+    pub folds: usize,
 }
 
-/// Runs the banded benchmark described by `a` (`a.bands` set) and prints its table.
-pub fn run(a: &BenchArgs) -> Result<()> {
-    let size = match a.preset {
-        None => Size {
-            n: a.n,
-            widths: [a.p, a.p],
-            v: a.v,
-            candidates: a.candidates,
-            alphas: a.alphas,
-            folds: a.folds,
-        },
-        Some(Preset::Cpu) => Size {
-            n: 5000,
-            widths: [256, 256],
-            v: 10000,
-            candidates: 20,
-            alphas: 10,
-            folds: 5,
-        },
-        Some(Preset::Gpu) => Size {
-            n: 20000,
-            widths: [512, 1024],
-            v: 50000,
-            candidates: 20,
-            alphas: 10,
-            folds: 5,
-        },
-    };
+impl BandedSize {
+    /// The size of a preset (see the module doc).
+    pub fn preset(p: Preset) -> Self {
+        match p {
+            Preset::Cpu => BandedSize {
+                n: 5000,
+                widths: [256, 256],
+                v: 10000,
+                candidates: 20,
+                alphas: 10,
+                folds: 5,
+            },
+            Preset::Gpu => BandedSize {
+                n: 20000,
+                widths: [512, 1024],
+                v: 50000,
+                candidates: 20,
+                alphas: 10,
+                folds: 5,
+            },
+        }
+    }
+}
+
+/// What `bench-ridge --bands` times.
+#[derive(Debug, Clone)]
+pub struct BandedBench {
+    pub size: BandedSize,
+    /// Test rows (default n/10, at least 2).
+    pub n_test: Option<usize>,
+    pub seed: u64,
+    /// Timed repetitions (the fastest is reported).
+    pub repeats: usize,
+    /// Solver options; the alphas are set from the size.
+    pub ridge: RidgeOptions,
+    /// Also time himalaya's BandedRidgeCV (numpy backend, same candidates, alphas and folds)
+    /// through .venv/bin/python (or $PYTHON).
+    pub himalaya: bool,
+}
+
+/// himalaya's time on the same problem and how its choices compare.
+#[derive(Debug, Clone)]
+pub struct HimalayaRun {
+    pub seconds: f64,
+    pub cpu_seconds: f64,
+    /// Share of voxels where both chose the same candidate.
+    pub same_candidate: f64,
+    /// Largest |Δ test r| over those voxels.
+    pub max_dr: f64,
+}
+
+/// What `bench-ridge --bands` measured.
+#[derive(Debug, Clone)]
+pub struct BandedReport {
+    pub machine: Machine,
+    pub size: BandedSize,
+    /// Candidates actually searched.
+    pub n_candidates: usize,
+    pub seconds: f64,
+    pub cpu_seconds: f64,
+    pub flops: f64,
+    pub mean_test_r: f64,
+    pub himalaya: Option<HimalayaRun>,
+}
+
+impl BandedReport {
+    /// Achieved GFLOP/s of the fastest fit.
+    pub fn gflops(&self) -> f64 {
+        self.flops / self.seconds / 1e9
+    }
+}
+
+/// Runs the banded benchmark `b`. Errors: fewer than 2 folds or rows per fold, invalid
+/// options, the fit's, and a failed himalaya reference.
+pub fn run(b: &BandedBench) -> Result<BandedReport> {
+    let size = b.size;
     if size.folds < 2 || size.n < 2 * size.folds {
         bail!("need at least 2 folds and 2 rows per fold");
     }
-    let gpu = a.preset == Some(Preset::Gpu);
-    let backend = a.backend.unwrap_or(if gpu {
-        Backend::Torch
-    } else {
-        Backend::default()
-    });
-    let device: RidgeDevice = match &a.device {
-        Some(d) => d.parse().context("--device")?,
-        None if gpu => RidgeDevice::Cuda(0),
-        None => RidgeDevice::Cpu,
-    };
     let ridge = RidgeOptions {
-        alphas: (0..size.alphas)
-            .map(|i| 10f64.powf(-1.0 + 7.0 * i as f64 / (size.alphas.max(2) - 1) as f64))
-            .collect(),
-        score: a.cv_score,
-        backend,
-        device,
-        precision: a.precision,
-        tf32: a.tf32,
-        max_memory: a
-            .max_memory
-            .as_deref()
-            .map(parse_bytes)
-            .transpose()
-            .context("--max-memory")?,
-        folds: Folds::LeaveOneRunOut,
-        progress: false,
-        partial_fractions: !a.no_partial_fractions,
-        ..RidgeOptions::default()
+        alphas: bench_alphas(size.alphas),
+        ..b.ridge.clone()
     };
     crate::ridge::check_options(&ridge)?;
     let opts = BandedOptions {
@@ -98,23 +123,12 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         candidates: Candidates::Random {
             n: size.candidates,
             concentrations: vec![0.1, 1.0],
-            seed: a.seed,
+            seed: b.seed,
         },
         partition: false,
     };
-    println!(
-        "bench-ridge --bands: backend {backend} on {device}, precision {}{}",
-        a.precision,
-        if a.tf32 { " + TF32" } else { "" }
-    );
-    let peak = gemm_peak(&opts.ridge)?;
-    println!("GEMM peak measured now: {peak:.1} GFLOP/s");
-    if let Some(l) = load_average() {
-        println!(
-            "load average (1 min) before the fits: {l:.2} on {} logical CPUs",
-            num_cpus()
-        );
-    }
+    let machine = machine(&opts.ridge)?;
+    let a = b;
 
     // Two bands; voxel j takes band 0 with weight cos θ_j and band 1 with sin θ_j.
     let p = size.widths[0] + size.widths[1];
@@ -170,26 +184,16 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         fit = Some(f);
     }
     let fit = fit.expect("at least one repeat");
-    let gflops = fit.flops / best / 1e9;
-    println!("| n | bands | v | candidates × alphas | folds | seconds | CPU s | GFLOP | GFLOP/s | ratio to GEMM peak | mean test r |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    println!(
-        "| {} | {}+{} | {} | {} × {} | {} | {:.2} | {:.1} | {:.0} | {:.1} | {:.2} | {:.4} |",
-        size.n,
-        size.widths[0],
-        size.widths[1],
-        size.v,
-        fit.candidates.nrows(),
-        size.alphas,
-        size.folds,
-        best,
-        cpu,
-        fit.flops / 1e9,
-        gflops,
-        gflops / peak,
-        fit.test_r.mean().unwrap_or(f64::NAN)
-    );
-
+    let mut report = BandedReport {
+        machine,
+        size,
+        n_candidates: fit.candidates.nrows(),
+        seconds: best,
+        cpu_seconds: cpu,
+        flops: fit.flops,
+        mean_test_r: fit.test_r.mean().unwrap_or(f64::NAN),
+        himalaya: None,
+    };
     if a.himalaya {
         let dir = tempfile_dir()?;
         let d = dir.as_path();
@@ -207,13 +211,13 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         write_npy(&d.join("alphas.npy"), &al)?;
         let cfg = serde_json::json!({
             "widths": size.widths,
-            "score": if a.cv_score == crate::ridge::CvScore::R { "r" } else { "r2" },
+            "score": if opts.ridge.score == CvScore::R { "r" } else { "r2" },
             "dtype": "float32",
         });
         std::fs::write(d.join("config.json"), cfg.to_string())?;
         let python = std::env::var("PYTHON").unwrap_or_else(|_| ".venv/bin/python".into());
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/himalaya_banded.py");
-        println!("running himalaya BandedRidgeCV (numpy backend) on the same problem ...");
+        eprintln!("running himalaya BandedRidgeCV (numpy backend) on the same problem ...");
         let out = std::process::Command::new(&python)
             .arg(script)
             .arg(d)
@@ -239,14 +243,14 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             .iter()
             .map(|&j| (hr[j] - fit.test_r[j]).abs())
             .fold(0.0, f64::max);
-        println!(
-            "himalaya: {hs:.1} s ({hc:.1} CPU s); brainscale is {:.1}x faster in wall time, {:.1}x in CPU time. Same best candidate on {:.2}% of voxels (max |Δr| there {max_dr:.1e})",
-            hs / best,
-            hc / cpu,
-            100.0 * agree.len() as f64 / size.v as f64
-        );
+        report.himalaya = Some(HimalayaRun {
+            seconds: hs,
+            cpu_seconds: hc,
+            same_candidate: agree.len() as f64 / size.v as f64,
+            max_dr,
+        });
     }
-    Ok(())
+    Ok(report)
 }
 
 /// A fresh temporary folder (removed by the caller).

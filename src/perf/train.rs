@@ -2,18 +2,17 @@
 //! peak measured in the same run) of the GPT-2 prior at the study's sizes, and of the bio-signal
 //! models (presets `biot-*`, `citrus-*`, or a `biot-*.toml` / `citrus-*.toml` model:
 //! [`crate::perf::biosignal`], samples/s, with BIOT timed against PyTorch eager by `--torch`).
+//! Typed arguments in, a row out; `cli::perf` parses the flags, prints and appends the CSV.
 use crate::core::flops;
-use crate::core::io;
 use crate::models::gpt::{Gpt, GptConfig, Precision};
-use crate::nn::{self, parse_device, reexec_for_precision, TrainConfig, Trainer};
-use crate::perf::biosignal::{run_bench_bio, BenchBioArgs, BioBenchPreset};
+use crate::nn::{self, TrainConfig, Trainer};
+use crate::perf::biosignal::BioBenchPreset;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 
 /// Named `bench-train` cases: the H100 targets and a CPU smoke size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BenchPreset {
     /// GPT-2 small (d768 L12 H12), ctx 1024, batch 16, vocab 2048, bf16 (H100 target ≥ 410k tok/s).
     Gpt2Bf16,
@@ -109,72 +108,6 @@ impl BenchPreset {
     }
 }
 
-/// `brainscale bench-train`: training throughput of one model / precision / batch / device.
-#[derive(clap::Args, Debug)]
-pub struct BenchTrainArgs {
-    /// A named case (model, precision, batch); explicit flags below override it.
-    #[arg(long, value_enum)]
-    pub preset: Option<BenchPreset>,
-    /// Model config TOML instead of a preset.
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    #[arg(long, value_enum)]
-    pub precision: Option<Precision>,
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    /// Sequence length (default: the model's ctx).
-    #[arg(long)]
-    pub ctx: Option<i64>,
-    /// Timed optimizer steps (after the warm-up ones).
-    #[arg(long, default_value_t = 10)]
-    pub steps: u64,
-    #[arg(long, default_value_t = 3)]
-    pub warmup: u64,
-    #[arg(long, default_value = "auto")]
-    pub device: String,
-    /// Append the result row to this CSV (created with a header).
-    #[arg(long)]
-    pub csv: Option<PathBuf>,
-    /// Bio-signal cases: channels per window.
-    #[arg(long)]
-    pub channels: Option<i64>,
-    /// Bio-signal cases: samples per channel at the model rate.
-    #[arg(long)]
-    pub samples: Option<i64>,
-    /// BIOT on the CPU: also time the same configuration in PyTorch eager
-    /// (`bench/biot_torch.py`) and print the ratio.
-    #[arg(long)]
-    pub torch: bool,
-    /// Bio-signal cases: alternate brainscale and PyTorch this many times; medians reported.
-    #[arg(long, default_value_t = 1)]
-    pub repeats: usize,
-}
-
-/// A bio-signal case: a bio preset, or a model file named `biot-*` / `citrus-*`.
-fn bio_case(a: &BenchTrainArgs) -> Option<BenchBioArgs> {
-    let by_file = a.model.as_ref().is_some_and(|m| {
-        let n = m
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
-        n.starts_with("biot") || n.starts_with("citrus")
-    });
-    let preset = a.preset.and_then(BenchPreset::bio);
-    (preset.is_some() || by_file).then(|| BenchBioArgs {
-        preset,
-        model: a.model.clone(),
-        batch_size: a.batch_size,
-        channels: a.channels,
-        samples: a.samples,
-        steps: a.steps,
-        warmup: a.warmup,
-        device: a.device.clone(),
-        torch: a.torch,
-        repeats: a.repeats,
-        csv: a.csv.clone(),
-    })
-}
-
 /// One bench-train measurement.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BenchTrainRow {
@@ -196,7 +129,9 @@ pub struct BenchTrainRow {
     pub mfu: f64,
 }
 
-/// Measures training tokens/s of `model_cfg` at sequence length `ctx` on random tokens.
+/// Measures training tokens/s of `model_cfg` at sequence length `ctx` on random tokens
+/// (`steps` timed after `warmup`). Errors: `ctx` outside 1..=model ctx, no steps, and
+/// those of building or training the model.
 pub fn bench_train(
     model_cfg: &GptConfig,
     precision: Precision,
@@ -252,41 +187,4 @@ pub fn bench_train(
         peak_matmul_tflops: r.peak_flops / 1e12,
         mfu: r.mfu,
     })
-}
-
-pub fn run_bench_train(a: &BenchTrainArgs) -> Result<()> {
-    if let Some(b) = bio_case(a) {
-        let precision = a.precision.unwrap_or(Precision::Fp32);
-        if reexec_for_precision(precision)? {
-            return Ok(());
-        }
-        run_bench_bio(&b, parse_device(&a.device)?, precision)?;
-        return Ok(());
-    }
-    if a.channels.is_some() || a.samples.is_some() || a.torch {
-        bail!("--channels, --samples and --torch apply to the bio-signal cases (biot-*, citrus-*)");
-    }
-    let (mut cfg, mut precision, mut batch) = a.preset.unwrap_or(BenchPreset::CpuSmall).case();
-    if let Some(m) = &a.model {
-        cfg = GptConfig::load(m)?;
-    } else if a.preset.is_none() {
-        bail!("give --preset or --model");
-    }
-    precision = a.precision.unwrap_or(precision);
-    batch = a.batch_size.unwrap_or(batch);
-    let ctx = a.ctx.unwrap_or(cfg.ctx);
-    if reexec_for_precision(precision)? {
-        return Ok(());
-    }
-    let device = parse_device(&a.device)?;
-    let r = bench_train(&cfg, precision, batch, ctx, a.steps, a.warmup, device)?;
-    println!(
-        "{} ({} params, {} in matmuls) d{} L{} H{} ctx {} batch {} vocab {} {} on {}:\n  {:.0} tokens/s, {:.4} TFLOP/s achieved, peak matmul {:.4} TFLOP/s (measured now), MFU {:.1}%",
-        r.model, r.params_total, r.params_matmul, r.d_model, r.n_layer, r.n_head, r.ctx, r.batch_size, r.vocab, r.precision, r.device,
-        r.tokens_per_s, r.tflops, r.peak_matmul_tflops, 100.0 * r.mfu
-    );
-    if let Some(path) = &a.csv {
-        io::append_csv(path, r)?;
-    }
-    Ok(())
 }

@@ -9,17 +9,18 @@
 //! to `DIR/whole-brain.safetensors`; `--voxel-shard k/K` fits one contiguous share of the
 //! blocks into `DIR/parts/part-k-of-K.safetensors`, `--merge K` joins the parts, and
 //! `--slurm-shards K` runs the K shards as one SLURM job array (see `cli`): the same data,
-//! sharded, must give the single run's outputs.
+//! sharded, must give the single run's outputs. Typed options in, a report out; `cli::perf`
+//! parses the flags and prints.
 //!
 //! Y_ij = s_j z_ij + e_ij with z_ij = (X_i,a(j) + X_i,b(j)) / √2 (two features per voxel),
 //! s_j² from 0.01 to 1 across voxels, and e_ij unit noise, so the expected test r of voxel j
 //! is about s_j / √(1 + s_j²) (minus the shrinkage and estimation losses).
 use crate::core::io::{Tensor, TensorFile};
+use crate::core::memory::human_bytes;
 use crate::exec::shards::{self, Shard};
+use crate::perf::ridge::{machine, process_cpu_seconds, Machine};
 use crate::ridge::blocks::{fit_cv_blocks, prepared_bytes, Design, VoxelBlocks};
-use crate::ridge::{
-    human_bytes, parse_bytes, Backend, Folds, Precision, RidgeDevice, RidgeOptions,
-};
+use crate::ridge::{bench_alphas, Backend, Dtype, Folds, RidgeDevice, RidgeOptions};
 use anyhow::{bail, Context, Result};
 use ndarray::{s, Array1, Array2, Axis};
 use rayon::prelude::*;
@@ -27,82 +28,78 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-#[derive(clap::Args, Debug, Clone)]
-pub struct WholeBrainArgs {
+/// What `bench-whole-brain` fits (the fit; merging and SLURM arrays are `cli::perf`'s).
+#[derive(Debug, Clone)]
+pub struct WholeBrain {
     /// TRs in all (training and test rows).
-    #[arg(long, default_value_t = 60000)]
     pub n: usize,
     /// Features.
-    #[arg(long, default_value_t = 512)]
     pub p: usize,
     /// Voxels.
-    #[arg(long, default_value_t = 100000)]
     pub v: usize,
-    /// Share of the TRs held out as the test run (the last rows).
-    #[arg(long, default_value_t = 0.1)]
+    /// Share of the TRs held out as the test run (the last rows), in (0, 0.5).
     pub test_fraction: f64,
     /// Training runs (leave-one-run-out folds).
-    #[arg(long, default_value_t = 5)]
     pub folds: usize,
     /// Number of alphas (log-spaced from 0.1 to 1e6).
-    #[arg(long, default_value_t = 10)]
     pub alphas: usize,
     /// Voxels per streamed block.
-    #[arg(long, default_value_t = 4096)]
     pub block_voxels: usize,
-    /// Memory budget of the whole process (X, the prepared X side, a block, the ridge's
-    /// chunks), e.g. 6GB.
-    #[arg(long, default_value = "6GB")]
-    pub max_memory: String,
-    #[arg(long, value_enum, default_value_t = Backend::default())]
+    /// Memory budget of the whole process in bytes (X, the prepared X side, a block, the
+    /// ridge's chunks).
+    pub max_memory: u64,
     pub backend: Backend,
-    /// cpu, cuda or cuda:N (torch backend).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    #[arg(long, value_enum, default_value_t = Precision::F32)]
-    pub precision: Precision,
-    #[arg(long)]
+    pub device: RidgeDevice,
+    pub dtype: Dtype,
     pub tf32: bool,
-    /// Fit only the first K blocks (a quick look at the rate; the table says so).
-    #[arg(long, conflicts_with = "out")]
+    pub partial_fractions: bool,
+    /// Fit only the first K blocks (a quick look at the rate).
     pub max_blocks: Option<usize>,
-    #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Write the per-voxel results (test r, test R², best alpha, CV scores per alpha) to
-    /// DIR/whole-brain.safetensors, or with --voxel-shard to DIR/parts/part-k-of-K.safetensors.
-    #[arg(long)]
+    /// Folder of the per-voxel results (whole-brain.safetensors, or parts/ with `shard`).
     pub out: Option<PathBuf>,
-    /// Fit only shard k of K (k = 0..K-1): a contiguous share of the voxel blocks.
-    #[arg(long, requires = "out")]
-    pub voxel_shard: Option<Shard>,
-    /// Join the K parts in --out into whole-brain.safetensors (no fit); refuses a missing
-    /// part or one made with other arguments, naming it.
-    #[arg(
-        long,
-        value_name = "K",
-        requires = "out",
-        conflicts_with = "voxel_shard"
-    )]
-    pub merge: Option<usize>,
-    /// Fit the K shards as one SLURM job array (the shards whose part is missing or stale);
-    /// with --wait, then merge them.
-    #[arg(long, value_name = "K", requires = "out", conflicts_with_all = ["voxel_shard", "merge"])]
-    pub slurm_shards: Option<usize>,
-    /// With --slurm-shards: an #SBATCH option for the job array (repeatable), e.g.
-    /// --sbatch=--gres=gpu:1 for one GPU per shard.
-    #[arg(long, requires = "slurm_shards", allow_hyphen_values = true)]
-    pub sbatch: Vec<String>,
-    /// With --slurm-shards: wait for the array to finish, then merge the parts.
-    #[arg(long, requires = "slurm_shards")]
-    pub wait: bool,
+    /// Fit only this shard's contiguous share of the voxel blocks.
+    pub shard: Option<Shard>,
 }
 
-impl WholeBrainArgs {
+/// What `bench-whole-brain` measured.
+#[derive(Debug, Clone)]
+pub struct WholeBrainReport {
+    pub machine: Machine,
+    pub n_train: usize,
+    pub n_test: usize,
+    /// Bytes of Y in f32 (never stored).
+    pub y_bytes: u64,
+    /// Voxels fitted: v0..v_fit.
+    pub v0: usize,
+    pub v_fit: usize,
+    pub blocks: usize,
+    pub wall_s: f64,
+    /// Time spent generating Y.
+    pub generation_s: f64,
+    pub cpu_s: f64,
+    pub flops: f64,
+    pub peak_rss: Option<u64>,
+    pub mean_r: f64,
+    /// Mean of the generator's noise-ceiling r over the fitted voxels.
+    pub expected_r: f64,
+    /// The per-voxel results file written, with `out`.
+    pub written: Option<PathBuf>,
+}
+
+impl WholeBrainReport {
+    /// Seconds of fitting (wall time less generation).
+    pub fn fit_s(&self) -> f64 {
+        self.wall_s - self.generation_s
+    }
+}
+
+impl WholeBrain {
     /// The voxel blocks this run fits: all, the first `--max-blocks`, or the shard's share.
     /// Errors: more shards than blocks.
     fn blocks(&self) -> Result<(usize, usize)> {
         let nb = self.v.div_ceil(self.block_voxels.max(1));
-        match self.voxel_shard {
+        match self.shard {
             Some(sh) => sh
                 .blocks(nb)
                 .with_context(|| format!("{} voxels in blocks of {}", self.v, self.block_voxels)),
@@ -112,14 +109,19 @@ impl WholeBrainArgs {
 
     /// What the per-voxel results depend on (the generated data and the fit), recorded as
     /// each output's `inputs` metadata so that parts of other arguments are not merged.
+    /// (The key keeps its `precision` field name for the dtype, so that parts written
+    /// before the rename still merge; `partial_fractions` appears only when turned off.)
     fn inputs_key(&self) -> String {
-        serde_json::json!({
+        let mut key = serde_json::json!({
             "n": self.n, "p": self.p, "v": self.v, "seed": self.seed,
             "test_fraction": self.test_fraction, "folds": self.folds, "alphas": self.alphas,
             "block_voxels": self.block_voxels, "backend": self.backend.to_string(),
-            "precision": self.precision.to_string(), "tf32": self.tf32,
-        })
-        .to_string()
+            "precision": self.dtype.to_string(), "tf32": self.tf32,
+        });
+        if !self.partial_fractions {
+            key["partial_fractions"] = false.into();
+        }
+        key.to_string()
     }
 }
 
@@ -135,13 +137,13 @@ pub fn part_path(dir: &Path, k: usize, n: usize) -> PathBuf {
 
 /// The shards whose part in `--out` is missing or was made with other arguments: what
 /// `--slurm-shards n` submits.
-pub fn missing_parts(a: &WholeBrainArgs, dir: &Path, n: usize) -> Result<Vec<usize>> {
+pub fn missing_parts(a: &WholeBrain, dir: &Path, n: usize) -> Result<Vec<usize>> {
     if n == 0 {
         bail!("--slurm-shards must be at least 1");
     }
     // Each task's share must be non-empty: checked here rather than in every task.
-    WholeBrainArgs {
-        voxel_shard: Some(Shard { k: 0, n }),
+    WholeBrain {
+        shard: Some(Shard { k: 0, n }),
         ..a.clone()
     }
     .blocks()?;
@@ -158,7 +160,7 @@ pub fn missing_parts(a: &WholeBrainArgs, dir: &Path, n: usize) -> Result<Vec<usi
 /// Joins the `n` parts in `dir` into `whole-brain.safetensors`; returns its path. Errors
 /// name a missing part, or parts made with other arguments than part 0 or than `a` (the
 /// fields that differ).
-pub fn merge_parts(a: &WholeBrainArgs, dir: &Path, n: usize) -> Result<PathBuf> {
+pub fn merge_parts(a: &WholeBrain, dir: &Path, n: usize) -> Result<PathBuf> {
     let paths: Vec<PathBuf> = (0..n).map(|k| part_path(dir, k, n)).collect();
     let layout = shards::Layout {
         per_voxel: &[
@@ -250,12 +252,10 @@ impl VoxelBlocks for Generated<'_> {
     }
 }
 
-pub fn run(a: &WholeBrainArgs) -> Result<()> {
-    if let (Some(n), Some(dir)) = (a.merge, &a.out) {
-        let out = merge_parts(a, dir, n)?;
-        println!("{n} parts merged into {}", out.display());
-        return Ok(());
-    }
+/// Fits the generated problem `a` block by block. Errors: sizes that leave no training
+/// rows or folds, a budget too small for one block (naming what uses it), invalid options,
+/// more shards than blocks.
+pub fn run(a: &WholeBrain) -> Result<WholeBrainReport> {
     if a.folds < 2 || a.p == 0 || a.v == 0 || a.block_voxels == 0 {
         bail!("need p, v, --block-voxels >= 1 and at least 2 folds");
     }
@@ -272,16 +272,14 @@ pub fn run(a: &WholeBrainArgs) -> Result<()> {
         );
     }
     let (b0, b1) = a.blocks()?;
-    let budget = parse_bytes(&a.max_memory).context("--max-memory")?;
-    let device: RidgeDevice = a.device.parse().context("--device")?;
+    let budget = a.max_memory;
     let mut o = RidgeOptions {
-        alphas: (0..a.alphas)
-            .map(|i| 10f64.powf(-1.0 + 7.0 * i as f64 / (a.alphas.max(2) - 1) as f64))
-            .collect(),
+        alphas: bench_alphas(a.alphas),
         backend: a.backend,
-        device,
-        precision: a.precision,
+        device: a.device,
+        dtype: a.dtype,
         tf32: a.tf32,
+        partial_fractions: a.partial_fractions,
         folds: Folds::LeaveOneRunOut,
         progress: false,
         max_memory: Some(budget),
@@ -289,29 +287,7 @@ pub fn run(a: &WholeBrainArgs) -> Result<()> {
         ..RidgeOptions::default()
     };
     crate::ridge::check_options(&o)?;
-    let threads = match a.backend {
-        Backend::Cpu => rayon::current_num_threads(),
-        Backend::Torch => tch::get_num_threads() as usize,
-    };
-    println!(
-        "bench-whole-brain: n = {} TRs ({n_train} training in {} runs, {n_test} test), p = {}, v = {}: Y is {} of f32 (generated block by block, never stored); backend {} on {} ({threads} CPU threads), {}",
-        a.n,
-        a.folds,
-        a.p,
-        a.v,
-        human_bytes(4 * a.n as u64 * a.v as u64),
-        a.backend,
-        device,
-        a.precision
-    );
-    let peak = crate::perf::ridge::gemm_peak(&o)?;
-    println!("GEMM peak measured now: {peak:.1} GFLOP/s");
-    if let Some(l) = crate::perf::ridge::load_average() {
-        println!(
-            "load average (1 min) before the fit: {l:.2} on {} logical CPUs",
-            crate::perf::ridge::num_cpus()
-        );
-    }
+    let machine = machine(&o)?;
 
     // X: standard normal features (the same counter-based generator, another stream).
     let mut x = Array2::<f32>::zeros((a.n, a.p));
@@ -372,7 +348,7 @@ pub fn run(a: &WholeBrainArgs) -> Result<()> {
     let (mut r_sum, mut r_n) = (0.0f64, 0usize);
     let (mut exp_sum, mut blocks_done) = (0.0f64, 0usize);
     let t = Instant::now();
-    let c0 = crate::perf::ridge::process_cpu_seconds();
+    let c0 = process_cpu_seconds();
     let bar = crate::core::progress::progress(ranges.len() as u64, "whole-brain blocks");
     let summary = fit_cv_blocks(&design, &mut src, &ranges, &o, &mut |j0, fit, _| {
         r_sum += fit.test_r.sum();
@@ -399,40 +375,15 @@ pub fn run(a: &WholeBrainArgs) -> Result<()> {
     })?;
     bar.finish_and_clear();
     let wall = t.elapsed().as_secs_f64();
-    let cpu = crate::perf::ridge::process_cpu_seconds() - c0;
-    let fit_s = wall - src.seconds;
-    let gflops = summary.flops / fit_s / 1e9;
-    println!("| n | p | v fitted | block | blocks | wall s | generation s | fit s | CPU s | GFLOP | GFLOP/s (fit) | ratio to GEMM peak | peak RSS | mean test r | expected r |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    println!(
-        "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} | {:.2} | {} | {:.4} | {:.4} |",
-        a.n,
-        a.p,
-        if nv < a.v {
-            format!("{v0}..{v_fit} of {}", a.v)
-        } else {
-            a.v.to_string()
-        },
-        a.block_voxels,
-        blocks_done,
-        wall,
-        src.seconds,
-        fit_s,
-        cpu,
-        summary.flops / 1e9,
-        gflops,
-        gflops / peak,
-        crate::core::memory::peak_rss().map_or("n/a".into(), human_bytes),
-        r_sum / r_n.max(1) as f64,
-        exp_sum / r_n.max(1) as f64
-    );
+    let cpu = process_cpu_seconds() - c0;
+    let mut written = None;
     if let Some(dir) = &a.out {
-        let path = match a.voxel_shard {
+        let path = match a.shard {
             Some(sh) => part_path(dir, sh.k, sh.n),
             None => output_path(dir),
         };
         let mut meta = HashMap::from([("inputs".to_string(), a.inputs_key())]);
-        if let Some(sh) = a.voxel_shard {
+        if let Some(sh) = a.shard {
             meta.extend(sh.metadata(v0, v_fit, a.v));
         }
         let mut tensors = vec![
@@ -448,9 +399,25 @@ pub fn run(a: &WholeBrainArgs) -> Result<()> {
             tensors.push(("cv_scores", Tensor::F64(cv.into_dyn())));
         }
         crate::core::io::write_tensors(&path, tensors, meta)?;
-        println!("per-voxel results: {}", path.display());
+        written = Some(path);
     }
-    Ok(())
+    Ok(WholeBrainReport {
+        machine,
+        n_train,
+        n_test,
+        y_bytes: 4 * a.n as u64 * a.v as u64,
+        v0,
+        v_fit,
+        blocks: blocks_done,
+        wall_s: wall,
+        generation_s: src.seconds,
+        cpu_s: cpu,
+        flops: summary.flops,
+        peak_rss: crate::core::memory::peak_rss(),
+        mean_r: r_sum / r_n.max(1) as f64,
+        expected_r: exp_sum / r_n.max(1) as f64,
+        written,
+    })
 }
 
 /// The per-voxel results of the voxels fitted (kept only with `--out`: CV scores).

@@ -9,7 +9,7 @@
 //! agrees to rounding otherwise). Both backends prepare the X side once (on the torch
 //! backend it stays on the device).
 use crate::ridge::{
-    fold_rows, sorted_alphas, validate, Backend, Plan, RawFit, RidgeFit, RidgeOptions, RidgeProblem,
+    fold_rows, validate, Backend, Plan, RawFit, RidgeFit, RidgeOptions, RidgeProblem,
 };
 use anyhow::{Context, Result};
 use ndarray::{Array2, ArrayView2};
@@ -60,10 +60,7 @@ pub fn fit_cv_blocks(
     o: &RidgeOptions,
     sink: &mut dyn FnMut(usize, RidgeFit, ArrayView2<f32>) -> Result<()>,
 ) -> Result<BlocksSummary> {
-    let plan = || Plan {
-        alphas: sorted_alphas(&o.alphas),
-        folds: fold_rows(d.groups, o.folds),
-    };
+    let plan = || Plan::new(d.groups, o);
     let mut prepared: Option<Prepared> = None;
     let mut flops = 0.0;
     let mut n_folds = 0;
@@ -145,10 +142,7 @@ pub fn prepared_bytes(d: &Design, o: &RidgeOptions) -> Option<u64> {
     let n = d.x_train.nrows() as u64;
     let p = d.x_train.ncols() as u64;
     let folds = fold_rows(d.groups, o.folds).len() as u64;
-    let e = match o.precision {
-        crate::ridge::Precision::F32 => 4,
-        crate::ridge::Precision::F64 => 8,
-    };
+    let e = o.dtype.bytes() as u64;
     // X copies per fold (n·p), bases and factors (folds·p·2p), refit basis and test
     // projection, f64 Grams (folds + 2)·p² (as `cpu::Setup` counts its fixed bytes).
     (o.backend == Backend::Cpu).then(|| {

@@ -1,10 +1,14 @@
 //! CPU backend: ndarray + OpenBLAS (matrix products) + LAPACK (eigendecompositions, f64).
-//! The algorithm is described in `mod.rs`; the voxel-sized work runs in f32 or f64.
+//! The algorithm is described in `mod.rs`, its scalar rules in `plan.rs`; this file holds
+//! the array operations, step for step as `torch.rs` (`prepare`, `fit_chunks`, `basis`,
+//! `choose_quad`, `direct_factor`, `Quad::q`, `fractions_q`, `direct_q`). The voxel-sized
+//! work runs in f32 or f64.
 use crate::ridge::blas::{gemm, Real};
-use crate::ridge::{
-    best_alpha_index, chunk_voxels, eigh_flops, fold_score, gemm_flops, memory_budget, progress,
-    ChunkShape, Plan, Precision, RawFit, RidgeOptions, RidgeProblem,
+use crate::ridge::plan::{
+    self, best_alpha_index, chunk_voxels, eigh_flops, fold_score, fractions_error, gemm_flops,
+    keep_indices, memory_budget, ChunkShape, QuadRule, CHECK_VOXELS, FRACTIONS_TOL,
 };
+use crate::ridge::{progress, Dtype, Plan, RawFit, RidgeOptions, RidgeProblem};
 use anyhow::{Context, Result};
 use ndarray::{s, Array1, Array2, ArrayView2, Axis, Zip};
 
@@ -73,9 +77,9 @@ impl Prepared {
         o: &RidgeOptions,
         plan: &Plan,
     ) -> Result<Self> {
-        one_omp_thread(|| match o.precision {
-            Precision::F32 => Ok(Prepared::F32(Setup::new(x, x_test, o, plan)?)),
-            Precision::F64 => Ok(Prepared::F64(Setup::new(x, x_test, o, plan)?)),
+        one_omp_thread(|| match o.dtype {
+            Dtype::F32 => Ok(Prepared::F32(Setup::prepare(x, x_test, o, plan)?)),
+            Dtype::F64 => Ok(Prepared::F64(Setup::prepare(x, x_test, o, plan)?)),
         })
     }
 
@@ -87,8 +91,8 @@ impl Prepared {
         plan: &Plan,
     ) -> Result<RawFit> {
         one_omp_thread(|| match self {
-            Prepared::F32(s) => s.fit_voxels(y, o, plan),
-            Prepared::F64(s) => s.fit_voxels(y, o, plan),
+            Prepared::F32(s) => s.fit_chunks(y, o, plan),
+            Prepared::F64(s) => s.fit_chunks(y, o, plan),
         })
     }
 
@@ -155,11 +159,9 @@ impl Flops {
     }
 }
 
-/// Eigenvalues kept: above the usual numerical-rank tolerance of the largest one.
+/// Eigenvalues kept (see [`plan::keep_indices`]).
 fn keep_mask(s: &Array1<f64>, dim: usize) -> Vec<usize> {
-    let smax = s.iter().cloned().fold(0.0, f64::max);
-    let tol = smax * dim as f64 * f64::EPSILON * 10.0;
-    (0..s.len()).filter(|&i| s[i] > tol && s[i] > 0.0).collect()
+    keep_indices(s.as_slice().expect("contiguous eigenvalues"), dim)
 }
 
 /// Orthonormal basis M (p × k) of the centred training rows' span, and the eigenvalues s of
@@ -227,12 +229,11 @@ pub(crate) struct Setup<T> {
     a_test: Array2<T>,
     m_all_t: Option<Array2<T>>,
     shape: ChunkShape,
-    fixed: u64,
     setup_flops: f64,
 }
 
 impl<T: Real> Setup<T> {
-    fn new(
+    fn prepare(
         x: ArrayView2<f32>,
         x_test: ArrayView2<f32>,
         o: &RidgeOptions,
@@ -276,9 +277,7 @@ impl<T: Real> Setup<T> {
                 Array1::zeros(nf)
             };
             let xbar = &sums[fi] / n_f as f64;
-            let mut in_fold = vec![false; n];
-            rows.iter().for_each(|&r| in_fold[r] = true);
-            let train_rows: Vec<usize> = (0..n).filter(|&r| !in_fold[r]).collect();
+            let train_rows = plan.train_rows(fi, n);
             let (m, s) = basis(
                 x,
                 &xs,
@@ -294,7 +293,7 @@ impl<T: Real> Setup<T> {
                 a_c,
                 &s,
                 &plan.alphas,
-                o.precision,
+                o.dtype,
                 o.partial_fractions,
                 &mut flops,
             )?;
@@ -344,13 +343,11 @@ impl<T: Real> Setup<T> {
             .max()
             .unwrap_or(0)
             .min(BLOCK.max(1));
-        let fixed = (e
-            * (n * nf + nfold * k_max * (nf + k_max) + k_all * (nf + n_test) + na * k_max * 2)
-            + 8 * nf * nf * (nfold + 2)) as u64;
         let shape = ChunkShape {
             n,
             p: nf,
             k: k_max,
+            k_all,
             r: r_max,
             n_test,
             n_folds: nfold,
@@ -369,12 +366,11 @@ impl<T: Real> Setup<T> {
             a_test,
             m_all_t,
             shape,
-            fixed,
             setup_flops: flops.0,
         })
     }
 
-    fn fit_voxels(
+    fn fit_chunks(
         &mut self,
         y_train: ArrayView2<f32>,
         o: &RidgeOptions,
@@ -388,7 +384,7 @@ impl<T: Real> Setup<T> {
         let mut tr = Trace::new();
         // Voxel chunks sized from the memory budget; chunks of at most CHUNK_MAX voxels keep
         // the per-fold buffers cache-friendly.
-        let chunk = chunk_voxels(&self.shape, self.fixed, memory_budget(o), v)?.min(CHUNK_MAX);
+        let chunk = chunk_voxels(&self.shape, memory_budget(o), v)?.min(CHUNK_MAX);
         let (mu_all, s_all) = (&self.mu_all, &self.s_all);
         let (mt_all, a_test, m_all_t) = (&self.mt_all, &self.a_test, &self.m_all_t);
         let folds = &mut self.folds;
@@ -622,9 +618,6 @@ enum Quad<T> {
     },
 }
 
-/// Largest accepted relative error of q by partial fractions (f32 products are ~1e-6).
-const FRACTIONS_TOL: f64 = 1e-7;
-
 fn direct_factor<T: Real>(a_c: Array2<f64>, k: usize, flops: &mut Flops) -> Result<Quad<T>> {
     let n_f = a_c.nrows();
     if n_f <= k {
@@ -644,35 +637,28 @@ fn direct_factor<T: Real>(a_c: Array2<f64>, k: usize, flops: &mut Flops) -> Resu
     Ok(Quad::Direct { f: to_t(&f) })
 }
 
-/// Partial fractions when they are cheaper and well conditioned (f32 work only: the f64
-/// path stays on the exact direct products).
+/// The fold's quad by [`plan::choose_quad`]: the factor of the direct products, or the
+/// partial-fraction matrices.
 fn choose_quad<T: Real>(
     a_c: Array2<f64>,
     s: &Array1<f64>,
     alphas: &[f64],
-    precision: Precision,
+    dtype: Dtype,
     allowed: bool,
     flops: &mut Flops,
 ) -> Result<Quad<T>> {
     let (n_f, k) = a_c.dim();
-    let na = alphas.len();
-    let r = n_f.min(k);
-    let cheaper = k + 4 * na < na * r;
-    if !allowed || precision == Precision::F64 || !cheaper || k < 2 {
-        return direct_factor(a_c, k, flops);
-    }
-    let gap = s
-        .windows(2)
-        .into_iter()
-        .map(|w| w[1] - w[0])
-        .fold(f64::INFINITY, f64::min);
-    let (smin, smax) = (s[0], s[k - 1]);
-    let amin = alphas.iter().cloned().fold(f64::INFINITY, f64::min);
-    // Rounding in T·B, relative to q, grows like spread/gap · (s_max+α)/(s_min+α).
-    let est = 1e-15 * (smax - smin) / gap * (smax + amin) / (smin + amin);
-    if !(gap > 0.0 && est <= FRACTIONS_TOL) {
-        return direct_factor(a_c, k, flops);
-    }
+    let rule = plan::choose_quad(
+        n_f,
+        s.as_slice().expect("contiguous eigenvalues"),
+        alphas,
+        dtype,
+        allowed,
+    );
+    let s_ref = match rule {
+        QuadRule::Direct => return direct_factor(a_c, k, flops),
+        QuadRule::Fractions { s_ref } => s_ref,
+    };
     let g = flops.dot(a_c.t(), a_c.view());
     let t = Array2::from_shape_fn((k, k), |(i, j)| {
         if i == j {
@@ -684,7 +670,7 @@ fn choose_quad<T: Real>(
     Ok(Quad::Fractions {
         t,
         gdiag: g.diag().to_owned(),
-        s_ref: 0.5 * (smin + smax),
+        s_ref,
         a_c,
         checked: false,
     })
@@ -721,17 +707,9 @@ impl<T: Real> Quad<T> {
                 return q;
             }
             // Check on the first voxels against the exact products; fall back if off.
-            let nc = b.ncols().min(32);
+            let nc = b.ncols().min(CHECK_VOXELS);
             let exact = direct_q(a_c, d, b64.slice(s![.., ..nc]), flops);
-            let mut worst = 0.0f64;
-            for j in 0..nc {
-                let scale = exact.column(j).iter().cloned().fold(0.0, f64::max);
-                if scale > 1e-300 {
-                    for a in 0..alphas.len() {
-                        worst = worst.max((q[[a, j]] - exact[[a, j]]).abs() / scale);
-                    }
-                }
-            }
+            let worst = fractions_error(q.slice(s![.., ..nc]), exact.view());
             if worst <= FRACTIONS_TOL {
                 *checked = true;
                 return q;
@@ -852,7 +830,7 @@ mod tests {
         let mut fl = Flops::default();
         let exact = direct_q(&a_c, &d, b.view(), &mut fl);
         let mut quad =
-            choose_quad::<f32>(a_c.clone(), &s, &alphas, Precision::F32, true, &mut fl).unwrap();
+            choose_quad::<f32>(a_c.clone(), &s, &alphas, Dtype::F32, true, &mut fl).unwrap();
         assert!(
             matches!(quad, Quad::Fractions { .. }),
             "well separated eigenvalues use partial fractions"
@@ -873,11 +851,10 @@ mod tests {
         let s = Array1::from_vec(vec![1.0, 2.0, 2.0, 3.0, 4.0, 5.0]);
         let alphas = [1.0, 10.0, 100.0];
         let mut fl = Flops::default();
-        let q =
-            choose_quad::<f32>(a_c.clone(), &s, &alphas, Precision::F32, true, &mut fl).unwrap();
+        let q = choose_quad::<f32>(a_c.clone(), &s, &alphas, Dtype::F32, true, &mut fl).unwrap();
         assert!(matches!(q, Quad::Direct { .. }));
         let s2 = Array1::from_shape_fn(6, |i| 1.0 + i as f64);
-        let q = choose_quad::<f64>(a_c, &s2, &alphas, Precision::F64, true, &mut fl).unwrap();
+        let q = choose_quad::<f64>(a_c, &s2, &alphas, Dtype::F64, true, &mut fl).unwrap();
         assert!(matches!(q, Quad::Direct { .. }));
     }
 }

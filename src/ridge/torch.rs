@@ -1,9 +1,14 @@
 //! torch backend (tch): the algorithm of `mod.rs` on libtorch tensors, on the CPU or a CUDA
-//! GPU. Grams and eigendecompositions in f64 (cuSOLVER / LAPACK), the voxel-sized work in f32
-//! (optionally TF32 matrix products) or f64.
+//! GPU, with the scalar rules of `plan.rs`; step for step as `cpu.rs` (`prepare`,
+//! `fit_chunks`, `basis`, `choose_quad`, `direct_factor`, `Quad::q`, `fractions_q`,
+//! `direct_q`). Grams and eigendecompositions in f64 (cuSOLVER / LAPACK), the voxel-sized
+//! work in f32 (optionally TF32 matrix products) or f64.
+use crate::ridge::plan::{
+    self, best_alpha_index, chunk_voxels, eigh_flops, fractions_error, gemm_flops, keep_indices,
+    memory_budget, ChunkShape, QuadRule, CHECK_VOXELS, FRACTIONS_TOL,
+};
 use crate::ridge::{
-    best_alpha_index, chunk_voxels, eigh_flops, gemm_flops, memory_budget, progress, ChunkShape,
-    CvScore, Plan, Precision, RawFit, RidgeDevice, RidgeOptions, RidgeProblem,
+    progress, CvScore, Dtype, Plan, RawFit, RidgeDevice, RidgeOptions, RidgeProblem,
 };
 use anyhow::{bail, Context, Result};
 use ndarray::{s, Array2, ArrayView2};
@@ -48,10 +53,10 @@ pub(crate) fn tf32_enabled() -> bool {
     unsafe { at_context_allow_tf32_cublas(at_global_context()) }
 }
 
-fn kind(p: Precision) -> Kind {
-    match p {
-        Precision::F32 => Kind::Float,
-        Precision::F64 => Kind::Double,
+fn kind(d: Dtype) -> Kind {
+    match d {
+        Dtype::F32 => Kind::Float,
+        Dtype::F64 => Kind::Double,
     }
 }
 
@@ -135,12 +140,7 @@ impl Flops {
 
 /// Indices of eigenvalues above the numerical-rank tolerance (as in the cpu backend).
 fn keep_index(s: &Tensor, dim: usize, dev: Device) -> (Tensor, usize) {
-    let sv = to_vec_f64(s);
-    let smax = sv.iter().cloned().fold(0.0, f64::max);
-    let tol = smax * dim as f64 * f64::EPSILON * 10.0;
-    let keep: Vec<usize> = (0..sv.len())
-        .filter(|&i| sv[i] > tol && sv[i] > 0.0)
-        .collect();
+    let keep = keep_indices(&to_vec_f64(s), dim);
     (index(&keep, dev), keep.len())
 }
 
@@ -216,7 +216,6 @@ pub(crate) struct Prepared {
     a_test: Tensor,
     m_all_k: Option<Tensor>,
     shape: ChunkShape,
-    fixed: u64,
     /// FLOPs of the X-side setup (counted once per fit).
     pub(crate) setup_flops: f64,
 }
@@ -241,7 +240,7 @@ impl Prepared {
         o: &RidgeOptions,
         plan: &Plan,
     ) -> Result<RawFit> {
-        on_device(o.tf32, || self.fit_inner(y, o, plan))
+        on_device(o.tf32, || self.fit_chunks(y, o, plan))
     }
 }
 
@@ -252,7 +251,7 @@ fn prepare(
     plan: &Plan,
     dev: Device,
 ) -> Result<Prepared> {
-    let kd = kind(o.precision);
+    let kd = kind(o.dtype);
     let (n, nf) = x.dim();
     let na = plan.alphas.len();
     let nfold = plan.folds.len();
@@ -299,9 +298,7 @@ fn prepare(
             zeros_p.shallow_clone()
         };
         let xbar = &sums[fi] / n_f as f64;
-        let mut in_fold = vec![false; n];
-        rows.iter().for_each(|&r| in_fold[r] = true);
-        let train: Vec<usize> = (0..n).filter(|&r| !in_fold[r]).collect();
+        let train = plan.train_rows(fi, n);
         let (m, s) = basis(
             &x64,
             &index(&train, dev),
@@ -318,7 +315,7 @@ fn prepare(
             a_c,
             &s,
             &plan.alphas,
-            o.precision,
+            o.dtype,
             o.partial_fractions,
             kd,
             dev,
@@ -353,10 +350,7 @@ fn prepare(
     let mt_all = m_all.tr().contiguous().to_kind(kd);
     let m_all_k = o.keep_weights.then(|| m_all.to_kind(kd));
 
-    let e = match o.precision {
-        Precision::F32 => 4,
-        Precision::F64 => 8,
-    };
+    let e = o.dtype.bytes();
     let k_max = folds
         .iter()
         .map(|f| f.s.size()[0] as usize)
@@ -364,12 +358,11 @@ fn prepare(
         .max()
         .unwrap_or(0);
     let r_max = folds.iter().map(|f| f.quad.rows()).max().unwrap_or(0);
-    let fixed = (e * (n * nf + nfold * k_max * (nf + k_max) + k_all * (nf + n_test))
-        + 8 * nf * (n + n_test + nf * (nfold + 2))) as u64;
     let shape = ChunkShape {
         n,
         p: nf,
         k: k_max,
+        k_all,
         r: r_max,
         n_test,
         n_folds: nfold,
@@ -388,13 +381,12 @@ fn prepare(
         a_test,
         m_all_k,
         shape,
-        fixed,
         setup_flops: fl.0,
     })
 }
 
 impl Prepared {
-    fn fit_inner(
+    fn fit_chunks(
         &mut self,
         y_train: ArrayView2<f32>,
         o: &RidgeOptions,
@@ -409,7 +401,7 @@ impl Prepared {
         let (mt_all, a_test, m_all_k) = (&self.mt_all, &self.a_test, &self.m_all_k);
         let folds = &mut self.folds;
         let mut fl = Flops::default();
-        let chunk = chunk_voxels(&self.shape, self.fixed, memory_budget(o), v)?;
+        let chunk = chunk_voxels(&self.shape, memory_budget(o), v)?;
 
         let mut cv_scores = Array2::<f64>::zeros((na, v));
         let mut best = vec![0usize; v];
@@ -547,8 +539,8 @@ pub(crate) fn matmul_peak(o: &RidgeOptions) -> Result<f64> {
 fn matmul_peak_on(o: &RidgeOptions, dev: Device) -> Result<f64> {
     let m = if dev == Device::Cpu { 2048 } else { 8192 };
     tch::no_grad(|| {
-        let a = Tensor::randn([m, m], (kind(o.precision), dev));
-        let b = Tensor::randn([m, m], (kind(o.precision), dev));
+        let a = Tensor::randn([m, m], (kind(o.dtype), dev));
+        let b = Tensor::randn([m, m], (kind(o.dtype), dev));
         let mut best = 0.0f64;
         for _ in 0..5 {
             sync(dev);
@@ -570,8 +562,8 @@ pub(crate) fn sync(dev: Device) {
 }
 
 /// ||P_c||² per alpha and voxel, as in the cpu backend (see `cpu::Quad`): direct products with
-/// a factor F of the validation Gram, or partial fractions over the eigenvalues (f32 work only,
-/// checked against the direct products on the first voxels).
+/// a factor F of the validation Gram, or partial fractions over the eigenvalues (the rule and
+/// its check in `plan.rs`).
 enum Quad {
     Direct {
         f: Tensor,
@@ -584,8 +576,6 @@ enum Quad {
         checked: bool,
     },
 }
-
-const FRACTIONS_TOL: f64 = 1e-7;
 
 fn direct_factor(a_c: Tensor, kd: Kind, dev: Device, fl: &mut Flops) -> Result<Quad> {
     let (n_f, k) = a_c.size2()?;
@@ -601,41 +591,31 @@ fn direct_factor(a_c: Tensor, kd: Kind, dev: Device, fl: &mut Flops) -> Result<Q
     Ok(Quad::Direct { f: f.to_kind(kd) })
 }
 
+/// The fold's quad by [`plan::choose_quad`]: the factor of the direct products, or the
+/// partial-fraction matrices.
+#[allow(clippy::too_many_arguments)]
 fn choose_quad(
     a_c: Tensor,
     s: &Tensor,
     alphas: &[f64],
-    precision: Precision,
+    dtype: Dtype,
     allowed: bool,
     kd: Kind,
     dev: Device,
     fl: &mut Flops,
 ) -> Result<Quad> {
-    let (n_f, k) = a_c.size2()?;
-    let (n_f, k) = (n_f as usize, k as usize);
-    let na = alphas.len();
-    let cheaper = k + 4 * na < na * n_f.min(k);
-    if !allowed || precision == Precision::F64 || !cheaper || k < 2 {
-        return direct_factor(a_c, kd, dev, fl);
-    }
-    let sv = to_vec_f64(s);
-    let gap = sv
-        .windows(2)
-        .map(|w| w[1] - w[0])
-        .fold(f64::INFINITY, f64::min);
-    let (smin, smax) = (sv[0], sv[k - 1]);
-    let amin = alphas.iter().cloned().fold(f64::INFINITY, f64::min);
-    let est = 1e-15 * (smax - smin) / gap * (smax + amin) / (smin + amin);
-    if !(gap > 0.0 && est <= FRACTIONS_TOL) {
-        return direct_factor(a_c, kd, dev, fl);
-    }
+    let n_f = a_c.size2()?.0 as usize;
+    let s_ref = match plan::choose_quad(n_f, &to_vec_f64(s), alphas, dtype, allowed) {
+        QuadRule::Direct => return direct_factor(a_c, kd, dev, fl),
+        QuadRule::Fractions { s_ref } => s_ref,
+    };
     let g = fl.mm(&a_c.tr(), &a_c);
     let mut t = (&g + g.tr()) * 0.5 / (s.unsqueeze(0) - s.unsqueeze(1));
     let _ = t.fill_diagonal_(0.0, false);
     Ok(Quad::Fractions {
         t,
         gdiag: g.diagonal(0, 0, 1),
-        s_ref: 0.5 * (smin + smax),
+        s_ref,
         a_c,
         checked: false,
     })
@@ -667,24 +647,21 @@ impl Quad {
         } = self
         {
             let b64 = b.to_kind(Kind::Double);
-            let tb = fl.mm(t, &b64);
-            let u1 = gdiag.unsqueeze(1) * b64.square();
-            let u2 = &b64 * tb * 2.0;
-            let den = s.unsqueeze(0) + alphas.unsqueeze(1);
-            let dsq = den.square().reciprocal();
-            let ddiff = (-s.unsqueeze(0) + *s_ref) / (&den * (alphas.unsqueeze(1) + *s_ref));
-            let q = fl.mm(&dsq, &u1) + fl.mm(&ddiff, &u2);
+            let q = fractions_q(t, gdiag, *s_ref, s, alphas, &b64, fl);
             if *checked {
                 return Ok(q);
             }
-            let nc = b.size()[1].min(64);
+            // Check on the first voxels against the exact products; fall back if off.
+            let nc = b.size()[1].min(CHECK_VOXELS as i64);
             let exact = direct_q(a_c, d, &b64.narrow(1, 0, nc), Kind::Double, fl);
-            let scale = exact.amax([0i64].as_slice(), true);
-            let err = (q.narrow(1, 0, nc) - &exact).abs() / scale.clamp_min(1e-300);
-            let worst = to_vec_f64(
-                &err.where_scalarother(&scale.gt(1e-300).expand_as(&err), 0.0)
-                    .max(),
-            )[0];
+            let host = |t: &Tensor| -> Result<Array2<f64>> {
+                let (r, c) = t.size2()?;
+                Ok(Array2::from_shape_vec(
+                    (r as usize, c as usize),
+                    to_vec_f64(t),
+                )?)
+            };
+            let worst = fractions_error(host(&q.narrow(1, 0, nc))?.view(), host(&exact)?.view());
             if worst <= FRACTIONS_TOL {
                 *checked = true;
                 return Ok(q);
@@ -697,6 +674,27 @@ impl Quad {
             Quad::Fractions { .. } => unreachable!("replaced above"),
         }
     }
+}
+
+/// q by partial fractions (see `cpu::Quad`): u1 = G_kk b², u2 = 2 b (T b), then one product
+/// per term over all alphas, in f64.
+fn fractions_q(
+    t: &Tensor,
+    gdiag: &Tensor,
+    s_ref: f64,
+    s: &Tensor,
+    alphas: &Tensor,
+    b64: &Tensor,
+    fl: &mut Flops,
+) -> Tensor {
+    let tb = fl.mm(t, b64);
+    let u1 = gdiag.unsqueeze(1) * b64.square();
+    let u2 = b64 * tb * 2.0;
+    let den = s.unsqueeze(0) + alphas.unsqueeze(1);
+    let dsq = den.square().reciprocal();
+    // d_k - d_ref = (s_ref - s_k) d_k d_ref, without cancellation.
+    let ddiff = (-s.unsqueeze(0) + s_ref) / (&den * (alphas.unsqueeze(1) + s_ref));
+    fl.mm(&dsq, &u1) + fl.mm(&ddiff, &u2)
 }
 
 fn direct_q(f: &Tensor, d: &Tensor, b: &Tensor, kd: Kind, fl: &mut Flops) -> Tensor {

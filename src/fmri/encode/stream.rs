@@ -14,7 +14,8 @@
 //! `parts/weights-k-of-K.safetensors`): the same per-voxel tensors for its contiguous voxel
 //! range, with metadata `shard`, `voxels` and `n_voxels`; `encode merge` checks and joins
 //! them into the usual outputs.
-use crate::core::io::{self, TensorFile};
+use crate::core::io::{self, RowWriter, TensorFile};
+use crate::core::memory::human_bytes;
 use crate::core::stats;
 use crate::exec::shards;
 use crate::fmri::dataset::splits::SplitPlan;
@@ -24,13 +25,15 @@ use crate::fmri::encode::{
     self, constant_in_test, encode_path, prepare_run, warn_constant, FeatureSet, PerVoxel,
 };
 use crate::ridge::blocks::{fit_cv_blocks, prepared_bytes, Design, VoxelBlocks};
-use crate::ridge::{self, human_bytes, RidgeOptions};
+use crate::ridge::{self, RidgeOptions};
 use anyhow::{bail, Context, Result};
-use ndarray::{s, Array1, Array2, ArrayView2};
-use std::io::{Read, Seek, SeekFrom, Write};
+use ndarray::{s, Array1, Array2};
 use std::path::{Path, PathBuf};
 
 pub use crate::exec::shards::Shard;
+
+/// Metadata of the streamed weights files (rows are voxels).
+const WEIGHTS_META: &[(&str, &str)] = &[("layout", "voxels x features")];
 
 /// How the streamed encode reads and splits its work.
 #[derive(Debug, Clone)]
@@ -115,95 +118,6 @@ impl VoxelBlocks for CacheBlocks<'_> {
             self.fill(&self.train, j0, j1)?,
             self.fill(&self.test, j0, j1)?,
         ))
-    }
-}
-
-/// A safetensors file with one f32 tensor [rows, cols] written row block by row block
-/// (header first, rows appended in order), renamed into place by `finish` once complete.
-pub(crate) struct RowWriter {
-    path: PathBuf,
-    tmp: PathBuf,
-    w: std::io::BufWriter<std::fs::File>,
-    rows: usize,
-    cols: usize,
-    written: usize,
-    /// Set by `finish`: otherwise dropping the writer removes the temporary file.
-    done: bool,
-}
-
-impl Drop for RowWriter {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-    }
-}
-
-impl RowWriter {
-    pub(crate) fn create(path: &Path, name: &str, rows: usize, cols: usize) -> Result<Self> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
-        let header = serde_json::json!({
-            name: {"dtype": "F32", "shape": [rows, cols], "data_offsets": [0, rows * cols * 4]},
-            "__metadata__": {"layout": "voxels x features"},
-        });
-        let mut h = serde_json::to_vec(&header)?;
-        h.resize(h.len().div_ceil(8) * 8, b' ');
-        let tmp = io::temp_path(path);
-        let f =
-            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
-        w.write_all(&(h.len() as u64).to_le_bytes())?;
-        w.write_all(&h)?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            tmp,
-            w,
-            rows,
-            cols,
-            written: 0,
-            done: false,
-        })
-    }
-
-    /// Appends rows (each `cols` long) of `a`.
-    pub(crate) fn rows(&mut self, a: ArrayView2<f32>) -> Result<()> {
-        debug_assert_eq!(a.ncols(), self.cols);
-        for row in a.rows() {
-            for x in row {
-                self.w.write_all(&x.to_le_bytes())?;
-            }
-        }
-        self.written += a.nrows();
-        Ok(())
-    }
-
-    /// Appends raw little-endian f32 bytes of whole rows read from `r`.
-    fn copy_rows(&mut self, r: &mut impl Read, rows: usize) -> Result<()> {
-        let want = (rows * self.cols * 4) as u64;
-        let n = std::io::copy(&mut r.take(want), &mut self.w)?;
-        if n != want {
-            bail!("{}: a part ended early", self.path.display());
-        }
-        self.written += rows;
-        Ok(())
-    }
-
-    pub(crate) fn finish(mut self) -> Result<()> {
-        if self.written != self.rows {
-            bail!(
-                "{}: {} of {} rows written",
-                self.path.display(),
-                self.written,
-                self.rows
-            );
-        }
-        self.w.flush()?;
-        io::commit(&self.tmp, &self.path)?;
-        self.done = true;
-        Ok(())
     }
 }
 
@@ -324,7 +238,7 @@ pub fn encode_subject_streamed(
     };
     let nf = x_train.ncols();
     let mut weights = match ropts.keep_weights {
-        true => Some(RowWriter::create(&wpart, "weights", nv, nf)?),
+        true => Some(RowWriter::create(&wpart, "weights", nv, nf, WEIGHTS_META)?),
         false => None,
     };
     let bar = if so.progress {
@@ -500,49 +414,37 @@ fn merge_weights(work: &Path, feat: &str, subject: &str, n: usize, total: usize)
     let mut w: Option<RowWriter> = None;
     for k in 0..n {
         let (_, wp) = part_paths(work, feat, subject, k, n);
-        let mut f = std::fs::File::open(&wp).with_context(|| {
+        let f = std::fs::File::open(&wp).with_context(|| {
             format!(
                 "sub-{subject}: weights of part {k} of {n} are missing: {}",
                 wp.display()
             )
         })?;
-        let mut len = [0u8; 8];
-        f.read_exact(&mut len)
-            .with_context(|| format!("{}: not a safetensors file", wp.display()))?;
-        let hl = u64::from_le_bytes(len);
-        let mut h = vec![0u8; hl.min(1 << 20) as usize];
-        f.read_exact(&mut h)
-            .with_context(|| format!("{}: header cut short", wp.display()))?;
-        let json: serde_json::Value = serde_json::from_slice(&h)
-            .with_context(|| format!("{}: header is not JSON", wp.display()))?;
-        let shape: Vec<usize> = json["weights"]["shape"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_u64())
-                    .map(|x| x as usize)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut part = io::TensorReader::new(f, &wp, "weights")?;
+        let shape = part.shape.clone();
         if shape.len() != 2 {
             bail!("{}: no 2-D tensor `weights`", wp.display());
         }
         let writer = match &mut w {
             Some(w) => w,
-            None => w.insert(RowWriter::create(&out, "weights", total, shape[1])?),
+            None => w.insert(RowWriter::create(
+                &out,
+                "weights",
+                total,
+                shape[1],
+                WEIGHTS_META,
+            )?),
         };
-        if shape[1] != writer.cols {
+        if shape[1] != writer.cols() {
             bail!(
                 "{}: {} features, part 0 has {}",
                 wp.display(),
                 shape[1],
-                writer.cols
+                writer.cols()
             );
         }
-        let start = json["weights"]["data_offsets"][0].as_u64().unwrap_or(0);
-        f.seek(SeekFrom::Start(8 + hl + start))?;
         writer
-            .copy_rows(&mut f, shape[0])
+            .copy_rows(part.data(), shape[0])
             .with_context(|| format!("copying {}", wp.display()))?;
     }
     w.expect("n >= 1").finish()
