@@ -10,6 +10,7 @@ use crate::core::io;
 use crate::fmri::codes::{self, CodeData};
 use crate::fmri::tokenize;
 use crate::models::gpt::{Gpt, GptConfig, Precision};
+use crate::models::ModelConfig;
 use crate::nn::{
     self, parse_device, reexec_for_precision, FitOptions, TrainConfig, TrainSummary, Trainer,
 };
