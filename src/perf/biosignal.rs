@@ -96,7 +96,8 @@ fn time_steps<M: Model<Batch = crate::models::objectives::SignalBatch>>(
 
 /// The generic body of [`bench_biosignal`]: (parameters, FLOPs per sample, seconds).
 struct Timed<'a> {
-    x: Tensor,
+    /// Random windows drawn (4 batches).
+    n: i64,
     tc: &'a TrainConfig,
     channels: i64,
     samples: i64,
@@ -108,11 +109,17 @@ struct Timed<'a> {
 impl ArchVisitor for Timed<'_> {
     type Out = Result<(u64, f64, f64)>;
     fn visit<A: SignalArch>(self, cfg: &A) -> Self::Out {
-        let n = self.x.size()[0];
-        let x = self.x;
-        let task = cfg.bench_task();
-        let y = (task == Task::Supervised)
-            .then(|| Tensor::randint(cfg.n_classes(), [n], (Kind::Int64, Device::Cpu)));
+        let (n, task) = (self.n, cfg.bench_task());
+        // Seed and draws under the engine's RNG lock: trainers in other threads seed the same
+        // process-global RNG (and the trainer below takes the lock itself).
+        let (x, y) = {
+            let _rng = crate::nn::rng_turn();
+            tch::manual_seed(0);
+            let x = Tensor::randn([n, self.channels, self.samples], (Kind::Float, Device::Cpu));
+            let y = (task == Task::Supervised)
+                .then(|| Tensor::randint(cfg.n_classes(), [n], (Kind::Int64, Device::Cpu)));
+            (x, y)
+        };
         let data = InMemorySignals::new(
             x.shallow_clone(),
             y.as_ref().map(|y| y.shallow_clone()),
@@ -158,11 +165,8 @@ pub fn bench_biosignal(
         warmup_steps: 1,
         ..TrainConfig::default()
     };
-    tch::manual_seed(0);
-    let n = (4 * batch) as i64;
-    let x = Tensor::randn([n, channels, samples], (Kind::Float, Device::Cpu));
     let (params, flops_per_sample, secs) = model.visit(Timed {
-        x,
+        n: (4 * batch) as i64,
         tc: &tc,
         channels,
         samples,
