@@ -1,5 +1,5 @@
-//! Bio-signal data: readers, windows, normalisation, rate/length alignment, a synthetic
-//! generator with ground truth, and the evaluation metrics of the bio-signal track.
+//! The bio-signal track: data (readers, [`Windows`], normalisation, alignment, a synthetic
+//! generator), pretraining, fine-tuning, the transfer study and its metrics; no model code.
 //!
 //! Every reader produces a [`Windows`]: windows `samples` [N, C, L] (f32), optional `labels`
 //! [N] (i64, classes 0..K), the sampling rate and channel names. [`load`] dispatches on the
@@ -11,8 +11,10 @@
 //! Then [`resample::align`] brings a downstream set to the pretraining rate and length,
 //! [`synth::Generator`] streams labelled windows with known structure, and [`metrics`] scores
 //! predictions. Model code consumes [`Windows::to_tensors`] / [`Windows::batch`]; the
-//! pretraining and fine-tuning losses are in [`crate::models::objectives`], the models' adapters to the training
-//! engine in [`train`], and the bench-train cases in [`bench`].
+//! pretraining and fine-tuning losses are in [`crate::models::objectives`], the models and
+//! their engine adapters in [`crate::models::signal`] (chosen through
+//! [`crate::models::registry`]), in-memory batch sources in [`train`], and the bench-train
+//! cases in [`crate::perf::biosignal`].
 pub mod accel;
 pub mod edf;
 pub mod finetune;
