@@ -5,6 +5,7 @@
 mod common;
 use assert_cmd::Command;
 use brainscale::models::biot::BiotConfig;
+use brainscale::models::ModelConfig;
 use common::read_rows;
 use predicates::str::contains;
 use std::collections::BTreeMap;

@@ -5,10 +5,11 @@
 mod common;
 use assert_cmd::Command;
 use brainscale::biosignal::finetune::{finetune, FinetuneOptions};
-use brainscale::biosignal::synth::Split;
-use brainscale::biosignal::train::BioModelConfig;
+use brainscale::biosignal::synth::SynthSplit;
 use brainscale::biosignal::Norm;
 use brainscale::models::biot::BiotConfig;
+use brainscale::models::BioModelConfig;
+use brainscale::models::ModelConfig;
 use brainscale::study::grids::biosignal_cell::BiosignalCell;
 use common::read_rows;
 use predicates::str::contains;
@@ -93,7 +94,7 @@ fn downstream_scores_every_finished_cell_once() {
         d.normalise(Norm::P95);
         d
     };
-    let (train, test) = (set(Split::Train, 25), set(Split::Test, 30));
+    let (train, test) = (set(SynthSplit::Train, 25), set(SynthSplit::Test, 30));
     for r in &rows {
         let id = &r["cell_id"];
         let ba = f(r, "downstream_balanced_accuracy");
@@ -132,7 +133,7 @@ fn downstream_scores_every_finished_cell_once() {
         let regime = "k5".parse().unwrap();
         let mut bas = Vec::new();
         for (i, seed) in [0u64, 1].into_iter().enumerate() {
-            let m = BioModelConfig::Biot(cfg.clone());
+            let m = BioModelConfig::from(cfg.clone());
             let run = finetune(&m, Some(&weights), &train, &test, regime, &opts, seed).unwrap();
             assert_eq!(run.n_train, 25);
             let got = &d["runs"][i];

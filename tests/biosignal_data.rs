@@ -7,8 +7,8 @@ mod biosignal_ref;
 mod common;
 use biosignal_ref::{data, f64s, reference};
 use brainscale::biosignal::resample::{self, alignment_spectral_errors, Method};
-use brainscale::biosignal::synth::{Generator, Modality, Split};
-use brainscale::biosignal::{self, accel, edf, spectral, Dataset, LoadOptions, Norm};
+use brainscale::biosignal::synth::{Generator, Modality, SynthSplit};
+use brainscale::biosignal::{self, accel, edf, spectral, LoadOptions, Norm, Windows};
 use brainscale::core::io::TensorFile;
 use common::{brainscale, expect_error};
 use ndarray::{s, Array1, Array3, Axis};
@@ -335,9 +335,9 @@ fn tiny_set(
     labels: Vec<i64>,
     classes: Option<usize>,
     name: &str,
-) -> Dataset {
+) -> Windows {
     let n = labels.len();
-    Dataset {
+    Windows {
         samples: Array3::from_shape_fn((n, c, l), |(i, j, k)| (i * 100 + j * 10 + k) as f32 * 0.01),
         labels: Some(Array1::from(labels)),
         rate: Some(rate),
@@ -515,7 +515,7 @@ fn accelerometer_csv() {
     let mut rows = String::from("time,x,y,z,label\n");
     let mut truth = Vec::new();
     for w in 0..4u64 {
-        let (x, c) = g.window_in(Modality::Accel, Split::Train, w);
+        let (x, c) = g.window_in(Modality::Accel, SynthSplit::Train, w);
         for k in 0..128 {
             let i = w as usize * 128 + k;
             rows += &format!(

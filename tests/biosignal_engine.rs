@@ -1,15 +1,20 @@
 //! The bio-signal models through the training engine (`crate::nn`): MAE pretraining,
 //! BIOT's contrastive pretraining, fine-tuning from a pretrained encoder, multimodal mixtures.
-use brainscale::biosignal::train::{
-    BiotContrastive, BiotSupervised, CitrusMae, CitrusSupervised, InMemorySignals, MixtureSignals,
-};
+use brainscale::biosignal::train::{InMemorySignals, MixtureSignals};
 use brainscale::models::biot::BiotConfig;
 use brainscale::models::citrus::{CitrusConfig, CitrusVariant};
 use brainscale::models::objectives::{MaeTarget, MaskConfig};
+use brainscale::models::signal::{Pretraining, Supervised};
 use brainscale::nn::{Data, TrainConfig, Trainer};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
+
+// The engine adapters of each (model, objective), as the tests name them.
+type BiotSupervised = Supervised<BiotConfig>;
+type BiotContrastive = Pretraining<BiotConfig>;
+type CitrusMae = Pretraining<CitrusConfig>;
+type CitrusSupervised = Supervised<CitrusConfig>;
 
 static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
 

@@ -6,6 +6,7 @@ use brainscale::models::objectives::{
     biot_keep_frames, info_nce, mae_target, masked_mse, patch_spectrum, patchify, span_mask,
     MaeTarget, MaskConfig,
 };
+use brainscale::models::ModelConfig;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::path::{Path, PathBuf};

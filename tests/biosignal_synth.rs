@@ -5,8 +5,8 @@ mod biosignal_ref;
 mod common;
 use biosignal_ref::{f64s, reference};
 use brainscale::biosignal::metrics::{self, evaluate};
-use brainscale::biosignal::synth::{Generator, Modality, Split};
-use brainscale::biosignal::{self, spectral, Dataset, LoadOptions, Norm};
+use brainscale::biosignal::synth::{Generator, Modality, SynthSplit};
+use brainscale::biosignal::{self, spectral, LoadOptions, Norm, Windows};
 use common::{brainscale, expect_error};
 use ndarray::{Array2, Axis};
 use rand::{Rng, SeedableRng};
@@ -47,7 +47,7 @@ fn synth_is_deterministic_with_correct_shapes() {
         // Bit-identical tensors and equal metadata (its order in the header is a hash map's).
         let ds = biosignal::load(&a, &LoadOptions::default()).unwrap();
         let again = biosignal::load(&b, &LoadOptions::default()).unwrap();
-        let bits = |d: &Dataset| d.samples.iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
+        let bits = |d: &Windows| d.samples.iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
         assert!(bits(&ds) == bits(&again), "{} reruns differ", m.name());
         assert_eq!((&ds.labels, &ds.meta), (&again.labels, &again.meta));
         let spec = m.spec();
@@ -63,7 +63,7 @@ fn synth_is_deterministic_with_correct_shapes() {
         assert!(counts.values().max().unwrap() - counts.values().min().unwrap() <= 1);
         // The file holds exactly what the streaming API gives.
         let g = Generator::new(9);
-        let (w, c) = g.window_in(m, Split::Train, 7);
+        let (w, c) = g.window_in(m, SynthSplit::Train, 7);
         assert!(ds.samples.index_axis(Axis(0), 7) == w);
         assert_eq!(ds.labels.as_ref().unwrap()[7], c);
     }
@@ -102,7 +102,7 @@ fn synth_is_deterministic_with_correct_shapes() {
 fn band_fraction(g: &Generator, m: Modality, n_per_class: usize, lo: f64, hi: f64) -> Vec<f64> {
     let spec = g.spec(m).clone();
     let k = spec.classes();
-    let (x, y) = g.batch(m, Split::Train, 0, n_per_class * k);
+    let (x, y) = g.batch(m, SynthSplit::Train, 0, n_per_class * k);
     let mut acc = vec![0.0; k];
     for (w, &c) in x.axis_iter(Axis(0)).zip(y.iter()) {
         let v = f64s(&w.row(0).to_vec());
@@ -144,7 +144,7 @@ fn synth_classes_differ_in_their_spectra() {
     // Accelerometer: walking cadence 1.6-2 Hz dominates walking's vertical axis; static
     // postures have almost no power there.
     let spec = g.spec(Modality::Accel).clone();
-    let (x, y) = g.batch(Modality::Accel, Split::Train, 0, 60);
+    let (x, y) = g.batch(Modality::Accel, SynthSplit::Train, 0, 60);
     for (w, &c) in x.axis_iter(Axis(0)).zip(y.iter()) {
         let z = f64s(&w.row(2).to_vec());
         let mean = z.iter().sum::<f64>() / z.len() as f64;
@@ -170,7 +170,7 @@ fn synth_labels_are_learnable_from_spectra() {
     for m in Modality::ALL {
         let spec = g.spec(m).clone();
         let k = spec.classes();
-        let feats = |split: Split, n: usize| -> (Array2<f64>, Vec<i64>) {
+        let feats = |split: SynthSplit, n: usize| -> (Array2<f64>, Vec<i64>) {
             let mut ds = g.dataset(m, split, 0, n, true);
             ds.normalise(Norm::P95);
             let edges: Vec<f64> = (0..=12)
@@ -191,8 +191,8 @@ fn synth_labels_are_learnable_from_spectra() {
             }
             (f, ds.labels.unwrap().to_vec())
         };
-        let (ftr, ytr) = feats(Split::Train, 20 * k);
-        let (fte, yte) = feats(Split::Test, 10 * k);
+        let (ftr, ytr) = feats(SynthSplit::Train, 20 * k);
+        let (fte, yte) = feats(SynthSplit::Test, 10 * k);
         // Standardise features by the training set, then nearest class centroid.
         let mu = ftr.mean_axis(Axis(0)).unwrap();
         let sd = ftr.std_axis(Axis(0), 0.0).mapv(|v| v.max(1e-9));

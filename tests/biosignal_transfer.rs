@@ -4,10 +4,10 @@
 mod common;
 use brainscale::biosignal::finetune::{finetune, summarise, FinetuneOptions, Mode, Regime};
 use brainscale::biosignal::pretrain::{pretrain, Objective, PretrainOptions};
-use brainscale::biosignal::synth::{Generator, Modality, Split};
-use brainscale::biosignal::train::BioModelConfig;
+use brainscale::biosignal::synth::{Generator, Modality, SynthSplit};
 use brainscale::biosignal::transfer::{self, Plan, RealData};
-use brainscale::biosignal::{Dataset, Norm};
+use brainscale::biosignal::{Norm, Windows};
+use brainscale::models::BioModelConfig;
 use brainscale::nn::fit::read_loss_csv;
 use common::{brainscale, expect_error};
 use std::path::{Path, PathBuf};
@@ -24,7 +24,7 @@ fn shared(rel: &str) -> String {
 }
 
 /// Synthetic EEG-like windows at the study's shape (128 Hz × 256), z-scored.
-fn eeg(split: Split, n: usize) -> Dataset {
+fn eeg(split: SynthSplit, n: usize) -> Windows {
     let g = Generator::new(0)
         .with_shape(Modality::Eeg, 128.0, 256)
         .unwrap();
@@ -46,7 +46,7 @@ fn citrus() -> BioModelConfig {
 fn frequency_mae_pretraining_beats_scratch_with_one_window_per_class() {
     tch::set_num_threads(1);
     let dir = tempfile::tempdir().unwrap();
-    let pool = eeg(Split::Pretrain, 600);
+    let pool = eeg(SynthSplit::Pretrain, 600);
     let opts = PretrainOptions {
         steps: 150,
         ..PretrainOptions::default()
@@ -60,7 +60,7 @@ fn frequency_mae_pretraining_beats_scratch_with_one_window_per_class() {
         .unwrap()
         .join("model.safetensors");
 
-    let (train, test) = (eeg(Split::Train, 100), eeg(Split::Test, 150));
+    let (train, test) = (eeg(SynthSplit::Train, 100), eeg(SynthSplit::Test, 150));
     let probe = FinetuneOptions {
         mode: Mode::Linear,
         steps: 40,

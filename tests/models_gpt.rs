@@ -1,6 +1,7 @@
 //! GPT-2 prior and its training loop, on CPU at tiny sizes.
 use brainscale::models::gpt::{Gpt, GptConfig, PosEmbedding, Precision};
 use brainscale::models::hf;
+use brainscale::models::ModelConfig;
 use brainscale::nn::{LossScaler, TrainConfig};
 
 /// The engine's trainer with the GPT-2 prior plugged in.

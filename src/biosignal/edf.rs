@@ -19,7 +19,9 @@
 //! No crate was used: the Rust EDF crates on crates.io (edfplus 0.1, edf-reader 0.6, edf-rs 0.2)
 //! are young or unmaintained, and none documents BDF plus EDF+ annotations. The reader is checked
 //! against pyEDFlib on the three real files in `../shared/data/biosignal/edf` (tests/biosignal_data.rs).
+use crate::biosignal::{resample, Recording};
 use anyhow::{bail, Context, Result};
+use ndarray::Array2;
 use std::path::{Path, PathBuf};
 
 /// Which variant of the format a file is.
@@ -437,6 +439,85 @@ fn num<T: std::str::FromStr>(s: &str, what: &str) -> Result<T> {
         .trim_start_matches('+')
         .parse::<T>()
         .map_err(|_| anyhow::anyhow!("{what}: {s:?} is not a number"))
+}
+
+impl EdfFile {
+    /// The selected channels (all ordinary signals when `channels` is None) as one recording.
+    /// Channels with different rates need `common_rate`: each is then sinc-resampled to it and
+    /// all are cut to the shortest. Errors name the file and the missing channel or the rates.
+    pub fn to_recording(
+        &self,
+        channels: Option<&[String]>,
+        common_rate: Option<f64>,
+    ) -> Result<Recording> {
+        let picked: Vec<&Signal> = match channels {
+            None => self.signals.iter().collect(),
+            Some(names) => names
+                .iter()
+                .map(|n| {
+                    self.signals
+                        .iter()
+                        .find(|s| &s.label == n)
+                        .with_context(|| {
+                            format!(
+                                "{}: no channel '{n}' (channels: {})",
+                                self.path.display(),
+                                self.signals
+                                    .iter()
+                                    .map(|s| s.label.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
+                        })
+                })
+                .collect::<Result<_>>()?,
+        };
+        let rates: Vec<f64> = picked.iter().map(|s| s.rate).collect();
+        let mixed = rates
+            .iter()
+            .any(|&r| (r - rates[0]).abs() > 1e-9 * rates[0]);
+        let rate = match common_rate {
+            Some(r) if r.is_finite() && r > 0.0 => r,
+            Some(r) => bail!("common rate {r} Hz must be positive"),
+            None if mixed => bail!(
+                "{}: channels have different rates ({}): choose a common rate (--common-rate) \
+                 or channels of one rate (--channels)",
+                self.path.display(),
+                picked
+                    .iter()
+                    .map(|s| format!("{} {} Hz", s.label, s.rate))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None => rates[0],
+        };
+        let series: Vec<Vec<f32>> = picked
+            .iter()
+            .map(|s| {
+                if (s.rate - rate).abs() <= 1e-9 * rate {
+                    s.data.clone()
+                } else {
+                    let x: Vec<f64> = s.data.iter().map(|&v| v as f64).collect();
+                    let num = resample::resampled_len(x.len(), s.rate, rate);
+                    resample::fft_resample(&x, num)
+                        .into_iter()
+                        .map(|v| v as f32)
+                        .collect()
+                }
+            })
+            .collect();
+        let t = series.iter().map(Vec::len).min().unwrap_or(0);
+        let data = Array2::from_shape_fn((series.len(), t), |(c, i)| series[c][i]);
+        Ok(Recording {
+            source: self.path.clone(),
+            channels: picked.iter().map(|s| s.label.clone()).collect(),
+            rate,
+            data,
+            labels: None,
+            annotations: self.annotations.clone(),
+            start_subsecond: self.start_subsecond,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -16,11 +16,12 @@
 //!   AUROC (binary) or macro one-vs-rest AUROC, macro-F1, Cohen's κ; [`summarise`] gives mean
 //!   ± sample sd over seeds.
 use crate::biosignal::metrics::{self, Scores};
-use crate::biosignal::train::{BioModelConfig, BiotSupervised, CitrusSupervised, InMemorySignals};
-use crate::biosignal::Dataset;
-use crate::models::objectives::SignalBatch;
-use crate::nn::{Model, TrainConfig, Trainer};
-use anyhow::{bail, Context, Result};
+use crate::biosignal::train::InMemorySignals;
+use crate::biosignal::Windows;
+use crate::models::registry::{ArchVisitor, BioModelConfig};
+use crate::models::signal::{Classify, SignalArch, Supervised};
+use crate::nn::{TrainConfig, Trainer};
+use anyhow::{anyhow, bail, Context, Result};
 use ndarray::Array2;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -103,7 +104,7 @@ pub fn regime_indices(labels: &[i64], classes: usize, r: Regime, seed: u64) -> R
 }
 
 /// Full fine-tuning or a linear probe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     Full,
@@ -137,7 +138,7 @@ impl Default for FinetuneOptions {
 }
 
 /// Labels of a labelled set as a vector, and its class count K (metadata, else max label + 1).
-fn labels_and_classes(ds: &Dataset, role: &str) -> Result<(Vec<i64>, usize)> {
+fn labels_and_classes(ds: &Windows, role: &str) -> Result<(Vec<i64>, usize)> {
     let Some(y) = &ds.labels else {
         bail!("{}: the {role} set has no labels", ds.source);
     };
@@ -192,7 +193,7 @@ pub fn load_pretrained(vs: &nn::VarStore, weights: &Path, skip: &[&str]) -> Resu
 
 /// Class probabilities [N, K] (f64) of `ds` under `logits` (evaluation mode, no gradients).
 fn probabilities(
-    ds: &Dataset,
+    ds: &Windows,
     device: Device,
     logits: impl Fn(&Tensor) -> Result<Tensor>,
 ) -> Result<Array2<f64>> {
@@ -210,35 +211,49 @@ fn probabilities(
     Ok(Array2::from_shape_vec((ds.len(), k), rows)?)
 }
 
-/// Trains `M` from `init` on `train` for `opts.steps` and returns the test probabilities.
-fn train_and_predict<M: Model<Batch = SignalBatch>>(
-    cfg: &M::Config,
-    tc: &TrainConfig,
-    opts: &FinetuneOptions,
-    init: Option<&Path>,
-    data: &InMemorySignals,
-    test: &Dataset,
-    logits: impl Fn(&M, &Tensor) -> Result<Tensor>,
-) -> Result<(Array2<f64>, f64)> {
-    let mut t = Trainer::<M>::with_init(cfg, tc, opts.device, |vs, _| {
-        if let Some(w) = init {
-            load_pretrained(vs, w, &["head.", "decoder."])?;
-        }
-        if opts.mode == Mode::Linear {
-            for (name, v) in vs.variables() {
-                if !name.starts_with("head.") {
-                    let _ = v.set_requires_grad(false);
+/// Trains the classifier of `A` (config `cfg`) from `init` on `data` for `opts.steps` and returns
+/// the test probabilities and the last training loss.
+struct TrainAndPredict<'a> {
+    k: i64,
+    channels: i64,
+    source: &'a str,
+    tc: &'a TrainConfig,
+    opts: &'a FinetuneOptions,
+    init: Option<&'a Path>,
+    data: &'a InMemorySignals,
+    test: &'a Windows,
+}
+
+impl ArchVisitor for TrainAndPredict<'_> {
+    type Out = Result<(Array2<f64>, f64)>;
+    fn visit<A: SignalArch>(self, model: &A) -> Self::Out {
+        let (opts, init) = (self.opts, self.init);
+        let cfg = model.with_classes(self.k);
+        // A window shorter than the model takes fails in the first step with the model's message.
+        cfg.check_input(self.channels, i64::MAX)
+            .map_err(|e| anyhow!("{}: {e}", self.source))?;
+        let mut t = Trainer::<Supervised<A>>::with_init(&cfg, self.tc, opts.device, |vs, _| {
+            if let Some(w) = init {
+                load_pretrained(vs, w, &["head.", "decoder."])?;
+            }
+            if opts.mode == Mode::Linear {
+                for (name, v) in vs.variables() {
+                    if !name.starts_with("head.") {
+                        let _ = v.set_requires_grad(false);
+                    }
                 }
             }
+            Ok(())
+        })?;
+        let mut last = f64::NAN;
+        for _ in 0..opts.steps {
+            last = t.train_step(self.data)?.loss;
         }
-        Ok(())
-    })?;
-    let mut last = f64::NAN;
-    for _ in 0..opts.steps {
-        last = t.train_step(data)?.loss;
+        let p = probabilities(self.test, opts.device, |x| {
+            t.model.0.logits(x, 0, false, Kind::Float)
+        })?;
+        Ok((p, last))
     }
-    let p = probabilities(test, opts.device, |x| logits(&t.model, x))?;
-    Ok((p, last))
 }
 
 /// One fine-tuning run's result.
@@ -259,8 +274,8 @@ pub struct FinetuneRun {
 pub fn finetune(
     model: &BioModelConfig,
     init: Option<&Path>,
-    train: &Dataset,
-    test: &Dataset,
+    train: &Windows,
+    test: &Windows,
     regime: Regime,
     opts: &FinetuneOptions,
     seed: u64,
@@ -298,30 +313,16 @@ pub fn finetune(
         checkpoint_every: 0,
         ..TrainConfig::default()
     };
-    let (p, loss) = match model {
-        BioModelConfig::Biot(c) => {
-            let mut c = c.clone();
-            c.n_classes = k as i64;
-            if train.n_channels() as i64 > c.n_channels {
-                bail!(
-                    "{}: {} channels but the BIOT channel table has {} rows (n_channels)",
-                    train.source,
-                    train.n_channels(),
-                    c.n_channels
-                );
-            }
-            train_and_predict::<BiotSupervised>(&c, &tc, opts, init, &data, test, |m, x| {
-                m.0.logits(x, 0, false, Kind::Float)
-            })?
-        }
-        BioModelConfig::Citrus(c) => {
-            let mut c = c.clone();
-            c.n_classes = k as i64;
-            train_and_predict::<CitrusSupervised>(&c, &tc, opts, init, &data, test, |m, x| {
-                m.0.logits(x, false, Kind::Float)
-            })?
-        }
-    };
+    let (p, loss) = model.visit(TrainAndPredict {
+        k: k as i64,
+        channels: train.n_channels() as i64,
+        source: &train.source,
+        tc: &tc,
+        opts,
+        init,
+        data: &data,
+        test,
+    })?;
     let scores = metrics::evaluate(&y_test, p.view())
         .with_context(|| format!("scoring on {}", test.source))?;
     Ok(FinetuneRun {

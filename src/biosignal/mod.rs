@@ -1,7 +1,7 @@
-//! Bio-signal data: readers, windows, normalisation, rate/length alignment, a synthetic
-//! generator with ground truth, and the evaluation metrics of the bio-signal track.
+//! The bio-signal track: data (readers, [`Windows`], normalisation, alignment, a synthetic
+//! generator), pretraining, fine-tuning, the transfer study and its metrics; no model code.
 //!
-//! Every reader produces a [`Dataset`]: windows `samples` [N, C, L] (f32), optional `labels`
+//! Every reader produces a [`Windows`]: windows `samples` [N, C, L] (f32), optional `labels`
 //! [N] (i64, classes 0..K), the sampling rate and channel names. [`load`] dispatches on the
 //! extension:
 //! - `.edf`, `.bdf` (EDF, EDF+, BDF: [`edf`]) and `.csv` (accelerometer `time,x,y,z[,label]`:
@@ -10,9 +10,11 @@
 //!
 //! Then [`resample::align`] brings a downstream set to the pretraining rate and length,
 //! [`synth::Generator`] streams labelled windows with known structure, and [`metrics`] scores
-//! predictions. Model code consumes [`Dataset::to_tensors`] / [`Dataset::batch`]; the
-//! pretraining and fine-tuning losses are in [`crate::models::objectives`], the models' adapters to the training
-//! engine in [`train`], and the bench-train cases in [`bench`].
+//! predictions. Model code consumes [`Windows::to_tensors`] / [`Windows::batch`]; the
+//! pretraining and fine-tuning losses are in [`crate::models::objectives`], the models and
+//! their engine adapters in [`crate::models::signal`] (chosen through
+//! [`crate::models::registry`]), in-memory batch sources in [`train`], and the bench-train
+//! cases in [`crate::perf::biosignal`].
 pub mod accel;
 pub mod edf;
 pub mod finetune;
@@ -34,7 +36,7 @@ pub use window::Norm;
 
 /// Windows of a bio-signal set, TF-C layout, shared by every reader.
 #[derive(Debug, Clone)]
-pub struct Dataset {
+pub struct Windows {
     /// [N windows, C channels, L samples], f32, physical units unless normalised.
     pub samples: Array3<f32>,
     /// [N] class indices in 0..classes; `None` for unlabelled pools.
@@ -51,7 +53,7 @@ pub struct Dataset {
     pub meta: BTreeMap<String, String>,
 }
 
-impl Dataset {
+impl Windows {
     /// Number of windows N.
     pub fn len(&self) -> usize {
         self.samples.dim().0
@@ -136,7 +138,7 @@ impl Dataset {
     }
 
     /// The windows at `indices` (in that order) as a new dataset.
-    pub fn subset(&self, indices: &[usize]) -> Dataset {
+    pub fn subset(&self, indices: &[usize]) -> Windows {
         let mut d = self.clone();
         d.samples = self.samples.select(Axis(0), indices);
         d.labels = self.labels.as_ref().map(|l| l.select(Axis(0), indices));
@@ -186,7 +188,7 @@ impl Dataset {
     /// Concatenates sets along N. Errors name the first file whose channel count, channel
     /// names, rate or window length differs from the first set's, or which is labelled when
     /// the first is not (or the reverse).
-    pub fn concat(sets: &[Dataset]) -> Result<Dataset> {
+    pub fn concat(sets: &[Windows]) -> Result<Windows> {
         let Some(first) = sets.first() else {
             bail!("no datasets to concatenate");
         };
@@ -219,7 +221,7 @@ impl Dataset {
 }
 
 /// Checks that `d` can be pooled with `first`; the error names `d`'s file and the fault.
-pub fn consistent(first: &Dataset, d: &Dataset) -> Result<()> {
+pub fn consistent(first: &Windows, d: &Windows) -> Result<()> {
     let src = &d.source;
     if d.n_channels() != first.n_channels() {
         bail!(
@@ -285,29 +287,22 @@ pub fn fmt_rate(r: Option<f64>) -> String {
 
 /// How files become windows. Defaults: EDF/BDF 10-s windows (BIOT's clips), CSV 2.56-s windows
 /// (HAR's 128 samples at 50 Hz), hop = window, no normalisation.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
     /// Window length in seconds for continuous recordings (EDF/BDF/CSV).
-    #[arg(long)]
     pub window: Option<f64>,
     /// Hop between window starts in seconds (default: the window length, no overlap).
-    #[arg(long)]
     pub hop: Option<f64>,
     /// Common rate (Hz) for recordings whose channels have different rates: every channel is
     /// resampled to it with the sinc resampler.
-    #[arg(long = "common-rate")]
     pub common_rate: Option<f64>,
-    /// Keep only these channels (comma-separated labels), in this order.
-    #[arg(long, value_delimiter = ',')]
+    /// Keep only these channels, in this order.
     pub channels: Option<Vec<String>>,
     /// Per-channel normalisation of each window.
-    #[arg(long, value_enum, default_value = "none")]
     pub norm: Norm,
     /// Number of classes K: labels must lie in 0..K (overrides file metadata).
-    #[arg(long)]
     pub classes: Option<usize>,
     /// Sampling rate (Hz) of tensor files that do not state one in their metadata.
-    #[arg(long)]
     pub input_rate: Option<f64>,
 }
 
@@ -337,7 +332,7 @@ impl Recording {
     /// Cuts windows of `window_s` seconds every `hop_s` seconds (lengths rounded to samples).
     /// A labelled recording gives each window the label most of its samples carry (ties: the
     /// smallest). Errors if the window is shorter than one sample or longer than the recording.
-    pub fn windows(&self, window_s: f64, hop_s: f64) -> Result<Dataset> {
+    pub fn windows(&self, window_s: f64, hop_s: f64) -> Result<Windows> {
         let len = (window_s * self.rate).round() as usize;
         let hop = (hop_s * self.rate).round() as usize;
         if len == 0 || hop == 0 {
@@ -372,7 +367,7 @@ impl Recording {
         let mut meta = BTreeMap::new();
         meta.insert("window_s".into(), window_s.to_string());
         meta.insert("hop_s".into(), hop_s.to_string());
-        Ok(Dataset {
+        Ok(Windows {
             samples,
             labels,
             rate: Some(self.rate),
@@ -380,85 +375,6 @@ impl Recording {
             classes: None,
             source: self.source.display().to_string(),
             meta,
-        })
-    }
-}
-
-impl edf::EdfFile {
-    /// The selected channels (all ordinary signals when `channels` is None) as one recording.
-    /// Channels with different rates need `common_rate`: each is then sinc-resampled to it and
-    /// all are cut to the shortest. Errors name the file and the missing channel or the rates.
-    pub fn to_recording(
-        &self,
-        channels: Option<&[String]>,
-        common_rate: Option<f64>,
-    ) -> Result<Recording> {
-        let picked: Vec<&edf::Signal> = match channels {
-            None => self.signals.iter().collect(),
-            Some(names) => names
-                .iter()
-                .map(|n| {
-                    self.signals
-                        .iter()
-                        .find(|s| &s.label == n)
-                        .with_context(|| {
-                            format!(
-                                "{}: no channel '{n}' (channels: {})",
-                                self.path.display(),
-                                self.signals
-                                    .iter()
-                                    .map(|s| s.label.as_str())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            )
-                        })
-                })
-                .collect::<Result<_>>()?,
-        };
-        let rates: Vec<f64> = picked.iter().map(|s| s.rate).collect();
-        let mixed = rates
-            .iter()
-            .any(|&r| (r - rates[0]).abs() > 1e-9 * rates[0]);
-        let rate = match common_rate {
-            Some(r) if r.is_finite() && r > 0.0 => r,
-            Some(r) => bail!("common rate {r} Hz must be positive"),
-            None if mixed => bail!(
-                "{}: channels have different rates ({}): choose a common rate (--common-rate) \
-                 or channels of one rate (--channels)",
-                self.path.display(),
-                picked
-                    .iter()
-                    .map(|s| format!("{} {} Hz", s.label, s.rate))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            None => rates[0],
-        };
-        let series: Vec<Vec<f32>> = picked
-            .iter()
-            .map(|s| {
-                if (s.rate - rate).abs() <= 1e-9 * rate {
-                    s.data.clone()
-                } else {
-                    let x: Vec<f64> = s.data.iter().map(|&v| v as f64).collect();
-                    let num = resample::resampled_len(x.len(), s.rate, rate);
-                    resample::fft_resample(&x, num)
-                        .into_iter()
-                        .map(|v| v as f32)
-                        .collect()
-                }
-            })
-            .collect();
-        let t = series.iter().map(Vec::len).min().unwrap_or(0);
-        let data = Array2::from_shape_fn((series.len(), t), |(c, i)| series[c][i]);
-        Ok(Recording {
-            source: self.path.clone(),
-            channels: picked.iter().map(|s| s.label.clone()).collect(),
-            rate,
-            data,
-            labels: None,
-            annotations: self.annotations.clone(),
-            start_subsecond: self.start_subsecond,
         })
     }
 }
@@ -494,7 +410,7 @@ pub const ACCEL_WINDOW_S: f64 = 2.56;
 
 /// Reads one file into windows (see [`LoadOptions`]), applies `--classes`, validates
 /// (finite samples, labels in the class set) and normalises. Errors name the file.
-pub fn load(path: &Path, opts: &LoadOptions) -> Result<Dataset> {
+pub fn load(path: &Path, opts: &LoadOptions) -> Result<Windows> {
     let mut ds = match file_kind(path)? {
         FileKind::Edf => {
             let f = edf::read(path)?;
@@ -526,15 +442,15 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Dataset> {
 
 /// Loads several files and pools them; a file whose channels, rate or window length differ
 /// from the first's is an error naming it.
-pub fn load_all(paths: &[PathBuf], opts: &LoadOptions) -> Result<Dataset> {
+pub fn load_all(paths: &[PathBuf], opts: &LoadOptions) -> Result<Windows> {
     let sets = paths
         .iter()
         .map(|p| load(p, opts))
         .collect::<Result<Vec<_>>>()?;
-    Dataset::concat(&sets)
+    Windows::concat(&sets)
 }
 
-fn select_channels(ds: Dataset, channels: Option<&[String]>) -> Result<Dataset> {
+fn select_channels(ds: Windows, channels: Option<&[String]>) -> Result<Windows> {
     let Some(names) = channels else {
         return Ok(ds);
     };

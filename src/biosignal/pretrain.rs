@@ -14,45 +14,22 @@
 //! equally likely; CiTrus sees every channel as its own sequence, BIOT gives each pool its own
 //! rows of the channel table (offsets in pool order). The last ⌈N/10⌉ windows of each pool (at
 //! most 64) are held out for the evaluation loss.
-use crate::biosignal::train::{
-    BioModelConfig, BiotContrastive, CitrusMae, InMemorySignals, MixtureSignals,
-};
-use crate::biosignal::Dataset;
-use crate::models::citrus::CitrusVariant;
-use crate::models::objectives::MaeTarget;
+use crate::biosignal::train::{InMemorySignals, MixtureSignals};
+use crate::biosignal::Windows;
+use crate::models::registry::{ArchVisitor, BioModelConfig};
+pub use crate::models::signal::Objective;
+use crate::models::signal::{Pretraining, SignalArch};
 use crate::nn::fit::{fit, FitOptions, TrainSummary};
 use crate::nn::{TrainConfig, Trainer};
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use tch::Device;
 
-/// A pretraining objective.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Objective {
-    /// Masked auto-encoding, time-domain target (CiTrus hybrid).
-    MaeTime,
-    /// Masked auto-encoding, log-magnitude spectrum target (CiTrus hybrid).
-    MaeFreq,
-    /// BIOT's contrastive objective (BIOT).
-    Contrastive,
-}
-
-impl Objective {
-    pub fn name(self) -> &'static str {
-        match self {
-            Objective::MaeTime => "mae-time",
-            Objective::MaeFreq => "mae-freq",
-            Objective::Contrastive => "contrastive",
-        }
-    }
-}
-
 /// What a pretraining folder holds besides the checkpoint (`pretrain.json`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PretrainInfo {
-    /// "biot" or "citrus".
+    /// The architecture's registry name ("biot", "citrus", ...).
     pub arch: String,
     pub objective: Objective,
     /// The pretraining shape: rate (Hz) and window length (samples).
@@ -97,12 +74,22 @@ pub fn load_pretrained_model(dir: &Path) -> Result<(BioModelConfig, PretrainInfo
                 dir.display()
             )
         })?;
-    let cfg = dir.join("config.toml");
-    let model = match info.arch.as_str() {
-        "biot" => BioModelConfig::Biot(crate::models::biot::BiotConfig::load(&cfg)?),
-        "citrus" => BioModelConfig::Citrus(crate::models::citrus::CitrusConfig::load(&cfg)?),
-        a => bail!("{}: unknown arch '{a}'", dir.display()),
-    };
+    // Folders written before config files named their model carry it in pretrain.json.
+    let path = dir.join("config.toml");
+    let mut text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading model config {}", path.display()))?;
+    if !text.lines().any(|l| l.trim_start().starts_with("model")) {
+        text = format!("model = \"{}\"\n{text}", info.arch);
+    }
+    let model = BioModelConfig::parse(&text, &path.display().to_string())?;
+    if model.arch() != info.arch {
+        bail!(
+            "{}: config.toml is a {} model but pretrain.json says {}",
+            dir.display(),
+            model.arch(),
+            info.arch
+        );
+    }
     Ok((model, info))
 }
 
@@ -114,7 +101,7 @@ pub fn load_pretrained_model(dir: &Path) -> Result<(BioModelConfig, PretrainInfo
 pub fn pretrain(
     model: &BioModelConfig,
     objective: Objective,
-    pools: &[Dataset],
+    pools: &[Windows],
     opts: &PretrainOptions,
     out: &Path,
 ) -> Result<TrainSummary> {
@@ -154,74 +141,13 @@ pub fn pretrain(
         checkpoint_every: (opts.steps / 4).max(1),
         ..TrainConfig::default()
     };
-    let mut offset = 0;
-    let mut sources = Vec::new();
-    for p in pools {
-        let held = (p.len() / 10).clamp(1, 64);
-        let train: Vec<usize> = (0..p.len() - held).collect();
-        let eval: Vec<usize> = (p.len() - held..p.len()).collect();
-        let (x, _) = p.batch(&train, Device::Cpu)?;
-        let (xe, _) = p.batch(&eval, Device::Cpu)?;
-        let mut s = InMemorySignals::new(x, None, xe, None)?;
-        if matches!(model, BioModelConfig::Citrus(_)) {
-            s = s.into_single_channel();
-        } else {
-            s.channel_offset = offset;
-            offset += p.n_channels() as i64;
-        }
-        sources.push(s);
-    }
-    let n = sources.len();
-    let data = MixtureSignals::new(sources, vec![1.0; n])?;
-    let fo = |flops: f64| FitOptions {
-        flops_per_unit: flops,
-        progress: opts.progress,
-        label: format!("{} steps", objective.name()),
-    };
-    let (arch, summary) = match (model, objective) {
-        (BioModelConfig::Citrus(c), Objective::MaeTime | Objective::MaeFreq) => {
-            if c.variant != CitrusVariant::Hybrid {
-                bail!(
-                    "{}: masked auto-encoding needs the hybrid variant (the conv-only model has no decoder)",
-                    c.name
-                );
-            }
-            let mut c = c.clone();
-            c.mae_target = match (objective, c.mae_target) {
-                (Objective::MaeTime, _) => MaeTarget::Time,
-                (_, MaeTarget::Freq { log }) => MaeTarget::Freq { log },
-                _ => MaeTarget::Freq { log: true },
-            };
-            let mut t = Trainer::<CitrusMae>::open(out, &c, &tc, opts.device, |_, _| Ok(()))?;
-            let f = c.train_flops_per_sample(1, length as i64, true);
-            ("citrus", fit(&mut t, &data, out, &fo(f))?)
-        }
-        (BioModelConfig::Biot(c), Objective::Contrastive) => {
-            if offset > c.n_channels {
-                bail!(
-                    "{}: the pools have {offset} channels in all but the channel table has {} rows (n_channels)",
-                    c.name,
-                    c.n_channels
-                );
-            }
-            if (length as i64) < c.n_fft {
-                bail!(
-                    "{}: windows of {length} samples are shorter than one STFT frame (n_fft {})",
-                    c.name,
-                    c.n_fft
-                );
-            }
-            let mut t =
-                Trainer::<BiotContrastive>::open(out, c, &tc, opts.device, |_, _| Ok(()))?;
-            let f = c.train_flops_per_sample(first.n_channels() as i64, length as i64);
-            ("biot", fit(&mut t, &data, out, &fo(f))?)
-        }
-        (m, o) => bail!(
-            "{}: objective {} does not fit this model (mae-* trains the CiTrus hybrid, contrastive trains BIOT)",
-            m.name(),
-            o.name()
-        ),
-    };
+    let (arch, summary) = model.visit(Run {
+        objective,
+        pools,
+        opts,
+        tc: &tc,
+        out,
+    })?;
     let info = PretrainInfo {
         arch: arch.into(),
         objective,
@@ -233,4 +159,61 @@ pub fn pretrain(
     };
     crate::core::io::write_json(&out.join("pretrain.json"), &info)?;
     Ok(summary)
+}
+
+/// The generic body of [`pretrain`] once the architecture is known.
+struct Run<'a> {
+    objective: Objective,
+    pools: &'a [Windows],
+    opts: &'a PretrainOptions,
+    tc: &'a TrainConfig,
+    out: &'a Path,
+}
+
+impl ArchVisitor for Run<'_> {
+    type Out = Result<(&'static str, TrainSummary)>;
+    fn visit<A: SignalArch>(self, model: &A) -> Self::Out {
+        let (pools, opts) = (self.pools, self.opts);
+        let c = model
+            .for_objective(self.objective)
+            .map_err(|e| anyhow!("{}: {e}", model.name()))?;
+        // Channel-independent models see every channel as its own sequence; the others give each
+        // pool its own rows of the channel table (offsets in pool order).
+        let mut offset = 0;
+        let mut sources = Vec::new();
+        for p in pools {
+            let held = (p.len() / 10).clamp(1, 64);
+            let train: Vec<usize> = (0..p.len() - held).collect();
+            let eval: Vec<usize> = (p.len() - held..p.len()).collect();
+            let (x, _) = p.batch(&train, Device::Cpu)?;
+            let (xe, _) = p.batch(&eval, Device::Cpu)?;
+            let mut s = InMemorySignals::new(x, None, xe, None)?;
+            if c.channel_independent() {
+                s = s.into_single_channel();
+            } else {
+                s.channel_offset = offset;
+                offset += p.n_channels() as i64;
+            }
+            sources.push(s);
+        }
+        let length = pools[0].window_len() as i64;
+        let channels = if c.channel_independent() { 1 } else { offset };
+        c.check_input(channels, length)
+            .map_err(|e| anyhow!("{}: {e}", c.name()))?;
+        let n = sources.len();
+        let data = MixtureSignals::new(sources, vec![1.0; n])?;
+        let per_sample = if c.channel_independent() {
+            1
+        } else {
+            pools[0].n_channels() as i64
+        };
+        let fo = FitOptions {
+            flops_per_unit: c.train_flops_per_sample(per_sample, length, true),
+            progress: opts.progress,
+            label: format!("{} steps", self.objective.name()),
+        };
+        let mut t =
+            Trainer::<Pretraining<A>>::open(self.out, &c, self.tc, opts.device, |_, _| Ok(()))?;
+        Ok((A::ARCH, fit(&mut t, &data, self.out, &fo)?))
+    }
 }

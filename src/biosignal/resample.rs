@@ -15,13 +15,13 @@
 //!
 //! Crop keeps the first `length` samples; padding appends zeros at the end.
 use crate::biosignal::spectral;
-use crate::biosignal::Dataset;
+use crate::biosignal::Windows;
 use anyhow::{bail, Result};
 use ndarray::{Array2, Array3, ArrayView1, ArrayView2, Axis};
 use rustfft::{num_complex::Complex, FftPlanner};
 
 /// How a window is brought to another rate and length (see the module docs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
     Sinc,
@@ -165,7 +165,7 @@ pub fn align_window(
 /// Aligns every window of `ds` to (`rate`, `length`). The dataset must know its rate.
 /// Labels, channels and classes are kept; the result's rate is `rate` (for `pad` and `stretch`
 /// too: that is the rate the downstream model will assume).
-pub fn align(ds: &Dataset, rate: f64, length: usize, method: Method) -> Result<Dataset> {
+pub fn align(ds: &Windows, rate: f64, length: usize, method: Method) -> Result<Windows> {
     let Some(rate_in) = ds.rate else {
         bail!(
             "{}: sampling rate unknown (no `sampling_rate_hz` metadata): cannot resample",

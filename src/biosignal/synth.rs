@@ -27,7 +27,7 @@
 //! - Accelerometer, 50 Hz (HAR), 3 axes × 128 (2.56 s), in g: walking, upstairs, downstairs
 //!   (step rhythms of different cadence, amplitude, harmonics and heel-strike transients),
 //!   sitting, standing, lying (static, told apart by the gravity direction).
-use crate::biosignal::Dataset;
+use crate::biosignal::Windows;
 use anyhow::{bail, Result};
 use ndarray::{Array1, Array2, Array3, Axis};
 use rand::{Rng, SeedableRng};
@@ -42,9 +42,7 @@ use std::f64::consts::PI;
 pub const VERSION: &str = "1";
 
 /// A bio-signal modality.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Modality {
     Eeg,
@@ -141,9 +139,9 @@ impl Modality {
 }
 
 /// Which stream a window belongs to; streams never share windows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Split {
+pub enum SynthSplit {
     /// Unlabelled pretraining pool (classes drawn at random).
     Pretrain,
     Train,
@@ -151,13 +149,13 @@ pub enum Split {
     Test,
 }
 
-impl Split {
+impl SynthSplit {
     pub fn name(self) -> &'static str {
         match self {
-            Split::Pretrain => "pretrain",
-            Split::Train => "train",
-            Split::Val => "val",
-            Split::Test => "test",
+            SynthSplit::Pretrain => "pretrain",
+            SynthSplit::Train => "train",
+            SynthSplit::Val => "val",
+            SynthSplit::Test => "test",
         }
     }
 }
@@ -211,18 +209,18 @@ impl Generator {
 
     /// Pretraining-stream window `index`: samples [C, L] and its (hidden) class.
     pub fn window(&self, m: Modality, index: u64) -> (Array2<f32>, i64) {
-        self.window_in(m, Split::Pretrain, index)
+        self.window_in(m, SynthSplit::Pretrain, index)
     }
 
     /// Window `index` of `split`: samples [C, L] (f32) and class in 0..K. Bit-identical for
     /// equal (seed, modality, split, index, spec).
-    pub fn window_in(&self, m: Modality, split: Split, index: u64) -> (Array2<f32>, i64) {
+    pub fn window_in(&self, m: Modality, split: SynthSplit, index: u64) -> (Array2<f32>, i64) {
         let stream = splitmix(splitmix(self.seed ^ splitmix(m.id() << 8 | split as u64)) ^ index);
         let mut rng = ChaCha8Rng::seed_from_u64(stream);
         let spec = self.spec(m);
         let k = spec.classes();
         let class = match split {
-            Split::Pretrain => rng.gen_range(0..k),
+            SynthSplit::Pretrain => rng.gen_range(0..k),
             _ => (index % k as u64) as usize,
         };
         let x = match m {
@@ -239,7 +237,7 @@ impl Generator {
     pub fn batch(
         &self,
         m: Modality,
-        split: Split,
+        split: SynthSplit,
         start: u64,
         n: usize,
     ) -> (Array3<f32>, Array1<i64>) {
@@ -265,7 +263,7 @@ impl Generator {
     pub fn sample(
         &self,
         m: Modality,
-        split: Split,
+        split: SynthSplit,
         rng: &mut impl Rng,
         batch: usize,
         pool: Option<u64>,
@@ -290,17 +288,17 @@ impl Generator {
         (x, y)
     }
 
-    /// A set of `n` windows from `start` as a [`Dataset`] with metadata (modality, rate, seed,
+    /// A set of `n` windows from `start` as a [`Windows`] with metadata (modality, rate, seed,
     /// split, classes, generator version). Pretraining pools are unlabelled unless
     /// `keep_labels` (the true classes are then kept for analysis).
     pub fn dataset(
         &self,
         m: Modality,
-        split: Split,
+        split: SynthSplit,
         start: u64,
         n: usize,
         keep_labels: bool,
-    ) -> Dataset {
+    ) -> Windows {
         let spec = self.spec(m);
         let (samples, labels) = self.batch(m, split, start, n);
         let mut meta = BTreeMap::new();
@@ -321,9 +319,9 @@ impl Generator {
                 .collect::<Vec<_>>()
                 .join(", "),
         );
-        Dataset {
+        Windows {
             samples,
-            labels: (split != Split::Pretrain || keep_labels).then_some(labels),
+            labels: (split != SynthSplit::Pretrain || keep_labels).then_some(labels),
             rate: Some(spec.rate),
             channels: spec.channels.clone(),
             classes: Some(spec.classes()),
@@ -657,12 +655,12 @@ mod tests {
         }
         // A pool of D = 3 windows only ever yields those three.
         let mut rng = ChaCha8Rng::seed_from_u64(0);
-        let (x, _) = g.sample(Modality::Accel, Split::Pretrain, &mut rng, 16, Some(3));
+        let (x, _) = g.sample(Modality::Accel, SynthSplit::Pretrain, &mut rng, 16, Some(3));
         for w in x.axis_iter(Axis(0)) {
             assert!((0..3).any(|i| g.window(Modality::Accel, i).0 == w));
         }
         let (a, _) = g.window(Modality::Eeg, 0);
-        let (b, _) = g.window_in(Modality::Eeg, Split::Train, 0);
+        let (b, _) = g.window_in(Modality::Eeg, SynthSplit::Train, 0);
         assert_ne!(a, b, "splits are different streams");
     }
 }

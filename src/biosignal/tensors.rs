@@ -3,13 +3,13 @@
 //!
 //! - safetensors: tensors `samples` (f32 or f64) and optionally `labels` (i64 or i32); metadata
 //!   `sampling_rate_hz`, `classes` (a count `"5"` or a list `"0 = no seizure, 1 = seizure"`),
-//!   `channels` (comma-separated); other metadata is kept in [`Dataset::meta`].
+//!   `channels` (comma-separated); other metadata is kept in [`Windows::meta`].
 //! - .npz: arrays `samples` and optionally `labels`.
 //! - .npy: the samples; labels from a sibling: `samples.npy` → `labels.npy`,
 //!   `NAME_samples.npy` → `NAME_labels.npy`, else `NAME.npy` → `NAME.labels.npy` (optional).
 //!
 //! The rate is unknown unless stated (`--input-rate`).
-use crate::biosignal::Dataset;
+use crate::biosignal::Windows;
 use crate::core::io::{self, Tensor, TensorFile};
 use anyhow::{anyhow, bail, Context, Result};
 use ndarray::{Array1, Array3, ArrayD, Ix1, Ix2, Ix3};
@@ -51,8 +51,8 @@ fn to1(a: ArrayD<i64>, what: &str) -> Result<Array1<i64>> {
 }
 
 /// Reads a TF-C-style tensor file (see the module docs). Shape and dtype faults name the file
-/// and tensor; values are checked later by [`Dataset::validate`].
-pub fn read(path: &Path) -> Result<Dataset> {
+/// and tensor; values are checked later by [`Windows::validate`].
+pub fn read(path: &Path) -> Result<Windows> {
     let ext = path
         .extension()
         .map(|e| e.to_string_lossy().to_lowercase())
@@ -100,7 +100,7 @@ pub fn read(path: &Path) -> Result<Dataset> {
         }
         None => (0..c).map(|i| format!("ch{i}")).collect(),
     };
-    Ok(Dataset {
+    Ok(Windows {
         samples,
         labels,
         rate,
@@ -242,7 +242,7 @@ pub fn labels_sibling(path: &Path) -> PathBuf {
 }
 
 /// Metadata written with a set: its `meta`, plus `sampling_rate_hz`, `channels`, `classes`.
-fn metadata(ds: &Dataset) -> HashMap<String, String> {
+fn metadata(ds: &Windows) -> HashMap<String, String> {
     let mut m: HashMap<String, String> = ds.meta.clone().into_iter().collect();
     if let Some(r) = ds.rate {
         m.insert("sampling_rate_hz".into(), r.to_string());
@@ -259,7 +259,7 @@ fn metadata(ds: &Dataset) -> HashMap<String, String> {
 
 /// Writes `ds` atomically: `.safetensors` (samples f32 [N, C, L], labels i64 [N], metadata),
 /// `.npy` (samples; labels to the sibling named in the module docs) or `.npz`.
-pub fn write(ds: &Dataset, path: &Path) -> Result<()> {
+pub fn write(ds: &Windows, path: &Path) -> Result<()> {
     let ext = path
         .extension()
         .map(|e| e.to_string_lossy().to_lowercase())

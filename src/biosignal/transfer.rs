@@ -33,12 +33,13 @@ use crate::biosignal::finetune::{
 use crate::biosignal::metrics::Scores;
 use crate::biosignal::pretrain::{pretrain, Objective, PretrainOptions};
 use crate::biosignal::resample::{self, Method};
-use crate::biosignal::synth::{Generator, Modality, Split};
-use crate::biosignal::train::BioModelConfig;
-use crate::biosignal::{load, Dataset, LoadOptions, Norm};
+use crate::biosignal::synth::{Generator, Modality, SynthSplit};
+use crate::biosignal::{load, LoadOptions, Norm, Windows};
 use crate::core::plot::{draw, Figure, Panel, Series, Style};
 use crate::models::biot::BiotConfig;
 use crate::models::citrus::{CitrusConfig, CitrusVariant};
+use crate::models::registry::BioModelConfig;
+use crate::models::ModelConfig;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -49,7 +50,7 @@ pub const RATE: f64 = 128.0;
 pub const LENGTH: usize = 256;
 
 /// Sizes of one run of the study.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Preset {
     /// A few minutes on 2 cores: small pools, short runs, 3 seeds.
     Demo,
@@ -75,11 +76,16 @@ pub struct Plan {
 
 impl Preset {
     pub fn plan(self) -> Plan {
-        let citrus: CitrusConfig =
-            toml::from_str(include_str!("../../models/citrus-transfer.toml"))
-                .expect("models/citrus-transfer.toml parses");
-        let biot: BiotConfig = toml::from_str(include_str!("../../models/biot-transfer.toml"))
-            .expect("models/biot-transfer.toml parses");
+        let citrus = CitrusConfig::parse(
+            include_str!("../../models/citrus-transfer.toml"),
+            "models/citrus-transfer.toml",
+        )
+        .expect("models/citrus-transfer.toml parses");
+        let biot = BiotConfig::parse(
+            include_str!("../../models/biot-transfer.toml"),
+            "models/biot-transfer.toml",
+        )
+        .expect("models/biot-transfer.toml parses");
         let (pool, train, pre, ft, seeds) = match self {
             Preset::Demo => (600, 250, 150, 40, 3),
             Preset::Full => (1500, 500, 300, 40, 3),
@@ -120,7 +126,7 @@ pub struct RealData {
 }
 
 impl RealData {
-    /// The files under `../shared/data/biosignal/` as the data README lays them out.
+    /// The files under `DATA/biosignal/` as the data README lays them out (`--data DATA`).
     pub fn under(data: &Path) -> Self {
         let b = data.join("biosignal");
         Self {
@@ -221,7 +227,7 @@ fn summary_row(first: &RunRow, s: &ScoreSummary, sine: Option<f64>) -> SummaryRo
     }
 }
 
-fn zscored(mut d: Dataset) -> Dataset {
+fn zscored(mut d: Windows) -> Windows {
     d.normalise(Norm::Zscore);
     d
 }
@@ -230,12 +236,12 @@ fn zscored(mut d: Dataset) -> Dataset {
 /// study's shape ([`RATE`] × [`LENGTH`]) with `method`, and z-scored.
 fn synthetic(
     m: Modality,
-    split: Split,
+    split: SynthSplit,
     n: usize,
     seed: u64,
     native: (f64, usize),
     method: Method,
-) -> Result<Dataset> {
+) -> Result<Windows> {
     let g = Generator::new(seed).with_shape(m, native.0, native.1)?;
     let d = g.dataset(m, split, 0, n, false);
     Ok(zscored(resample::align(&d, RATE, LENGTH, method)?))
@@ -260,8 +266,8 @@ impl Study<'_> {
         model: &BioModelConfig,
         init: Option<&Path>,
         opts: &FinetuneOptions,
-        train: &Dataset,
-        test: &Dataset,
+        train: &Windows,
+        test: &Windows,
         regimes: &[Regime],
     ) -> Result<()> {
         for &regime in regimes {
@@ -309,14 +315,14 @@ impl Study<'_> {
         name: &str,
         model: &BioModelConfig,
         objective: Objective,
-        pools: &[&Dataset],
+        pools: &[&Windows],
     ) -> Result<PathBuf> {
         let dir = self.out.join("pretrain").join(name);
         self.progress.set_message(format!(
             "pretraining {name} ({} steps)",
             self.plan.pretrain_steps
         ));
-        let pools: Vec<Dataset> = pools.iter().map(|d| (*d).clone()).collect();
+        let pools: Vec<Windows> = pools.iter().map(|d| (*d).clone()).collect();
         let opts = PretrainOptions {
             steps: self.plan.pretrain_steps,
             ..PretrainOptions::default()
@@ -385,7 +391,7 @@ pub fn run(plan: &Plan, data: &RealData, out: &Path, progress: bool) -> Result<S
     let eeg_native = (RATE, LENGTH);
     let pool_eeg = synthetic(
         Modality::Eeg,
-        Split::Pretrain,
+        SynthSplit::Pretrain,
         plan.pool_windows,
         0,
         eeg_native,
@@ -395,7 +401,7 @@ pub fn run(plan: &Plan, data: &RealData, out: &Path, progress: bool) -> Result<S
     let acc = (spec(Modality::Accel).0, 100);
     let pool_ecg = synthetic(
         Modality::Ecg,
-        Split::Pretrain,
+        SynthSplit::Pretrain,
         plan.pool_windows / 2,
         0,
         ecg,
@@ -403,7 +409,7 @@ pub fn run(plan: &Plan, data: &RealData, out: &Path, progress: bool) -> Result<S
     )?;
     let pool_acc = synthetic(
         Modality::Accel,
-        Split::Pretrain,
+        SynthSplit::Pretrain,
         plan.pool_windows / 2,
         0,
         acc,
@@ -422,7 +428,7 @@ pub fn run(plan: &Plan, data: &RealData, out: &Path, progress: bool) -> Result<S
     )?);
     let synth_train = synthetic(
         Modality::Eeg,
-        Split::Train,
+        SynthSplit::Train,
         plan.synth_train,
         0,
         eeg_native,
@@ -430,13 +436,13 @@ pub fn run(plan: &Plan, data: &RealData, out: &Path, progress: bool) -> Result<S
     )?;
     let synth_test = synthetic(
         Modality::Eeg,
-        Split::Test,
+        SynthSplit::Test,
         plan.synth_test,
         0,
         eeg_native,
         Method::Sinc,
     )?;
-    let epi = |method: Method| -> Result<(Dataset, Dataset)> {
+    let epi = |method: Method| -> Result<(Windows, Windows)> {
         let o = LoadOptions::default();
         Ok((
             zscored(resample::align(
@@ -456,12 +462,12 @@ pub fn run(plan: &Plan, data: &RealData, out: &Path, progress: bool) -> Result<S
     let (epi_train, epi_test) = epi(Method::Sinc)?;
 
     // Pretraining.
-    let hybrid = BioModelConfig::Citrus(plan.citrus.clone());
-    let conv = BioModelConfig::Citrus(CitrusConfig {
+    let hybrid = BioModelConfig::from(plan.citrus.clone());
+    let conv = BioModelConfig::from(CitrusConfig {
         variant: CitrusVariant::Conv,
         ..plan.citrus.clone()
     });
-    let biot = BioModelConfig::Biot(plan.biot.clone());
+    let biot = BioModelConfig::from(plan.biot.clone());
     let w_time = st.pretrained(
         "citrus-mae-time-eeg",
         &hybrid,
@@ -609,7 +615,7 @@ pub fn run(plan: &Plan, data: &RealData, out: &Path, progress: bool) -> Result<S
     for m in Method::ALL {
         let s_train = synthetic(
             Modality::Eeg,
-            Split::Train,
+            SynthSplit::Train,
             plan.synth_train,
             0,
             (200.0, 200),
@@ -617,7 +623,7 @@ pub fn run(plan: &Plan, data: &RealData, out: &Path, progress: bool) -> Result<S
         )?;
         let s_test = synthetic(
             Modality::Eeg,
-            Split::Test,
+            SynthSplit::Test,
             plan.synth_test,
             0,
             (200.0, 200),

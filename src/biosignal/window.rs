@@ -9,7 +9,7 @@
 use ndarray::{s, Array3, ArrayView2, ArrayViewMut1, Axis};
 
 /// Per-channel normalisation of each window (see the module docs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Norm {
     #[default]

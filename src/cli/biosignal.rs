@@ -3,16 +3,99 @@
 use crate::biosignal::finetune::{finetune, summarise, FinetuneOptions, Mode, Regime};
 use crate::biosignal::pretrain::{load_pretrained_model, pretrain, Objective, PretrainOptions};
 use crate::biosignal::resample::{self, Method};
-use crate::biosignal::synth::{Generator, Modality, Split};
-use crate::biosignal::train::BioModelConfig;
+use crate::biosignal::synth::{Generator, Modality, SynthSplit};
 use crate::biosignal::transfer::{self, Preset, RealData};
+use crate::biosignal::window::Norm;
 use crate::biosignal::{
-    accel, consistent, edf, file_kind, load, window, Dataset, FileKind, LoadOptions,
+    accel, consistent, edf, file_kind, load, window, FileKind, LoadOptions, Windows,
 };
+use crate::models::registry::BioModelConfig;
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use std::fmt::Write as _;
 use std::path::PathBuf;
+
+/// A library enum offered on the command line as a fixed set of names (the library stays free
+/// of clap; the names are the ones `name()` prints and serde writes).
+pub trait Choice: Copy + Send + Sync + 'static {
+    const ALL: &'static [Self];
+    fn name(self) -> &'static str;
+}
+
+/// clap's parser for a [`Choice`]: the possible values listed in `--help`, others refused.
+pub fn choice<T: Choice>() -> impl clap::builder::TypedValueParser<Value = T> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(T::ALL.iter().map(|v| v.name())).map(|s| {
+        *T::ALL
+            .iter()
+            .find(|v| v.name() == s)
+            .expect("clap checked the value")
+    })
+}
+
+macro_rules! choices {
+    ($($t:ty: [$($v:expr),*] by $name:expr;)*) => {$(
+        impl Choice for $t {
+            const ALL: &'static [Self] = &[$($v),*];
+            fn name(self) -> &'static str {
+                $name(self)
+            }
+        }
+    )*};
+}
+
+choices! {
+    Method: [Method::Sinc, Method::Linear, Method::Stretch, Method::Pad] by Method::name;
+    Objective: [Objective::MaeTime, Objective::MaeFreq, Objective::Contrastive] by Objective::name;
+    Modality: [Modality::Eeg, Modality::Ecg, Modality::Emg, Modality::Accel] by Modality::name;
+    SynthSplit: [SynthSplit::Pretrain, SynthSplit::Train, SynthSplit::Val, SynthSplit::Test] by SynthSplit::name;
+    Norm: [Norm::None, Norm::P95, Norm::Zscore] by Norm::name;
+    Mode: [Mode::Full, Mode::Linear] by |m| match m { Mode::Full => "full", Mode::Linear => "linear" };
+    Preset: [Preset::Demo, Preset::Full] by |p| match p { Preset::Demo => "demo", Preset::Full => "full" };
+}
+
+/// How files become windows (`LoadOptions`). Defaults: EDF/BDF 10-s windows (BIOT's clips),
+/// CSV 2.56-s windows (HAR's 128 samples at 50 Hz), hop = window, no normalisation.
+#[derive(Args, Debug, Clone)]
+pub struct LoadArgs {
+    /// Window length in seconds for continuous recordings (EDF/BDF/CSV).
+    #[arg(long)]
+    pub window: Option<f64>,
+    /// Hop between window starts in seconds (default: the window length, no overlap).
+    #[arg(long)]
+    pub hop: Option<f64>,
+    /// Common rate (Hz) for recordings whose channels have different rates: every channel is
+    /// resampled to it with the sinc resampler.
+    #[arg(long = "common-rate")]
+    pub common_rate: Option<f64>,
+    /// Keep only these channels (comma-separated labels), in this order.
+    #[arg(long, value_delimiter = ',')]
+    pub channels: Option<Vec<String>>,
+    /// Per-channel normalisation of each window.
+    #[arg(long, value_parser = choice::<Norm>(), default_value = "none")]
+    pub norm: Norm,
+    /// Number of classes K: labels must lie in 0..K (overrides file metadata).
+    #[arg(long)]
+    pub classes: Option<usize>,
+    /// Sampling rate (Hz) of tensor files that do not state one in their metadata.
+    #[arg(long)]
+    pub input_rate: Option<f64>,
+}
+
+impl LoadArgs {
+    /// The library's options.
+    pub fn opts(&self) -> LoadOptions {
+        LoadOptions {
+            window: self.window,
+            hop: self.hop,
+            common_rate: self.common_rate,
+            channels: self.channels.clone(),
+            norm: self.norm,
+            classes: self.classes,
+            input_rate: self.input_rate,
+        }
+    }
+}
 
 #[derive(Subcommand, Debug)]
 pub enum BiosignalCommand {
@@ -49,7 +132,7 @@ pub struct ShapeArgs {
     #[arg(long)]
     pub length: Option<usize>,
     /// How sets are brought to the model rate and length.
-    #[arg(long, value_enum, default_value = "sinc")]
+    #[arg(long, value_parser = choice::<Method>(), default_value = "sinc")]
     pub align: Method,
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -59,7 +142,7 @@ pub struct ShapeArgs {
     #[arg(long, default_value_t = 1)]
     pub threads: i32,
     #[command(flatten)]
-    pub load: LoadOptions,
+    pub load: LoadArgs,
 }
 
 #[derive(Args, Debug)]
@@ -67,13 +150,13 @@ pub struct PretrainArgs {
     /// Model config (models/citrus-*.toml or models/biot-*.toml).
     #[arg(long)]
     pub model: PathBuf,
-    #[arg(long, value_enum, default_value = "mae-freq")]
+    #[arg(long, value_parser = choice::<Objective>(), default_value = "mae-freq")]
     pub objective: Objective,
     /// Pool files (each one pool of a multimodal mixture); --norm applies after alignment.
     #[arg(long = "data")]
     pub data: Vec<PathBuf>,
     /// Synthetic pools streamed from the generator (one per modality given).
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<Modality>())]
     pub synthetic: Vec<Modality>,
     /// Windows of each synthetic pool.
     #[arg(long, default_value_t = 2000)]
@@ -112,7 +195,7 @@ pub struct FinetuneArgs {
     pub regimes: Vec<String>,
     #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
     pub seeds: Vec<u64>,
-    #[arg(long, value_enum, default_value = "full")]
+    #[arg(long, value_parser = choice::<Mode>(), default_value = "full")]
     pub mode: Mode,
     #[arg(long, default_value_t = 100)]
     pub steps: u64,
@@ -129,11 +212,12 @@ pub struct FinetuneArgs {
 
 #[derive(Args, Debug)]
 pub struct TransferArgs {
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<Preset>())]
     pub preset: Option<Preset>,
-    /// The shared data folder holding biosignal/epilepsy and biosignal/edf.
-    #[arg(long, default_value = "../shared/data")]
-    pub data: PathBuf,
+    /// The data folder holding biosignal/epilepsy and biosignal/edf (default: the
+    /// BRAINSCALE_DATA environment variable; one of the two is required).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
     /// Output folder (default: results/biosignal for transfer, results/biosignal-demo for demo).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -151,12 +235,12 @@ pub struct CheckArgs {
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     #[command(flatten)]
-    pub load: LoadOptions,
+    pub load: LoadArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct SynthArgs {
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<Modality>())]
     pub modality: Modality,
     /// Number of windows.
     #[arg(long)]
@@ -165,8 +249,8 @@ pub struct SynthArgs {
     #[arg(long)]
     pub labelled: bool,
     /// Split of a labelled set (streams never overlap).
-    #[arg(long, value_enum, default_value = "train")]
-    pub split: Split,
+    #[arg(long, value_parser = choice::<SynthSplit>(), default_value = "train")]
+    pub split: SynthSplit,
     /// Keep the true classes of a pretraining pool as `labels` (for analysis).
     #[arg(long)]
     pub keep_labels: bool,
@@ -194,19 +278,19 @@ pub struct ResampleArgs {
     /// Target window length, samples.
     #[arg(long)]
     pub length: usize,
-    #[arg(long, value_enum, default_value = "sinc")]
+    #[arg(long, value_parser = choice::<Method>(), default_value = "sinc")]
     pub method: Method,
     #[arg(long)]
     pub out: PathBuf,
     #[command(flatten)]
-    pub load: LoadOptions,
+    pub load: LoadArgs,
 }
 
 /// Runs one `biosignal` subcommand.
 pub fn run(cmd: &BiosignalCommand) -> Result<()> {
     match cmd {
         BiosignalCommand::Check(a) => {
-            let (text, faults) = check(&a.files, &a.load);
+            let (text, faults) = check(&a.files, &a.load.opts());
             print!("{text}");
             if !faults.is_empty() {
                 for f in &faults {
@@ -222,7 +306,11 @@ pub fn run(cmd: &BiosignalCommand) -> Result<()> {
                 a.rate.unwrap_or(spec.rate),
                 a.length.unwrap_or(spec.length),
             )?;
-            let split = if a.labelled { a.split } else { Split::Pretrain };
+            let split = if a.labelled {
+                a.split
+            } else {
+                SynthSplit::Pretrain
+            };
             let ds = g.dataset(a.modality, split, a.start, a.n, a.keep_labels);
             ds.save(&a.out)?;
             println!(
@@ -250,7 +338,7 @@ pub fn run(cmd: &BiosignalCommand) -> Result<()> {
         BiosignalCommand::Transfer(a) => run_transfer(a, Preset::Full, "results/biosignal")?,
         BiosignalCommand::Demo(a) => run_transfer(a, Preset::Demo, "results/biosignal-demo")?,
         BiosignalCommand::Resample(a) => {
-            let ds = load(&a.input, &a.load)?;
+            let ds = load(&a.input, &a.load.opts())?;
             let out = resample::align(&ds, a.rate, a.length, a.method)?;
             out.save(&a.out)?;
             println!(
@@ -274,7 +362,7 @@ pub fn run(cmd: &BiosignalCommand) -> Result<()> {
 pub fn check(files: &[PathBuf], opts: &LoadOptions) -> (String, Vec<String>) {
     let mut out = String::new();
     let mut faults = Vec::new();
-    let mut loaded: Vec<Dataset> = Vec::new();
+    let mut loaded: Vec<Windows> = Vec::new();
     for path in files {
         let _ = writeln!(out, "{}", path.display());
         if let Err(e) = describe(path, opts, &mut out) {
@@ -433,10 +521,10 @@ fn load_aligned(
     s: &ShapeArgs,
     rate: f64,
     length: usize,
-) -> Result<Dataset> {
+) -> Result<Windows> {
     let opts = LoadOptions {
         norm: crate::biosignal::Norm::None,
-        ..s.load.clone()
+        ..s.load.opts()
     };
     let ds = load(path, &opts)?;
     let mut out = if ds.rate == Some(rate) && ds.window_len() == length {
@@ -460,7 +548,7 @@ fn model_shape(
     let (r0, l0) = match (fallback, first) {
         (Some(f), _) => f,
         (None, Some(p)) => {
-            let d = load(p, &s.load)?;
+            let d = load(p, &s.load.opts())?;
             let Some(r) = d.rate else {
                 bail!(
                     "{}: sampling rate unknown: give --input-rate or --rate",
@@ -487,7 +575,7 @@ fn run_pretrain(a: &PretrainArgs) -> Result<()> {
     }
     for &m in &a.synthetic {
         let g = Generator::new(a.seed);
-        let mut d = g.dataset(m, Split::Pretrain, 0, a.windows, false);
+        let mut d = g.dataset(m, SynthSplit::Pretrain, 0, a.windows, false);
         d = resample::align(&d, rate, length, a.shape.align)?;
         d.normalise(a.shape.load.norm);
         pools.push(d);
@@ -600,6 +688,9 @@ fn run_finetune(a: &FinetuneArgs) -> Result<()> {
     Ok(())
 }
 
+/// Where `biosignal transfer` and `biosignal demo` find the real data without `--data`.
+pub const DATA_ENV: &str = "BRAINSCALE_DATA";
+
 fn run_transfer(a: &TransferArgs, default: Preset, out: &str) -> Result<()> {
     set_threads(a.threads)?;
     let preset = a.preset.unwrap_or(default);
@@ -610,7 +701,14 @@ fn run_transfer(a: &TransferArgs, default: Preset, out: &str) -> Result<()> {
         }
         plan.seeds = s.clone();
     }
-    let data = RealData::under(&a.data);
+    let root = match (&a.data, std::env::var_os(DATA_ENV)) {
+        (Some(d), _) => d.clone(),
+        (None, Some(d)) => PathBuf::from(d),
+        (None, None) => bail!(
+            "give --data DIR (the folder holding biosignal/epilepsy and biosignal/edf) or set {DATA_ENV}"
+        ),
+    };
+    let data = RealData::under(&root);
     for p in [&data.epilepsy_train, &data.epilepsy_test, &data.edf] {
         if !p.exists() {
             bail!(

@@ -6,6 +6,7 @@ use crate::core::io;
 use crate::core::memory::human_bytes;
 use crate::exec::shards::Shard;
 use crate::models::gpt::{GptConfig, Precision};
+use crate::models::ModelConfig;
 use crate::nn::{parse_device, reexec_for_precision};
 use crate::perf::biosignal::{run_bench_bio, BenchBioArgs};
 use crate::perf::ridge::{Machine, Preset, RidgeBench, Size};
@@ -98,15 +99,12 @@ pub struct BenchTrainArgs {
     pub repeats: usize,
 }
 
-/// A bio-signal case: a bio preset, or a model file named `biot-*` / `citrus-*`.
+/// A bio-signal case: a bio preset, or a bio-signal model file (`model = "biot"`, ...).
 fn bio_case(a: &BenchTrainArgs) -> Option<BenchBioArgs> {
-    let by_file = a.model.as_ref().is_some_and(|m| {
-        let n = m
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
-        n.starts_with("biot") || n.starts_with("citrus")
-    });
+    let by_file = a
+        .model
+        .as_ref()
+        .is_some_and(|m| crate::models::BioModelConfig::is_signal_config(m));
     let preset = a.preset.and_then(|p| BenchPreset::from(p).bio());
     (preset.is_some() || by_file).then(|| BenchBioArgs {
         preset,
@@ -130,7 +128,8 @@ pub fn bench_train(a: &BenchTrainArgs) -> Result<()> {
         if reexec_for_precision(precision)? {
             return Ok(());
         }
-        run_bench_bio(&b, parse_device(&a.device)?, precision)?;
+        let r = run_bench_bio(&b, parse_device(&a.device)?, precision)?;
+        println!("{}", crate::perf::biosignal::describe(&r));
         return Ok(());
     }
     if a.channels.is_some() || a.samples.is_some() || a.torch {

@@ -10,6 +10,7 @@ use crate::core::io;
 use crate::fmri::codes::{self, CodeData};
 use crate::fmri::tokenize;
 use crate::models::gpt::{Gpt, GptConfig};
+use crate::models::ModelConfig;
 use crate::nn::{self, parse_device, FitOptions, TrainConfig, TrainSummary, Trainer};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};

@@ -22,88 +22,65 @@
 //!
 //! Variable names (`encoder.layers.0.attn.to_q.weight`, ...) are those of `bench/biot_torch.py`,
 //! the independent PyTorch build used to check logits.
+use crate::models::config::{divisible, positive, probabilities, ModelConfig};
 use crate::models::layers::{sinusoidal_table, LayerNorm, Linear};
-use anyhow::{bail, Context, Result};
+use crate::models::objectives::{self, SignalBatch};
+use crate::models::signal::{self, Classify, Objective, Pretext, SignalArch};
+use anyhow::{bail, Result};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::path::Path;
 use tch::{nn, Kind, Tensor};
 
-fn d256() -> i64 {
-    256
-}
-fn d4() -> i64 {
-    4
-}
-fn d8() -> i64 {
-    8
-}
-fn d200() -> i64 {
-    200
-}
-fn d100() -> i64 {
-    100
-}
-fn d18() -> i64 {
-    18
-}
-fn d2() -> i64 {
-    2
-}
-fn d1000() -> i64 {
-    1000
-}
-fn p02() -> f64 {
-    0.2
-}
-fn p01() -> f64 {
-    0.1
-}
+/// BIOT's contrastive temperature (`run_unsupervised_pretrain.py`: `self.T = 0.2`).
+pub const BIOT_TEMPERATURE: f64 = 0.2;
 
 /// BIOT size and tokenisation; one TOML file per config in `models/` (`biot-*.toml`). Every
 /// field has BIOT's reference value as default (d 256, 8 heads, depth 4, 200/100 STFT).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct BiotConfig {
-    #[serde(default)]
     pub name: String,
     /// Model width d.
-    #[serde(default = "d256")]
     pub d_model: i64,
     /// Number of linear-attention blocks.
-    #[serde(default = "d4")]
     pub n_layer: i64,
-    #[serde(default = "d8")]
     pub n_head: i64,
     /// STFT frame length in samples (one second at the model rate).
-    #[serde(default = "d200")]
     pub n_fft: i64,
     /// STFT hop in samples (half a second).
-    #[serde(default = "d100")]
     pub hop: i64,
     /// Rows of the channel-embedding table (≥ channel_offset + channels of any input).
-    #[serde(default = "d18")]
     pub n_channels: i64,
     /// Outputs of the classification head.
-    #[serde(default = "d2")]
     pub n_classes: i64,
     /// Feed-forward expansion factor.
-    #[serde(default = "d4")]
     pub ff_mult: i64,
     /// Dropout after each attention block's output projection (BIOT: 0.2).
-    #[serde(default = "p02")]
     pub attn_dropout: f64,
     /// Dropout after adding positions (BIOT: 0.1).
-    #[serde(default = "p01")]
     pub pos_dropout: f64,
     /// Longest per-channel frame sequence (size of the sinusoidal table).
-    #[serde(default = "d1000")]
     pub max_frames: i64,
 }
 
 impl Default for BiotConfig {
     /// BIOT's reference configuration (18-channel table, 2 classes).
     fn default() -> Self {
-        toml::from_str("").expect("all fields have defaults")
+        Self {
+            name: String::new(),
+            d_model: 256,
+            n_layer: 4,
+            n_head: 8,
+            n_fft: 200,
+            hop: 100,
+            n_channels: 18,
+            n_classes: 2,
+            ff_mult: 4,
+            attn_dropout: 0.2,
+            pos_dropout: 0.1,
+            max_frames: 1000,
+        }
     }
 }
 
@@ -123,24 +100,11 @@ pub struct BiotParamCounts {
     pub predictor: u64,
 }
 
-impl BiotConfig {
-    /// Reads and validates a TOML config.
-    pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading model config {}", path.display()))?;
-        let cfg: BiotConfig = toml::from_str(&text)
-            .with_context(|| format!("parsing model config {}", path.display()))?;
-        cfg.validate()
-            .with_context(|| format!("invalid model config {}", path.display()))?;
-        Ok(cfg)
-    }
+impl ModelConfig for BiotConfig {
+    const ARCH: &'static str = "biot";
 
-    pub fn to_toml(&self) -> Result<String> {
-        Ok(toml::to_string(self)?)
-    }
-
-    pub fn validate(&self) -> Result<()> {
-        for (name, v) in [
+    fn validate(&self) -> Result<()> {
+        positive(&[
             ("d_model", self.d_model),
             ("n_layer", self.n_layer),
             ("n_head", self.n_head),
@@ -150,35 +114,22 @@ impl BiotConfig {
             ("n_classes", self.n_classes),
             ("ff_mult", self.ff_mult),
             ("max_frames", self.max_frames),
-        ] {
-            if v <= 0 {
-                bail!("{name} must be positive, got {v}");
-            }
-        }
-        if self.d_model % self.n_head != 0 {
-            bail!(
-                "d_model {} is not divisible by n_head {}",
-                self.d_model,
-                self.n_head
-            );
-        }
+        ])?;
+        divisible("d_model", self.d_model, "n_head", self.n_head)?;
         if self.d_model % 2 != 0 {
             bail!(
                 "d_model {} must be even (sinusoidal positions)",
                 self.d_model
             );
         }
-        for (name, p) in [
+        probabilities(&[
             ("attn_dropout", self.attn_dropout),
             ("pos_dropout", self.pos_dropout),
-        ] {
-            if !(0.0..1.0).contains(&p) {
-                bail!("{name} must be in [0, 1), got {p}");
-            }
-        }
-        Ok(())
+        ])
     }
+}
 
+impl BiotConfig {
     pub fn head_dim(&self) -> i64 {
         self.d_model / self.n_head
     }
@@ -538,5 +489,88 @@ impl BiotPretrain {
         );
         let b = self.encoder.encode(x, channel_offset, train, kind)?;
         crate::models::objectives::info_nce(&b, &a, temperature)
+    }
+}
+
+impl SignalArch for BiotConfig {
+    type Classifier = Biot;
+    type Pretext = BiotPretrain;
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn n_classes(&self) -> i64 {
+        self.n_classes
+    }
+    fn with_classes(&self, k: i64) -> Self {
+        Self {
+            n_classes: k,
+            ..self.clone()
+        }
+    }
+    fn for_objective(&self, objective: Objective) -> Result<Self> {
+        match objective {
+            Objective::Contrastive => Ok(self.clone()),
+            o => Err(signal::unsupported(
+                o,
+                "mae-* trains the CiTrus hybrid, contrastive trains BIOT",
+            )),
+        }
+    }
+    fn channel_independent(&self) -> bool {
+        false
+    }
+    fn check_input(&self, channels: i64, samples: i64) -> Result<()> {
+        if channels > self.n_channels {
+            bail!(
+                "{channels} channels but the BIOT channel table has {} rows (n_channels)",
+                self.n_channels
+            );
+        }
+        if samples < self.n_fft {
+            bail!(
+                "windows of {samples} samples are shorter than one STFT frame (n_fft {})",
+                self.n_fft
+            );
+        }
+        Ok(())
+    }
+    fn train_flops_per_sample(&self, channels: i64, samples: i64, _pretext: bool) -> f64 {
+        BiotConfig::train_flops_per_sample(self, channels, samples)
+    }
+    fn param_info(&self) -> serde_json::Value {
+        serde_json::to_value(self.param_counts()).unwrap_or_default()
+    }
+    fn param_count(&self) -> u64 {
+        self.param_counts().total
+    }
+}
+
+impl Classify<BiotConfig> for Biot {
+    fn build(root: &nn::Path, cfg: &BiotConfig) -> Result<Self> {
+        Biot::new(root, cfg)
+    }
+    fn config(&self) -> &BiotConfig {
+        &self.cfg
+    }
+    fn logits(&self, x: &Tensor, channel_offset: i64, train: bool, kind: Kind) -> Result<Tensor> {
+        Biot::logits(self, x, channel_offset, train, kind)
+    }
+}
+
+/// BIOT's unsupervised pretraining: the perturbed view's frame subsets are drawn from the batch
+/// seed ([`objectives::biot_keep_frames`]), τ = [`BIOT_TEMPERATURE`].
+impl Pretext<BiotConfig> for BiotPretrain {
+    fn build(root: &nn::Path, cfg: &BiotConfig) -> Result<Self> {
+        BiotPretrain::new(root, cfg)
+    }
+    fn config(&self) -> &BiotConfig {
+        &self.cfg
+    }
+    fn pretext_loss(&self, b: &SignalBatch, train: bool, kind: Kind) -> Result<Tensor> {
+        let (c, l) = signal::signal_shape(&b.x)?;
+        let frames = self.cfg.frames(l);
+        let mut rng = ChaCha8Rng::seed_from_u64(b.seed);
+        let keep = objectives::biot_keep_frames(c as usize, frames as usize, &mut rng);
+        self.contrastive_loss(&b.x, b.channel_offset, &keep, BIOT_TEMPERATURE, train, kind)
     }
 }

@@ -22,13 +22,15 @@
 //! `variant = "conv"` is the convolution-only model (stem → mean over time and channels → head,
 //! embedding width s), which the paper reports as strong in low-data regimes; its variables are a
 //! subset of the hybrid's (`stem.*`, `head.*` when widths match), so a pretrained stem loads into it.
+use crate::models::config::{positive, ModelConfig};
 use crate::models::layers::{LayerNorm, Linear};
+use crate::models::objectives::SignalBatch;
 use crate::models::objectives::{self, MaeTarget, MaskConfig};
-use anyhow::{bail, Context, Result};
+use crate::models::signal::{self, Classify, Objective, Pretext, SignalArch, Task};
+use anyhow::{bail, Result};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::path::Path;
 use tch::{nn, Kind, Tensor};
 
 /// Which parts the model has.
@@ -42,99 +44,70 @@ pub enum CitrusVariant {
     Conv,
 }
 
-fn d_s() -> i64 {
-    32
-}
-fn d_k() -> i64 {
-    7
-}
-fn d_sb() -> i64 {
-    2
-}
-fn d_p() -> i64 {
-    16
-}
-fn d_d() -> i64 {
-    128
-}
-fn d_l() -> i64 {
-    3
-}
-fn d_h() -> i64 {
-    4
-}
-fn d_m() -> i64 {
-    4
-}
-fn d_dd() -> i64 {
-    64
-}
-fn d_dl() -> i64 {
-    1
-}
-fn d_dh() -> i64 {
-    2
-}
-fn d_c() -> i64 {
-    2
-}
-fn d_g() -> i64 {
-    8
-}
-
 /// CiTrus sizes; one TOML file per config in `models/` (`citrus-*.toml`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct CitrusConfig {
-    #[serde(default)]
     pub name: String,
-    #[serde(default)]
     pub variant: CitrusVariant,
-    /// Longest window in samples at the model rate (sets the position tables).
+    /// Longest window in samples at the model rate (sets the position tables). Required: no
+    /// default, it depends on the data.
     pub max_len: i64,
     /// Stem channels s.
-    #[serde(default = "d_s")]
     pub stem_channels: i64,
     /// Stem kernel size (odd).
-    #[serde(default = "d_k")]
     pub kernel_size: i64,
     /// Residual blocks in the stem.
-    #[serde(default = "d_sb")]
     pub stem_blocks: i64,
     /// GroupNorm groups in the stem (divides stem_channels).
-    #[serde(default = "d_g")]
     pub norm_groups: i64,
     /// Patch length P in samples.
-    #[serde(default = "d_p")]
     pub patch_len: i64,
-    #[serde(default = "d_d")]
     pub d_model: i64,
-    #[serde(default = "d_l")]
     pub n_layer: i64,
-    #[serde(default = "d_h")]
     pub n_head: i64,
-    #[serde(default = "d_m")]
     pub ff_mult: i64,
     /// Dropout on attention and MLP outputs.
-    #[serde(default)]
     pub dropout: f64,
     /// Decoder width.
-    #[serde(default = "d_dd")]
     pub dec_d_model: i64,
     /// Decoder blocks (0 = a linear decoder).
-    #[serde(default = "d_dl")]
     pub dec_layers: i64,
-    #[serde(default = "d_dh")]
     pub dec_n_head: i64,
     /// Outputs of the classification head.
-    #[serde(default = "d_c")]
     pub n_classes: i64,
     /// What MAE reconstructs (sets the decoder's output width).
-    #[serde(default)]
     pub mae_target: MaeTarget,
     /// MAE masking.
-    #[serde(default)]
     pub mask: MaskConfig,
+}
+
+impl Default for CitrusConfig {
+    /// The reference sizes (hybrid, 32-channel stem, 16-sample patches, d 128, 3 layers, a
+    /// one-block decoder of width 64); `max_len` 0, which [`ModelConfig::validate`] refuses.
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            variant: CitrusVariant::Hybrid,
+            max_len: 0,
+            stem_channels: 32,
+            kernel_size: 7,
+            stem_blocks: 2,
+            norm_groups: 8,
+            patch_len: 16,
+            d_model: 128,
+            n_layer: 3,
+            n_head: 4,
+            ff_mult: 4,
+            dropout: 0.0,
+            dec_d_model: 64,
+            dec_layers: 1,
+            dec_n_head: 2,
+            n_classes: 2,
+            mae_target: MaeTarget::default(),
+            mask: MaskConfig::default(),
+        }
+    }
 }
 
 /// CiTrus parameter counts, computed here and nowhere else.
@@ -159,23 +132,14 @@ fn block_params(d: u64, m: u64) -> u64 {
     2 * d + (3 * d * d + 3 * d) + (d * d + d) + 2 * d + (m * d * d + m * d) + (m * d * d + d)
 }
 
-impl CitrusConfig {
-    pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading model config {}", path.display()))?;
-        let cfg: CitrusConfig = toml::from_str(&text)
-            .with_context(|| format!("parsing model config {}", path.display()))?;
-        cfg.validate()
-            .with_context(|| format!("invalid model config {}", path.display()))?;
-        Ok(cfg)
-    }
+impl ModelConfig for CitrusConfig {
+    const ARCH: &'static str = "citrus";
 
-    pub fn to_toml(&self) -> Result<String> {
-        Ok(toml::to_string(self)?)
-    }
-
-    pub fn validate(&self) -> Result<()> {
-        for (name, v) in [
+    fn validate(&self) -> Result<()> {
+        if self.max_len == 0 {
+            bail!("max_len is required (the longest window in samples at the model rate)");
+        }
+        positive(&[
             ("max_len", self.max_len),
             ("stem_channels", self.stem_channels),
             ("kernel_size", self.kernel_size),
@@ -188,11 +152,7 @@ impl CitrusConfig {
             ("dec_d_model", self.dec_d_model),
             ("dec_n_head", self.dec_n_head),
             ("n_classes", self.n_classes),
-        ] {
-            if v <= 0 {
-                bail!("{name} must be positive, got {v}");
-            }
-        }
+        ])?;
         if self.stem_blocks < 0 || self.dec_layers < 0 {
             bail!("stem_blocks and dec_layers must be ≥ 0");
         }
@@ -224,7 +184,9 @@ impl CitrusConfig {
         }
         self.mask.validate()
     }
+}
 
+impl CitrusConfig {
     /// Patches in a window of max_len samples.
     pub fn max_patches(&self) -> i64 {
         self.max_len / self.patch_len
@@ -695,5 +657,84 @@ impl Citrus {
         )?;
         let target = objectives::mae_target(&patches, self.cfg.mae_target);
         objectives::masked_mse(&pred, &target, &mask)
+    }
+}
+
+impl SignalArch for CitrusConfig {
+    type Classifier = Citrus;
+    type Pretext = Citrus;
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn n_classes(&self) -> i64 {
+        self.n_classes
+    }
+    fn with_classes(&self, k: i64) -> Self {
+        Self {
+            n_classes: k,
+            ..self.clone()
+        }
+    }
+    /// Masked auto-encoding of the hybrid; a frequency target keeps the config's `log` flag
+    /// (default log).
+    fn for_objective(&self, objective: Objective) -> Result<Self> {
+        let trains = "mae-* trains the CiTrus hybrid, contrastive trains BIOT";
+        let mae_target = match (objective, self.mae_target) {
+            (Objective::Contrastive, _) => return Err(signal::unsupported(objective, trains)),
+            (Objective::MaeTime, _) => MaeTarget::Time,
+            (_, MaeTarget::Freq { log }) => MaeTarget::Freq { log },
+            _ => MaeTarget::Freq { log: true },
+        };
+        if self.variant != CitrusVariant::Hybrid {
+            bail!("masked auto-encoding needs the hybrid variant (the conv-only model has no decoder)");
+        }
+        Ok(Self {
+            mae_target,
+            ..self.clone()
+        })
+    }
+    fn channel_independent(&self) -> bool {
+        true
+    }
+    fn check_input(&self, _channels: i64, _samples: i64) -> Result<()> {
+        Ok(())
+    }
+    fn train_flops_per_sample(&self, channels: i64, samples: i64, pretext: bool) -> f64 {
+        CitrusConfig::train_flops_per_sample(self, channels, samples, pretext)
+    }
+    fn param_info(&self) -> serde_json::Value {
+        serde_json::to_value(self.param_counts()).unwrap_or_default()
+    }
+    fn param_count(&self) -> u64 {
+        self.param_counts().total
+    }
+    fn bench_task(&self) -> Task {
+        Task::Pretext
+    }
+}
+
+/// Supervised CiTrus (hybrid or conv-only).
+impl Classify<CitrusConfig> for Citrus {
+    fn build(root: &nn::Path, cfg: &CitrusConfig) -> Result<Self> {
+        Citrus::new(root, cfg)
+    }
+    fn config(&self) -> &CitrusConfig {
+        &self.cfg
+    }
+    fn logits(&self, x: &Tensor, _offset: i64, train: bool, kind: Kind) -> Result<Tensor> {
+        Citrus::logits(self, x, train, kind)
+    }
+}
+
+/// CiTrus masked auto-encoding (masks drawn from the batch seed).
+impl Pretext<CitrusConfig> for Citrus {
+    fn build(root: &nn::Path, cfg: &CitrusConfig) -> Result<Self> {
+        Citrus::new(root, cfg)
+    }
+    fn config(&self) -> &CitrusConfig {
+        &self.cfg
+    }
+    fn pretext_loss(&self, b: &SignalBatch, train: bool, kind: Kind) -> Result<Tensor> {
+        self.mae_loss(&b.x, b.seed, train, kind)
     }
 }

@@ -8,6 +8,8 @@
 //! Mixed precision is explicit rather than autocast: master weights stay fp32, every matmul casts
 //! its weight and input to the compute dtype (what autocast does), layer norms, the residual
 //! stream and the loss stay fp32. The same code runs on CPU in tests and on GPU.
+use crate::models::config::{divisible, positive, probabilities, ModelConfig};
+use crate::models::layers::{LayerNorm, Linear, LinearInit};
 use crate::nn::trainer::{Data, Loss, Model};
 use anyhow::{bail, Context, Result};
 use rand::Rng;
@@ -74,49 +76,22 @@ pub struct ParamCounts {
     pub matmul: u64,
 }
 
-impl GptConfig {
-    /// Reads and validates a TOML config.
-    pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading model config {}", path.display()))?;
-        let cfg: GptConfig = toml::from_str(&text)
-            .with_context(|| format!("parsing model config {}", path.display()))?;
-        cfg.validate()
-            .with_context(|| format!("invalid model config {}", path.display()))?;
-        Ok(cfg)
-    }
+impl ModelConfig for GptConfig {
+    const ARCH: &'static str = "gpt";
 
-    pub fn to_toml(&self) -> Result<String> {
-        Ok(toml::to_string(self)?)
-    }
-
-    pub fn validate(&self) -> Result<()> {
-        for (name, v) in [
+    fn validate(&self) -> Result<()> {
+        positive(&[
             ("d_model", self.d_model),
             ("n_layer", self.n_layer),
             ("n_head", self.n_head),
             ("ctx", self.ctx),
             ("vocab", self.vocab),
-        ] {
-            if v <= 0 {
-                bail!("{name} must be positive, got {v}");
-            }
-        }
-        if self.d_model % self.n_head != 0 {
-            bail!(
-                "d_model {} is not divisible by n_head {}",
-                self.d_model,
-                self.n_head
-            );
-        }
-        for (name, p) in [
+        ])?;
+        divisible("d_model", self.d_model, "n_head", self.n_head)?;
+        probabilities(&[
             ("dropout", self.dropout),
             ("attn_dropout", self.attn_dropout),
-        ] {
-            if !(0.0..1.0).contains(&p) {
-                bail!("{name} must be in [0, 1), got {p}");
-            }
-        }
+        ])?;
         match (self.pos, self.latent_shape) {
             (PosEmbedding::Factorized, None) => {
                 bail!("pos = \"factorized\" needs latent_shape = [t, h, w]")
@@ -133,7 +108,9 @@ impl GptConfig {
         }
         Ok(())
     }
+}
 
+impl GptConfig {
     pub fn head_dim(&self) -> i64 {
         self.d_model / self.n_head
     }
@@ -181,53 +158,6 @@ impl GptConfig {
 /// Compute precision (lives in the engine; re-exported for model configs and tests).
 pub use crate::nn::precision::Precision;
 
-struct LayerNorm {
-    weight: Tensor,
-    bias: Tensor,
-}
-
-impl LayerNorm {
-    fn new(p: nn::Path, d: i64) -> Self {
-        Self {
-            weight: p.ones("weight", &[d]),
-            bias: p.zeros("bias", &[d]),
-        }
-    }
-
-    /// Always in fp32 (as under autocast).
-    fn forward(&self, x: &Tensor) -> Tensor {
-        let d = self.weight.size()[0];
-        x.to_kind(Kind::Float)
-            .layer_norm([d], Some(&self.weight), Some(&self.bias), 1e-5, true)
-    }
-}
-
-struct Linear {
-    weight: Tensor,
-    bias: Tensor,
-}
-
-impl Linear {
-    fn new(p: nn::Path, d_in: i64, d_out: i64, std: f64) -> Self {
-        Self {
-            weight: p.var(
-                "weight",
-                &[d_out, d_in],
-                nn::Init::Randn {
-                    mean: 0.0,
-                    stdev: std,
-                },
-            ),
-            bias: p.zeros("bias", &[d_out]),
-        }
-    }
-
-    fn forward(&self, x: &Tensor, kind: Kind) -> Tensor {
-        x.to_kind(kind)
-            .linear(&self.weight.to_kind(kind), Some(&self.bias.to_kind(kind)))
-    }
-}
-
 struct Block {
     ln_1: LayerNorm,
     c_attn: Linear,
@@ -241,14 +171,15 @@ impl Block {
     fn new(p: nn::Path, cfg: &GptConfig) -> Self {
         let d = cfg.d_model;
         // GPT-2: residual projections scaled by 1/sqrt(2·n_layer).
-        let proj_std = 0.02 / (2.0 * cfg.n_layer as f64).sqrt();
+        let proj = LinearInit::Normal(0.02 / (2.0 * cfg.n_layer as f64).sqrt());
+        let lin = |p: nn::Path, d_in, d_out, init| Linear::with_init(p, d_in, d_out, true, init);
         Self {
             ln_1: LayerNorm::new(&p / "ln_1", d),
-            c_attn: Linear::new(&p / "attn" / "c_attn", d, 3 * d, 0.02),
-            attn_proj: Linear::new(&p / "attn" / "c_proj", d, d, proj_std),
+            c_attn: lin(&p / "attn" / "c_attn", d, 3 * d, LinearInit::Normal(0.02)),
+            attn_proj: lin(&p / "attn" / "c_proj", d, d, proj),
             ln_2: LayerNorm::new(&p / "ln_2", d),
-            c_fc: Linear::new(&p / "mlp" / "c_fc", d, 4 * d, 0.02),
-            mlp_proj: Linear::new(&p / "mlp" / "c_proj", 4 * d, d, proj_std),
+            c_fc: lin(&p / "mlp" / "c_fc", d, 4 * d, LinearInit::Normal(0.02)),
+            mlp_proj: lin(&p / "mlp" / "c_proj", 4 * d, d, proj),
         }
     }
 
@@ -363,10 +294,15 @@ impl Gpt {
                 self.cfg.ctx
             );
         }
-        // The id range is checked where it costs no device sync (CPU inputs); training data
-        // is validated when loaded, so GPU steps stay asynchronous.
-        if b > 0 && idx.device() == tch::Device::Cpu {
-            let (lo, hi) = (idx.min().int64_value(&[]), idx.max().int64_value(&[]));
+        self.check_ids(idx)?;
+        Ok((b, t))
+    }
+
+    /// Token ids (inputs or targets) within the vocab. Checked where it costs no device sync
+    /// (CPU tensors); training data is validated when loaded, so GPU steps stay asynchronous.
+    fn check_ids(&self, ids: &Tensor) -> Result<()> {
+        if ids.numel() > 0 && ids.device() == tch::Device::Cpu {
+            let (lo, hi) = (ids.min().int64_value(&[]), ids.max().int64_value(&[]));
             if lo < 0 || hi >= self.cfg.vocab {
                 bail!(
                     "token ids must be in 0..{}, found range {lo}..={hi}",
@@ -374,7 +310,7 @@ impl Gpt {
                 );
             }
         }
-        Ok((b, t))
+        Ok(())
     }
 
     /// Runs the trunk; returns the final (pre-ln_f) residual stream and the hidden states of
@@ -437,6 +373,7 @@ impl Gpt {
                 idx.size()
             );
         }
+        self.check_ids(targets)?;
         Ok(logits
             .to_kind(Kind::Float)
             .reshape([-1, self.cfg.vocab])
@@ -478,8 +415,9 @@ impl Model for Gpt {
         decays(name, p)
     }
 
-    /// Next-token cross-entropy; token ids are checked against the vocab when the batch is on
-    /// the CPU (on a GPU the check would cost a device sync per micro-batch).
+    /// Next-token cross-entropy; token ids (inputs and targets) are checked against the vocab in
+    /// [`Gpt::loss`] when the batch is on the CPU (on a GPU the check would cost a device sync
+    /// per micro-batch).
     fn loss(&self, b: &TokenBatch, train: bool, kind: Kind) -> Result<Loss> {
         let l = b.x.size().get(1).copied().unwrap_or(0);
         if l < 1 || l > self.cfg.ctx {
@@ -488,16 +426,6 @@ impl Model for Gpt {
                 l + 1,
                 self.cfg.ctx + 1
             );
-        }
-        if b.x.device() == Device::Cpu && b.x.numel() > 0 {
-            let all = Tensor::cat(&[b.x.reshape([-1]), b.y.reshape([-1])], 0);
-            let (lo, hi) = (all.min().int64_value(&[]), all.max().int64_value(&[]));
-            if lo < 0 || hi >= self.cfg.vocab {
-                bail!(
-                    "token ids must be in 0..{}, found {lo}..={hi}",
-                    self.cfg.vocab
-                );
-            }
         }
         Ok(Loss::plain(self.loss(&b.x, &b.y, train, kind)?))
     }

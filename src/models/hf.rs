@@ -5,6 +5,7 @@
 //! `transformer.` prefix; its `Conv1D` layers (`c_attn`, `c_proj`, `c_fc`) store weights
 //! transposed, [in, out], where ours are [out, in]. The causal-mask buffers
 //! (`h.{i}.attn.bias`, `h.{i}.attn.masked_bias`) are skipped on load.
+use crate::models::config::ModelConfig;
 use crate::models::gpt::{GptConfig, PosEmbedding};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::{BTreeMap, HashMap};

@@ -1,23 +1,46 @@
-//! Small building blocks shared by the bio-signal models ([`crate::models::biot`], [`crate::models::citrus`]):
-//! PyTorch-initialised linear and layer-norm layers with explicit compute dtype (master weights
-//! fp32, matmul inputs cast to `kind`, norms in fp32 — what autocast does), and the sinusoidal
-//! position table of "Attention is all you need" (§3.5).
+//! Small building blocks shared by the models ([`crate::models::gpt`], [`crate::models::biot`],
+//! [`crate::models::citrus`], ...): linear and layer-norm layers with explicit compute dtype
+//! (master weights fp32, matmul inputs cast to `kind`, norms in fp32 — what autocast does), the
+//! linear init an argument (PyTorch's default or GPT-2's normal), and the sinusoidal position
+//! table of "Attention is all you need" (§3.5).
 use tch::{nn, Kind, Tensor};
 
-/// `torch.nn.Linear` with PyTorch's default init: weight and bias ~ U(±1/√fan_in).
-/// Weight [out, in], bias [out] (optional).
+/// How a [`Linear`] layer's variables start.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LinearInit {
+    /// PyTorch's default: weight and bias ~ U(±1/√fan_in).
+    Torch,
+    /// GPT-2's: weight ~ N(0, σ²) with this σ, bias zeros.
+    Normal(f64),
+}
+
+/// `torch.nn.Linear`: weight [out, in], bias [out] (optional).
 pub struct Linear {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
 }
 
 impl Linear {
+    /// With PyTorch's default init ([`LinearInit::Torch`]).
     pub fn new(p: nn::Path, d_in: i64, d_out: i64, bias: bool) -> Self {
-        let b = 1.0 / (d_in as f64).sqrt();
-        let init = nn::Init::Uniform { lo: -b, up: b };
+        Self::with_init(p, d_in, d_out, bias, LinearInit::Torch)
+    }
+
+    /// Variables `weight` then `bias` under `p` (that order keeps seeded inits unchanged).
+    pub fn with_init(p: nn::Path, d_in: i64, d_out: i64, bias: bool, init: LinearInit) -> Self {
+        let (w, b) = match init {
+            LinearInit::Torch => {
+                let b = 1.0 / (d_in as f64).sqrt();
+                let u = nn::Init::Uniform { lo: -b, up: b };
+                (u, u)
+            }
+            LinearInit::Normal(stdev) => {
+                (nn::Init::Randn { mean: 0.0, stdev }, nn::Init::Const(0.0))
+            }
+        };
         Self {
-            weight: p.var("weight", &[d_out, d_in], init),
-            bias: bias.then(|| p.var("bias", &[d_out], init)),
+            weight: p.var("weight", &[d_out, d_in], w),
+            bias: bias.then(|| p.var("bias", &[d_out], b)),
         }
     }
 

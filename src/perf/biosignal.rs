@@ -6,9 +6,11 @@
 //! A step is the engine's full optimizer step ([`crate::nn::Trainer::train_step`]) on random
 //! windows: forward, loss (BIOT: cross-entropy of the classifier, as BIOT's supervised runs;
 //! CiTrus: the masked auto-encoding loss), backward, gradient norm, AdamW.
-use crate::biosignal::train::{BioModelConfig, BiotSupervised, CitrusMae, InMemorySignals};
+use crate::biosignal::train::InMemorySignals;
 use crate::models::biot::BiotConfig;
-use crate::models::objectives::SignalBatch;
+use crate::models::registry::{ArchVisitor, BioModelConfig};
+use crate::models::signal::{Pretraining, SignalArch, Supervised, Task};
+use crate::models::ModelConfig;
 use crate::nn::{Model, Precision, TrainConfig, Trainer};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -17,7 +19,7 @@ use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 /// Named cases: model config, batch, channels, samples per channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BioBenchPreset {
     /// BIOT reference (d256 L4 H8, 3.2 M), 16 channels × 10 s at 200 Hz, batch 8 (CPU).
@@ -33,14 +35,15 @@ pub enum BioBenchPreset {
 impl BioBenchPreset {
     /// (model, batch, channels, samples per channel).
     pub fn case(self) -> (BioModelConfig, usize, i64, i64) {
-        let biot = BioModelConfig::Biot(BiotConfig {
+        let biot = BioModelConfig::from(BiotConfig {
             name: "biot-d256-l4".into(),
             ..BiotConfig::default()
         });
-        let citrus = BioModelConfig::Citrus(
-            toml::from_str(include_str!("../../models/citrus-small.toml"))
-                .expect("citrus-small.toml parses"),
-        );
+        let citrus = BioModelConfig::parse(
+            include_str!("../../models/citrus-small.toml"),
+            "models/citrus-small.toml",
+        )
+        .expect("citrus-small.toml parses");
         match self {
             Self::BiotCpu => (biot, 8, 16, 2000),
             Self::BiotGpu => (biot, 256, 18, 2000),
@@ -72,7 +75,7 @@ pub struct BioBenchRow {
 }
 
 /// Seconds for `steps` engine steps after `warmup` ones.
-fn time_steps<M: Model<Batch = SignalBatch>>(
+fn time_steps<M: Model<Batch = crate::models::objectives::SignalBatch>>(
     cfg: &M::Config,
     tc: &TrainConfig,
     data: &InMemorySignals,
@@ -89,6 +92,50 @@ fn time_steps<M: Model<Batch = SignalBatch>>(
         t.train_step(data)?; // reads the loss back: a device sync
     }
     Ok(t0.elapsed().as_secs_f64())
+}
+
+/// The generic body of [`bench_biosignal`]: (parameters, FLOPs per sample, seconds).
+struct Timed<'a> {
+    /// Random windows drawn (4 batches).
+    n: i64,
+    tc: &'a TrainConfig,
+    channels: i64,
+    samples: i64,
+    steps: u64,
+    warmup: u64,
+    device: Device,
+}
+
+impl ArchVisitor for Timed<'_> {
+    type Out = Result<(u64, f64, f64)>;
+    fn visit<A: SignalArch>(self, cfg: &A) -> Self::Out {
+        let (n, task) = (self.n, cfg.bench_task());
+        // Seed and draws under the engine's RNG lock: trainers in other threads seed the same
+        // process-global RNG (and the trainer below takes the lock itself).
+        let (x, y) = {
+            let _rng = crate::nn::rng_turn();
+            tch::manual_seed(0);
+            let x = Tensor::randn([n, self.channels, self.samples], (Kind::Float, Device::Cpu));
+            let y = (task == Task::Supervised)
+                .then(|| Tensor::randint(cfg.n_classes(), [n], (Kind::Int64, Device::Cpu)));
+            (x, y)
+        };
+        let data = InMemorySignals::new(
+            x.shallow_clone(),
+            y.as_ref().map(|y| y.shallow_clone()),
+            x,
+            y,
+        )?;
+        let run = (self.tc, &data, self.steps, self.warmup, self.device);
+        let secs = match task {
+            Task::Supervised => {
+                time_steps::<Supervised<A>>(cfg, run.0, run.1, run.2, run.3, run.4)?
+            }
+            Task::Pretext => time_steps::<Pretraining<A>>(cfg, run.0, run.1, run.2, run.3, run.4)?,
+        };
+        let flops = cfg.train_flops_per_sample(self.channels, self.samples, task == Task::Pretext);
+        Ok((cfg.param_count(), flops, secs))
+    }
 }
 
 /// Times `steps` training steps (after `warmup`) of `model` through the engine on random windows
@@ -118,31 +165,15 @@ pub fn bench_biosignal(
         warmup_steps: 1,
         ..TrainConfig::default()
     };
-    tch::manual_seed(0);
-    let n = (4 * batch) as i64;
-    let x = Tensor::randn([n, channels, samples], (Kind::Float, Device::Cpu));
-    let (params, flops_per_sample, secs) = match model {
-        BioModelConfig::Biot(cfg) => {
-            let y = Tensor::randint(cfg.n_classes, [n], (Kind::Int64, Device::Cpu));
-            let data =
-                InMemorySignals::new(x.shallow_clone(), Some(y.shallow_clone()), x, Some(y))?;
-            let secs = time_steps::<BiotSupervised>(cfg, &tc, &data, steps, warmup, device)?;
-            (
-                cfg.param_counts().total,
-                cfg.train_flops_per_sample(channels, samples),
-                secs,
-            )
-        }
-        BioModelConfig::Citrus(cfg) => {
-            let data = InMemorySignals::new(x.shallow_clone(), None, x, None)?;
-            let secs = time_steps::<CitrusMae>(cfg, &tc, &data, steps, warmup, device)?;
-            (
-                cfg.param_counts().total,
-                cfg.train_flops_per_sample(channels, samples, true),
-                secs,
-            )
-        }
-    };
+    let (params, flops_per_sample, secs) = model.visit(Timed {
+        n: (4 * batch) as i64,
+        tc: &tc,
+        channels,
+        samples,
+        steps,
+        warmup,
+        device,
+    })?;
     let sps = (steps as usize * batch) as f64 / secs;
     Ok(BioBenchRow {
         model: model.name().into(),
@@ -238,39 +269,29 @@ pub fn describe(r: &BioBenchRow) -> String {
 }
 
 /// Options of the bio-signal `bench-train` cases (flags override the preset).
-#[derive(clap::Args, Debug, Clone)]
+#[derive(Debug, Clone)]
 pub struct BenchBioArgs {
-    #[arg(long, value_enum)]
     pub preset: Option<BioBenchPreset>,
-    /// A `biot-*.toml` or `citrus-*.toml` instead of the preset's model.
-    #[arg(long)]
+    /// A bio-signal model config (`model = "biot"`, ...) instead of the preset's model.
     pub model: Option<PathBuf>,
-    #[arg(long)]
     pub batch_size: Option<usize>,
-    #[arg(long)]
     pub channels: Option<i64>,
     /// Samples per channel at the model rate.
-    #[arg(long)]
     pub samples: Option<i64>,
-    #[arg(long, default_value_t = 5)]
     pub steps: u64,
-    #[arg(long, default_value_t = 2)]
     pub warmup: u64,
-    #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Also time PyTorch eager (`bench/biot_torch.py`, BIOT on CPU only) and print the ratio.
-    #[arg(long)]
     pub torch: bool,
     /// Alternate brainscale and PyTorch this many times and report medians (a shared machine's
     /// load drifts: pairs measured close together compare fairly).
-    #[arg(long, default_value_t = 1)]
     pub repeats: usize,
     /// Append the row to this CSV (created with a header).
-    #[arg(long)]
     pub csv: Option<PathBuf>,
 }
 
-/// `bench-train --preset biot-*|citrus-*`: runs one case, prints it, optionally appends it to a CSV.
+/// `bench-train --preset biot-*|citrus-*`: runs one case and returns it (print it with
+/// [`describe`]), optionally appending it to a CSV.
 /// The caller resolves the device and precision (and re-executes for TF32 as `bench-train` does).
 pub fn run_bench_bio(
     a: &BenchBioArgs,
@@ -339,7 +360,6 @@ pub fn run_bench_bio(
         r.torch_samples_per_s = Some(median(theirs));
         r.ratio_vs_torch = Some(median(ratios));
     }
-    println!("{}", describe(&r));
     if let Some(path) = &a.csv {
         crate::core::io::append_csv(path, r.clone())?;
     }

@@ -26,7 +26,7 @@
 //!   A window of C channels and L samples is C·T tokens, T = ⌊(L − n_fft)/hop⌋ + 1. D counts the
 //!   tokens of the full view; D is rounded to whole optimizer steps (batch · C · T tokens) when a
 //!   cell is made, so the row's `tokens` is exactly what was trained.
-//! - **Objective** = BIOT's contrastive pretraining ([`BiotContrastive`]: a random subset of each
+//! - **Objective** = BIOT's contrastive pretraining ([`Pretraining`] of [`BiotConfig`]: a random subset of each
 //!   channel's frames through the predictor vs the whole window, InfoNCE at τ = 0.2 over the
 //!   batch). It is "the unsupervised pretraining loss" of BIOT; its value depends on the batch
 //!   (ln B at chance), so one grid keeps one batch size and the held-out loss is computed on a
@@ -45,11 +45,12 @@
 //! per token (n_fft/2 + 1), the BIOT counterparts of a GPT's context and vocabulary.
 //! The cell trains with the engine ([`crate::nn::fit`]): checkpoints in `cells/ID/train/`, so a
 //! killed cell resumes from its last checkpoint; each start appends to `cells/ID/attempts.log`.
-use crate::biosignal::synth::{Generator, Modality, Split};
-use crate::biosignal::train::BiotContrastive;
+use crate::biosignal::synth::{Generator, Modality, SynthSplit};
 use crate::biosignal::window::{normalise, Norm};
 use crate::models::biot::BiotConfig;
 use crate::models::objectives::SignalBatch;
+use crate::models::signal::Pretraining;
+use crate::models::ModelConfig;
 use crate::nn::{Data, FitOptions, Precision, TrainConfig, Trainer};
 use crate::study::grids::cell::{Cell, CellEnv, CellOutput, CellWork, ModelSpec, ParamCounts};
 use anyhow::{bail, Context, Result};
@@ -323,7 +324,7 @@ impl BiosignalCell {
 
     /// The held-out windows: `eval_windows` of the generator's "val" split from index 0.
     fn eval_set(&self, gen: &Generator) -> Result<Tensor> {
-        let (x, _) = gen.batch(self.modality, Split::Val, 0, self.eval_windows);
+        let (x, _) = gen.batch(self.modality, SynthSplit::Val, 0, self.eval_windows);
         to_tensor(x)
     }
 }
@@ -352,9 +353,13 @@ impl Data<SignalBatch> for StreamingSignals {
         batch_size: usize,
         device: Device,
     ) -> Result<SignalBatch> {
-        let (x, _) = self
-            .gen
-            .sample(self.modality, Split::Pretrain, rng, batch_size, self.pool);
+        let (x, _) = self.gen.sample(
+            self.modality,
+            SynthSplit::Pretrain,
+            rng,
+            batch_size,
+            self.pool,
+        );
         Ok(SignalBatch {
             x: to_tensor(x)?.to_device(device),
             labels: None,
@@ -447,7 +452,8 @@ impl CellWork for BiosignalCell {
         let train_dir = env.dir.join("train");
         let load_start = load_average();
         let t0 = std::time::Instant::now();
-        let mut t = Trainer::<BiotContrastive>::open(&train_dir, &cfg, &tc, device, |_, _| Ok(()))?;
+        let mut t =
+            Trainer::<Pretraining<BiotConfig>>::open(&train_dir, &cfg, &tc, device, |_, _| Ok(()))?;
         let resumed_from = t.step;
         {
             use std::io::Write;

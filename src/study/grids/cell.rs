@@ -1,6 +1,7 @@
 //! One cell of a grid: its resolved settings (model, data size, precision, seed, subjects),
 //! the [`CellWork`] trait that each kind of cell implements (command_cell.rs, pipeline_cell.rs)
 //! and what a cell reports.
+use crate::models::ModelConfig;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -26,9 +26,9 @@
 //! results.csv is rewritten (atomically) only when a value changes. Different settings for an
 //! already scored grid are an error (one set of downstream columns per results file).
 use crate::biosignal::finetune::{finetune, FinetuneOptions, MeanSd, Mode, Regime};
-use crate::biosignal::synth::Split;
-use crate::biosignal::train::BioModelConfig;
-use crate::biosignal::{Dataset, Norm};
+use crate::biosignal::synth::SynthSplit;
+use crate::biosignal::{Norm, Windows};
+use crate::models::registry::BioModelConfig;
 use crate::study::grids::biosignal_cell::{biot_config, BiosignalCell};
 use crate::study::grids::cell::Cell;
 use crate::study::grids::grid::{CellConfig, Grid};
@@ -197,7 +197,7 @@ fn kind_name(c: &CellConfig) -> &'static str {
 
 /// A labelled synthetic set of the cell's modality and window shape, normalised as in
 /// pretraining.
-fn labelled(b: &BiosignalCell, split: Split, n: usize) -> Result<Dataset> {
+fn labelled(b: &BiosignalCell, split: SynthSplit, n: usize) -> Result<Windows> {
     let mut d = b.generator()?.dataset(b.modality, split, 0, n, true);
     d.normalise(Norm::P95);
     Ok(d)
@@ -233,8 +233,8 @@ fn final_weights(b: &BiosignalCell, cell: &Cell, out: &Path) -> Result<(PathBuf,
 fn scores(
     model: &BioModelConfig,
     init: Option<&Path>,
-    train: &Dataset,
-    test: &Dataset,
+    train: &Windows,
+    test: &Windows,
     regime: Regime,
     opts: &FinetuneOptions,
     seeds: &[u64],
@@ -363,8 +363,8 @@ pub fn run_downstream(a: &DownstreamOptions) -> Result<DownstreamSummary> {
         let device = crate::nn::parse_device(&b.device).context("[cell] device")?;
         // One thread: these ops are small and the cores shared (~10x faster than two).
         tch::set_num_threads(1);
-        let train = labelled(b, Split::Train, a.train_windows)?;
-        let test = labelled(b, Split::Test, a.test_windows)?;
+        let train = labelled(b, SynthSplit::Train, a.train_windows)?;
+        let test = labelled(b, SynthSplit::Test, a.test_windows)?;
         let opts = FinetuneOptions {
             mode: Mode::Full,
             steps: a.steps,
@@ -378,7 +378,7 @@ pub fn run_downstream(a: &DownstreamOptions) -> Result<DownstreamSummary> {
             let t0 = Instant::now();
             let (weights, step) = final_weights(b, c, &out)?;
             let cfg = biot_config(&c.model, &c.model_name)?;
-            let model = BioModelConfig::Biot(cfg);
+            let model = BioModelConfig::from(cfg);
             let runs = scores(
                 &model,
                 Some(&weights),
