@@ -170,14 +170,14 @@ run() {
     step ridge-banded 120 bash -c "'$BIN' bench-ridge --bands --preset gpu --backend torch --device cuda | tee '$OUT/ridge-banded.txt'"
   fi
   if "$BIN" bench-whole-brain --help >/dev/null 2>&1; then
-    step whole-brain 240 bash -c "'$BIN' bench-whole-brain --n 100000 --v 250000 --p 1000 --backend torch --device cuda --max-memory 48GB | tee '$OUT/whole-brain.txt'"
+    step whole-brain 240 bash -c "'$BIN' bench-whole-brain --n 100000 --v 250000 --p 1000 --backend torch --device cuda --process-memory 48GB | tee '$OUT/whole-brain.txt'"
   fi
   step gpt2-bf16 60 "$BIN" bench-train --preset gpt2-bf16 --device cuda --steps 20 --csv "$OUT/train.csv"
   for p in fp32 tf32 bf16 fp16; do
     step "videogpt-$p" 45 "$BIN" bench-train --preset "videogpt-$p" --device cuda --steps 20 --csv "$OUT/train.csv"
   done
   if "$BIN" bench-train --help | grep -q -- 'biot'; then
-    step biot-bf16 45 "$BIN" bench-train --preset biot-bf16 --device cuda --steps 20 --csv "$OUT/train.csv"
+    step biot-bf16 45 "$BIN" bench-train --preset biot-gpu --precision bf16 --device cuda --steps 20 --csv "$OUT/train.csv"
   fi
   local grid="$OUT/device-pipeline.toml"
   sed -e "s#datasets/synth-tiny#$CARRY/synth-tiny#" -e 's#device = "cpu"#device = "cuda"#' \

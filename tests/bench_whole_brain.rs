@@ -16,7 +16,7 @@ const SIZE: [&str; 12] = [
     "128",
     "--alphas",
     "6",
-    "--max-memory",
+    "--process-memory",
     "2GB",
 ];
 

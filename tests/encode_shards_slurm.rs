@@ -131,7 +131,7 @@ fn whole_brain_shards(dir: &std::path::Path, conf: &std::path::Path) {
     let run = |out: &std::path::Path, extra: &[&str]| {
         let o = Command::new(env!("CARGO_BIN_EXE_brainscale"))
             .args(["bench-whole-brain", "--n", "1000", "--p", "8", "--v", "600"])
-            .args(["--block-voxels", "100", "--max-memory", "1GB", "--out"])
+            .args(["--block-voxels", "100", "--process-memory", "1GB", "--out"])
             .arg(out)
             .args(extra)
             .env("SLURM_CONF", conf)

@@ -367,17 +367,7 @@ pub fn run(plan: &Plan, data: &RealData, out: &Path, progress: bool) -> Result<S
     let runs: Vec<RunRow> = crate::core::io::read_csv(&runs_path)?;
     let done = runs.iter().map(RunRow::key).collect();
     let n_seeds = plan.seeds.len() as u64;
-    let bar = if progress {
-        indicatif::ProgressBar::new(0)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} fine-tuning runs [{elapsed_precise}<{eta_precise}] {msg}",
-        )
-        .expect("static template"),
-    );
+    let bar = crate::core::progress::progress_if(progress, 0, "fine-tuning runs");
     let mut st = Study {
         plan,
         out,

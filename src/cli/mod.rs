@@ -58,9 +58,11 @@ pub enum Command {
     /// Time the streamed ridge on a generated whole-brain problem larger than memory (Y made
     /// block by block from a seed): wall time, ratio to the GEMM peak, peak resident memory.
     BenchWholeBrain(crate::cli::perf::WholeBrainArgs),
-    /// Scale benchmarks over grids of data size × model × precision (local or SLURM).
-    #[command(subcommand)]
-    Bench(crate::cli::study::BenchCommand),
+    /// Grids of cells over data size × model × precision × seed (local or SLURM): run, status,
+    /// collect, downstream. (`bench` is its old name, kept as an alias; throughput benchmarks
+    /// are the `bench-*` commands.)
+    #[command(subcommand, alias = "bench")]
+    Grid(crate::cli::study::BenchCommand),
     /// Scaling-law fits over results rows (iso-FLOP and parametric).
     #[command(subcommand)]
     Scaling(crate::cli::study::ScalingCommand),
@@ -86,7 +88,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::BenchTrain(a) => perf::bench_train(&a)?,
         Command::BenchRidge(a) => perf::bench_ridge(&a)?,
         Command::BenchWholeBrain(a) => perf::bench_whole_brain(&a)?,
-        Command::Bench(c) => crate::cli::study::bench(c)?,
+        Command::Grid(c) => crate::cli::study::bench(c)?,
         Command::Scaling(c) => crate::cli::study::scaling(c)?,
         Command::Biosignal(c) => crate::cli::biosignal::run(&c)?,
         Command::Report(a) => crate::cli::study::report(&a)?,

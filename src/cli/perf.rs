@@ -18,52 +18,12 @@ use anyhow::{bail, Result};
 use clap::Args;
 use std::path::PathBuf;
 
-/// Named `bench-train` cases (see [`BenchPreset`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum TrainPreset {
-    /// GPT-2 small (d768 L12 H12), ctx 1024, batch 16, vocab 2048, bf16 (H100 target ≥ 410k tok/s).
-    Gpt2Bf16,
-    /// VideoGPT prior (d576 L8 H4), ctx 1024, batch 32, vocab 2048, fp32 with TF32 off.
-    VideogptFp32,
-    /// Same with TF32 matmuls.
-    VideogptTf32,
-    VideogptBf16,
-    VideogptFp16,
-    /// A small model for a CPU run: d128 L4 H4, ctx 256, batch 4, vocab 2048, fp32.
-    CpuSmall,
-    /// BIOT reference (d256 L4 H8, 3.2 M), 16 channels × 10 s at 200 Hz, batch 8, fp32.
-    BiotCpu,
-    /// BIOT reference, 18 channels × 10 s, batch 256 (GPU).
-    BiotGpu,
-    /// citrus-small (MAE, frequency target), 1 channel × 200 samples, batch 32, fp32.
-    CitrusCpu,
-    /// citrus-small, batch 2048 (GPU).
-    CitrusGpu,
-}
-
-impl From<TrainPreset> for BenchPreset {
-    fn from(p: TrainPreset) -> Self {
-        match p {
-            TrainPreset::Gpt2Bf16 => BenchPreset::Gpt2Bf16,
-            TrainPreset::VideogptFp32 => BenchPreset::VideogptFp32,
-            TrainPreset::VideogptTf32 => BenchPreset::VideogptTf32,
-            TrainPreset::VideogptBf16 => BenchPreset::VideogptBf16,
-            TrainPreset::VideogptFp16 => BenchPreset::VideogptFp16,
-            TrainPreset::CpuSmall => BenchPreset::CpuSmall,
-            TrainPreset::BiotCpu => BenchPreset::BiotCpu,
-            TrainPreset::BiotGpu => BenchPreset::BiotGpu,
-            TrainPreset::CitrusCpu => BenchPreset::CitrusCpu,
-            TrainPreset::CitrusGpu => BenchPreset::CitrusGpu,
-        }
-    }
-}
-
 /// `brainscale bench-train`: training throughput of one model / precision / batch / device.
 #[derive(Args, Debug)]
 pub struct BenchTrainArgs {
     /// A named case (model, precision, batch); explicit flags below override it.
     #[arg(long, value_enum)]
-    pub preset: Option<TrainPreset>,
+    pub preset: Option<BenchPreset>,
     /// Model config TOML instead of a preset.
     #[arg(long)]
     pub model: Option<PathBuf>,
@@ -105,7 +65,7 @@ fn bio_case(a: &BenchTrainArgs) -> Option<BenchBioArgs> {
         .model
         .as_ref()
         .is_some_and(|m| crate::models::BioModelConfig::is_signal_config(m));
-    let preset = a.preset.and_then(|p| BenchPreset::from(p).bio());
+    let preset = a.preset.and_then(BenchPreset::bio);
     (preset.is_some() || by_file).then(|| BenchBioArgs {
         preset,
         model: a.model.clone(),
@@ -135,7 +95,7 @@ pub fn bench_train(a: &BenchTrainArgs) -> Result<()> {
     if a.channels.is_some() || a.samples.is_some() || a.torch {
         bail!("--channels, --samples and --torch apply to the bio-signal cases (biot-*, citrus-*)");
     }
-    let preset = a.preset.map(BenchPreset::from);
+    let preset = a.preset;
     let (mut cfg, mut precision, mut batch) = preset.unwrap_or(BenchPreset::CpuSmall).case();
     if let Some(m) = &a.model {
         cfg = GptConfig::load(m)?;
@@ -388,10 +348,13 @@ pub struct WholeBrainArgs {
     /// Voxels per streamed block.
     #[arg(long, default_value_t = 4096)]
     pub block_voxels: usize,
-    /// The solver's flags; here --max-memory bounds the whole process (X, the prepared X
-    /// side, a block, the ridge's chunks), default 6GB.
+    /// The solver's flags (--max-memory: the ridge's voxel-chunk budget, as in `encode`).
     #[command(flatten)]
     pub solver: SolverArgs,
+    /// Memory budget of the whole process (X, the prepared X side, a block, outputs and the
+    /// ridge's chunks), as `encode --stream --process-memory`.
+    #[arg(long, value_name = "SIZE", default_value = WHOLE_BRAIN_MEMORY)]
+    pub process_memory: ByteSize,
     /// Fit only the first K blocks (a quick look at the rate; the table says so).
     #[arg(long, conflicts_with = "out")]
     pub max_blocks: Option<usize>,
@@ -427,17 +390,13 @@ pub struct WholeBrainArgs {
 }
 
 impl WholeBrainArgs {
-    /// The typed options of the fit (the default budget parsed as any `--max-memory`).
+    /// The typed options of the fit.
     fn options(&self) -> Result<WholeBrain> {
         let o = self.solver.apply(
             RidgeOptions::default(),
             Backend::default(),
             RidgeDevice::Cpu,
         );
-        let budget: ByteSize = match self.solver.max_memory {
-            Some(b) => b,
-            None => WHOLE_BRAIN_MEMORY.parse()?,
-        };
         Ok(WholeBrain {
             n: self.n,
             p: self.p,
@@ -446,7 +405,8 @@ impl WholeBrainArgs {
             folds: self.folds,
             alphas: self.alphas,
             block_voxels: self.block_voxels,
-            max_memory: budget.0,
+            process_memory: self.process_memory.0,
+            chunk_memory: self.solver.max_memory.map(|b| b.0),
             backend: o.backend,
             device: o.device,
             dtype: o.dtype,

@@ -184,7 +184,7 @@ fn run_grid(a: &RunArgs) -> Result<()> {
     let pending = s.cells - s.skipped;
     if let Some(job) = &s.submitted_job {
         println!(
-            "{}: submitted SLURM job array {job} ({pending} cells; {} already done); follow it with `brainscale bench status {}`",
+            "{}: submitted SLURM job array {job} ({pending} cells; {} already done); follow it with `brainscale grid status {}`",
             s.name,
             s.skipped,
             a.g.grid.display()
@@ -384,7 +384,7 @@ pub struct ValidateArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct PlotsArgs {
-    /// Bench results CSV (`bench run` writes OUT/results.csv).
+    /// Bench results CSV (`grid run` writes OUT/results.csv).
     pub results: PathBuf,
     /// Output folder (default: `figures` beside the results file).
     #[arg(long)]

@@ -31,7 +31,7 @@ use crate::study::scaling::Target;
 value_enum!(Target {
     EvalLoss = "eval_loss": "final evaluation loss of the pretrained model (lower is better)",
     EncodingR = "encoding_r": "encoding performance, mean Pearson r over subjects (higher is better; fitted as 1 − r)",
-    DownstreamError = "downstream_error": "fine-tuned downstream error, 1 − balanced accuracy, in one low-data regime (`bench downstream`; lower is better)",
+    DownstreamError = "downstream_error": "fine-tuned downstream error, 1 − balanced accuracy, in one low-data regime (`grid downstream`; lower is better)",
 });
 
 use crate::study::scaling::Direction;
@@ -54,6 +54,20 @@ value_enum!(Dtype {
     F64 = "f64": "64-bit floats throughout",
 });
 
+use crate::perf::train::BenchPreset;
+value_enum!(BenchPreset {
+    Gpt2Bf16 = "gpt2-bf16": "GPT-2 small (d768 L12 H12), ctx 1024, batch 16, vocab 2048, bf16 (H100 target ≥ 410k tok/s)",
+    VideogptFp32 = "videogpt-fp32": "VideoGPT prior (d576 L8 H4), ctx 1024, batch 32, vocab 2048, fp32 with TF32 off",
+    VideogptTf32 = "videogpt-tf32": "the VideoGPT prior with TF32 matmuls",
+    VideogptBf16 = "videogpt-bf16": "the VideoGPT prior in bf16",
+    VideogptFp16 = "videogpt-fp16": "the VideoGPT prior in fp16 with loss scaling",
+    CpuSmall = "cpu-small": "a small model for a CPU run: d128 L4 H4, ctx 256, batch 4, vocab 2048, fp32",
+    BiotCpu = "biot-cpu": "BIOT reference (d256 L4 H8, 3.2 M), 16 channels × 10 s at 200 Hz, batch 8, fp32",
+    BiotGpu = "biot-gpu": "BIOT reference, 18 channels × 10 s, batch 256 (GPU)",
+    CitrusCpu = "citrus-cpu": "citrus-small (MAE, frequency target), 1 channel × 200 samples, batch 32, fp32",
+    CitrusGpu = "citrus-gpu": "citrus-small, batch 2048 (GPU)",
+});
+
 use crate::study::grids::grid::ExecutorKind;
 value_enum!(ExecutorKind {
     Local = "local": "cells run on this machine, N at once",
@@ -64,7 +78,8 @@ value_enum!(ExecutorKind {
 mod tests {
     use super::*;
 
-    /// The flag names are the names the stages serialise (grid files, results rows, JSON).
+    /// The flag names are the names the stages read and write in grid files, results rows and
+    /// JSON reports.
     #[test]
     fn flag_names_are_the_serde_names() {
         fn check<T: ValueEnum + serde::Serialize>() {
@@ -78,8 +93,6 @@ mod tests {
         check::<Target>();
         check::<Direction>();
         check::<ExecutorKind>();
-        check::<CvScore>();
-        check::<Backend>();
-        check::<Dtype>();
+        // CvScore, Backend and Dtype serialise only into run metadata, in their Rust names.
     }
 }

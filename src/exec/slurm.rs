@@ -1,6 +1,6 @@
 //! The SLURM executor: one sbatch job array per submission, resources from a [slurm] table.
-//! Grids submit one task per unfinished cell (`brainscale bench run-cell`; tasks write only their
-//! own cell folder, `bench collect` / `bench status` merge the rows); sharded encodes and
+//! Grids submit one task per unfinished cell (`brainscale grid run-cell`; tasks write only their
+//! own cell folder, `grid collect` / `grid status` merge the rows); sharded encodes and
 //! `bench-whole-brain` submit one task per voxel shard (`--voxel-shard k/K`).
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -89,7 +89,7 @@ pub fn script(job: &GridJob, out: &Path, exe: &Path, cwd: &Path) -> String {
     }
     t.push_str(" )\n");
     t.push_str(&format!(
-        "exec {} bench run-cell {} --out {} --cell \"${{CELLS[$SLURM_ARRAY_TASK_ID]}}\"\n",
+        "exec {} grid run-cell {} --out {} --cell \"${{CELLS[$SLURM_ARRAY_TASK_ID]}}\"\n",
         quote(&exe.display().to_string()),
         quote(&job.grid_file.display().to_string()),
         quote(&out.display().to_string())

@@ -45,9 +45,12 @@ pub struct WholeBrain {
     pub alphas: usize,
     /// Voxels per streamed block.
     pub block_voxels: usize,
-    /// Memory budget of the whole process in bytes (X, the prepared X side, a block, the
-    /// ridge's chunks).
-    pub max_memory: u64,
+    /// Budget of the whole process in bytes (X, the prepared X side, a block, outputs and the
+    /// ridge's chunks): `--process-memory`.
+    pub process_memory: u64,
+    /// The ridge's voxel-chunk budget within it (`--max-memory`, as in every ridge command;
+    /// `None`: what the process budget leaves).
+    pub chunk_memory: Option<u64>,
     pub backend: Backend,
     pub device: RidgeDevice,
     pub dtype: Dtype,
@@ -272,7 +275,7 @@ pub fn run(a: &WholeBrain) -> Result<WholeBrainReport> {
         );
     }
     let (b0, b1) = a.blocks()?;
-    let budget = a.max_memory;
+    let budget = a.process_memory;
     let mut o = RidgeOptions {
         alphas: bench_alphas(a.alphas),
         backend: a.backend,
@@ -317,7 +320,7 @@ pub fn run(a: &WholeBrain) -> Result<WholeBrainReport> {
     let used = resident + prep + outputs + block_bytes;
     if budget < used + block_bytes {
         bail!(
-            "--max-memory {} is too small: resident {}, prepared features {}, outputs {}, one block of {} voxels {} (and as much again for the ridge's chunks)",
+            "--process-memory {} is too small: resident {}, prepared features {}, outputs {}, one block of {} voxels {} (and as much again for the ridge's chunks)",
             human_bytes(budget),
             human_bytes(resident),
             human_bytes(prep),
@@ -326,7 +329,8 @@ pub fn run(a: &WholeBrain) -> Result<WholeBrainReport> {
             human_bytes(block_bytes)
         );
     }
-    o.max_memory = Some(prep + (budget - used));
+    let left = prep + (budget - used);
+    o.max_memory = Some(a.chunk_memory.map_or(left, |c| c.min(left)));
     let ranges: Vec<(usize, usize)> = (b0..b1)
         .map(|b| (b * a.block_voxels, ((b + 1) * a.block_voxels).min(a.v)))
         .collect();

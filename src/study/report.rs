@@ -199,7 +199,7 @@ pub fn write_report(work: &Path, out: Option<&Path>) -> Result<ReportSummary> {
         h += "</table>";
     }
     if rows.is_empty() && benches.is_empty() {
-        let _ = write!(h, "<p>{} holds no summary.csv and no bench results.csv: run <code>brainscale maps</code> or <code>brainscale bench run</code> first.</p>", esc(&work.display().to_string()));
+        let _ = write!(h, "<p>{} holds no summary.csv and no bench results.csv: run <code>brainscale maps</code> or <code>brainscale grid run</code> first.</p>", esc(&work.display().to_string()));
     }
 
     // Provenance.

@@ -1,4 +1,4 @@
-//! `brainscale bench downstream GRID.toml`: the fine-tuned downstream score of every finished
+//! `brainscale grid downstream GRID.toml`: the fine-tuned downstream score of every finished
 //! cell of a `biosignal` grid, added to its results.csv so `scaling fit --target
 //! downstream_error` fits the same laws to transfer as to the pretraining loss (issue 14,
 //! "beyond the thesis").
@@ -39,7 +39,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// `bench downstream`'s settings (defaults in `cli::study`).
+/// `grid downstream`'s settings (defaults in `cli::study`).
 #[derive(Debug, Clone)]
 pub struct DownstreamOptions {
     pub g: GridPlace,
@@ -265,7 +265,7 @@ pub fn run_downstream(a: &DownstreamOptions) -> Result<DownstreamSummary> {
     let grid = Grid::load(&a.g.grid)?;
     let CellConfig::Biosignal(b) = &grid.cell else {
         bail!(
-            "grid file {}: [cell] kind = \"{}\"; `bench downstream` fine-tunes the checkpoints of a \"biosignal\" grid",
+            "grid file {}: [cell] kind = \"{}\"; `grid downstream` fine-tunes the checkpoints of a \"biosignal\" grid",
             grid.path.display(),
             kind_name(&grid.cell)
         );
@@ -284,7 +284,7 @@ pub fn run_downstream(a: &DownstreamOptions) -> Result<DownstreamSummary> {
     let cells = grid.cells()?;
     if !results::results_path(&out).exists() && results::read_row_files(&out)?.is_empty() {
         bail!(
-            "{}: no results of grid '{}' (run `brainscale bench run {}` first)",
+            "{}: no results of grid '{}' (run `brainscale grid run {}` first)",
             out.display(),
             grid.name,
             a.g.grid.display()
@@ -309,7 +309,7 @@ pub fn run_downstream(a: &DownstreamOptions) -> Result<DownstreamSummary> {
     if !unfinished.is_empty() && !a.skip_unfinished {
         let ids: Vec<&str> = unfinished.iter().map(|c| c.id.as_str()).collect();
         bail!(
-            "grid '{}': {} of {} cells are unfinished ({}{}); finish them with `brainscale bench run {}`, or pass --skip-unfinished",
+            "grid '{}': {} of {} cells are unfinished ({}{}); finish them with `brainscale grid run {}`, or pass --skip-unfinished",
             grid.name,
             ids.len(),
             cells.len(),

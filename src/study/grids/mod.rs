@@ -1,4 +1,4 @@
-//! Scale benchmarks: `brainscale bench run GRID.toml` runs every cell of a grid (data sizes ×
+//! Scale benchmarks: `brainscale grid run GRID.toml` runs every cell of a grid (data sizes ×
 //! model configs × precisions × seeds; every cell encodes the grid's subjects) and keeps one
 //! results row per cell in OUT/results.csv.
 //!
@@ -11,7 +11,7 @@
 //! Files, bottom-up: cell.rs (one cell's settings and the [`cell::CellWork`] trait),
 //! command_cell.rs, pipeline_cell.rs and biosignal_cell.rs (the kinds of cell), grid.rs (grid files, their
 //! cells, and which kind a grid runs), results.rs (rows and results.csv), slurm.rs (the SLURM
-//! executor), downstream.rs (`bench downstream`: fine-tuned scores of a finished biosignal
+//! executor), downstream.rs (`grid downstream`: fine-tuned scores of a finished biosignal
 //! grid's checkpoints), this file (the runner).
 pub mod biosignal_cell;
 pub mod cell;
@@ -40,7 +40,7 @@ pub struct GridPlace {
     pub out: Option<PathBuf>,
 }
 
-/// How `bench run` runs a grid.
+/// How `grid run` runs a grid.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub place: GridPlace,
@@ -54,7 +54,7 @@ pub struct RunOptions {
     pub wait: bool,
 }
 
-/// `bench collect`: merges finished cells' rows into OUT/results.csv; returns (results.csv,
+/// `grid collect`: merges finished cells' rows into OUT/results.csv; returns (results.csv,
 /// rows in it, rows just added).
 pub fn collect(p: &GridPlace) -> Result<(PathBuf, usize, usize)> {
     let grid = Grid::load(&p.grid)?;
@@ -63,7 +63,7 @@ pub fn collect(p: &GridPlace) -> Result<(PathBuf, usize, usize)> {
     Ok((results::results_path(&out), n, added))
 }
 
-/// What `bench run-cell` did.
+/// What `grid run-cell` did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CellOutcome {
     /// The cell already had a row made with its configuration.
@@ -72,7 +72,7 @@ pub enum CellOutcome {
     Ran(String, f64),
 }
 
-/// `bench run-cell` (what each SLURM array task calls): runs the cell with id `cell`.
+/// `grid run-cell` (what each SLURM array task calls): runs the cell with id `cell`.
 pub fn run_one_cell(p: &GridPlace, cell: &str) -> Result<CellOutcome> {
     let grid = Grid::load(&p.grid)?;
     let out = absolute(&grid.out_dir(p.out.as_deref()))?;
@@ -126,7 +126,7 @@ pub fn run_cell(grid: &Grid, cell: &Cell, out: &Path, work: &dyn CellWork) -> Re
     }
 }
 
-/// A lock on OUT for one `bench run` at a time on this machine (a stale lock from a killed
+/// A lock on OUT for one `grid run` at a time on this machine (a stale lock from a killed
 /// run is taken over).
 struct OutLock(PathBuf);
 
@@ -139,7 +139,7 @@ impl OutLock {
             if pid != 0 && pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists()
             {
                 bail!(
-                    "another bench run (pid {pid}) is using {}; wait for it or stop it (lock file {})",
+                    "another grid run (pid {pid}) is using {}; wait for it or stop it (lock file {})",
                     out.display(),
                     path.display()
                 );
@@ -189,7 +189,7 @@ pub struct PlanRow {
     pub state: &'static str,
 }
 
-/// `bench run --dry-run`: the cells with N, D and FLOPs, what is left to run.
+/// `grid run --dry-run`: the cells with N, D and FLOPs, what is left to run.
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub rows: Vec<PlanRow>,
@@ -224,7 +224,7 @@ fn pending_cells(cells: &[Cell], out: &Path) -> Result<(Vec<Cell>, usize)> {
     Ok((pending, skipped))
 }
 
-/// `bench run`: runs (local) or submits (slurm) every unfinished cell of a grid. Failed cells
+/// `grid run`: runs (local) or submits (slurm) every unfinished cell of a grid. Failed cells
 /// are listed in the summary (the caller reports them); errors are for what stops the run.
 pub fn run_grid(a: &RunOptions) -> Result<RunSummary> {
     let grid = Grid::load(&a.place.grid)?;
@@ -387,7 +387,7 @@ fn plan(cells: &[Cell], out: &Path) -> Plan {
     p
 }
 
-/// `bench status`: merged rows and the state of every cell.
+/// `grid status`: merged rows and the state of every cell.
 #[derive(Debug, Clone)]
 pub struct Status {
     pub name: String,
@@ -405,7 +405,7 @@ pub struct Status {
     pub not_done: Vec<(String, String)>,
 }
 
-/// `bench status`: merges finished rows, then says which cells are done, failed, queued or running.
+/// `grid status`: merges finished rows, then says which cells are done, failed, queued or running.
 pub fn status(a: &GridPlace) -> Result<Status> {
     let grid = Grid::load(&a.grid)?;
     let out = absolute(&grid.out_dir(a.out.as_deref()))?;

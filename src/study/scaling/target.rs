@@ -10,7 +10,7 @@ pub enum Target {
     /// Encoding performance, mean Pearson r over subjects (higher is better; fitted as 1 − r).
     EncodingR,
     /// Fine-tuned downstream error, 1 − balanced accuracy, of each pretrained model in one
-    /// low-data regime (`bench downstream`; lower is better).
+    /// low-data regime (`grid downstream`; lower is better).
     DownstreamError,
 }
 
