@@ -484,7 +484,7 @@ fn slurm_script_carries_resources_and_one_task_per_cell() {
         "#SBATCH --chdir=/work\n",
         "module load cuda\n",
         "CELLS=( 'm-D10-fp16-s0' 'm-D20-fp16-s0' 'm-D30-fp16-s0' )",
-        "exec '/opt/bs/brainscale' bench run-cell",
+        "exec '/opt/bs/brainscale' grid run-cell",
         "--out '",
         "it'\\''s out",
         "--cell \"${CELLS[$SLURM_ARRAY_TASK_ID]}\"",
@@ -555,7 +555,7 @@ fn slurm_executor_runs_a_two_cell_grid_through_sbatch() {
         "#SBATCH --time=00:05:00",
         "#SBATCH --mem=100M",
         "#SBATCH --cpus-per-task=1",
-        "bench run-cell",
+        "grid run-cell",
     ] {
         assert!(text.contains(want), "{want} missing from\n{text}");
     }
