@@ -7,6 +7,7 @@ use brainscale::fmri::tokenize::{
 };
 use brainscale::fmri::video::Frames;
 use brainscale::models::vqvae::{VqVae, VqVaeConfig};
+use brainscale::models::ModelConfig;
 use ndarray::{Array1, Array4};
 use tch::{nn, Device, Kind, Tensor};
 

@@ -7,6 +7,7 @@ use crate::core::io;
 use crate::fmri::codes::CodeFile;
 use crate::fmri::video::Frames;
 use crate::models::vqvae::{VqVae, VqVaeConfig};
+use crate::models::ModelConfig;
 use crate::nn::{self, parse_device, Data, FitOptions, TrainConfig, Trainer};
 use anyhow::{anyhow, bail, Context, Result};
 use rand::Rng;
@@ -436,18 +437,12 @@ fn decode_movies(
     crate::fmri::video::decode_all(movies, cache, &opts)
 }
 
+/// The VQ-VAE config in `path` (through the one model-config loader), else the default.
 pub fn load_config(path: Option<&Path>) -> Result<VqVaeConfig> {
-    let cfg = match path {
-        None => VqVaeConfig::default(),
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("reading VQ-VAE config {}", p.display()))?;
-            toml::from_str(&text)
-                .with_context(|| format!("parsing VQ-VAE config {}", p.display()))?
-        }
-    };
-    cfg.validate()?;
-    Ok(cfg)
+    match path {
+        None => Ok(VqVaeConfig::default()),
+        Some(p) => VqVaeConfig::load(p),
+    }
 }
 
 /// The tokenizer-training stage. Returns the reconstruction loss per step, or `None` when

@@ -9,6 +9,7 @@
 //!
 //! The tokenizer stage around it (frame preprocessing, clips, training, code caches) is
 //! [`crate::fmri::tokenize`].
+use crate::models::ModelConfig;
 use crate::nn::trainer::{Loss, Model};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
@@ -51,8 +52,10 @@ impl Default for VqVaeConfig {
     }
 }
 
-impl VqVaeConfig {
-    pub fn validate(&self) -> Result<()> {
+impl ModelConfig for VqVaeConfig {
+    const ARCH: &'static str = "vqvae";
+
+    fn validate(&self) -> Result<()> {
         for (n, v) in [
             ("resolution", self.resolution),
             ("clip_len", self.clip_len),
@@ -88,7 +91,9 @@ impl VqVaeConfig {
         }
         Ok(())
     }
+}
 
+impl VqVaeConfig {
     /// Code grid (t, h, w) of one clip.
     pub fn latent_shape(&self) -> [i64; 3] {
         [

@@ -29,8 +29,6 @@ use cell::{CellEnv, CellWork};
 use grid::{ExecutorKind, Grid};
 use results::Row;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::time::Instant;
 
 /// A grid file and where its results go (default: the grid's `out`, else results/bench/NAME).
@@ -315,32 +313,18 @@ fn run_local(
 ) -> Result<()> {
     let bar =
         crate::core::progress::progress(pending.len() as u64, &format!("{} cells", grid.name));
-    let next = AtomicUsize::new(0);
-    let (tx, rx) = mpsc::channel::<(usize, Result<Row>)>();
     let t0 = Instant::now();
-    std::thread::scope(|scope| -> Result<()> {
-        for _ in 0..parallel.min(pending.len()) {
-            let tx = tx.clone();
-            let next = &next;
-            scope.spawn(move || loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= pending.len() {
-                    break;
-                }
-                let r = run_cell(grid, &pending[i], out, work);
-                if tx.send((i, r)).is_err() {
-                    break;
-                }
-            });
-        }
-        drop(tx);
-        for (i, r) in rx {
+    crate::exec::local::run_tasks(
+        pending.len(),
+        parallel,
+        |i| run_cell(grid, &pending[i], out, work),
+        |i, r| {
             let id = &pending[i].id;
             match r {
                 Ok(row) => {
                     s.ran += 1;
                     bar.set_message(format!("last: {id} {:.1}s", row.wall_s));
-                    // Single writer: only this thread rebuilds results.csv.
+                    // Single writer: only the collector rebuilds results.csv.
                     results::merge(out)?;
                 }
                 Err(e) => {
@@ -349,9 +333,9 @@ fn run_local(
                 }
             }
             bar.inc(1);
-        }
-        Ok(())
-    })?;
+            Ok(())
+        },
+    )?;
     bar.finish_and_clear();
     s.wall_s = t0.elapsed().as_secs_f64();
     Ok(())

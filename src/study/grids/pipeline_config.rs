@@ -4,6 +4,7 @@ use crate::fmri::align::{AlignOptions, Lag};
 use crate::fmri::dataset::splits::SplitPlan;
 use crate::fmri::tokenize as vqvae;
 use crate::models::vqvae::VqVaeConfig;
+use crate::models::ModelConfig;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
