@@ -193,6 +193,7 @@ case "${1:-}" in
   prepare) prepare ;;
   run) run ;;
   check-libs) [ $# -eq 2 ] || { echo "usage: scripts/device-bench.sh check-libs BINARY" >&2; exit 64; }
+    export PATH="$PWD/.venv/bin:$PATH"   # the project's PyTorch, as prepare uses
     tl=$(torch_lib) || { echo "no PyTorch in ${PYTHON:-python3}" >&2; exit 1; }
     b=$2; [[ $b == /* ]] || b=$CALLER_PWD/$b
     check_libs "$b" "$tl" ;;

@@ -67,9 +67,9 @@ pub struct SolverArgs {
     /// Allow TF32 matrix products (torch backend on CUDA with --dtype f32 only).
     #[arg(long)]
     pub tf32: bool,
-    /// Memory budget, e.g. 8GiB, 500MB: of the voxel chunks for an in-memory fit (default:
-    /// half the free RAM, or 16GiB on a GPU), of the whole process for streamed fits
-    /// (encode --stream; bench-whole-brain, default 6GB).
+    /// The ridge's voxel-chunk budget, e.g. 8GiB, 500MB: voxels are fitted in chunks within it,
+    /// in every command and mode (default: half the free RAM, or 16GiB on a GPU; in streamed
+    /// fits, what --process-memory leaves). The whole process is bounded by --process-memory.
     #[arg(long, value_name = "SIZE")]
     pub max_memory: Option<ByteSize>,
     /// Compute each alpha's validation norms by its own f32 product instead of one f64

@@ -1,6 +1,6 @@
 //! The command line: the only layer that parses flags and prints results. This file holds
 //! the top-level `Cli`, its `Command` enum and the dispatch; each group of subcommands has
-//! its own file (`fmri`: the fMRI stages; `prior`: tokenizer and pretrain; `biosignal`; `study`: bench
+//! its own file (`fmri`: the fMRI stages; `prior`: tokenizer and pretrain; `biosignal`; `study`: the
 //! grids, scaling fits and the report; `perf`: throughput benchmarks; `values`: stage enums as flags).
 
 pub mod args;
@@ -66,7 +66,8 @@ pub enum Command {
     /// Scaling-law fits over results rows (iso-FLOP and parametric).
     #[command(subcommand)]
     Scaling(crate::cli::study::ScalingCommand),
-    /// Bio-signal data: check files, synthesise sets, resample to another rate and length.
+    /// The bio-signal track: check files, synthesise sets, resample, pretrain, fine-tune, and
+    /// the transfer study (`demo`, `transfer`).
     #[command(subcommand)]
     Biosignal(crate::cli::biosignal::BiosignalCommand),
     /// One self-contained report.html of a work folder: summary, maps, study figures, commands.
