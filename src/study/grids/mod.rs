@@ -1,18 +1,18 @@
-//! Scale benchmarks: `brainscale grid run GRID.toml` runs every cell of a grid (data sizes ×
-//! model configs × precisions × seeds; every cell encodes the grid's subjects) and keeps one
+//! Grids of cells: `brainscale grid run GRID.toml` runs every cell of a grid (data sizes ×
+//! model configs × precisions × seeds; an fMRI cell encodes the grid's subjects) and keeps one
 //! results row per cell in OUT/results.csv.
 //!
 //! Resumable by construction: a cell's row is written atomically to OUT/cells/ID/row.json when
 //! the cell finishes, results.csv is rebuilt from those files deduplicated by cell id, and a
 //! rerun skips every cell that has a row with the same config hash. A process killed mid-cell
-//! loses only that cell's unfinished attempt. Executors: `local` (N cells at once) and `slurm`
-//! (one sbatch job array per submission, one task per cell; see slurm.rs).
+//! loses only that cell's unfinished attempt. Executors (`crate::exec`): `local` (N cells at
+//! once on threads) and `slurm` (one sbatch job array per submission, one task per cell).
 //!
 //! Files, bottom-up: cell.rs (one cell's settings and the [`cell::CellWork`] trait),
 //! command_cell.rs, pipeline_cell.rs and biosignal_cell.rs (the kinds of cell), grid.rs (grid files, their
-//! cells, and which kind a grid runs), results.rs (rows and results.csv), slurm.rs (the SLURM
-//! executor), downstream.rs (`grid downstream`: fine-tuned scores of a finished biosignal
-//! grid's checkpoints), this file (the runner).
+//! cells, and which kind a grid runs), results.rs (rows and results.csv), downstream.rs
+//! (`grid downstream`: fine-tuned scores of a finished biosignal grid's checkpoints), this file
+//! (the runner).
 pub mod biosignal_cell;
 pub mod cell;
 pub mod command_cell;
