@@ -375,6 +375,17 @@ pub struct EncodeArgs {
     pub action: Option<EncodeAction>,
     #[command(flatten)]
     pub place: Place,
+    /// Significance of each voxel's test r: permutations of the test runs' blocks (the
+    /// same for every voxel); p, BH q and FWE p are written beside test_r (0: none).
+    #[arg(long, default_value_t = 1000, value_name = "P")]
+    pub permutations: usize,
+    /// Block length of the permutations, in TRs (default 10, after Huth et al. 2016; 1 =
+    /// i.i.d. shuffles, which ignore the BOLD's autocorrelation).
+    #[arg(long, default_value_t = 10, value_name = "TRS")]
+    pub perm_block: usize,
+    /// Seed of the permutations.
+    #[arg(long, default_value_t = 0)]
+    pub perm_seed: u64,
     /// Stream the BOLD block by block from the voxel-major cache (converted once, resumable,
     /// under WORK/voxcache or --voxel-cache): the whole process bounded by --process-memory
     /// whatever the voxel count; prints the peak resident memory.
@@ -480,6 +491,7 @@ impl BandFlags {
             band_seed: self.band_seed,
             band_weights: self.band_weights.clone(),
             partition: self.partition,
+            ..Default::default()
         }
     }
 }
@@ -519,6 +531,15 @@ pub enum EncodeMode {
 }
 
 impl EncodeArgs {
+    /// The permutation null's settings.
+    pub fn perm(&self) -> crate::fmri::significance::PermOptions {
+        crate::fmri::significance::PermOptions {
+            n_perm: self.permutations,
+            block: self.perm_block,
+            seed: self.perm_seed,
+        }
+    }
+
     /// The mode; the parser has refused flags of two modes, except with `merge` (a
     /// subcommand, whose parent flags clap cannot tie to it), refused here.
     pub fn mode(&self) -> Result<EncodeMode> {
@@ -539,7 +560,10 @@ impl EncodeArgs {
             return Ok(EncodeMode::Merge { shards: m.shards });
         }
         if !self.bands.bands.is_empty() {
-            return Ok(EncodeMode::Banded(self.bands.request()));
+            return Ok(EncodeMode::Banded(BandRequest {
+                perm: self.perm(),
+                ..self.bands.request()
+            }));
         }
         if let Some(k) = self.slurm_shards {
             return Ok(EncodeMode::Slurm {
@@ -556,6 +580,7 @@ impl EncodeArgs {
                 shard: self.voxel_shard,
                 process_memory,
                 progress: true,
+                perm: self.perm(),
             }));
         }
         Ok(EncodeMode::Single)
@@ -742,7 +767,8 @@ pub fn run_encode(a: EncodeArgs) -> Result<()> {
         EncodeMode::Banded(req) => {
             let bands = req.specs()?;
             let o = req.to_options(&ropts()?)?;
-            let rows = banded::encode_dataset(&ds, &work, &bands, &a.subjects, &plan()?, &o)?;
+            let rows =
+                banded::encode_dataset(&ds, &work, &bands, &a.subjects, &plan()?, &o, &req.perm)?;
             for row in rows {
                 let sm = crate::core::stats::summarize_r(row.test_r.view());
                 let parts: Vec<String> = bands
@@ -819,8 +845,15 @@ pub fn run_encode(a: EncodeArgs) -> Result<()> {
             }
         }
         EncodeMode::Single => {
-            let fits =
-                encode::encode_dataset(&ds, &work, &a.features, &a.subjects, &plan()?, &ropts()?)?;
+            let fits = encode::encode_dataset_with(
+                &ds,
+                &work,
+                &a.features,
+                &a.subjects,
+                &plan()?,
+                &ropts()?,
+                &a.perm(),
+            )?;
             for (s, f) in subs.iter().zip(&fits) {
                 let sm = crate::core::stats::summarize_r(f.view());
                 println!(

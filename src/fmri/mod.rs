@@ -11,5 +11,6 @@ pub mod features;
 pub mod hrf;
 pub mod maps;
 pub mod pretrain;
+pub mod significance;
 pub mod tokenize;
 pub mod video;

@@ -10,8 +10,9 @@
 //! `--bands` datasets), and with `--partition` loo_r2, unique_r2 (bands × voxels) and
 //! shared_r2. Metadata: `bands` (NAME=FEATURES,...), `band_names`.
 use super::{
-    assemble, encode_path, inputs_key, output_metadata, over_subjects, saved_result, test_truth,
-    voxel_ijk, FeatureSet, PerVoxel,
+    add_perm_metadata, assemble, encode_path, inputs_key, output_metadata, over_subjects,
+    perm_matches, saved_result, significance, test_truth, voxel_ijk, FeatureSet, PerVoxel,
+    PermOptions,
 };
 use crate::core::io::{self, Tensor};
 use crate::fmri::dataset::splits::SplitPlan;
@@ -40,6 +41,8 @@ pub struct BandRequest {
     pub band_weights: Vec<String>,
     /// Also fit every leave-one-band-out model: unique and shared variance per voxel.
     pub partition: bool,
+    /// The permutation null of the joint model's test r.
+    pub perm: PermOptions,
 }
 
 /// A parsed band: its name and the feature set it reads.
@@ -60,6 +63,7 @@ impl Default for BandRequest {
             band_seed: 0,
             band_weights: vec![],
             partition: false,
+            perm: PermOptions::default(),
         }
     }
 }
@@ -168,6 +172,7 @@ pub fn encode_subject(
     bands: &[BandSpec],
     plan: &SplitPlan,
     o: &BandedOptions,
+    perm: &PermOptions,
 ) -> Result<BandedFit> {
     let sets: Vec<FeatureSet> = bands
         .iter()
@@ -197,6 +202,13 @@ pub fn encode_subject(
         Some(t) => Some(t.ceiling(&s.id, a.y_test.view())?),
         None => None,
     };
+    let sig = significance(
+        &s.id,
+        fit.test_pred.view(),
+        a.y_test.view(),
+        &a.designs.test_lengths,
+        perm,
+    )?;
     let (has_signal, true_band) = match truth {
         Some(t) => (Some(t.has_signal), t.true_band),
         None => (None, None),
@@ -212,6 +224,7 @@ pub fn encode_subject(
         cv_scores: fit.cv_scores.clone(),
         weights: fit.weights.clone(),
         voxel_ijk: voxel_ijk(&a.data.space),
+        significance: sig,
     }
     .outputs();
     tensors.extend([
@@ -244,6 +257,7 @@ pub fn encode_subject(
     )?;
     meta.insert("bands".to_string(), spec.join(","));
     meta.insert("band_names".to_string(), fit.band_names.join(","));
+    add_perm_metadata(&mut meta, perm);
     io::write_tensors(&encode_path(work, &bands_name(bands), &s.id), tensors, meta)?;
     Ok(fit)
 }
@@ -265,6 +279,7 @@ pub fn encode_dataset(
     subjects: &[String],
     plan: &SplitPlan,
     o: &BandedOptions,
+    perm: &PermOptions,
 ) -> Result<Vec<BandedSummary>> {
     if o.ridge.stream_weights {
         bail!("--stream-weights is not available with --bands (--save-weights alone keeps the weights in ridge.safetensors)");
@@ -273,13 +288,13 @@ pub fn encode_dataset(
     over_subjects(&subs, "encode (bands)", true, |s| {
         let path = encode_path(work, &bands_name(bands), &s.id);
         let key = bands_key(s, work, bands, plan, o)?;
-        let (r, split) = match saved_result(&path, &key) {
+        let (r, split) = match saved_result(&path, &key).filter(|f| perm_matches(f, perm)) {
             Some(f) => (
                 io::into_1d(f.f64("test_r")?, "test_r")?,
                 io::into_2d(f.f64("r2_split")?, "r2_split")?,
             ),
             None => {
-                let fit = encode_subject(ds, s, work, bands, plan, o)?;
+                let fit = encode_subject(ds, s, work, bands, plan, o, perm)?;
                 (fit.test_r, fit.r2_split)
             }
         };

@@ -15,13 +15,16 @@ use crate::core::stats;
 use crate::fmri::align::design_path;
 pub use crate::fmri::dataset::splits::{Role, SplitPlan};
 use crate::fmri::dataset::{self, synth, Dataset, Subject};
+pub use crate::fmri::significance::{PermOptions, Significance};
 use crate::ridge::{RidgeOptions, RidgeProblem};
 use anyhow::{bail, Context, Result};
 use ndarray::{concatenate, Array1, Array2, Axis};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-pub use single::{encode_dataset, encode_subject, SubjectFit};
+pub use single::{
+    encode_dataset, encode_dataset_with, encode_subject, encode_subject_with, SubjectFit,
+};
 
 /// WORK/encode/FEAT/sub-XX/ridge.safetensors: the per-voxel results of a subject.
 pub fn encode_path(work: &Path, feat: &str, subject: &str) -> PathBuf {
@@ -90,6 +93,9 @@ pub struct Designs {
     pub is_test: Vec<bool>,
     /// Columns of each feature set, in order.
     pub widths: Vec<usize>,
+    /// Rows of each test run after trimming, in the order of `x_test` (the permutation
+    /// null's blocks never cross a run's end).
+    pub test_lengths: Vec<usize>,
 }
 
 impl Designs {
@@ -125,6 +131,7 @@ pub fn assemble_designs(
     let is_test: Vec<bool> = resolved.roles.iter().map(|r| *r == Role::Test).collect();
     let (mut xs_tr, mut xs_te, mut groups, mut train_runs, mut test_runs) =
         (vec![], vec![], vec![], vec![], vec![]);
+    let mut test_lengths = vec![];
     let mut widths: Vec<Option<usize>> = vec![None; sets.len()];
     for (i, r) in s.runs.iter().enumerate() {
         if resolved.roles[i] == Role::Unused {
@@ -170,6 +177,7 @@ pub fn assemble_designs(
             _ => concatenate(Axis(1), &parts.iter().map(|a| a.view()).collect::<Vec<_>>())?,
         };
         if is_test[i] {
+            test_lengths.push(x.nrows());
             xs_te.push(x);
             test_runs.push(i);
         } else {
@@ -186,6 +194,7 @@ pub fn assemble_designs(
         test_runs,
         is_test,
         widths: widths.into_iter().map(|w| w.unwrap_or(0)).collect(),
+        test_lengths,
     })
 }
 
@@ -400,6 +409,8 @@ pub struct PerVoxel {
     pub weights: Option<Array2<f32>>,
     /// (i, j, k) per voxel, for voxel data.
     pub voxel_ijk: Option<Array2<i32>>,
+    /// Block-permutation p, BH q and FWE p of `test_r` (`--permutations` > 0).
+    pub significance: Option<Significance>,
 }
 
 impl PerVoxel {
@@ -440,6 +451,9 @@ impl PerVoxel {
             "voxel_ijk",
             self.voxel_ijk.map(|a| Tensor::I32(a.into_dyn())),
         );
+        if let Some(sig) = self.significance {
+            t.extend(sig.tensors());
+        }
         t
     }
 }
@@ -489,4 +503,35 @@ pub fn over_subjects<'a, T>(
     }
     bar.finish_and_clear();
     Ok(out)
+}
+
+/// The permutation statistics of a fit's test predictions `pred` against the BOLD `y_test`
+/// [test rows, voxels] (none when `perm.n_perm` is 0). Errors name the subject.
+pub(crate) fn significance(
+    subject: &str,
+    pred: ndarray::ArrayView2<f32>,
+    y_test: ndarray::ArrayView2<f32>,
+    test_lengths: &[usize],
+    perm: &PermOptions,
+) -> Result<Option<Significance>> {
+    if perm.n_perm == 0 {
+        return Ok(None);
+    }
+    Significance::compute(pred, y_test, test_lengths, perm)
+        .map(Some)
+        .with_context(|| format!("sub-{subject}: permutation null of the test r"))
+}
+
+/// Adds the permutation settings to an output's metadata (`permutations`, `perm_block`,
+/// `perm_seed`).
+pub(crate) fn add_perm_metadata(meta: &mut HashMap<String, String>, perm: &PermOptions) {
+    meta.extend(crate::fmri::significance::metadata(perm));
+}
+
+/// Whether a saved output was made with these permutation settings (outputs from before
+/// significance existed, or with other settings, are refitted).
+pub fn perm_matches(f: &TensorFile, perm: &PermOptions) -> bool {
+    crate::fmri::significance::metadata(perm)
+        .iter()
+        .all(|(k, v)| f.metadata().get(k) == Some(v))
 }

@@ -2,8 +2,9 @@
 //! ([`super::assemble`]), one ridge fit (alpha per voxel by grouped CV), the per-voxel
 //! outputs written to WORK/encode/FEAT/sub-XX/ridge.safetensors.
 use super::{
-    assemble, constant_in_test, encode_path, inputs_key, output_metadata, over_subjects,
-    saved_result, test_truth, voxel_ijk, warn_constant, FeatureSet, PerVoxel, SplitPlan,
+    add_perm_metadata, assemble, constant_in_test, encode_path, inputs_key, output_metadata,
+    over_subjects, perm_matches, saved_result, significance, test_truth, voxel_ijk, warn_constant,
+    FeatureSet, PerVoxel, PermOptions, SplitPlan,
 };
 use crate::core::io;
 use crate::fmri::dataset::{self, Dataset, Subject};
@@ -25,7 +26,8 @@ pub struct SubjectFit {
 
 /// Encode stage for one subject: reads designs (WORK/design/FEAT) and BOLD, fits, writes
 /// WORK/encode/FEAT/sub-XX/ridge.safetensors (and weights.safetensors with
-/// `--stream-weights`). Errors name the subject, the run and the file at fault.
+/// `--stream-weights`), with the default permutation null ([`PermOptions::default`]).
+/// Errors name the subject, the run and the file at fault.
 pub fn encode_subject(
     ds: &Dataset,
     s: &Subject,
@@ -33,6 +35,21 @@ pub fn encode_subject(
     feat: &str,
     plan: &SplitPlan,
     ropts: &RidgeOptions,
+) -> Result<SubjectFit> {
+    encode_subject_with(ds, s, work, feat, plan, ropts, &PermOptions::default())
+}
+
+/// [`encode_subject`] with the permutation null's settings (`--permutations`,
+/// `--perm-block`, `--perm-seed`): `test_p`, `test_q`, `test_fwe_p` and `null_max_r` are
+/// written beside `test_r` (see `fmri::significance`).
+pub fn encode_subject_with(
+    ds: &Dataset,
+    s: &Subject,
+    work: &Path,
+    feat: &str,
+    plan: &SplitPlan,
+    ropts: &RidgeOptions,
+    perm: &PermOptions,
 ) -> Result<SubjectFit> {
     let a = assemble(work, s, &[FeatureSet::single(feat)], plan)?;
     let problem = a.problem();
@@ -59,6 +76,13 @@ pub fn encode_subject(
         Some(t) => Some(t.ceiling(&s.id, a.y_test.view())?),
         None => None,
     };
+    let sig = significance(
+        &s.id,
+        fit.test_pred.view(),
+        a.y_test.view(),
+        &a.designs.test_lengths,
+        perm,
+    )?;
     let (has_signal, true_weights) = match truth {
         Some(t) => (Some(t.has_signal), Some(t.weights)),
         None => (None, None),
@@ -74,14 +98,16 @@ pub fn encode_subject(
         cv_scores: fit.cv_scores.clone(),
         weights: fit.weights.clone(),
         voxel_ijk: voxel_ijk(&a.data.space),
+        significance: sig,
     }
     .outputs();
-    let meta = output_metadata(
+    let mut meta = output_metadata(
         a.designs.test_ids(s),
         feat,
         plan,
         inputs_key(s, work, feat, plan, ropts)?,
     )?;
+    add_perm_metadata(&mut meta, perm);
     io::write_tensors(&encode_path(work, feat, &s.id), tensors, meta)?;
     Ok(SubjectFit {
         fit,
@@ -94,7 +120,7 @@ pub fn encode_subject(
 
 /// Encode stage over `subjects` (all when empty), with a progress bar. A subject whose saved
 /// result has the same inputs (split, ridge options, designs, BOLD) is not refitted. Returns
-/// each subject's test r, in order.
+/// each subject's test r, in order. The default permutation null.
 pub fn encode_dataset(
     ds: &Dataset,
     work: &Path,
@@ -103,13 +129,41 @@ pub fn encode_dataset(
     plan: &SplitPlan,
     ropts: &RidgeOptions,
 ) -> Result<Vec<Array1<f64>>> {
+    encode_dataset_with(
+        ds,
+        work,
+        feat,
+        subjects,
+        plan,
+        ropts,
+        &PermOptions::default(),
+    )
+}
+
+/// [`encode_dataset`] with the permutation null's settings; a saved result made with other
+/// settings (or before significance was written) is refitted.
+pub fn encode_dataset_with(
+    ds: &Dataset,
+    work: &Path,
+    feat: &str,
+    subjects: &[String],
+    plan: &SplitPlan,
+    ropts: &RidgeOptions,
+    perm: &PermOptions,
+) -> Result<Vec<Array1<f64>>> {
     let subs = ds.select(subjects)?;
     over_subjects(&subs, "encode", true, |s| {
         let path = encode_path(work, feat, &s.id);
         let key = inputs_key(s, work, feat, plan, ropts)?;
-        Ok(match saved_result(&path, &key) {
-            Some(_) => VoxelResults::load(&path)?.test_r,
-            None => encode_subject(ds, s, work, feat, plan, ropts)?.fit.test_r,
-        })
+        Ok(
+            match saved_result(&path, &key).filter(|f| perm_matches(f, perm)) {
+                Some(_) => VoxelResults::load(&path)?.test_r,
+                None => {
+                    encode_subject_with(ds, s, work, feat, plan, ropts, perm)?
+                        .fit
+                        .test_r
+                }
+            },
+        )
     })
 }

@@ -23,7 +23,9 @@ use crate::fmri::dataset::voxcache::{self, VoxCache};
 use crate::fmri::dataset::{Dataset, Subject};
 use crate::fmri::encode::{
     self, constant_in_test, encode_path, prepare_run, warn_constant, FeatureSet, PerVoxel,
+    PermOptions,
 };
+use crate::fmri::significance::{self as sig, NullCounts, Permutations, Significance};
 use crate::ridge::blocks::{fit_cv_blocks, prepared_bytes, Design, VoxelBlocks};
 use crate::ridge::{self, RidgeOptions};
 use anyhow::{bail, Context, Result};
@@ -47,6 +49,8 @@ pub struct StreamOptions {
     /// available RAM). `RidgeOptions::max_memory` stays the ridge's own voxel-chunk budget.
     pub process_memory: Option<u64>,
     pub progress: bool,
+    /// The permutation null of the test r (the same permutations in every block and shard).
+    pub perm: PermOptions,
 }
 
 impl Default for StreamOptions {
@@ -57,6 +61,7 @@ impl Default for StreamOptions {
             shard: None,
             process_memory: None,
             progress: false,
+            perm: PermOptions::default(),
         }
     }
 }
@@ -227,6 +232,20 @@ pub fn encode_subject_streamed(
     let mut ceiling = truth.as_ref().map(|_| Array1::<f64>::zeros(nv));
     let mut cv_scores: Option<Array2<f64>> = None;
     let mut alphas = vec![];
+    // The permutation null, block by block: drawn once, so every block, shard and voxel
+    // sees the same permutations (its memory: one block's predictions, already held).
+    let perms = match so.perm.n_perm {
+        0 => None,
+        _ => Some(
+            Permutations::new(&d.test_lengths, &so.perm)
+                .with_context(|| format!("sub-{}: permutation null of the test r", s.id))?,
+        ),
+    };
+    let mut null = perms.as_ref().map(|p| NullCounts {
+        r: Array1::zeros(nv),
+        exceed: Array1::zeros(nv),
+        max_null: Array1::from_elem(p.n_perm(), f64::NEG_INFINITY),
+    });
     let (n_const, mut n_test_const) = (std::cell::Cell::new(0usize), 0usize);
     let (part, wpart) = match so.shard {
         Some(sh) => part_paths(work, feat, &s.id, sh.k, sh.n),
@@ -272,6 +291,14 @@ pub fn encode_subject_streamed(
                 c.slice_mut(s![a..b])
                     .assign(&stats::pearson_columns(sb, y_test));
             }
+            if let (Some(acc), Some(p)) = (null.as_mut(), perms.as_ref()) {
+                let c = sig::block_null(fit.test_pred.view(), y_test, p)?;
+                acc.r.slice_mut(s![a..b]).assign(&c.r);
+                acc.exceed.slice_mut(s![a..b]).assign(&c.exceed);
+                for (m, x) in acc.max_null.iter_mut().zip(&c.max_null) {
+                    *m = m.max(*x);
+                }
+            }
             if let Some(cv) = fit.cv_scores.take() {
                 let all = cv_scores.get_or_insert_with(|| Array2::zeros((cv.nrows(), nv)));
                 all.slice_mut(s![.., a..b]).assign(&cv);
@@ -309,6 +336,9 @@ pub fn encode_subject_streamed(
             .voxel_ijk
             .as_ref()
             .map(|ijk| ijk.slice(s![v0..v1, ..]).to_owned()),
+        significance: null
+            .as_ref()
+            .map(|c| Significance::from_counts(c, so.perm.n_perm)),
     }
     .outputs();
     let mut meta = encode::output_metadata(
@@ -317,6 +347,7 @@ pub fn encode_subject_streamed(
         plan,
         encode::inputs_key(s, work, feat, plan, ropts)?,
     )?;
+    encode::add_perm_metadata(&mut meta, &so.perm);
     if let Some(sh) = so.shard {
         meta.extend(sh.metadata(v0, v1, v_all));
         meta.insert("weights".to_string(), ropts.keep_weights.to_string());
@@ -363,21 +394,78 @@ pub fn merge_parts(work: &Path, feat: &str, subject: &str, n: usize) -> Result<P
             ("test_constant", 0),
             ("has_signal", 0),
             ("voxel_ijk", 0),
+            ("test_p", 0),
         ],
         shared: &["alphas"],
-        same: &["inputs", "features", "split", "test_runs", "weights"],
+        same: &[
+            "inputs",
+            "features",
+            "split",
+            "test_runs",
+            "weights",
+            "permutations",
+            "perm_block",
+            "perm_seed",
+        ],
     };
     let merged = shards::merge(&paths, &layout, &|k| {
         format!("rerun the shards' encode command (same --block-voxels and options) with `--voxel-shard {k}/{n}`")
     })
     .with_context(|| format!("sub-{subject}: merging {n} parts"))?;
     let out = encode_path(work, feat, subject);
+    let mut tensors = merged.tensors;
+    merge_significance(&paths, &mut tensors)?;
     let mut meta = merged.metadata;
     if meta.remove("weights").as_deref() == Some("true") {
         merge_weights(work, feat, subject, n, merged.n_voxels)?;
     }
-    io::write_tensors(&out, merged.tensors, meta)?;
+    io::write_tensors(&out, tensors, meta)?;
     Ok(out)
+}
+
+/// The significance of merged parts: each part's p stands (the same permutations), while
+/// the BH q (over all voxels) and the FWE p (against the maximum over all voxels, the
+/// elementwise maximum of the parts' `null_max_r`) are recomputed over the whole subject.
+fn merge_significance(paths: &[PathBuf], tensors: &mut Vec<(String, io::Tensor)>) -> Result<()> {
+    let get = |tensors: &Vec<(String, io::Tensor)>, name: &str| -> Option<Array1<f64>> {
+        tensors
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, t)| match t {
+                io::Tensor::F64(a) => a.clone().into_dimensionality().ok(),
+                _ => None,
+            })
+    };
+    let (Some(p), Some(r)) = (get(tensors, "test_p"), get(tensors, "test_r")) else {
+        return Ok(());
+    };
+    let mut max_null: Option<Array1<f64>> = None;
+    for path in paths {
+        let m = io::into_1d(
+            TensorFile::open(path)?.f64("null_max_r")?,
+            &format!("{}: null_max_r", path.display()),
+        )?;
+        match &mut max_null {
+            None => max_null = Some(m),
+            Some(acc) if acc.len() == m.len() => acc.zip_mut_with(&m, |a, b| *a = a.max(*b)),
+            Some(acc) => bail!(
+                "{}: {} permutations, part 0 has {}",
+                path.display(),
+                m.len(),
+                acc.len()
+            ),
+        }
+    }
+    let max_null = max_null.expect("at least one part");
+    let s = Significance {
+        q: sig::bh_q(&p),
+        fwe_p: sig::fwe_p(&r, &max_null),
+        p,
+        null_max_r: max_null,
+    };
+    tensors.retain(|(n, _)| n != "test_p");
+    tensors.extend(s.tensors().into_iter().map(|(n, t)| (n.to_string(), t)));
+    Ok(())
 }
 
 /// [`merge_parts`] for every subject in `subjects`, after checking that every subject's `n`
