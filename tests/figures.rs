@@ -576,3 +576,43 @@ fn report_embeds_and_renders_every_figure() {
         img.height()
     );
 }
+
+/// `maps` thresholds at BH q < 0.05 when the encode results hold q-values (the figure names
+/// the rule and the null), and at the fixed |r| otherwise or when asked.
+#[test]
+fn maps_threshold_by_q_when_present() {
+    use brainscale::fmri::maps::{FigureOptions, MapThreshold, VoxelResults};
+    use ndarray::array;
+    let mut res = VoxelResults {
+        test_r: array![0.3, 0.05, -0.2, 0.12],
+        test_r2: array![0.0, 0.0, 0.0, 0.0],
+        best_alpha: array![1.0, 1.0, 1.0, 1.0],
+        ceiling: None,
+        has_signal: None,
+        test_runs: "06".into(),
+        bands: None,
+        p: Some(array![0.001, 0.3, 0.9, 0.01]),
+        q: Some(array![0.004, 0.4, 0.9, 0.02]),
+        fwe_p: Some(array![0.01, 1.0, 1.0, 0.3]),
+        null: Some("1000 permutations of 10-TR blocks".into()),
+    };
+    let rule = MapThreshold::choose(&FigureOptions::default(), &res);
+    let (painted, level) = rule.apply(&res).unwrap();
+    assert_eq!(painted.to_vec(), vec![0.3, 0.0, 0.0, 0.12]);
+    assert_eq!(level, 0.0);
+    assert_eq!(
+        rule.describe(&res),
+        "BH q < 0.05 (2 significant; 1000 permutations of 10-TR blocks)"
+    );
+    // A fixed r threshold when asked (q: None), or when there are no q-values.
+    let fixed = FigureOptions {
+        q: None,
+        threshold: 0.2,
+        background: None,
+    };
+    assert_eq!(MapThreshold::choose(&fixed, &res), MapThreshold::AbsR(0.2));
+    res.q = None;
+    let rule = MapThreshold::choose(&FigureOptions::default(), &res);
+    assert_eq!(rule, MapThreshold::AbsR(0.1));
+    assert_eq!(rule.describe(&res), "|r| ≥ 0.10");
+}

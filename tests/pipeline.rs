@@ -79,6 +79,29 @@ fn ground_truth_is_recovered() {
             "sub-{}: no-signal voxels r {r_noise:.3}",
             s.id
         );
+        // Significance written beside test_r: among voxels declared at BH q < 0.05 the
+        // no-signal ones stay within the FDR bound, and most signal voxels are found.
+        let file = brainscale::core::io::TensorFile::open(&encode::encode_path(
+            work.path(),
+            "groundtruth",
+            &s.id,
+        ))
+        .unwrap();
+        let q = file.f64("test_q").unwrap();
+        let fwe = file.f64("test_fwe_p").unwrap();
+        let disc: Vec<usize> = (0..r.len()).filter(|&v| q[v] < 0.05).collect();
+        let false_disc = disc.iter().filter(|&&v| hs[v] == 0).count();
+        let fdp = false_disc as f64 / disc.len().max(1) as f64;
+        let power = disc.iter().filter(|&&v| hs[v] == 1).count() as f64 / sig.len() as f64;
+        let fwe_false = noise.iter().filter(|&&v| fwe[v] < 0.05).count();
+        eprintln!(
+            "sub-{}: q < 0.05: {} voxels, false discovery proportion {fdp:.4}, power {power:.3}; \
+             no-signal voxels at FWE p < 0.05: {fwe_false}",
+            s.id,
+            disc.len()
+        );
+        assert!(fdp <= 0.05, "sub-{}: FDP {fdp}", s.id);
+        assert!(power > 0.8, "sub-{}: power {power}", s.id);
         // Per-voxel r tracks the per-voxel ceiling.
         let rc = stats::pearson_columns(
             ndarray::Array2::from_shape_fn((sig.len(), 1), |(i, _)| r[sig[i]] as f32).view(),

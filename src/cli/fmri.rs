@@ -595,9 +595,14 @@ pub struct MapsArgs {
     pub features: String,
     #[arg(long, value_delimiter = ',')]
     pub subjects: Vec<String>,
-    /// r_statmap.png: |r| below this is not painted.
-    #[arg(long, default_value_t = 0.1)]
-    pub threshold: f32,
+    /// r_statmap.png: paint only voxels with BH q below this (block-permutation null of
+    /// encode); results without q-values fall back to --threshold.
+    #[arg(long, default_value_t = 0.05, value_name = "Q")]
+    pub q: f64,
+    /// r_statmap.png: threshold at a fixed |r| instead of by significance (|r| below this is
+    /// not painted; default 0.1 when the results hold no q-values).
+    #[arg(long)]
+    pub threshold: Option<f32>,
     /// r_statmap.png: an anatomical NIfTI drawn under the map (resampled to its grid);
     /// default: the subject's mean EPI (the atlas for parcels).
     #[arg(long)]
@@ -879,8 +884,12 @@ fn print_merged(subs: &[&Subject], n: usize, merged: &[PathBuf]) {
 pub fn run_maps(a: MapsArgs) -> Result<()> {
     let (ds, work) = a.place.open()?;
     let rows = demo::maps_dataset(&ds, &work, &a.features, &a.subjects)?;
+    if !(a.q > 0.0 && a.q < 1.0) {
+        anyhow::bail!("--q {}: expected a level between 0 and 1", a.q);
+    }
     let figs = crate::fmri::maps::FigureOptions {
-        threshold: a.threshold,
+        q: a.threshold.is_none().then_some(a.q),
+        threshold: a.threshold.unwrap_or(0.1),
         background: a.background.clone(),
     };
     demo::maps_figures(&ds, &work, &a.features, &rows, &figs)?;

@@ -198,6 +198,9 @@ pub fn maps_figures(
         let s = ds.subject(&row.subject)?;
         let res = VoxelResults::load(&encode::encode_path(work, feat, &s.id))?;
         let dir = work.join("maps").join(feat).join(format!("sub-{}", s.id));
+        // Significance-thresholded (q) when encode wrote q-values, else the fixed |r|.
+        let rule = maps::MapThreshold::choose(opts, &res);
+        let (painted, level) = rule.apply(&res)?;
         match dataset::subject_space(s)? {
             dataset::Space::Voxels { mask, header } => {
                 let bg = match (&opts.background, s.runs.first()) {
@@ -209,18 +212,19 @@ pub fn maps_figures(
                         .map(|v| (v, format!("mean EPI of run {}", run.id))),
                     (None, None) => None,
                 };
-                maps::write_subject_figure(
+                maps::write_subject_figure_as(
                     &dir,
                     row,
                     &header,
                     &mask,
-                    &res.test_r,
+                    &painted,
                     bg.as_ref().map(|(v, w)| (v, w.as_str())),
-                    opts.threshold,
+                    level,
+                    &rule.describe(&res),
                 )?;
             }
             dataset::Space::Parcels { atlas: Some(a), .. } => {
-                maps::write_parcel_figure(&dir, row, &a, &res.test_r, opts.threshold)?;
+                maps::write_parcel_figure_as(&dir, row, &a, &painted, level, &rule.describe(&res))?;
             }
             dataset::Space::Parcels { atlas: None, .. } => continue,
         }

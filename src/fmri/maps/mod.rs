@@ -107,6 +107,12 @@ pub struct SummaryRow {
     pub signal_ceiling_mean_r: Option<f64>,
     pub noise_mean_r: Option<f64>,
     pub median_alpha: f64,
+    /// Fraction of voxels with BH q < 0.05 and with FWE p < 0.05 under the block-permutation
+    /// null (`encode --permutations`; empty without it).
+    #[serde(default)]
+    pub frac_q_below_0_05: Option<f64>,
+    #[serde(default)]
+    pub frac_fwe_below_0_05: Option<f64>,
     /// Per-band columns of a banded fit (see `maps_bands`), written after the others.
     #[serde(skip)]
     pub band_columns: Vec<(String, f64)>,
@@ -150,9 +156,23 @@ pub struct VoxelResults {
     pub test_runs: String,
     /// Band results of a banded fit (`encode --bands`).
     pub bands: Option<crate::fmri::maps::bands::BandResults>,
+    /// Block-permutation p, BH q and FWE p of test_r (see `fmri::significance`).
+    pub p: Option<Array1<f64>>,
+    pub q: Option<Array1<f64>>,
+    pub fwe_p: Option<Array1<f64>>,
+    /// How the null was drawn, e.g. "1000 permutations of 10-TR blocks".
+    pub null: Option<String>,
 }
 
 impl VoxelResults {
+    /// The significance maps present, by file stem: `p`, `q`, `fwe_p`.
+    pub fn significance_maps(&self) -> Vec<(&'static str, &Array1<f64>)> {
+        [("p", &self.p), ("q", &self.q), ("fwe_p", &self.fwe_p)]
+            .into_iter()
+            .filter_map(|(n, v)| v.as_ref().map(|v| (n, v)))
+            .collect()
+    }
+
     pub fn load(path: &Path) -> Result<Self> {
         let f = io::TensorFile::open(path)?;
         let what = |n: &str| format!("{}: {n}", path.display());
@@ -175,6 +195,18 @@ impl VoxelResults {
             },
             test_runs: f.metadata().get("test_runs").cloned().unwrap_or_default(),
             bands: crate::fmri::maps::bands::BandResults::load(&f, path)?,
+            p: opt_f64("test_p")?,
+            q: opt_f64("test_q")?,
+            fwe_p: opt_f64("test_fwe_p")?,
+            null: match (
+                f.metadata().get("permutations"),
+                f.metadata().get("perm_block"),
+            ) {
+                (Some(n), Some(b)) if f.has("test_q") => {
+                    Some(format!("{n} permutations of {b}-TR blocks"))
+                }
+                _ => None,
+            },
         })
     }
 }
@@ -203,6 +235,9 @@ pub fn write_subject_maps(
     write_map(&out_dir.join("alpha.nii.gz"), h, mask, &res.best_alpha)?;
     if let Some(c) = &res.ceiling {
         write_map(&out_dir.join("ceiling_r.nii.gz"), h, mask, c)?;
+    }
+    for (name, v) in res.significance_maps() {
+        write_map(&out_dir.join(format!("{name}.nii.gz")), h, mask, v)?;
     }
     let r32: Vec<f32> = res.test_r.iter().map(|&v| v as f32).collect();
     mosaic_png(
@@ -254,12 +289,19 @@ fn summary_row(dataset: &str, features: &str, subject: &str, res: &VoxelResults)
         signal_ceiling_mean_r: res.ceiling.as_ref().and_then(|c| select_mean(c, 1)),
         noise_mean_r: select_mean(&res.test_r, 0),
         median_alpha: alphas[alphas.len() / 2],
+        frac_q_below_0_05: res.q.as_ref().map(|q| frac_below(q, 0.05)),
+        frac_fwe_below_0_05: res.fwe_p.as_ref().map(|p| frac_below(p, 0.05)),
         band_columns: res
             .bands
             .as_ref()
             .map(|b| b.summary_columns())
             .unwrap_or_default(),
     }
+}
+
+/// Share of `v` strictly below `t`.
+fn frac_below(v: &Array1<f64>, t: f64) -> f64 {
+    v.iter().filter(|&&x| x < t).count() as f64 / v.len().max(1) as f64
 }
 
 /// Colour scale of an r mosaic: the 99th percentile of |r|, at least 0.1.
@@ -289,19 +331,31 @@ pub fn write_parcel_maps(
     }
     io::write_atomic(&out_dir.join("parcels.csv"), |tmp| {
         let mut w = csv::Writer::from_path(tmp)?;
-        w.write_record(["parcel", "label", "r", "r2", "alpha", "ceiling_r"])?;
+        w.write_record([
+            "parcel",
+            "label",
+            "r",
+            "r2",
+            "alpha",
+            "ceiling_r",
+            "p",
+            "q",
+            "fwe_p",
+        ])?;
+        let cell = |v: &Option<Array1<f64>>, p: usize| {
+            v.as_ref().map_or(String::new(), |c| c[p].to_string())
+        };
         for p in 0..n_parcels {
-            let c = res
-                .ceiling
-                .as_ref()
-                .map_or(String::new(), |c| c[p].to_string());
             w.write_record([
                 p.to_string(),
                 (p + 1).to_string(),
                 res.test_r[p].to_string(),
                 res.test_r2[p].to_string(),
                 res.best_alpha[p].to_string(),
-                c,
+                cell(&res.ceiling, p),
+                cell(&res.p, p),
+                cell(&res.q, p),
+                cell(&res.fwe_p, p),
             ])?;
         }
         w.flush()?;
@@ -319,6 +373,9 @@ pub fn write_parcel_maps(
         if let Some(c) = &res.ceiling {
             map("ceiling_r.nii.gz", c)?;
         }
+        for (name, v) in res.significance_maps() {
+            map(&format!("{name}.nii.gz"), v)?;
+        }
         let r32: Vec<f32> = res.test_r.iter().map(|&v| v as f32).collect();
         mosaic_png(
             &out_dir.join("r_mosaic.png"),
@@ -334,11 +391,14 @@ pub fn write_parcel_maps(
     Ok(summary_row(dataset, features, subject, res))
 }
 
-/// How each subject's publication-style map (`r_statmap.png`) is drawn: `maps --threshold`,
-/// `--background`.
+/// How each subject's publication-style map (`r_statmap.png`) is drawn: `maps --q`,
+/// `--threshold`, `--background`.
 #[derive(Debug, Clone)]
 pub struct FigureOptions {
-    /// |r| below this is not painted (default 0.1).
+    /// Paint only voxels with BH q below this when the encode results hold q-values
+    /// (default 0.05); None, or results without q: the fixed |r| threshold below.
+    pub q: Option<f64>,
+    /// |r| below this is not painted when thresholding by r (default 0.1).
     pub threshold: f32,
     /// An anatomical image (any grid, resampled to the map's by trilinear interpolation in
     /// mm) drawn under the map; default: the subject's mean EPI (voxel data) or the atlas.
@@ -348,8 +408,67 @@ pub struct FigureOptions {
 impl Default for FigureOptions {
     fn default() -> Self {
         Self {
+            q: Some(0.05),
             threshold: 0.1,
             background: None,
+        }
+    }
+}
+
+/// What a figure paints: r as is above a fixed |r|, or r where q is below a level.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MapThreshold {
+    AbsR(f32),
+    /// BH q below `q`; `null` says how the null was drawn.
+    Q {
+        q: f64,
+        null: String,
+    },
+}
+
+impl MapThreshold {
+    /// The rule `opts` asks for, given what `res` holds (q only when it was computed).
+    pub fn choose(opts: &FigureOptions, res: &VoxelResults) -> Self {
+        match (opts.q, &res.q) {
+            (Some(q), Some(_)) => MapThreshold::Q {
+                q,
+                null: res
+                    .null
+                    .clone()
+                    .unwrap_or_else(|| "block permutations".into()),
+            },
+            _ => MapThreshold::AbsR(opts.threshold),
+        }
+    }
+
+    /// The values painted (r, zero where not significant) and the |value| threshold of the
+    /// colour map. Errors when a q rule meets results without q.
+    pub fn apply(&self, res: &VoxelResults) -> Result<(Array1<f64>, f32)> {
+        match self {
+            MapThreshold::AbsR(t) => Ok((res.test_r.clone(), *t)),
+            MapThreshold::Q { q, .. } => {
+                let qs = res.q.as_ref().ok_or_else(|| {
+                    anyhow::anyhow!("no q-values (re-run encode with --permutations)")
+                })?;
+                let r = ndarray::Zip::from(&res.test_r)
+                    .and(qs)
+                    .map_collect(|&r, &qv| if qv < *q { r } else { 0.0 });
+                Ok((r, 0.0))
+            }
+        }
+    }
+
+    /// How the figure names the threshold.
+    pub fn describe(&self, res: &VoxelResults) -> String {
+        match self {
+            MapThreshold::AbsR(t) => format!("|r| ≥ {t:.2}"),
+            MapThreshold::Q { q, null } => {
+                let n = res
+                    .q
+                    .as_ref()
+                    .map_or(0, |v| v.iter().filter(|&&x| x < *q).count());
+                format!("BH q < {q} ({n} significant; {null})")
+            }
         }
     }
 }
@@ -417,6 +536,25 @@ pub fn write_subject_figure(
     background: Option<(&ArrayD<f32>, &str)>,
     threshold: f32,
 ) -> Result<crate::fmri::maps::statmap::StatMapLayout> {
+    let label = format!("|r| ≥ {threshold:.2}");
+    write_subject_figure_as(
+        out_dir, row, reference, mask, r, background, threshold, &label,
+    )
+}
+
+/// [`write_subject_figure`] with the threshold named by `label` (e.g. "BH q < 0.05 (…)");
+/// `r` holds zeros where nothing is to be painted.
+#[allow(clippy::too_many_arguments)]
+pub fn write_subject_figure_as(
+    out_dir: &Path,
+    row: &SummaryRow,
+    reference: &NiftiHeader,
+    mask: &Mask,
+    r: &Array1<f64>,
+    background: Option<(&ArrayD<f32>, &str)>,
+    threshold: f32,
+    label: &str,
+) -> Result<crate::fmri::maps::statmap::StatMapLayout> {
     let r32: Vec<f32> = r.iter().map(|&v| v as f32).collect();
     let stat = mask.unmask(&r32);
     let [nx, ny, nz] = mask.dims;
@@ -436,7 +574,7 @@ pub fn write_subject_figure(
             background: background.map(|(b, _)| b),
             title: figure_title(row),
             subtitle: format!(
-                "Pearson r per voxel on held-out runs, |r| ≥ {threshold:.2}; {bg}; neurological view (L left)"
+                "Pearson r per voxel on held-out runs, {label}; {bg}; neurological view (L left)"
             ),
             threshold,
             vmax: None,
@@ -453,6 +591,19 @@ pub fn write_parcel_figure(
     atlas: &Atlas,
     r: &Array1<f64>,
     threshold: f32,
+) -> Result<crate::fmri::maps::statmap::StatMapLayout> {
+    let label = format!("|r| ≥ {threshold:.2}");
+    write_parcel_figure_as(out_dir, row, atlas, r, threshold, &label)
+}
+
+/// [`write_parcel_figure`] with the threshold named by `label`.
+pub fn write_parcel_figure_as(
+    out_dir: &Path,
+    row: &SummaryRow,
+    atlas: &Atlas,
+    r: &Array1<f64>,
+    threshold: f32,
+    label: &str,
 ) -> Result<crate::fmri::maps::statmap::StatMapLayout> {
     let stat = atlas.volume(r.as_slice().expect("contiguous"))?;
     let labels: Vec<f32> = atlas.labels.iter().map(|&l| l as f32).collect();
@@ -492,7 +643,7 @@ pub fn write_parcel_figure(
             background: Some(&bg),
             title: figure_title(row),
             subtitle: format!(
-                "Pearson r per parcel on held-out runs, |r| ≥ {threshold:.2}; background: atlas {} ({} parcels)",
+                "Pearson r per parcel on held-out runs, {label}; background: atlas {} ({} parcels)",
                 atlas.path.file_name().unwrap_or_default().to_string_lossy(),
                 atlas.n_parcels
             ),
