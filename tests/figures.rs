@@ -595,6 +595,8 @@ fn maps_threshold_by_q_when_present() {
         q: Some(array![0.004, 0.4, 0.9, 0.02]),
         fwe_p: Some(array![0.01, 1.0, 1.0, 0.3]),
         null: Some("1000 permutations of 10-TR blocks".into()),
+        repeat_ceiling: None,
+        normalised_r: None,
     };
     let rule = MapThreshold::choose(&FigureOptions::default(), &res);
     let (painted, level) = rule.apply(&res).unwrap();

@@ -259,6 +259,10 @@ pub struct SynthArgs {
     /// Two feature spaces: each voxel driven by one band of latents (luminance or motion).
     #[arg(long)]
     pub bands: bool,
+    /// Show the last movie K times (the last K runs, the default test run among them), so
+    /// that encode estimates a noise ceiling from the repeats.
+    #[arg(long, value_name = "K")]
+    pub repeat_test: Option<usize>,
 }
 
 /// Where a stage reads and writes.
@@ -648,6 +652,7 @@ pub fn run_dataset(c: DatasetCmd) -> Result<()> {
             cfg.runs = a.runs.unwrap_or(cfg.runs);
             cfg.trs_per_run = a.trs.unwrap_or(cfg.trs_per_run);
             cfg.bands = a.bands;
+            cfg.repeat_test = a.repeat_test.unwrap_or(0);
             let out = a
                 .out
                 .unwrap_or_else(|| PathBuf::from(format!("datasets/synth-{}", size_name(a.size))));

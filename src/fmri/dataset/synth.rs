@@ -64,6 +64,12 @@ pub struct SynthConfig {
     /// [`BANDS`] only (chosen by a smooth field), recorded as `true_band` in the truth file.
     #[serde(default)]
     pub bands: bool,
+    /// Show the last movie this many times: the last `repeat_test` runs (the default test run
+    /// among them) are repeated viewings of one movie, with independent noise, so that a
+    /// noise ceiling can be estimated from the repeats (`fmri::ceiling`). 0 or 1: every run
+    /// its own movie.
+    #[serde(default)]
+    pub repeat_test: usize,
 }
 
 /// The two feature spaces of a `bands` dataset: names and latent indices.
@@ -86,6 +92,7 @@ impl SynthConfig {
             drift: 0.3,
             seed,
             bands: false,
+            repeat_test: 0,
         };
         match size {
             Size::Tiny => base,
@@ -108,6 +115,19 @@ impl SynthConfig {
         format!("task-movie_run-{:02}", r + 1)
     }
 
+    /// The movie run `r` shows (an index into the movies; see `repeat_test`).
+    pub fn movie_of(&self, r: usize) -> usize {
+        match self.repeat_test {
+            k if k >= 2 => r.min(self.runs - k),
+            _ => r,
+        }
+    }
+
+    /// Number of distinct movies.
+    pub fn n_movies(&self) -> usize {
+        self.movie_of(self.runs - 1) + 1
+    }
+
     fn validate(&self) -> Result<()> {
         if self.subjects == 0 || self.runs < 2 || self.trs_per_run < 10 {
             bail!("synth needs ≥1 subject, ≥2 runs and ≥10 TRs per run");
@@ -118,6 +138,13 @@ impl SynthConfig {
             || self.dims.iter().any(|&d| d < 4)
         {
             bail!("synth: TR, fps, frame size (≥16) and volume dims (≥4) must be positive");
+        }
+        if self.repeat_test > self.runs {
+            bail!(
+                "synth: --repeat-test {} needs at least as many runs ({})",
+                self.repeat_test,
+                self.runs
+            );
         }
         if !(0.0..1.0).contains(&self.no_signal_fraction) || !(self.snr > 0.0) {
             bail!("synth: no_signal_fraction must be in [0, 1) and snr > 0");
@@ -166,7 +193,7 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthSummary> {
     let gt = out.join("derivatives/groundtruth");
 
     // Movies: latents, frames, MP4, per-frame latents as ground-truth features.
-    let latents: Vec<Array2<f32>> = (0..cfg.runs)
+    let latents: Vec<Array2<f32>> = (0..cfg.n_movies())
         .into_par_iter()
         .map(|r| -> Result<Array2<f32>> {
             let lat = latent_series(cfg, r);
@@ -194,8 +221,8 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthSummary> {
     // Stimulus drive per run: TR-averaged latents convolved with the HRF.
     let frames_per_tr = (cfg.tr * cfg.fps as f64).round() as usize;
     let hrf = canonical_hrf(cfg.tr);
-    let drive: Vec<Array2<f64>> = latents
-        .iter()
+    let drive: Vec<Array2<f64>> = (0..cfg.runs)
+        .map(|r| &latents[cfg.movie_of(r)])
         .map(|lat| {
             let mut d = Array2::<f64>::zeros((cfg.trs_per_run, N_LATENTS));
             for t in 0..cfg.trs_per_run {
@@ -496,7 +523,7 @@ fn write_subject(
         )?;
         io::write_json(
             &func.join(format!("{stem}.json")),
-            &serde_json::json!({"RepetitionTime": cfg.tr, "TaskName": "movie", "StimulusFile": format!("stimuli/{label}.mp4")}),
+            &serde_json::json!({"RepetitionTime": cfg.tr, "TaskName": "movie", "StimulusFile": format!("stimuli/{}.mp4", SynthConfig::run_label(cfg.movie_of(r)))}),
         )?;
         truth.push((
             format!("signal_{label}"),

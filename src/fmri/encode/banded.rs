@@ -209,6 +209,10 @@ pub fn encode_subject(
         &a.designs.test_lengths,
         perm,
     )?;
+    let groups = super::repeat_groups(s, &a.designs);
+    let repeat_ceiling = super::repeat_ceiling(&s.id, &groups, &mut |i| {
+        super::prepare_run(&a.data.runs[i], plan, &s.runs[i].label())
+    })?;
     let (has_signal, true_band) = match truth {
         Some(t) => (Some(t.has_signal), t.true_band),
         None => (None, None),
@@ -225,6 +229,10 @@ pub fn encode_subject(
         weights: fit.weights.clone(),
         voxel_ijk: voxel_ijk(&a.data.space),
         significance: sig,
+        normalised_r: repeat_ceiling
+            .as_ref()
+            .map(|c| crate::fmri::ceiling::normalised(&fit.test_r, c)),
+        repeat_ceiling_r: repeat_ceiling,
     }
     .outputs();
     tensors.extend([

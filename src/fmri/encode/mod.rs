@@ -411,6 +411,10 @@ pub struct PerVoxel {
     pub voxel_ijk: Option<Array2<i32>>,
     /// Block-permutation p, BH q and FWE p of `test_r` (`--permutations` > 0).
     pub significance: Option<Significance>,
+    /// Noise ceiling from repeated viewings of the test movie, and test r / that ceiling
+    /// (see `fmri::ceiling`), when runs repeat it.
+    pub repeat_ceiling_r: Option<Array1<f64>>,
+    pub normalised_r: Option<Array1<f64>>,
 }
 
 impl PerVoxel {
@@ -450,6 +454,14 @@ impl PerVoxel {
         opt(
             "voxel_ijk",
             self.voxel_ijk.map(|a| Tensor::I32(a.into_dyn())),
+        );
+        opt(
+            "repeat_ceiling_r",
+            self.repeat_ceiling_r.map(|a| Tensor::F64(a.into_dyn())),
+        );
+        opt(
+            "normalised_r",
+            self.normalised_r.map(|a| Tensor::F64(a.into_dyn())),
         );
         if let Some(sig) = self.significance {
             t.extend(sig.tensors());
@@ -534,4 +546,54 @@ pub fn perm_matches(f: &TensorFile, perm: &PermOptions) -> bool {
     crate::fmri::significance::metadata(perm)
         .iter()
         .all(|(k, v)| f.metadata().get(k) == Some(v))
+}
+
+/// The runs that show a test run's movie again, one group per such movie (each ≥ 2 runs,
+/// training or test, in run order): what [`repeat_ceiling`] reads. Empty when no test movie
+/// is repeated.
+pub fn repeat_groups(s: &Subject, d: &Designs) -> Vec<Vec<usize>> {
+    let used: Vec<usize> = {
+        let mut u: Vec<usize> = d.train_runs.iter().chain(&d.test_runs).copied().collect();
+        u.sort_unstable();
+        u
+    };
+    let mut groups: Vec<Vec<usize>> = vec![];
+    for &t in &d.test_runs {
+        let movie = &s.runs[t].movie;
+        if groups.iter().any(|g| &s.runs[g[0]].movie == movie) {
+            continue;
+        }
+        let g: Vec<usize> = used
+            .iter()
+            .copied()
+            .filter(|&i| &s.runs[i].movie == movie)
+            .collect();
+        if g.len() >= 2 {
+            groups.push(g);
+        }
+    }
+    groups
+}
+
+/// The noise ceiling from the repeats of `groups` (runs read and prepared by `read`), the
+/// signal power and total variance of each group weighted by its TRs; None without groups.
+/// Errors: repeats of one movie with different TR counts (naming the subject).
+pub fn repeat_ceiling(
+    subject: &str,
+    groups: &[Vec<usize>],
+    read: &mut dyn FnMut(usize) -> Result<Array2<f32>>,
+) -> Result<Option<Array1<f64>>> {
+    let mut acc: Option<(Array1<f64>, Array1<f64>)> = None;
+    for g in groups {
+        let reps = g.iter().map(|&i| read(i)).collect::<Result<Vec<_>>>()?;
+        let views: Vec<_> = reps.iter().map(|a| a.view()).collect();
+        let (sp, tot) = crate::fmri::ceiling::signal_power(&views)
+            .with_context(|| format!("sub-{subject}: noise ceiling from repeated runs"))?;
+        let w = reps[0].nrows() as f64;
+        acc = Some(match acc {
+            None => (sp * w, tot * w),
+            Some((a, b)) => (a + sp * w, b + tot * w),
+        });
+    }
+    Ok(acc.map(|(sp, tot)| crate::fmri::ceiling::ceiling_from(&sp, &tot)))
 }

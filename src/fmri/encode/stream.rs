@@ -241,6 +241,16 @@ pub fn encode_subject_streamed(
                 .with_context(|| format!("sub-{}: permutation null of the test r", s.id))?,
         ),
     };
+    // Noise ceiling from repeated viewings of the test movie, block by block.
+    let groups = encode::repeat_groups(s, &d);
+    let mut repeat_ceiling = (!groups.is_empty()).then(|| Array1::<f64>::zeros(nv));
+    let reps_src = CacheBlocks {
+        cache: &cache,
+        train: vec![],
+        test: vec![],
+        plan,
+        labels: s.runs.iter().map(|r| r.label()).collect(),
+    };
     let mut null = perms.as_ref().map(|p| NullCounts {
         r: Array1::zeros(nv),
         exceed: Array1::zeros(nv),
@@ -299,6 +309,13 @@ pub fn encode_subject_streamed(
                     *m = m.max(*x);
                 }
             }
+            if let Some(rc) = repeat_ceiling.as_mut() {
+                let c = encode::repeat_ceiling(&s.id, &groups, &mut |i| {
+                    reps_src.fill(&[i], j0, j0 + (b - a))
+                })?
+                .expect("groups");
+                rc.slice_mut(s![a..b]).assign(&c);
+            }
             if let Some(cv) = fit.cv_scores.take() {
                 let all = cv_scores.get_or_insert_with(|| Array2::zeros((cv.nrows(), nv)));
                 all.slice_mut(s![.., a..b]).assign(&cv);
@@ -339,6 +356,10 @@ pub fn encode_subject_streamed(
         significance: null
             .as_ref()
             .map(|c| Significance::from_counts(c, so.perm.n_perm)),
+        normalised_r: repeat_ceiling
+            .as_ref()
+            .map(|c| crate::fmri::ceiling::normalised(&test_r, c)),
+        repeat_ceiling_r: repeat_ceiling,
     }
     .outputs();
     let mut meta = encode::output_metadata(
@@ -395,6 +416,8 @@ pub fn merge_parts(work: &Path, feat: &str, subject: &str, n: usize) -> Result<P
             ("has_signal", 0),
             ("voxel_ijk", 0),
             ("test_p", 0),
+            ("repeat_ceiling_r", 0),
+            ("normalised_r", 0),
         ],
         shared: &["alphas"],
         same: &[

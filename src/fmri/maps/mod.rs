@@ -113,6 +113,13 @@ pub struct SummaryRow {
     pub frac_q_below_0_05: Option<f64>,
     #[serde(default)]
     pub frac_fwe_below_0_05: Option<f64>,
+    /// Noise ceiling from repeated viewings (mean over voxels), and the mean of r / ceiling
+    /// over voxels whose ceiling reaches `fmri::ceiling::MIN_CEILING` (runs that repeat the
+    /// test movie only).
+    #[serde(default)]
+    pub repeat_ceiling_mean_r: Option<f64>,
+    #[serde(default)]
+    pub normalised_mean_r: Option<f64>,
     /// Per-band columns of a banded fit (see `maps_bands`), written after the others.
     #[serde(skip)]
     pub band_columns: Vec<(String, f64)>,
@@ -162,15 +169,25 @@ pub struct VoxelResults {
     pub fwe_p: Option<Array1<f64>>,
     /// How the null was drawn, e.g. "1000 permutations of 10-TR blocks".
     pub null: Option<String>,
+    /// Noise ceiling from repeats and r / ceiling (NaN below the minimum ceiling).
+    pub repeat_ceiling: Option<Array1<f64>>,
+    pub normalised_r: Option<Array1<f64>>,
 }
 
 impl VoxelResults {
-    /// The significance maps present, by file stem: `p`, `q`, `fwe_p`.
+    /// The significance and repeat-ceiling maps present, by file stem: `p`, `q`, `fwe_p`,
+    /// `repeat_ceiling_r`, `normalised_r`.
     pub fn significance_maps(&self) -> Vec<(&'static str, &Array1<f64>)> {
-        [("p", &self.p), ("q", &self.q), ("fwe_p", &self.fwe_p)]
-            .into_iter()
-            .filter_map(|(n, v)| v.as_ref().map(|v| (n, v)))
-            .collect()
+        [
+            ("p", &self.p),
+            ("q", &self.q),
+            ("fwe_p", &self.fwe_p),
+            ("repeat_ceiling_r", &self.repeat_ceiling),
+            ("normalised_r", &self.normalised_r),
+        ]
+        .into_iter()
+        .filter_map(|(n, v)| v.as_ref().map(|v| (n, v)))
+        .collect()
     }
 
     pub fn load(path: &Path) -> Result<Self> {
@@ -198,6 +215,8 @@ impl VoxelResults {
             p: opt_f64("test_p")?,
             q: opt_f64("test_q")?,
             fwe_p: opt_f64("test_fwe_p")?,
+            repeat_ceiling: opt_f64("repeat_ceiling_r")?,
+            normalised_r: opt_f64("normalised_r")?,
             null: match (
                 f.metadata().get("permutations"),
                 f.metadata().get("perm_block"),
@@ -291,6 +310,14 @@ fn summary_row(dataset: &str, features: &str, subject: &str, res: &VoxelResults)
         median_alpha: alphas[alphas.len() / 2],
         frac_q_below_0_05: res.q.as_ref().map(|q| frac_below(q, 0.05)),
         frac_fwe_below_0_05: res.fwe_p.as_ref().map(|p| frac_below(p, 0.05)),
+        repeat_ceiling_mean_r: res
+            .repeat_ceiling
+            .as_ref()
+            .map(|c| c.mean().unwrap_or(f64::NAN)),
+        normalised_mean_r: res.normalised_r.as_ref().and_then(|n| {
+            let v: Vec<f64> = n.iter().copied().filter(|x| x.is_finite()).collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+        }),
         band_columns: res
             .bands
             .as_ref()

@@ -1,0 +1,96 @@
+//! The noise ceiling from repeated viewings (`fmri::ceiling`, Sahani & Linden 2003 /
+//! Schoppe et al. 2016) against the synthetic dataset's true ceiling (the correlation of
+//! each voxel's noise-free signal with its measured test run), on a dataset made with
+//! `dataset synth --repeat-test 2` (the last two runs show one movie).
+use brainscale::core::io::TensorFile;
+use brainscale::fmri::align::{self, AlignOptions, Lag};
+use brainscale::fmri::dataset::synth::{self, SynthConfig};
+use brainscale::fmri::dataset::Dataset;
+use brainscale::fmri::encode::{self, SplitPlan};
+use brainscale::fmri::features::{self, ExtractorKind, FeaturesOptions};
+use brainscale::ridge::RidgeOptions;
+
+#[test]
+fn repeat_ceiling_matches_the_true_ceiling() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("ds");
+    let cfg = SynthConfig {
+        subjects: 1,
+        runs: 4,
+        trs_per_run: 160,
+        repeat_test: 2,
+        ..SynthConfig::preset(synth::Size::Tiny, 11)
+    };
+    synth::generate(&cfg, &root).unwrap();
+    let ds = Dataset::open(&root).unwrap();
+    let s = &ds.subjects[0];
+    // Runs 03 and 04 show the same movie.
+    assert_eq!(s.runs[2].movie, s.runs[3].movie);
+    assert_ne!(s.runs[1].movie, s.runs[3].movie);
+    let work = dir.path().join("work");
+    let fo = FeaturesOptions {
+        extractor: ExtractorKind::Groundtruth,
+        pca: None,
+        fps: None,
+        size: None,
+        gpt: None,
+        decode: Default::default(),
+    };
+    features::run_stage(&ds, &work, &fo).unwrap();
+    align::align_dataset(
+        &ds,
+        &work,
+        "groundtruth",
+        &AlignOptions {
+            lag: Lag::Hrf,
+            max_mismatch_s: None,
+        },
+    )
+    .unwrap();
+    encode::encode_subject(
+        &ds,
+        s,
+        &work,
+        "groundtruth",
+        &SplitPlan::default(),
+        &RidgeOptions::default(),
+    )
+    .unwrap();
+    let f = TensorFile::open(&encode::encode_path(&work, "groundtruth", &s.id)).unwrap();
+    let est = f.f64("repeat_ceiling_r").unwrap();
+    let truth = f.f64("ceiling_r").unwrap();
+    let norm = f.f64("normalised_r").unwrap();
+    let r = f.f64("test_r").unwrap();
+    let hs = f.u8("has_signal").unwrap();
+    let sig: Vec<usize> = (0..est.len()).filter(|&v| hs[v] == 1).collect();
+    let mean = |x: &dyn Fn(usize) -> f64| sig.iter().map(|&v| x(v)).sum::<f64>() / sig.len() as f64;
+    let (m_est, m_true) = (mean(&|v| est[v]), mean(&|v| truth[v]));
+    let mad = mean(&|v| (est[v] - truth[v]).abs());
+    let a: Vec<f32> = sig.iter().map(|&v| est[v] as f32).collect();
+    let b: Vec<f32> = sig.iter().map(|&v| truth[v] as f32).collect();
+    let rc = brainscale::core::stats::pearson_columns(
+        ndarray::Array2::from_shape_vec((a.len(), 1), a)
+            .unwrap()
+            .view(),
+        ndarray::Array2::from_shape_vec((b.len(), 1), b)
+            .unwrap()
+            .view(),
+    )[0];
+    let norm_sig: Vec<f64> = sig
+        .iter()
+        .map(|&v| norm[v])
+        .filter(|x| x.is_finite())
+        .collect();
+    let m_norm = norm_sig.iter().sum::<f64>() / norm_sig.len() as f64;
+    let m_r = mean(&|v| r[v]);
+    eprintln!(
+        "signal voxels ({}): repeat ceiling {m_est:.3} vs true {m_true:.3}, mean |diff| {mad:.3}, \
+         r across voxels {rc:.3}; oracle r {m_r:.3}, normalised r {m_norm:.3}",
+        sig.len()
+    );
+    assert!((m_est - m_true).abs() < 0.05, "{m_est} vs {m_true}");
+    assert!(mad < 0.1, "mean |diff| {mad}");
+    assert!(rc > 0.8, "across voxels {rc}");
+    // The oracle features reach ~95% of the ceiling: normalised r near 1, not above.
+    assert!((0.85..1.1).contains(&m_norm), "normalised r {m_norm}");
+}
