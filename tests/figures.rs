@@ -597,6 +597,7 @@ fn maps_threshold_by_q_when_present() {
         null: Some("1000 permutations of 10-TR blocks".into()),
         repeat_ceiling: None,
         normalised_r: None,
+        bootstrap: None,
     };
     let rule = MapThreshold::choose(&FigureOptions::default(), &res);
     let (painted, level) = rule.apply(&res).unwrap();

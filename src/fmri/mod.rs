@@ -2,6 +2,7 @@
 //! prior, features, TR-grid alignment, ridge encoding and brain maps; `demo` chains them.
 
 pub mod align;
+pub mod bootstrap;
 pub mod ceiling;
 pub mod codes;
 pub mod coverage;

@@ -136,17 +136,27 @@ pub fn write_report(work: &Path, out: Option<&Path>) -> Result<ReportSummary> {
         Vec::new()
     };
     if !rows.is_empty() {
-        h += "<h2>Encoding performance per subject</h2><table><tr><th>dataset</th><th>features</th><th>subject</th><th>voxels</th><th>test runs</th><th>mean r</th><th>top-10% r</th><th>r &gt; 0.1</th><th>ceiling mean r</th><th>median alpha</th></tr>";
+        h += "<h2>Encoding performance per subject</h2><table><tr><th>dataset</th><th>features</th><th>subject</th><th>voxels</th><th>test runs</th><th>mean r [95% CI]</th><th>top-10% r [95% CI]</th><th>r &gt; 0.1 [95% CI]</th><th>q &lt; 0.05</th><th>FWE p &lt; 0.05</th><th>ceiling mean r</th><th>repeat ceiling</th><th>r / ceiling</th><th>median alpha</th></tr>";
         let opt = |v: Option<f64>| v.map_or("-".into(), |x| format!("{x:.3}"));
+        let pct = |v: Option<f64>| v.map_or("-".into(), |x| format!("{:.1}%", 100.0 * x));
+        // A value with its block-bootstrap interval when the results hold one.
+        let ci = |v: f64, lo: Option<f64>, hi: Option<f64>, k: f64, unit: &str| match (lo, hi) {
+            (Some(a), Some(b)) => format!("{:.3}{unit} [{:.3}, {:.3}]", k * v, k * a, k * b),
+            _ => format!("{:.3}{unit}", k * v),
+        };
         for r in &rows {
             let _ = write!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>sub-{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.1}%</td><td>{}</td><td>{:.3e}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>sub-{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3e}</td></tr>",
                 esc(&r.dataset), esc(&r.features), esc(&r.subject), r.voxels, esc(&r.test_runs),
-                r.mean_r, r.top10_mean_r, 100.0 * r.frac_r_above_0_1, opt(r.ceiling_mean_r), r.median_alpha
+                ci(r.mean_r, r.mean_r_ci_low, r.mean_r_ci_high, 1.0, ""),
+                ci(r.top10_mean_r, r.top10_mean_r_ci_low, r.top10_mean_r_ci_high, 1.0, ""),
+                ci(r.frac_r_above_0_1, r.frac_r_above_0_1_ci_low, r.frac_r_above_0_1_ci_high, 100.0, "%"),
+                pct(r.frac_q_below_0_05), pct(r.frac_fwe_below_0_05),
+                opt(r.ceiling_mean_r), opt(r.repeat_ceiling_mean_r), opt(r.normalised_mean_r), r.median_alpha
             );
         }
-        h += "</table><p class=\"note\">r: Pearson correlation between predicted and measured BOLD on the held-out runs, per voxel (or parcel), averaged; ceiling: the same for the noise-free signal (synthetic data only).</p><h2>Maps</h2>";
+        h += "</table><p class=\"note\">r: Pearson correlation between predicted and measured BOLD on the held-out runs, per voxel (or parcel), averaged; ceiling: the same for the noise-free signal (synthetic data only); [95% CI]: block-bootstrap interval over the test TRs (10-TR blocks); q &lt; 0.05, FWE p &lt; 0.05: share of voxels significant under the block-permutation null (Benjamini–Hochberg, max-statistic); repeat ceiling: from repeated viewings of the test movie (Sahani &amp; Linden 2003), r / ceiling over voxels with a ceiling ≥ 0.1.</p><h2>Maps</h2>";
         for r in &rows {
             let dir = work
                 .join("maps")

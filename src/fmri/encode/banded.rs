@@ -233,6 +233,13 @@ pub fn encode_subject(
             .as_ref()
             .map(|c| crate::fmri::ceiling::normalised(&fit.test_r, c)),
         repeat_ceiling_r: repeat_ceiling,
+        bootstrap: super::bootstrap(
+            &s.id,
+            fit.test_pred.view(),
+            a.y_test.view(),
+            &a.designs.test_lengths,
+            perm,
+        )?,
     }
     .outputs();
     tensors.extend([

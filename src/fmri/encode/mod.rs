@@ -415,6 +415,9 @@ pub struct PerVoxel {
     /// (see `fmri::ceiling`), when runs repeat it.
     pub repeat_ceiling_r: Option<Array1<f64>>,
     pub normalised_r: Option<Array1<f64>>,
+    /// Block-bootstrap resamples of the subject's summaries (whole subjects only: a shard's
+    /// part has none).
+    pub bootstrap: Option<crate::fmri::bootstrap::BootSummaries>,
 }
 
 impl PerVoxel {
@@ -465,6 +468,9 @@ impl PerVoxel {
         );
         if let Some(sig) = self.significance {
             t.extend(sig.tensors());
+        }
+        if let Some(b) = self.bootstrap {
+            t.extend(b.tensors());
         }
         t
     }
@@ -596,4 +602,22 @@ pub fn repeat_ceiling(
         });
     }
     Ok(acc.map(|(sp, tot)| crate::fmri::ceiling::ceiling_from(&sp, &tot)))
+}
+
+/// The block-bootstrap summaries of a whole subject's test predictions (with the
+/// permutations' blocks and seed; none when `perm.n_perm` is 0).
+pub(crate) fn bootstrap(
+    subject: &str,
+    pred: ndarray::ArrayView2<f32>,
+    y_test: ndarray::ArrayView2<f32>,
+    test_lengths: &[usize],
+    perm: &PermOptions,
+) -> Result<Option<crate::fmri::bootstrap::BootSummaries>> {
+    use crate::fmri::bootstrap as boot;
+    if perm.n_perm == 0 {
+        return Ok(None);
+    }
+    let r = boot::resampled_r(pred, y_test, test_lengths, boot::DEFAULT_RESAMPLES, perm)
+        .with_context(|| format!("sub-{subject}: block bootstrap of the test r"))?;
+    Ok(Some(boot::summaries(&r)))
 }

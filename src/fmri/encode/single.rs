@@ -107,6 +107,13 @@ pub fn encode_subject_with(
             .as_ref()
             .map(|c| crate::fmri::ceiling::normalised(&fit.test_r, c)),
         repeat_ceiling_r: repeat_ceiling,
+        bootstrap: super::bootstrap(
+            &s.id,
+            fit.test_pred.view(),
+            a.y_test.view(),
+            &a.designs.test_lengths,
+            perm,
+        )?,
     }
     .outputs();
     let mut meta = output_metadata(

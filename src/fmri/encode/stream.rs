@@ -251,6 +251,10 @@ pub fn encode_subject_streamed(
         plan,
         labels: s.runs.iter().map(|r| r.label()).collect(),
     };
+    // Block bootstrap of the whole subject's summaries (not in a shard: its part would
+    // summarise only its voxels): every voxel's resampled r, [resamples, voxels] f32.
+    let mut boot_r = (so.shard.is_none() && so.perm.n_perm > 0)
+        .then(|| Array2::<f32>::zeros((crate::fmri::bootstrap::DEFAULT_RESAMPLES, nv)));
     let mut null = perms.as_ref().map(|p| NullCounts {
         r: Array1::zeros(nv),
         exceed: Array1::zeros(nv),
@@ -309,6 +313,16 @@ pub fn encode_subject_streamed(
                     *m = m.max(*x);
                 }
             }
+            if let Some(br) = boot_r.as_mut() {
+                let r = crate::fmri::bootstrap::resampled_r(
+                    fit.test_pred.view(),
+                    y_test,
+                    &d.test_lengths,
+                    crate::fmri::bootstrap::DEFAULT_RESAMPLES,
+                    &so.perm,
+                )?;
+                br.slice_mut(s![.., a..b]).assign(&r);
+            }
             if let Some(rc) = repeat_ceiling.as_mut() {
                 let c = encode::repeat_ceiling(&s.id, &groups, &mut |i| {
                     reps_src.fill(&[i], j0, j0 + (b - a))
@@ -360,6 +374,7 @@ pub fn encode_subject_streamed(
             .as_ref()
             .map(|c| crate::fmri::ceiling::normalised(&test_r, c)),
         repeat_ceiling_r: repeat_ceiling,
+        bootstrap: boot_r.as_ref().map(crate::fmri::bootstrap::summaries),
     }
     .outputs();
     let mut meta = encode::output_metadata(

@@ -120,6 +120,20 @@ pub struct SummaryRow {
     pub repeat_ceiling_mean_r: Option<f64>,
     #[serde(default)]
     pub normalised_mean_r: Option<f64>,
+    /// Block-bootstrap 95% intervals (`fmri::bootstrap`) of mean r, top-10% r and the
+    /// fraction with r > 0.1 (empty without them, e.g. results merged from shards).
+    #[serde(default)]
+    pub mean_r_ci_low: Option<f64>,
+    #[serde(default)]
+    pub mean_r_ci_high: Option<f64>,
+    #[serde(default)]
+    pub top10_mean_r_ci_low: Option<f64>,
+    #[serde(default)]
+    pub top10_mean_r_ci_high: Option<f64>,
+    #[serde(default)]
+    pub frac_r_above_0_1_ci_low: Option<f64>,
+    #[serde(default)]
+    pub frac_r_above_0_1_ci_high: Option<f64>,
     /// Per-band columns of a banded fit (see `maps_bands`), written after the others.
     #[serde(skip)]
     pub band_columns: Vec<(String, f64)>,
@@ -172,6 +186,8 @@ pub struct VoxelResults {
     /// Noise ceiling from repeats and r / ceiling (NaN below the minimum ceiling).
     pub repeat_ceiling: Option<Array1<f64>>,
     pub normalised_r: Option<Array1<f64>>,
+    /// Block-bootstrap resamples of the summaries.
+    pub bootstrap: Option<crate::fmri::bootstrap::BootSummaries>,
 }
 
 impl VoxelResults {
@@ -217,6 +233,20 @@ impl VoxelResults {
             fwe_p: opt_f64("test_fwe_p")?,
             repeat_ceiling: opt_f64("repeat_ceiling_r")?,
             normalised_r: opt_f64("normalised_r")?,
+            bootstrap: match (
+                opt_f64("boot_mean_r")?,
+                opt_f64("boot_top10_r")?,
+                opt_f64("boot_frac_r_0_1")?,
+            ) {
+                (Some(mean_r), Some(top10_r), Some(frac_r_0_1)) => {
+                    Some(crate::fmri::bootstrap::BootSummaries {
+                        mean_r,
+                        top10_r,
+                        frac_r_0_1,
+                    })
+                }
+                _ => None,
+            },
             null: match (
                 f.metadata().get("permutations"),
                 f.metadata().get("perm_block"),
@@ -285,6 +315,12 @@ fn summary_row(dataset: &str, features: &str, subject: &str, res: &VoxelResults)
             .collect();
         (!sel.is_empty()).then(|| sel.iter().sum::<f64>() / sel.len() as f64)
     };
+    let ci = |f: fn(&crate::fmri::bootstrap::BootSummaries) -> &Array1<f64>| {
+        res.bootstrap
+            .as_ref()
+            .map(|b| crate::fmri::bootstrap::interval95(f(b)))
+    };
+    let (ci_mean, ci_top, ci_frac) = (ci(|b| &b.mean_r), ci(|b| &b.top10_r), ci(|b| &b.frac_r_0_1));
     let mut alphas = res.best_alpha.to_vec();
     alphas.sort_by(f64::total_cmp);
     SummaryRow {
@@ -310,6 +346,12 @@ fn summary_row(dataset: &str, features: &str, subject: &str, res: &VoxelResults)
         median_alpha: alphas[alphas.len() / 2],
         frac_q_below_0_05: res.q.as_ref().map(|q| frac_below(q, 0.05)),
         frac_fwe_below_0_05: res.fwe_p.as_ref().map(|p| frac_below(p, 0.05)),
+        mean_r_ci_low: ci_mean.map(|c| c.0),
+        mean_r_ci_high: ci_mean.map(|c| c.1),
+        top10_mean_r_ci_low: ci_top.map(|c| c.0),
+        top10_mean_r_ci_high: ci_top.map(|c| c.1),
+        frac_r_above_0_1_ci_low: ci_frac.map(|c| c.0),
+        frac_r_above_0_1_ci_high: ci_frac.map(|c| c.1),
         repeat_ceiling_mean_r: res
             .repeat_ceiling
             .as_ref()
