@@ -101,6 +101,16 @@ fn ground_truth_is_recovered() {
             disc.len()
         );
         assert!(fdp <= 0.05, "sub-{}: FDP {fdp}", s.id);
+        // Bootstrap resamples of the summaries: 200, their 95% interval around the mean r.
+        let boot = file.f64("boot_mean_r").unwrap();
+        let b = ndarray::Array1::from_iter(boot.iter().copied());
+        let (lo, hi) = brainscale::fmri::bootstrap::interval95(&b);
+        let m = r.mean().unwrap();
+        assert_eq!(b.len(), 200);
+        assert!(
+            lo < m && m < hi && hi - lo < 0.2,
+            "mean r {m} outside [{lo}, {hi}]"
+        );
         assert!(power > 0.8, "sub-{}: power {power}", s.id);
         // Per-voxel r tracks the per-voxel ceiling.
         let rc = stats::pearson_columns(

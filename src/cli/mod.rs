@@ -58,6 +58,9 @@ pub enum Command {
     /// Time the streamed ridge on a generated whole-brain problem larger than memory (Y made
     /// block by block from a seed): wall time, ratio to the GEMM peak, peak resident memory.
     BenchWholeBrain(crate::cli::perf::WholeBrainArgs),
+    /// Time encode's per-voxel statistics on generated data: the block-permutation null (p,
+    /// BH q, FWE p) and the block bootstrap (seconds, memory added).
+    BenchSignificance(crate::cli::perf::BenchSignificanceArgs),
     /// Grids of cells over data size × model × precision × seed (local or SLURM): run, status,
     /// collect, downstream. (`bench` is its old name, kept as an alias; throughput benchmarks
     /// are the `bench-*` commands.)
@@ -89,6 +92,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::BenchTrain(a) => perf::bench_train(&a)?,
         Command::BenchRidge(a) => perf::bench_ridge(&a)?,
         Command::BenchWholeBrain(a) => perf::bench_whole_brain(&a)?,
+        Command::BenchSignificance(a) => perf::bench_significance(&a)?,
         Command::Grid(c) => crate::cli::study::bench(c)?,
         Command::Scaling(c) => crate::cli::study::scaling(c)?,
         Command::Biosignal(c) => crate::cli::biosignal::run(&c)?,

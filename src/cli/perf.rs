@@ -501,3 +501,53 @@ pub fn bench_whole_brain(a: &WholeBrainArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchSignificanceArgs {
+    /// Voxels (columns of predictions and BOLD).
+    #[arg(long, default_value_t = 20_000)]
+    pub voxels: usize,
+    /// Test TRs.
+    #[arg(long, default_value_t = 200)]
+    pub trs: usize,
+    #[arg(long, default_value_t = 1000)]
+    pub permutations: usize,
+    /// Block length of the permutations and the bootstrap, TRs.
+    #[arg(long, default_value_t = 10)]
+    pub perm_block: usize,
+    /// Bootstrap resamples (0: not timed).
+    #[arg(long, default_value_t = crate::fmri::bootstrap::DEFAULT_RESAMPLES)]
+    pub bootstrap: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// `brainscale bench-significance`: one line of figures (and the JSON row).
+pub fn bench_significance(a: &BenchSignificanceArgs) -> Result<()> {
+    let r = crate::perf::significance::run(&crate::perf::significance::SigBenchOptions {
+        voxels: a.voxels,
+        trs: a.trs,
+        perm: crate::fmri::significance::PermOptions {
+            n_perm: a.permutations,
+            block: a.perm_block,
+            seed: a.seed,
+        },
+        n_boot: a.bootstrap,
+    })?;
+    println!(
+        "significance: {} voxels x {} TRs, {} permutations of {}-TR blocks: {:.2} s; bootstrap {} resamples: {:.2} s; {} threads; inputs {}, memory added {}; q < 0.05 on null data: {:.4}",
+        r.voxels,
+        r.trs,
+        r.permutations,
+        r.block,
+        r.null_s,
+        r.resamples,
+        r.bootstrap_s,
+        r.threads,
+        human_bytes(r.input_bytes),
+        r.added_rss_bytes.map_or("n/a".into(), human_bytes),
+        r.frac_q_below_0_05
+    );
+    println!("{}", serde_json::to_string(&r)?);
+    Ok(())
+}

@@ -4,5 +4,6 @@
 pub mod biosignal;
 pub mod ridge;
 pub mod ridge_banded;
+pub mod significance;
 pub mod train;
 pub mod whole_brain;
