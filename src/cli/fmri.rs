@@ -379,17 +379,8 @@ pub struct EncodeArgs {
     pub action: Option<EncodeAction>,
     #[command(flatten)]
     pub place: Place,
-    /// Significance of each voxel's test r: permutations of the test runs' blocks (the
-    /// same for every voxel); p, BH q and FWE p are written beside test_r (0: none).
-    #[arg(long, default_value_t = 1000, value_name = "P")]
-    pub permutations: usize,
-    /// Block length of the permutations, in TRs (default 10, after Huth et al. 2016; 1 =
-    /// i.i.d. shuffles, which ignore the BOLD's autocorrelation).
-    #[arg(long, default_value_t = 10, value_name = "TRS")]
-    pub perm_block: usize,
-    /// Seed of the permutations.
-    #[arg(long, default_value_t = 0)]
-    pub perm_seed: u64,
+    #[command(flatten)]
+    pub perm: super::stats::PermFlags,
     /// Stream the BOLD block by block from the voxel-major cache (converted once, resumable,
     /// under WORK/voxcache or --voxel-cache): the whole process bounded by --process-memory
     /// whatever the voxel count; prints the peak resident memory.
@@ -535,15 +526,6 @@ pub enum EncodeMode {
 }
 
 impl EncodeArgs {
-    /// The permutation null's settings.
-    pub fn perm(&self) -> crate::fmri::significance::PermOptions {
-        crate::fmri::significance::PermOptions {
-            n_perm: self.permutations,
-            block: self.perm_block,
-            seed: self.perm_seed,
-        }
-    }
-
     /// The mode; the parser has refused flags of two modes, except with `merge` (a
     /// subcommand, whose parent flags clap cannot tie to it), refused here.
     pub fn mode(&self) -> Result<EncodeMode> {
@@ -565,7 +547,7 @@ impl EncodeArgs {
         }
         if !self.bands.bands.is_empty() {
             return Ok(EncodeMode::Banded(BandRequest {
-                perm: self.perm(),
+                perm: self.perm.options(),
                 ..self.bands.request()
             }));
         }
@@ -584,7 +566,7 @@ impl EncodeArgs {
                 shard: self.voxel_shard,
                 process_memory,
                 progress: true,
-                perm: self.perm(),
+                perm: self.perm.options(),
             }));
         }
         Ok(EncodeMode::Single)
@@ -599,18 +581,8 @@ pub struct MapsArgs {
     pub features: String,
     #[arg(long, value_delimiter = ',')]
     pub subjects: Vec<String>,
-    /// r_statmap.png: paint only voxels with BH q below this (block-permutation null of
-    /// encode); results without q-values fall back to --threshold.
-    #[arg(long, default_value_t = 0.05, value_name = "Q")]
-    pub q: f64,
-    /// r_statmap.png: threshold at a fixed |r| instead of by significance (|r| below this is
-    /// not painted; default 0.1 when the results hold no q-values).
-    #[arg(long)]
-    pub threshold: Option<f32>,
-    /// r_statmap.png: an anatomical NIfTI drawn under the map (resampled to its grid);
-    /// default: the subject's mean EPI (the atlas for parcels).
-    #[arg(long)]
-    pub background: Option<PathBuf>,
+    #[command(flatten)]
+    pub figure: super::stats::FigureFlags,
 }
 
 #[derive(Args, Debug)]
@@ -862,7 +834,7 @@ pub fn run_encode(a: EncodeArgs) -> Result<()> {
                 &a.subjects,
                 &plan()?,
                 &ropts()?,
-                &a.perm(),
+                &a.perm.options(),
             )?;
             for (s, f) in subs.iter().zip(&fits) {
                 let sm = crate::core::stats::summarize_r(f.view());
@@ -889,14 +861,7 @@ fn print_merged(subs: &[&Subject], n: usize, merged: &[PathBuf]) {
 pub fn run_maps(a: MapsArgs) -> Result<()> {
     let (ds, work) = a.place.open()?;
     let rows = demo::maps_dataset(&ds, &work, &a.features, &a.subjects)?;
-    if !(a.q > 0.0 && a.q < 1.0) {
-        anyhow::bail!("--q {}: expected a level between 0 and 1", a.q);
-    }
-    let figs = crate::fmri::maps::FigureOptions {
-        q: a.threshold.is_none().then_some(a.q),
-        threshold: a.threshold.unwrap_or(0.1),
-        background: a.background.clone(),
-    };
+    let figs = a.figure.options()?;
     demo::maps_figures(&ds, &work, &a.features, &rows, &figs)?;
     print!("{}", demo::summary_table(&rows));
     println!(

@@ -8,6 +8,7 @@ pub mod biosignal;
 pub mod fmri;
 pub mod perf;
 pub mod prior;
+pub mod stats;
 pub mod study;
 pub mod values;
 use self::fmri::{AlignArgs, DatasetCmd, DecodeArgs, DemoArgs, EncodeArgs, FeaturesArgs, MapsArgs};
