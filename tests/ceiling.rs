@@ -93,4 +93,38 @@ fn repeat_ceiling_matches_the_true_ceiling() {
     assert!(rc > 0.8, "across voxels {rc}");
     // The oracle features reach ~95% of the ceiling: normalised r near 1, not above.
     assert!((0.85..1.1).contains(&m_norm), "normalised r {m_norm}");
+
+    // maps: the NIfTI maps, the summary columns, the normalised figure; the report shows it.
+    let rows = brainscale::fmri::demo::maps_dataset(&ds, &work, "groundtruth", &[]).unwrap();
+    let row = &rows[0];
+    let (rc, nm) = (
+        row.repeat_ceiling_mean_r.unwrap(),
+        row.normalised_mean_r.unwrap(),
+    );
+    assert!(rc > 0.3 && (0.5..1.1).contains(&nm), "{rc} {nm}");
+    let (lo, hi) = (row.mean_r_ci_low.unwrap(), row.mean_r_ci_high.unwrap());
+    assert!(
+        lo < row.mean_r && row.mean_r < hi,
+        "{lo} {} {hi}",
+        row.mean_r
+    );
+    assert!(row.frac_q_below_0_05.unwrap() > 0.3);
+    let opts = brainscale::fmri::maps::FigureOptions::default();
+    brainscale::fmri::demo::maps_figures(&ds, &work, "groundtruth", &rows, &opts).unwrap();
+    let d = work.join("maps/groundtruth").join(format!("sub-{}", s.id));
+    for f in [
+        "normalised_r.nii.gz",
+        "repeat_ceiling_r.nii.gz",
+        "p.nii.gz",
+        "q.nii.gz",
+        "fwe_p.nii.gz",
+        "r_statmap.png",
+        "normalised_r_statmap.png",
+    ] {
+        assert!(d.join(f).exists(), "{f} missing");
+    }
+    let rep = brainscale::study::report::write_report(&work, None).unwrap();
+    let html = std::fs::read_to_string(&rep.path).unwrap();
+    assert!(html.contains(&format!("r / repeat ceiling of sub-{}", s.id)));
+    assert!(html.contains("mean r [95% CI]"));
 }

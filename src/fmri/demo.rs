@@ -222,6 +222,26 @@ pub fn maps_figures(
                     level,
                     &rule.describe(&res),
                 )?;
+                // r / repeat ceiling, on the voxels the r map paints (runs repeating a movie).
+                if let Some(n) = &res.normalised_r {
+                    let keep = |r: f64| r != 0.0 && r.abs() >= level as f64;
+                    let v = ndarray::Zip::from(n).and(&painted).map_collect(|&n, &r| {
+                        if keep(r) {
+                            n
+                        } else {
+                            0.0
+                        }
+                    });
+                    maps::write_normalised_figure(
+                        &dir,
+                        row,
+                        &header,
+                        &mask,
+                        &v,
+                        bg.as_ref().map(|(v, w)| (v, w.as_str())),
+                        &rule.describe(&res),
+                    )?;
+                }
             }
             dataset::Space::Parcels { atlas: Some(a), .. } => {
                 maps::write_parcel_figure_as(&dir, row, &a, &painted, level, &rule.describe(&res))?;

@@ -180,6 +180,13 @@ pub fn write_report(work: &Path, out: Option<&Path>) -> Result<ReportSummary> {
                     );
                 }
             }
+            // The ceiling-normalised map, when runs repeated the test movie.
+            let p = dir.join("normalised_r_statmap.png");
+            if p.exists() {
+                let alt = format!("r / repeat ceiling of sub-{} ({})", r.subject, r.features);
+                h += &img(&p, &alt)?;
+                images += 1;
+            }
         }
     }
 

@@ -624,6 +624,45 @@ pub fn write_subject_figure_as(
     threshold: f32,
     label: &str,
 ) -> Result<crate::fmri::maps::statmap::StatMapLayout> {
+    let what = ("r_statmap.png", "Pearson r per voxel on held-out runs");
+    subject_figure(
+        what, out_dir, row, reference, mask, r, background, threshold, label,
+    )
+}
+
+/// `normalised_r_statmap.png`: r / noise ceiling from repeats (`values`, zero or NaN where
+/// not painted), the voxels chosen by the rule `label` names, over `background`.
+#[allow(clippy::too_many_arguments)]
+pub fn write_normalised_figure(
+    out_dir: &Path,
+    row: &SummaryRow,
+    reference: &NiftiHeader,
+    mask: &Mask,
+    values: &Array1<f64>,
+    background: Option<(&ArrayD<f32>, &str)>,
+    label: &str,
+) -> Result<crate::fmri::maps::statmap::StatMapLayout> {
+    let what = (
+        "normalised_r_statmap.png",
+        "r / noise ceiling from repeated viewings (ceiling ≥ 0.1)",
+    );
+    subject_figure(
+        what, out_dir, row, reference, mask, values, background, 0.0, label,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn subject_figure(
+    (file, quantity): (&str, &str),
+    out_dir: &Path,
+    row: &SummaryRow,
+    reference: &NiftiHeader,
+    mask: &Mask,
+    r: &Array1<f64>,
+    background: Option<(&ArrayD<f32>, &str)>,
+    threshold: f32,
+    label: &str,
+) -> Result<crate::fmri::maps::statmap::StatMapLayout> {
     let r32: Vec<f32> = r.iter().map(|&v| v as f32).collect();
     let stat = mask.unmask(&r32);
     let [nx, ny, nz] = mask.dims;
@@ -635,16 +674,14 @@ pub fn write_subject_figure_as(
         format!("background: {w}")
     });
     crate::fmri::maps::statmap::plot_stat_map(
-        &out_dir.join("r_statmap.png"),
+        &out_dir.join(file),
         &crate::fmri::maps::statmap::StatMapInput {
             stat: &stat,
             inside: &inside,
             affine: nifti_io::affine(reference),
             background: background.map(|(b, _)| b),
             title: figure_title(row),
-            subtitle: format!(
-                "Pearson r per voxel on held-out runs, {label}; {bg}; neurological view (L left)"
-            ),
+            subtitle: format!("{quantity}, {label}; {bg}; neurological view (L left)"),
             threshold,
             vmax: None,
             n_slices: 12,
