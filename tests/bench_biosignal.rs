@@ -31,7 +31,7 @@ fn grid(dir: &Path, name: &str, axes: &str, cell: &str) -> PathBuf {
     std::fs::write(
         &p,
         format!(
-            "name = \"{name}\"\n[axes]\n{axes}\nmodels = [\"{m}/biot-d8-l1.toml\", \"{m}/biot-d16-l1.toml\"]\nprecisions = [\"fp32\"]\n[cell]\nkind = \"biosignal\"\nbatch_size = 8\neval_windows = 16\n{cell}\n",
+            "name = \"{name}\"\n[axes]\n{axes}\nmodels = [\"{m}/biot-d8-l1.toml\", \"{m}/biot-d16-l1.toml\"]\nprecisions = [\"fp32\"]\n[cell]\nkind = \"biosignal\"\nbatch_size = 8\neval_windows = 16\nmin_steps = 1\n{cell}\n",
             m = models.display()
         ),
     )
@@ -218,6 +218,102 @@ fn shipped_biosignal_grids_parse_and_meet_the_design() {
             );
         }
     }
+}
+
+#[test]
+fn redone_biosignal_grids_meet_the_issue_19_design() {
+    // ≥ 7 fitted budgets spanning ≥ 30×, the validation budget 5× the largest fitted one, every
+    // budget a ladder spanning ≥ 30× in N with no gap above 2×, 3 seeds, ≥ 100 steps per cell.
+    for g in [
+        "bench/biosignal-cpu-eeg-v2.toml",
+        "bench/biosignal-cpu-accel-v2.toml",
+    ] {
+        let grid = brainscale::study::grids::grid::Grid::load(&repo().join(g)).unwrap();
+        let cells = grid.cells().unwrap();
+        let mut budgets = grid.axes.budgets.clone();
+        budgets.sort_by(|a, b| a.total_cmp(b));
+        let (fitted, val) = (&budgets[..budgets.len() - 1], budgets[budgets.len() - 1]);
+        assert!(fitted.len() >= 7, "{g}");
+        assert!(fitted[fitted.len() - 1] / fitted[0] >= 30.0, "{g}");
+        assert!((val / fitted[fitted.len() - 1] - 5.0).abs() < 1e-3, "{g}");
+        assert_eq!(grid.axes.seeds, vec![0, 1, 2], "{g}");
+        assert_eq!(grid.axes.ladders.len(), budgets.len(), "{g}");
+        let mut expected = 0;
+        for &b in &budgets {
+            let mut ns: Vec<f64> = cells
+                .iter()
+                .filter(|c| {
+                    // The budget nearest in ln C (cells spend theirs within half a step).
+                    let near = budgets
+                        .iter()
+                        .min_by(|x, y| {
+                            (c.flops / **x)
+                                .ln()
+                                .abs()
+                                .total_cmp(&(c.flops / **y).ln().abs())
+                        })
+                        .unwrap();
+                    c.seed == 0 && *near == b
+                })
+                .map(|c| c.counts.matmul as f64)
+                .collect();
+            ns.sort_by(|a, b| a.total_cmp(b));
+            expected += 3 * ns.len();
+            assert!(ns[ns.len() - 1] / ns[0] >= 30.0, "{g} at {b:e}: {ns:?}");
+            assert!(
+                ns.windows(2).all(|w| w[1] / w[0] <= 2.0),
+                "{g} at {b:e}: {ns:?}"
+            );
+        }
+        assert_eq!(cells.len(), expected, "{g}");
+        let grid_cell = match &grid.cell {
+            brainscale::study::grids::grid::CellConfig::Biosignal(b) => b.clone(),
+            _ => panic!("{g} is not a biosignal grid"),
+        };
+        for c in &cells {
+            let per_step = grid_cell
+                .costs(&c.model, &c.model_name)
+                .unwrap()
+                .tokens_per_step;
+            assert!(
+                c.tokens / per_step >= 100,
+                "{g}: {} trains {} steps",
+                c.id,
+                c.tokens / per_step
+            );
+        }
+    }
+}
+
+#[test]
+fn a_cell_under_min_steps_is_refused_when_the_grid_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    // d16-l1 at 2e7 FLOPs and batch 8 trains a handful of steps: refused at the default 100.
+    let g = grid(dir.path(), "few", "budgets = [2e7]", "modality = \"eeg\"");
+    let text = std::fs::read_to_string(&g)
+        .unwrap()
+        .replace("min_steps = 1\n", "");
+    std::fs::write(&g, text).unwrap();
+    let err = format!(
+        "{:#}",
+        brainscale::study::grids::grid::Grid::load(&g).unwrap_err()
+    );
+    assert!(
+        err.contains("fewer than min_steps = 100") && err.contains("biot-d8-l1"),
+        "{err}"
+    );
+    // A per-model learning rate naming a model outside the grid is refused too.
+    let g = grid(
+        dir.path(),
+        "lr",
+        "budgets = [2e7]",
+        "modality = \"eeg\"\nlr_by_model = { \"nope.toml\" = 1e-3 }",
+    );
+    let err = format!(
+        "{:#}",
+        brainscale::study::grids::grid::Grid::load(&g).unwrap_err()
+    );
+    assert!(err.contains("lr_by_model names 'nope.toml'"), "{err}");
 }
 
 fn attempts(out: &Path, id: &str) -> Vec<String> {

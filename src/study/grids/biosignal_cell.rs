@@ -15,6 +15,8 @@
 //! # samples = 1000          # window length (default: the modality's window duration at `rate`)
 //! batch_size = 32           # windows per step, also the number of InfoNCE candidates
 //! lr = 1e-3                 # AdamW peak; linear warmup (warmup_fraction) then cosine to lr/10
+//! # lr_by_model = { "../models/biot-d8-l1.toml" = 4e-3 }  # per-size peaks from a recorded sweep
+//! # min_steps = 100          # cells with fewer optimizer steps are refused when the grid is read
 //! eval_windows = 128        # fixed held-out set (generator split "val", never trained on)
 //! # pool_windows = 5000     # a finite pool instead of fresh windows (then epochs = D / pool)
 //! # device = "cpu"          # cpu | cuda | cuda:N | auto
@@ -122,7 +124,19 @@ pub struct BiosignalCell {
     /// on shared cores two spinning OpenMP threads made a cell ~10x slower than one (measured).
     #[serde(default = "one_thread")]
     pub threads: usize,
+    /// Peak learning rate per model (keys as in `axes.models`), e.g. the best of a small recorded
+    /// sweep at one small budget; models not listed use `lr`. min_lr defaults to a tenth of it.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub lr_by_model: std::collections::BTreeMap<String, f64>,
+    /// Fewest optimizer steps a cell may train (default [`DEFAULT_MIN_STEPS`]): a cell of fewer
+    /// is mostly warmup and its loss says more about the schedule than about N and D, so the
+    /// grid is refused when it is read, naming the cell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_steps: Option<u64>,
 }
+
+/// Fewest optimizer steps per cell unless a grid's `min_steps` says otherwise.
+pub const DEFAULT_MIN_STEPS: u64 = 100;
 
 fn one_thread() -> usize {
     1
@@ -218,9 +232,15 @@ impl BiosignalCell {
         if !(self.lr.is_finite() && self.lr > 0.0) {
             bail!("[cell] lr = {} must be positive", self.lr);
         }
+        for (m, &v) in &self.lr_by_model {
+            if !(v.is_finite() && v > 0.0) {
+                bail!("[cell] lr_by_model.\"{m}\" = {v} must be positive");
+            }
+        }
         if let Some(m) = self.min_lr {
-            if !(m >= 0.0 && m <= self.lr) {
-                bail!("[cell] min_lr = {m} must be in [0, lr]");
+            let lo = self.lr_by_model.values().fold(self.lr, |a, &b| a.min(b));
+            if !(m >= 0.0 && m <= lo) {
+                bail!("[cell] min_lr = {m} must be in [0, lr] for every model's lr");
             }
         }
         if !(0.0..1.0).contains(&self.warmup_fraction) {
@@ -241,6 +261,16 @@ impl BiosignalCell {
         }
         self.generator()?;
         Ok(())
+    }
+
+    /// The peak learning rate of model `name` (an `axes.models` entry).
+    pub fn lr_for(&self, name: &str) -> f64 {
+        self.lr_by_model.get(name).copied().unwrap_or(self.lr)
+    }
+
+    /// The fewest optimizer steps a cell may train.
+    pub fn min_steps(&self) -> u64 {
+        self.min_steps.unwrap_or(DEFAULT_MIN_STEPS)
     }
 
     /// (channels, samples per window).
@@ -424,8 +454,8 @@ impl CellWork for BiosignalCell {
             batch_size: self.batch_size,
             grad_accum: 1,
             max_steps: steps,
-            lr: self.lr,
-            min_lr: self.min_lr.unwrap_or(self.lr / 10.0),
+            lr: self.lr_for(&cell.model_name),
+            min_lr: self.min_lr.unwrap_or(self.lr_for(&cell.model_name) / 10.0),
             warmup_steps: ((steps as f64 * self.warmup_fraction).round() as u64).max(1),
             weight_decay: self.weight_decay,
             beta1: 0.9,

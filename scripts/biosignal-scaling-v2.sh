@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The redone CPU BIOT scaling studies (issue 19, item 7): both v2 grids, then the fits, the 5x
+# validations against the trivial baselines and the downstream scores. Resumable: rerunning
+# skips every finished cell (grid run keeps one row file per cell), so it can be killed and
+# restarted at any point. Wall time goes to results/biosignal-scaling-v2/wall.txt.
+#   scripts/biosignal-scaling-v2.sh [path/to/brainscale]
+set -euo pipefail
+bin=${1:-target/release/brainscale}
+res=results/biosignal-scaling-v2
+mkdir -p "$res"
+for m in eeg accel; do
+  start=$(date +%s)
+  nice -n 10 "$bin" grid run "bench/biosignal-cpu-$m-v2.toml"
+  echo "$m grid: $(( $(date +%s) - start )) s wall ($(date -u +%FT%TZ))" >> "$res/wall.txt"
+done
+# Budgets of the grids (fitted: all but the last; validation: the last = 5x the largest fitted).
+budgets() { python3 -c "import tomllib,sys; b=tomllib.load(open(sys.argv[1],'rb'))['axes']['budgets']; print(' '.join(map(str,b)))" "$1"; }
+for m in eeg accel; do
+  out=results/bench/biosignal-cpu-$m-v2
+  mkdir -p "$res/$m"
+  cp "$out/results.csv" "$res/$m/results.csv"
+  read -r -a b <<< "$(budgets "bench/biosignal-cpu-$m-v2.toml")"
+  upto=${b[-2]}; at=${b[-1]}
+  "$bin" scaling fit "$res/$m/results.csv" --holdout-above "$upto" --out "$res/$m/fit" > "$res/$m/fit.txt"
+  "$bin" scaling validate "$res/$m/results.csv" --fit-upto "$upto" --at "$at" --out "$res/$m/validate" > "$res/$m/validate.txt"
+  # Downstream, controlled for model size: the gain over scratch is fitted, not the raw score.
+  nice -n 10 "$bin" grid downstream "bench/biosignal-cpu-$m-v2.toml"
+  cp "$out/results.csv" "$res/$m/results.csv"
+done
