@@ -11,7 +11,7 @@ trap 'rm -rf "$tmp"' EXIT
 run() { # modality K fit-upto at
   local m=$1 k=$2 upto=$3 at=$4
   "$bin" scaling fit "$r/$m/results.csv" --c-per-nd "$k" --bootstrap 200 --seed 0 \
-    --out "$tmp/$m-fit" --no-plots > "$r/$m/fit-diagnostics.txt"
+    --out "$tmp/$m-fit" --no-plots | sed "/^wrote:/,\$d" > "$r/$m/fit-diagnostics.txt"
   "$bin" scaling validate "$r/$m/results.csv" --fit-upto "$upto" --at "$at" --bootstrap 200 \
     --seed 0 --out "$tmp/$m-val" --no-plots > "$r/$m/validate-baselines.txt"
   cp "$tmp/$m-fit/fit.json" "$r/$m/fit-diagnostics.json"
