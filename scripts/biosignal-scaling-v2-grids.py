@@ -2,18 +2,28 @@
 """Writes the redone CPU BIOT scaling grids (issue 19, item 7): bench/biosignal-cpu-{eeg,accel}-v2.toml.
 
 Design per modality: 7 fitted budgets spanning 31.6x (quarter-decade steps) and a validation
-budget 5x above the largest; at each budget a 12-rung ladder, sqrt(2) apart (45x in N nominal), centred on
-a prior N_opt(C) = N0 * (C / C0)^0.5 taken from the recorded study's optima (EEG ~4.9k at 5e9-5e10,
+budget 5x above the largest; at each budget a ladder of RUNGS configs sqrt(2) apart (11: 32x in N
+nominal; extended downwards when snapping to configs leaves it under 30x), centred on a prior
+N_opt(C) = N0 * (C / C0)^0.5 taken from the recorded study's optima (EEG ~4.9k at 5e9-5e10,
 accelerometer ~1.7-2.5k at 1.25e9-1.25e10); 3 seeds; min_steps 100 (the first budget is the
-smallest whose largest rung trains 100 steps). Rungs take an existing models/biot-*.toml within a
-quarter of a sqrt(2) step, else a generated config (same rule as `scaling plan`,
-src/study/scaling/plan.rs: even widths up to 32 with one head and depth 1-2, multiples of 8 up to
-128 with ceil(d/32) heads and depth 2-4, wider at depth 4; nearest N). N and FLOPs per token follow src/models/biot.rs and
-src/core/flops.rs (checked against the grid loader by tests/bench_biosignal.rs).
+smallest, on a sixteenth-decade grid, whose largest rung trains 100 steps). Rungs take an existing
+models/biot-*.toml within a quarter of a sqrt(2) step, else a generated config (same rule as
+`scaling plan`, src/study/scaling/plan.rs: even widths up to 32 with one head and depth 1-2,
+multiples of 8 up to 128 with ceil(d/32) heads and depth 2-4, wider at depth 4; nearest N). N and
+FLOPs per token follow src/models/biot.rs and src/core/flops.rs (checked against the grid loader by
+tests/bench_biosignal.rs).
 
-Usage: scripts/biosignal-scaling-v2-grids.py [--t0-ms MS] [--gflops R]: prints cells, optimizer
-steps and the wall time if a step costs MS ms plus its FLOPs at R GFLOP/s on one core (measure both
-with a short timed sample: results/biosignal-scaling.md), 2 cells at once on 2 cores."""
+Why batch 8 (the default here; the recorded study used 32): with >= 100 steps on a ladder's largest
+rung and N_opt ~ C^0.5, the optimizer steps of the design hardly depend on the batch (~2.3 M for
+both grids), but the FLOPs scale with batch^2 (the first budget ~ (min_steps * batch)^2), so batch 8
+is 16x cheaper in FLOPs than 32 at the same step count (results/biosignal-scaling.md, "Cost").
+
+Usage: scripts/biosignal-scaling-v2-grids.py [--batch 8] [--rungs 11] [--t0-ms MS] [--gflops R]
+[--cache-mib MIB] [--render-ms-eeg MS] [--render-ms-accel MS] [--dry-run]: prints cells, optimizer
+steps and the wall time if a step costs MS ms plus its FLOPs at R GFLOP/s on one core plus the
+windows it renders (each step's batch is rendered once per seed while the shared store, cache_mib,
+holds it), 2 cells at once on 2 cores; measure them with scripts/biosignal-scaling-v2-cost.py.
+--dry-run writes nothing."""
 import math, os, sys, tomllib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -84,25 +94,16 @@ MODALITIES = {
 }
 
 
-def design(mod, batch=32, min_steps=100, rungs=12, budgets=7):
+def design(mod, batch=None, min_steps=100, rungs=None, budgets=7):
+    batch = batch or BATCH
+    rungs = rungs or RUNGS
     tpw, kept, n0, c0 = MODALITIES[mod]
     models = existing()
     tps = batch * tpw
     prior = lambda c: n0 * (c / c0) ** 0.5
     # Smallest first budget (quarter-decade grid) whose largest rung trains >= min_steps.
-    span = 2 ** ((rungs - 1) / 4)
-    cmin = c0
-    while True:
-        nmax = prior(cmin) * span
-        d, l, h = generate(nmax)
-        if cmin / (tps * flops_per_token(d, l, h, kept, tpw)) >= min_steps:
-            break
-        cmin *= 10 ** 0.25
-    fitted = [cmin * 10 ** (0.25 * i) for i in range(budgets)]
-    allb = fitted + [fitted[-1] * 5]
-    ladders, used, steps, written = [], {}, 0, []
-    seconds = 0.0
-    for c in allb:
+    def ladder(c, models, written):
+        """The rungs at budget c: (name, (d, l, h)), existing configs or generated ones."""
         rung = []
         for j in range(rungs):
             target = prior(c) * 2 ** ((j - (rungs - 1) / 2) / 2)
@@ -115,20 +116,60 @@ def design(mod, batch=32, min_steps=100, rungs=12, budgets=7):
                 if name not in models:
                     models[name] = (d, l, h)
                     written.append(name)
-            if name in rung:
-                continue
+            if name not in [r[0] for r in rung]:
+                rung.append((name, (d, l, h)))
+        # Snapping can shrink the span below 30x: extend downwards (the top rung is the one at
+        # min_steps), a sqrt(2) step at a time.
+        n = lambda r: n_per_token(r[1][0], r[1][1])
+        while max(map(n, rung)) / min(map(n, rung)) < 30:
+            target = min(map(n, rung)) / 2 ** 0.5
+            d, l, h = generate(target)
+            name = f"biot-d{d}-l{l}"
+            near = min(models.items(), key=lambda kv: abs(math.log(n_per_token(kv[1][0], kv[1][1]) / target)))
+            if abs(math.log(n_per_token(near[1][0], near[1][1]) / target)) < abs(math.log(n_per_token(d, l) / target)):
+                name, (d, l, h) = near
+            elif name not in models:
+                models[name] = (d, l, h)
+                written.append(name)
+            if name in [r[0] for r in rung]:
+                break  # no smaller config
+            rung.insert(0, (name, (d, l, h)))
+        return rung
+
+    # Smallest first budget (a sixteenth-decade grid from the recorded study's C0) whose
+    # largest rung, as snapped to configs, trains >= min_steps.
+    cmin = c0
+    while min(round(cmin / flops_per_token(d, l, h, kept, tpw) / tps)
+              for _, (d, l, h) in ladder(cmin, dict(models), [])) < min_steps:
+        cmin *= 10 ** (1 / 16)
+    # Rounded as the grid file writes them, so the validation budget is 5x the written one.
+    fitted = [float(f"{cmin * 10 ** (0.25 * i):.4g}") for i in range(budgets)]
+    allb = fitted + [fitted[-1] * 5]
+    ladders, used, steps, written = [], {}, 0, []
+    seconds, cell_steps = 0.0, []
+    for c in allb:
+        rung = []
+        for name, (d, l, h) in ladder(c, models, written):
             rung.append(name)
             used[name] = (d, l, h)
             s = round(c / flops_per_token(d, l, h, kept, tpw) / tps)
             assert s >= min_steps, (mod, c, name, s)
             steps += 3 * s
+            cell_steps.append(s)
             seconds += 3 * s * (T0 + tps * flops_per_token(d, l, h, kept, tpw) / RATE)
         ladders.append((c, rung))
+    # Rendering the windows: every cell of a seed draws the same batch at step s, and the
+    # process-wide store (cache_mib) keeps the first `cached` steps, so a seed renders
+    # max(steps) batches once plus, per cell, the steps beyond the store.
+    bytes_per_step = batch * WINDOW_BYTES[mod]
+    cached = int(CACHE_MIB * 2**20 / 3 // bytes_per_step)  # three seeds share the store
+    renders = min(max(cell_steps), cached) + sum(max(0, s - cached) for s in cell_steps)
+    seconds += 3 * renders * batch * RENDER_MS[mod] / 1e3
     return fitted, allb, ladders, used, steps, written, seconds
 
 
 def fmt(c):
-    return f"{c:.4g}".replace("e+", "e")
+    return f"{c:.6g}".replace("e+", "e")
 
 
 def write(mod, fitted, allb, ladders, used, written):
@@ -141,7 +182,8 @@ def write(mod, fitted, allb, ladders, used, written):
     lines = [
         f"# The redone CPU scaling study of BIOT's contrastive pretraining, {mod}-like windows (issue 19):",
         f"# 7 fitted budgets {fmt(fitted[0])}-{fmt(fitted[-1])} ({fitted[-1] / fitted[0]:.1f}x), validation at {fmt(allb[-1])} (5x the largest),",
-        "# each budget a 12-rung ladder sqrt(2) apart (45x in N nominal, >= 30x after snapping to configs) centred on the prior N_opt, 3 seeds,",
+        f"# each budget a {RUNGS}-rung ladder sqrt(2) apart ({2 ** ((RUNGS - 1) / 2):.0f}x in N nominal, >= 30x after snapping to configs) centred on the prior N_opt, 3 seeds,",
+        f"# batch {BATCH} (InfoNCE over {BATCH} candidates), rendered batches shared by the cells of a seed (cache_mib).",
         "# at least 100 optimizer steps per cell. Written by scripts/biosignal-scaling-v2-grids.py;",
         "# run with scripts/biosignal-scaling-v2.sh (resumable; results/biosignal-scaling.md).",
         f'name = "biosignal-cpu-{mod}-v2"',
@@ -160,13 +202,14 @@ def write(mod, fitted, allb, ladders, used, written):
         'kind = "biosignal"',
         f'modality = "{mod}"',
         "rate = 200.0",
-        "batch_size = 32",
+        f"batch_size = {BATCH}",
         "lr = 2e-3",
         "eval_windows = 128",
         "data_seed = 0",
         'device = "cpu"',
         "threads = 1",
         "min_steps = 100",
+        f"cache_mib = {CACHE_MIB:.0f}",
         "",
         "[executor]",
         'kind = "local"',
@@ -187,6 +230,14 @@ def arg(name, default):
 
 T0 = arg("--t0-ms", 25.0) / 1e3
 RATE = arg("--gflops", 10.0) * 1e9
+BATCH = int(arg("--batch", 8))
+RUNGS = int(arg("--rungs", 11))
+CACHE_MIB = arg("--cache-mib", 4096)
+# CPU ms to render one window (one core; `biosignal synth`, results/biosignal-scaling.md) and its
+# bytes as fp32.
+RENDER_MS = {"eeg": arg("--render-ms-eeg", 0.50), "accel": arg("--render-ms-accel", 0.11)}
+WINDOW_BYTES = {"eeg": 4 * 1000 * 4, "accel": 3 * 512 * 4}
+WRITE = "--dry-run" not in sys.argv
 
 if __name__ == "__main__":
     total, secs = 0, 0.0
@@ -198,7 +249,8 @@ if __name__ == "__main__":
             GENERATED.update({n: used[n] for n in written})
             if not written:
                 break
-        write(mod, fitted, allb, ladders, used, [n for n in used if n in GENERATED])
+        if WRITE:
+            write(mod, fitted, allb, ladders, used, [n for n in used if n in GENERATED])
         cells = 3 * sum(len(r) for _, r in ladders)
         total += steps
         secs += seconds

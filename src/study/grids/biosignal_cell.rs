@@ -56,7 +56,7 @@ use crate::models::ModelConfig;
 use crate::nn::{Data, FitOptions, Precision, TrainConfig, Trainer};
 use crate::study::grids::cell::{Cell, CellEnv, CellOutput, CellWork, ModelSpec, ParamCounts};
 use anyhow::{bail, Context, Result};
-use ndarray::Array3;
+use ndarray::{Array2, Array3, Axis};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -133,6 +133,17 @@ pub struct BiosignalCell {
     /// grid is refused when it is read, naming the cell.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_steps: Option<u64>,
+    /// Memory (MiB) for rendered training batches shared by every cell of this process
+    /// ([`BatchCache`]; 0: render every batch). Cells of one seed draw the same windows at the
+    /// same step, so a grid renders each step's batch once instead of once per cell; the
+    /// batches are bit-identical either way, so this setting changes time, never a number.
+    /// Not serialised: it is no part of a cell's identity (config hash).
+    #[serde(default = "cache_mib", skip_serializing)]
+    pub cache_mib: u64,
+}
+
+fn cache_mib() -> u64 {
+    2048
 }
 
 /// Fewest optimizer steps per cell unless a grid's `min_steps` says otherwise.
@@ -354,8 +365,19 @@ impl BiosignalCell {
 
     /// The held-out windows: `eval_windows` of the generator's "val" split from index 0.
     fn eval_set(&self, gen: &Generator) -> Result<Tensor> {
-        let (x, _) = gen.batch(self.modality, SynthSplit::Val, 0, self.eval_windows);
-        to_tensor(x)
+        let idx: Vec<u64> = (0..self.eval_windows as u64).collect();
+        BatchCache::get(
+            gen,
+            self.modality,
+            SynthSplit::Val,
+            &idx,
+            self.cache_bytes(),
+        )
+    }
+
+    /// The batch cache's byte budget ([`BiosignalCell::cache_mib`]).
+    pub fn cache_bytes(&self) -> usize {
+        (self.cache_mib as usize).saturating_mul(1 << 20)
     }
 }
 
@@ -368,12 +390,147 @@ fn to_tensor(mut x: Array3<f32>) -> Result<Tensor> {
 }
 
 /// Pretraining windows streamed from the generator (fresh, or from a finite pool) with a fixed
-/// held-out set.
+/// held-out set. With `cache` (a byte budget), rendered batches are shared through the
+/// process-wide [`BatchCache`]; the batches and the RNG draws are the same as without it.
 pub struct StreamingSignals {
     pub gen: Generator,
     pub modality: Modality,
     pub pool: Option<u64>,
     pub eval_x: Tensor,
+    /// Bytes the process-wide batch cache may hold (0: no cache).
+    pub cache: usize,
+    /// Training batches this source rendered (the others came from the store).
+    pub rendered: std::sync::atomic::AtomicU64,
+}
+
+/// The window indices [`Generator::sample`] draws from `rng` for one batch (same draws, same
+/// order: from 0..pool, or fresh from 0..2⁶³). A test holds the two equal.
+pub fn sample_indices(rng: &mut ChaCha8Rng, batch: usize, pool: Option<u64>) -> Vec<u64> {
+    (0..batch)
+        .map(|_| match pool {
+            Some(d) => rng.gen_range(0..d.max(1)),
+            None => rng.gen::<u64>() >> 1,
+        })
+        .collect()
+}
+
+/// Windows `idx` of `split`, rendered in parallel and normalised (BIOT's p95): [B, C, L] fp32.
+pub fn render(gen: &Generator, m: Modality, split: SynthSplit, idx: &[u64]) -> Result<Tensor> {
+    use rayon::prelude::*;
+    let spec = gen.spec(m);
+    let windows: Vec<Array2<f32>> = idx
+        .par_iter()
+        .map(|&i| gen.window_in(m, split, i).0)
+        .collect();
+    let mut x = Array3::zeros((idx.len(), spec.channels.len(), spec.length));
+    for (i, w) in windows.into_iter().enumerate() {
+        x.index_axis_mut(Axis(0), i).assign(&w);
+    }
+    to_tensor(x)
+}
+
+/// What identifies a rendered batch: the generator (seed, modality, rate, length), the split and
+/// the window indices. Equal keys render bit-identical windows (a window is a pure function of
+/// them, `synth.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct BatchKey {
+    seed: u64,
+    modality: Modality,
+    rate_bits: u64,
+    length: usize,
+    split: u8,
+    idx: Vec<u64>,
+}
+
+/// Process-wide store of rendered, normalised batches (CPU tensors), shared by the cells a grid
+/// runs in this process (the local executor runs cells as threads). The trainer seeds each
+/// step's batch RNG from (seed, step) alone, so every cell of one seed and shape draws the same
+/// windows at step s: with the store, a grid renders each step once per seed, not once per cell.
+/// Batches are stored until `cap` bytes are held, then no more (the earliest steps are the ones
+/// every cell trains, so they are the ones worth keeping); a miss renders, as without a store.
+pub struct BatchCache {
+    map: std::collections::HashMap<BatchKey, Tensor>,
+    bytes: usize,
+    /// Lookups answered from the store, and renders.
+    pub hits: u64,
+    pub misses: u64,
+}
+
+static CACHE: std::sync::OnceLock<std::sync::Mutex<BatchCache>> = std::sync::OnceLock::new();
+
+impl BatchCache {
+    fn global() -> std::sync::MutexGuard<'static, BatchCache> {
+        CACHE
+            .get_or_init(|| {
+                std::sync::Mutex::new(BatchCache {
+                    map: Default::default(),
+                    bytes: 0,
+                    hits: 0,
+                    misses: 0,
+                })
+            })
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// (hits, misses, bytes held) of the process-wide store.
+    pub fn stats() -> (u64, u64, usize) {
+        let c = Self::global();
+        (c.hits, c.misses, c.bytes)
+    }
+
+    /// The batch `idx` of `split`, from the store or rendered (and stored while under `cap`
+    /// bytes). Rendering runs outside the lock, so cells render in parallel.
+    pub fn get(
+        gen: &Generator,
+        m: Modality,
+        split: SynthSplit,
+        idx: &[u64],
+        cap: usize,
+    ) -> Result<Tensor> {
+        Ok(Self::fetch(gen, m, split, idx, cap)?.0)
+    }
+
+    /// [`BatchCache::get`], and whether the batch was rendered now (a miss).
+    pub fn fetch(
+        gen: &Generator,
+        m: Modality,
+        split: SynthSplit,
+        idx: &[u64],
+        cap: usize,
+    ) -> Result<(Tensor, bool)> {
+        if cap == 0 {
+            return Ok((render(gen, m, split, idx)?, true));
+        }
+        let spec = gen.spec(m);
+        let key = BatchKey {
+            seed: gen.seed,
+            modality: m,
+            rate_bits: spec.rate.to_bits(),
+            length: spec.length,
+            split: split as u8,
+            idx: idx.to_vec(),
+        };
+        {
+            let mut c = Self::global();
+            if let Some(t) = c.map.get(&key) {
+                // A copy (~0.1 ms for an EEG batch): the store's tensor is never shared.
+                let t = t.copy();
+                c.hits += 1;
+                return Ok((t, false));
+            }
+            c.misses += 1;
+        }
+        let t = render(gen, m, split, idx)?;
+        let size = t.numel() * 4;
+        let mut c = Self::global();
+        if c.bytes + size <= cap && !c.map.contains_key(&key) {
+            c.bytes += size;
+            // A deep copy: the caller may move or alter its tensor.
+            c.map.insert(key, t.copy());
+        }
+        Ok((t, true))
+    }
 }
 
 impl Data<SignalBatch> for StreamingSignals {
@@ -383,15 +540,20 @@ impl Data<SignalBatch> for StreamingSignals {
         batch_size: usize,
         device: Device,
     ) -> Result<SignalBatch> {
-        let (x, _) = self.gen.sample(
+        let idx = sample_indices(rng, batch_size, self.pool);
+        let (x, rendered) = BatchCache::fetch(
+            &self.gen,
             self.modality,
             SynthSplit::Pretrain,
-            rng,
-            batch_size,
-            self.pool,
-        );
+            &idx,
+            self.cache,
+        )?;
+        if rendered {
+            self.rendered
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(SignalBatch {
-            x: to_tensor(x)?.to_device(device),
+            x: x.to_device(device),
             labels: None,
             channel_offset: 0,
             seed: rng.gen(),
@@ -478,6 +640,8 @@ impl CellWork for BiosignalCell {
             gen,
             modality: self.modality,
             pool: self.pool_windows,
+            cache: self.cache_bytes(),
+            rendered: Default::default(),
         };
         let train_dir = env.dir.join("train");
         let load_start = load_average();
@@ -527,6 +691,14 @@ impl CellWork for BiosignalCell {
         put("flops_per_token", costs.flops_per_token.into());
         put("final_step_train_loss", summary.final_train_loss.into());
         put("train_s", train_s.into());
+        // Batches this cell rendered (the rest came from the shared store; a resumed cell counts
+        // this attempt only): the cost accounting of results/biosignal-scaling.md.
+        put(
+            "batches_rendered",
+            data.rendered
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .into(),
+        );
         put("resumed_from_step", resumed_from.into());
         put("tokens_trained", cell.tokens.into());
         put(
