@@ -94,7 +94,8 @@ MODALITIES = {
 }
 
 
-def design(mod, batch=None, min_steps=100, rungs=None, budgets=7):
+def design(mod, batch=None, min_steps=None, rungs=None, budgets=7):
+    min_steps = min_steps or MIN_STEPS
     batch = batch or BATCH
     rungs = rungs or RUNGS
     tpw, kept, n0, c0 = MODALITIES[mod]
@@ -154,9 +155,9 @@ def design(mod, batch=None, min_steps=100, rungs=None, budgets=7):
             used[name] = (d, l, h)
             s = round(c / flops_per_token(d, l, h, kept, tpw) / tps)
             assert s >= min_steps, (mod, c, name, s)
-            steps += 3 * s
+            steps += SEEDS * s
             cell_steps.append(s)
-            seconds += 3 * s * (T0 + tps * flops_per_token(d, l, h, kept, tpw) / RATE)
+            seconds += SEEDS * s * (T0 + tps * flops_per_token(d, l, h, kept, tpw) / RATE)
         ladders.append((c, rung))
     # Rendering the windows: every cell of a seed draws the same batch at step s, and the
     # process-wide store (cache_mib) keeps the first `cached` steps, so a seed renders
@@ -164,7 +165,7 @@ def design(mod, batch=None, min_steps=100, rungs=None, budgets=7):
     bytes_per_step = batch * WINDOW_BYTES[mod]
     cached = int(CACHE_MIB * 2**20 / 3 // bytes_per_step)  # three seeds share the store
     renders = min(max(cell_steps), cached) + sum(max(0, s - cached) for s in cell_steps)
-    seconds += 3 * renders * batch * RENDER_MS[mod] / 1e3
+    seconds += SEEDS * renders * batch * RENDER_MS[mod] / 1e3
     return fitted, allb, ladders, used, steps, written, seconds
 
 
@@ -231,6 +232,8 @@ def arg(name, default):
 T0 = arg("--t0-ms", 25.0) / 1e3
 RATE = arg("--gflops", 10.0) * 1e9
 BATCH = int(arg("--batch", 8))
+MIN_STEPS = int(arg("--min-steps", 100))
+SEEDS = int(arg("--seeds", 3))
 RUNGS = int(arg("--rungs", 11))
 CACHE_MIB = arg("--cache-mib", 4096)
 # CPU ms to render one window (one core; `biosignal synth`, results/biosignal-scaling.md) and its

@@ -2,12 +2,16 @@
 # The redone CPU BIOT scaling studies (issue 19, item 7): both v2 grids, then the fits, the 5x
 # validations against the trivial baselines and the downstream scores. Resumable: rerunning
 # skips every finished cell (grid run keeps one row file per cell), so it can be killed and
-# restarted at any point. Wall time goes to results/biosignal-scaling-v2/wall.txt.
+# restarted at any point. Wall time goes to results/biosignal-scaling-v2/wall.txt. Each grid runs
+# in one process (2 cells at a time) whose cells share their rendered batches (cache_mib = 4096:
+# up to 4 GiB of RAM; the numbers are the same without it). The cost estimate of this design is
+# scripts/biosignal-scaling-v2-cost.py (results/biosignal-scaling.md, "Cost").
 #   scripts/biosignal-scaling-v2.sh [path/to/brainscale]
 set -euo pipefail
 bin=${1:-target/release/brainscale}
 res=results/biosignal-scaling-v2
 mkdir -p "$res"
+t_all=$(date +%s)
 for m in eeg accel; do
   start=$(date +%s)
   nice -n 10 "$bin" grid run "bench/biosignal-cpu-$m-v2.toml"
@@ -43,3 +47,4 @@ PY
   "$bin" scaling fit "$res/$m/results.csv" --target downstream_error --target-col downstream_error_vs_scratch \
     --out "$res/$m/gain-fit" > "$res/$m/gain-fit.txt"
 done
+echo "both grids, fits, validations and downstream: $(( $(date +%s) - t_all )) s wall this run ($(date -u +%FT%TZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))" >> "$res/wall.txt"

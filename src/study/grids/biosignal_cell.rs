@@ -401,6 +401,8 @@ pub struct StreamingSignals {
     pub cache: usize,
     /// Training batches this source rendered (the others came from the store).
     pub rendered: std::sync::atomic::AtomicU64,
+    /// Thread CPU nanoseconds spent on training batches (rendering or copying from the store).
+    pub data_cpu_ns: std::sync::atomic::AtomicU64,
 }
 
 /// The window indices [`Generator::sample`] draws from `rng` for one batch (same draws, same
@@ -414,14 +416,24 @@ pub fn sample_indices(rng: &mut ChaCha8Rng, batch: usize, pool: Option<u64>) -> 
         .collect()
 }
 
-/// Windows `idx` of `split`, rendered in parallel and normalised (BIOT's p95): [B, C, L] fp32.
+/// CPU seconds the calling thread has used (CLOCK_THREAD_CPUTIME_ID): a cell's own cost on a
+/// shared machine, where wall time also counts the other processes' share of the cores.
+pub fn thread_cpu_s() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills the struct it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// Windows `idx` of `split`, rendered in the calling thread (a grid already runs one cell per
+/// core; this keeps the rendering in the cell's CPU time) and normalised (BIOT's p95):
+/// [B, C, L] fp32.
 pub fn render(gen: &Generator, m: Modality, split: SynthSplit, idx: &[u64]) -> Result<Tensor> {
-    use rayon::prelude::*;
     let spec = gen.spec(m);
-    let windows: Vec<Array2<f32>> = idx
-        .par_iter()
-        .map(|&i| gen.window_in(m, split, i).0)
-        .collect();
+    let windows: Vec<Array2<f32>> = idx.iter().map(|&i| gen.window_in(m, split, i).0).collect();
     let mut x = Array3::zeros((idx.len(), spec.channels.len(), spec.length));
     for (i, w) in windows.into_iter().enumerate() {
         x.index_axis_mut(Axis(0), i).assign(&w);
@@ -540,6 +552,7 @@ impl Data<SignalBatch> for StreamingSignals {
         batch_size: usize,
         device: Device,
     ) -> Result<SignalBatch> {
+        let c0 = thread_cpu_s();
         let idx = sample_indices(rng, batch_size, self.pool);
         let (x, rendered) = BatchCache::fetch(
             &self.gen,
@@ -552,6 +565,10 @@ impl Data<SignalBatch> for StreamingSignals {
             self.rendered
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
+        self.data_cpu_ns.fetch_add(
+            ((thread_cpu_s() - c0) * 1e9) as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Ok(SignalBatch {
             x: x.to_device(device),
             labels: None,
@@ -642,10 +659,12 @@ impl CellWork for BiosignalCell {
             pool: self.pool_windows,
             cache: self.cache_bytes(),
             rendered: Default::default(),
+            data_cpu_ns: Default::default(),
         };
         let train_dir = env.dir.join("train");
         let load_start = load_average();
         let t0 = std::time::Instant::now();
+        let cpu0 = thread_cpu_s();
         let mut t =
             Trainer::<Pretraining<BiotConfig>>::open(&train_dir, &cfg, &tc, device, |_, _| Ok(()))?;
         let resumed_from = t.step;
@@ -666,6 +685,7 @@ impl CellWork for BiosignalCell {
         };
         let summary = crate::nn::fit(&mut t, &data, &train_dir, &opts)?;
         let train_s = t0.elapsed().as_secs_f64();
+        let train_cpu_s = thread_cpu_s() - cpu0;
         // The last step's loss is one batch: average the last tenth of the run instead.
         let rows = crate::nn::read_loss_csv(&train_dir.join("loss.csv"), steps)?;
         let tail = rows.len().div_ceil(10).max(1).min(rows.len());
@@ -691,6 +711,13 @@ impl CellWork for BiosignalCell {
         put("flops_per_token", costs.flops_per_token.into());
         put("final_step_train_loss", summary.final_train_loss.into());
         put("train_s", train_s.into());
+        // CPU seconds of the cell's thread (libtorch runs `threads` = 1 in it) and the part spent
+        // getting training batches: the cost on a shared machine, where wall time is not.
+        put("train_cpu_s", train_cpu_s.into());
+        put(
+            "data_cpu_s",
+            (data.data_cpu_ns.load(std::sync::atomic::Ordering::Relaxed) as f64 * 1e-9).into(),
+        );
         // Batches this cell rendered (the rest came from the shared store; a resumed cell counts
         // this attempt only): the cost accounting of results/biosignal-scaling.md.
         put(
