@@ -21,6 +21,7 @@
 //! # pool_windows = 5000     # a finite pool instead of fresh windows (then epochs = D / pool)
 //! # device = "cpu"          # cpu | cuda | cuda:N | auto
 //! # threads = 1             # libtorch CPU threads (1: fastest for these small ops on shared cores)
+//! # cache_mib = 2048        # rendered batches shared by the cells of one process (same numbers)
 //! ```
 //!
 //! Definitions (one place each):
@@ -41,7 +42,9 @@
 //!   share of tokens BIOT's subset view keeps and the predictor once per window.
 //! - **Data**: fresh generator windows (indices drawn from 2⁶³, so no window repeats) normalised per
 //!   channel by the 95th percentile of |x| (BIOT's loaders); with `pool_windows` the windows come
-//!   from a finite pool and the row records `epochs` = windows trained / pool size.
+//!   from a finite pool and the row records `epochs` = windows trained / pool size. Every cell of
+//!   one seed draws the same windows at step s, so the cells a process runs share each rendered
+//!   batch ([`BatchCache`]; rows record `batches_rendered`, `train_cpu_s` and `data_cpu_s`).
 //!
 //! Results-row columns: `ctx` holds the tokens per window (C·T) and `vocab` the frequency bins
 //! per token (n_fft/2 + 1), the BIOT counterparts of a GPT's context and vocabulary.
