@@ -31,7 +31,7 @@ fn grid(dir: &Path, name: &str, axes: &str, cell: &str) -> PathBuf {
     std::fs::write(
         &p,
         format!(
-            "name = \"{name}\"\n[axes]\n{axes}\nmodels = [\"{m}/biot-d8-l1.toml\", \"{m}/biot-d16-l1.toml\"]\nprecisions = [\"fp32\"]\n[cell]\nkind = \"biosignal\"\nbatch_size = 8\neval_windows = 16\n{cell}\n",
+            "name = \"{name}\"\n[axes]\n{axes}\nmodels = [\"{m}/biot-d8-l1.toml\", \"{m}/biot-d16-l1.toml\"]\nprecisions = [\"fp32\"]\n[cell]\nkind = \"biosignal\"\nbatch_size = 8\neval_windows = 16\nmin_steps = 1\n{cell}\n",
             m = models.display()
         ),
     )
@@ -220,6 +220,102 @@ fn shipped_biosignal_grids_parse_and_meet_the_design() {
     }
 }
 
+#[test]
+fn redone_biosignal_grids_meet_the_issue_19_design() {
+    // ≥ 7 fitted budgets spanning ≥ 30×, the validation budget 5× the largest fitted one, every
+    // budget a ladder spanning ≥ 30× in N with no gap above 2×, 3 seeds, ≥ 100 steps per cell.
+    for g in [
+        "bench/biosignal-cpu-eeg-v2.toml",
+        "bench/biosignal-cpu-accel-v2.toml",
+    ] {
+        let grid = brainscale::study::grids::grid::Grid::load(&repo().join(g)).unwrap();
+        let cells = grid.cells().unwrap();
+        let mut budgets = grid.axes.budgets.clone();
+        budgets.sort_by(|a, b| a.total_cmp(b));
+        let (fitted, val) = (&budgets[..budgets.len() - 1], budgets[budgets.len() - 1]);
+        assert!(fitted.len() >= 7, "{g}");
+        assert!(fitted[fitted.len() - 1] / fitted[0] >= 30.0, "{g}");
+        assert!((val / fitted[fitted.len() - 1] - 5.0).abs() < 1e-3, "{g}");
+        assert_eq!(grid.axes.seeds, vec![0, 1, 2], "{g}");
+        assert_eq!(grid.axes.ladders.len(), budgets.len(), "{g}");
+        let mut expected = 0;
+        for &b in &budgets {
+            let mut ns: Vec<f64> = cells
+                .iter()
+                .filter(|c| {
+                    // The budget nearest in ln C (cells spend theirs within half a step).
+                    let near = budgets
+                        .iter()
+                        .min_by(|x, y| {
+                            (c.flops / **x)
+                                .ln()
+                                .abs()
+                                .total_cmp(&(c.flops / **y).ln().abs())
+                        })
+                        .unwrap();
+                    c.seed == 0 && *near == b
+                })
+                .map(|c| c.counts.matmul as f64)
+                .collect();
+            ns.sort_by(|a, b| a.total_cmp(b));
+            expected += 3 * ns.len();
+            assert!(ns[ns.len() - 1] / ns[0] >= 30.0, "{g} at {b:e}: {ns:?}");
+            assert!(
+                ns.windows(2).all(|w| w[1] / w[0] <= 2.0),
+                "{g} at {b:e}: {ns:?}"
+            );
+        }
+        assert_eq!(cells.len(), expected, "{g}");
+        let grid_cell = match &grid.cell {
+            brainscale::study::grids::grid::CellConfig::Biosignal(b) => b.clone(),
+            _ => panic!("{g} is not a biosignal grid"),
+        };
+        for c in &cells {
+            let per_step = grid_cell
+                .costs(&c.model, &c.model_name)
+                .unwrap()
+                .tokens_per_step;
+            assert!(
+                c.tokens / per_step >= 100,
+                "{g}: {} trains {} steps",
+                c.id,
+                c.tokens / per_step
+            );
+        }
+    }
+}
+
+#[test]
+fn a_cell_under_min_steps_is_refused_when_the_grid_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    // d16-l1 at 2e7 FLOPs and batch 8 trains a handful of steps: refused at the default 100.
+    let g = grid(dir.path(), "few", "budgets = [2e7]", "modality = \"eeg\"");
+    let text = std::fs::read_to_string(&g)
+        .unwrap()
+        .replace("min_steps = 1\n", "");
+    std::fs::write(&g, text).unwrap();
+    let err = format!(
+        "{:#}",
+        brainscale::study::grids::grid::Grid::load(&g).unwrap_err()
+    );
+    assert!(
+        err.contains("fewer than min_steps = 100") && err.contains("biot-d8-l1"),
+        "{err}"
+    );
+    // A per-model learning rate naming a model outside the grid is refused too.
+    let g = grid(
+        dir.path(),
+        "lr",
+        "budgets = [2e7]",
+        "modality = \"eeg\"\nlr_by_model = { \"nope.toml\" = 1e-3 }",
+    );
+    let err = format!(
+        "{:#}",
+        brainscale::study::grids::grid::Grid::load(&g).unwrap_err()
+    );
+    assert!(err.contains("lr_by_model names 'nope.toml'"), "{err}");
+}
+
 fn attempts(out: &Path, id: &str) -> Vec<String> {
     std::fs::read_to_string(out.join(format!("cells/{id}/attempts.log")))
         .unwrap_or_default()
@@ -322,4 +418,100 @@ fn a_killed_biosignal_grid_resumes_with_every_cell_once() {
             .unwrap()
     };
     assert_eq!(get(&out), get(&fresh));
+}
+
+#[test]
+fn cached_batches_are_bit_identical_to_the_generator_s() {
+    use brainscale::biosignal::synth::{Generator, Modality, SynthSplit};
+    use brainscale::biosignal::window::{normalise, Norm};
+    use brainscale::study::grids::biosignal_cell::{render, sample_indices, BatchCache};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+    for (m, l, pool) in [
+        (Modality::Eeg, 1000, None),
+        (Modality::Accel, 512, None),
+        (Modality::Accel, 512, Some(7)),
+    ] {
+        let gen = Generator::new(3).with_shape(m, 200.0, l).unwrap();
+        for step in 0..3u64 {
+            // The generator's own draw and render vs the cell's (through the store, twice: a
+            // miss then a hit), and the RNG left in the same state.
+            let mut a = ChaCha8Rng::seed_from_u64(step);
+            let mut b = a.clone();
+            let (mut x, _) = gen.sample(m, SynthSplit::Pretrain, &mut a, 4, pool);
+            normalise(&mut x, Norm::P95);
+            let idx = sample_indices(&mut b, 4, pool);
+            assert_eq!(a.gen::<u64>(), b.gen::<u64>(), "same draws");
+            let want: Vec<f32> = x.iter().copied().collect();
+            for _ in 0..2 {
+                let t = BatchCache::get(&gen, m, SynthSplit::Pretrain, &idx, 1 << 24).unwrap();
+                assert_eq!(t.size(), [4, x.dim().1 as i64, l as i64]);
+                let got = Vec::<f32>::try_from(t.flatten(0, -1)).unwrap();
+                assert!(
+                    got.iter()
+                        .zip(&want)
+                        .all(|(p, q)| p.to_bits() == q.to_bits()),
+                    "{m:?} step {step}: cached batch differs from Generator::sample"
+                );
+            }
+            let r = render(&gen, m, SynthSplit::Pretrain, &idx).unwrap();
+            assert!(r.equal(&BatchCache::get(&gen, m, SynthSplit::Pretrain, &idx, 0).unwrap()));
+        }
+    }
+    let (hits, misses, bytes) = BatchCache::stats();
+    assert!(
+        hits >= 9 && misses >= 9 && bytes > 0,
+        "{hits} {misses} {bytes}"
+    );
+}
+
+#[test]
+fn a_grid_with_the_batch_store_gives_the_same_rows_as_without() {
+    // Two models of one seed draw the same windows at each step: with the store the second cell
+    // reads the first's batches; every number must equal the run that renders every batch.
+    let dir = tempfile::tempdir().unwrap();
+    let mut losses = Vec::new();
+    for (name, cache) in [("nocache", 0), ("cache", 64)] {
+        let g = grid(
+            dir.path(),
+            name,
+            "tokens = [2880]",
+            &format!(
+                "modality = \"eeg\"\ncache_mib = {cache}\n[executor]\nkind = \"local\"\nparallel = 1"
+            ),
+        );
+        let out = dir.path().join(name);
+        bin()
+            .args(["grid", "run"])
+            .arg(&g)
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .success();
+        let mut rows: Vec<(String, String, String)> = read_rows(&out)
+            .into_iter()
+            .map(|r| {
+                (
+                    r["cell_id"].clone(),
+                    r["train_loss"].clone(),
+                    r["eval_loss"].clone(),
+                )
+            })
+            .collect();
+        rows.sort();
+        assert_eq!(rows.len(), 2);
+        // 10 steps of 8 windows × 36 tokens each: without the store both cells render all 10
+        // batches; with it, the second cell renders none.
+        let rendered: u64 = rows
+            .iter()
+            .map(|r| {
+                row_json(&out, &r.0)["extra"]["batches_rendered"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .sum();
+        assert_eq!(rendered, if cache == 0 { 20 } else { 10 }, "{name}");
+        losses.push(rows);
+    }
+    assert_eq!(losses[0], losses[1]);
 }

@@ -23,7 +23,8 @@ fn bin() -> Command {
     Command::cargo_bin("brainscale").unwrap()
 }
 
-const CELL: &str = "kind = \"biosignal\"\nmodality = \"eeg\"\nbatch_size = 8\neval_windows = 16\n";
+const CELL: &str =
+    "kind = \"biosignal\"\nmodality = \"eeg\"\nbatch_size = 8\neval_windows = 16\nmin_steps = 1\n";
 
 fn grid(dir: &Path, name: &str, budgets: &str, out: &Path) -> PathBuf {
     let p = dir.join(format!("{name}.toml"));

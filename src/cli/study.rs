@@ -267,6 +267,39 @@ pub enum ScalingCommand {
     Validate(ValidateArgs),
     /// The study's figure set from a bench results CSV (study/figures.rs).
     Plots(PlotsArgs),
+    /// Write the next budget's grid TOML: a model ladder centred on the law's predicted N_opt
+    /// (±4× in √2 steps, configs generated where missing), so its sweep brackets the minimum
+    /// (study/scaling/plan.rs).
+    Plan(PlanArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PlanArgs {
+    /// Results CSV of the cells so far.
+    pub results: PathBuf,
+    /// The biosignal grid those cells came from (its cell settings and model files are reused).
+    #[arg(long)]
+    pub grid: PathBuf,
+    /// The next compute budget in FLOPs.
+    #[arg(long)]
+    pub budget: f64,
+    /// Rungs each side of N_opt, √2 apart (4: ±4×).
+    #[arg(long, default_value_t = 4)]
+    pub steps: usize,
+    /// The new grid file (default: GRID-C<budget>.toml beside the grid).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Folder for generated model configs (default: that of the grid's first model file).
+    #[arg(long)]
+    pub models_dir: Option<PathBuf>,
+    /// Column holding the loss (lower is better).
+    #[arg(long, default_value = "eval_loss")]
+    pub target_col: String,
+    #[command(flatten)]
+    pub columns: ColumnArgs,
+    /// Huber delta on the log residuals of the parametric fit.
+    #[arg(long, default_value_t = 1e-3)]
+    pub huber_delta: f64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -452,6 +485,26 @@ pub fn scaling(cmd: ScalingCommand) -> Result<()> {
                     fit.display()
                 );
             }
+        }
+        ScalingCommand::Plan(a) => {
+            let p = scaling::plan::run_plan(&scaling::plan::PlanConfig {
+                results: a.results,
+                grid: a.grid,
+                budget: a.budget,
+                steps: a.steps,
+                out: a.out,
+                models_dir: a.models_dir,
+                columns: scaling::Columns {
+                    target: a.target_col,
+                    direction: Direction::Lower,
+                    n: a.columns.n_col,
+                    d: a.columns.d_col,
+                    c: a.columns.c_col,
+                },
+                filters: a.columns.filters,
+                huber_delta: a.huber_delta,
+            })?;
+            print!("{}", p.text);
         }
         ScalingCommand::Plots(a) => {
             for f in figures::run_plots(&PlotsConfig {

@@ -15,10 +15,13 @@
 //! # samples = 1000          # window length (default: the modality's window duration at `rate`)
 //! batch_size = 32           # windows per step, also the number of InfoNCE candidates
 //! lr = 1e-3                 # AdamW peak; linear warmup (warmup_fraction) then cosine to lr/10
+//! # lr_by_model = { "../models/biot-d8-l1.toml" = 4e-3 }  # per-size peaks from a recorded sweep
+//! # min_steps = 100          # cells with fewer optimizer steps are refused when the grid is read
 //! eval_windows = 128        # fixed held-out set (generator split "val", never trained on)
 //! # pool_windows = 5000     # a finite pool instead of fresh windows (then epochs = D / pool)
 //! # device = "cpu"          # cpu | cuda | cuda:N | auto
 //! # threads = 1             # libtorch CPU threads (1: fastest for these small ops on shared cores)
+//! # cache_mib = 2048        # rendered batches shared by the cells of one process (same numbers)
 //! ```
 //!
 //! Definitions (one place each):
@@ -39,7 +42,9 @@
 //!   share of tokens BIOT's subset view keeps and the predictor once per window.
 //! - **Data**: fresh generator windows (indices drawn from 2⁶³, so no window repeats) normalised per
 //!   channel by the 95th percentile of |x| (BIOT's loaders); with `pool_windows` the windows come
-//!   from a finite pool and the row records `epochs` = windows trained / pool size.
+//!   from a finite pool and the row records `epochs` = windows trained / pool size. Every cell of
+//!   one seed draws the same windows at step s, so the cells a process runs share each rendered
+//!   batch ([`BatchCache`]; rows record `batches_rendered`, `train_cpu_s` and `data_cpu_s`).
 //!
 //! Results-row columns: `ctx` holds the tokens per window (C·T) and `vocab` the frequency bins
 //! per token (n_fft/2 + 1), the BIOT counterparts of a GPT's context and vocabulary.
@@ -54,7 +59,7 @@ use crate::models::ModelConfig;
 use crate::nn::{Data, FitOptions, Precision, TrainConfig, Trainer};
 use crate::study::grids::cell::{Cell, CellEnv, CellOutput, CellWork, ModelSpec, ParamCounts};
 use anyhow::{bail, Context, Result};
-use ndarray::Array3;
+use ndarray::{Array2, Array3, Axis};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -122,7 +127,30 @@ pub struct BiosignalCell {
     /// on shared cores two spinning OpenMP threads made a cell ~10x slower than one (measured).
     #[serde(default = "one_thread")]
     pub threads: usize,
+    /// Peak learning rate per model (keys as in `axes.models`), e.g. the best of a small recorded
+    /// sweep at one small budget; models not listed use `lr`. min_lr defaults to a tenth of it.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub lr_by_model: std::collections::BTreeMap<String, f64>,
+    /// Fewest optimizer steps a cell may train (default [`DEFAULT_MIN_STEPS`]): a cell of fewer
+    /// is mostly warmup and its loss says more about the schedule than about N and D, so the
+    /// grid is refused when it is read, naming the cell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_steps: Option<u64>,
+    /// Memory (MiB) for rendered training batches shared by every cell of this process
+    /// ([`BatchCache`]; 0: render every batch). Cells of one seed draw the same windows at the
+    /// same step, so a grid renders each step's batch once instead of once per cell; the
+    /// batches are bit-identical either way, so this setting changes time, never a number.
+    /// Not serialised: it is no part of a cell's identity (config hash).
+    #[serde(default = "cache_mib", skip_serializing)]
+    pub cache_mib: u64,
 }
+
+fn cache_mib() -> u64 {
+    2048
+}
+
+/// Fewest optimizer steps per cell unless a grid's `min_steps` says otherwise.
+pub const DEFAULT_MIN_STEPS: u64 = 100;
 
 fn one_thread() -> usize {
     1
@@ -218,9 +246,15 @@ impl BiosignalCell {
         if !(self.lr.is_finite() && self.lr > 0.0) {
             bail!("[cell] lr = {} must be positive", self.lr);
         }
+        for (m, &v) in &self.lr_by_model {
+            if !(v.is_finite() && v > 0.0) {
+                bail!("[cell] lr_by_model.\"{m}\" = {v} must be positive");
+            }
+        }
         if let Some(m) = self.min_lr {
-            if !(m >= 0.0 && m <= self.lr) {
-                bail!("[cell] min_lr = {m} must be in [0, lr]");
+            let lo = self.lr_by_model.values().fold(self.lr, |a, &b| a.min(b));
+            if !(m >= 0.0 && m <= lo) {
+                bail!("[cell] min_lr = {m} must be in [0, lr] for every model's lr");
             }
         }
         if !(0.0..1.0).contains(&self.warmup_fraction) {
@@ -241,6 +275,16 @@ impl BiosignalCell {
         }
         self.generator()?;
         Ok(())
+    }
+
+    /// The peak learning rate of model `name` (an `axes.models` entry).
+    pub fn lr_for(&self, name: &str) -> f64 {
+        self.lr_by_model.get(name).copied().unwrap_or(self.lr)
+    }
+
+    /// The fewest optimizer steps a cell may train.
+    pub fn min_steps(&self) -> u64 {
+        self.min_steps.unwrap_or(DEFAULT_MIN_STEPS)
     }
 
     /// (channels, samples per window).
@@ -324,8 +368,19 @@ impl BiosignalCell {
 
     /// The held-out windows: `eval_windows` of the generator's "val" split from index 0.
     fn eval_set(&self, gen: &Generator) -> Result<Tensor> {
-        let (x, _) = gen.batch(self.modality, SynthSplit::Val, 0, self.eval_windows);
-        to_tensor(x)
+        let idx: Vec<u64> = (0..self.eval_windows as u64).collect();
+        BatchCache::get(
+            gen,
+            self.modality,
+            SynthSplit::Val,
+            &idx,
+            self.cache_bytes(),
+        )
+    }
+
+    /// The batch cache's byte budget ([`BiosignalCell::cache_mib`]).
+    pub fn cache_bytes(&self) -> usize {
+        (self.cache_mib as usize).saturating_mul(1 << 20)
     }
 }
 
@@ -338,12 +393,159 @@ fn to_tensor(mut x: Array3<f32>) -> Result<Tensor> {
 }
 
 /// Pretraining windows streamed from the generator (fresh, or from a finite pool) with a fixed
-/// held-out set.
+/// held-out set. With `cache` (a byte budget), rendered batches are shared through the
+/// process-wide [`BatchCache`]; the batches and the RNG draws are the same as without it.
 pub struct StreamingSignals {
     pub gen: Generator,
     pub modality: Modality,
     pub pool: Option<u64>,
     pub eval_x: Tensor,
+    /// Bytes the process-wide batch cache may hold (0: no cache).
+    pub cache: usize,
+    /// Training batches this source rendered (the others came from the store).
+    pub rendered: std::sync::atomic::AtomicU64,
+    /// Thread CPU nanoseconds spent on training batches (rendering or copying from the store).
+    pub data_cpu_ns: std::sync::atomic::AtomicU64,
+}
+
+/// The window indices [`Generator::sample`] draws from `rng` for one batch (same draws, same
+/// order: from 0..pool, or fresh from 0..2⁶³). A test holds the two equal.
+pub fn sample_indices(rng: &mut ChaCha8Rng, batch: usize, pool: Option<u64>) -> Vec<u64> {
+    (0..batch)
+        .map(|_| match pool {
+            Some(d) => rng.gen_range(0..d.max(1)),
+            None => rng.gen::<u64>() >> 1,
+        })
+        .collect()
+}
+
+/// CPU seconds the calling thread has used (CLOCK_THREAD_CPUTIME_ID): a cell's own cost on a
+/// shared machine, where wall time also counts the other processes' share of the cores.
+pub fn thread_cpu_s() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills the struct it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// Windows `idx` of `split`, rendered in the calling thread (a grid already runs one cell per
+/// core; this keeps the rendering in the cell's CPU time) and normalised (BIOT's p95):
+/// [B, C, L] fp32.
+pub fn render(gen: &Generator, m: Modality, split: SynthSplit, idx: &[u64]) -> Result<Tensor> {
+    let spec = gen.spec(m);
+    let windows: Vec<Array2<f32>> = idx.iter().map(|&i| gen.window_in(m, split, i).0).collect();
+    let mut x = Array3::zeros((idx.len(), spec.channels.len(), spec.length));
+    for (i, w) in windows.into_iter().enumerate() {
+        x.index_axis_mut(Axis(0), i).assign(&w);
+    }
+    to_tensor(x)
+}
+
+/// What identifies a rendered batch: the generator (seed, modality, rate, length), the split and
+/// the window indices. Equal keys render bit-identical windows (a window is a pure function of
+/// them, `synth.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct BatchKey {
+    seed: u64,
+    modality: Modality,
+    rate_bits: u64,
+    length: usize,
+    split: u8,
+    idx: Vec<u64>,
+}
+
+/// Process-wide store of rendered, normalised batches (CPU tensors), shared by the cells a grid
+/// runs in this process (the local executor runs cells as threads). The trainer seeds each
+/// step's batch RNG from (seed, step) alone, so every cell of one seed and shape draws the same
+/// windows at step s: with the store, a grid renders each step once per seed, not once per cell.
+/// Batches are stored until `cap` bytes are held, then no more (the earliest steps are the ones
+/// every cell trains, so they are the ones worth keeping); a miss renders, as without a store.
+pub struct BatchCache {
+    map: std::collections::HashMap<BatchKey, Tensor>,
+    bytes: usize,
+    /// Lookups answered from the store, and renders.
+    pub hits: u64,
+    pub misses: u64,
+}
+
+static CACHE: std::sync::OnceLock<std::sync::Mutex<BatchCache>> = std::sync::OnceLock::new();
+
+impl BatchCache {
+    fn global() -> std::sync::MutexGuard<'static, BatchCache> {
+        CACHE
+            .get_or_init(|| {
+                std::sync::Mutex::new(BatchCache {
+                    map: Default::default(),
+                    bytes: 0,
+                    hits: 0,
+                    misses: 0,
+                })
+            })
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// (hits, misses, bytes held) of the process-wide store.
+    pub fn stats() -> (u64, u64, usize) {
+        let c = Self::global();
+        (c.hits, c.misses, c.bytes)
+    }
+
+    /// The batch `idx` of `split`, from the store or rendered (and stored while under `cap`
+    /// bytes). Rendering runs outside the lock, so cells render in parallel.
+    pub fn get(
+        gen: &Generator,
+        m: Modality,
+        split: SynthSplit,
+        idx: &[u64],
+        cap: usize,
+    ) -> Result<Tensor> {
+        Ok(Self::fetch(gen, m, split, idx, cap)?.0)
+    }
+
+    /// [`BatchCache::get`], and whether the batch was rendered now (a miss).
+    pub fn fetch(
+        gen: &Generator,
+        m: Modality,
+        split: SynthSplit,
+        idx: &[u64],
+        cap: usize,
+    ) -> Result<(Tensor, bool)> {
+        if cap == 0 {
+            return Ok((render(gen, m, split, idx)?, true));
+        }
+        let spec = gen.spec(m);
+        let key = BatchKey {
+            seed: gen.seed,
+            modality: m,
+            rate_bits: spec.rate.to_bits(),
+            length: spec.length,
+            split: split as u8,
+            idx: idx.to_vec(),
+        };
+        {
+            let mut c = Self::global();
+            if let Some(t) = c.map.get(&key) {
+                // A copy (~0.1 ms for an EEG batch): the store's tensor is never shared.
+                let t = t.copy();
+                c.hits += 1;
+                return Ok((t, false));
+            }
+            c.misses += 1;
+        }
+        let t = render(gen, m, split, idx)?;
+        let size = t.numel() * 4;
+        let mut c = Self::global();
+        if c.bytes + size <= cap && !c.map.contains_key(&key) {
+            c.bytes += size;
+            // A deep copy: the caller may move or alter its tensor.
+            c.map.insert(key, t.copy());
+        }
+        Ok((t, true))
+    }
 }
 
 impl Data<SignalBatch> for StreamingSignals {
@@ -353,15 +555,25 @@ impl Data<SignalBatch> for StreamingSignals {
         batch_size: usize,
         device: Device,
     ) -> Result<SignalBatch> {
-        let (x, _) = self.gen.sample(
+        let c0 = thread_cpu_s();
+        let idx = sample_indices(rng, batch_size, self.pool);
+        let (x, rendered) = BatchCache::fetch(
+            &self.gen,
             self.modality,
             SynthSplit::Pretrain,
-            rng,
-            batch_size,
-            self.pool,
+            &idx,
+            self.cache,
+        )?;
+        if rendered {
+            self.rendered
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.data_cpu_ns.fetch_add(
+            ((thread_cpu_s() - c0) * 1e9) as u64,
+            std::sync::atomic::Ordering::Relaxed,
         );
         Ok(SignalBatch {
-            x: to_tensor(x)?.to_device(device),
+            x: x.to_device(device),
             labels: None,
             channel_offset: 0,
             seed: rng.gen(),
@@ -424,8 +636,8 @@ impl CellWork for BiosignalCell {
             batch_size: self.batch_size,
             grad_accum: 1,
             max_steps: steps,
-            lr: self.lr,
-            min_lr: self.min_lr.unwrap_or(self.lr / 10.0),
+            lr: self.lr_for(&cell.model_name),
+            min_lr: self.min_lr.unwrap_or(self.lr_for(&cell.model_name) / 10.0),
             warmup_steps: ((steps as f64 * self.warmup_fraction).round() as u64).max(1),
             weight_decay: self.weight_decay,
             beta1: 0.9,
@@ -448,10 +660,14 @@ impl CellWork for BiosignalCell {
             gen,
             modality: self.modality,
             pool: self.pool_windows,
+            cache: self.cache_bytes(),
+            rendered: Default::default(),
+            data_cpu_ns: Default::default(),
         };
         let train_dir = env.dir.join("train");
         let load_start = load_average();
         let t0 = std::time::Instant::now();
+        let cpu0 = thread_cpu_s();
         let mut t =
             Trainer::<Pretraining<BiotConfig>>::open(&train_dir, &cfg, &tc, device, |_, _| Ok(()))?;
         let resumed_from = t.step;
@@ -472,6 +688,7 @@ impl CellWork for BiosignalCell {
         };
         let summary = crate::nn::fit(&mut t, &data, &train_dir, &opts)?;
         let train_s = t0.elapsed().as_secs_f64();
+        let train_cpu_s = thread_cpu_s() - cpu0;
         // The last step's loss is one batch: average the last tenth of the run instead.
         let rows = crate::nn::read_loss_csv(&train_dir.join("loss.csv"), steps)?;
         let tail = rows.len().div_ceil(10).max(1).min(rows.len());
@@ -497,6 +714,21 @@ impl CellWork for BiosignalCell {
         put("flops_per_token", costs.flops_per_token.into());
         put("final_step_train_loss", summary.final_train_loss.into());
         put("train_s", train_s.into());
+        // CPU seconds of the cell's thread (libtorch runs `threads` = 1 in it) and the part spent
+        // getting training batches: the cost on a shared machine, where wall time is not.
+        put("train_cpu_s", train_cpu_s.into());
+        put(
+            "data_cpu_s",
+            (data.data_cpu_ns.load(std::sync::atomic::Ordering::Relaxed) as f64 * 1e-9).into(),
+        );
+        // Batches this cell rendered (the rest came from the shared store; a resumed cell counts
+        // this attempt only): the cost accounting of results/biosignal-scaling.md.
+        put(
+            "batches_rendered",
+            data.rendered
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .into(),
+        );
         put("resumed_from_step", resumed_from.into());
         put("tokens_trained", cell.tokens.into());
         put(

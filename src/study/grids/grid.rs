@@ -11,7 +11,10 @@
 //!                                    # (an iso-FLOP design for `scaling fit`)
 //! models = ["tiny", "models/s.toml"] # [models.NAME] tables or model TOML files
 //! precisions = ["fp32"]              # fp32 | bf16 | fp16
-//! seeds = [0]                        # optional, default [0]
+//! seeds = [0]                        # optional, default [0]: several seeds give mean ± sd
+//! # [[axes.ladders]]                 # optional: each budget its own model ladder (the models
+//! # budget = 1e9                     # of axes.models it runs), so every iso-FLOP sweep can
+//! # models = ["models/s.toml"]       # be centred on its own N_opt (`scaling plan`)
 //! subjects = ["sub-01"]              # optional: every row must report these subjects
 //! [models.tiny]
 //! n_layer = 1
@@ -53,6 +56,29 @@ pub struct Axes {
     pub seeds: Vec<u64>,
     #[serde(default)]
     pub subjects: Vec<String>,
+    /// Per-budget model ladders: when given, a model runs only at the budgets whose ladder
+    /// lists it (every budget needs one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ladders: Vec<Ladder>,
+}
+
+/// The models one budget runs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Ladder {
+    pub budget: f64,
+    pub models: Vec<String>,
+}
+
+impl Axes {
+    /// Whether model `m` runs at budget `b` (always, without ladders).
+    pub fn runs_at(&self, m: &str, b: f64) -> bool {
+        self.ladders.is_empty()
+            || self
+                .ladders
+                .iter()
+                .any(|l| l.budget == b && l.models.iter().any(|x| x == m))
+    }
 }
 
 fn default_seeds() -> Vec<u64> {
@@ -184,6 +210,31 @@ impl Grid {
                 return Err(ctx(format!("{what}: '{dup}' is listed twice")));
             }
         }
+        if !a.ladders.is_empty() {
+            for l in &a.ladders {
+                if !a.budgets.contains(&l.budget) {
+                    return Err(ctx(format!(
+                        "axes.ladders: budget {:e} is not in axes.budgets",
+                        l.budget
+                    )));
+                }
+                if let Some(m) = l.models.iter().find(|m| !a.models.contains(m)) {
+                    return Err(ctx(format!(
+                        "axes.ladders: the ladder of budget {:e} names '{m}', which is not in axes.models",
+                        l.budget
+                    )));
+                }
+            }
+            if let Some(b) = a
+                .budgets
+                .iter()
+                .find(|&&b| !a.ladders.iter().any(|l| l.budget == b))
+            {
+                return Err(ctx(format!(
+                    "axes.ladders: budget {b:e} has no ladder (with ladders, every budget needs one)"
+                )));
+            }
+        }
         let base = g.path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let mut models = BTreeMap::new();
         for m in &a.models {
@@ -278,6 +329,9 @@ impl Grid {
                 .map(|&t| (whole_steps(t).max(quantum), format!("D{t}")))
                 .collect();
             for &b in &self.axes.budgets {
+                if !self.axes.runs_at(m, b) {
+                    continue;
+                }
                 let tokens = whole_steps((b / per_token).round() as u64);
                 if tokens == 0 {
                     bail!(
@@ -288,6 +342,22 @@ impl Grid {
                     );
                 }
                 sizes.push((tokens, format!("C{b:e}")));
+            }
+            if let CellConfig::Biosignal(b) = &self.cell {
+                if let Some(m) = b.lr_by_model.keys().find(|k| !self.axes.models.contains(k)) {
+                    bail!(
+                        "grid file {}: [cell] lr_by_model names '{m}', which is not in axes.models",
+                        self.path.display()
+                    );
+                }
+                let min = b.min_steps();
+                if let Some((t, size)) = sizes.iter().find(|(t, _)| t / quantum < min) {
+                    bail!(
+                        "grid file {}: the cell of model '{m}' at {size} would train {} optimizer steps of {quantum} tokens, fewer than min_steps = {min}: its loss would mostly measure warmup. Raise the budget, drop the model from this budget, lower batch_size, or set [cell] min_steps",
+                        self.path.display(),
+                        t / quantum
+                    );
+                }
             }
             for (tokens, size) in sizes {
                 for p in &self.axes.precisions {

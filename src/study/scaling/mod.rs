@@ -7,17 +7,24 @@
 //!
 //! Files: this one (results rows → points, the fit itself), [`isoflop`], [`parametric`] and
 //! [`lbfgs`] (the methods), [`report`] (fit.json / validate.json and their text), [`plot`]
-//! (every PNG of a fit or a validation), [`target`] (what is fitted), [`validate`].
+//! (every PNG of a fit or a validation), [`target`] (what is fitted), [`validate`],
+//! [`diagnostics`] (whether a grid can answer: bracketing, identifiability, misfit vs noise),
+//! [`baselines`] (`validate` against trivial baselines), [`plan`] (`scaling plan`: the next
+//! budget's grid), [`stats`] (intervals, number formatting).
 //!
 //! Direction: both methods minimise a positive loss-like quantity L. For lower-is-better targets
 //! (eval_loss) L is the value itself. For higher-is-better targets (encoding_r, a Pearson r) the
 //! law is fitted to L = 1 − r, the distance to a perfect prediction, so E reads as the
 //! irreducible 1 − r (the r ceiling is 1 − E) and "compute-optimal" means the highest r.
+pub mod baselines;
+pub mod diagnostics;
 pub mod isoflop;
 pub mod lbfgs;
 pub mod parametric;
+pub mod plan;
 pub mod plot;
 pub mod report;
+pub mod stats;
 pub mod target;
 pub mod validate;
 
@@ -380,6 +387,7 @@ pub fn run_fit(args: &FitConfig) -> Result<Fitted> {
         })
         .collect();
     let mut groups = isoflop::group_by_budget(&runs, args.budget_tol);
+    let all_groups = groups.clone();
     if let Some(k) = args.isoflop_window {
         if k < 3 {
             bail!("--isoflop-window {k}: a parabola needs at least 3 runs");
@@ -398,6 +406,19 @@ pub fn run_fit(args: &FitConfig) -> Result<Fitted> {
         bootstrap_replicates: iso_boot.len(),
         fit: iso,
     };
+
+    // Bracketing and noise look at every run of a budget, whatever window the parabolas use.
+    let diagnostics = diagnostics::diagnose(
+        &obs,
+        &runs,
+        &all_groups,
+        &parametric.fit.law,
+        &boots,
+        &opts,
+        args.seed,
+        isoflop.fit.n_opt.map(|p| p.exponent),
+        isoflop.ci_a,
+    );
 
     let budgets = args
         .budget
@@ -449,6 +470,7 @@ pub fn run_fit(args: &FitConfig) -> Result<Fitted> {
         budgets,
         holdout,
         c_per_nd: args.c_per_nd,
+        diagnostics: Some(diagnostics),
     };
     let text = render_text(&report);
     crate::core::io::write_json(&out.join("fit.json"), &report)?;

@@ -83,7 +83,12 @@ pub struct FitOptions {
     pub a_grid: Vec<f64>,
     pub b_grid: Vec<f64>,
     pub lbfgs: Options,
+    /// Hold e = ln E at this value instead of fitting it (E profiled out; see [`E_ZERO_LOG`]).
+    pub fixed_log_e: Option<f64>,
 }
+
+/// ln E standing for E = 0 (e^-60 ≈ 1e-26: below any loss) when E is profiled out.
+pub const E_ZERO_LOG: f64 = -60.0;
 
 impl Default for FitOptions {
     fn default() -> Self {
@@ -99,6 +104,7 @@ impl Default for FitOptions {
             a_grid: steps(0.0, 25.0, 5.0),
             b_grid: steps(0.0, 25.0, 5.0),
             lbfgs: Options::default(),
+            fixed_log_e: None,
         }
     }
 }
@@ -159,7 +165,20 @@ pub struct Fit {
 
 fn fit_from(p: &LogObs, opt: &FitOptions, x0: &[f64]) -> lbfgs::Minimum {
     let delta = opt.huber_delta;
-    lbfgs::minimize(|x, g| objective(p, delta, x, g), x0, opt.lbfgs)
+    match opt.fixed_log_e {
+        None => lbfgs::minimize(|x, g| objective(p, delta, x, g), x0, opt.lbfgs),
+        Some(e) => {
+            // A zero gradient in e keeps L-BFGS from ever moving it.
+            let mut x = x0.to_vec();
+            x[2] = e;
+            let f = |x: &[f64], g: &mut [f64]| {
+                let v = objective(p, delta, x, g);
+                g[2] = 0.0;
+                v
+            };
+            lbfgs::minimize(f, &x, opt.lbfgs)
+        }
+    }
 }
 
 /// Fits the law from every start of the grid (in parallel) and keeps the lowest objective; ties
@@ -167,9 +186,13 @@ fn fit_from(p: &LogObs, opt: &FitOptions, x0: &[f64]) -> lbfgs::Minimum {
 pub fn fit(obs: &[Obs], opt: &FitOptions) -> anyhow::Result<Fit> {
     let p = LogObs::new(obs);
     let mut starts = Vec::new();
+    let e_grid = match opt.fixed_log_e {
+        Some(e) => vec![e],
+        None => opt.e_grid.clone(),
+    };
     for &al in &opt.alpha_grid {
         for &be in &opt.beta_grid {
-            for &e in &opt.e_grid {
+            for &e in &e_grid {
                 for &a in &opt.a_grid {
                     for &b in &opt.b_grid {
                         starts.push([a, b, e, al, be]);

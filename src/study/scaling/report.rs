@@ -5,15 +5,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-/// A bootstrap interval [2.5%, 97.5%].
-pub type Interval = [f64; 2];
-
-pub(crate) fn interval(v: &[f64]) -> Interval {
-    [
-        parametric::percentile(v, 2.5),
-        parametric::percentile(v, 97.5),
-    ]
-}
+pub(crate) use crate::study::scaling::stats::interval;
+pub use crate::study::scaling::stats::{sig, Interval};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ParametricReport {
@@ -93,6 +86,10 @@ pub struct FitReport {
     /// K of C = K·N·D used for the parametric allocation.
     #[serde(default = "six")]
     pub c_per_nd: f64,
+    /// Whether the grid can answer (bracketing, identifiability, misfit vs noise); absent in
+    /// fit.json files written before it existed.
+    #[serde(default)]
+    pub diagnostics: Option<crate::study::scaling::diagnostics::Diagnostics>,
 }
 
 fn six() -> f64 {
@@ -167,24 +164,15 @@ pub struct ValidateReport {
     pub parametric_exponents: [f64; 2],
     pub measured: Measured,
     pub predictions: Vec<Prediction>,
+    /// The law against trivial baselines with bootstrap intervals and a verdict.
+    #[serde(default)]
+    pub baselines: Option<crate::study::scaling::baselines::BaselineReport>,
 }
 
 fn ci_str(ci: Option<&Interval>) -> String {
     match ci {
         Some([lo, hi]) => format!("  [95% CI {} – {}]", sig(*lo), sig(*hi)),
         None => String::new(),
-    }
-}
-
-/// Four significant digits, scientific for large or small magnitudes.
-pub fn sig(v: f64) -> String {
-    if v == 0.0 || (1e-3..1e5).contains(&v.abs()) {
-        format!("{:.4}", v)
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string()
-    } else {
-        format!("{v:.3e}")
     }
 }
 
@@ -365,6 +353,9 @@ pub fn render_text(r: &FitReport) -> String {
             );
         }
     }
+    if let Some(d) = &r.diagnostics {
+        s += &crate::study::scaling::diagnostics::render(d);
+    }
     s
 }
 
@@ -465,5 +456,8 @@ pub fn render_validate_text(r: &ValidateReport) -> String {
          to the predicted N_opt over the best run;\n\
          pred. err: the law's predicted loss at its optimum vs the best measured."
     );
+    if let Some(b) = &r.baselines {
+        s += &crate::study::scaling::baselines::render(b);
+    }
     s
 }

@@ -187,7 +187,23 @@ pub fn run_validate(a: &ValidateConfig) -> Result<Validated> {
         no_plots: a.no_plots,
     };
     let fit = run_fit(&fit_args)?.report;
-    let report = compare(a, &fit, &input, at, k, &fit_pts, &sweep)?;
+    let mut report = compare(a, &fit, &input, at, k, &fit_pts, &sweep)?;
+    let opts = crate::study::scaling::parametric::FitOptions {
+        huber_delta: a.huber_delta,
+        ..Default::default()
+    };
+    report.baselines = Some(crate::study::scaling::baselines::compare(
+        &fit_pts,
+        &sweep,
+        at,
+        k,
+        tol,
+        a.isoflop_window,
+        &opts,
+        &fit.parametric.fit.law,
+        a.bootstrap,
+        a.seed,
+    ));
     let text = render_validate_text(&report);
     crate::core::io::write_json(&out.join("validate.json"), &report)?;
     crate::core::io::write_bytes(&out.join("validate.txt"), text.as_bytes())?;
@@ -345,5 +361,6 @@ pub fn compare(
         parametric_exponents: [fit.parametric.a, fit.parametric.b],
         measured,
         predictions,
+        baselines: None,
     })
 }

@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""A small recorded learning-rate sweep per model size that feeds a biosignal grid (issue 19,
+item 4): runs every model of GRID at one small BUDGET for each learning rate (one grid per lr,
+written beside the output, results in OUT/lr-<lr>/), records every row in OUT/sweep.csv
+(model, lr, seed, eval_loss) and prints the `lr_by_model` table (the lr with the lowest mean
+held-out loss per model) to paste into the grid's [cell] table. Resumable (grid run skips
+finished cells).
+
+  scripts/lr-sweep.py GRID.toml --budget 5e10 --lrs 5e-4,1e-3,2e-3,4e-3 --out results/lr-sweep/eeg \
+      [--bin target/release/brainscale] [--seeds 0]
+"""
+import argparse, csv, os, re, subprocess, sys, tomllib
+from collections import defaultdict
+
+ap = argparse.ArgumentParser()
+ap.add_argument("grid")
+ap.add_argument("--budget", type=float, required=True)
+ap.add_argument("--lrs", required=True)
+ap.add_argument("--out", required=True)
+ap.add_argument("--bin", default="target/release/brainscale")
+ap.add_argument("--seeds", default="0")
+a = ap.parse_args()
+
+g = tomllib.load(open(a.grid, "rb"))
+if g["cell"].get("kind") != "biosignal":
+    sys.exit(f"{a.grid}: [cell] kind must be biosignal")
+text = open(a.grid).read()
+gdir = os.path.dirname(os.path.abspath(a.grid))
+models = [os.path.join(gdir, m) for m in g["axes"]["models"]]
+os.makedirs(a.out, exist_ok=True)
+rows = []
+for lr in [float(x) for x in a.lrs.split(",")]:
+    t = text
+    t = re.sub(r'(?m)^name\s*=.*$', f'name = "{g["name"]}-lr{lr:g}"', t)
+    t = re.sub(r'(?m)^out\s*=.*$', "", t)
+    t = re.sub(r'(?m)^lr\s*=.*$', f"lr = {lr:g}", t)
+    t = re.sub(r'(?m)^lr_by_model\s*=.*$', "", t)
+    # One budget, every model, the sweep's seeds; no per-budget ladders.
+    t = re.sub(r'(?ms)^\[\[axes\.ladders\]\].*?(?=^\[)', "", t)
+    t = re.sub(r'(?m)^budgets\s*=.*$', f"budgets = [{a.budget:g}]", t)
+    t = re.sub(r'(?ms)^models\s*=\s*\[.*?\]', "models = [" + ", ".join(f'"{m}"' for m in models) + "]", t, count=1)
+    t = re.sub(r'(?m)^seeds\s*=.*$', f"seeds = [{a.seeds}]", t)
+    if not re.search(r'(?m)^seeds\s*=', t):
+        t = t.replace("[axes]\n", f"[axes]\nseeds = [{a.seeds}]\n", 1)
+    p = os.path.join(a.out, f"grid-lr{lr:g}.toml")
+    open(p, "w").write(t)
+    out = os.path.join(a.out, f"lr-{lr:g}")
+    subprocess.run([a.bin, "grid", "run", p, "--out", out], check=True)
+    for r in csv.DictReader(open(os.path.join(out, "results.csv"))):
+        rows.append({"model": r["model"], "n_params": r["n_params"], "lr": lr, "seed": r["seed"], "eval_loss": r["eval_loss"]})
+with open(os.path.join(a.out, "sweep.csv"), "w", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=["model", "n_params", "lr", "seed", "eval_loss"])
+    w.writeheader()
+    w.writerows(rows)
+loss = defaultdict(list)
+for r in rows:
+    loss[(r["model"], r["lr"])].append(float(r["eval_loss"]))
+best = {}
+for (m, lr), v in loss.items():
+    mean = sum(v) / len(v)
+    if m not in best or mean < best[m][1]:
+        best[m] = (lr, mean)
+# Keys as the grid writes them in axes.models (the sweep grids hold absolute paths).
+entry = dict(zip(models, g["axes"]["models"]))
+print(f"# best lr per model at C = {a.budget:g} (mean held-out loss over seeds {a.seeds}); {a.out}/sweep.csv")
+print("lr_by_model = { " + ", ".join(f'"{entry.get(m, m)}" = {lr:g}' for m, (lr, _) in sorted(best.items())) + " }")
