@@ -9,6 +9,12 @@
 //!   `NAME_samples.npy` → `NAME_labels.npy`, else `NAME.npy` → `NAME.labels.npy` (optional).
 //!
 //! The rate is unknown unless stated (`--input-rate`).
+//!
+//! Layout: samples may be stored channels-first [N, C, L] (TF-C's) or channels-last
+//! [N, L, C] (HAR-style exports). The layout is, in order: metadata `layout` (`NCL` or `NLC`);
+//! the axis whose size equals the number of names in metadata `channels`; else the smaller of
+//! the two non-batch axes is the channel axis, the rule of TF-C's own loader (which permutes
+//! when the channel axis is not the smallest), with a warning when the file is transposed.
 use crate::biosignal::Windows;
 use crate::core::io::{self, Tensor, TensorFile};
 use anyhow::{anyhow, bail, Context, Result};
@@ -72,6 +78,12 @@ pub fn read(path: &Path) -> Result<Windows> {
         _ => bail!("{src}: not a tensor file (.safetensors, .npy, .npz)"),
     };
     let samples = to3(samples, &src)?;
+    let (samples, transposed) = channels_first(samples, &meta, &src)?;
+    let mut meta = meta;
+    if let Some(why) = transposed {
+        eprintln!("warning: {why}");
+        meta.insert("layout_read".into(), "NLC transposed to NCL".into());
+    }
     let (n, c, _) = samples.dim();
     if let Some(l) = &labels {
         if l.len() != n {
@@ -109,6 +121,46 @@ pub fn read(path: &Path) -> Result<Windows> {
         source: src,
         meta,
     })
+}
+
+/// Brings [N, A, B] samples to [N, C, L] by the rule in the module docs. Returns the samples
+/// and, when they were transposed from channels-last, the reason (for a warning).
+pub fn channels_first(
+    x: Array3<f32>,
+    meta: &BTreeMap<String, String>,
+    src: &str,
+) -> Result<(Array3<f32>, Option<String>)> {
+    let (_, a, b) = x.dim();
+    let n_names = meta
+        .get("channels")
+        .map(|s| s.split(',').filter(|x| !x.trim().is_empty()).count());
+    let last = match meta.get("layout").map(|s| s.trim().to_uppercase()) {
+        Some(l) if l == "NCL" => false,
+        Some(l) if l == "NLC" => true,
+        Some(l) => bail!("{src}: metadata layout {l:?} is neither \"NCL\" nor \"NLC\""),
+        None => match n_names {
+            Some(k) if k == a => false,
+            Some(k) if k == b => true,
+            _ => b < a,
+        },
+    };
+    if !last {
+        return Ok((x, None));
+    }
+    let why = format!(
+        "{src}: samples [N={}, {a}, {b}] read as channels-last [N, L={a}, C={b}] and \
+         transposed to [N, C, L]{}",
+        x.dim().0,
+        if meta.contains_key("layout") || n_names == Some(b) {
+            " (metadata says so)".to_string()
+        } else {
+            " (the channel axis is the smaller one, as TF-C's loader assumes; set metadata \
+             layout=NCL if the file is channels-first)"
+                .to_string()
+        }
+    );
+    let t = x.permuted_axes([0, 2, 1]).as_standard_layout().to_owned();
+    Ok((t, Some(why)))
 }
 
 type Parts = (ArrayD<f32>, Option<Array1<i64>>, BTreeMap<String, String>);
@@ -248,6 +300,8 @@ fn metadata(ds: &Windows) -> HashMap<String, String> {
         m.insert("sampling_rate_hz".into(), r.to_string());
     }
     m.insert("channels".into(), ds.channels.join(","));
+    m.insert("layout".into(), "NCL".into());
+    m.remove("layout_read");
     if let Some(k) = ds.classes {
         // Keep a descriptive list ("0 = a, 1 = b") when it agrees with K.
         if m.get("classes").and_then(|s| parse_classes(s)) != Some(k) {

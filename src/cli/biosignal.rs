@@ -1,6 +1,7 @@
 //! `brainscale biosignal check | synth | resample | pretrain | finetune | transfer | demo`:
 //! argument parsing and printed summaries; the work is done in the sibling modules.
 use crate::biosignal::finetune::{finetune, summarise, FinetuneOptions, Mode, Regime};
+use crate::biosignal::montage::{self, Montage};
 use crate::biosignal::pretrain::{load_pretrained_model, pretrain, Objective, PretrainOptions};
 use crate::biosignal::resample::{self, Method};
 use crate::biosignal::synth::{Generator, Modality, SynthSplit};
@@ -50,6 +51,7 @@ choices! {
     Modality: [Modality::Eeg, Modality::Ecg, Modality::Emg, Modality::Accel] by Modality::name;
     SynthSplit: [SynthSplit::Pretrain, SynthSplit::Train, SynthSplit::Val, SynthSplit::Test] by SynthSplit::name;
     Norm: [Norm::None, Norm::P95, Norm::Zscore] by Norm::name;
+    Montage: [Montage::Banana16, Montage::Biot18] by Montage::name;
     Mode: [Mode::Full, Mode::Linear] by |m| match m { Mode::Full => "full", Mode::Linear => "linear" };
     Preset: [Preset::Demo, Preset::Full] by |p| match p { Preset::Demo => "demo", Preset::Full => "full" };
 }
@@ -80,6 +82,17 @@ pub struct LoadArgs {
     /// Sampling rate (Hz) of tensor files that do not state one in their metadata.
     #[arg(long)]
     pub input_rate: Option<f64>,
+    /// Bipolar montage built from an EDF/BDF's channels after label normalisation
+    /// ("EEG FP1-REF" → FP1, T3 → T7): banana16 (BIOT's 16 channels) or biot18 (+ C3-A2, C4-A1).
+    #[arg(long, value_parser = choice::<Montage>())]
+    pub montage: Option<Montage>,
+    /// Label EDF windows from a Sleep-EDF hypnogram EDF+ (W, N1, N2, N3 = stages 3+4, REM;
+    /// movement and unknown left out); use --window 30 for its epochs.
+    #[arg(long)]
+    pub hypnogram: Option<PathBuf>,
+    /// Label EDF+ windows from the file's own annotations (classes: sorted distinct texts).
+    #[arg(long)]
+    pub annotation_labels: bool,
 }
 
 impl LoadArgs {
@@ -93,6 +106,9 @@ impl LoadArgs {
             norm: self.norm,
             classes: self.classes,
             input_rate: self.input_rate,
+            montage: self.montage,
+            hypnogram: self.hypnogram.clone(),
+            annotation_labels: self.annotation_labels,
         }
     }
 }
@@ -177,7 +193,9 @@ pub struct PretrainArgs {
 
 #[derive(Args, Debug)]
 pub struct FinetuneArgs {
-    /// A `biosignal pretrain` folder (omit to train from scratch).
+    /// A `biosignal pretrain` folder, or one of BIOT's published encoder checkpoints
+    /// (`.ckpt`/`.pt`/`.pth`, imported natively: d 256, 8 heads, 200 Hz, 10-s clips, p95
+    /// normalisation; see `models::biot_import`). Omit to train from scratch.
     #[arg(long)]
     pub pretrained: Option<PathBuf>,
     /// Model config (default: the pretraining folder's); e.g. a conv-only config to start from
@@ -338,8 +356,15 @@ pub fn run(cmd: &BiosignalCommand) -> Result<()> {
         BiosignalCommand::Transfer(a) => run_transfer(a, Preset::Full, "results/biosignal")?,
         BiosignalCommand::Demo(a) => run_transfer(a, Preset::Demo, "results/biosignal-demo")?,
         BiosignalCommand::Resample(a) => {
-            let ds = load(&a.input, &a.load.opts())?;
-            let out = resample::align(&ds, a.rate, a.length, a.method)?;
+            // Normalised after alignment, as pretrain/finetune do (load_aligned): the same
+            // flags give the same windows.
+            let opts = LoadOptions {
+                norm: crate::biosignal::Norm::None,
+                ..a.load.opts()
+            };
+            let ds = load(&a.input, &opts)?;
+            let mut out = resample::align(&ds, a.rate, a.length, a.method)?;
+            out.normalise(a.load.norm);
             out.save(&a.out)?;
             println!(
                 "wrote {}: {} windows [{}, {}] at {} Hz from [{}, {}] at {} ({})",
@@ -462,9 +487,70 @@ fn describe(path: &std::path::Path, opts: &LoadOptions, out: &mut String) -> Res
             for s in &f.signals {
                 let _ = writeln!(
                     out,
-                    "    {:<16} {:>8} Hz  {:<6} [{}, {}]",
-                    s.label, s.rate, s.unit, s.physical_min, s.physical_max
+                    "    {:<16} {:>8} Hz  {:<6} [{}, {}]{}{}",
+                    s.label,
+                    s.rate,
+                    s.unit,
+                    s.physical_min,
+                    s.physical_max,
+                    if s.unit != s.unit_in_file {
+                        format!(" (file: {}, converted to uV)", s.unit_in_file)
+                    } else {
+                        String::new()
+                    },
+                    s.fault
+                        .as_ref()
+                        .map(|e| format!("  BAD: {e}"))
+                        .unwrap_or_default()
                 );
+            }
+            for w in &f.warnings {
+                let _ = writeln!(out, "  warning: {w}");
+            }
+            let labels: Vec<String> = f.signals.iter().map(|s| s.label.clone()).collect();
+            let _ = writeln!(
+                out,
+                "  labels, normalised: {}",
+                labels
+                    .iter()
+                    .map(|l| montage::normalise_label(l))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let bad: Vec<&str> = f
+                .signals
+                .iter()
+                .filter(|s| s.fault.is_some())
+                .map(|s| s.label.as_str())
+                .collect();
+            if !bad.is_empty() {
+                let _ = writeln!(out, "  bad channels (unreadable): {}", bad.join(", "));
+            }
+            if crate::biosignal::bids::is_bids(path) {
+                let side = crate::biosignal::bids::read_sidecars(path)?;
+                let tt = crate::biosignal::annotations::class_map(&side.events);
+                let _ = writeln!(
+                    out,
+                    "  BIDS-EEG: {} Hz (eeg.json), bad channels (channels.tsv): {}; {} events, \
+                     trial types: {}",
+                    side.sampling_frequency,
+                    if side.bad.is_empty() {
+                        "none".to_string()
+                    } else {
+                        side.bad.join(", ")
+                    },
+                    side.events.len(),
+                    tt.keys().cloned().collect::<Vec<_>>().join(", ")
+                );
+            }
+            for m in Montage::ALL {
+                let missing = montage::missing(&labels, m);
+                let verdict = if missing.is_empty() {
+                    "can be formed".to_string()
+                } else {
+                    format!("cannot be formed: {}", missing.join("; "))
+                };
+                let _ = writeln!(out, "  montage {}: {verdict}", m.name());
             }
             let _ = writeln!(out, "  annotations: {}", f.annotations.len());
             for a in f.annotations.iter().take(10) {
@@ -500,6 +586,19 @@ fn describe(path: &std::path::Path, opts: &LoadOptions, out: &mut String) -> Res
                     ""
                 }
             );
+            if !info.pauses.is_empty() {
+                let longest = info.pauses.iter().map(|p| p.1).fold(0.0, f64::max);
+                let _ = writeln!(
+                    out,
+                    "  pauses: {} (longest {longest:.3} s): split into {} segments, no window \
+                     spans a pause",
+                    info.pauses.len(),
+                    info.pauses.len() + 1
+                );
+                for (t, d) in info.pauses.iter().take(10) {
+                    let _ = writeln!(out, "    at {t:.3} s: {d:.3} s without samples");
+                }
+            }
         }
         FileKind::Tensors => {}
     }
@@ -588,7 +687,18 @@ fn run_pretrain(a: &PretrainArgs) -> Result<()> {
         device: crate::nn::device::parse_device(&a.shape.device)?,
         progress: true,
     };
-    let s = pretrain(&model, a.objective, &pools, &opts, &a.out)?;
+    let existed = a.out.exists();
+    let s = match pretrain(&model, a.objective, &pools, &opts, &a.out) {
+        Ok(s) => s,
+        Err(e) => {
+            // A failed run leaves no empty --out behind (remove_dir only removes an empty
+            // folder: a checkpoint written before the failure is kept for resuming).
+            if !existed {
+                let _ = std::fs::remove_dir(&a.out);
+            }
+            return Err(e);
+        }
+    };
     println!(
         "pretrained {} ({}) on {} pool(s) at {rate} Hz × {length}: {} steps, train loss {:.4}, held-out loss {}\n  checkpoint {}",
         model.name(),
@@ -603,7 +713,28 @@ fn run_pretrain(a: &PretrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// Whether `p` names a PyTorch checkpoint file (`.ckpt`, `.pt`, `.pth`) rather than a
+/// `biosignal pretrain` folder.
+fn is_torch_checkpoint(p: &std::path::Path) -> bool {
+    p.is_file()
+        && p.extension().is_some_and(|e| {
+            matches!(
+                e.to_string_lossy().to_lowercase().as_str(),
+                "ckpt" | "pt" | "pth"
+            )
+        })
+}
+
 fn run_finetune(a: &FinetuneArgs) -> Result<()> {
+    let mut tmp = None;
+    let r = run_finetune_inner(a, &mut tmp);
+    if let Some(t) = tmp {
+        let _ = std::fs::remove_file(t);
+    }
+    r
+}
+
+fn run_finetune_inner(a: &FinetuneArgs, tmp_out: &mut Option<std::path::PathBuf>) -> Result<()> {
     let regimes = a
         .regimes
         .iter()
@@ -612,7 +743,24 @@ fn run_finetune(a: &FinetuneArgs) -> Result<()> {
     if a.seeds.is_empty() {
         bail!("give at least one seed");
     }
+    // A BIOT checkpoint is imported to brainscale names in a temporary file, removed at the end.
+    let mut imported: Option<std::path::PathBuf> = None;
     let (model, init, fallback) = match (&a.pretrained, &a.model) {
+        (Some(ckpt), m) if is_torch_checkpoint(ckpt) => {
+            let imp = crate::models::biot_import::import(ckpt, None)?;
+            let tmp = std::env::temp_dir().join(format!(
+                "brainscale-biot-import-{}.safetensors",
+                std::process::id()
+            ));
+            imp.save(&tmp)?;
+            imported = Some(tmp.clone());
+            let model = match m {
+                Some(p) => BioModelConfig::load(p)?,
+                None => BioModelConfig::from(imp.config.clone()),
+            };
+            // BIOT's published models: 200 Hz, 10-s clips.
+            (model, Some(tmp), Some((200.0, 2000)))
+        }
         (Some(dir), m) => {
             let (pm, info) = load_pretrained_model(dir)?;
             let model = match m {
@@ -625,6 +773,7 @@ fn run_finetune(a: &FinetuneArgs) -> Result<()> {
         (None, Some(p)) => (BioModelConfig::load(p)?, None, None),
         (None, None) => bail!("give --pretrained DIR or --model FILE (from scratch)"),
     };
+    *tmp_out = imported;
     set_threads(a.shape.threads)?;
     let (rate, length) = model_shape(&a.shape, fallback, Some(&a.train))?;
     let train = load_aligned(&a.train, &a.shape, rate, length)?;
