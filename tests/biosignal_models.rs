@@ -692,3 +692,24 @@ fn biot_checkpoint_from_the_reference_code_imports_with_equal_logits() {
     let e = format!("{:#}", biot_import::import(&bad, None).err().unwrap());
     assert!(e.contains("other.pt"), "{e}");
 }
+
+/// BIOT's position table holds 1000 frames (the reference's `max_len`): a config with a
+/// smaller `max_frames` still takes a clip of 600 frames, and 1001 frames are refused by name.
+#[test]
+fn biot_position_table_takes_the_references_1000_frames() {
+    let _g = lock();
+    tch::manual_seed(1);
+    let cfg = BiotConfig {
+        max_frames: 64,
+        ..tiny_biot()
+    };
+    let vs = nn::VarStore::new(Device::Cpu);
+    let m = Biot::new(&vs.root(), &cfg).unwrap();
+    let frames = |t: i64| (t - 1) * cfg.hop + cfg.n_fft;
+    let x = Tensor::randn([1, 1, frames(600)], (Kind::Float, Device::Cpu));
+    let y = tch::no_grad(|| m.forward(&x, false, Kind::Float)).unwrap();
+    assert_eq!(y.size(), [1, cfg.n_classes]);
+    let x = Tensor::randn([1, 1, frames(1001)], (Kind::Float, Device::Cpu));
+    let e = format!("{:#}", m.forward(&x, false, Kind::Float).err().unwrap());
+    assert!(e.contains("1001 frames"), "{e}");
+}
