@@ -783,3 +783,49 @@ fn bids_eeg_reads_as_mne_bids() {
         "{e}"
     );
 }
+
+#[test]
+fn edf_plus_annotation_labels_match_mne() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tals: Vec<Vec<u8>> = (0..60).map(|r| tal(r as f64, &[])).collect();
+    tals[0] = tal(0.0, &[]);
+    for (onset, dur, text) in [
+        (0, 20, "rest"),
+        (20, 20, "task"),
+        (40, 5, "blink"),
+        (45, 15, "rest"),
+    ] {
+        tals[0].extend_from_slice(format!("+{onset}\x15{dur}\x14{text}\x14\x00").as_bytes());
+    }
+    let p = write(
+        dir.path(),
+        "annotated.edf",
+        &edf_bytes(
+            "EDF+C",
+            "1",
+            60,
+            &ramp_sigs(&["Cz"], 60, 100),
+            Some((&tals, 120)),
+        ),
+    );
+    let opts = LoadOptions {
+        window: Some(10.0),
+        annotation_labels: true,
+        ..Default::default()
+    };
+    let ds = biosignal::load(&p, &opts).unwrap();
+    // Classes: sorted texts blink 0, rest 1, task 2 (MNE's event_id order).
+    let names = ["blink", "rest", "task"];
+    let ours: Vec<(i64, String)> = (0..ds.len())
+        .map(|i| {
+            (
+                ds.samples[[i, 0, 0]] as i64,
+                names[ds.labels.as_ref().unwrap()[i] as usize].to_string(),
+            )
+        })
+        .collect();
+    let mne: Vec<(i64, String)> =
+        serde_json::from_str(&reference(&["mne_annot", p.to_str().unwrap(), "10"])).unwrap();
+    assert_eq!(ours, mne);
+    assert_eq!(ours.len(), 5);
+}
