@@ -829,3 +829,34 @@ fn edf_plus_annotation_labels_match_mne() {
     assert_eq!(ours, mne);
     assert_eq!(ours.len(), 5);
 }
+
+#[test]
+fn a_failed_pretrain_leaves_no_empty_out_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    // 1001 STFT frames per channel: the model refuses the batch inside training, after the
+    // trainer has made its output folder.
+    let x = Array3::from_shape_fn((4, 1, 100_200), |(i, _, t)| ((t + i) as f32 * 0.01).sin());
+    let p = dir.path().join("long.npy");
+    ndarray_npy::write_npy(&p, &x).unwrap();
+    let out = dir.path().join("run");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let model = root.join("models/biot-d16-l1.toml");
+    let (ok, _, e) = brainscale(&[
+        "biosignal",
+        "pretrain",
+        "--model",
+        model.to_str().unwrap(),
+        "--objective",
+        "contrastive",
+        "--data",
+        p.to_str().unwrap(),
+        "--input-rate",
+        "200",
+        "--steps",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!ok && e.contains("1001 frames"), "{e}");
+    assert!(!out.exists(), "a failed pretrain left {}", out.display());
+}
