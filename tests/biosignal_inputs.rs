@@ -782,6 +782,16 @@ fn bids_eeg_reads_as_mne_bids() {
         e.contains("_eeg.json") && e.contains("'SamplingFrequency' is 250 Hz"),
         "{e}"
     );
+    // A channels.tsv naming a channel the data file lacks.
+    std::fs::write(&json, text).unwrap();
+    let tsv = data.with_file_name("sub-01_ses-01_task-rest_run-01_channels.tsv");
+    let t = std::fs::read_to_string(&tsv).unwrap();
+    std::fs::write(&tsv, t.replace("Fp2\t", "Fpz\t")).unwrap();
+    let e = err(&data, &opts);
+    assert!(
+        e.contains("_channels.tsv") && e.contains("channel 'Fpz' is not in"),
+        "{e}"
+    );
 }
 
 #[test]

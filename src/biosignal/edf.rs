@@ -185,14 +185,7 @@ pub fn voltage_scale(unit: &str) -> Option<f64> {
         .strip_suffix('s')
         .filter(|x| x.ends_with("volt"))
         .unwrap_or(&u);
-    let (prefix, rest) = if let Some(p) = u.strip_suffix("volt") {
-        (p, "v")
-    } else if let Some(p) = u.strip_suffix('v') {
-        (p, "v")
-    } else {
-        return None;
-    };
-    debug_assert_eq!(rest, "v");
+    let prefix = u.strip_suffix("volt").or_else(|| u.strip_suffix('v'))?;
     Some(match prefix {
         "" => 1e6,
         "m" | "milli" => 1e3,
