@@ -177,6 +177,7 @@ pub fn read_with_info(path: &Path) -> Result<(Recording, CsvInfo)> {
             annotations: Vec::new(),
             start_subsecond: 0.0,
             breaks,
+            segment_onsets: Vec::new(),
         },
         CsvInfo {
             rows: n,

@@ -71,7 +71,14 @@ pub fn labelled_windows(
             rec.rate
         );
     }
+    // End of the recording in gap-filled samples (file time · rate).
     let t = rec.data.ncols();
+    let g_end = match (rec.breaks.last(), rec.segment_onsets.last()) {
+        (Some(&b), Some(&o)) if rec.segment_onsets.len() == rec.breaks.len() => {
+            (o * rec.rate).round() as usize + (t - b)
+        }
+        _ => t,
+    };
     let mut starts = Vec::new();
     let mut labels = Vec::new();
     for e in events {
@@ -84,11 +91,15 @@ pub fn labelled_windows(
         if s0 < 0 {
             continue;
         }
-        let mut s = s0 as usize;
-        while (s + len) as i64 <= s1 && s + len <= t {
-            starts.push(s);
-            labels.push(y);
-            s += hop;
+        // Windows in file time (gap-filled samples, as MNE places them); one that crosses an
+        // EDF+D gap or lies in one is left out.
+        let mut g = s0 as usize;
+        while (g + len) as i64 <= s1 && g + len <= g_end {
+            if let Some(s) = rec.window_at(g, len) {
+                starts.push(s);
+                labels.push(y);
+            }
+            g += hop;
         }
     }
     if starts.is_empty() {

@@ -99,6 +99,10 @@ impl Signal {
     }
 }
 
+/// Record onsets closer than this (seconds) to the end of the previous record are contiguous:
+/// TAL onsets are decimal strings, so a contiguous EDF+D can differ by rounding.
+const GAP_TOL_S: f64 = 1e-6;
+
 /// One EDF+ annotation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Annotation {
@@ -131,12 +135,28 @@ pub struct EdfFile {
     /// Things read but worth telling the user (duplicate labels renamed, unknown units):
     /// printed by [`crate::biosignal::load`] and listed by `biosignal check`.
     pub warnings: Vec<String>,
+    /// Onset of each data record, seconds after the first sample (file time): `r · record
+    /// duration` for contiguous files, the time-keeping TAL onsets for EDF+D, which may
+    /// leave gaps (Kemp & Olivan 2003, EDF+ §2.2.4).
+    pub record_onsets: Vec<f64>,
 }
 
 impl EdfFile {
     /// Recording duration, seconds (records × record duration).
     pub fn duration(&self) -> f64 {
         self.n_records as f64 * self.record_duration
+    }
+
+    /// The gaps of an EDF+D: `(record index after the gap, gap seconds)`, increasing; empty
+    /// for a contiguous file. Gaps under a microsecond (TAL rounding) are not gaps.
+    pub fn gaps(&self) -> Vec<(usize, f64)> {
+        let d = self.record_duration;
+        (1..self.record_onsets.len())
+            .filter_map(|r| {
+                let g = self.record_onsets[r] - (self.record_onsets[r - 1] + d);
+                (g > GAP_TOL_S).then_some((r, g))
+            })
+            .collect()
     }
 }
 
@@ -523,6 +543,12 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<EdfFile> {
     ) || matches!(kind, EdfKind::Bdf { plus: true })
         && reserved.starts_with("BDF+D");
     let timed = !annot_channels.is_empty() && record_duration > 0.0 && !signals.is_empty();
+    if discontinuous && annot_channels.is_empty() && !signals.is_empty() {
+        bail!(
+            "reserved field says EDF+D but there is no 'EDF Annotations' signal: the record \
+             onsets (and so the gaps) of a discontinuous file are unknown"
+        );
+    }
     if timed && discontinuous {
         // Every record of EDF+D must say when it starts (Kemp & Olivan 2003): without its
         // TAL a record cannot be placed, and reading it as contiguous would shift every later
@@ -536,18 +562,33 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<EdfFile> {
         }
     }
     let start_subsecond = record_onsets.first().copied().flatten().unwrap_or(0.0);
+    let mut onsets: Vec<f64> = (0..n_records).map(|r| r as f64 * record_duration).collect();
     if timed {
-        // EDF+C must be contiguous; EDF+D gaps would need a time axis per record. Records of
-        // an EDF+C without a TAL are contiguous by declaration.
+        // EDF+C must be contiguous (records without a TAL are contiguous by declaration);
+        // EDF+D records may leave gaps but never overlap or go back in time.
         for (r, t) in record_onsets.iter().enumerate() {
             let Some(t) = *t else { continue };
             let expected = start_subsecond + r as f64 * record_duration;
-            if (t - expected).abs() > 1e-6 * record_duration.max(1.0) + 1e-7 {
+            let tol = 1e-6 * record_duration.max(1.0) + 1e-7;
+            if !discontinuous && (t - expected).abs() > tol {
                 bail!(
-                    "data record {} starts at {t} s, expected {expected} s: discontinuous \
-                     recordings (EDF+D with gaps) are not supported",
+                    "data record {} starts at {t} s, expected {expected} s: the reserved field \
+                     says EDF+C (contiguous) but the time-keeping TALs leave a gap (a \
+                     discontinuous file must say EDF+D)",
                     r + 1
                 );
+            }
+            if discontinuous {
+                onsets[r] = t - start_subsecond;
+                if r > 0 && onsets[r] < onsets[r - 1] + record_duration - tol {
+                    bail!(
+                        "data record {} starts at {t} s, before the end of record {} ({} s): \
+                         EDF+D records must not overlap",
+                        r + 1,
+                        r,
+                        onsets[r - 1] + start_subsecond + record_duration
+                    );
+                }
             }
         }
     }
@@ -567,6 +608,7 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<EdfFile> {
         signals,
         annotations,
         warnings,
+        record_onsets: onsets,
     })
 }
 
@@ -604,7 +646,9 @@ fn num<T: std::str::FromStr>(s: &str, what: &str) -> Result<T> {
 impl EdfFile {
     /// The selected channels (all ordinary signals when `channels` is None) as one recording.
     /// Channels with different rates need `common_rate`: each is then sinc-resampled to it and
-    /// all are cut to the shortest. Errors name the file and the missing channel or the rates.
+    /// all are cut to the shortest. The gaps of an EDF+D become [`Recording::breaks`] (with
+    /// their file times in [`Recording::segment_onsets`]): samples are stored back to back,
+    /// each segment resampled on its own, and no window spans a gap. Errors name the file and the missing channel or the rates.
     pub fn to_recording(
         &self,
         channels: Option<&[String]>,
@@ -671,21 +715,41 @@ impl EdfFile {
             ),
             None => rates[0],
         };
-        let series: Vec<Vec<f32>> = picked
-            .iter()
-            .map(|s| {
-                if (s.rate - rate).abs() <= 1e-9 * rate {
-                    s.data.clone()
-                } else {
-                    let x: Vec<f64> = s.data.iter().map(|&v| v as f64).collect();
-                    let num = resample::resampled_len(x.len(), s.rate, rate);
-                    resample::fft_resample(&x, num)
-                        .into_iter()
-                        .map(|v| v as f32)
-                        .collect()
-                }
-            })
-            .collect();
+        // Segments: runs of records between EDF+D gaps. Each is resampled on its own (a sinc
+        // across a gap would smear one segment into the next) and cut to its shortest channel.
+        let mut seg_records = vec![0];
+        seg_records.extend(self.gaps().into_iter().map(|(r, _)| r));
+        seg_records.push(self.n_records);
+        let mut series: Vec<Vec<f32>> = vec![Vec::new(); picked.len()];
+        let mut breaks = Vec::new();
+        let mut segment_onsets = Vec::new();
+        for w in seg_records.windows(2) {
+            let (r0, r1) = (w[0], w[1]);
+            let parts: Vec<Vec<f32>> = picked
+                .iter()
+                .map(|s| {
+                    let part = &s.data[r0 * s.samples_per_record..r1 * s.samples_per_record];
+                    if (s.rate - rate).abs() <= 1e-9 * rate {
+                        part.to_vec()
+                    } else {
+                        let x: Vec<f64> = part.iter().map(|&v| v as f64).collect();
+                        let num = resample::resampled_len(x.len(), s.rate, rate);
+                        resample::fft_resample(&x, num)
+                            .into_iter()
+                            .map(|v| v as f32)
+                            .collect()
+                    }
+                })
+                .collect();
+            let n = parts.iter().map(Vec::len).min().unwrap_or(0);
+            if r0 > 0 {
+                breaks.push(series[0].len());
+                segment_onsets.push(self.record_onsets[r0]);
+            }
+            for (out, p) in series.iter_mut().zip(parts) {
+                out.extend_from_slice(&p[..n]);
+            }
+        }
         let t = series.iter().map(Vec::len).min().unwrap_or(0);
         let data = Array2::from_shape_fn((series.len(), t), |(c, i)| series[c][i]);
         Ok(Recording {
@@ -696,7 +760,8 @@ impl EdfFile {
             labels: None,
             annotations: self.annotations.clone(),
             start_subsecond: self.start_subsecond,
-            breaks: Vec::new(),
+            breaks,
+            segment_onsets,
         })
     }
 }

@@ -366,11 +366,40 @@ pub struct Recording {
     /// Seconds between the header start time and the first sample.
     pub start_subsecond: f64,
     /// Sample indices where continuity breaks (sample `b − 1` and `b` are not adjacent in
-    /// time: an accelerometer logger's pause), increasing; windows never span one.
+    /// time: an accelerometer logger's pause, an EDF+D gap), increasing; windows never span
+    /// one.
     pub breaks: Vec<usize>,
+    /// File time (seconds after the first sample) of the sample at each of `breaks`, when
+    /// known (EDF+D record onsets); empty otherwise, and then time `t` is sample `t · rate`.
+    /// Annotation onsets, in file time, are placed on samples through it.
+    pub segment_onsets: Vec<f64>,
 }
 
 impl Recording {
+    /// Where a window of `len` samples that starts at gap-filled sample `g` (file time
+    /// `g / rate`) lies in `data`: its first column, or None when it would cross a gap or
+    /// fall in one. Without known segment onsets, `g` itself (when it fits).
+    pub fn window_at(&self, g: usize, len: usize) -> Option<usize> {
+        let t = self.data.ncols();
+        let known = self.segment_onsets.len() == self.breaks.len();
+        let mut seg_s = vec![0];
+        let mut seg_g = vec![0i64];
+        for (k, &b) in self.breaks.iter().enumerate() {
+            seg_s.push(b);
+            seg_g.push(if known {
+                (self.segment_onsets[k] * self.rate).round() as i64
+            } else {
+                b as i64
+            });
+        }
+        seg_s.push(t);
+        (0..seg_g.len()).find_map(|k| {
+            let off = g as i64 - seg_g[k];
+            let seg_len = (seg_s[k + 1] - seg_s[k]) as i64;
+            (off >= 0 && off + len as i64 <= seg_len).then(|| seg_s[k] + off as usize)
+        })
+    }
+
     /// Duration in seconds (T / rate).
     pub fn duration(&self) -> f64 {
         self.data.ncols() as f64 / self.rate
@@ -512,6 +541,7 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Windows> {
                             annotations: Vec::new(),
                             start_subsecond: 0.0,
                             breaks: Vec::new(),
+                            segment_onsets: Vec::new(),
                         }
                     } else {
                         f.to_recording(Some(&names), opts.common_rate)?

@@ -504,6 +504,19 @@ fn describe(path: &std::path::Path, opts: &LoadOptions, out: &mut String) -> Res
                         .unwrap_or_default()
                 );
             }
+            let gaps = f.gaps();
+            if !gaps.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "  gaps (EDF+D): {} totalling {} s, before records {} (no window spans one)",
+                    gaps.len(),
+                    gaps.iter().map(|g| g.1).sum::<f64>(),
+                    gaps.iter()
+                        .map(|g| (g.0 + 1).to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
             for w in &f.warnings {
                 let _ = writeln!(out, "  warning: {w}");
             }
