@@ -541,6 +541,17 @@ fn describe(path: &std::path::Path, opts: &LoadOptions, out: &mut String) -> Res
             }
             if crate::biosignal::bids::is_bids(path) {
                 let side = crate::biosignal::bids::read_sidecars(path)?;
+                crate::biosignal::bids::check_units(&side, &f)?;
+                let _ = writeln!(
+                    out,
+                    "  BIDS sidecars: {}, {}{}",
+                    side.channels_tsv.display(),
+                    side.eeg_json.display(),
+                    side.events_tsv
+                        .as_ref()
+                        .map(|p| format!(", {}", p.display()))
+                        .unwrap_or_default()
+                );
                 let tt = crate::biosignal::annotations::class_map(&side.events);
                 let _ = writeln!(
                     out,
