@@ -54,9 +54,16 @@ fn inherited(data: &Path, suffix: &str) -> Result<Vec<PathBuf>> {
     if beside.is_file() {
         out.push(beside.clone());
     }
-    // Levels: the data folder (eeg/), then up to and including the dataset root.
+    // Levels: the data folder (eeg/), then up to and including the dataset root: at most
+    // eeg/, ses-*/, sub-*/ and the root, so a file outside a dataset never reaches into
+    // unrelated folders above it.
     let mut dir = data.parent().map(Path::to_path_buf);
+    let mut levels = 0;
     while let Some(d) = dir {
+        levels += 1;
+        if levels > 4 {
+            break;
+        }
         let mut best: Vec<(usize, PathBuf)> = Vec::new();
         if let Ok(rd) = std::fs::read_dir(&d) {
             for e in rd.flatten() {
@@ -92,15 +99,15 @@ fn inherited(data: &Path, suffix: &str) -> Result<Vec<PathBuf>> {
                 out.push(p);
             }
         }
-        let is_root = d
-            .file_name()
-            .map(|n| !n.to_string_lossy().starts_with("sub-"))
-            .unwrap_or(true)
-            && std::fs::read_dir(&d).is_ok_and(|rd| {
-                rd.flatten().any(|e| {
-                    e.file_name().to_string_lossy().starts_with("sub-") && e.path().is_dir()
-                })
-            });
+        let is_root = d.join("dataset_description.json").is_file()
+            || d.file_name()
+                .map(|n| !n.to_string_lossy().starts_with("sub-"))
+                .unwrap_or(true)
+                && std::fs::read_dir(&d).is_ok_and(|rd| {
+                    rd.flatten().any(|e| {
+                        e.file_name().to_string_lossy().starts_with("sub-") && e.path().is_dir()
+                    })
+                });
         if is_root {
             break;
         }
