@@ -721,6 +721,8 @@ fn resample_command_aligns_a_real_set() {
     // A set without a rate cannot be resampled.
     let p = dir.path().join("norate.npy");
     src.save(&p).unwrap();
+    // Our .npy keeps its rate in the sidecar; without it the file is a foreign .npy.
+    std::fs::remove_file(dir.path().join("norate.npy.json")).unwrap();
     expect_error(
         &[
             "biosignal",

@@ -617,3 +617,99 @@ fn model_configs_in_models_dir_load() {
         "{err}"
     );
 }
+
+/// BIOT's published checkpoints are `BIOTEncoder` state dicts (lucidrains names): one written by
+/// the reference code (tests/fixtures/biot_checkpoint.py, real `linear_attention_transformer`,
+/// random weights, d 256, 8 heads, depth 4, n_fft 200, hop 100) is imported natively and gives
+/// the reference's logits, including a clip of 600 frames (the reference's table holds 1000).
+#[test]
+fn biot_checkpoint_from_the_reference_code_imports_with_equal_logits() {
+    use brainscale::models::biot_import;
+    let _g = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("tests/fixtures/biot_checkpoint.py"))
+        .arg(dir.path())
+        .arg("7")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "biot_checkpoint.py failed (run scripts/install-deps.sh): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let imp = biot_import::import(&dir.path().join("encoder.ckpt"), None).unwrap();
+    let c = &imp.config;
+    assert_eq!(
+        (
+            c.d_model,
+            c.n_head,
+            c.n_layer,
+            c.n_fft,
+            c.hop,
+            c.n_channels,
+            c.max_frames,
+            c.ff_mult
+        ),
+        (256, 8, 4, 200, 100, 16, 1000, 4)
+    );
+    let r: std::collections::HashMap<_, _> =
+        Tensor::read_safetensors(dir.path().join("reference.safetensors"))
+            .unwrap()
+            .into_iter()
+            .collect();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let m = Biot::new(&vs.root(), c).unwrap();
+    let vars = vs.variables();
+    assert_eq!(
+        vars.len(),
+        imp.tensors.len() + 2,
+        "every encoder variable imported"
+    );
+    tch::no_grad(|| {
+        for (k, v) in &imp.tensors {
+            vars[k].shallow_clone().copy_(v);
+        }
+        vars["head.weight"].shallow_clone().copy_(&r["head_weight"]);
+        vars["head.bias"].shallow_clone().copy_(&r["head_bias"]);
+    });
+    for i in 0..2 {
+        let ours = tch::no_grad(|| m.logits(&r[&format!("x_{i}")], 0, false, Kind::Float)).unwrap();
+        let d = max_abs_diff(&ours, &r[&format!("logits_{i}")]);
+        assert!(d <= 1e-5, "clip {i}: logits differ by {d}");
+    }
+    // Saved under brainscale's names, it initialises a fine-tune (every encoder variable).
+    let w = dir.path().join("imported.safetensors");
+    imp.save(&w).unwrap();
+    let vs2 = nn::VarStore::new(Device::Cpu);
+    let _m2 = Biot::new(&vs2.root(), c).unwrap();
+    let n = brainscale::biosignal::finetune::load_pretrained(&vs2, &w, &["head."]).unwrap();
+    assert_eq!(n, imp.tensors.len());
+    // Not a BIOT encoder: the file and the fault named.
+    let bad = dir.path().join("other.pt");
+    std::fs::copy(dir.path().join("reference.safetensors"), &bad).unwrap();
+    let e = format!("{:#}", biot_import::import(&bad, None).err().unwrap());
+    assert!(e.contains("other.pt"), "{e}");
+}
+
+/// BIOT's position table holds 1000 frames (the reference's `max_len`): a config with a
+/// smaller `max_frames` still takes a clip of 600 frames, and 1001 frames are refused by name.
+#[test]
+fn biot_position_table_takes_the_references_1000_frames() {
+    let _g = lock();
+    tch::manual_seed(1);
+    let cfg = BiotConfig {
+        max_frames: 64,
+        ..tiny_biot()
+    };
+    let vs = nn::VarStore::new(Device::Cpu);
+    let m = Biot::new(&vs.root(), &cfg).unwrap();
+    let frames = |t: i64| (t - 1) * cfg.hop + cfg.n_fft;
+    let x = Tensor::randn([1, 1, frames(600)], (Kind::Float, Device::Cpu));
+    let y = tch::no_grad(|| m.forward(&x, false, Kind::Float)).unwrap();
+    assert_eq!(y.size(), [1, cfg.n_classes]);
+    let x = Tensor::randn([1, 1, frames(1001)], (Kind::Float, Device::Cpu));
+    let e = format!("{:#}", m.forward(&x, false, Kind::Float).err().unwrap());
+    assert!(e.contains("1001 frames"), "{e}");
+}

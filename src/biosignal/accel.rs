@@ -1,24 +1,33 @@
 //! Accelerometer CSV: a header row naming `time` (seconds), `x`, `y`, `z` (any units, e.g. g or
 //! m/s²) and optionally `label` (class index per sample), then one row per sample.
 //!
-//! The rate is 1 / median(Δt). Times must strictly increase. Sampling is called uniform when
-//! every Δt is within 1% of the median; otherwise each axis (and label, nearest sample) is
-//! linearly interpolated onto the uniform grid t₀ + k / rate (phone and watch loggers jitter),
-//! and [`CsvInfo::regridded`] says so.
+//! The rate is 1 / median(Δt). Times must strictly increase. A step longer than
+//! [`PAUSE_FACTOR`] × the median Δt is a pause (the logger stopped): nothing is interpolated
+//! across it, the recording is split there ([`crate::biosignal::Recording::breaks`]) and no
+//! window spans it. Within a segment, sampling is called uniform when every Δt is within 1% of
+//! the median; otherwise each axis (and label, nearest sample) is linearly interpolated onto
+//! the segment's uniform grid t₀ + k / rate (phone and watch loggers jitter), and
+//! [`CsvInfo::regridded`] says so.
 use crate::biosignal::Recording;
 use anyhow::{bail, Context, Result};
 use ndarray::Array2;
 use std::path::Path;
 
+/// A step between rows longer than this many median steps is a pause, not jitter: a few
+/// dropped samples are interpolated, a longer silence is never invented.
+pub const PAUSE_FACTOR: f64 = 4.0;
+
 /// What the reader found beyond the samples.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CsvInfo {
     /// Rows read.
     pub rows: usize,
-    /// Largest |Δt − median Δt| / median Δt.
+    /// Largest |Δt − median Δt| / median Δt over the steps that are not pauses.
     pub jitter: f64,
     /// Whether the samples were interpolated onto a uniform grid.
     pub regridded: bool,
+    /// Pauses: (time of the last sample before it, s; its length Δt, s), in file order.
+    pub pauses: Vec<(f64, f64)>,
 }
 
 /// Reads an accelerometer CSV into a 3-channel recording (`x`, `y`, `z`). Errors name the file,
@@ -95,36 +104,69 @@ pub fn read_with_info(path: &Path) -> Result<(Recording, CsvInfo)> {
             t.len()
         );
     }
-    let mut dt: Vec<f64> = t.windows(2).map(|w| w[1] - w[0]).collect();
+    let steps: Vec<f64> = t.windows(2).map(|w| w[1] - w[0]).collect();
+    let mut dt = steps.clone();
     dt.sort_by(|a, b| a.total_cmp(b));
     let med = dt[dt.len() / 2];
-    let jitter = dt.iter().map(|d| (d - med).abs() / med).fold(0.0, f64::max);
     let rate = 1.0 / med;
-    let regridded = jitter > 0.01;
     let n = t.len();
-    let data = if regridded {
-        let m = ((t[n - 1] - t[0]) * rate).floor() as usize + 1;
-        let mut out = Array2::zeros((3, m));
+    // Segment boundaries (row indices): a new segment starts after every pause.
+    let mut seg_starts = vec![0];
+    let mut pauses = Vec::new();
+    for (i, &d) in steps.iter().enumerate() {
+        if d > PAUSE_FACTOR * med {
+            seg_starts.push(i + 1);
+            pauses.push((t[i], d));
+        }
+    }
+    let jitter = steps
+        .iter()
+        .filter(|&&d| d <= PAUSE_FACTOR * med)
+        .map(|d| (d - med).abs() / med)
+        .fold(0.0, f64::max);
+    let regridded = jitter > 0.01;
+    let mut ends = seg_starts[1..].to_vec();
+    ends.push(n);
+    let mut cols: [Vec<f32>; 3] = Default::default();
+    let mut out_labels = labels.as_ref().map(|_| Vec::new());
+    let mut breaks = Vec::new();
+    for (&a, &b) in seg_starts.iter().zip(&ends) {
+        if a > 0 {
+            breaks.push(cols[0].len());
+        }
+        let ts = &t[a..b];
+        let m = if regridded && b - a >= 2 {
+            ((ts[ts.len() - 1] - ts[0]) * rate).floor() as usize + 1
+        } else {
+            b - a
+        };
         let mut j = 0;
-        let mut new_labels = labels.as_ref().map(|_| Vec::with_capacity(m));
         for k in 0..m {
-            let tk = t[0] + k as f64 / rate;
-            while j + 2 < n && t[j + 1] <= tk {
+            if !regridded || b - a < 2 {
+                for c in 0..3 {
+                    cols[c].push(xyz[c][a + k] as f32);
+                }
+                if let (Some(nl), Some(l)) = (out_labels.as_mut(), labels.as_ref()) {
+                    nl.push(l[a + k]);
+                }
+                continue;
+            }
+            let tk = ts[0] + k as f64 / rate;
+            while j + 2 < ts.len() && ts[j + 1] <= tk {
                 j += 1;
             }
-            let a = ((tk - t[j]) / (t[j + 1] - t[j])).clamp(0.0, 1.0);
+            let w = ((tk - ts[j]) / (ts[j + 1] - ts[j])).clamp(0.0, 1.0);
             for c in 0..3 {
-                out[[c, k]] = (xyz[c][j] * (1.0 - a) + xyz[c][j + 1] * a) as f32;
+                cols[c].push((xyz[c][a + j] * (1.0 - w) + xyz[c][a + j + 1] * w) as f32);
             }
-            if let (Some(nl), Some(l)) = (new_labels.as_mut(), labels.as_ref()) {
-                nl.push(if a < 0.5 { l[j] } else { l[j + 1] });
+            if let (Some(nl), Some(l)) = (out_labels.as_mut(), labels.as_ref()) {
+                nl.push(if w < 0.5 { l[a + j] } else { l[a + j + 1] });
             }
         }
-        labels = new_labels;
-        out
-    } else {
-        Array2::from_shape_fn((3, n), |(c, k)| xyz[c][k] as f32)
-    };
+    }
+    labels = out_labels;
+    let len = cols[0].len();
+    let data = Array2::from_shape_fn((3, len), |(c, k)| cols[c][k]);
     Ok((
         Recording {
             source: path.to_path_buf(),
@@ -134,11 +176,14 @@ pub fn read_with_info(path: &Path) -> Result<(Recording, CsvInfo)> {
             labels,
             annotations: Vec::new(),
             start_subsecond: 0.0,
+            breaks,
+            segment_onsets: Vec::new(),
         },
         CsvInfo {
             rows: n,
             jitter,
             regridded,
+            pauses,
         },
     ))
 }

@@ -63,8 +63,11 @@ impl EdfKind {
 pub struct Signal {
     /// Label as stored, trimmed (e.g. `Fp1`, `EEG Fpz-Cz`).
     pub label: String,
-    /// Physical dimension (e.g. `uV`).
+    /// Physical dimension of `data`: `uV` for every voltage channel (converted from the
+    /// file's V, mV, µV or nV, see [`voltage_scale`]), else the file's dimension as stored.
     pub unit: String,
+    /// Physical dimension as stored in the header (latin-1 decoded, trimmed).
+    pub unit_in_file: String,
     pub transducer: String,
     pub prefiltering: String,
     /// Sampling rate, Hz = samples per record / record duration.
@@ -74,8 +77,12 @@ pub struct Signal {
     pub physical_max: f64,
     pub digital_min: i32,
     pub digital_max: i32,
-    /// Samples in physical units, length = records × samples per record.
+    /// Samples in physical units (µV for voltages), length = records × samples per record;
+    /// empty when `fault` is set.
     pub data: Vec<f32>,
+    /// Why this signal cannot be read (e.g. CHB-MIT's dummy channel `-` with digital range
+    /// 0..0); such a signal is an error only when it is selected ([`EdfFile::to_recording`]).
+    pub fault: Option<String>,
 }
 
 impl Signal {
@@ -91,6 +98,10 @@ impl Signal {
         self.data.len() as f64 / self.rate
     }
 }
+
+/// Record onsets closer than this (seconds) to the end of the previous record are contiguous:
+/// TAL onsets are decimal strings, so a contiguous EDF+D can differ by rounding.
+const GAP_TOL_S: f64 = 1e-6;
 
 /// One EDF+ annotation.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,12 +132,31 @@ pub struct EdfFile {
     /// Ordinary signals (annotation channels removed).
     pub signals: Vec<Signal>,
     pub annotations: Vec<Annotation>,
+    /// Things read but worth telling the user (duplicate labels renamed, unknown units):
+    /// printed by [`crate::biosignal::load`] and listed by `biosignal check`.
+    pub warnings: Vec<String>,
+    /// Onset of each data record, seconds after the first sample (file time): `r · record
+    /// duration` for contiguous files, the time-keeping TAL onsets for EDF+D, which may
+    /// leave gaps (Kemp & Olivan 2003, EDF+ §2.2.4).
+    pub record_onsets: Vec<f64>,
 }
 
 impl EdfFile {
     /// Recording duration, seconds (records × record duration).
     pub fn duration(&self) -> f64 {
         self.n_records as f64 * self.record_duration
+    }
+
+    /// The gaps of an EDF+D: `(record index after the gap, gap seconds)`, increasing; empty
+    /// for a contiguous file. Gaps under a microsecond (TAL rounding) are not gaps.
+    pub fn gaps(&self) -> Vec<(usize, f64)> {
+        let d = self.record_duration;
+        (1..self.record_onsets.len())
+            .filter_map(|r| {
+                let g = self.record_onsets[r] - (self.record_onsets[r - 1] + d);
+                (g > GAP_TOL_S).then_some((r, g))
+            })
+            .collect()
     }
 }
 
@@ -143,13 +173,97 @@ struct SignalHeader {
     samples_per_record: usize,
 }
 
-fn ascii(bytes: &[u8]) -> String {
-    bytes
+/// A header field as text: bytes up to the first NUL (C writers pad with NULs instead of
+/// spaces), decoded as latin-1 (each byte its code point, as MNE's reader does, so "Cânula"
+/// keeps its accent), trimmed.
+fn latin1(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    bytes[..end]
         .iter()
-        .map(|&b| if b.is_ascii() { b as char } else { '?' })
+        .map(|&b| b as char)
         .collect::<String>()
         .trim()
         .to_string()
+}
+
+/// Factor that converts a physical dimension to µV, `None` when it is not a voltage.
+/// Accepted (case-insensitive, spaces ignored): `V`/`volt(s)`, `mV`/`millivolt(s)`,
+/// `uV`/`µV`/`μV`/`mcV`/`microvolt(s)`/`micro V` and their UTF-8 bytes read as latin-1
+/// (`Âµ`, `Î¼`) or Shift-JIS μ read as latin-1 (as MNE accepts), `nV`/`nanovolt(s)`, `kV`.
+pub fn voltage_scale(unit: &str) -> Option<f64> {
+    let u: String = unit
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_lowercase();
+    let u = u
+        .replace("âµ", "u")
+        .replace("î¼", "u")
+        .replace("\u{83}ê", "u")
+        .replace(['µ', 'μ'], "u");
+    let u = u
+        .strip_suffix('s')
+        .filter(|x| x.ends_with("volt"))
+        .unwrap_or(&u);
+    let prefix = u.strip_suffix("volt").or_else(|| u.strip_suffix('v'))?;
+    Some(match prefix {
+        "" => 1e6,
+        "m" | "milli" => 1e3,
+        "u" | "mc" | "micro" => 1.0,
+        "n" | "nano" => 1e-3,
+        "k" | "kilo" => 1e9,
+        _ => return None,
+    })
+}
+
+/// Physical dimensions that are known and not voltages (kept as stored, no warning).
+fn known_other_unit(unit: &str) -> bool {
+    const KNOWN: &[&str] = &[
+        "", "%", "degc", "°c", "degf", "k", "bpm", "1/min", "mmhg", "cmh2o", "mbar", "pa", "hpa",
+        "g", "mg", "m/s^2", "m/s2", "m/s²", "ohm", "kohm", "us", "ms", "s", "hz", "l/s", "l/min",
+        "ml", "l", "cm", "mm", "m", "a.u.", "au", "%spo2", "nm", "lux", "deg", "rad", "-", "n",
+        "cnt", "counts", "kg", "mv/v",
+    ];
+    let u = unit.trim().to_lowercase();
+    KNOWN.contains(&u.as_str())
+}
+
+/// Renames duplicate labels as MNE does (`_unique_channel_names`): every occurrence of a
+/// repeated label `X` becomes `X-0`, `X-1`, ... (a letter suffix when that name is taken).
+/// Returns the warning, `None` when the labels were unique.
+pub fn rename_duplicates(labels: &mut [String]) -> Option<String> {
+    let mut dups: Vec<String> = Vec::new();
+    for (i, l) in labels.iter().enumerate() {
+        if labels[..i].contains(l) && !dups.contains(l) {
+            dups.push(l.clone());
+        }
+    }
+    if dups.is_empty() {
+        return None;
+    }
+    for stem in &dups {
+        let idx: Vec<usize> = (0..labels.len()).filter(|&i| &labels[i] == stem).collect();
+        for (k, &i) in idx.iter().enumerate() {
+            let candidates =
+                std::iter::once(k.to_string()).chain(('a'..='z').map(|c| c.to_string()));
+            for suffix in candidates {
+                let name = format!("{stem}-{suffix}");
+                if !labels.contains(&name) {
+                    labels[i] = name;
+                    break;
+                }
+            }
+        }
+    }
+    Some(format!(
+        "channel labels are not unique, found duplicates for {}: renamed with running numbers \
+         (as MNE): {}",
+        dups.iter()
+            .map(|d| format!("'{d}'"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        labels.join(", ")
+    ))
 }
 
 /// Reads an EDF, EDF+ or BDF file. Errors name the file, the field (and signal) and the fault:
@@ -168,7 +282,7 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<EdfFile> {
             bytes.len()
         );
     }
-    let field = |off: usize, len: usize| ascii(&bytes[off..off + len]);
+    let field = |off: usize, len: usize| latin1(&bytes[off..off + len]);
     let version = &bytes[0..8];
     let bdf = version[0] == 0xFF && &version[1..8] == b"BIOSEMI";
     if !bdf && field(0, 8) != "0" {
@@ -208,8 +322,8 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<EdfFile> {
             bytes.len()
         );
     }
-    if !(record_duration.is_finite() && record_duration > 0.0) {
-        bail!("data record duration is {record_duration} s: must be positive");
+    if !(record_duration.is_finite() && record_duration >= 0.0) {
+        bail!("data record duration is {record_duration} s: must be positive (or 0 in an annotation-only EDF+)");
     }
     // Field offsets within the signal-header block, in units of `ns` entries.
     let sig = |i: usize, before: usize, len: usize| field(256 + before * ns + i * len, len);
@@ -265,42 +379,51 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<EdfFile> {
             && h.label == "EDF Annotations"
             || bdf && h.label == "BDF Annotations"
     };
-    for (i, h) in headers.iter().enumerate() {
-        if is_annot(h) {
-            continue;
-        }
-        let what = format!("signal {} ('{}')", i + 1, h.label);
-        if h.samples_per_record == 0 {
-            bail!("{what}: 0 samples per record");
-        }
-        if h.digital_max <= h.digital_min {
-            bail!(
-                "{what}: digital maximum {} is not above digital minimum {}",
-                h.digital_max,
-                h.digital_min
-            );
-        }
-        if h.physical_max == h.physical_min || !h.physical_max.is_finite() {
-            bail!(
-                "{what}: physical minimum and maximum ({}, {}) give no scale",
-                h.physical_min,
-                h.physical_max
-            );
-        }
-        let (lo, hi) = if bdf {
-            (-(1 << 23), (1 << 23) - 1)
-        } else {
-            (-32768, 32767)
-        };
-        if h.digital_min < lo || h.digital_max > hi {
-            bail!(
-                "{what}: digital range [{}, {}] exceeds the {}-bit sample range",
-                h.digital_min,
-                h.digital_max,
-                8 * sb
-            );
-        }
+    if record_duration == 0.0 && headers.iter().any(|h| !is_annot(h)) {
+        bail!(
+            "data record duration is 0 s: only an annotation-only EDF+ may have it, and this \
+             file has ordinary signals"
+        );
     }
+    // A signal whose header gives no valid scale is kept with its fault: the file stays
+    // readable when that signal is not selected (CHB-MIT's dummy channel '-', range 0..0).
+    let faults: Vec<Option<String>> = headers
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            if is_annot(h) {
+                return None;
+            }
+            let what = format!("signal {} ('{}')", i + 1, h.label);
+            let (lo, hi) = if bdf {
+                (-(1 << 23), (1 << 23) - 1)
+            } else {
+                (-32768, 32767)
+            };
+            if h.samples_per_record == 0 {
+                Some(format!("{what}: 0 samples per record"))
+            } else if h.digital_max <= h.digital_min {
+                Some(format!(
+                    "{what}: digital maximum {} is not above digital minimum {}",
+                    h.digital_max, h.digital_min
+                ))
+            } else if h.physical_max == h.physical_min || !h.physical_max.is_finite() {
+                Some(format!(
+                    "{what}: physical minimum and maximum ({}, {}) give no scale",
+                    h.physical_min, h.physical_max
+                ))
+            } else if h.digital_min < lo || h.digital_max > hi {
+                Some(format!(
+                    "{what}: digital range [{}, {}] exceeds the {}-bit sample range",
+                    h.digital_min,
+                    h.digital_max,
+                    8 * sb
+                ))
+            } else {
+                None
+            }
+        })
+        .collect();
 
     // Offsets of each signal within a record.
     let mut offsets = Vec::with_capacity(ns);
@@ -320,24 +443,50 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<EdfFile> {
     };
     let mut signals = Vec::new();
     let mut annot_channels = Vec::new();
+    let mut warnings = Vec::new();
     for (i, h) in headers.into_iter().enumerate() {
         if is_annot(&h) {
             annot_channels.push((offsets[i], h.samples_per_record * sb));
             continue;
         }
+        let fault = faults[i].clone();
+        // Every voltage is converted to µV so that files in V, mV and µV pool correctly.
+        let scale = voltage_scale(&h.unit);
+        if scale.is_none() && !known_other_unit(&h.unit) {
+            warnings.push(format!(
+                "signal {} ('{}'): unknown physical dimension '{}': values kept as stored \
+                 (not converted to µV)",
+                i + 1,
+                h.label,
+                h.unit
+            ));
+        }
+        let (unit, to_uv) = match scale {
+            Some(f) => ("uV".to_string(), f),
+            None => (h.unit.clone(), 1.0),
+        };
         let gain = (h.physical_max - h.physical_min) / (h.digital_max - h.digital_min) as f64;
-        let mut out = Vec::with_capacity(n_records * h.samples_per_record);
-        for r in 0..n_records {
-            let start = r * record_bytes + offsets[i];
-            for c in data[start..start + h.samples_per_record * sb].chunks_exact(sb) {
-                let d = decode(c);
-                out.push((gain * (d - h.digital_min) as f64 + h.physical_min) as f32);
+        let mut out = Vec::new();
+        if fault.is_none() {
+            out.reserve(n_records * h.samples_per_record);
+            for r in 0..n_records {
+                let start = r * record_bytes + offsets[i];
+                for c in data[start..start + h.samples_per_record * sb].chunks_exact(sb) {
+                    let d = decode(c);
+                    out.push(((gain * (d - h.digital_min) as f64 + h.physical_min) * to_uv) as f32);
+                }
             }
         }
         signals.push(Signal {
-            rate: h.samples_per_record as f64 / record_duration,
+            rate: if record_duration > 0.0 {
+                h.samples_per_record as f64 / record_duration
+            } else {
+                0.0
+            },
             label: h.label,
-            unit: h.unit,
+            unit,
+            unit_in_file: h.unit,
+            fault,
             transducer: h.transducer,
             prefiltering: h.prefiltering,
             samples_per_record: h.samples_per_record,
@@ -348,13 +497,21 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<EdfFile> {
             data: out,
         });
     }
-    if signals.is_empty() {
-        bail!("no ordinary signals (only annotation channels)");
+    if signals.is_empty() && annot_channels.is_empty() {
+        bail!("no ordinary signals and no annotation channel");
+    }
+    let mut labels: Vec<String> = signals.iter().map(|s| s.label.clone()).collect();
+    if let Some(w) = rename_duplicates(&mut labels) {
+        warnings.push(w);
+        for (s, l) in signals.iter_mut().zip(labels) {
+            s.label = l;
+        }
     }
 
     // Annotations: the first TAL of each record keeps time; the rest are events.
     let mut annotations = Vec::new();
-    let mut record_onsets = Vec::new();
+    // The time-keeping onset of each record, None when the record has no TAL.
+    let mut record_onsets: Vec<Option<f64>> = vec![None; n_records];
     for r in 0..n_records {
         let mut first_in_record = true;
         for &(off, len) in &annot_channels {
@@ -364,7 +521,7 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<EdfFile> {
                 let (onset, duration, texts) = parse_tal(tal)
                     .with_context(|| format!("annotation in data record {}", r + 1))?;
                 if first_in_record {
-                    record_onsets.push(onset);
+                    record_onsets[r] = Some(onset);
                     first_in_record = false;
                     // The time-keeping TAL may carry no text; any text it has is an event.
                 }
@@ -378,17 +535,60 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<EdfFile> {
             }
         }
     }
-    let start_subsecond = record_onsets.first().copied().unwrap_or(0.0);
-    if !annot_channels.is_empty() && record_onsets.len() == n_records {
-        // EDF+C must be contiguous; EDF+D gaps would need a time axis per record.
-        for (r, &t) in record_onsets.iter().enumerate() {
+    let discontinuous = matches!(
+        kind,
+        EdfKind::EdfPlus {
+            discontinuous: true
+        }
+    ) || matches!(kind, EdfKind::Bdf { plus: true })
+        && reserved.starts_with("BDF+D");
+    let timed = !annot_channels.is_empty() && record_duration > 0.0 && !signals.is_empty();
+    if discontinuous && annot_channels.is_empty() && !signals.is_empty() {
+        bail!(
+            "reserved field says EDF+D but there is no 'EDF Annotations' signal: the record \
+             onsets (and so the gaps) of a discontinuous file are unknown"
+        );
+    }
+    if timed && discontinuous {
+        // Every record of EDF+D must say when it starts (Kemp & Olivan 2003): without its
+        // TAL a record cannot be placed, and reading it as contiguous would shift every later
+        // sample. Checked per record, not skipped for the whole file.
+        if let Some(r) = record_onsets.iter().position(Option::is_none) {
+            bail!(
+                "data record {} of {n_records} has no time-keeping TAL: an EDF+D record must \
+                 state its onset, so its place in time (and any gap before it) is unknown",
+                r + 1
+            );
+        }
+    }
+    let start_subsecond = record_onsets.first().copied().flatten().unwrap_or(0.0);
+    let mut onsets: Vec<f64> = (0..n_records).map(|r| r as f64 * record_duration).collect();
+    if timed {
+        // EDF+C must be contiguous (records without a TAL are contiguous by declaration);
+        // EDF+D records may leave gaps but never overlap or go back in time.
+        for (r, t) in record_onsets.iter().enumerate() {
+            let Some(t) = *t else { continue };
             let expected = start_subsecond + r as f64 * record_duration;
-            if (t - expected).abs() > 1e-6 * record_duration.max(1.0) + 1e-7 {
+            let tol = 1e-6 * record_duration.max(1.0) + 1e-7;
+            if !discontinuous && (t - expected).abs() > tol {
                 bail!(
-                    "data record {} starts at {t} s, expected {expected} s: discontinuous \
-                     recordings (EDF+D with gaps) are not supported",
+                    "data record {} starts at {t} s, expected {expected} s: the reserved field \
+                     says EDF+C (contiguous) but the time-keeping TALs leave a gap (a \
+                     discontinuous file must say EDF+D)",
                     r + 1
                 );
+            }
+            if discontinuous {
+                onsets[r] = t - start_subsecond;
+                if r > 0 && onsets[r] < onsets[r - 1] + record_duration - tol {
+                    bail!(
+                        "data record {} starts at {t} s, before the end of record {} ({} s): \
+                         EDF+D records must not overlap",
+                        r + 1,
+                        r,
+                        onsets[r - 1] + start_subsecond + record_duration
+                    );
+                }
             }
         }
     }
@@ -407,6 +607,8 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<EdfFile> {
         record_duration,
         signals,
         annotations,
+        warnings,
+        record_onsets: onsets,
     })
 }
 
@@ -444,7 +646,9 @@ fn num<T: std::str::FromStr>(s: &str, what: &str) -> Result<T> {
 impl EdfFile {
     /// The selected channels (all ordinary signals when `channels` is None) as one recording.
     /// Channels with different rates need `common_rate`: each is then sinc-resampled to it and
-    /// all are cut to the shortest. Errors name the file and the missing channel or the rates.
+    /// all are cut to the shortest. The gaps of an EDF+D become [`Recording::breaks`] (with
+    /// their file times in [`Recording::segment_onsets`]): samples are stored back to back,
+    /// each segment resampled on its own, and no window spans a gap. Errors name the file and the missing channel or the rates.
     pub fn to_recording(
         &self,
         channels: Option<&[String]>,
@@ -472,6 +676,26 @@ impl EdfFile {
                 })
                 .collect::<Result<_>>()?,
         };
+        if picked.is_empty() {
+            bail!(
+                "{}: no ordinary signals: an annotation-only EDF+ (e.g. a hypnogram) holds \
+                 labels for another recording, not samples",
+                self.path.display()
+            );
+        }
+        if let Some(s) = picked.iter().find(|s| s.fault.is_some()) {
+            bail!(
+                "{}: {} (leave it out with --channels: {})",
+                self.path.display(),
+                s.fault.as_deref().unwrap_or_default(),
+                self.signals
+                    .iter()
+                    .filter(|s| s.fault.is_none())
+                    .map(|s| s.label.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+        }
         let rates: Vec<f64> = picked.iter().map(|s| s.rate).collect();
         let mixed = rates
             .iter()
@@ -491,21 +715,41 @@ impl EdfFile {
             ),
             None => rates[0],
         };
-        let series: Vec<Vec<f32>> = picked
-            .iter()
-            .map(|s| {
-                if (s.rate - rate).abs() <= 1e-9 * rate {
-                    s.data.clone()
-                } else {
-                    let x: Vec<f64> = s.data.iter().map(|&v| v as f64).collect();
-                    let num = resample::resampled_len(x.len(), s.rate, rate);
-                    resample::fft_resample(&x, num)
-                        .into_iter()
-                        .map(|v| v as f32)
-                        .collect()
-                }
-            })
-            .collect();
+        // Segments: runs of records between EDF+D gaps. Each is resampled on its own (a sinc
+        // across a gap would smear one segment into the next) and cut to its shortest channel.
+        let mut seg_records = vec![0];
+        seg_records.extend(self.gaps().into_iter().map(|(r, _)| r));
+        seg_records.push(self.n_records);
+        let mut series: Vec<Vec<f32>> = vec![Vec::new(); picked.len()];
+        let mut breaks = Vec::new();
+        let mut segment_onsets = Vec::new();
+        for w in seg_records.windows(2) {
+            let (r0, r1) = (w[0], w[1]);
+            let parts: Vec<Vec<f32>> = picked
+                .iter()
+                .map(|s| {
+                    let part = &s.data[r0 * s.samples_per_record..r1 * s.samples_per_record];
+                    if (s.rate - rate).abs() <= 1e-9 * rate {
+                        part.to_vec()
+                    } else {
+                        let x: Vec<f64> = part.iter().map(|&v| v as f64).collect();
+                        let num = resample::resampled_len(x.len(), s.rate, rate);
+                        resample::fft_resample(&x, num)
+                            .into_iter()
+                            .map(|v| v as f32)
+                            .collect()
+                    }
+                })
+                .collect();
+            let n = parts.iter().map(Vec::len).min().unwrap_or(0);
+            if r0 > 0 {
+                breaks.push(series[0].len());
+                segment_onsets.push(self.record_onsets[r0]);
+            }
+            for (out, p) in series.iter_mut().zip(parts) {
+                out.extend_from_slice(&p[..n]);
+            }
+        }
         let t = series.iter().map(Vec::len).min().unwrap_or(0);
         let data = Array2::from_shape_fn((series.len(), t), |(c, i)| series[c][i]);
         Ok(Recording {
@@ -516,6 +760,8 @@ impl EdfFile {
             labels: None,
             annotations: self.annotations.clone(),
             start_subsecond: self.start_subsecond,
+            breaks,
+            segment_onsets,
         })
     }
 }

@@ -16,9 +16,12 @@
 //! [`crate::models::registry`]), in-memory batch sources in [`train`], and the bench-train
 //! cases in [`crate::perf::biosignal`].
 pub mod accel;
+pub mod annotations;
+pub mod bids;
 pub mod edf;
 pub mod finetune;
 pub mod metrics;
+pub mod montage;
 pub mod pretrain;
 pub mod resample;
 pub mod spectral;
@@ -33,6 +36,10 @@ use ndarray::{Array1, Array2, Array3, Axis};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 pub use window::Norm;
+
+/// Largest |x| expected after p95 normalisation of a real signal (a peak 1000× the 95th
+/// percentile of |x|); above it [`Windows::normalise`] warns.
+pub const P95_SPIKE_LIMIT: f32 = 1000.0;
 
 /// Windows of a bio-signal set, TF-C layout, shared by every reader.
 #[derive(Debug, Clone)]
@@ -129,12 +136,41 @@ impl Windows {
         Ok(())
     }
 
-    /// Normalises each window's channels in place (see [`window::Norm`]).
-    pub fn normalise(&mut self, norm: Norm) {
+    /// Normalises each window's channels in place (see [`window::Norm`]). Prints a warning
+    /// (and returns it) when p95 normalisation leaves values above [`P95_SPIKE_LIMIT`]: a
+    /// mostly flat channel with spikes, whose 95th percentile is near 0, is scaled ~10⁴× and
+    /// gives losses of ~10⁷ in training.
+    pub fn normalise(&mut self, norm: Norm) -> Option<String> {
         window::normalise(&mut self.samples, norm);
         if norm != Norm::None {
             self.meta.insert("norm".into(), norm.name().into());
         }
+        if norm != Norm::P95 {
+            return None;
+        }
+        let mut count = 0usize;
+        let mut worst: Option<(f32, usize, usize)> = None;
+        for (i, w) in self.samples.axis_iter(Axis(0)).enumerate() {
+            for (c, ch) in w.axis_iter(Axis(0)).enumerate() {
+                let m = ch.iter().fold(0f32, |a, v| a.max(v.abs()));
+                if m > P95_SPIKE_LIMIT {
+                    count += 1;
+                    if worst.is_none_or(|(b, _, _)| m > b) {
+                        worst = Some((m, i, c));
+                    }
+                }
+            }
+        }
+        let (m, i, c) = worst?;
+        let msg = format!(
+            "{}: p95 normalisation scaled {count} window-channel(s) above {P95_SPIKE_LIMIT} \
+             (largest |x| = {m:.3e} in window {i}, channel '{}'): a mostly flat channel with \
+             spikes; check the channel, leave it out (--channels) or use --norm zscore",
+            self.source,
+            self.channels.get(c).map(String::as_str).unwrap_or("?")
+        );
+        eprintln!("warning: {msg}");
+        Some(msg)
     }
 
     /// The windows at `indices` (in that order) as a new dataset.
@@ -304,6 +340,14 @@ pub struct LoadOptions {
     pub classes: Option<usize>,
     /// Sampling rate (Hz) of tensor files that do not state one in their metadata.
     pub input_rate: Option<f64>,
+    /// Build this bipolar montage from an EDF/BDF's channels (after label normalisation,
+    /// see [`montage`]) instead of taking `channels`.
+    pub montage: Option<montage::Montage>,
+    /// Label EDF/BDF windows from a Sleep-EDF hypnogram (annotation-only EDF+ beside the PSG
+    /// file): AASM classes W, N1, N2, N3, REM ([`annotations::sleep_stage`]).
+    pub hypnogram: Option<PathBuf>,
+    /// Label EDF+ windows from the file's own annotations (classes: the sorted distinct texts).
+    pub annotation_labels: bool,
 }
 
 /// A continuous multichannel recording at one rate, before windowing.
@@ -321,15 +365,49 @@ pub struct Recording {
     pub annotations: Vec<edf::Annotation>,
     /// Seconds between the header start time and the first sample.
     pub start_subsecond: f64,
+    /// Sample indices where continuity breaks (sample `b − 1` and `b` are not adjacent in
+    /// time: an accelerometer logger's pause, an EDF+D gap), increasing; windows never span
+    /// one.
+    pub breaks: Vec<usize>,
+    /// File time (seconds after the first sample) of the sample at each of `breaks`, when
+    /// known (EDF+D record onsets); empty otherwise, and then time `t` is sample `t · rate`.
+    /// Annotation onsets, in file time, are placed on samples through it.
+    pub segment_onsets: Vec<f64>,
 }
 
 impl Recording {
+    /// Where a window of `len` samples that starts at gap-filled sample `g` (file time
+    /// `g / rate`) lies in `data`: its first column, or None when it would cross a gap or
+    /// fall in one. Without known segment onsets, `g` itself (when it fits).
+    pub fn window_at(&self, g: usize, len: usize) -> Option<usize> {
+        let t = self.data.ncols();
+        let known = self.segment_onsets.len() == self.breaks.len();
+        let mut seg_s = vec![0];
+        let mut seg_g = vec![0i64];
+        for (k, &b) in self.breaks.iter().enumerate() {
+            seg_s.push(b);
+            seg_g.push(if known {
+                (self.segment_onsets[k] * self.rate).round() as i64
+            } else {
+                b as i64
+            });
+        }
+        seg_s.push(t);
+        (0..seg_g.len()).find_map(|k| {
+            let off = g as i64 - seg_g[k];
+            let seg_len = (seg_s[k + 1] - seg_s[k]) as i64;
+            (off >= 0 && off + len as i64 <= seg_len).then(|| seg_s[k] + off as usize)
+        })
+    }
+
     /// Duration in seconds (T / rate).
     pub fn duration(&self) -> f64 {
         self.data.ncols() as f64 / self.rate
     }
 
-    /// Cuts windows of `window_s` seconds every `hop_s` seconds (lengths rounded to samples).
+    /// Cuts windows of `window_s` seconds every `hop_s` seconds (lengths rounded to samples),
+    /// within each continuous segment (between [`Recording::breaks`]): the hop restarts at
+    /// every segment and a window never spans a break.
     /// A labelled recording gives each window the label most of its samples carry (ties: the
     /// smallest). Errors if the window is shorter than one sample or longer than the recording.
     pub fn windows(&self, window_s: f64, hop_s: f64) -> Result<Windows> {
@@ -349,11 +427,38 @@ impl Recording {
                 self.duration()
             );
         }
-        let samples = window::windows(self.data.view(), len, hop);
+        // Window start samples, segment by segment.
+        let t = self.data.ncols();
+        let mut bounds = vec![0];
+        bounds.extend(self.breaks.iter().copied().filter(|&b| b > 0 && b < t));
+        bounds.push(t);
+        let starts: Vec<usize> = bounds
+            .windows(2)
+            .flat_map(|w| {
+                let n = window::window_count(w[1] - w[0], len, hop);
+                (0..n).map(move |i| w[0] + i * hop)
+            })
+            .collect();
+        if starts.is_empty() {
+            bail!(
+                "{}: no continuous segment is as long as one window of {window_s} s (the \
+                 recording has {} pause(s); longest segment {:.3} s)",
+                self.source.display(),
+                bounds.len() - 2,
+                bounds.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0) as f64 / self.rate
+            );
+        }
+        let (c, _) = self.data.dim();
+        let mut samples = ndarray::Array3::zeros((starts.len(), c, len));
+        for (i, &s0) in starts.iter().enumerate() {
+            samples
+                .index_axis_mut(Axis(0), i)
+                .assign(&self.data.slice(ndarray::s![.., s0..s0 + len]));
+        }
         let labels = self.labels.as_ref().map(|lab| {
-            Array1::from_iter((0..samples.dim().0).map(|i| {
+            Array1::from_iter(starts.iter().map(|&s0| {
                 let mut counts = BTreeMap::new();
-                for &y in &lab[i * hop..i * hop + len] {
+                for &y in &lab[s0..s0 + len] {
                     *counts.entry(y).or_insert(0usize) += 1;
                 }
                 let best = counts.values().copied().max().unwrap_or(0);
@@ -412,12 +517,85 @@ pub const ACCEL_WINDOW_S: f64 = 2.56;
 /// (finite samples, labels in the class set) and normalises. Errors name the file.
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Windows> {
     let mut ds = match file_kind(path)? {
+        FileKind::Edf if bids::is_bids(path) && opts.montage.is_none() => bids::load(path, opts)?,
         FileKind::Edf => {
             let f = edf::read(path)?;
-            let rec = f.to_recording(opts.channels.as_deref(), opts.common_rate)?;
+            for w in &f.warnings {
+                eprintln!("warning: {}: {w}", path.display());
+            }
+            let rec = match opts.montage {
+                None => f.to_recording(opts.channels.as_deref(), opts.common_rate)?,
+                Some(m) => {
+                    if opts.channels.is_some() {
+                        bail!("{}: give --channels or --montage, not both", path.display());
+                    }
+                    let labels: Vec<String> = f.signals.iter().map(|s| s.label.clone()).collect();
+                    let names = montage::needed(&labels, m);
+                    let rec = if names.is_empty() {
+                        Recording {
+                            source: path.to_path_buf(),
+                            channels: labels,
+                            rate: 1.0,
+                            data: Array2::zeros((f.signals.len(), 0)),
+                            labels: None,
+                            annotations: Vec::new(),
+                            start_subsecond: 0.0,
+                            breaks: Vec::new(),
+                            segment_onsets: Vec::new(),
+                        }
+                    } else {
+                        f.to_recording(Some(&names), opts.common_rate)?
+                    };
+                    montage::apply(&rec, m)?
+                }
+            };
             let w = opts.window.unwrap_or(EDF_WINDOW_S);
-            rec.windows(w, opts.hop.unwrap_or(w))?
+            let hop = opts.hop.unwrap_or(w);
+            match (&opts.hypnogram, opts.annotation_labels) {
+                (Some(h), _) => {
+                    let hyp = edf::read(h)?;
+                    let events = annotations::from_edf(&hyp.annotations);
+                    let mut ds = annotations::labelled_windows(
+                        &rec,
+                        &events,
+                        &annotations::sleep_stage,
+                        annotations::SLEEP_CLASSES.len(),
+                        w,
+                        hop,
+                    )
+                    .map_err(|e| anyhow::anyhow!("{e:#} (hypnogram {})", h.display()))?
+                    .0;
+                    ds.meta.insert(
+                        "classes".into(),
+                        annotations::SLEEP_CLASSES
+                            .iter()
+                            .enumerate()
+                            .map(|(i, n)| format!("{i} = {n}"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    );
+                    ds
+                }
+                (None, true) => {
+                    let events = annotations::from_edf(&f.annotations);
+                    let map = annotations::class_map(&events);
+                    annotations::labelled_windows(
+                        &rec,
+                        &events,
+                        &|d| map.get(d).copied(),
+                        map.len(),
+                        w,
+                        hop,
+                    )?
+                    .0
+                }
+                (None, false) => rec.windows(w, hop)?,
+            }
         }
+        _ if opts.montage.is_some() => bail!(
+            "{}: --montage applies to EDF/BDF recordings (named electrodes), not to this file",
+            path.display()
+        ),
         FileKind::AccelCsv => {
             let rec = accel::read(path)?;
             let w = opts.window.unwrap_or(ACCEL_WINDOW_S);
@@ -436,8 +614,30 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Windows> {
         ds.classes = Some(k);
     }
     ds.validate()?;
+    check_zero_based(&ds)?;
     ds.normalise(opts.norm);
     Ok(ds)
+}
+
+/// Classes are numbered 0..K−1. Labels that are exactly 1..K (a 1-based export, K ≥ 2) with
+/// no class count given would leave class 0 empty and fail much later in training: refused
+/// here, naming the file.
+pub fn check_zero_based(ds: &Windows) -> Result<()> {
+    if ds.classes.is_some() {
+        return Ok(());
+    }
+    let counts = ds.label_counts();
+    let k = counts.len() as i64;
+    if k >= 2 && counts.keys().copied().eq(1..=k) {
+        bail!(
+            "{}: labels run 1..{k} with no label 0: classes are numbered from 0 (0..{}); \
+             renumber the labels, or give --classes {} if class 0 exists but is absent here",
+            ds.source,
+            k - 1,
+            k + 1
+        );
+    }
+    Ok(())
 }
 
 /// Loads several files and pools them; a file whose channels, rate or window length differ

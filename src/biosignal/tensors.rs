@@ -8,7 +8,18 @@
 //! - .npy: the samples; labels from a sibling: `samples.npy` → `labels.npy`,
 //!   `NAME_samples.npy` → `NAME_labels.npy`, else `NAME.npy` → `NAME.labels.npy` (optional).
 //!
+//! - .npy/.npz metadata: a JSON object of strings in the sidecar `FILE.json` (e.g.
+//!   `windows.npy.json`), the same keys as safetensors metadata; brainscale writes one with
+//!   every .npy/.npz, so its own files say `layout = NCL` and read back as written.
+//!
 //! The rate is unknown unless stated (`--input-rate`).
+//!
+//! Layout: samples may be stored channels-first [N, C, L] (TF-C's) or channels-last
+//! [N, L, C] (HAR-style exports). The layout is, in order: metadata `layout` (`NCL` or `NLC`);
+//! the axis whose size equals the number of names in metadata `channels`; else the smaller of
+//! the two non-batch axes is the channel axis, the rule of TF-C's own loader (which permutes
+//! when the channel axis is not the smallest), with a warning when the file is transposed.
+//! That last rule applies only to foreign files (no metadata saying the layout).
 use crate::biosignal::Windows;
 use crate::core::io::{self, Tensor, TensorFile};
 use anyhow::{anyhow, bail, Context, Result};
@@ -60,18 +71,27 @@ pub fn read(path: &Path) -> Result<Windows> {
     let src = path.display().to_string();
     let (samples, labels, meta) = match ext.as_str() {
         "safetensors" => read_safetensors(path)?,
-        "npz" => read_npz(path)?,
+        "npz" => {
+            let (s, l, _) = read_npz(path)?;
+            (s, l, read_meta_sidecar(path)?)
+        }
         "npy" => {
             let s = read_npy_f32(path)?;
             let labels = match npy_labels_path(path) {
                 Some(lp) => Some(to1(read_npy_i64(&lp)?, &lp.display().to_string())?),
                 None => None,
             };
-            (s, labels, BTreeMap::new())
+            (s, labels, read_meta_sidecar(path)?)
         }
         _ => bail!("{src}: not a tensor file (.safetensors, .npy, .npz)"),
     };
     let samples = to3(samples, &src)?;
+    let (samples, transposed) = channels_first(samples, &meta, &src)?;
+    let mut meta = meta;
+    if let Some(why) = transposed {
+        eprintln!("warning: {why}");
+        meta.insert("layout_read".into(), "NLC transposed to NCL".into());
+    }
     let (n, c, _) = samples.dim();
     if let Some(l) = &labels {
         if l.len() != n {
@@ -109,6 +129,46 @@ pub fn read(path: &Path) -> Result<Windows> {
         source: src,
         meta,
     })
+}
+
+/// Brings [N, A, B] samples to [N, C, L] by the rule in the module docs. Returns the samples
+/// and, when they were transposed from channels-last, the reason (for a warning).
+pub fn channels_first(
+    x: Array3<f32>,
+    meta: &BTreeMap<String, String>,
+    src: &str,
+) -> Result<(Array3<f32>, Option<String>)> {
+    let (_, a, b) = x.dim();
+    let n_names = meta
+        .get("channels")
+        .map(|s| s.split(',').filter(|x| !x.trim().is_empty()).count());
+    let last = match meta.get("layout").map(|s| s.trim().to_uppercase()) {
+        Some(l) if l == "NCL" => false,
+        Some(l) if l == "NLC" => true,
+        Some(l) => bail!("{src}: metadata layout {l:?} is neither \"NCL\" nor \"NLC\""),
+        None => match n_names {
+            Some(k) if k == a => false,
+            Some(k) if k == b => true,
+            _ => b < a,
+        },
+    };
+    if !last {
+        return Ok((x, None));
+    }
+    let why = format!(
+        "{src}: samples [N={}, {a}, {b}] read as channels-last [N, L={a}, C={b}] and \
+         transposed to [N, C, L]{}",
+        x.dim().0,
+        if meta.contains_key("layout") || n_names == Some(b) {
+            " (metadata says so)".to_string()
+        } else {
+            " (the channel axis is the smaller one, as TF-C's loader assumes; set metadata \
+             layout=NCL if the file is channels-first)"
+                .to_string()
+        }
+    );
+    let t = x.permuted_axes([0, 2, 1]).as_standard_layout().to_owned();
+    Ok((t, Some(why)))
 }
 
 type Parts = (ArrayD<f32>, Option<Array1<i64>>, BTreeMap<String, String>);
@@ -217,6 +277,44 @@ fn read_npz(path: &Path) -> Result<Parts> {
     Ok((samples, labels, BTreeMap::new()))
 }
 
+/// The metadata sidecar of a .npy/.npz: `FILE.json` beside it (see the module docs).
+pub fn meta_sidecar(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".json");
+    path.with_file_name(name)
+}
+
+/// Reads the metadata sidecar of `path` if there is one: a JSON object whose values are
+/// strings (numbers are taken as their text). Errors name the sidecar and the fault.
+fn read_meta_sidecar(path: &Path) -> Result<BTreeMap<String, String>> {
+    let p = meta_sidecar(path);
+    if !p.is_file() {
+        return Ok(BTreeMap::new());
+    }
+    let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", p.display()))?;
+    let serde_json::Value::Object(m) = v else {
+        bail!("{}: not a JSON object of metadata", p.display());
+    };
+    m.into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => Ok((k, s)),
+            serde_json::Value::Number(n) => Ok((k, n.to_string())),
+            other => bail!("{}: field '{k}' must be a string, not {other}", p.display()),
+        })
+        .collect()
+}
+
+/// Writes the metadata sidecar of a .npy/.npz (atomically).
+fn write_meta_sidecar(ds: &Windows, path: &Path) -> Result<()> {
+    let m: BTreeMap<String, String> = metadata(ds).into_iter().collect();
+    let text = serde_json::to_string_pretty(&m)?;
+    io::write_atomic(&meta_sidecar(path), |tmp| {
+        std::fs::write(tmp, &text).map_err(|e| anyhow!("{e}"))
+    })
+}
+
 /// The labels file belonging to a samples .npy, if it exists (see the module docs).
 pub fn npy_labels_path(path: &Path) -> Option<PathBuf> {
     let cand = labels_sibling(path);
@@ -248,6 +346,8 @@ fn metadata(ds: &Windows) -> HashMap<String, String> {
         m.insert("sampling_rate_hz".into(), r.to_string());
     }
     m.insert("channels".into(), ds.channels.join(","));
+    m.insert("layout".into(), "NCL".into());
+    m.remove("layout_read");
     if let Some(k) = ds.classes {
         // Keep a descriptive list ("0 = a, 1 = b") when it agrees with K.
         if m.get("classes").and_then(|s| parse_classes(s)) != Some(k) {
@@ -258,7 +358,9 @@ fn metadata(ds: &Windows) -> HashMap<String, String> {
 }
 
 /// Writes `ds` atomically: `.safetensors` (samples f32 [N, C, L], labels i64 [N], metadata),
-/// `.npy` (samples; labels to the sibling named in the module docs) or `.npz`.
+/// `.npy` (samples; labels to the sibling named in the module docs) or `.npz`; for these two
+/// the metadata (layout NCL, channels, rate, classes) goes to the sidecar `FILE.json`, so
+/// that [`read`] returns what was written whatever the sizes of C and L.
 pub fn write(ds: &Windows, path: &Path) -> Result<()> {
     let ext = path
         .extension()
@@ -282,18 +384,21 @@ pub fn write(ds: &Windows, path: &Path) -> Result<()> {
                     ndarray_npy::write_npy(tmp, l).map_err(|e| anyhow!("{e}"))
                 })?;
             }
-            Ok(())
+            write_meta_sidecar(ds, path)
         }
-        "npz" => io::write_atomic(path, |tmp| {
-            let mut z = ndarray_npy::NpzWriter::new(std::fs::File::create(tmp)?);
-            z.add_array("samples", &ds.samples)
-                .map_err(|e| anyhow!("{e}"))?;
-            if let Some(l) = &ds.labels {
-                z.add_array("labels", l).map_err(|e| anyhow!("{e}"))?;
-            }
-            z.finish().map_err(|e| anyhow!("{e}"))?;
-            Ok(())
-        }),
+        "npz" => {
+            io::write_atomic(path, |tmp| {
+                let mut z = ndarray_npy::NpzWriter::new(std::fs::File::create(tmp)?);
+                z.add_array("samples", &ds.samples)
+                    .map_err(|e| anyhow!("{e}"))?;
+                if let Some(l) = &ds.labels {
+                    z.add_array("labels", l).map_err(|e| anyhow!("{e}"))?;
+                }
+                z.finish().map_err(|e| anyhow!("{e}"))?;
+                Ok(())
+            })?;
+            write_meta_sidecar(ds, path)
+        }
         _ => bail!(
             "{}: output must end in .safetensors, .npy or .npz",
             path.display()

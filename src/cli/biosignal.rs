@@ -1,18 +1,17 @@
 //! `brainscale biosignal check | synth | resample | pretrain | finetune | transfer | demo`:
 //! argument parsing and printed summaries; the work is done in the sibling modules.
 use crate::biosignal::finetune::{finetune, summarise, FinetuneOptions, Mode, Regime};
+use crate::biosignal::montage::Montage;
 use crate::biosignal::pretrain::{load_pretrained_model, pretrain, Objective, PretrainOptions};
 use crate::biosignal::resample::{self, Method};
 use crate::biosignal::synth::{Generator, Modality, SynthSplit};
 use crate::biosignal::transfer::{self, Preset, RealData};
 use crate::biosignal::window::Norm;
-use crate::biosignal::{
-    accel, consistent, edf, file_kind, load, window, FileKind, LoadOptions, Windows,
-};
+use crate::biosignal::{load, LoadOptions, Windows};
+use crate::cli::biosignal_check::check;
 use crate::models::registry::BioModelConfig;
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use std::fmt::Write as _;
 use std::path::PathBuf;
 
 /// A library enum offered on the command line as a fixed set of names (the library stays free
@@ -50,6 +49,7 @@ choices! {
     Modality: [Modality::Eeg, Modality::Ecg, Modality::Emg, Modality::Accel] by Modality::name;
     SynthSplit: [SynthSplit::Pretrain, SynthSplit::Train, SynthSplit::Val, SynthSplit::Test] by SynthSplit::name;
     Norm: [Norm::None, Norm::P95, Norm::Zscore] by Norm::name;
+    Montage: [Montage::Banana16, Montage::Biot18] by Montage::name;
     Mode: [Mode::Full, Mode::Linear] by |m| match m { Mode::Full => "full", Mode::Linear => "linear" };
     Preset: [Preset::Demo, Preset::Full] by |p| match p { Preset::Demo => "demo", Preset::Full => "full" };
 }
@@ -80,6 +80,17 @@ pub struct LoadArgs {
     /// Sampling rate (Hz) of tensor files that do not state one in their metadata.
     #[arg(long)]
     pub input_rate: Option<f64>,
+    /// Bipolar montage built from an EDF/BDF's channels after label normalisation
+    /// ("EEG FP1-REF" → FP1, T3 → T7): banana16 (BIOT's 16 channels) or biot18 (+ C3-A2, C4-A1).
+    #[arg(long, value_parser = choice::<Montage>())]
+    pub montage: Option<Montage>,
+    /// Label EDF windows from a Sleep-EDF hypnogram EDF+ (W, N1, N2, N3 = stages 3+4, REM;
+    /// movement and unknown left out); use --window 30 for its epochs.
+    #[arg(long)]
+    pub hypnogram: Option<PathBuf>,
+    /// Label EDF+ windows from the file's own annotations (classes: sorted distinct texts).
+    #[arg(long)]
+    pub annotation_labels: bool,
 }
 
 impl LoadArgs {
@@ -93,6 +104,9 @@ impl LoadArgs {
             norm: self.norm,
             classes: self.classes,
             input_rate: self.input_rate,
+            montage: self.montage,
+            hypnogram: self.hypnogram.clone(),
+            annotation_labels: self.annotation_labels,
         }
     }
 }
@@ -177,7 +191,9 @@ pub struct PretrainArgs {
 
 #[derive(Args, Debug)]
 pub struct FinetuneArgs {
-    /// A `biosignal pretrain` folder (omit to train from scratch).
+    /// A `biosignal pretrain` folder, or one of BIOT's published encoder checkpoints
+    /// (`.ckpt`/`.pt`/`.pth`, imported natively: d 256, 8 heads, 200 Hz, 10-s clips, p95
+    /// normalisation; see `models::biot_import`). Omit to train from scratch.
     #[arg(long)]
     pub pretrained: Option<PathBuf>,
     /// Model config (default: the pretraining folder's); e.g. a conv-only config to start from
@@ -338,8 +354,15 @@ pub fn run(cmd: &BiosignalCommand) -> Result<()> {
         BiosignalCommand::Transfer(a) => run_transfer(a, Preset::Full, "results/biosignal")?,
         BiosignalCommand::Demo(a) => run_transfer(a, Preset::Demo, "results/biosignal-demo")?,
         BiosignalCommand::Resample(a) => {
-            let ds = load(&a.input, &a.load.opts())?;
-            let out = resample::align(&ds, a.rate, a.length, a.method)?;
+            // Normalised after alignment, as pretrain/finetune do (load_aligned): the same
+            // flags give the same windows.
+            let opts = LoadOptions {
+                norm: crate::biosignal::Norm::None,
+                ..a.load.opts()
+            };
+            let ds = load(&a.input, &opts)?;
+            let mut out = resample::align(&ds, a.rate, a.length, a.method)?;
+            out.normalise(a.load.norm);
             out.save(&a.out)?;
             println!(
                 "wrote {}: {} windows [{}, {}] at {} Hz from [{}, {}] at {} ({})",
@@ -354,154 +377,6 @@ pub fn run(cmd: &BiosignalCommand) -> Result<()> {
                 a.method.name()
             );
         }
-    }
-    Ok(())
-}
-
-/// The report `biosignal check` prints, and its faults (empty = all files usable together).
-pub fn check(files: &[PathBuf], opts: &LoadOptions) -> (String, Vec<String>) {
-    let mut out = String::new();
-    let mut faults = Vec::new();
-    let mut loaded: Vec<Windows> = Vec::new();
-    for path in files {
-        let _ = writeln!(out, "{}", path.display());
-        if let Err(e) = describe(path, opts, &mut out) {
-            faults.push(format!("{e:#}"));
-            let _ = writeln!(out, "  FAULT: {e:#}");
-            continue;
-        }
-        if let Some(note) = needs_common_rate(path, opts) {
-            let _ = writeln!(out, "  note: {note}");
-            continue;
-        }
-        match load(path, opts) {
-            Ok(ds) => {
-                let _ = writeln!(
-                    out,
-                    "  windows: {} × [{} ch, {} samples]{}{}",
-                    ds.len(),
-                    ds.n_channels(),
-                    ds.window_len(),
-                    ds.window_seconds()
-                        .map(|s| format!(" = {s:.3} s"))
-                        .unwrap_or_default(),
-                    if opts.norm != window::Norm::None {
-                        format!(", normalised {}", opts.norm.name())
-                    } else {
-                        String::new()
-                    }
-                );
-                if ds.labels.is_some() {
-                    let _ = writeln!(
-                        out,
-                        "  labels: {:?}{}",
-                        ds.label_counts(),
-                        ds.classes
-                            .map(|k| format!(" of {k} classes"))
-                            .unwrap_or_default()
-                    );
-                } else {
-                    let _ = writeln!(out, "  labels: none");
-                }
-                if let Some(first) = loaded.first() {
-                    if let Err(e) = consistent(first, &ds) {
-                        faults.push(format!("{e:#}"));
-                        let _ = writeln!(out, "  FAULT: {e:#}");
-                    }
-                }
-                loaded.push(ds);
-            }
-            Err(e) => {
-                faults.push(format!("{e:#}"));
-                let _ = writeln!(out, "  FAULT: {e:#}");
-            }
-        }
-    }
-    let _ = writeln!(out, "{} file(s), {} fault(s)", files.len(), faults.len());
-    (out, faults)
-}
-
-/// For an EDF/BDF whose selected channels have different rates and no `--common-rate`:
-/// the reason it cannot be windowed as is (not a fault of the file).
-fn needs_common_rate(path: &std::path::Path, opts: &LoadOptions) -> Option<String> {
-    if opts.common_rate.is_some() || file_kind(path).ok()? != FileKind::Edf {
-        return None;
-    }
-    let f = edf::read(path).ok()?;
-    let rates: Vec<f64> = f
-        .signals
-        .iter()
-        .filter(|s| opts.channels.as_ref().is_none_or(|c| c.contains(&s.label)))
-        .map(|s| s.rate)
-        .collect();
-    let mixed = rates.iter().any(|&r| r != rates[0]);
-    mixed.then(|| {
-        "channels have different rates: windows need --common-rate R (sinc-resampled) or \
-         --channels of one rate"
-            .to_string()
-    })
-}
-
-/// Format-specific facts (channels, rates, units, duration, annotations) before windowing.
-fn describe(path: &std::path::Path, opts: &LoadOptions, out: &mut String) -> Result<()> {
-    match file_kind(path)? {
-        FileKind::Edf => {
-            let f = edf::read(path)?;
-            let _ = writeln!(
-                out,
-                "  {}: {} channels, {} records × {} s = {} s, start {} {} + {} s",
-                f.kind.name(),
-                f.signals.len(),
-                f.n_records,
-                f.record_duration,
-                f.duration(),
-                f.start_date,
-                f.start_time,
-                f.start_subsecond
-            );
-            for s in &f.signals {
-                let _ = writeln!(
-                    out,
-                    "    {:<16} {:>8} Hz  {:<6} [{}, {}]",
-                    s.label, s.rate, s.unit, s.physical_min, s.physical_max
-                );
-            }
-            let _ = writeln!(out, "  annotations: {}", f.annotations.len());
-            for a in f.annotations.iter().take(10) {
-                let _ = writeln!(
-                    out,
-                    "    {:>10.4} s {}{}",
-                    a.onset,
-                    a.text,
-                    a.duration.map(|d| format!(" ({d} s)")).unwrap_or_default()
-                );
-            }
-            let w = opts.window.unwrap_or(crate::biosignal::EDF_WINDOW_S);
-            let hop = opts.hop.unwrap_or(w);
-            let n = if f.duration() >= w {
-                ((f.duration() - w) / hop + 1e-9).floor() as usize + 1
-            } else {
-                0
-            };
-            let _ = writeln!(out, "  {w} s windows every {hop} s: {n}");
-        }
-        FileKind::AccelCsv => {
-            let (rec, info) = accel::read_with_info(path)?;
-            let _ = writeln!(
-                out,
-                "  accelerometer CSV: {} rows, {:.4} Hz, {:.3} s, timing jitter {:.2}%{}",
-                info.rows,
-                rec.rate,
-                rec.duration(),
-                100.0 * info.jitter,
-                if info.regridded {
-                    " (interpolated onto a uniform grid)"
-                } else {
-                    ""
-                }
-            );
-        }
-        FileKind::Tensors => {}
     }
     Ok(())
 }
@@ -588,7 +463,18 @@ fn run_pretrain(a: &PretrainArgs) -> Result<()> {
         device: crate::nn::device::parse_device(&a.shape.device)?,
         progress: true,
     };
-    let s = pretrain(&model, a.objective, &pools, &opts, &a.out)?;
+    let existed = a.out.exists();
+    let s = match pretrain(&model, a.objective, &pools, &opts, &a.out) {
+        Ok(s) => s,
+        Err(e) => {
+            // A failed run leaves no empty --out behind (remove_dir only removes an empty
+            // folder: a checkpoint written before the failure is kept for resuming).
+            if !existed {
+                let _ = std::fs::remove_dir(&a.out);
+            }
+            return Err(e);
+        }
+    };
     println!(
         "pretrained {} ({}) on {} pool(s) at {rate} Hz × {length}: {} steps, train loss {:.4}, held-out loss {}\n  checkpoint {}",
         model.name(),
@@ -603,7 +489,28 @@ fn run_pretrain(a: &PretrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// Whether `p` names a PyTorch checkpoint file (`.ckpt`, `.pt`, `.pth`) rather than a
+/// `biosignal pretrain` folder.
+fn is_torch_checkpoint(p: &std::path::Path) -> bool {
+    p.is_file()
+        && p.extension().is_some_and(|e| {
+            matches!(
+                e.to_string_lossy().to_lowercase().as_str(),
+                "ckpt" | "pt" | "pth"
+            )
+        })
+}
+
 fn run_finetune(a: &FinetuneArgs) -> Result<()> {
+    let mut tmp = None;
+    let r = run_finetune_inner(a, &mut tmp);
+    if let Some(t) = tmp {
+        let _ = std::fs::remove_file(t);
+    }
+    r
+}
+
+fn run_finetune_inner(a: &FinetuneArgs, tmp_out: &mut Option<std::path::PathBuf>) -> Result<()> {
     let regimes = a
         .regimes
         .iter()
@@ -612,7 +519,24 @@ fn run_finetune(a: &FinetuneArgs) -> Result<()> {
     if a.seeds.is_empty() {
         bail!("give at least one seed");
     }
+    // A BIOT checkpoint is imported to brainscale names in a temporary file, removed at the end.
+    let mut imported: Option<std::path::PathBuf> = None;
     let (model, init, fallback) = match (&a.pretrained, &a.model) {
+        (Some(ckpt), m) if is_torch_checkpoint(ckpt) => {
+            let imp = crate::models::biot_import::import(ckpt, None)?;
+            let tmp = std::env::temp_dir().join(format!(
+                "brainscale-biot-import-{}.safetensors",
+                std::process::id()
+            ));
+            imp.save(&tmp)?;
+            imported = Some(tmp.clone());
+            let model = match m {
+                Some(p) => BioModelConfig::load(p)?,
+                None => BioModelConfig::from(imp.config.clone()),
+            };
+            // BIOT's published models: 200 Hz, 10-s clips.
+            (model, Some(tmp), Some((200.0, 2000)))
+        }
         (Some(dir), m) => {
             let (pm, info) = load_pretrained_model(dir)?;
             let model = match m {
@@ -625,6 +549,7 @@ fn run_finetune(a: &FinetuneArgs) -> Result<()> {
         (None, Some(p)) => (BioModelConfig::load(p)?, None, None),
         (None, None) => bail!("give --pretrained DIR or --model FILE (from scratch)"),
     };
+    *tmp_out = imported;
     set_threads(a.shape.threads)?;
     let (rate, length) = model_shape(&a.shape, fallback, Some(&a.train))?;
     let train = load_aligned(&a.train, &a.shape, rate, length)?;

@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod biosignal;
+pub mod biosignal_check;
 pub mod fmri;
 pub mod perf;
 pub mod prior;

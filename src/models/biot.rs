@@ -32,6 +32,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Tensor};
 
+/// Frames per channel BIOT's position table holds (`PositionalEncoding(max_len=1000)`).
+pub const BIOT_MIN_FRAMES: i64 = 1000;
+
 /// BIOT's contrastive temperature (`run_unsupervised_pretrain.py`: `self.T = 0.2`).
 pub const BIOT_TEMPERATURE: f64 = 0.2;
 
@@ -60,7 +63,9 @@ pub struct BiotConfig {
     pub attn_dropout: f64,
     /// Dropout after adding positions (BIOT: 0.1).
     pub pos_dropout: f64,
-    /// Longest per-channel frame sequence (size of the sinusoidal table).
+    /// Size of the sinusoidal position table; the table always holds at least
+    /// [`BIOT_MIN_FRAMES`] (the reference's `max_len = 1000`), so a smaller value here never
+    /// refuses a clip the reference accepts ([`BiotConfig::frame_capacity`]).
     pub max_frames: i64,
 }
 
@@ -130,6 +135,12 @@ impl ModelConfig for BiotConfig {
 }
 
 impl BiotConfig {
+    /// Frames per channel the position table takes: max(`max_frames`, [`BIOT_MIN_FRAMES`]).
+    /// The table is computed, not learned, so its size changes no parameter.
+    pub fn frame_capacity(&self) -> i64 {
+        self.max_frames.max(BIOT_MIN_FRAMES)
+    }
+
     pub fn head_dim(&self) -> i64 {
         self.d_model / self.n_head
     }
@@ -293,7 +304,7 @@ impl BiotEncoder {
                     stdev: 1.0,
                 },
             ),
-            pe: sinusoidal_table(cfg.max_frames, d, p.device()),
+            pe: sinusoidal_table(cfg.frame_capacity(), d, p.device()),
             blocks: (0..cfg.n_layer)
                 .map(|i| Block::new(p / "layers" / i, cfg))
                 .collect(),
@@ -318,10 +329,11 @@ impl BiotEncoder {
                 self.cfg.n_channels
             );
         }
-        if t > self.cfg.max_frames {
+        if t > self.cfg.frame_capacity() {
             bail!(
-                "{t} frames per channel exceed max_frames = {}",
-                self.cfg.max_frames
+                "{t} frames per channel exceed the position table ({} frames: max_frames or \
+                 BIOT's 1000)",
+                self.cfg.frame_capacity()
             );
         }
         let tok = self

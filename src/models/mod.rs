@@ -9,6 +9,7 @@
 //! [`signal`] and are listed in [`registry`] (one line each); they share [`layers`] and
 //! [`objectives`].
 pub mod biot;
+pub mod biot_import;
 pub mod citrus;
 pub mod config;
 pub mod convnet;

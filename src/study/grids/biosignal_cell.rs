@@ -317,11 +317,11 @@ impl BiosignalCell {
                 cfg.n_fft
             );
         }
-        if t > cfg.max_frames {
+        if t > cfg.frame_capacity() {
             bail!(
-                "{t} frames per channel exceed model '{}''s max_frames = {}",
+                "{t} frames per channel exceed model '{}''s position table ({} frames)",
                 cfg.name,
-                cfg.max_frames
+                cfg.frame_capacity()
             );
         }
         if c as i64 > cfg.n_channels {
