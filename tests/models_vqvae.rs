@@ -65,6 +65,7 @@ fn tiny_cfg() -> VqVaeConfig {
         attn_heads: 2,
         ema_decay: 0.99,
         commitment: 0.25,
+        ..Default::default()
     }
 }
 
@@ -343,4 +344,174 @@ fn tokenizer_training_resumes_bit_for_bit() {
     assert!(
         vqvae::train_tokenizer(&other, &tc(6), &[movie], b.path(), Device::Cpu, false).is_err()
     );
+}
+
+/// The four published VideoGPT configurations' checkpoints (small widths), written by the
+/// reference modules (tests/fixtures/videogpt_reference.py, run in the project's .venv) once
+/// per test binary, with two videos preprocessed by VideoGPT's `data.preprocess`.
+fn videogpt_fixtures() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("brainscale-videogpt-")
+            .tempdir()
+            .unwrap()
+            .keep();
+        // Landscape and portrait frames of seeded noise (a sharp test of the interpolation).
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for (name, shape, res) in [
+            ("wide", (3, 45, 80, 3), 16),
+            ("tall", (2, 90, 51, 3), 32),
+            ("odd", (2, 33, 47, 3), 64), // upsampling
+        ] {
+            let v = Array4::<u8>::from_shape_fn(shape, |_| rng.gen());
+            ndarray_npy::write_npy(dir.join(format!("pre_{res}_{name}.npy")), &v).unwrap();
+        }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let ok = std::process::Command::new(root.join(".venv/bin/python"))
+            .arg(root.join("tests/fixtures/videogpt_reference.py"))
+            .arg("published")
+            .arg(&dir)
+            .status()
+            .expect("run the VideoGPT reference in .venv")
+            .success();
+        assert!(ok, "the VideoGPT reference fixture failed");
+        dir
+    })
+}
+
+const PUBLISHED: [&str; 4] = [
+    "bair_stride4x2x2",
+    "ucf101_stride4x4x4",
+    "kinetics_stride4x4x4",
+    "kinetics_stride2x4x4",
+];
+
+fn import_cli(ckpt: &std::path::Path, out: &std::path::Path) -> (bool, String) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_brainscale"))
+        .args(["tokenizer", "import"])
+        .arg(ckpt)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
+#[test]
+fn videogpt_checkpoints_import_with_equal_codes_and_decoder_output() {
+    let fx = videogpt_fixtures();
+    let _g = lock();
+    let out = tempfile::tempdir().unwrap();
+    for name in PUBLISHED {
+        let d = fx.join(name);
+        let dir = out.path().join(name);
+        let (ok, msg) = import_cli(&d.join("model.ckpt"), &dir);
+        assert!(ok, "{name}: {msg}");
+        let tok = Tokenizer::load(&dir, Device::Cpu).unwrap();
+        let c = &tok.model.cfg;
+        assert!(!c.res_conv_bias && c.resize == brainscale::models::vqvae::Resize::Videogpt);
+        assert_eq!(c.clip_len, 16);
+        let x: ndarray::ArrayD<f32> = ndarray_npy::read_npy(d.join("x.npy")).unwrap();
+        let want_codes: ndarray::ArrayD<i64> = ndarray_npy::read_npy(d.join("codes.npy")).unwrap();
+        let want_recon: ndarray::ArrayD<f32> = ndarray_npy::read_npy(d.join("recon.npy")).unwrap();
+        let xt = Tensor::from_slice(x.as_slice().unwrap()).view(
+            x.shape()
+                .iter()
+                .map(|&s| s as i64)
+                .collect::<Vec<_>>()
+                .as_slice(),
+        );
+        let codes = tok.model.encode(&xt).unwrap();
+        assert_eq!(
+            codes.size(),
+            want_codes
+                .shape()
+                .iter()
+                .map(|&s| s as i64)
+                .collect::<Vec<_>>()
+        );
+        let got: Vec<i64> = Vec::try_from(codes.reshape([-1])).unwrap();
+        let same = got
+            .iter()
+            .zip(want_codes.iter())
+            .filter(|(a, b)| a == b)
+            .count();
+        assert_eq!(same, got.len(), "{name}: {same}/{} codes equal", got.len());
+        // The decoder from the reference's codes.
+        let rc = Tensor::from_slice(want_codes.as_slice().unwrap()).view(codes.size().as_slice());
+        let recon: Vec<f32> = Vec::try_from(tok.model.decode(&rc).unwrap().reshape([-1])).unwrap();
+        assert_eq!(recon.len(), want_recon.len());
+        let err = recon
+            .iter()
+            .zip(want_recon.iter())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        let scale = want_recon.iter().map(|v| v.abs()).fold(0f32, f32::max);
+        eprintln!("{name}: codes equal, decoder max |Δ| {err:.2e} (max |y| {scale:.2})");
+        assert!(err <= 1e-5, "{name}: decoder max |Δ| {err}");
+        assert!(scale > 0.05, "{name}: a degenerate decoder output");
+    }
+    // A checkpoint whose arguments lack a field: a clear error, no tokenizer folder.
+    let bad = out.path().join("bad");
+    let (ok, msg) = import_cli(&fx.join("no_n_codes/model.ckpt"), &bad);
+    assert!(
+        !ok && msg.contains("n_codes") && msg.contains("model.ckpt"),
+        "{msg}"
+    );
+    assert!(!msg.contains("panicked"), "{msg}");
+    assert!(!bad.join("vqvae.json").exists());
+    // Not a checkpoint at all.
+    let junk = out.path().join("junk.ckpt");
+    std::fs::write(&junk, b"not a zip").unwrap();
+    let (ok, msg) = import_cli(&junk, &bad);
+    assert!(
+        !ok && msg.contains("junk.ckpt") && msg.contains("zip"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn videogpt_preprocessing_is_the_reference_pixel_for_pixel() {
+    let fx = videogpt_fixtures();
+    let _g = lock();
+    for (name, res) in [("wide", 16), ("tall", 32), ("odd", 64)] {
+        let v: Array4<u8> =
+            ndarray_npy::read_npy(fx.join(format!("pre_{res}_{name}.npy"))).unwrap();
+        let want: ndarray::Array4<f32> =
+            ndarray_npy::read_npy(fx.join(format!("pre_{res}_{name}.out.npy"))).unwrap();
+        let t = v.dim().0;
+        let f = Frames {
+            data: v,
+            times: Array1::from_iter((0..t).map(|i| i as f64 / 10.0)),
+            fps: 10.0,
+            end: None,
+        };
+        let got = vqvae::preprocess_with(
+            &f,
+            res,
+            brainscale::models::vqvae::Resize::Videogpt,
+            Device::Cpu,
+        )
+        .unwrap();
+        assert_eq!(
+            got.size(),
+            want.shape().iter().map(|&s| s as i64).collect::<Vec<_>>()
+        );
+        let got: Vec<f32> = Vec::try_from(got.reshape([-1])).unwrap();
+        let differ = got
+            .iter()
+            .zip(want.iter())
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .count();
+        assert_eq!(differ, 0, "{name}: {differ} of {} pixels differ", got.len());
+        // brainscale's own (antialiased) resize is a different function.
+        let ours: Vec<f32> =
+            Vec::try_from(preprocess(&f, res, Device::Cpu).unwrap().reshape([-1])).unwrap();
+        assert!(ours.iter().zip(&got).any(|(a, b)| (a - b).abs() > 1e-3));
+    }
 }

@@ -6,7 +6,7 @@
 use crate::core::io;
 use crate::fmri::codes::CodeFile;
 use crate::fmri::video::Frames;
-use crate::models::vqvae::{VqVae, VqVaeConfig};
+use crate::models::vqvae::{Resize, VqVae, VqVaeConfig};
 use crate::models::ModelConfig;
 use crate::nn::{self, parse_device, Data, FitOptions, TrainConfig, Trainer};
 use anyhow::{anyhow, bail, Context, Result};
@@ -35,6 +35,57 @@ pub fn preprocess(frames: &Frames, resolution: i64, device: Device) -> Result<Te
     // as floats.
     let chunk = (64 * 1024 * 1024 / (h * w * 3)).clamp(1, t);
     preprocess_chunked(frames, resolution, device, chunk)
+}
+
+/// Frames → pixels [3, T, R, R] in [-0.5, 0.5] with the given resize: [`Resize::Antialiased`]
+/// is [`preprocess`]; [`Resize::Videogpt`] is VideoGPT's `data.preprocess` (wilson1yan/VideoGPT
+/// `videogpt/data.py`): pixels / 255, plain bilinear (align_corners = false) so that the shorter
+/// side is R and the longer ceil(side·R/shorter), centre crop at ((h − R) / 2, (w − R) / 2),
+/// minus 0.5, with the same libtorch kernel and order of operations, so the pixels are the
+/// reference's bit for bit.
+pub fn preprocess_with(
+    frames: &Frames,
+    resolution: i64,
+    resize: Resize,
+    device: Device,
+) -> Result<Tensor> {
+    match resize {
+        Resize::Antialiased => preprocess(frames, resolution, device),
+        Resize::Videogpt => {
+            let (t, h, w, c) = frames.data.dim();
+            if c != 3 || t == 0 || h == 0 || w == 0 {
+                bail!(
+                    "frames must be [T>0, H>0, W>0, 3], got {:?}",
+                    frames.data.dim()
+                );
+            }
+            let chunk = (64 * 1024 * 1024 / (h * w * 3)).clamp(1, t);
+            let data = frames.data.as_standard_layout();
+            let data = data.as_slice().unwrap();
+            let (h, w, r) = (h as i64, w as i64, resolution);
+            let frame_bytes = (h * w * 3) as usize;
+            let scale = r as f64 / h.min(w) as f64;
+            let (nh, nw) = if h < w {
+                (r, (w as f64 * scale).ceil() as i64)
+            } else {
+                ((h as f64 * scale).ceil() as i64, r)
+            };
+            let mut out = Vec::new();
+            for start in (0..t).step_by(chunk) {
+                let n = chunk.min(t - start);
+                let x = Tensor::from_slice(&data[start * frame_bytes..(start + n) * frame_bytes])
+                    .view([n as i64, h, w, 3])
+                    .to_device(device)
+                    .permute([0, 3, 1, 2])
+                    .to_kind(Kind::Float)
+                    / 255.0;
+                let x = x.upsample_bilinear2d([nh, nw], false, None, None);
+                let (oy, ox) = ((nh - r) / 2, (nw - r) / 2);
+                out.push(x.narrow(2, oy, r).narrow(3, ox, r) - 0.5);
+            }
+            Ok(Tensor::cat(&out, 0).permute([1, 0, 2, 3]).contiguous())
+        }
+    }
 }
 
 /// [`preprocess`] `chunk` frames at a time (the result does not depend on `chunk`).
@@ -128,13 +179,17 @@ struct TokenizerMeta {
     /// Steps trained so far (a later run with more steps resumes from here).
     steps: u64,
     seed: u64,
-    final_recon_loss: f64,
-    final_perplexity: f64,
+    /// None for an imported tokenizer (no training here); JSON null.
+    final_recon_loss: Option<f64>,
+    final_perplexity: Option<f64>,
     /// Optimizer updates taken (Adam bias correction) and every step's reconstruction loss.
     #[serde(default)]
     adam_t: u64,
     #[serde(default)]
     losses: Vec<f64>,
+    /// The checkpoint an imported tokenizer came from (`tokenizer import`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    imported_from: Option<String>,
 }
 
 impl Tokenizer {
@@ -181,7 +236,7 @@ impl Tokenizer {
                 frame_stride
             );
         }
-        let pixels = preprocess(frames, c.resolution, self.vs.device())?;
+        let pixels = preprocess_with(frames, c.resolution, c.resize, self.vs.device())?;
         let mut out = Vec::new();
         for chunk in starts.chunks(batch.max(1)) {
             out.push(
@@ -330,10 +385,11 @@ pub fn train_tokenizer(
         config: cfg.clone(),
         steps: t.step,
         seed: tc.seed,
-        final_recon_loss: *losses.last().unwrap_or(&f64::NAN),
-        final_perplexity: rows.last().map_or(f64::NAN, |r| part(r, "perplexity")),
+        final_recon_loss: losses.last().copied(),
+        final_perplexity: rows.last().map(|r| part(r, "perplexity")),
         adam_t: t.opt.t,
         losses: losses.clone(),
+        imported_from: None,
     };
     io::write_json(&meta_path, &meta)?;
     Ok(losses)
@@ -461,6 +517,36 @@ pub fn train_stage(o: &TrainOptions) -> Result<Option<Vec<f64>>> {
     Ok(Some(train_tokenizer(
         &cfg, &o.train, &movies, &o.out, device, true,
     )?))
+}
+
+/// `tokenizer import`: a VideoGPT VQ-VAE Lightning checkpoint ([`crate::models::videogpt`])
+/// written as a tokenizer folder in `out` (weights first, `vqvae.json` last, each through a
+/// temporary file, so a failed import leaves no folder that looks finished). The folder then
+/// works with `tokenizer encode`, `pretrain` and `features` unchanged; it encodes with
+/// VideoGPT's preprocessing. Returns the imported config.
+pub fn import_stage(ckpt: &Path, out: &Path) -> Result<VqVaeConfig> {
+    let imp = crate::models::videogpt::import_checkpoint(ckpt)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    io::write_atomic(&out.join("vqvae.safetensors"), |tmp| {
+        imp.vs.save(tmp).map_err(|e| anyhow!("{e}"))
+    })?;
+    let meta = TokenizerMeta {
+        config: imp.model.cfg.clone(),
+        steps: 0,
+        seed: 0,
+        final_recon_loss: None,
+        final_perplexity: None,
+        adam_t: 0,
+        losses: Vec::new(),
+        imported_from: Some(
+            std::fs::canonicalize(ckpt)
+                .unwrap_or(ckpt.to_path_buf())
+                .display()
+                .to_string(),
+        ),
+    };
+    io::write_json(&out.join("vqvae.json"), &meta)?;
+    Ok(imp.model.cfg)
 }
 
 /// The tokenize stage: writes one code cache per movie and returns their paths.
