@@ -266,7 +266,15 @@ fn run(path: &Path, opts: &DecodeOptions, keep_pixels: bool) -> Result<(Frames, 
     let declared = declared(&ictx, &st);
     let stream_matrix = stream_display_matrix(&st);
     let declared_frames = st.frames();
-    let mut dec = ff::codec::context::Context::from_parameters(st.parameters())?
+    let mut ctx = ff::codec::context::Context::from_parameters(st.parameters())?;
+    // Frame- and slice-threaded decoding on every core (count 0 = libavcodec's automatic
+    // count), as the ffmpeg CLI decodes by default; the decoded pixels do not depend on it.
+    ctx.set_threading(ff::threading::Config {
+        kind: ff::threading::Type::Frame,
+        count: 0,
+        ..Default::default()
+    });
+    let mut dec = ctx
         .decoder()
         .video()
         .with_context(|| format!("{}: cannot open the video decoder", path.display()))?;
