@@ -515,3 +515,114 @@ fn videogpt_preprocessing_is_the_reference_pixel_for_pixel() {
         assert!(ours.iter().zip(&got).any(|(a, b)| (a - b).abs() > 1e-3));
     }
 }
+
+/// A real clip (../shared/data/video, 176×144 H.264) through decode → tokenize with an
+/// imported, reference-written tokenizer (VideoGPT preprocessing of the native frames) →
+/// a small prior → features.
+#[test]
+fn a_real_clip_goes_through_an_imported_tokenizer_to_features() {
+    let fx = videogpt_fixtures();
+    let movie = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/video/carphone_pristine.mp4");
+    if !movie.exists() {
+        eprintln!("skipped: {} not found", movie.display());
+        return;
+    }
+    let _g = lock();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let (ok, msg) = import_cli(&fx.join("small/model.ckpt"), &w.join("tok"));
+    assert!(ok, "{msg}");
+    let frames = brainscale::fmri::video::decode_cached(
+        &movie,
+        &w.join("frames"),
+        &brainscale::fmri::video::DecodeOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(frames.data.dim(), (120, 144, 176, 3));
+    let tok = Tokenizer::load(&w.join("tok"), Device::Cpu).unwrap();
+    let paths = vqvae::tokenize_movies(
+        &tok,
+        &[("carphone".to_string(), frames.clone())],
+        &w.join("codes"),
+        1,
+        4,
+    )
+    .unwrap();
+    let code = CodeFile::load(&paths[0]).unwrap();
+    // 120 frames, 8-frame clips every 4 frames: 29 clips of 2×8×8 codes of 16.
+    assert_eq!(code.codes.shape(), &[29, 2, 8, 8]);
+    let distinct: std::collections::BTreeSet<i64> = code.codes.iter().copied().collect();
+    assert!(
+        distinct.len() > 1 && distinct.iter().all(|&c| (0..16).contains(&c)),
+        "{distinct:?}"
+    );
+    // The batch's clips are preprocessed on their own (per frame: the same pixels as the whole
+    // movie's); one clip at a time gives the same codes up to near ties of the random codebook
+    // (the convolutions' float rounding depends on the batch size).
+    let (one, _) = tok.tokenize(&frames, 1, 4, 1).unwrap();
+    let one: Vec<i64> = Vec::try_from(one.reshape([-1])).unwrap();
+    let same = one
+        .iter()
+        .zip(code.codes.iter())
+        .filter(|(a, b)| a == b)
+        .count();
+    eprintln!("batch 1 vs 8: {same} of {} codes equal", one.len());
+    assert!(
+        same as f64 >= 0.95 * one.len() as f64,
+        "{same} of {}",
+        one.len()
+    );
+    let whole = vqvae::preprocess_with(
+        &frames,
+        32,
+        brainscale::models::vqvae::Resize::Videogpt,
+        Device::Cpu,
+    )
+    .unwrap();
+    let part = Frames {
+        data: frames
+            .data
+            .slice(ndarray::s![40..56, .., .., ..])
+            .to_owned(),
+        times: frames.times.slice(ndarray::s![40..56]).to_owned(),
+        fps: frames.fps,
+        end: None,
+    };
+    let part = vqvae::preprocess_with(
+        &part,
+        32,
+        brainscale::models::vqvae::Resize::Videogpt,
+        Device::Cpu,
+    )
+    .unwrap();
+    assert!(whole.narrow(1, 40, 16).equal(&part));
+    // A prior on the codes, then features from its hidden states.
+    std::fs::write(
+        w.join("gpt.toml"),
+        "d_model = 16\nn_layer = 1\nn_head = 2\nctx = 128\nvocab = 16\n",
+    )
+    .unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_brainscale"))
+        .current_dir(w)
+        .args([
+            "pretrain", "--codes", "codes", "--model", "gpt.toml", "--out", "prior",
+        ])
+        .args(["--max-steps", "3", "--batch-size", "2", "--device", "cpu"])
+        .args(["--threads", "1", "--eval-fraction", "0.1"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut ex = GptExtractor::load(&w.join("prior"), &[1], Device::Cpu, 1)
+        .unwrap()
+        .with_hop(8)
+        .unwrap();
+    let f = ex.extract(&frames).unwrap();
+    assert_eq!(f.values.dim(), (15, 16));
+    assert!(f.values.iter().all(|v| v.is_finite()));
+    assert!(
+        (f.times[0] - 8.0 / 2.0 / frames.fps).abs() < 1e-6,
+        "{:?}",
+        f.times
+    );
+}

@@ -236,12 +236,25 @@ impl Tokenizer {
                 frame_stride
             );
         }
-        let pixels = preprocess_with(frames, c.resolution, c.resize, self.vs.device())?;
         let mut out = Vec::new();
         for chunk in starts.chunks(batch.max(1)) {
+            // Only the frames of this batch's clips are preprocessed (per frame, so the pixels
+            // are the same as the whole movie's): float pixels never exceed one batch.
+            let (first, last) = (chunk[0], chunk[chunk.len() - 1] + (len - 1) * frame_stride);
+            let part = Frames {
+                data: frames
+                    .data
+                    .slice(ndarray::s![first..=last, .., .., ..])
+                    .to_owned(),
+                times: frames.times.slice(ndarray::s![first..=last]).to_owned(),
+                fps: frames.fps,
+                end: None,
+            };
+            let pixels = preprocess_with(&part, c.resolution, c.resize, self.vs.device())?;
+            let local: Vec<usize> = chunk.iter().map(|s| s - first).collect();
             out.push(
                 self.model
-                    .encode(&cut_clips(&pixels, chunk, len, frame_stride))?
+                    .encode(&cut_clips(&pixels, &local, len, frame_stride))?
                     .to_device(Device::Cpu),
             );
         }
