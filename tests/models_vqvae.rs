@@ -626,3 +626,45 @@ fn a_real_clip_goes_through_an_imported_tokenizer_to_features() {
         f.times
     );
 }
+
+/// VideoGPT's `AxialBlock` builds its attention with n_layer = 1: the output projection's
+/// std is 1/sqrt(C), whatever the number of residual layers. The residual convs' bias is a
+/// config field: without it the model has VideoGPT's 2,880 fewer parameters (default widths).
+#[test]
+fn attention_init_and_residual_bias_follow_videogpt() {
+    let _g = lock();
+    tch::manual_seed(0);
+    let cfg = VqVaeConfig {
+        n_hiddens: 128,
+        n_res_layers: 4,
+        ..tiny_cfg()
+    };
+    let vs = nn::VarStore::new(Device::Cpu);
+    VqVae::new(&vs.root(), &cfg).unwrap();
+    let v = vs.variables();
+    for name in [
+        "encoder.res_stack.3.attn_2.fc.weight",
+        "decoder.res_stack.0.attn_1.fc.weight",
+    ] {
+        let std = v[name].std(true).double_value(&[]);
+        let want = 1.0 / 128f64.sqrt();
+        assert!(
+            (std / want - 1.0).abs() < 0.05,
+            "{name}: std {std}, want {want}"
+        );
+    }
+    let count = |cfg: &VqVaeConfig| {
+        let vs = nn::VarStore::new(Device::Cpu);
+        VqVae::new(&vs.root(), cfg).unwrap();
+        vs.trainable_variables()
+            .iter()
+            .map(|t| t.numel())
+            .sum::<usize>()
+    };
+    let d = VqVaeConfig::default();
+    let without = VqVaeConfig {
+        res_conv_bias: false,
+        ..d.clone()
+    };
+    assert_eq!(count(&d) - count(&without), 2880);
+}
