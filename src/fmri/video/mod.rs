@@ -161,6 +161,11 @@ pub fn decode_stage(
         movies
             .iter()
             .map(|m| {
+                // A fresh decode streams into the cache without holding the frames.
+                let cache = cache_path(cache_dir, m, opts);
+                if opts.fps.is_none() && !cache_is_current(&cache, m)? {
+                    return Ok(decode_into_cache(m, &cache, opts, fingerprint(m)?)?.0);
+                }
                 let (f, note) = decode_cached_with_note(m, cache_dir, opts)?;
                 let (_, height, width, _) = f.data.dim();
                 Ok(DecodedMovie {
@@ -292,19 +297,179 @@ pub fn decode_cached_with_note(
             }
         }
     }
-    let (frames, report) = decode_with_report(movie, opts)?;
-    let note = report.describe();
+    let note = decode_into_cache(movie, &cache, opts, fp)?.1;
+    Ok((load_frames(&cache)?, note))
+}
+
+/// Decodes `movie` into the cache file `cache` (atomically) and returns its frame count,
+/// (height, width), rate, duration and note. At the native rate (`opts.fps` None) the frames
+/// stream from the decoder to the file one at a time ([`StreamingCache`]), so memory does not
+/// grow with the movie; a resampled rate decodes in memory first.
+#[cfg(feature = "video")]
+fn decode_into_cache(
+    movie: &Path,
+    cache: &Path,
+    opts: &DecodeOptions,
+    fp: String,
+) -> Result<(DecodedMovie, String)> {
     let mut meta = HashMap::from([
         ("source".to_string(), movie.display().to_string()),
         ("source_fingerprint".to_string(), fp),
         ("decoder".to_string(), DECODER_VERSION.to_string()),
-        ("note".to_string(), note.clone()),
     ]);
-    if let Some(t) = &report.truncated {
-        meta.insert("truncated".to_string(), t.to_string());
+    let (frames, (height, width), report) = if opts.fps.is_none() {
+        let mut w = StreamingCache::create(cache)?;
+        let (f, size, report) = {
+            let mut sink = |px: &[u8]| w.push(px);
+            ffmpeg::decode_streaming(movie, opts, &mut sink)?
+        };
+        let note = report.describe();
+        meta.insert("note".to_string(), note);
+        if let Some(t) = &report.truncated {
+            meta.insert("truncated".to_string(), t.to_string());
+        }
+        w.finish(&f, size, meta)?;
+        (f, size, report)
+    } else {
+        let (frames, report) = decode_with_report(movie, opts)?;
+        meta.insert("note".to_string(), report.describe());
+        if let Some(t) = &report.truncated {
+            meta.insert("truncated".to_string(), t.to_string());
+        }
+        save_frames(cache, &frames, meta)?;
+        let (_, h, w, _) = frames.data.dim();
+        (frames, (h, w), report)
+    };
+    let note = report.describe();
+    Ok((
+        DecodedMovie {
+            movie: movie.to_path_buf(),
+            frames: frames.len(),
+            width,
+            height,
+            fps: frames.fps,
+            duration: frames.duration(),
+            note: note.clone(),
+        },
+        note,
+    ))
+}
+
+/// A frame cache written while decoding: a safetensors file whose header (a fixed 64 KiB,
+/// space-padded as the format allows) is written last, the frames appended one at a time, the
+/// times after them; renamed into place by [`StreamingCache::finish`] (a failed decode leaves
+/// only the temporary file, removed on drop).
+#[cfg(feature = "video")]
+struct StreamingCache {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: Option<std::io::BufWriter<std::fs::File>>,
+    bytes: u64,
+    frame_bytes: Option<usize>,
+}
+
+#[cfg(feature = "video")]
+const STREAM_HEADER: usize = 64 * 1024;
+
+#[cfg(feature = "video")]
+impl StreamingCache {
+    fn create(path: &Path) -> Result<Self> {
+        use std::io::Write;
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating folder {}", parent.display()))?;
+        }
+        let tmp = path.with_extension("safetensors.partial");
+        let f =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut file = std::io::BufWriter::with_capacity(1 << 20, f);
+        file.write_all(&[0u8; 8 + STREAM_HEADER])?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            tmp,
+            file: Some(file),
+            bytes: 0,
+            frame_bytes: None,
+        })
     }
-    save_frames(&cache, &frames, meta)?;
-    Ok((frames, note))
+
+    fn push(&mut self, px: &[u8]) -> Result<()> {
+        use std::io::Write;
+        if *self.frame_bytes.get_or_insert(px.len()) != px.len() {
+            bail!("{}: frames of different sizes", self.path.display());
+        }
+        self.file.as_mut().expect("open").write_all(px)?;
+        self.bytes += px.len() as u64;
+        Ok(())
+    }
+
+    fn finish(
+        mut self,
+        f: &Frames,
+        (h, w): (usize, usize),
+        mut meta: HashMap<String, String>,
+    ) -> Result<()> {
+        use std::io::{Seek, SeekFrom, Write};
+        let n = f.times.len();
+        if self.bytes != (n * h * w * 3) as u64 {
+            bail!(
+                "{}: {} bytes of frames for {n} frames of {h}×{w}",
+                self.path.display(),
+                self.bytes
+            );
+        }
+        meta.insert("fps".into(), f.fps.to_string());
+        if let Some(e) = f.end {
+            meta.insert("end".into(), e.to_string());
+        }
+        let mut file = self.file.take().expect("open");
+        for t in f.times.iter() {
+            file.write_all(&t.to_le_bytes())?;
+        }
+        let header = serde_json::json!({
+            "__metadata__": meta,
+            "frames": {"dtype": "U8", "shape": [n, h, w, 3], "data_offsets": [0, self.bytes]},
+            "times": {"dtype": "F64", "shape": [n],
+                      "data_offsets": [self.bytes, self.bytes + 8 * n as u64]},
+        })
+        .to_string();
+        if header.len() > STREAM_HEADER {
+            bail!("{}: frame cache header too long", self.path.display());
+        }
+        let mut padded = header.into_bytes();
+        padded.resize(STREAM_HEADER, b' ');
+        let mut file = file.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+        file.seek(SeekFrom::Start(0))?;
+        file.write_all(&(STREAM_HEADER as u64).to_le_bytes())?;
+        file.write_all(&padded)?;
+        file.sync_all()?;
+        drop(file);
+        io::commit(&self.tmp, &self.path)
+    }
+}
+
+#[cfg(feature = "video")]
+impl Drop for StreamingCache {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            self.file = None;
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Whether `cache` holds `movie` decoded by this decoder version (its header says so).
+#[cfg(feature = "video")]
+fn cache_is_current(cache: &Path, movie: &Path) -> Result<bool> {
+    if !cache.exists() {
+        return Ok(false);
+    }
+    let fp = fingerprint(movie)?;
+    Ok(TensorFile::open(cache).is_ok_and(|f| {
+        let m = f.metadata();
+        m.get("source_fingerprint") == Some(&fp)
+            && m.get("decoder").map(String::as_str) == Some(DECODER_VERSION)
+    }))
 }
 
 /// Loads a cache made elsewhere (builds without ffmpeg).
