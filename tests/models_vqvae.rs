@@ -557,6 +557,38 @@ fn a_real_clip_goes_through_an_imported_tokenizer_to_features() {
         distinct.len() > 1 && distinct.iter().all(|&c| (0..16).contains(&c)),
         "{distinct:?}"
     );
+    // Streamed from the frame cache a batch at a time (what `tokenizer encode` does): the
+    // same codes and clip times bit for bit as the in-memory path, in the same file layout.
+    let cache = brainscale::fmri::video::cache_path(
+        &w.join("frames"),
+        &movie,
+        &brainscale::fmri::video::DecodeOptions::default(),
+    );
+    let mut fc = brainscale::fmri::video::FrameCache::open(&cache).unwrap();
+    assert_eq!(fc.len(), 120);
+    assert_eq!(
+        fc.read(37..53).unwrap().data,
+        frames.data.slice(ndarray::s![37..53, .., .., ..])
+    );
+    assert!(fc.read(110..121).is_err());
+    let (streamed, st) = tok.tokenize_cache(&mut fc, 1, 4, 8).unwrap();
+    let streamed: Vec<i64> = Vec::try_from(streamed.reshape([-1])).unwrap();
+    assert_eq!(streamed, code.codes.iter().copied().collect::<Vec<_>>());
+    assert_eq!(
+        st.iter().map(|t| t.to_bits()).collect::<Vec<_>>(),
+        code.times.iter().map(|t| t.to_bits()).collect::<Vec<_>>()
+    );
+    let spaths = vqvae::tokenize_caches(
+        &tok,
+        &[("carphone".to_string(), cache.clone())],
+        &w.join("codes-streamed"),
+        1,
+        4,
+    )
+    .unwrap();
+    let sc = CodeFile::load(&spaths[0]).unwrap();
+    assert_eq!(sc.codes, code.codes);
+    assert_eq!(sc.times, code.times);
     // The batch's clips are preprocessed on their own (per frame: the same pixels as the whole
     // movie's); one clip at a time gives the same codes up to near ties of the random codebook
     // (the convolutions' float rounding depends on the batch size).

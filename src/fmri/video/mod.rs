@@ -281,11 +281,24 @@ pub fn decode_cached_with_note(
     cache_dir: &Path,
     opts: &DecodeOptions,
 ) -> Result<(Frames, String)> {
+    let (cache, note) = decode_to_cache(movie, cache_dir, opts)?;
+    Ok((load_frames(&cache)?, note))
+}
+
+/// Makes sure the frame cache of `movie` is current (decoding it when it is not, streamed at
+/// the native rate) and returns its path and note, without loading the frames: only the cache
+/// header is read. Open it with [`FrameCache`] to read frames as they are needed.
+#[cfg(feature = "video")]
+pub fn decode_to_cache(
+    movie: &Path,
+    cache_dir: &Path,
+    opts: &DecodeOptions,
+) -> Result<(PathBuf, String)> {
     let cache = cache_path(cache_dir, movie, opts);
     let fp = fingerprint(movie)?;
     if cache.exists() {
-        if let Ok(f) = TensorFile::open(&cache) {
-            let m = f.metadata();
+        if let Ok(h) = io::TensorHeader::open(&cache) {
+            let m = h.metadata();
             if m.get("source_fingerprint") == Some(&fp)
                 && m.get("decoder").map(String::as_str) == Some(DECODER_VERSION)
             {
@@ -293,12 +306,149 @@ pub fn decode_cached_with_note(
                     bail!("{t} (give --allow-truncated to use it as it is)");
                 }
                 let note = m.get("note").cloned().unwrap_or_default();
-                return Ok((load_frames(&cache)?, note));
+                return Ok((cache, note));
             }
         }
     }
     let note = decode_into_cache(movie, &cache, opts, fp)?.1;
-    Ok((load_frames(&cache)?, note))
+    Ok((cache, note))
+}
+
+/// The cache of a movie decoded elsewhere (builds without ffmpeg): its path and note.
+#[cfg(not(feature = "video"))]
+pub fn decode_to_cache(
+    movie: &Path,
+    cache_dir: &Path,
+    opts: &DecodeOptions,
+) -> Result<(PathBuf, String)> {
+    let cache = cache_path(cache_dir, movie, opts);
+    if cache.exists() {
+        let note = io::TensorHeader::open(&cache)?
+            .metadata()
+            .get("note")
+            .cloned()
+            .unwrap_or_default();
+        return Ok((cache, note));
+    }
+    bail!(
+        "cannot decode {}: this build has no video support (cargo feature `video`); \
+         decode on a machine with ffmpeg and copy {}",
+        movie.display(),
+        cache.display()
+    )
+}
+
+/// Every movie's frame cache made current ([`decode_to_cache`]): (file stem, cache path) in
+/// the order given, no frames held.
+pub fn decode_all_to_cache(
+    movies: &[PathBuf],
+    cache_dir: &Path,
+    opts: &DecodeOptions,
+) -> Result<Vec<(String, PathBuf)>> {
+    movies
+        .iter()
+        .map(|m| Ok((movie_stem(m), decode_to_cache(m, cache_dir, opts)?.0)))
+        .collect()
+}
+
+/// A frame cache opened for reading frames by range: only its header and times are read at
+/// open, so memory is bounded by the ranges read, not the movie (issue 21). Reads give the
+/// same bytes as [`load_frames`] on the same file.
+pub struct FrameCache {
+    path: PathBuf,
+    file: std::fs::File,
+    /// File offset of frame 0.
+    frames_at: u64,
+    /// Frames, height, width.
+    pub dims: (usize, usize, usize),
+    /// Presentation time of each frame (s).
+    pub times: Array1<f64>,
+    pub fps: f64,
+    /// As [`Frames::end`].
+    pub end: Option<f64>,
+}
+
+impl FrameCache {
+    /// Opens a cache written by [`save_frames`] or the streaming decode. Errors name the file
+    /// and field: not safetensors, `frames` not U8 [T, H, W, 3], `times` not F64 [T], no fps.
+    pub fn open(path: &Path) -> Result<Self> {
+        use std::io::{Read, Seek, SeekFrom};
+        let p = path.display();
+        let h = io::TensorHeader::open(path)?;
+        let fr = h.tensor("frames")?;
+        let tm = h.tensor("times")?;
+        if fr.dtype != "U8" || fr.shape.len() != 4 || fr.shape[3] != 3 {
+            bail!(
+                "{p}: frames must be U8 [T, H, W, 3], found {} {:?}",
+                fr.dtype,
+                fr.shape
+            );
+        }
+        if tm.dtype != "F64" || tm.shape != [fr.shape[0]] {
+            bail!(
+                "{p}: {} times ({}) for frames of shape {:?}",
+                tm.shape.first().copied().unwrap_or(0),
+                tm.dtype,
+                fr.shape
+            );
+        }
+        let mut file = std::fs::File::open(path).with_context(|| format!("opening {p}"))?;
+        file.seek(SeekFrom::Start(tm.begin))?;
+        let mut b = vec![0u8; (tm.end - tm.begin) as usize];
+        file.read_exact(&mut b)
+            .with_context(|| format!("{p}: reading times"))?;
+        let times: Array1<f64> = b
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect();
+        let meta = h.metadata();
+        let fps = meta
+            .get("fps")
+            .and_then(|s| s.parse().ok())
+            .with_context(|| format!("{p}: no fps in metadata"))?;
+        let end = meta.get("end").and_then(|s| s.parse().ok());
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            frames_at: fr.begin,
+            dims: (fr.shape[0], fr.shape[1], fr.shape[2]),
+            times,
+            fps,
+            end,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.dims.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.dims.0 == 0
+    }
+
+    /// Frames `range` (with their times; `end` set only when the range reaches the last
+    /// frame). Errors: a range past the end, a read failure (both name the file).
+    pub fn read(&mut self, range: std::ops::Range<usize>) -> Result<Frames> {
+        use std::io::{Read, Seek, SeekFrom};
+        let (t, h, w) = self.dims;
+        if range.start > range.end || range.end > t {
+            bail!("{}: frames {range:?} asked of {t}", self.path.display());
+        }
+        let fb = h * w * 3;
+        let n = range.end - range.start;
+        let mut buf = vec![0u8; n * fb];
+        self.file
+            .seek(SeekFrom::Start(self.frames_at + (range.start * fb) as u64))?;
+        self.file
+            .read_exact(&mut buf)
+            .with_context(|| format!("{}: reading frames {range:?}", self.path.display()))?;
+        Ok(Frames {
+            data: Array4::from_shape_vec((n, h, w, 3), buf)?,
+            times: self.times.slice(ndarray::s![range.clone()]).to_owned(),
+            fps: self.fps,
+            end: if range.end == t { self.end } else { None },
+        })
+    }
 }
 
 /// Decodes `movie` into the cache file `cache` (atomically) and returns its frame count,
@@ -465,7 +615,7 @@ fn cache_is_current(cache: &Path, movie: &Path) -> Result<bool> {
         return Ok(false);
     }
     let fp = fingerprint(movie)?;
-    Ok(TensorFile::open(cache).is_ok_and(|f| {
+    Ok(io::TensorHeader::open(cache).is_ok_and(|f| {
         let m = f.metadata();
         m.get("source_fingerprint") == Some(&fp)
             && m.get("decoder").map(String::as_str) == Some(DECODER_VERSION)
