@@ -651,6 +651,15 @@ fn a_real_clip_goes_through_an_imported_tokenizer_to_features() {
         .unwrap();
     let f = ex.extract(&frames).unwrap();
     assert_eq!(f.values.dim(), (15, 16));
+    // The features stage's path reads the cache clip by clip: the same features bit for bit.
+    let fs = ex
+        .extract_cache(&mut brainscale::fmri::video::FrameCache::open(&cache).unwrap())
+        .unwrap();
+    assert_eq!(
+        fs.values.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        f.values.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+    assert_eq!(fs.times, f.times);
     assert!(f.values.iter().all(|v| v.is_finite()));
     assert!(
         (f.times[0] - 8.0 / 2.0 / frames.fps).abs() < 1e-6,

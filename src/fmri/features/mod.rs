@@ -349,12 +349,14 @@ pub fn run_stage(
             }
             Some(ex) => {
                 let dopts = opts.decode.options(opts.fps, opts.size);
-                let frames =
-                    crate::fmri::video::decode_cached(movie, &work.join("frames"), &dopts)?;
+                // The frames stay in their cache; clip extractors read them as they go.
+                let (cache, _) =
+                    crate::fmri::video::decode_to_cache(movie, &work.join("frames"), &dopts)?;
+                let mut fc = crate::fmri::video::FrameCache::open(&cache)?;
                 let f = ex
-                    .extract(&frames)
+                    .extract_cache(&mut fc)
                     .with_context(|| format!("features of {}", movie.display()))?;
-                (f, frames.duration())
+                (f, fc.duration())
             }
         });
         bar.inc(1);

@@ -426,6 +426,14 @@ impl FrameCache {
         self.dims.0 == 0
     }
 
+    /// As [`Frames::duration`] (seconds).
+    pub fn duration(&self) -> f64 {
+        match self.end {
+            Some(e) if !self.is_empty() => e,
+            _ => self.times.last().map_or(0.0, |t| t + 1.0 / self.fps),
+        }
+    }
+
     /// Frames `range` (with their times; `end` set only when the range reaches the last
     /// frame). Errors: a range past the end, a read failure (both name the file).
     pub fn read(&mut self, range: std::ops::Range<usize>) -> Result<Frames> {
