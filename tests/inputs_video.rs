@@ -372,5 +372,33 @@ fn streamed_frame_cache_equals_the_in_memory_decode() {
         let again = video::decode_cached(&p, &cache, &o).unwrap();
         assert_eq!(again.data, want.data, "{name}");
         assert!(!file.with_extension("safetensors.partial").exists());
+        // Read by range (what tokenize and features do): the same frames, times and duration.
+        let mut fc = video::FrameCache::open(&file).unwrap();
+        assert_eq!(fc.len(), want.len(), "{name}");
+        assert_eq!(fc.duration(), want.duration(), "{name}");
+        let n = want.len();
+        let part = fc.read(n / 3..n).unwrap();
+        assert_eq!(
+            part.data,
+            want.data.slice(ndarray::s![n / 3.., .., .., ..]),
+            "{name}"
+        );
+        assert_eq!(part.times, want.times.slice(ndarray::s![n / 3..]), "{name}");
+        assert_eq!(part.end, want.end, "{name}");
+        let e = format!("{:#}", fc.read(n - 1..n + 1).unwrap_err());
+        assert!(e.contains(&file.display().to_string()), "{e}");
+    }
+    // A cache cut short is refused at open, naming the file and the tensor.
+    let src = std::fs::read_dir(dir.path().join("carphone_pristine.mp4"));
+    if let Some(f) = src
+        .ok()
+        .and_then(|mut d| d.next())
+        .map(|e| e.unwrap().path())
+    {
+        let b = std::fs::read(&f).unwrap();
+        let cut = dir.path().join("cut.safetensors");
+        std::fs::write(&cut, &b[..b.len() - 100]).unwrap();
+        let e = format!("{:#}", video::FrameCache::open(&cut).err().unwrap());
+        assert!(e.contains("cut.safetensors") && e.contains("times"), "{e}");
     }
 }
