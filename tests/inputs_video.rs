@@ -387,6 +387,20 @@ fn streamed_frame_cache_equals_the_in_memory_decode() {
         assert_eq!(part.end, want.end, "{name}");
         let e = format!("{:#}", fc.read(n - 1..n + 1).unwrap_err());
         assert!(e.contains(&file.display().to_string()), "{e}");
+        // The baseline features read the cache in chunks: the same values bit for bit.
+        use brainscale::fmri::features::{Baseline, Extractor};
+        let whole = Baseline::default().extract(&want).unwrap();
+        for chunk in [7, 1000] {
+            let got = Baseline::default()
+                .extract_cache_chunked(&mut fc, chunk)
+                .unwrap();
+            assert_eq!(got.times, whole.times, "{name}");
+            assert_eq!(
+                got.values.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                whole.values.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "{name}"
+            );
+        }
     }
     // A cache cut short is refused at open, naming the file and the tensor.
     let src = std::fs::read_dir(dir.path().join("carphone_pristine.mp4"));
