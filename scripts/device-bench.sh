@@ -16,6 +16,10 @@
 #                   block by block, streamed through the torch ridge on CUDA), when this build has it
 #   train.csv       bench-train: GPT-2 d768 bf16, the VideoGPT prior in fp32 / tf32 / bf16 / fp16
 #   pipeline/       one pipeline cell (tokenizer → prior → features → ridge) on CUDA
+#   tokenize.txt    tokenize throughput at VideoGPT's published size (16×128×128 clips, widths
+#                   240/4/256/2048, random weights written by the reference modules and imported
+#                   with `tokenizer import`) on CUDA: brainscale's `tokenizer encode` beside the
+#                   reference PyTorch encoder (tests/fixtures/videogpt_reference.py bench)
 # Each step has its own time limit, so one slow step cannot eat the others' time; a step that
 # fails is logged and the next one runs. Before any of them, within seconds, `run` checks that
 # every library of the carried binary resolves (ldd; torch's lib folder from the machine's own
@@ -97,6 +101,13 @@ prepare() {
   rm -rf "$CARRY/synth-tiny" && cp -r datasets/synth-tiny "$CARRY/synth-tiny"
   # The cell's frame cache: native rate, 32×32 (the grid's VQ-VAE resolution).
   rm -rf "$CARRY/work" && "$full" decode --dataset "$CARRY/synth-tiny" --size 32 --work "$CARRY/work" >/dev/null
+  # The tokenize step's movie: the real 720p clip looped 3× (396 frames, 19 MB of frames), decoded at 128 px
+  # into the frame cache that the GPU build reads (`tokenizer encode --cache`).
+  local movie=$CARRY/movie/bbb3.mp4
+  mkdir -p "$CARRY/movie" && rm -rf "$CARRY/movie-frames"
+  ffmpeg -v error -y -stream_loop 2 -i ../shared/data/video/bigbuckbunny.mp4 -an -c copy "$movie"
+  "$full" decode --movie "$movie" --size 128 --work "$CARRY/movie-frames" >/dev/null
+  rm -f "$movie" && touch "$movie" # the cache is keyed by the movie's name; keep 64 MiB free
   set +e
   local torchlib
   torchlib=$(torch_lib) || { echo "prepare: no PyTorch in ${PYTHON:-python3} (make deps installs .venv)" >&2; exit 1; }
@@ -186,6 +197,16 @@ run() {
   mkdir -p "$OUT/pipeline/shared/frames" && cp "$CARRY"/work/frames/*.safetensors "$OUT/pipeline/shared/frames/"
   step pipeline-cell 120 "$BIN" bench run "$grid"
   rm -rf "$OUT/pipeline/shared" # large; the rows are in $OUT/pipeline/results.csv
+  if "$BIN" tokenizer --help | grep -q import && [ -d "$CARRY/movie-frames" ]; then
+    local py=${PYTHON:-python3} tok="$OUT/tok-kinetics444"
+    mkdir -p "$tok.src"
+    # A checkpoint at the published widths (random weights), saved as Lightning saves.
+    step tokenize-ckpt 120 "$py" tests/fixtures/videogpt_reference.py ckpt "$tok.src/model.ckpt" "$tok.src" 4 4 4 128 16 240 4 256 2048 0
+    step tokenize-import 60 "$BIN" tokenizer import "$tok.src/model.ckpt" --out "$tok"
+    step tokenize 120 bash -c "TIMEFORMAT='brainscale tokenizer encode (cuda, batch 8): %R s wall for 396 frames (24 clips), start and frame loading included'; { time '$BIN' tokenizer encode --movies '$CARRY/movie/bbb3.mp4' --tokenizer '$tok' --out '$OUT/codes' --cache '$CARRY/movie-frames/frames' --device cuda; } 2>&1 | tee '$OUT/tokenize.txt'"
+    step tokenize-reference 120 bash -c "'$py' tests/fixtures/videogpt_reference.py bench 128 256 8 8 cuda | tee -a '$OUT/tokenize.txt'"
+    rm -rf "$tok.src" "$tok" "$OUT/codes"
+  fi
   echo "rows: $(ls "$OUT")" | tee -a "$log"
 }
 

@@ -332,3 +332,87 @@ fn variable_frame_rate_movie_resamples_to_its_full_duration() {
         );
     }
 }
+
+/// The decode stage streams frames into the cache one at a time (issue 21): the cache holds
+/// exactly the frames, times, rate and end of the in-memory decode, for real movies at their
+/// native size and resized, and is what later stages load.
+#[test]
+fn streamed_frame_cache_equals_the_in_memory_decode() {
+    let data = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/video"));
+    let dir = tempfile::tempdir().unwrap();
+    for (name, size) in [
+        ("carphone_pristine.mp4", None),
+        ("bigbuckbunny.mp4", Some(64)),
+        ("bikes.mp4", Some(48)),
+    ] {
+        let p = data.join(name);
+        if !p.exists() {
+            eprintln!("skipping {name}: {} not found", p.display());
+            continue;
+        }
+        let o = DecodeOptions {
+            size,
+            ..Default::default()
+        };
+        let want = video::decode(&p, &o).unwrap();
+        let cache = dir.path().join(name);
+        let rows = video::decode_stage(&[p.clone()], &cache, &o).unwrap();
+        let file = video::cache_path(&cache, &p, &o);
+        let got = video::load_frames(&file).unwrap();
+        assert_eq!(got.data, want.data, "{name}");
+        assert_eq!(got.times, want.times, "{name}");
+        assert_eq!((got.fps, got.end), (want.fps, want.end), "{name}");
+        let (_, h, w, _) = want.data.dim();
+        assert_eq!(
+            (rows[0].frames, rows[0].height, rows[0].width),
+            (want.len(), h, w),
+            "{name}"
+        );
+        // A second run finds the cache current; decode_cached reads the same frames.
+        let again = video::decode_cached(&p, &cache, &o).unwrap();
+        assert_eq!(again.data, want.data, "{name}");
+        assert!(!file.with_extension("safetensors.partial").exists());
+        // Read by range (what tokenize and features do): the same frames, times and duration.
+        let mut fc = video::FrameCache::open(&file).unwrap();
+        assert_eq!(fc.len(), want.len(), "{name}");
+        assert_eq!(fc.duration(), want.duration(), "{name}");
+        let n = want.len();
+        let part = fc.read(n / 3..n).unwrap();
+        assert_eq!(
+            part.data,
+            want.data.slice(ndarray::s![n / 3.., .., .., ..]),
+            "{name}"
+        );
+        assert_eq!(part.times, want.times.slice(ndarray::s![n / 3..]), "{name}");
+        assert_eq!(part.end, want.end, "{name}");
+        let e = format!("{:#}", fc.read(n - 1..n + 1).unwrap_err());
+        assert!(e.contains(&file.display().to_string()), "{e}");
+        // The baseline features read the cache in chunks: the same values bit for bit.
+        use brainscale::fmri::features::{Baseline, Extractor};
+        let whole = Baseline::default().extract(&want).unwrap();
+        for chunk in [7, 1000] {
+            let got = Baseline::default()
+                .extract_cache_chunked(&mut fc, chunk)
+                .unwrap();
+            assert_eq!(got.times, whole.times, "{name}");
+            assert_eq!(
+                got.values.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                whole.values.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "{name}"
+            );
+        }
+    }
+    // A cache cut short is refused at open, naming the file and the tensor.
+    let src = std::fs::read_dir(dir.path().join("carphone_pristine.mp4"));
+    if let Some(f) = src
+        .ok()
+        .and_then(|mut d| d.next())
+        .map(|e| e.unwrap().path())
+    {
+        let b = std::fs::read(&f).unwrap();
+        let cut = dir.path().join("cut.safetensors");
+        std::fs::write(&cut, &b[..b.len() - 100]).unwrap();
+        let e = format!("{:#}", video::FrameCache::open(&cut).err().unwrap());
+        assert!(e.contains("cut.safetensors") && e.contains("times"), "{e}");
+    }
+}

@@ -65,6 +65,7 @@ fn tiny_cfg() -> VqVaeConfig {
         attn_heads: 2,
         ema_decay: 0.99,
         commitment: 0.25,
+        ..Default::default()
     }
 }
 
@@ -343,4 +344,368 @@ fn tokenizer_training_resumes_bit_for_bit() {
     assert!(
         vqvae::train_tokenizer(&other, &tc(6), &[movie], b.path(), Device::Cpu, false).is_err()
     );
+}
+
+/// The four published VideoGPT configurations' checkpoints (small widths), written by the
+/// reference modules (tests/fixtures/videogpt_reference.py, run in the project's .venv) once
+/// per test binary, with two videos preprocessed by VideoGPT's `data.preprocess`.
+fn videogpt_fixtures() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("brainscale-videogpt-")
+            .tempdir()
+            .unwrap()
+            .keep();
+        // Landscape and portrait frames of seeded noise (a sharp test of the interpolation).
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for (name, shape, res) in [
+            ("wide", (3, 45, 80, 3), 16),
+            ("tall", (2, 90, 51, 3), 32),
+            ("odd", (2, 33, 47, 3), 64), // upsampling
+        ] {
+            let v = Array4::<u8>::from_shape_fn(shape, |_| rng.gen());
+            ndarray_npy::write_npy(dir.join(format!("pre_{res}_{name}.npy")), &v).unwrap();
+        }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let ok = std::process::Command::new(root.join(".venv/bin/python"))
+            .arg(root.join("tests/fixtures/videogpt_reference.py"))
+            .arg("published")
+            .arg(&dir)
+            .status()
+            .expect("run the VideoGPT reference in .venv")
+            .success();
+        assert!(ok, "the VideoGPT reference fixture failed");
+        dir
+    })
+}
+
+const PUBLISHED: [&str; 4] = [
+    "bair_stride4x2x2",
+    "ucf101_stride4x4x4",
+    "kinetics_stride4x4x4",
+    "kinetics_stride2x4x4",
+];
+
+fn import_cli(ckpt: &std::path::Path, out: &std::path::Path) -> (bool, String) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_brainscale"))
+        .args(["tokenizer", "import"])
+        .arg(ckpt)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
+#[test]
+fn videogpt_checkpoints_import_with_equal_codes_and_decoder_output() {
+    let fx = videogpt_fixtures();
+    let _g = lock();
+    let out = tempfile::tempdir().unwrap();
+    for name in PUBLISHED {
+        let d = fx.join(name);
+        let dir = out.path().join(name);
+        let (ok, msg) = import_cli(&d.join("model.ckpt"), &dir);
+        assert!(ok, "{name}: {msg}");
+        let tok = Tokenizer::load(&dir, Device::Cpu).unwrap();
+        let c = &tok.model.cfg;
+        assert!(!c.res_conv_bias && c.resize == brainscale::models::vqvae::Resize::Videogpt);
+        assert_eq!(c.clip_len, 16);
+        let x: ndarray::ArrayD<f32> = ndarray_npy::read_npy(d.join("x.npy")).unwrap();
+        let want_codes: ndarray::ArrayD<i64> = ndarray_npy::read_npy(d.join("codes.npy")).unwrap();
+        let want_recon: ndarray::ArrayD<f32> = ndarray_npy::read_npy(d.join("recon.npy")).unwrap();
+        let xt = Tensor::from_slice(x.as_slice().unwrap()).view(
+            x.shape()
+                .iter()
+                .map(|&s| s as i64)
+                .collect::<Vec<_>>()
+                .as_slice(),
+        );
+        let codes = tok.model.encode(&xt).unwrap();
+        assert_eq!(
+            codes.size(),
+            want_codes
+                .shape()
+                .iter()
+                .map(|&s| s as i64)
+                .collect::<Vec<_>>()
+        );
+        let got: Vec<i64> = Vec::try_from(codes.reshape([-1])).unwrap();
+        let same = got
+            .iter()
+            .zip(want_codes.iter())
+            .filter(|(a, b)| a == b)
+            .count();
+        assert_eq!(same, got.len(), "{name}: {same}/{} codes equal", got.len());
+        // The decoder from the reference's codes.
+        let rc = Tensor::from_slice(want_codes.as_slice().unwrap()).view(codes.size().as_slice());
+        let recon: Vec<f32> = Vec::try_from(tok.model.decode(&rc).unwrap().reshape([-1])).unwrap();
+        assert_eq!(recon.len(), want_recon.len());
+        let err = recon
+            .iter()
+            .zip(want_recon.iter())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        let scale = want_recon.iter().map(|v| v.abs()).fold(0f32, f32::max);
+        eprintln!("{name}: codes equal, decoder max |Δ| {err:.2e} (max |y| {scale:.2})");
+        assert!(err <= 1e-5, "{name}: decoder max |Δ| {err}");
+        assert!(scale > 0.05, "{name}: a degenerate decoder output");
+    }
+    // A checkpoint whose arguments lack a field: a clear error, no tokenizer folder.
+    let bad = out.path().join("bad");
+    let (ok, msg) = import_cli(&fx.join("no_n_codes/model.ckpt"), &bad);
+    assert!(
+        !ok && msg.contains("n_codes") && msg.contains("model.ckpt"),
+        "{msg}"
+    );
+    assert!(!msg.contains("panicked"), "{msg}");
+    assert!(!bad.join("vqvae.json").exists());
+    // Not a checkpoint at all.
+    let junk = out.path().join("junk.ckpt");
+    std::fs::write(&junk, b"not a zip").unwrap();
+    let (ok, msg) = import_cli(&junk, &bad);
+    assert!(
+        !ok && msg.contains("junk.ckpt") && msg.contains("zip"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn videogpt_preprocessing_is_the_reference_pixel_for_pixel() {
+    let fx = videogpt_fixtures();
+    let _g = lock();
+    for (name, res) in [("wide", 16), ("tall", 32), ("odd", 64)] {
+        let v: Array4<u8> =
+            ndarray_npy::read_npy(fx.join(format!("pre_{res}_{name}.npy"))).unwrap();
+        let want: ndarray::Array4<f32> =
+            ndarray_npy::read_npy(fx.join(format!("pre_{res}_{name}.out.npy"))).unwrap();
+        let t = v.dim().0;
+        let f = Frames {
+            data: v,
+            times: Array1::from_iter((0..t).map(|i| i as f64 / 10.0)),
+            fps: 10.0,
+            end: None,
+        };
+        let got = vqvae::preprocess_with(
+            &f,
+            res,
+            brainscale::models::vqvae::Resize::Videogpt,
+            Device::Cpu,
+        )
+        .unwrap();
+        assert_eq!(
+            got.size(),
+            want.shape().iter().map(|&s| s as i64).collect::<Vec<_>>()
+        );
+        let got: Vec<f32> = Vec::try_from(got.reshape([-1])).unwrap();
+        let differ = got
+            .iter()
+            .zip(want.iter())
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .count();
+        assert_eq!(differ, 0, "{name}: {differ} of {} pixels differ", got.len());
+        // brainscale's own (antialiased) resize is a different function.
+        let ours: Vec<f32> =
+            Vec::try_from(preprocess(&f, res, Device::Cpu).unwrap().reshape([-1])).unwrap();
+        assert!(ours.iter().zip(&got).any(|(a, b)| (a - b).abs() > 1e-3));
+    }
+}
+
+/// A real clip (../shared/data/video, 176×144 H.264) through decode → tokenize with an
+/// imported, reference-written tokenizer (VideoGPT preprocessing of the native frames) →
+/// a small prior → features.
+#[test]
+fn a_real_clip_goes_through_an_imported_tokenizer_to_features() {
+    let fx = videogpt_fixtures();
+    let movie = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/video/carphone_pristine.mp4");
+    if !movie.exists() {
+        eprintln!("skipped: {} not found", movie.display());
+        return;
+    }
+    let _g = lock();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let (ok, msg) = import_cli(&fx.join("small/model.ckpt"), &w.join("tok"));
+    assert!(ok, "{msg}");
+    let frames = brainscale::fmri::video::decode_cached(
+        &movie,
+        &w.join("frames"),
+        &brainscale::fmri::video::DecodeOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(frames.data.dim(), (120, 144, 176, 3));
+    let tok = Tokenizer::load(&w.join("tok"), Device::Cpu).unwrap();
+    let paths = vqvae::tokenize_movies(
+        &tok,
+        &[("carphone".to_string(), frames.clone())],
+        &w.join("codes"),
+        1,
+        4,
+    )
+    .unwrap();
+    let code = CodeFile::load(&paths[0]).unwrap();
+    // 120 frames, 8-frame clips every 4 frames: 29 clips of 2×8×8 codes of 16.
+    assert_eq!(code.codes.shape(), &[29, 2, 8, 8]);
+    let distinct: std::collections::BTreeSet<i64> = code.codes.iter().copied().collect();
+    assert!(
+        distinct.len() > 1 && distinct.iter().all(|&c| (0..16).contains(&c)),
+        "{distinct:?}"
+    );
+    // Streamed from the frame cache a batch at a time (what `tokenizer encode` does): the
+    // same codes and clip times bit for bit as the in-memory path, in the same file layout.
+    let cache = brainscale::fmri::video::cache_path(
+        &w.join("frames"),
+        &movie,
+        &brainscale::fmri::video::DecodeOptions::default(),
+    );
+    let mut fc = brainscale::fmri::video::FrameCache::open(&cache).unwrap();
+    assert_eq!(fc.len(), 120);
+    assert_eq!(
+        fc.read(37..53).unwrap().data,
+        frames.data.slice(ndarray::s![37..53, .., .., ..])
+    );
+    assert!(fc.read(110..121).is_err());
+    let (streamed, st) = tok.tokenize_cache(&mut fc, 1, 4, 8).unwrap();
+    let streamed: Vec<i64> = Vec::try_from(streamed.reshape([-1])).unwrap();
+    assert_eq!(streamed, code.codes.iter().copied().collect::<Vec<_>>());
+    assert_eq!(
+        st.iter().map(|t| t.to_bits()).collect::<Vec<_>>(),
+        code.times.iter().map(|t| t.to_bits()).collect::<Vec<_>>()
+    );
+    let spaths = vqvae::tokenize_caches(
+        &tok,
+        &[("carphone".to_string(), cache.clone())],
+        &w.join("codes-streamed"),
+        1,
+        4,
+    )
+    .unwrap();
+    let sc = CodeFile::load(&spaths[0]).unwrap();
+    assert_eq!(sc.codes, code.codes);
+    assert_eq!(sc.times, code.times);
+    // The batch's clips are preprocessed on their own (per frame: the same pixels as the whole
+    // movie's); one clip at a time gives the same codes up to near ties of the random codebook
+    // (the convolutions' float rounding depends on the batch size).
+    let (one, _) = tok.tokenize(&frames, 1, 4, 1).unwrap();
+    let one: Vec<i64> = Vec::try_from(one.reshape([-1])).unwrap();
+    let same = one
+        .iter()
+        .zip(code.codes.iter())
+        .filter(|(a, b)| a == b)
+        .count();
+    eprintln!("batch 1 vs 8: {same} of {} codes equal", one.len());
+    assert!(
+        same as f64 >= 0.95 * one.len() as f64,
+        "{same} of {}",
+        one.len()
+    );
+    let whole = vqvae::preprocess_with(
+        &frames,
+        32,
+        brainscale::models::vqvae::Resize::Videogpt,
+        Device::Cpu,
+    )
+    .unwrap();
+    let part = Frames {
+        data: frames
+            .data
+            .slice(ndarray::s![40..56, .., .., ..])
+            .to_owned(),
+        times: frames.times.slice(ndarray::s![40..56]).to_owned(),
+        fps: frames.fps,
+        end: None,
+    };
+    let part = vqvae::preprocess_with(
+        &part,
+        32,
+        brainscale::models::vqvae::Resize::Videogpt,
+        Device::Cpu,
+    )
+    .unwrap();
+    assert!(whole.narrow(1, 40, 16).equal(&part));
+    // A prior on the codes, then features from its hidden states.
+    std::fs::write(
+        w.join("gpt.toml"),
+        "d_model = 16\nn_layer = 1\nn_head = 2\nctx = 128\nvocab = 16\n",
+    )
+    .unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_brainscale"))
+        .current_dir(w)
+        .args([
+            "pretrain", "--codes", "codes", "--model", "gpt.toml", "--out", "prior",
+        ])
+        .args(["--max-steps", "3", "--batch-size", "2", "--device", "cpu"])
+        .args(["--threads", "1", "--eval-fraction", "0.1"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut ex = GptExtractor::load(&w.join("prior"), &[1], Device::Cpu, 1)
+        .unwrap()
+        .with_hop(8)
+        .unwrap();
+    let f = ex.extract(&frames).unwrap();
+    assert_eq!(f.values.dim(), (15, 16));
+    // The features stage's path reads the cache clip by clip: the same features bit for bit.
+    let fs = ex
+        .extract_cache(&mut brainscale::fmri::video::FrameCache::open(&cache).unwrap())
+        .unwrap();
+    assert_eq!(
+        fs.values.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        f.values.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+    assert_eq!(fs.times, f.times);
+    assert!(f.values.iter().all(|v| v.is_finite()));
+    assert!(
+        (f.times[0] - 8.0 / 2.0 / frames.fps).abs() < 1e-6,
+        "{:?}",
+        f.times
+    );
+}
+
+/// VideoGPT's `AxialBlock` builds its attention with n_layer = 1: the output projection's
+/// std is 1/sqrt(C), whatever the number of residual layers. The residual convs' bias is a
+/// config field: without it the model has VideoGPT's 2,880 fewer parameters (default widths).
+#[test]
+fn attention_init_and_residual_bias_follow_videogpt() {
+    let _g = lock();
+    tch::manual_seed(0);
+    let cfg = VqVaeConfig {
+        n_hiddens: 128,
+        n_res_layers: 4,
+        ..tiny_cfg()
+    };
+    let vs = nn::VarStore::new(Device::Cpu);
+    VqVae::new(&vs.root(), &cfg).unwrap();
+    let v = vs.variables();
+    for name in [
+        "encoder.res_stack.3.attn_2.fc.weight",
+        "decoder.res_stack.0.attn_1.fc.weight",
+    ] {
+        let std = v[name].std(true).double_value(&[]);
+        let want = 1.0 / 128f64.sqrt();
+        assert!(
+            (std / want - 1.0).abs() < 0.05,
+            "{name}: std {std}, want {want}"
+        );
+    }
+    let count = |cfg: &VqVaeConfig| {
+        let vs = nn::VarStore::new(Device::Cpu);
+        VqVae::new(&vs.root(), cfg).unwrap();
+        vs.trainable_variables()
+            .iter()
+            .map(|t| t.numel())
+            .sum::<usize>()
+    };
+    let d = VqVaeConfig::default();
+    let without = VqVaeConfig {
+        res_conv_bias: false,
+        ..d.clone()
+    };
+    assert_eq!(count(&d) - count(&without), 2880);
 }

@@ -16,6 +16,19 @@ pub enum TokenizerCommand {
     Train(TokenizerTrainArgs),
     /// Turn movies into VQ-VAE code caches (`<movie>.codes.safetensors`).
     Encode(TokenizeArgs),
+    /// Import a VideoGPT VQ-VAE Lightning checkpoint (`bair_stride4x2x2`,
+    /// `ucf101_stride4x4x4`, `kinetics_stride4x4x4`, `kinetics_stride2x4x4`) as a tokenizer folder.
+    Import(TokenizerImportArgs),
+}
+
+/// `brainscale tokenizer import CKPT --out DIR`.
+#[derive(Args, Debug)]
+pub struct TokenizerImportArgs {
+    /// VideoGPT VQ-VAE checkpoint (`.ckpt`: `state_dict` + `hyper_parameters['args']`).
+    pub ckpt: PathBuf,
+    /// Output tokenizer folder (works with `tokenizer encode`, `pretrain`, `features`).
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// `brainscale tokenizer train`.
@@ -187,6 +200,23 @@ pub fn run_tokenizer(c: TokenizerCommand) -> Result<()> {
                 device: a.device,
             })?;
             println!("tokenized {} movies into {}", paths.len(), a.out.display());
+        }
+        TokenizerCommand::Import(a) => {
+            let cfg = tokenize::import_stage(&a.ckpt, &a.out)?;
+            let lat = cfg.latent_shape();
+            println!(
+                "imported {}: {}×{}×{} clips → {}×{}×{} codes of {} (VideoGPT preprocessing); \
+                 tokenizer in {}",
+                a.ckpt.display(),
+                cfg.clip_len,
+                cfg.resolution,
+                cfg.resolution,
+                lat[0],
+                lat[1],
+                lat[2],
+                cfg.n_codes,
+                a.out.display()
+            );
         }
     }
     Ok(())

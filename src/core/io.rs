@@ -439,3 +439,124 @@ impl TensorReader {
         &mut self.file
     }
 }
+
+/// The header of a safetensors file, read without its data (8-byte length, JSON), for
+/// streamed reads of large files by byte range; checks that every tensor's bytes lie inside
+/// the file and match its shape and dtype.
+pub struct TensorHeader {
+    path: PathBuf,
+    /// File offset of the data section (8 + header length).
+    pub data_start: u64,
+    json: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One tensor's entry in a [`TensorHeader`]: dtype name (`U8`, `F64`, ...), shape, and its
+/// bytes' range in the file (absolute offsets).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorEntry {
+    pub dtype: String,
+    pub shape: Vec<usize>,
+    pub begin: u64,
+    pub end: u64,
+}
+
+impl TensorHeader {
+    /// Reads the header of `path`. Errors name the file: no header, a header cut short or
+    /// longer than 100 MB, not JSON.
+    pub fn open(path: &Path) -> Result<Self> {
+        use std::io::Read;
+        let mut f =
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let file_len = f.metadata()?.len();
+        let mut len = [0u8; 8];
+        f.read_exact(&mut len)
+            .with_context(|| format!("{}: not a safetensors file", path.display()))?;
+        let hl = u64::from_le_bytes(len);
+        if hl > 100_000_000 || 8 + hl > file_len {
+            bail!(
+                "{}: not a safetensors file (header length {hl})",
+                path.display()
+            );
+        }
+        let mut h = vec![0u8; hl as usize];
+        f.read_exact(&mut h)
+            .with_context(|| format!("{}: header cut short", path.display()))?;
+        let json: serde_json::Value = serde_json::from_slice(&h)
+            .with_context(|| format!("{}: header is not JSON", path.display()))?;
+        let json = match json {
+            serde_json::Value::Object(m) => m,
+            _ => bail!("{}: header is not a JSON object", path.display()),
+        };
+        let me = Self {
+            path: path.to_path_buf(),
+            data_start: 8 + hl,
+            json,
+        };
+        for name in me.json.keys().filter(|k| *k != "__metadata__") {
+            let e = me.tensor(name)?;
+            if e.end > file_len {
+                bail!(
+                    "{}: tensor '{name}' ends at byte {} of a {file_len}-byte file (cut short?)",
+                    path.display(),
+                    e.end
+                );
+            }
+        }
+        Ok(me)
+    }
+
+    /// The `__metadata__` strings (empty when absent).
+    pub fn metadata(&self) -> HashMap<String, String> {
+        self.json
+            .get("__metadata__")
+            .and_then(|m| m.as_object())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Tensor `name`'s entry. Errors: no such tensor, a malformed entry, or a byte range that
+    /// does not match its shape and dtype.
+    pub fn tensor(&self, name: &str) -> Result<TensorEntry> {
+        let p = self.path.display();
+        let t = self
+            .json
+            .get(name)
+            .ok_or_else(|| anyhow!("{p} has no tensor named '{name}'"))?;
+        let dtype = t["dtype"]
+            .as_str()
+            .ok_or_else(|| anyhow!("{p}: tensor '{name}' has no dtype"))?
+            .to_string();
+        let shape: Vec<usize> = t["shape"]
+            .as_array()
+            .and_then(|a| a.iter().map(|x| x.as_u64().map(|x| x as usize)).collect())
+            .ok_or_else(|| anyhow!("{p}: tensor '{name}' has no valid shape"))?;
+        let off = |i: usize| t["data_offsets"][i].as_u64();
+        let (Some(b), Some(e)) = (off(0), off(1)) else {
+            bail!("{p}: tensor '{name}' has no valid data_offsets");
+        };
+        let width = match dtype.as_str() {
+            "U8" | "I8" | "BOOL" => 1,
+            "F16" | "BF16" | "I16" | "U16" => 2,
+            "F32" | "I32" | "U32" => 4,
+            "F64" | "I64" | "U64" => 8,
+            d => bail!("{p}: tensor '{name}' has unknown dtype {d}"),
+        };
+        let n: usize = shape.iter().product::<usize>() * width;
+        if e < b || e - b != n as u64 {
+            bail!(
+                "{p}: tensor '{name}' of shape {shape:?} {dtype} has {} bytes",
+                e.wrapping_sub(b)
+            );
+        }
+        Ok(TensorEntry {
+            dtype,
+            shape,
+            begin: self.data_start + b,
+            end: self.data_start + e,
+        })
+    }
+}

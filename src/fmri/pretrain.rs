@@ -198,6 +198,7 @@ pub fn small_prior_configs() -> (crate::models::vqvae::VqVaeConfig, GptConfig) {
         attn_heads: 2,
         ema_decay: 0.99,
         commitment: 0.25,
+        ..Default::default()
     };
     let lat = vq.latent_shape();
     let gpt = GptConfig {

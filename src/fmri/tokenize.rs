@@ -5,8 +5,8 @@
 //! it trains through the engine ([`crate::nn`]).
 use crate::core::io;
 use crate::fmri::codes::CodeFile;
-use crate::fmri::video::Frames;
-use crate::models::vqvae::{VqVae, VqVaeConfig};
+use crate::fmri::video::{FrameCache, Frames};
+use crate::models::vqvae::{Resize, VqVae, VqVaeConfig};
 use crate::models::ModelConfig;
 use crate::nn::{self, parse_device, Data, FitOptions, TrainConfig, Trainer};
 use anyhow::{anyhow, bail, Context, Result};
@@ -35,6 +35,57 @@ pub fn preprocess(frames: &Frames, resolution: i64, device: Device) -> Result<Te
     // as floats.
     let chunk = (64 * 1024 * 1024 / (h * w * 3)).clamp(1, t);
     preprocess_chunked(frames, resolution, device, chunk)
+}
+
+/// Frames → pixels [3, T, R, R] in [-0.5, 0.5] with the given resize: [`Resize::Antialiased`]
+/// is [`preprocess`]; [`Resize::Videogpt`] is VideoGPT's `data.preprocess` (wilson1yan/VideoGPT
+/// `videogpt/data.py`): pixels / 255, plain bilinear (align_corners = false) so that the shorter
+/// side is R and the longer ceil(side·R/shorter), centre crop at ((h − R) / 2, (w − R) / 2),
+/// minus 0.5, with the same libtorch kernel and order of operations, so the pixels are the
+/// reference's bit for bit.
+pub fn preprocess_with(
+    frames: &Frames,
+    resolution: i64,
+    resize: Resize,
+    device: Device,
+) -> Result<Tensor> {
+    match resize {
+        Resize::Antialiased => preprocess(frames, resolution, device),
+        Resize::Videogpt => {
+            let (t, h, w, c) = frames.data.dim();
+            if c != 3 || t == 0 || h == 0 || w == 0 {
+                bail!(
+                    "frames must be [T>0, H>0, W>0, 3], got {:?}",
+                    frames.data.dim()
+                );
+            }
+            let chunk = (64 * 1024 * 1024 / (h * w * 3)).clamp(1, t);
+            let data = frames.data.as_standard_layout();
+            let data = data.as_slice().unwrap();
+            let (h, w, r) = (h as i64, w as i64, resolution);
+            let frame_bytes = (h * w * 3) as usize;
+            let scale = r as f64 / h.min(w) as f64;
+            let (nh, nw) = if h < w {
+                (r, (w as f64 * scale).ceil() as i64)
+            } else {
+                ((h as f64 * scale).ceil() as i64, r)
+            };
+            let mut out = Vec::new();
+            for start in (0..t).step_by(chunk) {
+                let n = chunk.min(t - start);
+                let x = Tensor::from_slice(&data[start * frame_bytes..(start + n) * frame_bytes])
+                    .view([n as i64, h, w, 3])
+                    .to_device(device)
+                    .permute([0, 3, 1, 2])
+                    .to_kind(Kind::Float)
+                    / 255.0;
+                let x = x.upsample_bilinear2d([nh, nw], false, None, None);
+                let (oy, ox) = ((nh - r) / 2, (nw - r) / 2);
+                out.push(x.narrow(2, oy, r).narrow(3, ox, r) - 0.5);
+            }
+            Ok(Tensor::cat(&out, 0).permute([1, 0, 2, 3]).contiguous())
+        }
+    }
 }
 
 /// [`preprocess`] `chunk` frames at a time (the result does not depend on `chunk`).
@@ -128,13 +179,17 @@ struct TokenizerMeta {
     /// Steps trained so far (a later run with more steps resumes from here).
     steps: u64,
     seed: u64,
-    final_recon_loss: f64,
-    final_perplexity: f64,
+    /// None for an imported tokenizer (no training here); JSON null.
+    final_recon_loss: Option<f64>,
+    final_perplexity: Option<f64>,
     /// Optimizer updates taken (Adam bias correction) and every step's reconstruction loss.
     #[serde(default)]
     adam_t: u64,
     #[serde(default)]
     losses: Vec<f64>,
+    /// The checkpoint an imported tokenizer came from (`tokenizer import`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    imported_from: Option<String>,
 }
 
 impl Tokenizer {
@@ -169,30 +224,93 @@ impl Tokenizer {
         hop: usize,
         batch: usize,
     ) -> Result<(Tensor, Vec<f64>)> {
+        self.tokenize_by(
+            frames.len(),
+            &frames.times,
+            frames.fps,
+            |first, last| {
+                Ok(Frames {
+                    data: frames
+                        .data
+                        .slice(ndarray::s![first..=last, .., .., ..])
+                        .to_owned(),
+                    times: frames.times.slice(ndarray::s![first..=last]).to_owned(),
+                    fps: frames.fps,
+                    end: None,
+                })
+            },
+            frame_stride,
+            hop,
+            batch,
+        )
+    }
+
+    /// [`Tokenizer::tokenize`] reading the frames from a frame cache batch by batch: only one
+    /// batch's frames are in memory, so memory does not grow with the movie. The codes are
+    /// those of the in-memory path (the same frames go through the same steps).
+    pub fn tokenize_cache(
+        &self,
+        cache: &mut FrameCache,
+        frame_stride: usize,
+        hop: usize,
+        batch: usize,
+    ) -> Result<(Tensor, Vec<f64>)> {
+        let (times, fps) = (cache.times.clone(), cache.fps);
+        self.tokenize_by(
+            cache.len(),
+            &times,
+            fps,
+            |first, last| cache.read(first..last + 1),
+            frame_stride,
+            hop,
+            batch,
+        )
+    }
+
+    /// The clip loop of both paths: `read(first, last)` gives frames first..=last.
+    #[allow(clippy::too_many_arguments)]
+    fn tokenize_by(
+        &self,
+        n_frames: usize,
+        times: &ndarray::Array1<f64>,
+        fps: f64,
+        mut read: impl FnMut(usize, usize) -> Result<Frames>,
+        frame_stride: usize,
+        hop: usize,
+        batch: usize,
+    ) -> Result<(Tensor, Vec<f64>)> {
         let c = &self.model.cfg;
         let len = c.clip_len as usize;
-        let starts = clip_starts(frames.len(), len, frame_stride, hop);
+        let starts = clip_starts(n_frames, len, frame_stride, hop);
         if starts.is_empty() {
             bail!(
                 "the movie has {} frames; a clip needs {} ({} frames every {})",
-                frames.len(),
+                n_frames,
                 (len - 1) * frame_stride + 1,
                 len,
                 frame_stride
             );
         }
-        let pixels = preprocess(frames, c.resolution, self.vs.device())?;
         let mut out = Vec::new();
         for chunk in starts.chunks(batch.max(1)) {
+            // Only the frames of this batch's clips are read and preprocessed (per frame, so
+            // the pixels are the same as the whole movie's): memory never exceeds one batch.
+            let (first, last) = (chunk[0], chunk[chunk.len() - 1] + (len - 1) * frame_stride);
+            let part = read(first, last)?;
+            let pixels = preprocess_with(&part, c.resolution, c.resize, self.vs.device())?;
+            let local: Vec<usize> = chunk.iter().map(|s| s - first).collect();
             out.push(
                 self.model
-                    .encode(&cut_clips(&pixels, chunk, len, frame_stride))?
+                    .encode(&cut_clips(&pixels, &local, len, frame_stride))?
                     .to_device(Device::Cpu),
             );
         }
         let times = starts
             .iter()
-            .map(|&s| clip_centre(frames, s, len, frame_stride))
+            .map(|&s| {
+                let last = s + (len - 1) * frame_stride;
+                0.5 * (times[s] + times[last] + 1.0 / fps)
+            })
             .collect();
         Ok((Tensor::cat(&out, 0), times))
     }
@@ -330,26 +448,19 @@ pub fn train_tokenizer(
         config: cfg.clone(),
         steps: t.step,
         seed: tc.seed,
-        final_recon_loss: *losses.last().unwrap_or(&f64::NAN),
-        final_perplexity: rows.last().map_or(f64::NAN, |r| part(r, "perplexity")),
+        final_recon_loss: losses.last().copied(),
+        final_perplexity: rows.last().map(|r| part(r, "perplexity")),
         adam_t: t.opt.t,
         losses: losses.clone(),
+        imported_from: None,
     };
     io::write_json(&meta_path, &meta)?;
     Ok(losses)
 }
 
-/// Tokenizes decoded movies into code caches `<out>/<name>.codes.safetensors`; existing
-/// caches made by the same tokenizer and cut are kept (re-runs skip finished work).
-pub fn tokenize_movies(
-    tok: &Tokenizer,
-    movies: &[(String, Frames)],
-    out: &Path,
-    frame_stride: usize,
-    hop: usize,
-) -> Result<Vec<PathBuf>> {
-    let mut paths = Vec::new();
-    let meta = HashMap::from([
+/// The metadata a code cache records of its tokenizer and cut (a cache with the same is kept).
+fn code_meta(tok: &Tokenizer, frame_stride: usize, hop: usize) -> HashMap<String, String> {
+    HashMap::from([
         (
             "tokenizer".to_string(),
             std::fs::canonicalize(&tok.dir)
@@ -361,31 +472,77 @@ pub fn tokenize_movies(
         ("clip_len".to_string(), tok.model.cfg.clip_len.to_string()),
         ("frame_stride".to_string(), frame_stride.to_string()),
         ("hop".to_string(), hop.to_string()),
-    ]);
-    for (name, frames) in movies {
-        let path = out.join(format!("{name}.codes.safetensors"));
-        if path.exists() {
-            if let Ok(old) = CodeFile::load(&path) {
-                if meta.iter().all(|(k, v)| old.meta.get(k) == Some(v)) {
-                    paths.push(path);
-                    continue;
-                }
+    ])
+}
+
+/// Writes `<out>/<name>.codes.safetensors` with `codes()` unless a cache with the same
+/// metadata is there already.
+fn write_codes(
+    out: &Path,
+    name: &str,
+    meta: &HashMap<String, String>,
+    codes: impl FnOnce() -> Result<(Tensor, Vec<f64>)>,
+) -> Result<PathBuf> {
+    let path = out.join(format!("{name}.codes.safetensors"));
+    if path.exists() {
+        if let Ok(old) = CodeFile::load(&path) {
+            if meta.iter().all(|(k, v)| old.meta.get(k) == Some(v)) {
+                return Ok(path);
             }
         }
-        let (c, times) = tok
-            .tokenize(frames, frame_stride, hop, 8)
-            .with_context(|| format!("tokenizing {name}"))?;
-        let s: Vec<usize> = c.size().iter().map(|&x| x as usize).collect();
-        let v: Vec<i64> = Vec::<i64>::try_from(c.reshape([-1]))?;
-        let file = CodeFile {
-            codes: ndarray::Array4::from_shape_vec((s[0], s[1], s[2], s[3]), v)?,
-            times: ndarray::Array1::from_vec(times),
-            meta: meta.clone(),
-        };
-        file.save(&path)?;
-        paths.push(path);
     }
-    Ok(paths)
+    let (c, times) = codes().with_context(|| format!("tokenizing {name}"))?;
+    let s: Vec<usize> = c.size().iter().map(|&x| x as usize).collect();
+    let v: Vec<i64> = Vec::<i64>::try_from(c.reshape([-1]))?;
+    let file = CodeFile {
+        codes: ndarray::Array4::from_shape_vec((s[0], s[1], s[2], s[3]), v)?,
+        times: ndarray::Array1::from_vec(times),
+        meta: meta.clone(),
+    };
+    file.save(&path)?;
+    Ok(path)
+}
+
+/// Tokenizes decoded movies into code caches `<out>/<name>.codes.safetensors`; existing
+/// caches made by the same tokenizer and cut are kept (re-runs skip finished work).
+pub fn tokenize_movies(
+    tok: &Tokenizer,
+    movies: &[(String, Frames)],
+    out: &Path,
+    frame_stride: usize,
+    hop: usize,
+) -> Result<Vec<PathBuf>> {
+    let meta = code_meta(tok, frame_stride, hop);
+    movies
+        .iter()
+        .map(|(name, frames)| {
+            write_codes(out, name, &meta, || {
+                tok.tokenize(frames, frame_stride, hop, 8)
+            })
+        })
+        .collect()
+}
+
+/// [`tokenize_movies`] reading each movie's frame cache (a path from
+/// [`crate::fmri::video::decode_to_cache`]) batch by batch ([`Tokenizer::tokenize_cache`]):
+/// memory is bounded by one batch of clips, whatever the films' length; the code caches are
+/// the same files.
+pub fn tokenize_caches(
+    tok: &Tokenizer,
+    caches: &[(String, PathBuf)],
+    out: &Path,
+    frame_stride: usize,
+    hop: usize,
+) -> Result<Vec<PathBuf>> {
+    let meta = code_meta(tok, frame_stride, hop);
+    caches
+        .iter()
+        .map(|(name, cache)| {
+            write_codes(out, name, &meta, || {
+                tok.tokenize_cache(&mut FrameCache::open(cache)?, frame_stride, hop, 8)
+            })
+        })
+        .collect()
 }
 
 /// `tokenizer train`: a VQ-VAE trained on movies (decoded at the model's resolution).
@@ -463,11 +620,48 @@ pub fn train_stage(o: &TrainOptions) -> Result<Option<Vec<f64>>> {
     )?))
 }
 
-/// The tokenize stage: writes one code cache per movie and returns their paths.
+/// `tokenizer import`: a VideoGPT VQ-VAE Lightning checkpoint ([`crate::models::videogpt`])
+/// written as a tokenizer folder in `out` (weights first, `vqvae.json` last, each through a
+/// temporary file, so a failed import leaves no folder that looks finished). The folder then
+/// works with `tokenizer encode`, `pretrain` and `features` unchanged; it encodes with
+/// VideoGPT's preprocessing. Returns the imported config.
+pub fn import_stage(ckpt: &Path, out: &Path) -> Result<VqVaeConfig> {
+    let imp = crate::models::videogpt::import_checkpoint(ckpt)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    io::write_atomic(&out.join("vqvae.safetensors"), |tmp| {
+        imp.vs.save(tmp).map_err(|e| anyhow!("{e}"))
+    })?;
+    let meta = TokenizerMeta {
+        config: imp.model.cfg.clone(),
+        steps: 0,
+        seed: 0,
+        final_recon_loss: None,
+        final_perplexity: None,
+        adam_t: 0,
+        losses: Vec::new(),
+        imported_from: Some(
+            std::fs::canonicalize(ckpt)
+                .unwrap_or(ckpt.to_path_buf())
+                .display()
+                .to_string(),
+        ),
+    };
+    io::write_json(&out.join("vqvae.json"), &meta)?;
+    Ok(imp.model.cfg)
+}
+
+/// The tokenize stage: writes one code cache per movie and returns their paths; frames are
+/// read from the frame caches a batch of clips at a time (memory bounded by one batch).
 pub fn encode_stage(o: &EncodeOptions) -> Result<Vec<PathBuf>> {
     let device = parse_device(&o.device)?;
     let tok = Tokenizer::load(&o.tokenizer, device)?;
-    let movies = decode_movies(&o.movies, &o.cache, o.fps, tok.model.cfg.resolution as u32)?;
+    let opts = crate::fmri::video::DecodeOptions {
+        fps: o.fps,
+        size: Some(tok.model.cfg.resolution as u32),
+        ..Default::default()
+    };
+    // Frames stay in their caches and are read a batch of clips at a time.
+    let caches = crate::fmri::video::decode_all_to_cache(&o.movies, &o.cache, &opts)?;
     let span = (tok.model.cfg.clip_len as usize - 1) * o.frame_stride + 1;
-    tokenize_movies(&tok, &movies, &o.out, o.frame_stride, o.hop.unwrap_or(span))
+    tokenize_caches(&tok, &caches, &o.out, o.frame_stride, o.hop.unwrap_or(span))
 }

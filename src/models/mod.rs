@@ -19,6 +19,7 @@ pub mod layers;
 pub mod objectives;
 pub mod registry;
 pub mod signal;
+pub mod videogpt;
 pub mod vqvae;
 
 pub use config::ModelConfig;

@@ -33,6 +33,28 @@ pub struct VqVaeConfig {
     pub ema_decay: f64,
     /// Commitment loss weight β.
     pub commitment: f64,
+    /// Whether the two convolutions of each residual block carry a bias. brainscale's own
+    /// tokenizers do (the default); VideoGPT's `AttentionResidualBlock` builds them with
+    /// `bias=False`, so imported checkpoints set it to false and hold exactly the reference's
+    /// parameters (2,880 fewer at n_hiddens 240 and 4 residual layers).
+    pub res_conv_bias: bool,
+    /// How frames are resized to `resolution` before encoding (see [`Resize`]).
+    pub resize: Resize,
+}
+
+/// Frame preprocessing before the VQ-VAE: both scale the shorter side to the resolution and
+/// crop the centre; they differ in the interpolation and rounding of the resized size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Resize {
+    /// brainscale's: antialiased bilinear to (round(h·s), round(w·s)) (the default, what
+    /// `tokenizer train` uses).
+    #[default]
+    Antialiased,
+    /// VideoGPT's `data.preprocess`: plain bilinear (`F.interpolate(mode='bilinear',
+    /// align_corners=False)`, no antialiasing) to ceil(side·s) of the longer side, then the
+    /// centre crop; what imported VideoGPT tokenizers were trained with.
+    Videogpt,
 }
 
 impl Default for VqVaeConfig {
@@ -48,6 +70,8 @@ impl Default for VqVaeConfig {
             attn_heads: 2,
             ema_decay: 0.99,
             commitment: 0.25,
+            res_conv_bias: true,
+            resize: Resize::Antialiased,
         }
     }
 }
@@ -108,7 +132,7 @@ impl VqVaeConfig {
 /// VideoGPT's `SamePadConv3d`.
 struct SamePadConv3d {
     weight: Tensor,
-    bias: Tensor,
+    bias: Option<Tensor>,
     stride: [i64; 3],
     pad: [i64; 6],
 }
@@ -138,11 +162,15 @@ fn uniform(p: &nn::Path, name: &str, shape: &[i64], bound: f64) -> Tensor {
 
 impl SamePadConv3d {
     fn new(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: [i64; 3]) -> Self {
+        Self::with_bias(p, c_in, c_out, k, stride, true)
+    }
+
+    fn with_bias(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: [i64; 3], bias: bool) -> Self {
         let fan_in = (c_in * k * k * k) as f64;
         let bound = 1.0 / fan_in.sqrt();
         Self {
             weight: uniform(&p, "weight", &[c_out, c_in, k, k, k], bound),
-            bias: uniform(&p, "bias", &[c_out], bound),
+            bias: bias.then(|| uniform(&p, "bias", &[c_out], bound)),
             stride,
             pad: same_pad([k; 3], stride),
         }
@@ -150,7 +178,7 @@ impl SamePadConv3d {
 
     fn forward(&self, x: &Tensor) -> Tensor {
         x.constant_pad_nd(self.pad)
-            .conv3d(&self.weight, Some(&self.bias), self.stride, 0, 1, 1)
+            .conv3d(&self.weight, self.bias.as_ref(), self.stride, 0, 1, 1)
     }
 }
 
@@ -203,7 +231,7 @@ struct AxialAttention {
 }
 
 impl AxialAttention {
-    fn new(p: nn::Path, c: i64, heads: i64, axis: i64, n_res_layers: i64) -> Self {
+    fn new(p: nn::Path, c: i64, heads: i64, axis: i64) -> Self {
         let std = 1.0 / (c as f64).sqrt();
         let init = nn::Init::Randn {
             mean: 0.0,
@@ -213,15 +241,9 @@ impl AxialAttention {
             q: (&p / "w_qs").var("weight", &[c, c], init),
             k: (&p / "w_ks").var("weight", &[c, c], init),
             v: (&p / "w_vs").var("weight", &[c, c], init),
-            // VideoGPT scales the output projection by 1/sqrt(n_res_layers).
-            fc_w: (&p / "fc").var(
-                "weight",
-                &[c, c],
-                nn::Init::Randn {
-                    mean: 0.0,
-                    stdev: std / (n_res_layers as f64).sqrt(),
-                },
-            ),
+            // VideoGPT's output projection has std 1/sqrt(C·n_layer), and its `AxialBlock`
+            // passes n_layer = 1 whatever the number of residual layers: 1/sqrt(C).
+            fc_w: (&p / "fc").var("weight", &[c, c], init),
             fc_b: (&p / "fc").zeros("bias", &[c]),
             heads,
             axis,
@@ -269,17 +291,16 @@ struct AttentionResidualBlock {
 }
 
 impl AttentionResidualBlock {
-    fn new(p: nn::Path, n: i64, heads: i64, n_res_layers: i64) -> Self {
+    fn new(p: nn::Path, n: i64, heads: i64, bias: bool) -> Self {
         let bn = |name: &str, c: i64| nn::batch_norm3d(&p / name, c, Default::default());
         Self {
             bn1: bn("bn1", n),
-            conv1: SamePadConv3d::new(&p / "conv1", n, n / 2, 3, [1, 1, 1]),
+            conv1: SamePadConv3d::with_bias(&p / "conv1", n, n / 2, 3, [1, 1, 1], bias),
             bn2: bn("bn2", n / 2),
-            conv2: SamePadConv3d::new(&p / "conv2", n / 2, n, 1, [1, 1, 1]),
+            conv2: SamePadConv3d::with_bias(&p / "conv2", n / 2, n, 1, [1, 1, 1], bias),
             bn3: bn("bn3", n),
-            attn: [1, 2, 3].map(|axis| {
-                AxialAttention::new(&p / format!("attn_{axis}"), n, heads, axis, n_res_layers)
-            }),
+            attn: [1, 2, 3]
+                .map(|axis| AxialAttention::new(&p / format!("attn_{axis}"), n, heads, axis)),
         }
     }
 
@@ -315,7 +336,7 @@ impl ResStack {
                         &p / i,
                         cfg.n_hiddens,
                         cfg.attn_heads,
-                        cfg.n_res_layers,
+                        cfg.res_conv_bias,
                     )
                 })
                 .collect(),

@@ -4,7 +4,7 @@
 //! `features::gpt::GptExtractor`) implement the trait; the features stage runs them, the
 //! align stage and the synthetic dataset's ground truth read and write the format.
 use crate::core::io::{self, Tensor, TensorFile};
-use crate::fmri::video::Frames;
+use crate::fmri::video::{FrameCache, Frames};
 use anyhow::{bail, Result};
 use ndarray::{Array1, Array2};
 use std::collections::HashMap;
@@ -62,4 +62,12 @@ pub trait Extractor {
     /// Name used for output folders and results rows.
     fn name(&self) -> String;
     fn extract(&mut self, frames: &Frames) -> Result<FrameFeatures>;
+
+    /// Features of the movie in a frame cache: the same as [`Extractor::extract`] on its
+    /// frames. Default: the whole movie read, then `extract`; clip-based extractors override
+    /// it to read clip by clip, so memory does not grow with the film.
+    fn extract_cache(&mut self, cache: &mut FrameCache) -> Result<FrameFeatures> {
+        let n = cache.len();
+        self.extract(&cache.read(0..n)?)
+    }
 }

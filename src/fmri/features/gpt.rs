@@ -9,7 +9,7 @@
 use crate::fmri::features::format::{Extractor, FrameFeatures};
 use crate::fmri::pretrain::load_prior;
 use crate::fmri::tokenize::Tokenizer;
-use crate::fmri::video::Frames;
+use crate::fmri::video::{FrameCache, Frames};
 use crate::models::gpt::Gpt;
 use anyhow::{bail, Context, Result};
 use ndarray::{Array1, Array2};
@@ -130,6 +130,22 @@ impl Extractor for GptExtractor {
         let (codes, times) =
             self.tokenizer
                 .tokenize(frames, self.frame_stride, self.hop, self.batch)?;
+        self.features_of(codes, times)
+    }
+
+    /// Reads the cache a batch of clips at a time ([`Tokenizer::tokenize_cache`]): the same
+    /// codes, hence the same features, as [`Extractor::extract`] on its frames.
+    fn extract_cache(&mut self, cache: &mut FrameCache) -> Result<FrameFeatures> {
+        let (codes, times) =
+            self.tokenizer
+                .tokenize_cache(cache, self.frame_stride, self.hop, self.batch)?;
+        self.features_of(codes, times)
+    }
+}
+
+impl GptExtractor {
+    /// Pooled hidden states of clips' codes [clips, t, h, w] at their centre times.
+    fn features_of(&self, codes: Tensor, times: Vec<f64>) -> Result<FrameFeatures> {
         let n = codes.size()[0];
         let seq = codes.reshape([n, -1]);
         let device = self.tokenizer.vs.device();

@@ -7,7 +7,7 @@ pub mod gpt;
 
 use crate::core::io::TensorFile;
 pub use crate::fmri::features::format::{Extractor, FrameFeatures};
-use crate::fmri::video::Frames;
+use crate::fmri::video::{FrameCache, Frames};
 use anyhow::{bail, Context, Result};
 use ndarray::{Array1, Array2};
 use std::collections::HashMap;
@@ -33,62 +33,110 @@ impl Extractor for Baseline {
 
     fn extract(&mut self, frames: &Frames) -> Result<FrameFeatures> {
         let (n, h, w, _) = frames.data.dim();
+        self.check(h, w)?;
+        let mut values = Array2::<f32>::zeros((n, 2 * self.grid * self.grid));
+        let mut prev: Option<Vec<f32>> = None;
+        for t in 0..n {
+            let f = frames.data.index_axis(ndarray::Axis(0), t);
+            prev = Some(self.frame_row(f, prev.as_deref(), values.row_mut(t)));
+        }
+        Ok(self.finish(values, frames.times.clone()))
+    }
+
+    /// Reads the cache ~16 MB of frames at a time (the previous frame carried over): the
+    /// same features as [`Extractor::extract`] on its frames.
+    fn extract_cache(&mut self, cache: &mut FrameCache) -> Result<FrameFeatures> {
+        let (_, h, w) = cache.dims;
+        let chunk = (16 * 1024 * 1024 / (h * w * 3).max(1)).max(1);
+        self.extract_cache_chunked(cache, chunk)
+    }
+}
+
+impl Baseline {
+    /// [`Extractor::extract_cache`] reading `chunk` frames at a time (the result does not
+    /// depend on `chunk`). Errors: frames smaller than the grid, a failed read.
+    pub fn extract_cache_chunked(
+        &self,
+        cache: &mut FrameCache,
+        chunk: usize,
+    ) -> Result<FrameFeatures> {
+        let (n, h, w) = cache.dims;
+        self.check(h, w)?;
+        let mut values = Array2::<f32>::zeros((n, 2 * self.grid * self.grid));
+        let mut prev: Option<Vec<f32>> = None;
+        for start in (0..n).step_by(chunk.max(1)) {
+            let part = cache.read(start..(start + chunk.max(1)).min(n))?;
+            for (i, f) in part.data.outer_iter().enumerate() {
+                prev = Some(self.frame_row(f, prev.as_deref(), values.row_mut(start + i)));
+            }
+        }
+        Ok(self.finish(values, cache.times.clone()))
+    }
+
+    fn check(&self, h: usize, w: usize) -> Result<()> {
         let g = self.grid;
         if h < g || w < g {
             bail!("frames of {w}x{h} are smaller than the {g}x{g} feature grid");
         }
-        let mut values = Array2::<f32>::zeros((n, 2 * g * g));
-        let mut prev: Option<Vec<f32>> = None;
-        for t in 0..n {
-            let f = frames.data.index_axis(ndarray::Axis(0), t);
-            let gray: Vec<f32> = f
-                .outer_iter()
-                .flat_map(|row| {
-                    row.outer_iter()
-                        .map(|px| {
-                            (0.299 * px[0] as f32 + 0.587 * px[1] as f32 + 0.114 * px[2] as f32)
-                                / 255.0
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            let mut row = values.row_mut(t);
-            for y in 0..h {
-                let by = y * g / h;
-                for x in 0..w {
-                    let bx = x * g / w;
-                    let i = y * w + x;
-                    row[by * g + bx] += gray[i];
-                    if let Some(p) = &prev {
-                        row[g * g + by * g + bx] += (gray[i] - p[i]).abs();
-                    }
+        Ok(())
+    }
+
+    /// One frame's block luminance and motion energy (from `prev`'s luminance) into `row`;
+    /// returns the frame's luminance.
+    fn frame_row(
+        &self,
+        f: ndarray::ArrayView3<u8>,
+        prev: Option<&[f32]>,
+        mut row: ndarray::ArrayViewMut1<f32>,
+    ) -> Vec<f32> {
+        let (h, w, _) = f.dim();
+        let g = self.grid;
+        let gray: Vec<f32> = f
+            .outer_iter()
+            .flat_map(|row| {
+                row.outer_iter()
+                    .map(|px| {
+                        (0.299 * px[0] as f32 + 0.587 * px[1] as f32 + 0.114 * px[2] as f32) / 255.0
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for y in 0..h {
+            let by = y * g / h;
+            for x in 0..w {
+                let bx = x * g / w;
+                let i = y * w + x;
+                row[by * g + bx] += gray[i];
+                if let Some(p) = prev {
+                    row[g * g + by * g + bx] += (gray[i] - p[i]).abs();
                 }
             }
-            // Block sizes can differ by one pixel when g does not divide the frame size.
-            for by in 0..g {
-                for bx in 0..g {
-                    let cnt = ((by + 1) * h)
-                        .div_ceil(g)
-                        .saturating_sub((by * h).div_ceil(g))
-                        * ((bx + 1) * w)
-                            .div_ceil(g)
-                            .saturating_sub((bx * w).div_ceil(g));
-                    let c = cnt.max(1) as f32;
-                    row[by * g + bx] /= c;
-                    row[g * g + by * g + bx] /= c;
-                }
-            }
-            prev = Some(gray);
         }
+        // Block sizes can differ by one pixel when g does not divide the frame size.
+        for by in 0..g {
+            for bx in 0..g {
+                let cnt = ((by + 1) * h)
+                    .div_ceil(g)
+                    .saturating_sub((by * h).div_ceil(g))
+                    * ((bx + 1) * w)
+                        .div_ceil(g)
+                        .saturating_sub((bx * w).div_ceil(g));
+                let c = cnt.max(1) as f32;
+                row[by * g + bx] /= c;
+                row[g * g + by * g + bx] /= c;
+            }
+        }
+        gray
+    }
+
+    fn finish(&self, mut values: Array2<f32>, times: Array1<f64>) -> FrameFeatures {
+        let g = self.grid;
         // The first frame has no predecessor: give it the second frame's motion energy.
-        if n > 1 {
+        if values.nrows() > 1 {
             let second = values.slice(ndarray::s![1, g * g..]).to_owned();
             values.slice_mut(ndarray::s![0, g * g..]).assign(&second);
         }
-        Ok(FrameFeatures {
-            values,
-            times: frames.times.clone(),
-        })
+        FrameFeatures { values, times }
     }
 }
 
@@ -349,12 +397,14 @@ pub fn run_stage(
             }
             Some(ex) => {
                 let dopts = opts.decode.options(opts.fps, opts.size);
-                let frames =
-                    crate::fmri::video::decode_cached(movie, &work.join("frames"), &dopts)?;
+                // The frames stay in their cache; clip extractors read them as they go.
+                let (cache, _) =
+                    crate::fmri::video::decode_to_cache(movie, &work.join("frames"), &dopts)?;
+                let mut fc = crate::fmri::video::FrameCache::open(&cache)?;
                 let f = ex
-                    .extract(&frames)
+                    .extract_cache(&mut fc)
                     .with_context(|| format!("features of {}", movie.display()))?;
-                (f, frames.duration())
+                (f, fc.duration())
             }
         });
         bar.inc(1);

@@ -142,9 +142,11 @@ pub fn probe(path: &Path) -> Result<Probe> {
 
 /// Frames received from the decoder: timestamps always; with a scaler, RGB pixels in the
 /// displayed orientation, cropped.
-struct Collector<'a> {
+struct Collector<'a, 's> {
     path: &'a Path,
     pixels: Vec<u8>,
+    /// When set, each frame's pixels go here as they are decoded instead of into `pixels`.
+    sink: Option<&'s mut dyn FnMut(&[u8]) -> Result<()>>,
     timing: Timing,
     scaler: Option<Scaler>,
     /// Stored size after scaling.
@@ -161,7 +163,7 @@ struct Collector<'a> {
     tb: f64,
 }
 
-impl Collector<'_> {
+impl Collector<'_, '_> {
     fn drain(&mut self, dec: &mut ff::decoder::Video) -> Result<()> {
         let mut frame = ff::frame::Video::empty();
         while dec.receive_frame(&mut frame).is_ok() {
@@ -209,9 +211,16 @@ impl Collector<'_> {
             let shown = o.apply(&packed, sw, sh, 3);
             let (dw, dh) = o.displayed_size(sw, sh);
             let (ox, oy) = ((dw - w) / 2, (dh - h) / 2);
+            if self.sink.is_some() {
+                // Streaming: `pixels` holds one frame at a time.
+                self.pixels.clear();
+            }
             for y in oy..oy + h {
                 let row = (y * dw + ox) * 3;
                 self.pixels.extend_from_slice(&shown[row..row + w * 3]);
+            }
+            if let Some(sink) = self.sink.as_mut() {
+                sink(&self.pixels)?;
             }
         }
         Ok(())
@@ -244,7 +253,34 @@ pub fn decoded_duration_check(path: &Path) -> Result<Option<Truncation>> {
     Ok(run(path, &opts, false)?.1.truncated)
 }
 
+/// Decodes at the native rate (`opts.fps` must be None), handing each frame's pixels
+/// ([H, W, 3] u8, displayed orientation, cropped) to `sink` as it is decoded, so memory stays
+/// at one frame whatever the movie's length. Returns the frames' times, rate and end (with an
+/// empty `data` of shape [n, 0, 0, 3]), the output (height, width) and the report; the checks
+/// are those of [`decode_with_report`].
+pub fn decode_streaming(
+    path: &Path,
+    opts: &DecodeOptions,
+    sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<(Frames, (usize, usize), DecodeReport)> {
+    if opts.fps.is_some() {
+        bail!("decode_streaming decodes at the native rate only");
+    }
+    run_with(path, opts, true, Some(sink))
+}
+
 fn run(path: &Path, opts: &DecodeOptions, keep_pixels: bool) -> Result<(Frames, DecodeReport)> {
+    let (f, _, r) = run_with(path, opts, keep_pixels, None)?;
+    Ok((f, r))
+}
+
+fn run_with(
+    path: &Path,
+    opts: &DecodeOptions,
+    keep_pixels: bool,
+    sink: Option<&mut dyn FnMut(&[u8]) -> Result<()>>,
+) -> Result<(Frames, (usize, usize), DecodeReport)> {
+    let streaming = sink.is_some();
     let mut ictx = open(path)?;
     let st = ictx
         .streams()
@@ -266,7 +302,15 @@ fn run(path: &Path, opts: &DecodeOptions, keep_pixels: bool) -> Result<(Frames, 
     let declared = declared(&ictx, &st);
     let stream_matrix = stream_display_matrix(&st);
     let declared_frames = st.frames();
-    let mut dec = ff::codec::context::Context::from_parameters(st.parameters())?
+    let mut ctx = ff::codec::context::Context::from_parameters(st.parameters())?;
+    // Frame- and slice-threaded decoding on every core (count 0 = libavcodec's automatic
+    // count), as the ffmpeg CLI decodes by default; the decoded pixels do not depend on it.
+    ctx.set_threading(ff::threading::Config {
+        kind: ff::threading::Type::Frame,
+        count: 0,
+        ..Default::default()
+    });
+    let mut dec = ctx
         .decoder()
         .video()
         .with_context(|| format!("{}: cannot open the video decoder", path.display()))?;
@@ -303,6 +347,7 @@ fn run(path: &Path, opts: &DecodeOptions, keep_pixels: bool) -> Result<(Frames, 
     let mut c = Collector {
         path,
         pixels: Vec::new(),
+        sink,
         timing: Timing {
             declared_frames,
             avg_fps: native_fps,
@@ -359,8 +404,14 @@ fn run(path: &Path, opts: &DecodeOptions, keep_pixels: bool) -> Result<(Frames, 
         applied: opts.autorotate,
         truncated,
     };
-    let (w, h) = if keep_pixels { (w, h) } else { (0, 0) };
-    let native = Array4::from_shape_vec((n, h, w, 3), c.pixels)?;
+    let out_size = (h, w);
+    let (w, h) = if keep_pixels && !streaming {
+        (w, h)
+    } else {
+        (0, 0)
+    };
+    let pixels = if streaming { Vec::new() } else { c.pixels };
+    let native = Array4::from_shape_vec((n, h, w, 3), pixels)?;
     let times = Array1::from_vec(c.timing.times);
     let fps_native = if native_fps > 0.0 {
         native_fps
@@ -382,6 +433,7 @@ fn run(path: &Path, opts: &DecodeOptions, keep_pixels: bool) -> Result<(Frames, 
             }
             _ => frames,
         },
+        out_size,
         report,
     ))
 }

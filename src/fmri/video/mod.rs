@@ -161,6 +161,11 @@ pub fn decode_stage(
         movies
             .iter()
             .map(|m| {
+                // A fresh decode streams into the cache without holding the frames.
+                let cache = cache_path(cache_dir, m, opts);
+                if opts.fps.is_none() && !cache_is_current(&cache, m)? {
+                    return Ok(decode_into_cache(m, &cache, opts, fingerprint(m)?)?.0);
+                }
                 let (f, note) = decode_cached_with_note(m, cache_dir, opts)?;
                 let (_, height, width, _) = f.data.dim();
                 Ok(DecodedMovie {
@@ -276,11 +281,24 @@ pub fn decode_cached_with_note(
     cache_dir: &Path,
     opts: &DecodeOptions,
 ) -> Result<(Frames, String)> {
+    let (cache, note) = decode_to_cache(movie, cache_dir, opts)?;
+    Ok((load_frames(&cache)?, note))
+}
+
+/// Makes sure the frame cache of `movie` is current (decoding it when it is not, streamed at
+/// the native rate) and returns its path and note, without loading the frames: only the cache
+/// header is read. Open it with [`FrameCache`] to read frames as they are needed.
+#[cfg(feature = "video")]
+pub fn decode_to_cache(
+    movie: &Path,
+    cache_dir: &Path,
+    opts: &DecodeOptions,
+) -> Result<(PathBuf, String)> {
     let cache = cache_path(cache_dir, movie, opts);
     let fp = fingerprint(movie)?;
     if cache.exists() {
-        if let Ok(f) = TensorFile::open(&cache) {
-            let m = f.metadata();
+        if let Ok(h) = io::TensorHeader::open(&cache) {
+            let m = h.metadata();
             if m.get("source_fingerprint") == Some(&fp)
                 && m.get("decoder").map(String::as_str) == Some(DECODER_VERSION)
             {
@@ -288,23 +306,328 @@ pub fn decode_cached_with_note(
                     bail!("{t} (give --allow-truncated to use it as it is)");
                 }
                 let note = m.get("note").cloned().unwrap_or_default();
-                return Ok((load_frames(&cache)?, note));
+                return Ok((cache, note));
             }
         }
     }
-    let (frames, report) = decode_with_report(movie, opts)?;
-    let note = report.describe();
+    let note = decode_into_cache(movie, &cache, opts, fp)?.1;
+    Ok((cache, note))
+}
+
+/// The cache of a movie decoded elsewhere (builds without ffmpeg): its path and note.
+#[cfg(not(feature = "video"))]
+pub fn decode_to_cache(
+    movie: &Path,
+    cache_dir: &Path,
+    opts: &DecodeOptions,
+) -> Result<(PathBuf, String)> {
+    let cache = cache_path(cache_dir, movie, opts);
+    if cache.exists() {
+        let note = io::TensorHeader::open(&cache)?
+            .metadata()
+            .get("note")
+            .cloned()
+            .unwrap_or_default();
+        return Ok((cache, note));
+    }
+    bail!(
+        "cannot decode {}: this build has no video support (cargo feature `video`); \
+         decode on a machine with ffmpeg and copy {}",
+        movie.display(),
+        cache.display()
+    )
+}
+
+/// Every movie's frame cache made current ([`decode_to_cache`]): (file stem, cache path) in
+/// the order given, no frames held.
+pub fn decode_all_to_cache(
+    movies: &[PathBuf],
+    cache_dir: &Path,
+    opts: &DecodeOptions,
+) -> Result<Vec<(String, PathBuf)>> {
+    movies
+        .iter()
+        .map(|m| Ok((movie_stem(m), decode_to_cache(m, cache_dir, opts)?.0)))
+        .collect()
+}
+
+/// A frame cache opened for reading frames by range: only its header and times are read at
+/// open, so memory is bounded by the ranges read, not the movie (issue 21). Reads give the
+/// same bytes as [`load_frames`] on the same file.
+pub struct FrameCache {
+    path: PathBuf,
+    file: std::fs::File,
+    /// File offset of frame 0.
+    frames_at: u64,
+    /// Frames, height, width.
+    pub dims: (usize, usize, usize),
+    /// Presentation time of each frame (s).
+    pub times: Array1<f64>,
+    pub fps: f64,
+    /// As [`Frames::end`].
+    pub end: Option<f64>,
+}
+
+impl FrameCache {
+    /// Opens a cache written by [`save_frames`] or the streaming decode. Errors name the file
+    /// and field: not safetensors, `frames` not U8 [T, H, W, 3], `times` not F64 [T], no fps.
+    pub fn open(path: &Path) -> Result<Self> {
+        use std::io::{Read, Seek, SeekFrom};
+        let p = path.display();
+        let h = io::TensorHeader::open(path)?;
+        let fr = h.tensor("frames")?;
+        let tm = h.tensor("times")?;
+        if fr.dtype != "U8" || fr.shape.len() != 4 || fr.shape[3] != 3 {
+            bail!(
+                "{p}: frames must be U8 [T, H, W, 3], found {} {:?}",
+                fr.dtype,
+                fr.shape
+            );
+        }
+        if tm.dtype != "F64" || tm.shape != [fr.shape[0]] {
+            bail!(
+                "{p}: {} times ({}) for frames of shape {:?}",
+                tm.shape.first().copied().unwrap_or(0),
+                tm.dtype,
+                fr.shape
+            );
+        }
+        let mut file = std::fs::File::open(path).with_context(|| format!("opening {p}"))?;
+        file.seek(SeekFrom::Start(tm.begin))?;
+        let mut b = vec![0u8; (tm.end - tm.begin) as usize];
+        file.read_exact(&mut b)
+            .with_context(|| format!("{p}: reading times"))?;
+        let times: Array1<f64> = b
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect();
+        let meta = h.metadata();
+        let fps = meta
+            .get("fps")
+            .and_then(|s| s.parse().ok())
+            .with_context(|| format!("{p}: no fps in metadata"))?;
+        let end = meta.get("end").and_then(|s| s.parse().ok());
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            frames_at: fr.begin,
+            dims: (fr.shape[0], fr.shape[1], fr.shape[2]),
+            times,
+            fps,
+            end,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.dims.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.dims.0 == 0
+    }
+
+    /// As [`Frames::duration`] (seconds).
+    pub fn duration(&self) -> f64 {
+        match self.end {
+            Some(e) if !self.is_empty() => e,
+            _ => self.times.last().map_or(0.0, |t| t + 1.0 / self.fps),
+        }
+    }
+
+    /// Frames `range` (with their times; `end` set only when the range reaches the last
+    /// frame). Errors: a range past the end, a read failure (both name the file).
+    pub fn read(&mut self, range: std::ops::Range<usize>) -> Result<Frames> {
+        use std::io::{Read, Seek, SeekFrom};
+        let (t, h, w) = self.dims;
+        if range.start > range.end || range.end > t {
+            bail!("{}: frames {range:?} asked of {t}", self.path.display());
+        }
+        let fb = h * w * 3;
+        let n = range.end - range.start;
+        let mut buf = vec![0u8; n * fb];
+        self.file
+            .seek(SeekFrom::Start(self.frames_at + (range.start * fb) as u64))?;
+        self.file
+            .read_exact(&mut buf)
+            .with_context(|| format!("{}: reading frames {range:?}", self.path.display()))?;
+        Ok(Frames {
+            data: Array4::from_shape_vec((n, h, w, 3), buf)?,
+            times: self.times.slice(ndarray::s![range.clone()]).to_owned(),
+            fps: self.fps,
+            end: if range.end == t { self.end } else { None },
+        })
+    }
+}
+
+/// Decodes `movie` into the cache file `cache` (atomically) and returns its frame count,
+/// (height, width), rate, duration and note. At the native rate (`opts.fps` None) the frames
+/// stream from the decoder to the file one at a time ([`StreamingCache`]), so memory does not
+/// grow with the movie; a resampled rate decodes in memory first.
+#[cfg(feature = "video")]
+fn decode_into_cache(
+    movie: &Path,
+    cache: &Path,
+    opts: &DecodeOptions,
+    fp: String,
+) -> Result<(DecodedMovie, String)> {
     let mut meta = HashMap::from([
         ("source".to_string(), movie.display().to_string()),
         ("source_fingerprint".to_string(), fp),
         ("decoder".to_string(), DECODER_VERSION.to_string()),
-        ("note".to_string(), note.clone()),
     ]);
-    if let Some(t) = &report.truncated {
-        meta.insert("truncated".to_string(), t.to_string());
+    let (frames, (height, width), report) = if opts.fps.is_none() {
+        let mut w = StreamingCache::create(cache)?;
+        let (f, size, report) = {
+            let mut sink = |px: &[u8]| w.push(px);
+            ffmpeg::decode_streaming(movie, opts, &mut sink)?
+        };
+        let note = report.describe();
+        meta.insert("note".to_string(), note);
+        if let Some(t) = &report.truncated {
+            meta.insert("truncated".to_string(), t.to_string());
+        }
+        w.finish(&f, size, meta)?;
+        (f, size, report)
+    } else {
+        let (frames, report) = decode_with_report(movie, opts)?;
+        meta.insert("note".to_string(), report.describe());
+        if let Some(t) = &report.truncated {
+            meta.insert("truncated".to_string(), t.to_string());
+        }
+        save_frames(cache, &frames, meta)?;
+        let (_, h, w, _) = frames.data.dim();
+        (frames, (h, w), report)
+    };
+    let note = report.describe();
+    Ok((
+        DecodedMovie {
+            movie: movie.to_path_buf(),
+            frames: frames.len(),
+            width,
+            height,
+            fps: frames.fps,
+            duration: frames.duration(),
+            note: note.clone(),
+        },
+        note,
+    ))
+}
+
+/// A frame cache written while decoding: a safetensors file whose header (a fixed 64 KiB,
+/// space-padded as the format allows) is written last, the frames appended one at a time, the
+/// times after them; renamed into place by [`StreamingCache::finish`] (a failed decode leaves
+/// only the temporary file, removed on drop).
+#[cfg(feature = "video")]
+struct StreamingCache {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: Option<std::io::BufWriter<std::fs::File>>,
+    bytes: u64,
+    frame_bytes: Option<usize>,
+}
+
+#[cfg(feature = "video")]
+const STREAM_HEADER: usize = 64 * 1024;
+
+#[cfg(feature = "video")]
+impl StreamingCache {
+    fn create(path: &Path) -> Result<Self> {
+        use std::io::Write;
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating folder {}", parent.display()))?;
+        }
+        let tmp = path.with_extension("safetensors.partial");
+        let f =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut file = std::io::BufWriter::with_capacity(1 << 20, f);
+        file.write_all(&[0u8; 8 + STREAM_HEADER])?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            tmp,
+            file: Some(file),
+            bytes: 0,
+            frame_bytes: None,
+        })
     }
-    save_frames(&cache, &frames, meta)?;
-    Ok((frames, note))
+
+    fn push(&mut self, px: &[u8]) -> Result<()> {
+        use std::io::Write;
+        if *self.frame_bytes.get_or_insert(px.len()) != px.len() {
+            bail!("{}: frames of different sizes", self.path.display());
+        }
+        self.file.as_mut().expect("open").write_all(px)?;
+        self.bytes += px.len() as u64;
+        Ok(())
+    }
+
+    fn finish(
+        mut self,
+        f: &Frames,
+        (h, w): (usize, usize),
+        mut meta: HashMap<String, String>,
+    ) -> Result<()> {
+        use std::io::{Seek, SeekFrom, Write};
+        let n = f.times.len();
+        if self.bytes != (n * h * w * 3) as u64 {
+            bail!(
+                "{}: {} bytes of frames for {n} frames of {h}×{w}",
+                self.path.display(),
+                self.bytes
+            );
+        }
+        meta.insert("fps".into(), f.fps.to_string());
+        if let Some(e) = f.end {
+            meta.insert("end".into(), e.to_string());
+        }
+        let mut file = self.file.take().expect("open");
+        for t in f.times.iter() {
+            file.write_all(&t.to_le_bytes())?;
+        }
+        let header = serde_json::json!({
+            "__metadata__": meta,
+            "frames": {"dtype": "U8", "shape": [n, h, w, 3], "data_offsets": [0, self.bytes]},
+            "times": {"dtype": "F64", "shape": [n],
+                      "data_offsets": [self.bytes, self.bytes + 8 * n as u64]},
+        })
+        .to_string();
+        if header.len() > STREAM_HEADER {
+            bail!("{}: frame cache header too long", self.path.display());
+        }
+        let mut padded = header.into_bytes();
+        padded.resize(STREAM_HEADER, b' ');
+        let mut file = file.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+        file.seek(SeekFrom::Start(0))?;
+        file.write_all(&(STREAM_HEADER as u64).to_le_bytes())?;
+        file.write_all(&padded)?;
+        file.sync_all()?;
+        drop(file);
+        io::commit(&self.tmp, &self.path)
+    }
+}
+
+#[cfg(feature = "video")]
+impl Drop for StreamingCache {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            self.file = None;
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Whether `cache` holds `movie` decoded by this decoder version (its header says so).
+#[cfg(feature = "video")]
+fn cache_is_current(cache: &Path, movie: &Path) -> Result<bool> {
+    if !cache.exists() {
+        return Ok(false);
+    }
+    let fp = fingerprint(movie)?;
+    Ok(io::TensorHeader::open(cache).is_ok_and(|f| {
+        let m = f.metadata();
+        m.get("source_fingerprint") == Some(&fp)
+            && m.get("decoder").map(String::as_str) == Some(DECODER_VERSION)
+    }))
 }
 
 /// Loads a cache made elsewhere (builds without ffmpeg).
