@@ -195,3 +195,102 @@ fn channels_tsv_units_must_match_the_edf_header() {
     let (ok, _, stderr) = brainscale(&["biosignal", "check", data.to_str().unwrap()]);
     assert!(!ok && stderr.contains("column 'units'"), "{stderr}");
 }
+
+/// Issue 20, bug 1: `--montage` on a BIDS file used to skip every sidecar (no labels, no
+/// bad channels, no rate check). 17 electrodes × 60 s at 100 Hz (value = sample index +
+/// 100 × channel), written by MNE-BIDS with T4 (T8, needed by banana16) bad.
+#[test]
+fn montage_on_bids_keeps_events_bad_channels_and_the_rate_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let names = [
+        "Fp1", "Fp2", "F7", "F3", "F4", "F8", "T3", "C3", "C4", "T4", "T5", "P3", "P4", "T6", "O1",
+        "O2", "Cz",
+    ];
+    let sigs: Vec<EdfSig> = names
+        .iter()
+        .enumerate()
+        .map(|(k, l)| {
+            let v: Vec<i16> = (0..6000).map(|t| (t + 100 * k) as i16).collect();
+            EdfSig {
+                phys: (-32768.0, 32767.0),
+                dig: (-32768, 32767),
+                ..EdfSig::linear(l, "uV", 100, v, 1.0)
+            }
+        })
+        .collect();
+    let src = d.join("src.edf");
+    std::fs::write(&src, edf_bytes("", "1", 60, &sigs, None)).unwrap();
+    let ev = d.join("events.json");
+    std::fs::write(
+        &ev,
+        r#"[[0, 20, "rest"], [20, 20, "task"], [40, 15, "rest"]]"#,
+    )
+    .unwrap();
+    let root = d.join("bids");
+    let data = PathBuf::from(
+        reference(&[
+            "bids_write",
+            src.to_str().unwrap(),
+            root.to_str().unwrap(),
+            "T4",
+            ev.to_str().unwrap(),
+        ])
+        .trim(),
+    );
+    let opts = LoadOptions {
+        window: Some(10.0),
+        montage: Some(biosignal::montage::Montage::Banana16),
+        ..Default::default()
+    };
+    // A needed electrode marked bad: named, with the channels.tsv.
+    let e = err(&data, &opts);
+    assert!(
+        e.contains("'T4' (T8)") && e.contains("_channels.tsv") && e.contains("banana16"),
+        "{e}"
+    );
+    let (ok, out, _) = brainscale(&[
+        "biosignal",
+        "check",
+        data.to_str().unwrap(),
+        "--montage",
+        "banana16",
+    ]);
+    assert!(!ok && out.contains("'T4' (T8)"), "{out}");
+    // T4 good, Cz (not in banana16) bad: the montage forms, labelled by events.tsv.
+    let tsv = data.with_file_name("sub-01_ses-01_task-rest_run-01_channels.tsv");
+    let text = std::fs::read_to_string(&tsv).unwrap();
+    let text: String = text
+        .lines()
+        .map(|l| {
+            let mut f: Vec<String> = l.split('\t').map(String::from).collect();
+            if f[0] == "T4" || f[0] == "Cz" {
+                let s = f.len() - 2; // status, status_description
+                f[s] = if f[0] == "Cz" { "bad" } else { "good" }.into();
+            }
+            f.join("\t") + "\n"
+        })
+        .collect();
+    std::fs::write(&tsv, text).unwrap();
+    let ds = biosignal::load(&data, &opts).unwrap();
+    assert_eq!(ds.channels.len(), 16);
+    assert_eq!(ds.channels[0], "FP1-F7");
+    assert_eq!(
+        ds.meta.get("bids_bad_channels").map(String::as_str),
+        Some("Cz")
+    );
+    // FP1 − F7 = (t + 0) − (t + 200); T8 − P8 = T4 − T6 = 900 − 1300.
+    assert_eq!(ds.samples[[0, 0, 0]], -200.0);
+    assert_eq!(ds.samples[[3, 6, 5]], -400.0);
+    let lab: Vec<i64> = ds.labels.as_ref().unwrap().to_vec();
+    // rest, rest, task, task, rest (as MNE-BIDS reads them, above).
+    assert_eq!(lab, [0, 0, 1, 1, 0]);
+    // The _eeg.json rate is checked with a montage too.
+    let json = data.with_file_name("sub-01_ses-01_task-rest_run-01_eeg.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    v["SamplingFrequency"] = serde_json::json!(250.0);
+    std::fs::write(&json, v.to_string()).unwrap();
+    let e = err(&data, &opts);
+    assert!(e.contains("SamplingFrequency"), "{e}");
+}

@@ -14,7 +14,7 @@
 //! `channels.tsv` must agree with the EDF header ([`check_units`]). Errors name the file, the
 //! column or field and the fault.
 use crate::biosignal::annotations::{self, Event};
-use crate::biosignal::{edf, LoadOptions, Windows};
+use crate::biosignal::{edf, montage, LoadOptions, Windows};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -338,7 +338,10 @@ pub fn check_units(side: &BidsEeg, f: &edf::EdfFile) -> Result<()> {
 
 /// Loads a BIDS-EEG recording as windows: the good channels of `channels.tsv` (or
 /// `opts.channels`, which must be good ones), labelled by `events.tsv` `trial_type` when
-/// present (classes: sorted distinct trial types), else unlabelled windows.
+/// present (classes: sorted distinct trial types), else unlabelled windows. With
+/// `opts.montage` the montage is built from the electrodes it needs after the same checks
+/// (units, `SamplingFrequency`, events); a needed electrode marked bad is an error naming it
+/// and the `channels.tsv`.
 pub fn load(data: &Path, opts: &LoadOptions) -> Result<Windows> {
     let side = read_sidecars(data)?;
     let f = edf::read(data)?;
@@ -358,8 +361,31 @@ pub fn load(data: &Path, opts: &LoadOptions) -> Result<Windows> {
             );
         }
     }
-    let picked: Vec<String> = match &opts.channels {
-        Some(c) => {
+    if opts.montage.is_some() && opts.channels.is_some() {
+        bail!("{}: give --channels or --montage, not both", data.display());
+    }
+    let picked: Vec<String> = match (&opts.channels, opts.montage) {
+        // The electrodes the montage needs; one marked bad is a fault, not a silent
+        // derivation from a channel the dataset's curators rejected.
+        (_, Some(m)) => {
+            let all: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
+            let need = montage::needed(&all, m);
+            let bad: Vec<&String> = need.iter().filter(|n| side.bad.contains(n)).collect();
+            if !bad.is_empty() {
+                bail!(
+                    "{}: montage {} needs channel(s) {} marked bad in {} (column 'status')",
+                    data.display(),
+                    m.name(),
+                    bad.iter()
+                        .map(|b| format!("'{b}' ({})", montage::normalise_label(b)))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    ch_path.display()
+                );
+            }
+            need
+        }
+        (Some(c), None) => {
             if let Some(b) = c.iter().find(|c| side.bad.contains(c)) {
                 bail!(
                     "{}: channel '{b}' is marked bad in {}",
@@ -371,13 +397,24 @@ pub fn load(data: &Path, opts: &LoadOptions) -> Result<Windows> {
         }
         // Channels of the data file that are not bad (as MNE-BIDS, whose raw keeps them all
         // and lists the bad ones in info['bads']), in the file's order.
-        None => labels
+        (None, None) => labels
             .iter()
             .filter(|l| !side.bad.iter().any(|b| b == *l))
             .map(|l| l.to_string())
             .collect(),
     };
-    let rec = f.to_recording(Some(&picked), opts.common_rate)?;
+    let rec = if picked.is_empty() {
+        // No electrode of the montage: read the good channels for the rate check, and let
+        // `montage::apply` name what is missing.
+        let good: Vec<String> = labels
+            .iter()
+            .filter(|l| !side.bad.iter().any(|b| b == *l))
+            .map(|l| l.to_string())
+            .collect();
+        f.to_recording(Some(&good), opts.common_rate)?
+    } else {
+        f.to_recording(Some(&picked), opts.common_rate)?
+    };
     if (rec.rate - side.sampling_frequency).abs() > 1e-6 * rec.rate && opts.common_rate.is_none() {
         bail!(
             "{}: field 'SamplingFrequency' is {} Hz but {} is sampled at {} Hz",
@@ -387,6 +424,10 @@ pub fn load(data: &Path, opts: &LoadOptions) -> Result<Windows> {
             rec.rate
         );
     }
+    let rec = match opts.montage {
+        Some(m) => montage::apply(&rec, m)?,
+        None => rec,
+    };
     let w = opts.window.unwrap_or(crate::biosignal::EDF_WINDOW_S);
     let hop = opts.hop.unwrap_or(w);
     let mut ds = if side.events.is_empty() {

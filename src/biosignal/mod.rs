@@ -517,7 +517,7 @@ pub const ACCEL_WINDOW_S: f64 = 2.56;
 /// (finite samples, labels in the class set) and normalises. Errors name the file.
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Windows> {
     let mut ds = match file_kind(path)? {
-        FileKind::Edf if bids::is_bids(path) && opts.montage.is_none() => bids::load(path, opts)?,
+        FileKind::Edf if bids::is_bids(path) => bids::load(path, opts)?,
         FileKind::Edf => {
             let f = edf::read(path)?;
             for w in &f.warnings {
