@@ -870,3 +870,65 @@ fn a_failed_pretrain_leaves_no_empty_out_folder() {
     assert!(!ok && e.contains("1001 frames"), "{e}");
     assert!(!out.exists(), "a failed pretrain left {}", out.display());
 }
+
+/// Issue 20: `aligned` metadata names the source window length (it showed the window count),
+/// and a crop or pad is recorded (the CLI prints it): 30-s windows at 100 Hz to BIOT's
+/// 200 Hz × 2000 keep 10 s of 30 s.
+#[test]
+fn align_records_the_source_length_and_what_is_cropped_or_padded() {
+    let ds = Windows {
+        samples: Array3::zeros((6, 2, 3000)),
+        labels: None,
+        rate: Some(100.0),
+        channels: vec!["a".into(), "b".into()],
+        classes: None,
+        source: "x".into(),
+        meta: BTreeMap::new(),
+    };
+    let out = resample::align(&ds, 200.0, 2000, resample::Method::Sinc).unwrap();
+    assert_eq!(
+        out.meta["aligned"],
+        "sinc from 100 Hz x 3000 to 200 Hz x 2000"
+    );
+    assert_eq!(
+        out.meta["aligned_note"],
+        "each window cropped from 6000 to 2000 samples (20.000 s of 30.000 s dropped)"
+    );
+    let out = resample::align(&ds, 50.0, 2000, resample::Method::Linear).unwrap();
+    assert_eq!(
+        out.meta["aligned_note"],
+        "each window zero-padded from 1500 to 2000 samples (10.000 s of 40.000 s are padding)"
+    );
+    for m in [resample::Method::Stretch, resample::Method::Sinc] {
+        let out = resample::align(&ds, 200.0, 6000, m).unwrap();
+        assert!(!out.meta.contains_key("aligned_note"), "{m:?}");
+    }
+}
+
+/// Issue 20: fine-tuning an imported BIOT checkpoint on channels that are not its bipolar
+/// montage is warned about (by count: 16 → banana16, 18 → biot18), naming the first mismatch.
+#[test]
+fn biot_checkpoint_channels_are_checked_against_the_montage() {
+    use brainscale::biosignal::montage::Montage;
+    use brainscale::cli::biosignal::biot_channel_warning;
+    for m in Montage::ALL {
+        assert_eq!(biot_channel_warning(&m.channel_names()), None, "{m:?}");
+    }
+    // TUH-style stored bipolar labels normalise to the montage.
+    let mut tuh: Vec<String> = Montage::Banana16
+        .channel_names()
+        .iter()
+        .map(|c| format!("EEG {c}"))
+        .collect();
+    assert_eq!(biot_channel_warning(&tuh), None);
+    tuh[2] = "EEG T7-REF".into();
+    let w = biot_channel_warning(&tuh).unwrap();
+    assert!(
+        w.contains("banana16") && w.contains("channel 3 is 'EEG T7-REF'"),
+        "{w}"
+    );
+    let refs: Vec<String> = (0..16).map(|i| format!("EEG {i}-REF")).collect();
+    assert!(biot_channel_warning(&refs).unwrap().contains("banana16"));
+    let w = biot_channel_warning(&["Fpz-Cz".to_string()]).unwrap();
+    assert!(w.contains("1 channel(s)") && w.contains("--montage"), "{w}");
+}

@@ -141,6 +141,39 @@ pub fn align_channel(
     }
 }
 
+/// What aligning `len_in` samples at `rate_in` Hz to `length` samples at `rate_out` Hz drops
+/// or pads: the resampled window (sinc, linear: `len_in`·`rate_out`/`rate_in` samples; pad:
+/// `len_in`) is cropped or zero-padded to `length`. `None` when nothing is cropped or padded
+/// (and for `stretch`, which maps the whole window onto `length`). E.g. 30-s windows at 100 Hz
+/// to 200 Hz × 2000: "each window cropped from 6000 to 2000 samples (20.000 s of 30.000 s dropped)".
+pub fn crop_note(
+    len_in: usize,
+    rate_in: f64,
+    rate_out: f64,
+    length: usize,
+    method: Method,
+) -> Option<String> {
+    let produced = match method {
+        Method::Stretch => return None,
+        Method::Pad => len_in,
+        Method::Sinc | Method::Linear => resampled_len(len_in, rate_in, rate_out),
+    };
+    let secs = |n: usize| n as f64 / rate_out;
+    match produced.cmp(&length) {
+        std::cmp::Ordering::Equal => None,
+        std::cmp::Ordering::Greater => Some(format!(
+            "each window cropped from {produced} to {length} samples ({:.3} s of {:.3} s dropped)",
+            secs(produced - length),
+            secs(produced)
+        )),
+        std::cmp::Ordering::Less => Some(format!(
+            "each window zero-padded from {produced} to {length} samples ({:.3} s of {:.3} s are padding)",
+            secs(length - produced),
+            secs(length)
+        )),
+    }
+}
+
 /// Aligns one window [C, L_in] at `rate_in` to [C, length] at `rate_out`.
 pub fn align_window(
     x: ArrayView2<f32>,
@@ -184,14 +217,18 @@ pub fn align(ds: &Windows, rate: f64, length: usize, method: Method) -> Result<W
     let mut res = ds.clone();
     res.samples = out;
     res.rate = Some(rate);
+    // The source window length (not the window count) belongs here.
+    let len_in = ds.window_len();
     res.meta.insert(
         "aligned".into(),
         format!(
-            "{} from {rate_in} Hz x {} to {rate} Hz x {length}",
-            method.name(),
-            ds.len()
+            "{} from {rate_in} Hz x {len_in} to {rate} Hz x {length}",
+            method.name()
         ),
     );
+    if let Some(note) = crop_note(len_in, rate_in, rate, length, method) {
+        res.meta.insert("aligned_note".into(), note);
+    }
     Ok(res)
 }
 

@@ -407,6 +407,9 @@ fn load_aligned(
     } else {
         resample::align(&ds, rate, length, s.align)?
     };
+    if let Some(note) = out.meta.get("aligned_note") {
+        eprintln!("note: {}: {note}", path.display());
+    }
     out.normalise(s.load.norm);
     Ok(out)
 }
@@ -554,6 +557,11 @@ fn run_finetune_inner(a: &FinetuneArgs, tmp_out: &mut Option<std::path::PathBuf>
     let (rate, length) = model_shape(&a.shape, fallback, Some(&a.train))?;
     let train = load_aligned(&a.train, &a.shape, rate, length)?;
     let test = load_aligned(&a.test, &a.shape, rate, length)?;
+    if a.pretrained.as_deref().is_some_and(is_torch_checkpoint) {
+        if let Some(w) = biot_channel_warning(&train.channels) {
+            eprintln!("warning: {}: {w}", a.train.display());
+        }
+    }
     let opts = FinetuneOptions {
         mode: a.mode,
         steps: a.steps,
@@ -652,4 +660,38 @@ fn run_transfer(a: &TransferArgs, default: Preset, out: &str) -> Result<()> {
         t0.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// BIOT's published checkpoints were trained on the bipolar montages (16 channels: banana16,
+/// 18: biot18; Yang et al. 2023, BIOT, NeurIPS). Data whose channel names are not the
+/// montage of that size fine-tunes without error but meaninglessly: said, naming what differs.
+pub fn biot_channel_warning(channels: &[String]) -> Option<String> {
+    let m = match channels.len() {
+        16 => Montage::Banana16,
+        18 => Montage::Biot18,
+        n => {
+            return Some(format!(
+                "{n} channel(s), but the BIOT checkpoint expects the bipolar montage banana16 \
+                 (16) or biot18 (18): build it with --montage"
+            ))
+        }
+    };
+    let want = m.channel_names();
+    let got: Vec<String> = channels
+        .iter()
+        .map(|c| crate::biosignal::montage::normalise_label(c))
+        .collect();
+    if got == want {
+        return None;
+    }
+    let first = got.iter().zip(&want).position(|(g, w)| g != w).unwrap_or(0);
+    Some(format!(
+        "channels are not the {} montage the BIOT checkpoint expects (channel {} is '{}', \
+         expected '{}'): build it with --montage {}",
+        m.name(),
+        first + 1,
+        channels[first],
+        want[first],
+        m.name()
+    ))
 }
