@@ -272,7 +272,19 @@ fn montage_on_bids_keeps_events_bad_channels_and_the_rate_check() {
         })
         .collect();
     std::fs::write(&tsv, text).unwrap();
+    // One event without a trial_type: dropped, and counted.
+    let evt = data.with_file_name("sub-01_ses-01_task-rest_run-01_events.tsv");
+    let text = std::fs::read_to_string(&evt).unwrap();
+    std::fs::write(
+        &evt,
+        format!("{}\n55.0\t5.0\tn/a\tn/a\t5500\n", text.trim_end()),
+    )
+    .unwrap();
     let ds = biosignal::load(&data, &opts).unwrap();
+    assert_eq!(
+        ds.meta.get("bids_events_dropped").map(String::as_str),
+        Some("1")
+    );
     assert_eq!(ds.channels.len(), 16);
     assert_eq!(ds.channels[0], "FP1-F7");
     assert_eq!(

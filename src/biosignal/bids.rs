@@ -186,6 +186,8 @@ pub struct BidsEeg {
     /// `SamplingFrequency` of `_eeg.json`.
     pub sampling_frequency: f64,
     pub events: Vec<Event>,
+    /// Rows of `events.tsv` dropped because their `trial_type` is `n/a` or empty.
+    pub events_dropped: usize,
 }
 
 /// Reads the sidecars of `data` (see the module docs).
@@ -258,6 +260,7 @@ pub fn read_sidecars(data: &Path) -> Result<BidsEeg> {
             )
         })?;
     let mut events = Vec::new();
+    let mut events_dropped = 0;
     let events_tsv = find_sidecar(data, "events.tsv")?;
     if let Some(ev_path) = events_tsv.clone() {
         let (h, rows) = read_tsv(&ev_path)?;
@@ -285,6 +288,7 @@ pub fn read_sidecars(data: &Path) -> Result<BidsEeg> {
                 };
                 let tt = r[ctt].clone();
                 if tt == "n/a" || tt.is_empty() {
+                    events_dropped += 1;
                     continue;
                 }
                 events.push(Event {
@@ -305,6 +309,7 @@ pub fn read_sidecars(data: &Path) -> Result<BidsEeg> {
         types,
         sampling_frequency,
         events,
+        events_dropped,
     })
 }
 
@@ -435,6 +440,13 @@ pub fn load(data: &Path, opts: &LoadOptions) -> Result<Windows> {
     } else {
         let map = annotations::class_map(&side.events);
         let k = map.len();
+        if k == 1 {
+            eprintln!(
+                "warning: {}: one trial_type only ({}): every window has the same label",
+                side.events_tsv.as_deref().unwrap_or(data).display(),
+                map.keys().next().map(String::as_str).unwrap_or("")
+            );
+        }
         let (ds, _) =
             annotations::labelled_windows(&rec, &side.events, &|d| map.get(d).copied(), k, w, hop)?;
         let mut ds = ds;
@@ -447,6 +459,18 @@ pub fn load(data: &Path, opts: &LoadOptions) -> Result<Windows> {
         );
         ds
     };
+    if side.events_dropped > 0 {
+        let ev = side.events_tsv.as_deref().unwrap_or(data);
+        eprintln!(
+            "note: {}: {} event(s) with trial_type 'n/a' dropped",
+            ev.display(),
+            side.events_dropped
+        );
+        ds.meta.insert(
+            "bids_events_dropped".into(),
+            side.events_dropped.to_string(),
+        );
+    }
     if !side.bad.is_empty() {
         ds.meta
             .insert("bids_bad_channels".into(), side.bad.join(","));
