@@ -71,6 +71,7 @@ fn check_against_explicit(runs: &[usize], block: usize, v: usize) {
         n_perm: 60,
         block,
         seed: 7,
+        required: true,
     };
     let perms = Permutations::new(runs, &o).unwrap();
     let c = block_null(pred.view(), y.view(), &perms).unwrap();
@@ -110,6 +111,7 @@ fn too_few_blocks_is_an_error() {
             n_perm: 10,
             block: 10,
             seed: 0,
+            required: true,
         },
     )
     .unwrap_err()
@@ -162,6 +164,7 @@ fn rates(block: usize, seeds: u64, v: usize, n_null: usize, phi: f64) -> (f64, f
             n_perm: 1000,
             block,
             seed,
+            required: true,
         };
         let s = Significance::compute(pred.view(), y.view(), &[200], &o).unwrap();
         let disc = s.q.iter().filter(|&&q| q < 0.05).count();
@@ -286,6 +289,7 @@ fn bootstrap_intervals_cover_the_true_mean_r() {
             n_perm: 1,
             block: 10,
             seed,
+            required: true,
         };
         let r = resampled_r(pred.view(), y.view(), &[t], 200, &o).unwrap();
         let (lo, hi) = interval95(&summaries(&r).mean_r);

@@ -44,17 +44,33 @@ pub struct PermOptions {
     /// Block length in TRs (1 = i.i.d. shuffles of single TRs, which ignore autocorrelation).
     pub block: usize,
     pub seed: u64,
+    /// Whether the user asked for the null (`--permutations`/`--perm-block` given): then test
+    /// runs too short for it are an error. Otherwise (the default) such runs skip the
+    /// statistics with a warning, so a study on short test runs is not stopped by a default.
+    #[serde(skip)]
+    pub required: bool,
 }
 
 impl Default for PermOptions {
-    /// 1,000 permutations of 10-TR blocks, seed 0.
+    /// 1,000 permutations of 10-TR blocks, seed 0, not required.
     fn default() -> Self {
         Self {
             n_perm: 1000,
             block: 10,
             seed: 0,
+            required: false,
         }
     }
+}
+
+/// Minimum number of full blocks in the test runs for a permutation null (fewer give too few
+/// distinct orders: 3 blocks have 6).
+pub const MIN_BLOCKS: usize = 4;
+
+/// Whether the test runs of `run_lengths` TRs hold at least [`MIN_BLOCKS`] full blocks of
+/// `o.block` TRs, i.e. whether [`Permutations::new`] (and the block bootstrap) can run.
+pub fn applicable(run_lengths: &[usize], o: &PermOptions) -> bool {
+    o.block > 0 && run_lengths.iter().map(|&n| n / o.block).sum::<usize>() >= MIN_BLOCKS
 }
 
 /// The permutations of one subject's test rows: the blocks (start row, all `block` long) and,
@@ -86,7 +102,7 @@ impl Permutations {
             fixed.extend(off + k * o.block..off + n);
             off += n;
         }
-        if starts.len() < 4 {
+        if starts.len() < MIN_BLOCKS {
             bail!(
                 "significance: the test runs ({} TRs in runs of {:?}) hold {} block(s) of {} TRs; \
                  a permutation null needs at least 4 (use a shorter --perm-block)",
@@ -364,6 +380,24 @@ pub fn metadata(o: &PermOptions) -> [(String, String); 3] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_null_applies_only_with_four_full_blocks() {
+        let o = PermOptions::default();
+        assert!(!applicable(&[20], &o), "2 blocks of 10 TRs");
+        assert!(!applicable(&[39], &o), "3 full blocks");
+        assert!(applicable(&[40], &o));
+        assert!(applicable(&[20, 20], &o), "blocks of every test run count");
+        assert!(!applicable(&[19, 19], &o), "partial blocks do not");
+        assert!(Permutations::new(
+            &[20],
+            &PermOptions {
+                required: true,
+                ..o
+            }
+        )
+        .is_err());
+    }
 
     #[test]
     fn bh_matches_hand_computation() {

@@ -535,9 +535,25 @@ pub(crate) fn significance(
     if perm.n_perm == 0 {
         return Ok(None);
     }
+    if !perm.required && !crate::fmri::significance::applicable(test_lengths, perm) {
+        eprintln!("{}", skipped_note(subject, test_lengths, perm));
+        return Ok(None);
+    }
     Significance::compute(pred, y_test, test_lengths, perm)
         .map(Some)
         .with_context(|| format!("sub-{subject}: permutation null of the test r"))
+}
+
+/// The warning when the default null does not apply: the test runs are too short for it.
+pub(crate) fn skipped_note(subject: &str, test_lengths: &[usize], perm: &PermOptions) -> String {
+    format!(
+        "warning: sub-{subject}: no p/q/FWE p or bootstrap intervals: the test runs ({} TRs in runs \
+         of {test_lengths:?}) hold fewer than {} blocks of {} TRs (give a shorter --perm-block, \
+         or --permutations to make this an error)",
+        test_lengths.iter().sum::<usize>(),
+        crate::fmri::significance::MIN_BLOCKS,
+        perm.block
+    )
 }
 
 /// Adds the permutation settings to an output's metadata (`permutations`, `perm_block`,
@@ -614,7 +630,9 @@ pub(crate) fn bootstrap(
     perm: &PermOptions,
 ) -> Result<Option<crate::fmri::bootstrap::BootSummaries>> {
     use crate::fmri::bootstrap as boot;
-    if perm.n_perm == 0 {
+    if perm.n_perm == 0
+        || (!perm.required && !crate::fmri::significance::applicable(test_lengths, perm))
+    {
         return Ok(None);
     }
     let r = boot::resampled_r(pred, y_test, test_lengths, boot::DEFAULT_RESAMPLES, perm)

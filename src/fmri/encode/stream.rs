@@ -234,9 +234,14 @@ pub fn encode_subject_streamed(
     let mut alphas = vec![];
     // The permutation null, block by block: drawn once, so every block, shard and voxel
     // sees the same permutations (its memory: one block's predictions, already held).
-    let perms = match so.perm.n_perm {
-        0 => None,
-        _ => Some(
+    let skip_null =
+        so.perm.n_perm == 0 || (!so.perm.required && !sig::applicable(&d.test_lengths, &so.perm));
+    if so.perm.n_perm > 0 && skip_null {
+        eprintln!("{}", encode::skipped_note(&s.id, &d.test_lengths, &so.perm));
+    }
+    let perms = match skip_null {
+        true => None,
+        false => Some(
             Permutations::new(&d.test_lengths, &so.perm)
                 .with_context(|| format!("sub-{}: permutation null of the test r", s.id))?,
         ),
@@ -253,7 +258,7 @@ pub fn encode_subject_streamed(
     };
     // Block bootstrap of the whole subject's summaries (not in a shard: its part would
     // summarise only its voxels): every voxel's resampled r, [resamples, voxels] f32.
-    let mut boot_r = (so.shard.is_none() && so.perm.n_perm > 0)
+    let mut boot_r = (so.shard.is_none() && perms.is_some())
         .then(|| Array2::<f32>::zeros((crate::fmri::bootstrap::DEFAULT_RESAMPLES, nv)));
     let mut null = perms.as_ref().map(|p| NullCounts {
         r: Array1::zeros(nv),
