@@ -259,6 +259,7 @@ pub fn encode_subject_streamed(
         r: Array1::zeros(nv),
         exceed: Array1::zeros(nv),
         max_null: Array1::from_elem(p.n_perm(), f64::NEG_INFINITY),
+        top_null: Array2::zeros((sig::top_k(p.n_perm()), nv)),
     });
     let (n_const, mut n_test_const) = (std::cell::Cell::new(0usize), 0usize);
     let (part, wpart) = match so.shard {
@@ -309,6 +310,7 @@ pub fn encode_subject_streamed(
                 let c = sig::block_null(fit.test_pred.view(), y_test, p)?;
                 acc.r.slice_mut(s![a..b]).assign(&c.r);
                 acc.exceed.slice_mut(s![a..b]).assign(&c.exceed);
+                acc.top_null.slice_mut(s![.., a..b]).assign(&c.top_null);
                 for (m, x) in acc.max_null.iter_mut().zip(&c.max_null) {
                     *m = m.max(*x);
                 }
@@ -353,6 +355,9 @@ pub fn encode_subject_streamed(
         .unwrap_or_default();
     warn_constant(&s.id, n_const.get(), n_test_const, nv, &file);
 
+    let sig_all = null
+        .as_ref()
+        .map(|c| Significance::from_counts(c, so.perm.n_perm));
     let tensors = PerVoxel {
         best_alpha,
         test_r: test_r.clone(),
@@ -367,14 +372,18 @@ pub fn encode_subject_streamed(
             .voxel_ijk
             .as_ref()
             .map(|ijk| ijk.slice(s![v0..v1, ..]).to_owned()),
-        significance: null
-            .as_ref()
-            .map(|c| Significance::from_counts(c, so.perm.n_perm)),
+        significance: sig_all.clone(),
         normalised_r: repeat_ceiling
             .as_ref()
             .map(|c| crate::fmri::ceiling::normalised(&test_r, c)),
         repeat_ceiling_r: repeat_ceiling,
-        bootstrap: boot_r.as_ref().map(crate::fmri::bootstrap::summaries),
+        bootstrap: boot_r.as_ref().map(|r| {
+            let thr = sig_all
+                .as_ref()
+                .zip(null.as_ref())
+                .map(|(g, c)| sig::q05_thresholds(c, &g.q, so.perm.n_perm));
+            crate::fmri::bootstrap::summaries(r, thr.as_ref())
+        }),
     }
     .outputs();
     let mut meta = encode::output_metadata(
