@@ -143,7 +143,17 @@ pub fn top_k(n_perm: usize) -> usize {
 /// when none is at q < 0.05. Used by the block bootstrap to count the voxels significant in
 /// each resample with the thresholds of the original null (`fmri::bootstrap`).
 pub fn q05_thresholds(c: &NullCounts, q: &Array1<f64>, n_perm: usize) -> Array1<f64> {
-    let p = p_values(&c.exceed, n_perm);
+    q05_thresholds_from(&p_values(&c.exceed, n_perm), q, c.top_null.view(), n_perm)
+}
+
+/// [`q05_thresholds`] from the voxels' p, q and largest null r [k, voxels] (what a shard
+/// merge holds: the parts' p and `null_top_r`, the q recomputed over all voxels).
+pub fn q05_thresholds_from(
+    p: &Array1<f64>,
+    q: &Array1<f64>,
+    top_null: ndarray::ArrayView2<f32>,
+    n_perm: usize,
+) -> Array1<f64> {
     let p_star = p
         .iter()
         .zip(q)
@@ -151,11 +161,11 @@ pub fn q05_thresholds(c: &NullCounts, q: &Array1<f64>, n_perm: usize) -> Array1<
         .map(|(&p, _)| p)
         .fold(f64::NEG_INFINITY, f64::max);
     if !p_star.is_finite() {
-        return Array1::from_elem(c.r.len(), f64::INFINITY);
+        return Array1::from_elem(p.len(), f64::INFINITY);
     }
     let cnt = ((1 + n_perm) as f64 * p_star - 1.0).round().max(0.0) as usize;
-    let row = cnt.min(c.top_null.nrows() - 1);
-    c.top_null.row(row).mapv(|x| x as f64 + 1e-12)
+    let row = cnt.min(top_null.nrows() - 1);
+    top_null.row(row).mapv(|x| x as f64 + 1e-12)
 }
 
 /// Observed and permuted r of each voxel (column) of `pred` and `y` [test rows, voxels].

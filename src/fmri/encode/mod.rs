@@ -416,7 +416,7 @@ pub struct PerVoxel {
     pub repeat_ceiling_r: Option<Array1<f64>>,
     pub normalised_r: Option<Array1<f64>>,
     /// Block-bootstrap resamples of the subject's summaries (whole subjects only: a shard's
-    /// part has none).
+    /// part writes `boot_part_r` and `null_top_r` instead, which the merge summarises).
     pub bootstrap: Option<crate::fmri::bootstrap::BootSummaries>,
 }
 

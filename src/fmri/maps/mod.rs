@@ -121,7 +121,7 @@ pub struct SummaryRow {
     #[serde(default)]
     pub normalised_mean_r: Option<f64>,
     /// Block-bootstrap 95% intervals (`fmri::bootstrap`) of mean r, top-10% r and the
-    /// fraction with r > 0.1 (empty without them, e.g. results merged from shards).
+    /// fraction with r > 0.1 (empty without them, e.g. results fitted without permutations).
     #[serde(default)]
     pub mean_r_ci_low: Option<f64>,
     #[serde(default)]
