@@ -333,6 +333,7 @@ fn bootstrap_interval_of_the_fraction_significant() {
             n_perm: 1000,
             block: 10,
             seed,
+            required: true,
         };
         let perms = Permutations::new(&[200], &o).unwrap();
         let c = block_null(pred.view(), y.view(), &perms).unwrap();

@@ -259,7 +259,8 @@ pub fn encode_subject_streamed(
     // Block bootstrap of the whole subject's summaries: every voxel's resampled r,
     // [resamples, voxels] f32 (a shard writes its voxels' part as `boot_part_r`, with its
     // `null_top_r`, for the merge to summarise the whole subject).
-    let mut boot_r = perms.is_some()
+    let mut boot_r = perms
+        .is_some()
         .then(|| Array2::<f32>::zeros((crate::fmri::bootstrap::DEFAULT_RESAMPLES, nv)));
     let mut null = perms.as_ref().map(|p| NullCounts {
         r: Array1::zeros(nv),
