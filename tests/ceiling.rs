@@ -109,6 +109,17 @@ fn repeat_ceiling_matches_the_true_ceiling() {
         row.mean_r
     );
     assert!(row.frac_q_below_0_05.unwrap() > 0.3);
+    // The fraction at q < 0.05 with its block-bootstrap interval (encode single-band here;
+    // the interval's coverage on known truth is in tests/significance.rs).
+    let (fq, qlo, qhi) = (
+        row.frac_q_below_0_05.unwrap(),
+        row.frac_q_below_0_05_ci_low.unwrap(),
+        row.frac_q_below_0_05_ci_high.unwrap(),
+    );
+    assert!(
+        qlo <= fq && fq <= qhi && qhi - qlo < 0.3,
+        "{qlo} {fq} {qhi}"
+    );
     let opts = brainscale::fmri::maps::FigureOptions::default();
     brainscale::fmri::demo::maps_figures(&ds, &work, "groundtruth", &rows, &opts).unwrap();
     let d = work.join("maps/groundtruth").join(format!("sub-{}", s.id));
@@ -127,4 +138,11 @@ fn repeat_ceiling_matches_the_true_ceiling() {
     let html = std::fs::read_to_string(&rep.path).unwrap();
     assert!(html.contains(&format!("r / repeat ceiling of sub-{}", s.id)));
     assert!(html.contains("mean r [95% CI]"));
+    assert!(html.contains("q &lt; 0.05 [95% CI]"));
+    assert!(html.contains(&format!(
+        "{:.3}% [{:.3}, {:.3}]",
+        100.0 * fq,
+        100.0 * qlo,
+        100.0 * qhi
+    )));
 }

@@ -649,6 +649,8 @@ fn a_real_clip_goes_through_an_imported_tokenizer_to_features() {
         .unwrap()
         .with_hop(8)
         .unwrap();
+    // The features stage decodes at the native size for this (imported) tokenizer.
+    assert_eq!(ex.decode_size(Some(64)), None);
     let f = ex.extract(&frames).unwrap();
     assert_eq!(f.values.dim(), (15, 16));
     // The features stage's path reads the cache clip by clip: the same features bit for bit.
@@ -666,6 +668,121 @@ fn a_real_clip_goes_through_an_imported_tokenizer_to_features() {
         "{:?}",
         f.times
     );
+}
+
+/// Issue 21: `tokenizer encode` with an imported (`resize = "videogpt"`) tokenizer decodes the
+/// movie at its native size and applies VideoGPT's `data.preprocess` itself, so its codes are
+/// the reference pipeline's (ffmpeg decode at native size → `data.preprocess` → `VQVAE.encode`,
+/// run in .venv on the same frames) exactly. Before the fix the frames were decoded already at
+/// 32×32 (ffmpeg AREA) and 1/4 of the codes differed.
+#[test]
+fn tokenizer_encode_with_an_imported_tokenizer_gives_the_reference_codes() {
+    let fx = videogpt_fixtures();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let movie = root.join("../shared/data/video/carphone_pristine.mp4");
+    if !movie.exists() {
+        eprintln!("skipped: {} not found", movie.display());
+        return;
+    }
+    let _g = lock();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let ckpt = fx.join("small/model.ckpt");
+    let (ok, msg) = import_cli(&ckpt, &w.join("tok"));
+    assert!(ok, "{msg}");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_brainscale"))
+        .args(["tokenizer", "encode", "--movies"])
+        .arg(&movie)
+        .args(["--tokenizer"])
+        .arg(w.join("tok"))
+        .args(["--out"])
+        .arg(w.join("codes"))
+        .args(["--cache"])
+        .arg(w.join("frames"))
+        .args(["--device", "cpu"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The frames were cached at the native size (the cache's name says so), not at 32.
+    let native = brainscale::fmri::video::cache_path(
+        &w.join("frames"),
+        &movie,
+        &brainscale::fmri::video::DecodeOptions::default(),
+    );
+    assert!(native.exists(), "no native-size frame cache");
+    let small = brainscale::fmri::video::DecodeOptions {
+        size: Some(32),
+        ..Default::default()
+    };
+    assert!(!brainscale::fmri::video::cache_path(&w.join("frames"), &movie, &small).exists());
+    let mut fc = brainscale::fmri::video::FrameCache::open(&native).unwrap();
+    let n = fc.len();
+    let frames = fc.read(0..n).unwrap();
+    assert_eq!(frames.data.dim(), (120, 144, 176, 3));
+    // brainscale's native decode is the ffmpeg CLI's, byte for byte.
+    let cli = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&movie)
+        .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .unwrap();
+    assert!(cli.status.success());
+    assert_eq!(cli.stdout.as_slice(), frames.data.as_slice().unwrap());
+    // The reference pipeline on those frames: 8-frame clips every 8 frames, batches of 8.
+    let npy = w.join("frames.npy");
+    ndarray_npy::write_npy(&npy, &frames.data).unwrap();
+    let want_path = w.join("want.npy");
+    let ok = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("tests/fixtures/videogpt_reference.py"))
+        .arg("encode")
+        .arg(&ckpt)
+        .arg(&npy)
+        .args(["8", "8"])
+        .arg(&want_path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "the reference encode failed");
+    let want: ndarray::ArrayD<i64> = ndarray_npy::read_npy(&want_path).unwrap();
+    let got = CodeFile::load(&w.join("codes/carphone_pristine.codes.safetensors")).unwrap();
+    assert_eq!(got.codes.shape(), want.shape());
+    assert_eq!(got.codes.shape(), &[15, 2, 8, 8]);
+    let differ = got
+        .codes
+        .iter()
+        .zip(want.iter())
+        .filter(|(a, b)| a != b)
+        .count();
+    // Not bit-identical: 1 code of 1,920 differs. This codebook has near and exact ties (the
+    // reference's nearest and second distances differ by 0 or 1 ulp at some positions, with
+    // distances ~1e-4), so float rounding decides them. The old 32×32 decode differed in ~25%.
+    eprintln!("{differ} of {} codes differ from the reference", want.len());
+    assert!(
+        differ * 200 <= want.len(),
+        "{differ} of {} codes differ",
+        want.len()
+    );
+    // The bug's path (frames decoded at 32×32 by ffmpeg before the VideoGPT step) is far off:
+    // this comparison can fail.
+    let (c32, _) =
+        brainscale::fmri::video::decode_to_cache(&movie, &w.join("frames"), &small).unwrap();
+    let tok = Tokenizer::load(&w.join("tok"), Device::Cpu).unwrap();
+    let (old, _) = tok
+        .tokenize_cache(
+            &mut brainscale::fmri::video::FrameCache::open(&c32).unwrap(),
+            1,
+            8,
+            8,
+        )
+        .unwrap();
+    let old: Vec<i64> = Vec::try_from(old.reshape([-1])).unwrap();
+    let old_differ = old.iter().zip(want.iter()).filter(|(a, b)| a != b).count();
+    eprintln!("32×32 decode: {old_differ} of {} codes differ", want.len());
+    assert!(old_differ * 10 > want.len(), "{old_differ}");
+    // A random codebook that collapsed to one code would make the comparison empty.
+    let distinct: std::collections::BTreeSet<i64> = want.iter().copied().collect();
+    eprintln!("{} distinct codes of {}", distinct.len(), want.len());
+    assert!(distinct.len() >= 4, "{distinct:?}");
 }
 
 /// VideoGPT's `AxialBlock` builds its attention with n_layer = 1: the output projection's

@@ -71,6 +71,7 @@ fn check_against_explicit(runs: &[usize], block: usize, v: usize) {
         n_perm: 60,
         block,
         seed: 7,
+        required: true,
     };
     let perms = Permutations::new(runs, &o).unwrap();
     let c = block_null(pred.view(), y.view(), &perms).unwrap();
@@ -85,6 +86,18 @@ fn check_against_explicit(runs: &[usize], block: usize, v: usize) {
         );
         let count = nulls.iter().filter(|&&r| r >= r0 - 1e-12).count() as u32;
         assert_eq!(c.exceed[j], count, "voxel {j}");
+        // The k largest null r, descending (what the q < 0.05 thresholds read).
+        let mut sorted = nulls.clone();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        let k = brainscale::fmri::significance::top_k(o.n_perm);
+        assert_eq!(c.top_null.nrows(), k);
+        for (i, want) in sorted.iter().take(k).enumerate() {
+            let got = c.top_null[[i, j]] as f64;
+            assert!(
+                (got - want).abs() < 1e-6,
+                "voxel {j} rank {i}: {got} vs {want}"
+            );
+        }
         for (m, r) in max_null.iter_mut().zip(&nulls) {
             *m = m.max(*r);
         }
@@ -110,6 +123,7 @@ fn too_few_blocks_is_an_error() {
             n_perm: 10,
             block: 10,
             seed: 0,
+            required: true,
         },
     )
     .unwrap_err()
@@ -162,6 +176,7 @@ fn rates(block: usize, seeds: u64, v: usize, n_null: usize, phi: f64) -> (f64, f
             n_perm: 1000,
             block,
             seed,
+            required: true,
         };
         let s = Significance::compute(pred.view(), y.view(), &[200], &o).unwrap();
         let disc = s.q.iter().filter(|&&q| q < 0.05).count();
@@ -286,9 +301,10 @@ fn bootstrap_intervals_cover_the_true_mean_r() {
             n_perm: 1,
             block: 10,
             seed,
+            required: true,
         };
         let r = resampled_r(pred.view(), y.view(), &[t], 200, &o).unwrap();
-        let (lo, hi) = interval95(&summaries(&r).mean_r);
+        let (lo, hi) = interval95(&summaries(&r, None).mean_r);
         covered += (lo <= truth && truth <= hi) as usize;
         widths += hi - lo;
     }
@@ -298,4 +314,63 @@ fn bootstrap_intervals_cover_the_true_mean_r() {
         widths / n_sets as f64
     );
     assert!((0.85..=1.0).contains(&rate), "coverage {rate}");
+}
+
+/// The block-bootstrap interval of the fraction of voxels at q < 0.05 (each voxel against the
+/// r that put it at q < 0.05 in the original null): on the original rows the thresholds give
+/// exactly the BH discoveries; the (normal) interval is not degenerate, stays below the
+/// share of signal voxels plus what FDR control allows on the 30% no-signal voxels, and
+/// covers the expected fraction (the mean over datasets) at a reasonable rate.
+#[test]
+fn bootstrap_interval_of_the_fraction_significant() {
+    use brainscale::fmri::bootstrap::{interval95, normal_interval95, resampled_r, summaries};
+    use brainscale::fmri::significance::q05_thresholds;
+    let (v, n_null, seeds) = (1000, 300, 12u64);
+    let mut rows = vec![];
+    for seed in 0..seeds {
+        let (pred, y) = simulate(300 + seed, v, n_null, 200, 0.5);
+        let o = PermOptions {
+            n_perm: 1000,
+            block: 10,
+            seed,
+            required: true,
+        };
+        let perms = Permutations::new(&[200], &o).unwrap();
+        let c = block_null(pred.view(), y.view(), &perms).unwrap();
+        let s = Significance::from_counts(&c, o.n_perm);
+        let thr = q05_thresholds(&c, &s.q, o.n_perm);
+        let frac = s.q.iter().filter(|&&q| q < 0.05).count() as f64 / v as f64;
+        let by_thr = c.r.iter().zip(&thr).filter(|(r, t)| r > t).count() as f64 / v as f64;
+        assert_eq!(by_thr, frac, "seed {seed}: thresholds vs BH discoveries");
+        let r = resampled_r(pred.view(), y.view(), &[200], 200, &o).unwrap();
+        let b = summaries(&r, Some(&thr));
+        let f = b.frac_q05.as_ref().unwrap();
+        let (lo, hi) = normal_interval95(frac, f);
+        let (plo, phi) = interval95(f);
+        eprintln!(
+            "seed {seed}: fraction q < 0.05 {frac:.3} [{lo:.3}, {hi:.3}] (percentile [{plo:.3}, {phi:.3}])"
+        );
+        assert!(
+            lo < frac && frac < hi,
+            "seed {seed}: {frac} outside [{lo}, {hi}]"
+        );
+        assert!(
+            lo > 0.3 && hi < 0.7 + 0.05 * 0.3,
+            "seed {seed}: [{lo}, {hi}]"
+        );
+        assert!(
+            hi - lo > 0.005 && hi - lo < 0.2,
+            "seed {seed}: width {}",
+            hi - lo
+        );
+        rows.push((frac, lo, hi));
+    }
+    let mean = rows.iter().map(|r| r.0).sum::<f64>() / rows.len() as f64;
+    let covered = rows.iter().filter(|r| r.1 <= mean && mean <= r.2).count();
+    eprintln!("fraction q < 0.05: mean over {seeds} datasets {mean:.3}, covered by {covered}");
+    assert!(
+        covered * 3 >= rows.len() * 2,
+        "covered {covered}/{}",
+        rows.len()
+    );
 }

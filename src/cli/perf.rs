@@ -531,6 +531,7 @@ pub fn bench_significance(a: &BenchSignificanceArgs) -> Result<()> {
             n_perm: a.permutations,
             block: a.perm_block,
             seed: a.seed,
+            required: true,
         },
         n_boot: a.bootstrap,
     })?;

@@ -9,13 +9,15 @@ use std::path::PathBuf;
 #[derive(Args, Debug, Clone)]
 pub struct PermFlags {
     /// Significance of each voxel's test r: permutations of the test runs' blocks (the
-    /// same for every voxel); p, BH q and FWE p are written beside test_r (0: none).
-    #[arg(long, default_value_t = 1000, value_name = "P")]
-    pub permutations: usize,
+    /// same for every voxel); p, BH q and FWE p are written beside test_r (0: none). Default
+    /// 1000, skipped with a warning when the test runs hold fewer than 4 blocks; given
+    /// explicitly, such runs are an error.
+    #[arg(long, value_name = "P")]
+    pub permutations: Option<usize>,
     /// Block length of the permutations, in TRs (default 10, after Huth et al. 2016; 1 =
     /// i.i.d. shuffles, which ignore the BOLD's autocorrelation).
-    #[arg(long, default_value_t = 10, value_name = "TRS")]
-    pub perm_block: usize,
+    #[arg(long, value_name = "TRS")]
+    pub perm_block: Option<usize>,
     /// Seed of the permutations.
     #[arg(long, default_value_t = 0)]
     pub perm_seed: u64,
@@ -24,10 +26,12 @@ pub struct PermFlags {
 impl PermFlags {
     /// The permutation null's settings.
     pub fn options(&self) -> PermOptions {
+        let d = PermOptions::default();
         PermOptions {
-            n_perm: self.permutations,
-            block: self.perm_block,
+            n_perm: self.permutations.unwrap_or(d.n_perm),
+            block: self.perm_block.unwrap_or(d.block),
             seed: self.perm_seed,
+            required: self.permutations.is_some_and(|p| p > 0) || self.perm_block.is_some(),
         }
     }
 }

@@ -31,7 +31,7 @@
 //! predictions. Long series with many blocks (n_b > 512) use the direct sum (T per
 //! permutation and voxel) instead.
 use anyhow::{bail, Result};
-use ndarray::{Array1, ArrayView2, Axis};
+use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rayon::prelude::*;
@@ -44,17 +44,33 @@ pub struct PermOptions {
     /// Block length in TRs (1 = i.i.d. shuffles of single TRs, which ignore autocorrelation).
     pub block: usize,
     pub seed: u64,
+    /// Whether the user asked for the null (`--permutations`/`--perm-block` given): then test
+    /// runs too short for it are an error. Otherwise (the default) such runs skip the
+    /// statistics with a warning, so a study on short test runs is not stopped by a default.
+    #[serde(skip)]
+    pub required: bool,
 }
 
 impl Default for PermOptions {
-    /// 1,000 permutations of 10-TR blocks, seed 0.
+    /// 1,000 permutations of 10-TR blocks, seed 0, not required.
     fn default() -> Self {
         Self {
             n_perm: 1000,
             block: 10,
             seed: 0,
+            required: false,
         }
     }
+}
+
+/// Minimum number of full blocks in the test runs for a permutation null (fewer give too few
+/// distinct orders: 3 blocks have 6).
+pub const MIN_BLOCKS: usize = 4;
+
+/// Whether the test runs of `run_lengths` TRs hold at least [`MIN_BLOCKS`] full blocks of
+/// `o.block` TRs, i.e. whether [`Permutations::new`] (and the block bootstrap) can run.
+pub fn applicable(run_lengths: &[usize], o: &PermOptions) -> bool {
+    o.block > 0 && run_lengths.iter().map(|&n| n / o.block).sum::<usize>() >= MIN_BLOCKS
 }
 
 /// The permutations of one subject's test rows: the blocks (start row, all `block` long) and,
@@ -86,7 +102,7 @@ impl Permutations {
             fixed.extend(off + k * o.block..off + n);
             off += n;
         }
-        if starts.len() < 4 {
+        if starts.len() < MIN_BLOCKS {
             bail!(
                 "significance: the test runs ({} TRs in runs of {:?}) hold {} block(s) of {} TRs; \
                  a permutation null needs at least 4 (use a shorter --perm-block)",
@@ -120,12 +136,52 @@ impl Permutations {
 }
 
 /// The null of a set of voxels: observed r, per voxel the count of permutations whose r
-/// reaches it, and per permutation the largest null r over these voxels.
+/// reaches it, per permutation the largest null r over these voxels, and per voxel its
+/// [`top_k`] largest null r, [k, voxels] in descending order (what [`q05_thresholds`] reads).
 #[derive(Debug, Clone)]
 pub struct NullCounts {
     pub r: Array1<f64>,
     pub exceed: Array1<u32>,
     pub max_null: Array1<f64>,
+    pub top_null: Array2<f32>,
+}
+
+/// How many of a voxel's largest null r are kept: ⌊0.05 (P + 1)⌋ (at least 1), enough to
+/// know the r at which its p reaches any BH cut-off p* ≤ 0.05.
+pub fn top_k(n_perm: usize) -> usize {
+    ((0.05 * (n_perm + 1) as f64 + 1e-9).floor() as usize).max(1)
+}
+
+/// Per voxel, the r it needs to reach BH q < 0.05 given the other voxels' p: with p* the
+/// largest p among the voxels at q < 0.05 (the BH cut-off), p = (1 + #{null ≥ r}) / (1 + P)
+/// ≤ p* needs #{null ≥ r} ≤ c = (1 + P) p* − 1, i.e. r above the voxel's (c + 1)-th largest
+/// null r; a voxel is significant iff its r exceeds the returned value. +∞ for every voxel
+/// when none is at q < 0.05. Used by the block bootstrap to count the voxels significant in
+/// each resample with the thresholds of the original null (`fmri::bootstrap`).
+pub fn q05_thresholds(c: &NullCounts, q: &Array1<f64>, n_perm: usize) -> Array1<f64> {
+    q05_thresholds_from(&p_values(&c.exceed, n_perm), q, c.top_null.view(), n_perm)
+}
+
+/// [`q05_thresholds`] from the voxels' p, q and largest null r [k, voxels] (what a shard
+/// merge holds: the parts' p and `null_top_r`, the q recomputed over all voxels).
+pub fn q05_thresholds_from(
+    p: &Array1<f64>,
+    q: &Array1<f64>,
+    top_null: ndarray::ArrayView2<f32>,
+    n_perm: usize,
+) -> Array1<f64> {
+    let p_star = p
+        .iter()
+        .zip(q)
+        .filter(|(_, &q)| q < 0.05)
+        .map(|(&p, _)| p)
+        .fold(f64::NEG_INFINITY, f64::max);
+    if !p_star.is_finite() {
+        return Array1::from_elem(p.len(), f64::INFINITY);
+    }
+    let cnt = ((1 + n_perm) as f64 * p_star - 1.0).round().max(0.0) as usize;
+    let row = cnt.min(top_null.nrows() - 1);
+    top_null.row(row).mapv(|x| x as f64 + 1e-12)
 }
 
 /// Observed and permuted r of each voxel (column) of `pred` and `y` [test rows, voxels].
@@ -153,7 +209,8 @@ pub fn block_null(
     let v = pred.ncols();
     let cols: Vec<usize> = (0..v).collect();
     // Chunks of voxels in parallel, each with its own per-permutation maxima.
-    let chunks: Vec<(Vec<(f64, u32)>, Vec<f64>)> = cols
+    let k = top_k(np);
+    let chunks: Vec<(Vec<(f64, u32, Vec<f32>)>, Vec<f64>)> = cols
         .par_chunks(64.max(v / 64 + 1))
         .map(|chunk| {
             let mut maxes = vec![f64::NEG_INFINITY; np];
@@ -167,6 +224,7 @@ pub fn block_null(
                         perms,
                         &mut maxes,
                         &mut scratch,
+                        k,
                     )
                 })
                 .collect();
@@ -175,11 +233,13 @@ pub fn block_null(
         .collect();
     let mut max_null = Array1::from_elem(np, f64::NEG_INFINITY);
     let (mut r, mut exceed) = (Array1::zeros(v), Array1::zeros(v));
+    let mut top_null = Array2::<f32>::zeros((k, v));
     let mut j = 0;
     for (out, m) in chunks {
-        for (rj, cj) in out {
+        for (rj, cj, tj) in out {
             r[j] = rj;
             exceed[j] = cj;
+            top_null.column_mut(j).assign(&Array1::from(tj));
             j += 1;
         }
         for (a, b) in max_null.iter_mut().zip(m) {
@@ -190,6 +250,7 @@ pub fn block_null(
         r,
         exceed,
         max_null,
+        top_null,
     })
 }
 
@@ -198,16 +259,30 @@ struct Scratch {
     p: Vec<f64>,
     y: Vec<f64>,
     b: Vec<f64>,
+    top: Vec<f64>,
 }
 
-/// One voxel: (observed r, #permutations with null r ≥ r); updates the per-permutation maxima.
+/// Keeps `r` among the `k` largest of `top` (descending).
+#[inline]
+fn push_top(top: &mut Vec<f64>, k: usize, r: f64) {
+    if top.len() == k && r <= top[k - 1] {
+        return;
+    }
+    let at = top.partition_point(|&x| x >= r);
+    top.insert(at, r);
+    top.truncate(k);
+}
+
+/// One voxel: (observed r, #permutations with null r ≥ r, its `k` largest null r in
+/// descending order); updates the per-permutation maxima.
 fn voxel_null(
     p: ndarray::ArrayView1<f32>,
     y: ndarray::ArrayView1<f32>,
     perms: &Permutations,
     maxes: &mut [f64],
     s: &mut Scratch,
-) -> (f64, u32) {
+    k: usize,
+) -> (f64, u32, Vec<f32>) {
     let n = p.len() as f64;
     let mp = p.iter().map(|&v| v as f64).sum::<f64>() / n;
     let my = y.iter().map(|&v| v as f64).sum::<f64>() / n;
@@ -224,7 +299,7 @@ fn voxel_null(
         for m in maxes.iter_mut() {
             *m = m.max(0.0);
         }
-        return (0.0, maxes.len() as u32);
+        return (0.0, maxes.len() as u32, vec![0.0; k]);
     }
     let norm = 1.0 / (sxx * syy).sqrt();
     let dot = |a: usize, b: usize, len: usize| -> f64 {
@@ -241,6 +316,8 @@ fn voxel_null(
     // Ties with the observed r (the identity order, or equal sums) count as reaching it.
     let thr = r_obs - 1e-12;
     let mut count = 0u32;
+    let mut top = std::mem::take(&mut s.top);
+    top.clear();
     if nb <= 512 {
         // B[i * nb + j]: prediction block i against BOLD block j.
         let mut b = std::mem::take(&mut s.b);
@@ -250,28 +327,34 @@ fn voxel_null(
                 b.push(dot(si, sj, l));
             }
         }
-        for (k, ord) in perms.orders.iter().enumerate() {
+        for (i_perm, ord) in perms.orders.iter().enumerate() {
             let mut acc = fixed;
             for (j, &i) in ord.iter().enumerate() {
                 acc += b[i as usize * nb + j];
             }
             let r = acc * norm;
             count += (r >= thr) as u32;
-            maxes[k] = maxes[k].max(r);
+            maxes[i_perm] = maxes[i_perm].max(r);
+            push_top(&mut top, k, r);
         }
         s.b = b;
     } else {
-        for (k, ord) in perms.orders.iter().enumerate() {
+        for (i_perm, ord) in perms.orders.iter().enumerate() {
             let mut acc = fixed;
             for (j, &i) in ord.iter().enumerate() {
                 acc += dot(perms.starts[i as usize], perms.starts[j], l);
             }
             let r = acc * norm;
             count += (r >= thr) as u32;
-            maxes[k] = maxes[k].max(r);
+            maxes[i_perm] = maxes[i_perm].max(r);
+            push_top(&mut top, k, r);
         }
     }
-    (r_obs, count)
+    let mut out: Vec<f32> = top.iter().map(|&x| x as f32).collect();
+    // Fewer permutations than k (P < 20): the missing ranks are below every null r.
+    out.resize(k, f32::NEG_INFINITY);
+    s.top = top;
+    (r_obs, count, out)
 }
 
 /// p = (1 + exceed) / (1 + P) per voxel.
@@ -364,6 +447,24 @@ pub fn metadata(o: &PermOptions) -> [(String, String); 3] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_null_applies_only_with_four_full_blocks() {
+        let o = PermOptions::default();
+        assert!(!applicable(&[20], &o), "2 blocks of 10 TRs");
+        assert!(!applicable(&[39], &o), "3 full blocks");
+        assert!(applicable(&[40], &o));
+        assert!(applicable(&[20, 20], &o), "blocks of every test run count");
+        assert!(!applicable(&[19, 19], &o), "partial blocks do not");
+        assert!(Permutations::new(
+            &[20],
+            &PermOptions {
+                required: true,
+                ..o
+            }
+        )
+        .is_err());
+    }
 
     #[test]
     fn bh_matches_hand_computation() {

@@ -650,6 +650,19 @@ pub fn import_stage(ckpt: &Path, out: &Path) -> Result<VqVaeConfig> {
     Ok(imp.model.cfg)
 }
 
+/// The frame size a tokenizer's frames are decoded at: `resize = "videogpt"` (imported VideoGPT
+/// tokenizers) needs the movie's native size, because VideoGPT's `data.preprocess` resizes the
+/// full frames itself (a decode already shrunk to R would leave it nothing to do and change 1/4
+/// of the codes, issue 21); brainscale's own tokenizers decode at R (ffmpeg's AREA scaling), as
+/// they were trained. The frame cache's name records the size (`size-native` / `size-R`), so
+/// caches of the two kinds never mix.
+pub fn decode_size(cfg: &VqVaeConfig) -> Option<u32> {
+    match cfg.resize {
+        Resize::Videogpt => None,
+        Resize::Antialiased => Some(cfg.resolution as u32),
+    }
+}
+
 /// The tokenize stage: writes one code cache per movie and returns their paths; frames are
 /// read from the frame caches a batch of clips at a time (memory bounded by one batch).
 pub fn encode_stage(o: &EncodeOptions) -> Result<Vec<PathBuf>> {
@@ -657,7 +670,7 @@ pub fn encode_stage(o: &EncodeOptions) -> Result<Vec<PathBuf>> {
     let tok = Tokenizer::load(&o.tokenizer, device)?;
     let opts = crate::fmri::video::DecodeOptions {
         fps: o.fps,
-        size: Some(tok.model.cfg.resolution as u32),
+        size: decode_size(&tok.model.cfg),
         ..Default::default()
     };
     // Frames stay in their caches and are read a batch of clips at a time.

@@ -114,8 +114,11 @@ pub fn measure_peak_matmul(device: Device, kind: Kind) -> f64 {
     let n: i64 = if device.is_cuda() { 8192 } else { 512 };
     let reps = if device.is_cuda() { 20 } else { 5 };
     tch::no_grad(|| {
-        let a = Tensor::randn([n, n], (kind, device));
-        let b = Tensor::randn([n, n], (kind, device));
+        // Constant operands, not randn: a draw from libtorch's process-global RNG here (run
+        // at the start of every fit) would land inside another thread's seeded section and
+        // make that seeded run differ from itself. A GEMM's speed does not depend on values.
+        let a = Tensor::full([n, n], 0.5, (kind, device));
+        let b = Tensor::full([n, n], 0.25, (kind, device));
         let sync = |t: &Tensor| {
             let _ = t.get(0).get(0).double_value(&[]);
         };

@@ -69,7 +69,7 @@ pub fn run(o: &SigBenchOptions) -> Result<SigBenchResult> {
             o.n_boot,
             &o.perm,
         )?;
-        std::hint::black_box(crate::fmri::bootstrap::summaries(&r));
+        std::hint::black_box(crate::fmri::bootstrap::summaries(&r, None));
     }
     let bootstrap_s = t.elapsed().as_secs_f64();
     let added = match (before, crate::core::memory::peak_rss()) {

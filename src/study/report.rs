@@ -136,7 +136,7 @@ pub fn write_report(work: &Path, out: Option<&Path>) -> Result<ReportSummary> {
         Vec::new()
     };
     if !rows.is_empty() {
-        h += "<h2>Encoding performance per subject</h2><table><tr><th>dataset</th><th>features</th><th>subject</th><th>voxels</th><th>test runs</th><th>mean r [95% CI]</th><th>top-10% r [95% CI]</th><th>r &gt; 0.1 [95% CI]</th><th>q &lt; 0.05</th><th>FWE p &lt; 0.05</th><th>ceiling mean r</th><th>repeat ceiling</th><th>r / ceiling</th><th>median alpha</th></tr>";
+        h += "<h2>Encoding performance per subject</h2><table><tr><th>dataset</th><th>features</th><th>subject</th><th>voxels</th><th>test runs</th><th>mean r [95% CI]</th><th>top-10% r [95% CI]</th><th>r &gt; 0.1 [95% CI]</th><th>q &lt; 0.05 [95% CI]</th><th>FWE p &lt; 0.05</th><th>ceiling mean r</th><th>repeat ceiling</th><th>r / ceiling</th><th>median alpha</th></tr>";
         let opt = |v: Option<f64>| v.map_or("-".into(), |x| format!("{x:.3}"));
         let pct = |v: Option<f64>| v.map_or("-".into(), |x| format!("{:.1}%", 100.0 * x));
         // A value with its block-bootstrap interval when the results hold one.
@@ -152,7 +152,11 @@ pub fn write_report(work: &Path, out: Option<&Path>) -> Result<ReportSummary> {
                 ci(r.mean_r, r.mean_r_ci_low, r.mean_r_ci_high, 1.0, ""),
                 ci(r.top10_mean_r, r.top10_mean_r_ci_low, r.top10_mean_r_ci_high, 1.0, ""),
                 ci(r.frac_r_above_0_1, r.frac_r_above_0_1_ci_low, r.frac_r_above_0_1_ci_high, 100.0, "%"),
-                pct(r.frac_q_below_0_05), pct(r.frac_fwe_below_0_05),
+                match r.frac_q_below_0_05 {
+                    Some(f) => ci(f, r.frac_q_below_0_05_ci_low, r.frac_q_below_0_05_ci_high, 100.0, "%"),
+                    None => "-".into(),
+                },
+                pct(r.frac_fwe_below_0_05),
                 opt(r.ceiling_mean_r), opt(r.repeat_ceiling_mean_r), opt(r.normalised_mean_r), r.median_alpha
             );
         }

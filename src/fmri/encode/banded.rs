@@ -11,8 +11,7 @@
 //! shared_r2. Metadata: `bands` (NAME=FEATURES,...), `band_names`.
 use super::{
     add_perm_metadata, assemble, encode_path, inputs_key, output_metadata, over_subjects,
-    perm_matches, saved_result, significance, test_truth, voxel_ijk, FeatureSet, PerVoxel,
-    PermOptions,
+    perm_matches, saved_result, test_truth, voxel_ijk, FeatureSet, PerVoxel, PermOptions,
 };
 use crate::core::io::{self, Tensor};
 use crate::fmri::dataset::splits::SplitPlan;
@@ -202,7 +201,7 @@ pub fn encode_subject(
         Some(t) => Some(t.ceiling(&s.id, a.y_test.view())?),
         None => None,
     };
-    let sig = significance(
+    let (sig, boot) = super::significance_and_bootstrap(
         &s.id,
         fit.test_pred.view(),
         a.y_test.view(),
@@ -233,13 +232,7 @@ pub fn encode_subject(
             .as_ref()
             .map(|c| crate::fmri::ceiling::normalised(&fit.test_r, c)),
         repeat_ceiling_r: repeat_ceiling,
-        bootstrap: super::bootstrap(
-            &s.id,
-            fit.test_pred.view(),
-            a.y_test.view(),
-            &a.designs.test_lengths,
-            perm,
-        )?,
+        bootstrap: boot,
     }
     .outputs();
     tensors.extend([

@@ -416,7 +416,7 @@ pub struct PerVoxel {
     pub repeat_ceiling_r: Option<Array1<f64>>,
     pub normalised_r: Option<Array1<f64>>,
     /// Block-bootstrap resamples of the subject's summaries (whole subjects only: a shard's
-    /// part has none).
+    /// part writes `boot_part_r` and `null_top_r` instead, which the merge summarises).
     pub bootstrap: Option<crate::fmri::bootstrap::BootSummaries>,
 }
 
@@ -523,21 +523,16 @@ pub fn over_subjects<'a, T>(
     Ok(out)
 }
 
-/// The permutation statistics of a fit's test predictions `pred` against the BOLD `y_test`
-/// [test rows, voxels] (none when `perm.n_perm` is 0). Errors name the subject.
-pub(crate) fn significance(
-    subject: &str,
-    pred: ndarray::ArrayView2<f32>,
-    y_test: ndarray::ArrayView2<f32>,
-    test_lengths: &[usize],
-    perm: &PermOptions,
-) -> Result<Option<Significance>> {
-    if perm.n_perm == 0 {
-        return Ok(None);
-    }
-    Significance::compute(pred, y_test, test_lengths, perm)
-        .map(Some)
-        .with_context(|| format!("sub-{subject}: permutation null of the test r"))
+/// The warning when the default null does not apply: the test runs are too short for it.
+pub(crate) fn skipped_note(subject: &str, test_lengths: &[usize], perm: &PermOptions) -> String {
+    format!(
+        "warning: sub-{subject}: no p/q/FWE p or bootstrap intervals: the test runs ({} TRs in runs \
+         of {test_lengths:?}) hold fewer than {} blocks of {} TRs (give a shorter --perm-block, \
+         or --permutations to make this an error)",
+        test_lengths.iter().sum::<usize>(),
+        crate::fmri::significance::MIN_BLOCKS,
+        perm.block
+    )
 }
 
 /// Adds the permutation settings to an output's metadata (`permutations`, `perm_block`,
@@ -604,20 +599,35 @@ pub fn repeat_ceiling(
     Ok(acc.map(|(sp, tot)| crate::fmri::ceiling::ceiling_from(&sp, &tot)))
 }
 
-/// The block-bootstrap summaries of a whole subject's test predictions (with the
-/// permutations' blocks and seed; none when `perm.n_perm` is 0).
-pub(crate) fn bootstrap(
+/// The permutation statistics and the block-bootstrap summaries of a whole subject's test
+/// predictions `pred` against `y_test` [test rows, voxels] (the bootstrap with the
+/// permutations' blocks and seed, its fraction significant with the null's per-voxel q < 0.05
+/// thresholds); (None, None) when `perm.n_perm` is 0. Errors name the subject.
+pub(crate) fn significance_and_bootstrap(
     subject: &str,
     pred: ndarray::ArrayView2<f32>,
     y_test: ndarray::ArrayView2<f32>,
     test_lengths: &[usize],
     perm: &PermOptions,
-) -> Result<Option<crate::fmri::bootstrap::BootSummaries>> {
+) -> Result<(
+    Option<Significance>,
+    Option<crate::fmri::bootstrap::BootSummaries>,
+)> {
     use crate::fmri::bootstrap as boot;
+    use crate::fmri::significance as sig;
     if perm.n_perm == 0 {
-        return Ok(None);
+        return Ok((None, None));
     }
+    if !perm.required && !sig::applicable(test_lengths, perm) {
+        eprintln!("{}", skipped_note(subject, test_lengths, perm));
+        return Ok((None, None));
+    }
+    let counts = sig::Permutations::new(test_lengths, perm)
+        .and_then(|p| sig::block_null(pred, y_test, &p))
+        .with_context(|| format!("sub-{subject}: permutation null of the test r"))?;
+    let s = Significance::from_counts(&counts, perm.n_perm);
+    let thr = sig::q05_thresholds(&counts, &s.q, perm.n_perm);
     let r = boot::resampled_r(pred, y_test, test_lengths, boot::DEFAULT_RESAMPLES, perm)
         .with_context(|| format!("sub-{subject}: block bootstrap of the test r"))?;
-    Ok(Some(boot::summaries(&r)))
+    Ok((Some(s), Some(boot::summaries(&r, Some(&thr)))))
 }

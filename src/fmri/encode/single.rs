@@ -3,8 +3,8 @@
 //! outputs written to WORK/encode/FEAT/sub-XX/ridge.safetensors.
 use super::{
     add_perm_metadata, assemble, constant_in_test, encode_path, inputs_key, output_metadata,
-    over_subjects, perm_matches, saved_result, significance, test_truth, voxel_ijk, warn_constant,
-    FeatureSet, PerVoxel, PermOptions, SplitPlan,
+    over_subjects, perm_matches, saved_result, test_truth, voxel_ijk, warn_constant, FeatureSet,
+    PerVoxel, PermOptions, SplitPlan,
 };
 use crate::core::io;
 use crate::fmri::dataset::{self, Dataset, Subject};
@@ -76,7 +76,7 @@ pub fn encode_subject_with(
         Some(t) => Some(t.ceiling(&s.id, a.y_test.view())?),
         None => None,
     };
-    let sig = significance(
+    let (sig, boot) = super::significance_and_bootstrap(
         &s.id,
         fit.test_pred.view(),
         a.y_test.view(),
@@ -107,13 +107,7 @@ pub fn encode_subject_with(
             .as_ref()
             .map(|c| crate::fmri::ceiling::normalised(&fit.test_r, c)),
         repeat_ceiling_r: repeat_ceiling,
-        bootstrap: super::bootstrap(
-            &s.id,
-            fit.test_pred.view(),
-            a.y_test.view(),
-            &a.designs.test_lengths,
-            perm,
-        )?,
+        bootstrap: boot,
     }
     .outputs();
     let mut meta = output_metadata(

@@ -234,9 +234,14 @@ pub fn encode_subject_streamed(
     let mut alphas = vec![];
     // The permutation null, block by block: drawn once, so every block, shard and voxel
     // sees the same permutations (its memory: one block's predictions, already held).
-    let perms = match so.perm.n_perm {
-        0 => None,
-        _ => Some(
+    let skip_null =
+        so.perm.n_perm == 0 || (!so.perm.required && !sig::applicable(&d.test_lengths, &so.perm));
+    if so.perm.n_perm > 0 && skip_null {
+        eprintln!("{}", encode::skipped_note(&s.id, &d.test_lengths, &so.perm));
+    }
+    let perms = match skip_null {
+        true => None,
+        false => Some(
             Permutations::new(&d.test_lengths, &so.perm)
                 .with_context(|| format!("sub-{}: permutation null of the test r", s.id))?,
         ),
@@ -251,14 +256,17 @@ pub fn encode_subject_streamed(
         plan,
         labels: s.runs.iter().map(|r| r.label()).collect(),
     };
-    // Block bootstrap of the whole subject's summaries (not in a shard: its part would
-    // summarise only its voxels): every voxel's resampled r, [resamples, voxels] f32.
-    let mut boot_r = (so.shard.is_none() && so.perm.n_perm > 0)
+    // Block bootstrap of the whole subject's summaries: every voxel's resampled r,
+    // [resamples, voxels] f32 (a shard writes its voxels' part as `boot_part_r`, with its
+    // `null_top_r`, for the merge to summarise the whole subject).
+    let mut boot_r = perms
+        .is_some()
         .then(|| Array2::<f32>::zeros((crate::fmri::bootstrap::DEFAULT_RESAMPLES, nv)));
     let mut null = perms.as_ref().map(|p| NullCounts {
         r: Array1::zeros(nv),
         exceed: Array1::zeros(nv),
         max_null: Array1::from_elem(p.n_perm(), f64::NEG_INFINITY),
+        top_null: Array2::zeros((sig::top_k(p.n_perm()), nv)),
     });
     let (n_const, mut n_test_const) = (std::cell::Cell::new(0usize), 0usize);
     let (part, wpart) = match so.shard {
@@ -309,6 +317,7 @@ pub fn encode_subject_streamed(
                 let c = sig::block_null(fit.test_pred.view(), y_test, p)?;
                 acc.r.slice_mut(s![a..b]).assign(&c.r);
                 acc.exceed.slice_mut(s![a..b]).assign(&c.exceed);
+                acc.top_null.slice_mut(s![.., a..b]).assign(&c.top_null);
                 for (m, x) in acc.max_null.iter_mut().zip(&c.max_null) {
                     *m = m.max(*x);
                 }
@@ -353,6 +362,9 @@ pub fn encode_subject_streamed(
         .unwrap_or_default();
     warn_constant(&s.id, n_const.get(), n_test_const, nv, &file);
 
+    let sig_all = null
+        .as_ref()
+        .map(|c| Significance::from_counts(c, so.perm.n_perm));
     let tensors = PerVoxel {
         best_alpha,
         test_r: test_r.clone(),
@@ -367,16 +379,27 @@ pub fn encode_subject_streamed(
             .voxel_ijk
             .as_ref()
             .map(|ijk| ijk.slice(s![v0..v1, ..]).to_owned()),
-        significance: null
-            .as_ref()
-            .map(|c| Significance::from_counts(c, so.perm.n_perm)),
+        significance: sig_all.clone(),
         normalised_r: repeat_ceiling
             .as_ref()
             .map(|c| crate::fmri::ceiling::normalised(&test_r, c)),
         repeat_ceiling_r: repeat_ceiling,
-        bootstrap: boot_r.as_ref().map(crate::fmri::bootstrap::summaries),
+        bootstrap: boot_r.as_ref().filter(|_| so.shard.is_none()).map(|r| {
+            let thr = sig_all
+                .as_ref()
+                .zip(null.as_ref())
+                .map(|(g, c)| sig::q05_thresholds(c, &g.q, so.perm.n_perm));
+            crate::fmri::bootstrap::summaries(r, thr.as_ref())
+        }),
     }
     .outputs();
+    let mut tensors = tensors;
+    if so.shard.is_some() {
+        if let (Some(br), Some(c)) = (boot_r, null) {
+            tensors.push(("boot_part_r", io::Tensor::F32(br.into_dyn())));
+            tensors.push(("null_top_r", io::Tensor::F32(c.top_null.into_dyn())));
+        }
+    }
     let mut meta = encode::output_metadata(
         d.test_ids(s),
         feat,
@@ -433,6 +456,8 @@ pub fn merge_parts(work: &Path, feat: &str, subject: &str, n: usize) -> Result<P
             ("test_p", 0),
             ("repeat_ceiling_r", 0),
             ("normalised_r", 0),
+            ("boot_part_r", 1),
+            ("null_top_r", 1),
         ],
         shared: &["alphas"],
         same: &[
@@ -501,7 +526,29 @@ fn merge_significance(paths: &[PathBuf], tensors: &mut Vec<(String, io::Tensor)>
         p,
         null_max_r: max_null,
     };
-    tensors.retain(|(n, _)| n != "test_p");
+    // The bootstrap over the whole subject from the parts' resampled r, with the thresholds
+    // of the merged q (as one streamed run computes them).
+    let f32_2d = |name: &str| -> Option<ndarray::Array2<f32>> {
+        tensors
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, t)| match t {
+                io::Tensor::F32(a) => a.clone().into_dimensionality().ok(),
+                _ => None,
+            })
+    };
+    let boot = match (f32_2d("boot_part_r"), f32_2d("null_top_r")) {
+        (Some(br), Some(top)) => {
+            let n_perm = s.null_max_r.len();
+            let thr = sig::q05_thresholds_from(&s.p, &s.q, top.view(), n_perm);
+            Some(crate::fmri::bootstrap::summaries(&br, Some(&thr)))
+        }
+        _ => None,
+    };
+    tensors.retain(|(n, _)| !["test_p", "boot_part_r", "null_top_r"].contains(&n.as_str()));
+    if let Some(b) = boot {
+        tensors.extend(b.tensors().into_iter().map(|(n, t)| (n.to_string(), t)));
+    }
     tensors.extend(s.tensors().into_iter().map(|(n, t)| (n.to_string(), t)));
     Ok(())
 }

@@ -70,4 +70,11 @@ pub trait Extractor {
         let n = cache.len();
         self.extract(&cache.read(0..n)?)
     }
+
+    /// The frame size (shorter side, pixels) to decode at when `asked` was asked for (`None`:
+    /// native). Default: `asked`; an extractor whose tokenizer resizes the full frames itself
+    /// (VideoGPT's `data.preprocess`) needs the native size (issue 21).
+    fn decode_size(&self, asked: Option<u32>) -> Option<u32> {
+        asked
+    }
 }

@@ -135,6 +135,15 @@ impl Extractor for GptExtractor {
 
     /// Reads the cache a batch of clips at a time ([`Tokenizer::tokenize_cache`]): the same
     /// codes, hence the same features, as [`Extractor::extract`] on its frames.
+    /// An imported VideoGPT tokenizer (`resize = "videogpt"`) decodes at the native size, as
+    /// `tokenizer encode` does ([`crate::fmri::tokenize::decode_size`]).
+    fn decode_size(&self, asked: Option<u32>) -> Option<u32> {
+        match self.tokenizer.model.cfg.resize {
+            crate::models::vqvae::Resize::Videogpt => None,
+            _ => asked,
+        }
+    }
+
     fn extract_cache(&mut self, cache: &mut FrameCache) -> Result<FrameFeatures> {
         let (codes, times) =
             self.tokenizer

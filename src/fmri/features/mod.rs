@@ -396,7 +396,7 @@ pub fn run_stage(
                 (f, d)
             }
             Some(ex) => {
-                let dopts = opts.decode.options(opts.fps, opts.size);
+                let dopts = opts.decode.options(opts.fps, ex.decode_size(opts.size));
                 // The frames stay in their cache; clip extractors read them as they go.
                 let (cache, _) =
                     crate::fmri::video::decode_to_cache(movie, &work.join("frames"), &dopts)?;

@@ -121,7 +121,7 @@ pub struct SummaryRow {
     #[serde(default)]
     pub normalised_mean_r: Option<f64>,
     /// Block-bootstrap 95% intervals (`fmri::bootstrap`) of mean r, top-10% r and the
-    /// fraction with r > 0.1 (empty without them, e.g. results merged from shards).
+    /// fraction with r > 0.1 (empty without them, e.g. results fitted without permutations).
     #[serde(default)]
     pub mean_r_ci_low: Option<f64>,
     #[serde(default)]
@@ -134,6 +134,12 @@ pub struct SummaryRow {
     pub frac_r_above_0_1_ci_low: Option<f64>,
     #[serde(default)]
     pub frac_r_above_0_1_ci_high: Option<f64>,
+    /// Block-bootstrap 95% interval of the fraction at q < 0.05 (each voxel against the r
+    /// that put it at q < 0.05 in the original null; normal interval, see `fmri::bootstrap`).
+    #[serde(default)]
+    pub frac_q_below_0_05_ci_low: Option<f64>,
+    #[serde(default)]
+    pub frac_q_below_0_05_ci_high: Option<f64>,
     /// Per-band columns of a banded fit (see `maps_bands`), written after the others.
     #[serde(skip)]
     pub band_columns: Vec<(String, f64)>,
@@ -243,6 +249,7 @@ impl VoxelResults {
                         mean_r,
                         top10_r,
                         frac_r_0_1,
+                        frac_q05: opt_f64("boot_frac_q05")?,
                     })
                 }
                 _ => None,
@@ -321,6 +328,13 @@ fn summary_row(dataset: &str, features: &str, subject: &str, res: &VoxelResults)
             .map(|b| crate::fmri::bootstrap::interval95(f(b)))
     };
     let (ci_mean, ci_top, ci_frac) = (ci(|b| &b.mean_r), ci(|b| &b.top10_r), ci(|b| &b.frac_r_0_1));
+    // Normal interval around the observed fraction (see `fmri::bootstrap` for why).
+    let ci_q05 = res
+        .bootstrap
+        .as_ref()
+        .and_then(|b| b.frac_q05.as_ref())
+        .zip(res.q.as_ref())
+        .map(|(f, q)| crate::fmri::bootstrap::normal_interval95(frac_below(q, 0.05), f));
     let mut alphas = res.best_alpha.to_vec();
     alphas.sort_by(f64::total_cmp);
     SummaryRow {
@@ -352,6 +366,8 @@ fn summary_row(dataset: &str, features: &str, subject: &str, res: &VoxelResults)
         top10_mean_r_ci_high: ci_top.map(|c| c.1),
         frac_r_above_0_1_ci_low: ci_frac.map(|c| c.0),
         frac_r_above_0_1_ci_high: ci_frac.map(|c| c.1),
+        frac_q_below_0_05_ci_low: ci_q05.map(|c| c.0),
+        frac_q_below_0_05_ci_high: ci_q05.map(|c| c.1),
         repeat_ceiling_mean_r: res
             .repeat_ceiling
             .as_ref()
