@@ -8,13 +8,17 @@ finished cells).
 
   scripts/lr-sweep.py GRID.toml --budget 5e10 --lrs 5e-4,1e-3,2e-3,4e-3 --out results/lr-sweep/eeg \
       [--bin target/release/brainscale] [--seeds 0]
+
+--budget first-ladder (grids with [[axes.ladders]]): each model runs at the smallest budget whose
+ladder holds it, so every size is swept near its own compute-optimal scale with at least the
+grid's min_steps, and no large model is forced under min_steps at a small budget.
 """
 import argparse, csv, os, re, subprocess, sys, tomllib
 from collections import defaultdict
 
 ap = argparse.ArgumentParser()
 ap.add_argument("grid")
-ap.add_argument("--budget", type=float, required=True)
+ap.add_argument("--budget", required=True, help="a FLOP budget, or first-ladder")
 ap.add_argument("--lrs", required=True)
 ap.add_argument("--out", required=True)
 ap.add_argument("--bin", default="target/release/brainscale")
@@ -27,6 +31,19 @@ if g["cell"].get("kind") != "biosignal":
 text = open(a.grid).read()
 gdir = os.path.dirname(os.path.abspath(a.grid))
 models = [os.path.join(gdir, m) for m in g["axes"]["models"]]
+first = {}
+if a.budget == "first-ladder":
+    ladders = g["axes"].get("ladders")
+    if not ladders:
+        sys.exit(f"{a.grid}: --budget first-ladder needs [[axes.ladders]]")
+    for l in sorted(ladders, key=lambda l: l["budget"]):
+        for m in l["models"]:
+            first.setdefault(m, l["budget"])
+    missing = [m for m in g["axes"]["models"] if m not in first]
+    if missing:
+        sys.exit(f"{a.grid}: models in no ladder: {missing}")
+else:
+    a.budget = float(a.budget)
 os.makedirs(a.out, exist_ok=True)
 rows = []
 for lr in [float(x) for x in a.lrs.split(",")]:
@@ -35,9 +52,18 @@ for lr in [float(x) for x in a.lrs.split(",")]:
     t = re.sub(r'(?m)^out\s*=.*$', "", t)
     t = re.sub(r'(?m)^lr\s*=.*$', f"lr = {lr:g}", t)
     t = re.sub(r'(?m)^lr_by_model\s*=.*$', "", t)
-    # One budget, every model, the sweep's seeds; no per-budget ladders.
+    # One budget (or each model at its first ladder's), every model, the sweep's seeds.
     t = re.sub(r'(?ms)^\[\[axes\.ladders\]\].*?(?=^\[)', "", t)
-    t = re.sub(r'(?m)^budgets\s*=.*$', f"budgets = [{a.budget:g}]", t)
+    if first:
+        bs = sorted(set(first.values()))
+        t = re.sub(r'(?m)^budgets\s*=.*$', "budgets = [" + ", ".join(f"{b:g}" for b in bs) + "]", t)
+        lad = "".join(
+            f"[[axes.ladders]]\nbudget = {b:g}\nmodels = ["
+            + ", ".join(f'"{os.path.join(gdir, m)}"' for m in g["axes"]["models"] if first[m] == b)
+            + "]\n\n" for b in bs)
+        t = t.replace("[cell]", lad + "[cell]", 1)
+    else:
+        t = re.sub(r'(?m)^budgets\s*=.*$', f"budgets = [{a.budget:g}]", t)
     t = re.sub(r'(?ms)^models\s*=\s*\[.*?\]', "models = [" + ", ".join(f'"{m}"' for m in models) + "]", t, count=1)
     t = re.sub(r'(?m)^seeds\s*=.*$', f"seeds = [{a.seeds}]", t)
     if not re.search(r'(?m)^seeds\s*=', t):
@@ -47,9 +73,9 @@ for lr in [float(x) for x in a.lrs.split(",")]:
     out = os.path.join(a.out, f"lr-{lr:g}")
     subprocess.run([a.bin, "grid", "run", p, "--out", out], check=True)
     for r in csv.DictReader(open(os.path.join(out, "results.csv"))):
-        rows.append({"model": r["model"], "n_params": r["n_params"], "lr": lr, "seed": r["seed"], "eval_loss": r["eval_loss"]})
+        rows.append({"model": r["model"], "n_params": r["n_params"], "flops": r["flops"], "lr": lr, "seed": r["seed"], "eval_loss": r["eval_loss"]})
 with open(os.path.join(a.out, "sweep.csv"), "w", newline="") as f:
-    w = csv.DictWriter(f, fieldnames=["model", "n_params", "lr", "seed", "eval_loss"])
+    w = csv.DictWriter(f, fieldnames=["model", "n_params", "flops", "lr", "seed", "eval_loss"])
     w.writeheader()
     w.writerows(rows)
 loss = defaultdict(list)
@@ -62,5 +88,5 @@ for (m, lr), v in loss.items():
         best[m] = (lr, mean)
 # Keys as the grid writes them in axes.models (the sweep grids hold absolute paths).
 entry = dict(zip(models, g["axes"]["models"]))
-print(f"# best lr per model at C = {a.budget:g} (mean held-out loss over seeds {a.seeds}); {a.out}/sweep.csv")
+print(f"# best lr per model at C = {a.budget if first else format(a.budget, 'g')} (mean held-out loss over seeds {a.seeds}); {a.out}/sweep.csv")
 print("lr_by_model = { " + ", ".join(f'"{entry.get(m, m)}" = {lr:g}' for m, (lr, _) in sorted(best.items())) + " }")
