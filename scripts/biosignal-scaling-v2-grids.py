@@ -188,7 +188,7 @@ def write(mod, fitted, allb, ladders, used, written):
         "# at least 100 optimizer steps per cell. Written by scripts/biosignal-scaling-v2-grids.py;",
         "# run with scripts/biosignal-scaling-v2.sh (resumable; results/biosignal-scaling.md).",
         f'name = "biosignal-cpu-{mod}-v2"',
-        f'out = "results/bench/biosignal-cpu-{mod}-v2"',
+        f'out = "results/biosignal-scaling-v2/{mod}/grid"',
         "",
         "[axes]",
         "budgets = [" + ", ".join(fmt(c) for c in allb) + "]",

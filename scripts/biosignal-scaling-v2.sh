@@ -12,15 +12,16 @@ bin=${1:-target/release/brainscale}
 res=results/biosignal-scaling-v2
 mkdir -p "$res"
 t_all=$(date +%s)
-for m in eeg accel; do
-  start=$(date +%s)
-  nice -n 10 "$bin" grid run "bench/biosignal-cpu-$m-v2.toml"
-  echo "$m grid: $(( $(date +%s) - start )) s wall ($(date -u +%FT%TZ))" >> "$res/wall.txt"
-done
 # Budgets of the grids (fitted: all but the last; validation: the last = 5x the largest fitted).
 budgets() { python3 -c "import tomllib,sys; b=tomllib.load(open(sys.argv[1],'rb'))['axes']['budgets']; print(' '.join(map(str,b)))" "$1"; }
-for m in eeg accel; do
-  out=results/bench/biosignal-cpu-$m-v2
+# One modality at a time, each finished (grid, downstream, fits) before the next, so a stopped
+# run leaves whole modalities behind; `grid run` skips finished cells (results.csv in the grid's
+# out folder is committed, the cells' checkpoints are not).
+for m in ${MODALITIES:-eeg accel}; do
+  start=$(date +%s)
+  nice -n 10 "$bin" grid run "bench/biosignal-cpu-$m-v2.toml"
+  echo "$m grid: $(( $(date +%s) - start )) s wall ($(date -u +%FT%TZ), load $(cut -d' ' -f1-3 /proc/loadavg))" >> "$res/wall.txt"
+  out=$res/$m/grid
   mkdir -p "$res/$m"
   cp "$out/results.csv" "$res/$m/results.csv"
   read -r -a b <<< "$(budgets "bench/biosignal-cpu-$m-v2.toml")"
@@ -28,7 +29,9 @@ for m in eeg accel; do
   "$bin" scaling fit "$res/$m/results.csv" --holdout-above "$upto" --out "$res/$m/fit" > "$res/$m/fit.txt"
   "$bin" scaling validate "$res/$m/results.csv" --fit-upto "$upto" --at "$at" --out "$res/$m/validate" > "$res/$m/validate.txt"
   # Downstream, controlled for model size: the gain over scratch is fitted, not the raw score.
+  start=$(date +%s)
   nice -n 10 "$bin" grid downstream "bench/biosignal-cpu-$m-v2.toml"
+  echo "$m downstream: $(( $(date +%s) - start )) s wall ($(date -u +%FT%TZ))" >> "$res/wall.txt"
   # The gain over scratch, as a positive loss-like ratio: (1 - BA) / (1 - BA from scratch), below 1
   # when pretraining helps; fitted like a loss, so the law is not confounded by scratch BA rising
   # with N.
