@@ -92,7 +92,7 @@ impl Series {
         groups: impl IntoIterator<Item = (f64, Vec<f64>)>,
         style: Style,
     ) -> Self {
-        let mut pts: Vec<(f64, f64, Option<(f64, f64)>)> = groups
+        let mut pts: Vec<BarPoint> = groups
             .into_iter()
             .filter_map(|(x, v)| {
                 let (m, sd) = mean_sd(&v)?;
@@ -113,6 +113,9 @@ impl Series {
         }
     }
 }
+
+/// A point with its error bar: (x, y, Some((low, high)) or None).
+pub type BarPoint = (f64, f64, Option<(f64, f64)>);
 
 /// Mean and sample standard deviation (n − 1 denominator) of the finite values of `v`: None
 /// when there is none, the sd None with one value.

@@ -60,20 +60,21 @@ pub fn stimulus_groups(runs: &[Run]) -> Vec<String> {
         }
         i
     }
-    for i in 0..runs.len() {
+    for (i, (ri, ei)) in runs.iter().zip(&eg).enumerate() {
         for j in 0..i {
-            if eg[i] == eg[j] || runs[i].movie == runs[j].movie {
+            if *ei == eg[j] || ri.movie == runs[j].movie {
                 let (a, b) = (root(&mut parent, i), root(&mut parent, j));
                 parent[a.max(b)] = a.min(b);
             }
         }
     }
     let mut name: BTreeMap<usize, String> = BTreeMap::new();
-    for i in 0..runs.len() {
-        let r = root(&mut parent, i);
-        let e = name.entry(r).or_insert_with(|| eg[i].clone());
-        if eg[i] < *e {
-            *e = eg[i].clone();
+    for (i, ei) in eg.iter().enumerate() {
+        let e = name
+            .entry(root(&mut parent, i))
+            .or_insert_with(|| ei.clone());
+        if ei < e {
+            *e = ei.clone();
         }
     }
     (0..runs.len())

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 pub(super) const W: u32 = 1100;
 pub(super) const H: u32 = 750;
 
-use crate::core::plot::ensure_font;
+use crate::core::plot::{ensure_font, BarPoint};
 
 /// Draws every plot into `out`; returns the files written.
 pub fn draw_all(out: &Path, r: &FitReport, fit: &[Point], held: &[Point]) -> Result<Vec<PathBuf>> {
@@ -123,7 +123,7 @@ enum Axis {
 /// A curve's markers: the rows of `pts` sharing an x (a cell's seeds) as one point at their
 /// mean target, with a ±1 sample-sd bar (low, high) when there are several, as the fit's
 /// diagnostics summarise cells (`diagnostics::cells`); sorted by x.
-fn seed_means(pts: &[&Point], x_of: fn(&Point) -> f64) -> Vec<(f64, f64, Option<(f64, f64)>)> {
+fn seed_means(pts: &[&Point], x_of: fn(&Point) -> f64) -> Vec<BarPoint> {
     levels(pts.iter().map(|p| x_of(p)))
         .into_iter()
         .filter_map(|x| {
@@ -140,7 +140,7 @@ fn seed_means(pts: &[&Point], x_of: fn(&Point) -> f64) -> Vec<(f64, f64, Option<
 
 /// Vertical error bars at `pts` (those with one), in colour `col`.
 fn bars(
-    pts: &[(f64, f64, Option<(f64, f64)>)],
+    pts: &[BarPoint],
     col: RGBColor,
 ) -> Vec<ErrorBar<f64, f64, plotters::element::ErrorBarOrientV<f64, f64>>> {
     pts.iter()
@@ -166,7 +166,7 @@ fn draw_vs(path: &Path, r: &FitReport, fit: &[Point], held: &[Point], axis: Axis
     let curves: Vec<_> = keys
         .iter()
         .map(|&k| {
-            let of = |set: &[Point]| -> Vec<(f64, f64, Option<(f64, f64)>)> {
+            let of = |set: &[Point]| -> Vec<BarPoint> {
                 let v: Vec<&Point> = set.iter().filter(|p| same(key_of(p), k)).collect();
                 seed_means(&v, x_of)
             };
