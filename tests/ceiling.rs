@@ -1,7 +1,8 @@
 //! The noise ceiling from repeated viewings (`fmri::ceiling`, Sahani & Linden 2003 /
 //! Schoppe et al. 2016) against the synthetic dataset's true ceiling (the correlation of
 //! each voxel's noise-free signal with its measured test run), on a dataset made with
-//! `dataset synth --repeat-test 2` (the last two runs show one movie).
+//! `dataset synth --repeat-test 3` (the last three runs show one movie), with the default
+//! split: every viewing of the test movie tests, none trains.
 use brainscale::core::io::TensorFile;
 use brainscale::fmri::align::{self, AlignOptions, Lag};
 use brainscale::fmri::dataset::synth::{self, SynthConfig};
@@ -16,17 +17,24 @@ fn repeat_ceiling_matches_the_true_ceiling() {
     let root = dir.path().join("ds");
     let cfg = SynthConfig {
         subjects: 1,
-        runs: 4,
+        runs: 5,
         trs_per_run: 160,
-        repeat_test: 2,
+        repeat_test: 3,
         ..SynthConfig::preset(synth::Size::Tiny, 11)
     };
     synth::generate(&cfg, &root).unwrap();
     let ds = Dataset::open(&root).unwrap();
     let s = &ds.subjects[0];
-    // Runs 03 and 04 show the same movie.
-    assert_eq!(s.runs[2].movie, s.runs[3].movie);
-    assert_ne!(s.runs[1].movie, s.runs[3].movie);
+    // Runs 03, 04 and 05 show the same movie; the default split tests all three.
+    assert_eq!(s.runs[2].movie, s.runs[4].movie);
+    assert_eq!(s.runs[3].movie, s.runs[4].movie);
+    assert_ne!(s.runs[1].movie, s.runs[4].movie);
+    let roles = SplitPlan::default().resolve(s).unwrap().roles;
+    use brainscale::fmri::encode::Role;
+    assert_eq!(
+        roles,
+        [Role::Train, Role::Train, Role::Test, Role::Test, Role::Test]
+    );
     let work = dir.path().join("work");
     let fo = FeaturesOptions {
         extractor: ExtractorKind::Groundtruth,
@@ -57,6 +65,7 @@ fn repeat_ceiling_matches_the_true_ceiling() {
     )
     .unwrap();
     let f = TensorFile::open(&encode::encode_path(&work, "groundtruth", &s.id)).unwrap();
+    assert_eq!(f.metadata()["test_runs"], "03,04,05");
     let est = f.f64("repeat_ceiling_r").unwrap();
     let truth = f.f64("ceiling_r").unwrap();
     let norm = f.f64("normalised_r").unwrap();
@@ -133,6 +142,32 @@ fn repeat_ceiling_matches_the_true_ceiling() {
         "normalised_r_statmap.png",
     ] {
         assert!(d.join(f).exists(), "{f} missing");
+    }
+    // The normalised map's title gives the mean normalised r, not the mean r.
+    if let brainscale::fmri::dataset::Space::Voxels { mask, header } =
+        brainscale::fmri::dataset::subject_space(s).unwrap()
+    {
+        let lay = brainscale::fmri::maps::write_normalised_figure(
+            dir.path(),
+            row,
+            &header,
+            &mask,
+            &norm
+                .iter()
+                .map(|&x| if x.is_finite() { x } else { 0.0 })
+                .collect::<ndarray::Array1<f64>>(),
+            None,
+            "all voxels",
+        )
+        .unwrap();
+        assert!(
+            lay.title.contains(&format!("mean r / ceiling {nm:.3}"))
+                && !lay.title.contains(&format!("mean r {:.3}", row.mean_r)),
+            "{}",
+            lay.title
+        );
+    } else {
+        panic!("the synthetic subject has voxels");
     }
     let rep = brainscale::study::report::write_report(&work, None).unwrap();
     let html = std::fs::read_to_string(&rep.path).unwrap();

@@ -619,3 +619,95 @@ fn maps_threshold_by_q_when_present() {
     assert_eq!(rule, MapThreshold::AbsR(0.1));
     assert_eq!(rule.describe(&res), "|r| ≥ 0.10");
 }
+
+/// Error bars: a point's bar is ±1 sample sd of its subject × seed values (the `r_mean:SUBJECT`
+/// columns) for encoding r and of its seeds for per-layer r and loss; a point of one value has
+/// none, and the notes say what the bars are only when there are some.
+#[test]
+fn study_figures_bars_over_subjects_and_seeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("results.csv");
+    let mut w = csv::Writer::from_path(&path).unwrap();
+    w.write_record([
+        "model",
+        "n_layer",
+        "n_head",
+        "d_model",
+        "n_params",
+        "tokens",
+        "flops",
+        "precision",
+        "seed",
+        "eval_loss",
+        "encoding_r",
+        "r_layer:0",
+        "r_layer:1",
+        "r_mean:01",
+        "r_mean:02",
+    ])
+    .unwrap();
+    // Model a at D 1e5: seeds 0 and 1, subjects 01 and 02 → r {0.1, 0.3, 0.2, 0.4}: mean 0.25,
+    // sample sd sqrt(0.05 / 3). At D 1e6: one seed, one subject (02 left empty) → no bar.
+    let rows: &[[&str; 15]] = &[
+        [
+            "a", "2", "2", "64", "1e5", "1e5", "6e10", "fp32", "0", "3.0", "0.2", "0.1", "0.2",
+            "0.1", "0.3",
+        ],
+        [
+            "a", "2", "2", "64", "1e5", "1e5", "6e10", "fp32", "1", "3.2", "0.3", "0.2", "0.4",
+            "0.2", "0.4",
+        ],
+        [
+            "a", "2", "2", "64", "1e5", "1e6", "6e11", "fp32", "0", "2.5", "0.5", "0.3", "0.5",
+            "0.5", "",
+        ],
+    ];
+    for r in rows {
+        w.write_record(r).unwrap();
+    }
+    w.flush().unwrap();
+    let rows = study::read_rows(&path).unwrap();
+    assert_eq!(rows[2].subject_r.len(), 1);
+    let figs = study::figure_set(&rows);
+    let fig = |n: &str| figs.iter().find(|f| f.name == n).unwrap();
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+
+    let f = fig("r_vs_data");
+    let s = &f.panels[0].series[0];
+    assert_eq!(s.points.len(), 2);
+    assert!(close(s.points[0].1, 0.25) && s.points[1] == (1e6, 0.5));
+    let sd = (0.05f64 / 3.0).sqrt();
+    let (lo, hi) = s.errors[0].unwrap();
+    assert!(close(lo, 0.25 - sd) && close(hi, 0.25 + sd), "{lo} {hi}");
+    assert_eq!(s.errors[1], None, "one value: no bar");
+    assert!(f.note.contains("±1 sd over subjects × seeds"), "{}", f.note);
+
+    // Per-layer r at the D where the model ran (the largest: one seed): no bars, no bar note.
+    let f = fig("r_per_layer");
+    assert!(f.panels[0].series[0].errors.is_empty());
+    assert!(!f.note.contains("bars"), "{}", f.note);
+
+    // Loss: mean ± sd over the two seeds at C 6e10 (3.0, 3.2: sd 0.1414), none at 6e11.
+    let f = fig("loss_vs_flops");
+    let s = &f.panels[0].series[0];
+    assert!(close(s.points[0].1, 3.1));
+    let (lo, hi) = s.errors[0].unwrap();
+    assert!(close(hi - lo, 2.0 * 0.02f64.sqrt()), "{lo} {hi}");
+    assert_eq!(s.errors[1], None);
+    assert!(f.note.contains("±1 sd over seeds"), "{}", f.note);
+
+    // Without the per-subject columns the bars are over seeds (the rows' encoding_r).
+    let mut no_subj = rows.clone();
+    for r in &mut no_subj {
+        r.subject_r.clear();
+    }
+    // (0.2, 0.3: sd 0.0707).
+    let f = study::r_vs_data(&no_subj).unwrap();
+    let (lo, hi) = f.panels[0].series[0].errors[0].unwrap();
+    assert!(close(hi - lo, 2.0 * 0.005f64.sqrt()), "{lo} {hi}");
+
+    // The bars draw.
+    let out = dir.path().join("figs");
+    let files = study::draw_figure_set(&path, &out).unwrap();
+    assert!(files.iter().any(|f| f.ends_with("r_vs_data.png")));
+}

@@ -764,11 +764,7 @@ fn draw_figure(path: &Path, sets: &[Vec<SummaryRow>], plan: &Plan, probe: bool) 
                 let p = (r.n_train as f64, r.balanced_accuracy_mean);
                 match series.iter_mut().find(|s| s.label == label) {
                     Some(s) => s.points.push(p),
-                    None => series.push(Series {
-                        label,
-                        points: vec![p],
-                        style: Style::Line,
-                    }),
+                    None => series.push(Series::new(label, vec![p], Style::Line)),
                 }
             }
             for s in &mut series {

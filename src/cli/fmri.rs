@@ -259,8 +259,8 @@ pub struct SynthArgs {
     /// Two feature spaces: each voxel driven by one band of latents (luminance or motion).
     #[arg(long)]
     pub bands: bool,
-    /// Show the last movie K times (the last K runs, the default test run among them), so
-    /// that encode estimates a noise ceiling from the repeats.
+    /// Show the last movie K times (the last K runs, all of them test runs of the default
+    /// split), so that encode estimates a noise ceiling from the repeats.
     #[arg(long, value_name = "K")]
     pub repeat_test: Option<usize>,
 }

@@ -536,14 +536,17 @@ pub fn bench_significance(a: &BenchSignificanceArgs) -> Result<()> {
         n_boot: a.bootstrap,
     })?;
     println!(
-        "significance: {} voxels x {} TRs, {} permutations of {}-TR blocks: {:.2} s; bootstrap {} resamples: {:.2} s; {} threads; inputs {}, memory added {}; q < 0.05 on null data: {:.4}",
+        "significance: {} voxels x {} TRs, {} permutations of {}-TR blocks: {:.3} s = {:.1} r passes; bootstrap {} resamples: {:.3} s = {:.1} r passes; anchor: one r pass over the same data {:.2} ms; {} threads; inputs {}, memory added {}; q < 0.05 on null data: {:.4}",
         r.voxels,
         r.trs,
         r.permutations,
         r.block,
         r.null_s,
+        r.null_in_anchors,
         r.resamples,
         r.bootstrap_s,
+        r.bootstrap_in_anchors,
+        r.anchor_s * 1e3,
         r.threads,
         human_bytes(r.input_bytes),
         r.added_rss_bytes.map_or("n/a".into(), human_bytes),

@@ -1,6 +1,7 @@
 //! Plotting primitives every figure shares: the font, and line/point figures as plain data
 //! ([`Figure`] → [`Panel`] → [`Series`], the exact points plotted, which tests check) drawn to PNG
-//! by one renderer ([`draw`], plotters). The stat maps (`fmri::maps::statmap`), the study's figure
+//! by one renderer ([`draw`], plotters), optionally with per-point error bars
+//! ([`Series::errors`]; [`Series::mean_sd`] makes mean ± sd points). The stat maps (`fmri::maps::statmap`), the study's figure
 //! set (`study::figures`), the scaling fits' plots and the transfer study's figures build on it.
 
 use anyhow::{anyhow, Result};
@@ -60,12 +61,74 @@ pub enum Style {
     Dashed,
 }
 
+/// One line or set of markers of a panel.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
     pub label: String,
     /// (x, y) in data units, sorted by x.
     pub points: Vec<(f64, f64)>,
+    /// Per point, the interval drawn as a vertical error bar, (low, high) in y units, or None
+    /// for no bar. Empty when the series has no bars, else as long as `points`.
+    pub errors: Vec<Option<(f64, f64)>>,
     pub style: Style,
+}
+
+impl Series {
+    /// A series without error bars.
+    pub fn new(label: impl Into<String>, points: Vec<(f64, f64)>, style: Style) -> Self {
+        Self {
+            label: label.into(),
+            points,
+            errors: Vec::new(),
+            style,
+        }
+    }
+
+    /// A series of means with ±1 sd bars: one point per `(x, values)` group at the mean of its
+    /// (finite) values, its bar mean ± the sample sd (n − 1) when the group has ≥ 2 values and
+    /// none with one; groups without a finite value are left out; sorted by x.
+    pub fn mean_sd(
+        label: impl Into<String>,
+        groups: impl IntoIterator<Item = (f64, Vec<f64>)>,
+        style: Style,
+    ) -> Self {
+        let mut pts: Vec<BarPoint> = groups
+            .into_iter()
+            .filter_map(|(x, v)| {
+                let (m, sd) = mean_sd(&v)?;
+                Some((x, m, sd.map(|sd| (m - sd, m + sd))))
+            })
+            .collect();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let errors = if pts.iter().any(|p| p.2.is_some()) {
+            pts.iter().map(|p| p.2).collect()
+        } else {
+            Vec::new()
+        };
+        Self {
+            label: label.into(),
+            points: pts.iter().map(|p| (p.0, p.1)).collect(),
+            errors,
+            style,
+        }
+    }
+}
+
+/// A point with its error bar: (x, y, Some((low, high)) or None).
+pub type BarPoint = (f64, f64, Option<(f64, f64)>);
+
+/// Mean and sample standard deviation (n − 1 denominator) of the finite values of `v`: None
+/// when there is none, the sd None with one value.
+pub fn mean_sd(v: &[f64]) -> Option<(f64, Option<f64>)> {
+    let v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    let n = v.len() as f64;
+    if v.is_empty() {
+        return None;
+    }
+    let m = v.iter().sum::<f64>() / n;
+    let sd =
+        (v.len() >= 2).then(|| (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
+    Some((m, sd))
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -153,7 +216,12 @@ fn draw_panel(area: &DrawingArea<BitMapBackend, plotters::coord::Shift>, p: &Pan
     let tx = |x: f64| if p.x_log { x.log10() } else { x };
     let pts = || p.series.iter().flat_map(|s| s.points.iter());
     let xr = range(pts().map(|q| tx(q.0)), 0.06);
-    let yr = range(pts().map(|q| q.1), 0.08);
+    // The y range holds the error bars too.
+    let bars = p
+        .series
+        .iter()
+        .flat_map(|s| s.errors.iter().flatten().flat_map(|&(lo, hi)| [lo, hi]));
+    let yr = range(pts().map(|q| q.1).chain(bars), 0.08);
     let span = xr.end - xr.start;
     // Integer x (layers, depth, heads, width): whole-number ticks.
     let ints = !p.x_log && pts().all(|q| q.0.fract() == 0.0);
@@ -227,6 +295,13 @@ fn draw_panel(area: &DrawingArea<BitMapBackend, plotters::coord::Shift>, p: &Pan
             colour(i, k)
         };
         let xy: Vec<(f64, f64)> = s.points.iter().map(|&(x, y)| (tx(x), y)).collect();
+        ch.draw_series(
+            xy.iter()
+                .zip(&s.errors)
+                .filter_map(|(&(x, y), e)| e.map(|(lo, hi)| (x, y, lo, hi)))
+                .map(|(x, y, lo, hi)| ErrorBar::new_vertical(x, lo, y, hi, col.stroke_width(1), 8)),
+        )
+        .map_err(crate::core::plot::e)?;
         match s.style {
             Style::Dashed => {
                 ch.draw_series(DashedLineSeries::new(xy, 8, 5, col.stroke_width(2)))
@@ -275,6 +350,28 @@ fn log_tick_label(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mean_sd_points_carry_their_bars() {
+        // Known sd: {1, 2, 3} has mean 2 and sample sd 1; one value has no bar.
+        let s = Series::mean_sd(
+            "a",
+            [
+                (10.0, vec![3.0, 1.0, 2.0]),
+                (1.0, vec![5.0]),
+                (5.0, vec![f64::NAN]),
+            ],
+            Style::Line,
+        );
+        assert_eq!(s.points, vec![(1.0, 5.0), (10.0, 2.0)]);
+        assert_eq!(s.errors, vec![None, Some((1.0, 3.0))]);
+        // No group with two values: no bars at all.
+        let s = Series::mean_sd("b", [(1.0, vec![0.5]), (2.0, vec![0.7])], Style::Points);
+        assert!(s.errors.is_empty());
+        assert_eq!(mean_sd(&[]), None);
+        let (m, sd) = mean_sd(&[0.1, 0.3]).unwrap();
+        assert!((m - 0.2).abs() < 1e-12 && (sd.unwrap() - 0.02f64.sqrt()).abs() < 1e-12);
+    }
 
     #[test]
     fn log_axis_labels_name_the_tick_positions() {

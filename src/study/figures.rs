@@ -13,6 +13,14 @@
 //! Figures are built as [`Figure`] values (the exact points plotted, averaged over seeds when
 //! a grid has several) and drawn by one renderer. Model-size and data-size figures use the
 //! reference precision (fp32 when the grid has it).
+//!
+//! Error bars: a point's bar is ±1 sample sd of the values it averages, each subject's mean r
+//! of each seed for encoding r (the `r_mean:SUBJECT` columns; the row's mean over subjects
+//! where a file has none), each seed's value otherwise (per-layer r, loss, time); a point of
+//! one value has none. The sd rather than a standard error or t interval: the subject × seed
+//! values are not independent replicates (a subject's seeds share its data), so an interval of
+//! the mean from n = subjects × seeds would be too narrow; the sd says how far single runs
+//! spread, as the scaling fit's diagnostics give each cell (mean ± sd over seeds).
 use crate::study::scaling::parametric::{self, FitOptions, Obs};
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,6 +49,8 @@ pub struct StudyRow {
     pub tokens_per_s: Option<f64>,
     pub eval_loss: Option<f64>,
     pub encoding_r: Option<f64>,
+    /// Each subject's mean r (`r_mean:SUBJECT` columns; empty when the file has none).
+    pub subject_r: BTreeMap<String, f64>,
     /// Mean r of each layer's features alone (`r_layer:L` columns; 0 = embeddings).
     pub layer_r: BTreeMap<usize, f64>,
 }
@@ -107,7 +117,13 @@ pub fn read_rows(path: &Path) -> Result<Vec<StudyRow>> {
             }
         };
         let mut layer_r = BTreeMap::new();
+        let mut subject_r = BTreeMap::new();
         for h in &header {
+            if let Some(s) = h.strip_prefix("r_mean:") {
+                if let Some(v) = opt(h)? {
+                    subject_r.insert(s.to_string(), v);
+                }
+            }
             if let Some(l) = h.strip_prefix("r_layer:") {
                 let l: usize = l.parse().with_context(|| {
                     format!(
@@ -135,6 +151,7 @@ pub fn read_rows(path: &Path) -> Result<Vec<StudyRow>> {
             tokens_per_s: opt("tokens_per_s")?,
             eval_loss: opt("eval_loss")?,
             encoding_r: opt("encoding_r")?,
+            subject_r,
             layer_r,
         });
     }
@@ -160,24 +177,32 @@ pub fn reference_precision(rows: &[StudyRow]) -> String {
         .unwrap_or_default()
 }
 
-/// Mean of `f` over rows (seeds) grouped by `key`; rows where `f` is None are left out.
-fn mean_by<K: Ord + Clone>(
+/// The values of `f` over rows (seeds) grouped by `key`, for [`Series::mean_sd`] (which
+/// leaves out non-finite values and groups without any).
+fn values_by<K: Ord>(
     rows: &[&StudyRow],
     key: impl Fn(&StudyRow) -> K,
-    f: impl Fn(&StudyRow) -> Option<f64>,
-) -> BTreeMap<K, f64> {
-    let mut acc: BTreeMap<K, (f64, usize)> = BTreeMap::new();
+    f: impl Fn(&StudyRow) -> Vec<f64>,
+) -> BTreeMap<K, Vec<f64>> {
+    let mut acc: BTreeMap<K, Vec<f64>> = BTreeMap::new();
     for r in rows {
-        if let Some(v) = f(r).filter(|v| v.is_finite()) {
-            let e = acc.entry(key(r)).or_insert((0.0, 0));
-            e.0 += v;
-            e.1 += 1;
-        }
+        acc.entry(key(r)).or_default().extend(f(r));
     }
-    acc.into_iter()
-        .map(|(k, (s, n))| (k, s / n as f64))
-        .collect()
+    acc
 }
+
+/// The values behind a row's encoding r: each subject's mean r, or the row's mean over
+/// subjects when the file has no per-subject columns.
+fn subject_values(r: &StudyRow) -> Vec<f64> {
+    if r.subject_r.is_empty() {
+        r.encoding_r.into_iter().collect()
+    } else {
+        r.subject_r.values().copied().collect()
+    }
+}
+
+/// What the bars of encoding-r points are over (the figures' notes say it).
+const R_BARS: &str = "subjects × seeds";
 
 /// Models in increasing size, as (name, n_params, n_layer, n_head, d_model).
 fn models(rows: &[&StudyRow]) -> Vec<(String, f64, u64, u64, u64)> {
@@ -190,9 +215,18 @@ fn models(rows: &[&StudyRow]) -> Vec<(String, f64, u64, u64, u64)> {
     m
 }
 
-fn sorted(mut p: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
-    p.sort_by(|a, b| a.0.total_cmp(&b.0));
-    p
+/// "; bars: ±1 sd over `what`" when a series of `panels` has error bars, else nothing: a
+/// figure's note names its bars.
+fn bars_note(panels: &[Panel], what: &str) -> String {
+    let any = panels
+        .iter()
+        .flat_map(|p| &p.series)
+        .any(|s| !s.errors.is_empty());
+    if any {
+        format!("; bars: ±1 sd over {what}")
+    } else {
+        String::new()
+    }
 }
 
 fn tok_label(d: f64) -> String {
@@ -207,29 +241,33 @@ pub fn r_vs_data(rows: &[StudyRow]) -> Option<Figure> {
         .into_iter()
         .filter_map(|(name, n, l, h, d)| {
             let m: Vec<&StudyRow> = sel.iter().copied().filter(|r| r.model == name).collect();
-            let pts = mean_by(&m, |r| r.tokens.to_bits(), |r| r.encoding_r);
-            (!pts.is_empty()).then(|| Series {
-                label: format!("{name} (N {n:.1e}; d{d} L{l} H{h})"),
-                points: sorted(
-                    pts.into_iter()
-                        .map(|(k, v)| (f64::from_bits(k), v))
-                        .collect(),
-                ),
-                style: Style::Line,
-            })
+            let pts = values_by(&m, |r| r.tokens.to_bits(), subject_values);
+            let s = Series::mean_sd(
+                format!("{name} (N {n:.1e}; d{d} L{l} H{h})"),
+                pts.into_iter().map(|(k, v)| (f64::from_bits(k), v)),
+                Style::Line,
+            );
+            (!s.points.is_empty()).then_some(s)
         })
         .collect();
-    (!series.is_empty()).then(|| Figure {
+    if series.is_empty() {
+        return None;
+    }
+    let panels = vec![Panel {
+        title: String::new(),
+        x_label: "pretraining tokens D".into(),
+        y_label: "encoding r (mean over subjects and seeds)".into(),
+        x_log: true,
+        series,
+    }];
+    Some(Figure {
         name: "r_vs_data".into(),
         title: format!("Encoding r vs pretraining data ({prec})"),
-        panels: vec![Panel {
-            title: String::new(),
-            x_label: "pretraining tokens D".into(),
-            y_label: "encoding r (mean over subjects)".into(),
-            x_log: true,
-            series,
-        }],
-        note: "one line per model; r = mean over subjects of each subject's mean test r".into(),
+        note: format!(
+            "one line per model; r = mean over subjects and seeds of each subject's mean test r{}",
+            bars_note(&panels, R_BARS)
+        ),
+        panels,
     })
 }
 
@@ -287,16 +325,12 @@ pub fn r_vs_shape(rows: &[StudyRow]) -> Option<Figure> {
                     .copied()
                     .filter(|r| r.tokens.to_bits() == t)
                     .collect();
-                let pts = mean_by(&at, |r| value(r).to_bits(), |r| r.encoding_r);
-                Series {
-                    label: tok_label(f64::from_bits(t)),
-                    points: sorted(
-                        pts.into_iter()
-                            .map(|(k, v)| (f64::from_bits(k), v))
-                            .collect(),
-                    ),
-                    style: Style::Line,
-                }
+                let pts = values_by(&at, |r| value(r).to_bits(), subject_values);
+                Series::mean_sd(
+                    tok_label(f64::from_bits(t)),
+                    pts.into_iter().map(|(k, v)| (f64::from_bits(k), v)),
+                    Style::Line,
+                )
             })
             .filter(|s| !s.points.is_empty())
             .collect::<Vec<_>>();
@@ -323,8 +357,8 @@ pub fn r_vs_shape(rows: &[StudyRow]) -> Option<Figure> {
     (!panels.is_empty()).then(|| Figure {
         name: "r_vs_shape".into(),
         title: format!("Encoding r vs model shape, one dimension varied at a time ({prec})"),
+        note: format!("fixed: {}{}", fixed.join("; "), bars_note(&panels, R_BARS)),
         panels,
-        note: format!("fixed: {}", fixed.join("; ")),
     })
 }
 
@@ -374,31 +408,34 @@ pub fn r_per_layer(rows: &[StudyRow]) -> Option<Figure> {
             let m: Vec<&StudyRow> = sel.iter().copied().filter(|r| r.model == name).collect();
             let layers: BTreeSet<usize> =
                 m.iter().flat_map(|r| r.layer_r.keys().copied()).collect();
-            let pts = layers
-                .into_iter()
-                .filter_map(|l| {
-                    let v = mean_by(&m, |_| 0u8, |r| r.layer_r.get(&l).copied());
-                    v.get(&0).map(|&v| (l as f64, v))
-                })
-                .collect();
-            Series {
-                label: format!("{name} (d{d} L{l} H{h})"),
-                points: sorted(pts),
-                style: Style::Line,
-            }
+            let pts = layers.into_iter().map(|l| {
+                let v: Vec<f64> = m
+                    .iter()
+                    .filter_map(|r| r.layer_r.get(&l).copied())
+                    .collect();
+                (l as f64, v)
+            });
+            Series::mean_sd(format!("{name} (d{d} L{l} H{h})"), pts, Style::Line)
         })
         .collect();
-    (!series.is_empty()).then(|| Figure {
+    if series.is_empty() {
+        return None;
+    }
+    let panels = vec![Panel {
+        title: String::new(),
+        x_label: "layer (0 = embeddings)".into(),
+        y_label: "encoding r of that layer's features".into(),
+        x_log: false,
+        series,
+    }];
+    Some(Figure {
         name: "r_per_layer".into(),
         title: format!("Encoding r per layer (D = {dmax:.1e}, {prec})"),
-        panels: vec![Panel {
-            title: String::new(),
-            x_label: "layer (0 = embeddings)".into(),
-            y_label: "encoding r of that layer's features".into(),
-            x_log: false,
-            series,
-        }],
-        note: "each layer's hidden states, averaged per clip, encoded alone".into(),
+        note: format!(
+            "each layer's hidden states, averaged per clip, encoded alone (r: mean over subjects){}",
+            bars_note(&panels, "seeds")
+        ),
+        panels,
     })
 }
 
@@ -423,23 +460,19 @@ pub fn precision(rows: &[StudyRow]) -> Option<Figure> {
             .or(r.pretrain_s)
             .or(Some(r.wall_s))
     };
-    let per = |f: &dyn Fn(&StudyRow) -> Option<f64>| -> Vec<Series> {
+    let per = |f: &dyn Fn(&StudyRow) -> Vec<f64>| -> Vec<Series> {
         precs
             .iter()
             .map(|p| {
                 let m: Vec<&StudyRow> = sel.iter().copied().filter(|r| r.precision == *p).collect();
                 // One point per model (mean over seeds) at its N: models of the same N (other
                 // heads) stay two points rather than being averaged into one.
-                let pts = mean_by(&m, |r| (r.n_params.to_bits(), r.model.clone()), f);
-                Series {
-                    label: p.to_string(),
-                    points: sorted(
-                        pts.into_iter()
-                            .map(|((k, _), v)| (f64::from_bits(k), v))
-                            .collect(),
-                    ),
-                    style: Style::Line,
-                }
+                let pts = values_by(&m, |r| (r.n_params.to_bits(), r.model.clone()), f);
+                Series::mean_sd(
+                    p.to_string(),
+                    pts.into_iter().map(|((k, _), v)| (f64::from_bits(k), v)),
+                    Style::Line,
+                )
             })
             .collect()
     };
@@ -450,26 +483,30 @@ pub fn precision(rows: &[StudyRow]) -> Option<Figure> {
     } else {
         "cell wall time (s)"
     };
+    let panels = vec![
+        Panel {
+            title: "training time".into(),
+            x_label: "parameters N (non-embedding)".into(),
+            y_label: timed.into(),
+            x_log: true,
+            series: per(&|r: &StudyRow| time(r).into_iter().collect()),
+        },
+        Panel {
+            title: "encoding r".into(),
+            x_label: "parameters N (non-embedding)".into(),
+            y_label: "encoding r".into(),
+            x_log: true,
+            series: per(&subject_values),
+        },
+    ];
     Some(Figure {
         name: "precision".into(),
         title: format!("fp32 vs 16-bit training (D = {dmax:.1e})"),
-        panels: vec![
-            Panel {
-                title: "training time".into(),
-                x_label: "parameters N (non-embedding)".into(),
-                y_label: timed.into(),
-                x_log: true,
-                series: per(&time),
-            },
-            Panel {
-                title: "encoding r".into(),
-                x_label: "parameters N (non-embedding)".into(),
-                y_label: "encoding r".into(),
-                x_log: true,
-                series: per(&|r: &StudyRow| r.encoding_r),
-            },
-        ],
-        note: "same models, data and seeds; only the training precision differs; one point per model (models of equal N, e.g. other head counts, share an x)".into(),
+        note: format!(
+            "same models, data and seeds, only the precision differs; one point per model (equal-N models share an x){}",
+            bars_note(&panels, "seeds (time), subjects × seeds (r)")
+        ),
+        panels,
     })
 }
 
@@ -500,42 +537,46 @@ pub fn loss_vs_flops(rows: &[StudyRow], frontier: Option<&Frontier>) -> Option<F
         .into_iter()
         .map(|(name, n, ..)| {
             let m: Vec<&StudyRow> = sel.iter().copied().filter(|r| r.model == name).collect();
-            let pts = mean_by(&m, |r| r.flops.to_bits(), |r| r.eval_loss);
-            Series {
-                label: format!("{name} (N {n:.1e})"),
-                points: sorted(
-                    pts.into_iter()
-                        .map(|(k, v)| (f64::from_bits(k), v))
-                        .collect(),
-                ),
-                style: Style::Points,
-            }
+            let pts = values_by(
+                &m,
+                |r| r.flops.to_bits(),
+                |r| r.eval_loss.into_iter().collect(),
+            );
+            Series::mean_sd(
+                format!("{name} (N {n:.1e})"),
+                pts.into_iter().map(|(k, v)| (f64::from_bits(k), v)),
+                Style::Points,
+            )
         })
         .collect();
     let note = match frontier {
         Some(f) => {
-            series.push(Series {
-                label: "frontier of fitted L(N, D)".into(),
-                points: f.points.clone(),
-                style: Style::Dashed,
-            });
+            series.push(Series::new(
+                "frontier of fitted L(N, D)",
+                f.points.clone(),
+                Style::Dashed,
+            ));
             f.note.clone()
         }
-        None => "no frontier fitted".into(),
+        None => NO_FRONTIER.into(),
     };
+    let panels = vec![Panel {
+        title: String::new(),
+        x_label: "training FLOPs C".into(),
+        y_label: "held-out loss (nats per code)".into(),
+        x_log: true,
+        series,
+    }];
     Some(Figure {
         name: "loss_vs_flops".into(),
         title: format!("Held-out pretraining loss vs training compute ({prec})"),
-        panels: vec![Panel {
-            title: String::new(),
-            x_label: "training FLOPs C".into(),
-            y_label: "held-out loss (nats per code)".into(),
-            x_log: true,
-            series,
-        }],
-        note,
+        note: format!("{note}{}", bars_note(&panels, "seeds")),
+        panels,
     })
 }
+
+/// The loss figure's note without a frontier ([`figure_set`] says why there is none).
+const NO_FRONTIER: &str = "no frontier fitted";
 
 /// Every figure the rows allow, in the order of the module docs.
 pub fn figure_set_with(rows: &[StudyRow], frontier: Option<&Frontier>) -> Vec<Figure> {
@@ -616,7 +657,7 @@ pub fn figure_set(rows: &[StudyRow]) -> Vec<Figure> {
         .into_iter()
         .map(|mut f| {
             if f.name == "loss_vs_flops" && fr.points.is_empty() {
-                f.note = fr.note.clone();
+                f.note = f.note.replacen(NO_FRONTIER, &fr.note, 1);
             }
             f
         })
@@ -665,6 +706,7 @@ mod tests {
             tokens_per_s: None,
             eval_loss: None,
             encoding_r: Some(r),
+            subject_r: BTreeMap::new(),
             layer_r: [(0, r / 2.0), (1, r)].into_iter().collect(),
         }
     }

@@ -2,7 +2,9 @@
 //! do it: by Friends season (season 3 held out in the CNeuroMod baseline; season 7 is the
 //! Algonauts 2025 test set), by explicit run lists (a TOML split file), with CV folds grouped by
 //! episode (GroupKFold-like, k configurable) or leave-one-episode-out, and a few TRs excluded at
-//! each run's start and end.
+//! each run's start and end. Runs that show the same movie file (repeated viewings, e.g. BIDS
+//! sidecars naming one `StimulusFile` for several runs, or `dataset synth --repeat-test`) count
+//! as one episode: they test together, or train in one CV group ([`stimulus_groups`]).
 //!
 //! A split file (every field optional):
 //! ```toml
@@ -23,7 +25,8 @@ use std::path::Path;
 #[serde(default, deny_unknown_fields)]
 pub struct SplitPlan {
     /// Runs used only for the final test (run id, key or episode key). With no test runs and no
-    /// test seasons, each subject's last run is the test run.
+    /// test seasons, each subject's last run tests, with the rest of its episode and every run
+    /// that shows its movie again ([`stimulus_groups`]).
     pub test_runs: Vec<String>,
     /// Friends seasons held out for the test.
     pub test_seasons: Vec<u32>,
@@ -39,6 +42,44 @@ pub struct SplitPlan {
     /// TRs excluded at the start and the end of every run.
     pub trim_start: usize,
     pub trim_end: usize,
+}
+
+/// Per run (in `runs`' order), the group of runs that must stay on one side of a split: the
+/// runs of one episode group ([`Run::episode_group`]: the halves of a Friends episode, the
+/// viewings of a Movie10 chunk) joined with every run that shows the same movie file (the same
+/// path: repeated viewings named by their stimulus). A group is named by the smallest episode
+/// group among its runs, so without shared movies the names are the episode groups.
+pub fn stimulus_groups(runs: &[Run]) -> Vec<String> {
+    let eg: Vec<String> = runs.iter().map(Run::episode_group).collect();
+    // Union-find over runs; O(runs²) comparisons, a few hundred runs at most.
+    let mut parent: Vec<usize> = (0..runs.len()).collect();
+    fn root(p: &mut [usize], mut i: usize) -> usize {
+        while p[i] != i {
+            p[i] = p[p[i]];
+            i = p[i];
+        }
+        i
+    }
+    for (i, (ri, ei)) in runs.iter().zip(&eg).enumerate() {
+        for j in 0..i {
+            if *ei == eg[j] || ri.movie == runs[j].movie {
+                let (a, b) = (root(&mut parent, i), root(&mut parent, j));
+                parent[a.max(b)] = a.min(b);
+            }
+        }
+    }
+    let mut name: BTreeMap<usize, String> = BTreeMap::new();
+    for (i, ei) in eg.iter().enumerate() {
+        let e = name
+            .entry(root(&mut parent, i))
+            .or_insert_with(|| ei.clone());
+        if ei < e {
+            *e = ei.clone();
+        }
+    }
+    (0..runs.len())
+        .map(|i| name[&root(&mut parent, i)].clone())
+        .collect()
 }
 
 /// A run's role in a split.
@@ -142,14 +183,16 @@ impl SplitPlan {
         let in_names = |r: &Run, names: &[String]| names.iter().any(|n| r.matches(n));
         let in_seasons =
             |r: &Run, seasons: &[u32]| r.season().is_some_and(|x| seasons.contains(&x));
-        // Default test set: the last run's episode (both halves of a Friends episode).
+        // Default test set: the last run's episode (both halves of a Friends episode) and every
+        // run showing its movie again.
+        let group = stimulus_groups(runs);
         let default_test = self.test_runs.is_empty() && self.test_seasons.is_empty();
-        let last_group = runs.last().map(Run::episode_group).unwrap_or_default();
+        let last_group = group.last().cloned().unwrap_or_default();
         let mut roles = Vec::with_capacity(runs.len());
-        for r in runs {
+        for (r, g) in runs.iter().zip(&group) {
             let excluded = in_names(r, &self.exclude_runs) || in_seasons(r, &self.exclude_seasons);
             let test = if default_test {
-                r.episode_group() == last_group
+                *g == last_group
             } else {
                 in_names(r, &self.test_runs) || in_seasons(r, &self.test_seasons)
             };
@@ -176,21 +219,33 @@ impl SplitPlan {
         if !roles.contains(&Role::Test) {
             bail!("sub-{}: the split leaves no test run", s.id);
         }
-        // Episodes must not straddle train and test (e.g. s01e02a trains, s01e02b tests).
-        let mut side: BTreeMap<String, (bool, bool)> = BTreeMap::new();
-        for (r, role) in runs.iter().zip(&roles) {
-            let e = side.entry(r.episode_group()).or_default();
+        // Episodes must not straddle train and test (e.g. s01e02a trains, s01e02b tests), nor
+        // may a movie (one viewing trains, another tests).
+        let mut side: BTreeMap<&str, (bool, bool)> = BTreeMap::new();
+        for (g, role) in group.iter().zip(&roles) {
+            let e = side.entry(g.as_str()).or_default();
             e.0 |= *role == Role::Train;
             e.1 |= *role == Role::Test;
         }
         if let Some((g, _)) = side.iter().find(|(_, (a, b))| *a && *b) {
-            bail!("sub-{}: episode {g} has runs both in training and in the test set (hold out whole episodes)", s.id);
+            let runs_of: Vec<&str> = runs
+                .iter()
+                .zip(&group)
+                .filter(|(_, h)| h == g)
+                .map(|(r, _)| r.id.as_str())
+                .collect();
+            bail!(
+                "sub-{}: episode {g} has runs both in training and in the test set (runs {}: halves \
+                 of one episode, or viewings of one movie; hold out all of them)",
+                s.id,
+                runs_of.join(", ")
+            );
         }
         // CV groups over training episodes.
         let mut sizes: BTreeMap<String, usize> = BTreeMap::new();
-        for (r, role) in runs.iter().zip(&roles) {
+        for ((r, g), role) in runs.iter().zip(&group).zip(&roles) {
             if *role == Role::Train {
-                *sizes.entry(r.episode_group()).or_default() += r.n_volumes;
+                *sizes.entry(g.clone()).or_default() += r.n_volumes;
             }
         }
         let n_episodes = sizes.len();
@@ -217,14 +272,9 @@ impl SplitPlan {
                 .map(|(i, g)| (g.clone(), i))
                 .collect(),
         };
-        let cv_group = runs
+        let cv_group = group
             .iter()
-            .map(|r| {
-                group_of
-                    .get(&r.episode_group())
-                    .copied()
-                    .unwrap_or(usize::MAX)
-            })
+            .map(|g| group_of.get(g).copied().unwrap_or(usize::MAX))
             .collect();
         Ok(Resolved {
             roles,
@@ -260,7 +310,7 @@ mod tests {
             id: ep.clone(),
             task: ep.clone(),
             bold: "x.h5".into(),
-            movie: "m.mkv".into(),
+            movie: format!("{key}.mkv").into(),
             tr: 1.49,
             n_volumes: n,
             key: key.into(),
@@ -358,6 +408,57 @@ mod tests {
         // Default: the last run's whole episode tests.
         let r = SplitPlan::default().resolve(&s).unwrap();
         assert_eq!(r.roles, vec![Train, Train, Train, Train, Train, Test, Test]);
+    }
+
+    #[test]
+    fn repeated_viewings_of_a_movie_stay_on_one_side() {
+        use Role::*;
+        // Runs 4-6 show one movie (BIDS keys differ; the sidecars name one stimulus file), and
+        // so do runs 1 and 2.
+        let mut s = subject(&[
+            ("task-movie_run-01", 10),
+            ("task-movie_run-02", 10),
+            ("task-movie_run-03", 10),
+            ("task-movie_run-04", 10),
+            ("task-movie_run-05", 10),
+            ("task-movie_run-06", 10),
+            ("task-movie_run-07", 10),
+        ]);
+        for (i, r) in s.runs.iter_mut().enumerate() {
+            r.episode = r.key.clone();
+            r.id = r.key.clone();
+            r.movie = match i {
+                0 | 1 => "stimuli/a.mp4".into(),
+                3..=5 => "stimuli/./rep.mp4".into(),
+                _ => format!("stimuli/{}.mp4", r.key).into(),
+            };
+        }
+        // The last run shows its own movie: it alone tests; 1 and 2 share a CV group.
+        let r = SplitPlan::default().resolve(&s).unwrap();
+        assert_eq!(
+            r.roles,
+            vec![Train, Train, Train, Train, Train, Train, Test]
+        );
+        assert_eq!(r.cv_group[0], r.cv_group[1]);
+        assert_eq!(r.n_groups, 3);
+        // The last three runs repeat one movie (`./` spelt differently): all of them test.
+        s.runs.pop();
+        s.runs[5].movie = "stimuli/rep.mp4".into();
+        let r = SplitPlan::default().resolve(&s).unwrap();
+        assert_eq!(r.roles, vec![Train, Train, Train, Test, Test, Test]);
+        assert_eq!(stimulus_groups(&s.runs)[3..], ["task-movie_run-04"; 3]);
+        // Naming one viewing as the test run while another trains is refused, naming them.
+        let e = SplitPlan {
+            test_runs: vec!["task-movie_run-06".into()],
+            ..Default::default()
+        }
+        .resolve(&s)
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("task-movie_run-04, task-movie_run-05, task-movie_run-06"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -64,8 +64,8 @@ pub struct SynthConfig {
     /// [`BANDS`] only (chosen by a smooth field), recorded as `true_band` in the truth file.
     #[serde(default)]
     pub bands: bool,
-    /// Show the last movie this many times: the last `repeat_test` runs (the default test run
-    /// among them) are repeated viewings of one movie, with independent noise, so that a
+    /// Show the last movie this many times: the last `repeat_test` runs (the default split's
+    /// test runs, since they share a movie) are repeated viewings of one movie, with independent noise, so that a
     /// noise ceiling can be estimated from the repeats (`fmri::ceiling`). 0 or 1: every run
     /// its own movie.
     #[serde(default)]

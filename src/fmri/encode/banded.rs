@@ -201,17 +201,7 @@ pub fn encode_subject(
         Some(t) => Some(t.ceiling(&s.id, a.y_test.view())?),
         None => None,
     };
-    let (sig, boot) = super::significance_and_bootstrap(
-        &s.id,
-        fit.test_pred.view(),
-        a.y_test.view(),
-        &a.designs.test_lengths,
-        perm,
-    )?;
-    let groups = super::repeat_groups(s, &a.designs);
-    let repeat_ceiling = super::repeat_ceiling(&s.id, &groups, &mut |i| {
-        super::prepare_run(&a.data.runs[i], plan, &s.runs[i].label())
-    })?;
+    let held = super::held_out_stats(s, &a, fit.test_pred.view(), &fit.test_r, plan, perm)?;
     let (has_signal, true_band) = match truth {
         Some(t) => (Some(t.has_signal), t.true_band),
         None => (None, None),
@@ -227,12 +217,7 @@ pub fn encode_subject(
         cv_scores: fit.cv_scores.clone(),
         weights: fit.weights.clone(),
         voxel_ijk: voxel_ijk(&a.data.space),
-        significance: sig,
-        normalised_r: repeat_ceiling
-            .as_ref()
-            .map(|c| crate::fmri::ceiling::normalised(&fit.test_r, c)),
-        repeat_ceiling_r: repeat_ceiling,
-        bootstrap: boot,
+        held,
     }
     .outputs();
     tensors.extend([

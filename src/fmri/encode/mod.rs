@@ -409,6 +409,12 @@ pub struct PerVoxel {
     pub weights: Option<Array2<f32>>,
     /// (i, j, k) per voxel, for voxel data.
     pub voxel_ijk: Option<Array2<i32>>,
+    /// The statistics of `test_r` on the held-out runs.
+    pub held: HeldOut,
+}
+
+/// The statistics written beside the held-out r (every variant; see [`held_out_stats`]).
+pub struct HeldOut {
     /// Block-permutation p, BH q and FWE p of `test_r` (`--permutations` > 0).
     pub significance: Option<Significance>,
     /// Noise ceiling from repeated viewings of the test movie, and test r / that ceiling
@@ -418,6 +424,48 @@ pub struct PerVoxel {
     /// Block-bootstrap resamples of the subject's summaries (whole subjects only: a shard's
     /// part writes `boot_part_r` and `null_top_r` instead, which the merge summarises).
     pub bootstrap: Option<crate::fmri::bootstrap::BootSummaries>,
+}
+
+impl HeldOut {
+    /// The statistics of `test_r` [voxels], its normalised r (`fmri::ceiling::normalised`)
+    /// computed from the repeat ceiling when there is one.
+    pub fn new(
+        test_r: &Array1<f64>,
+        significance: Option<Significance>,
+        repeat_ceiling_r: Option<Array1<f64>>,
+        bootstrap: Option<crate::fmri::bootstrap::BootSummaries>,
+    ) -> Self {
+        Self {
+            significance,
+            normalised_r: repeat_ceiling_r
+                .as_ref()
+                .map(|c| crate::fmri::ceiling::normalised(test_r, c)),
+            repeat_ceiling_r,
+            bootstrap,
+        }
+    }
+}
+
+/// The held-out statistics of a whole subject fitted in memory (single-band and banded):
+/// the permutation null and bootstrap of the test predictions `pred` [test rows, voxels]
+/// against `a.y_test` ([`significance_and_bootstrap`]), and the noise ceiling from the runs
+/// that repeat a test movie ([`repeat_groups`], [`repeat_ceiling`]; runs prepared as the
+/// fit's). Errors: those of the three, naming the subject.
+pub(crate) fn held_out_stats(
+    s: &Subject,
+    a: &Assembled,
+    pred: ndarray::ArrayView2<f32>,
+    test_r: &Array1<f64>,
+    plan: &SplitPlan,
+    perm: &PermOptions,
+) -> Result<HeldOut> {
+    let (sig, boot) =
+        significance_and_bootstrap(&s.id, pred, a.y_test.view(), &a.designs.test_lengths, perm)?;
+    let groups = repeat_groups(s, &a.designs);
+    let ceiling = repeat_ceiling(&s.id, &groups, &mut |i| {
+        prepare_run(&a.data.runs[i], plan, &s.runs[i].label())
+    })?;
+    Ok(HeldOut::new(test_r, sig, ceiling, boot))
 }
 
 impl PerVoxel {
@@ -458,18 +506,19 @@ impl PerVoxel {
             "voxel_ijk",
             self.voxel_ijk.map(|a| Tensor::I32(a.into_dyn())),
         );
+        let held = self.held;
         opt(
             "repeat_ceiling_r",
-            self.repeat_ceiling_r.map(|a| Tensor::F64(a.into_dyn())),
+            held.repeat_ceiling_r.map(|a| Tensor::F64(a.into_dyn())),
         );
         opt(
             "normalised_r",
-            self.normalised_r.map(|a| Tensor::F64(a.into_dyn())),
+            held.normalised_r.map(|a| Tensor::F64(a.into_dyn())),
         );
-        if let Some(sig) = self.significance {
+        if let Some(sig) = held.significance {
             t.extend(sig.tensors());
         }
-        if let Some(b) = self.bootstrap {
+        if let Some(b) = held.bootstrap {
             t.extend(b.tensors());
         }
         t

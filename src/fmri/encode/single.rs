@@ -76,17 +76,7 @@ pub fn encode_subject_with(
         Some(t) => Some(t.ceiling(&s.id, a.y_test.view())?),
         None => None,
     };
-    let (sig, boot) = super::significance_and_bootstrap(
-        &s.id,
-        fit.test_pred.view(),
-        a.y_test.view(),
-        &a.designs.test_lengths,
-        perm,
-    )?;
-    let groups = super::repeat_groups(s, &a.designs);
-    let repeat_ceiling = super::repeat_ceiling(&s.id, &groups, &mut |i| {
-        super::prepare_run(&a.data.runs[i], plan, &s.runs[i].label())
-    })?;
+    let held = super::held_out_stats(s, &a, fit.test_pred.view(), &fit.test_r, plan, perm)?;
     let (has_signal, true_weights) = match truth {
         Some(t) => (Some(t.has_signal), Some(t.weights)),
         None => (None, None),
@@ -102,12 +92,7 @@ pub fn encode_subject_with(
         cv_scores: fit.cv_scores.clone(),
         weights: fit.weights.clone(),
         voxel_ijk: voxel_ijk(&a.data.space),
-        significance: sig,
-        normalised_r: repeat_ceiling
-            .as_ref()
-            .map(|c| crate::fmri::ceiling::normalised(&fit.test_r, c)),
-        repeat_ceiling_r: repeat_ceiling,
-        bootstrap: boot,
+        held,
     }
     .outputs();
     let mut meta = output_metadata(

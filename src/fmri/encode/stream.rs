@@ -379,18 +379,18 @@ pub fn encode_subject_streamed(
             .voxel_ijk
             .as_ref()
             .map(|ijk| ijk.slice(s![v0..v1, ..]).to_owned()),
-        significance: sig_all.clone(),
-        normalised_r: repeat_ceiling
-            .as_ref()
-            .map(|c| crate::fmri::ceiling::normalised(&test_r, c)),
-        repeat_ceiling_r: repeat_ceiling,
-        bootstrap: boot_r.as_ref().filter(|_| so.shard.is_none()).map(|r| {
-            let thr = sig_all
-                .as_ref()
-                .zip(null.as_ref())
-                .map(|(g, c)| sig::q05_thresholds(c, &g.q, so.perm.n_perm));
-            crate::fmri::bootstrap::summaries(r, thr.as_ref())
-        }),
+        held: encode::HeldOut::new(
+            &test_r,
+            sig_all.clone(),
+            repeat_ceiling,
+            boot_r.as_ref().filter(|_| so.shard.is_none()).map(|r| {
+                let thr = sig_all
+                    .as_ref()
+                    .zip(null.as_ref())
+                    .map(|(g, c)| sig::q05_thresholds(c, &g.q, so.perm.n_perm));
+                crate::fmri::bootstrap::summaries(r, thr.as_ref())
+            }),
+        ),
     }
     .outputs();
     let mut tensors = tensors;

@@ -596,12 +596,13 @@ pub fn background_image(path: &Path, reference: &NiftiHeader) -> Result<ArrayD<f
     .map_err(|e| e.context(format!("--background {}", path.display())))
 }
 
-fn figure_title(row: &SummaryRow) -> String {
+/// The title of a subject's figure: subject, features, `summary` (what the map's mean is) and
+/// the test runs.
+fn figure_title(row: &SummaryRow, summary: &str) -> String {
     format!(
-        "sub-{} · {} · mean r {:.3} · test runs {}",
+        "sub-{} · {} · {summary} · test runs {}",
         row.subject,
         row.features,
-        row.mean_r,
         if row.test_runs.is_empty() {
             "-"
         } else {
@@ -641,8 +642,9 @@ pub fn write_subject_figure_as(
     label: &str,
 ) -> Result<crate::fmri::maps::statmap::StatMapLayout> {
     let what = ("r_statmap.png", "Pearson r per voxel on held-out runs");
+    let title = figure_title(row, &format!("mean r {:.3}", row.mean_r));
     subject_figure(
-        what, out_dir, row, reference, mask, r, background, threshold, label,
+        what, &title, out_dir, reference, mask, r, background, threshold, label,
     )
 }
 
@@ -662,16 +664,24 @@ pub fn write_normalised_figure(
         "normalised_r_statmap.png",
         "r / noise ceiling from repeated viewings (ceiling ≥ 0.1)",
     );
+    // The mean of this map's quantity (over voxels whose ceiling reaches the floor), not r's.
+    let title = figure_title(
+        row,
+        &row.normalised_mean_r
+            .map_or("mean r / ceiling n/a".into(), |n| {
+                format!("mean r / ceiling {n:.3}")
+            }),
+    );
     subject_figure(
-        what, out_dir, row, reference, mask, values, background, 0.0, label,
+        what, &title, out_dir, reference, mask, values, background, 0.0, label,
     )
 }
 
 #[allow(clippy::too_many_arguments)]
 fn subject_figure(
     (file, quantity): (&str, &str),
+    title: &str,
     out_dir: &Path,
-    row: &SummaryRow,
     reference: &NiftiHeader,
     mask: &Mask,
     r: &Array1<f64>,
@@ -696,7 +706,7 @@ fn subject_figure(
             inside: &inside,
             affine: nifti_io::affine(reference),
             background: background.map(|(b, _)| b),
-            title: figure_title(row),
+            title: title.to_string(),
             subtitle: format!("{quantity}, {label}; {bg}; neurological view (L left)"),
             threshold,
             vmax: None,
@@ -763,7 +773,7 @@ pub fn write_parcel_figure_as(
             inside: &inside,
             affine: nifti_io::affine(&atlas.header),
             background: Some(&bg),
-            title: figure_title(row),
+            title: figure_title(row, &format!("mean r {:.3}", row.mean_r)),
             subtitle: format!(
                 "Pearson r per parcel on held-out runs, {label}; background: atlas {} ({} parcels)",
                 atlas.path.file_name().unwrap_or_default().to_string_lossy(),

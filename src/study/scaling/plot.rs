@@ -1,7 +1,8 @@
 //! PNG plots of a scaling fit (plotters, bitmap backend, text drawn with ab_glyph from a TTF
 //! file so no fontconfig is needed): the target against data size per model, against model
 //! size per data size, the iso-FLOP profiles with their minima, and the compute-optimal
-//! frontier. Held-out rows are drawn as hollow markers.
+//! frontier. Held-out rows are drawn as hollow markers; the rows of one cell (its seeds) as one
+//! marker at their mean with a ±1 sd bar ([`seed_means`]).
 use crate::study::scaling::report::{FitReport, ValidateReport};
 use crate::study::scaling::{Direction, Point};
 use anyhow::{anyhow, bail, Context, Result};
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 pub(super) const W: u32 = 1100;
 pub(super) const H: u32 = 750;
 
-use crate::core::plot::ensure_font;
+use crate::core::plot::{ensure_font, BarPoint};
 
 /// Draws every plot into `out`; returns the files written.
 pub fn draw_all(out: &Path, r: &FitReport, fit: &[Point], held: &[Point]) -> Result<Vec<PathBuf>> {
@@ -119,6 +120,36 @@ enum Axis {
     Model,
 }
 
+/// A curve's markers: the rows of `pts` sharing an x (a cell's seeds) as one point at their
+/// mean target, with a ±1 sample-sd bar (low, high) when there are several, as the fit's
+/// diagnostics summarise cells (`diagnostics::cells`); sorted by x.
+fn seed_means(pts: &[&Point], x_of: fn(&Point) -> f64) -> Vec<BarPoint> {
+    levels(pts.iter().map(|p| x_of(p)))
+        .into_iter()
+        .filter_map(|x| {
+            let v: Vec<f64> = pts
+                .iter()
+                .filter(|p| same(x_of(p), x))
+                .map(|p| p.value)
+                .collect();
+            let (m, sd) = crate::core::plot::mean_sd(&v)?;
+            Some((x, m, sd.map(|s| (m - s, m + s))))
+        })
+        .collect()
+}
+
+/// Vertical error bars at `pts` (those with one), in colour `col`.
+fn bars(
+    pts: &[BarPoint],
+    col: RGBColor,
+) -> Vec<ErrorBar<f64, f64, plotters::element::ErrorBarOrientV<f64, f64>>> {
+    pts.iter()
+        .filter_map(|&(x, y, b)| {
+            b.map(|(lo, hi)| ErrorBar::new_vertical(x, lo, y, hi, col.stroke_width(1), 8))
+        })
+        .collect()
+}
+
 /// Target against D (one curve per model size) or against N (one curve per data size), with
 /// the parametric law's prediction dashed in the same colour.
 fn draw_vs(path: &Path, r: &FitReport, fit: &[Point], held: &[Point], axis: Axis) -> Result<()> {
@@ -131,8 +162,23 @@ fn draw_vs(path: &Path, r: &FitReport, fit: &[Point], held: &[Point], axis: Axis
     let keys = levels(all.iter().map(|p| key_of(p)));
     let law = r.parametric.fit.law;
     let dir = r.columns.direction;
+    // Per key: the fitted rows' and the held-out rows' markers (seeds as mean ± sd).
+    let curves: Vec<_> = keys
+        .iter()
+        .map(|&k| {
+            let of = |set: &[Point]| -> Vec<BarPoint> {
+                let v: Vec<&Point> = set.iter().filter(|p| same(key_of(p), k)).collect();
+                seed_means(&v, x_of)
+            };
+            (of(fit), of(held))
+        })
+        .collect();
     let xr = log_range(all.iter().map(|p| x_of(p)));
-    let yr = lin_range(all.iter().map(|p| p.value));
+    let yr = lin_range(curves.iter().flat_map(|(f, h)| {
+        f.iter()
+            .chain(h)
+            .flat_map(|&(_, y, b)| [y, b.map_or(y, |b| b.0), b.map_or(y, |b| b.1)])
+    }));
     let title = format!("{} vs {}, per {}", r.columns.target, xname, keyname);
     render(path, |root| {
         let (main, foot) = root.split_vertically(H - 26);
@@ -153,32 +199,25 @@ fn draw_vs(path: &Path, r: &FitReport, fit: &[Point], held: &[Point], axis: Axis
             .draw()
             .map_err(e)?;
         let legend = keys.len() <= 14;
-        for (i, &k) in keys.iter().enumerate() {
+        for (i, (&k, (fitted, heldp))) in keys.iter().zip(&curves).enumerate() {
             let col = color(i, keys.len());
-            let mut pts: Vec<&Point> = all.iter().copied().filter(|p| same(key_of(p), k)).collect();
-            pts.sort_by(|a, b| x_of(a).total_cmp(&x_of(b)));
-            let fitted: Vec<(f64, f64)> = pts
+            let mut pts: Vec<(f64, f64)> = fitted
                 .iter()
-                .filter(|p| fit.iter().any(|q| std::ptr::eq(**p, q)))
-                .map(|p| (x_of(p), p.value))
+                .chain(heldp)
+                .map(|&(x, y, _)| (x, y))
                 .collect();
-            let heldp: Vec<(f64, f64)> = pts
-                .iter()
-                .filter(|p| held.iter().any(|q| std::ptr::eq(**p, q)))
-                .map(|p| (x_of(p), p.value))
-                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
             if pts.len() >= 2 {
-                ch.draw_series(LineSeries::new(
-                    pts.iter().map(|p| (x_of(p), p.value)),
-                    col.stroke_width(2),
-                ))
-                .map_err(e)?;
+                ch.draw_series(LineSeries::new(pts.iter().copied(), col.stroke_width(2)))
+                    .map_err(e)?;
             }
+            ch.draw_series(bars(fitted, col).into_iter().chain(bars(heldp, col)))
+                .map_err(e)?;
             let s = ch
                 .draw_series(
                     fitted
                         .iter()
-                        .map(|&(x, y)| Circle::new((x, y), 4, col.filled())),
+                        .map(|&(x, y, _)| Circle::new((x, y), 4, col.filled())),
                 )
                 .map_err(e)?;
             if legend {
@@ -188,12 +227,12 @@ fn draw_vs(path: &Path, r: &FitReport, fit: &[Point], held: &[Point], axis: Axis
             ch.draw_series(
                 heldp
                     .iter()
-                    .map(|&(x, y)| Circle::new((x, y), 5, col.stroke_width(2))),
+                    .map(|&(x, y, _)| Circle::new((x, y), 5, col.stroke_width(2))),
             )
             .map_err(e)?;
             // The law along this curve (over the plotted x range, 60 points).
             if pts.len() >= 2 {
-                let (x0, x1) = (x_of(pts[0]).ln(), x_of(pts[pts.len() - 1]).ln());
+                let (x0, x1) = (pts[0].0.ln(), pts[pts.len() - 1].0.ln());
                 let curve = (0..60).map(|j| {
                     let x = (x0 + (x1 - x0) * j as f64 / 59.0).exp();
                     let y = match axis {
@@ -216,7 +255,7 @@ fn draw_vs(path: &Path, r: &FitReport, fit: &[Point], held: &[Point], axis: Axis
                 .draw()
                 .map_err(e)?;
         }
-        let note = "solid: runs   dashed: fitted L(N,D)   hollow: held out";
+        let note = "solid: runs (a cell's seeds: mean, bar ±1 sd)   dashed: fitted L(N,D)   hollow: held out";
         foot.draw_text(note, &("sans-serif", 14).into_text_style(&foot), (80, 4))
             .map_err(e)?;
         Ok(())
@@ -608,4 +647,42 @@ pub fn draw_allocation(path: &Path, r: &ValidateReport, fit: &FitReport) -> Resu
         &[],
         Some(measured),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pt(n: f64, d: f64, value: f64) -> Point {
+        Point {
+            n,
+            d,
+            c: 6.0 * n * d,
+            value,
+            loss: 1.0 - value,
+        }
+    }
+
+    #[test]
+    fn seeds_of_a_cell_are_one_point_with_a_bar() {
+        // Three seeds at D = 1e5 (0.1, 0.2, 0.3: mean 0.2, sample sd 0.1), one at D = 1e6.
+        let rows = [
+            pt(1e4, 1e6, 0.4),
+            pt(1e4, 1e5, 0.3),
+            pt(1e4, 1e5, 0.1),
+            pt(1e4, 1e5 * (1.0 + 1e-9), 0.2),
+        ];
+        let refs: Vec<&Point> = rows.iter().collect();
+        let m = seed_means(&refs, |p| p.d);
+        assert_eq!(m.len(), 2);
+        let (x, y, b) = m[0];
+        assert!((x - 1e5).abs() < 1.0 && (y - 0.2).abs() < 1e-12);
+        let (lo, hi) = b.unwrap();
+        assert!(
+            (lo - 0.1).abs() < 1e-12 && (hi - 0.3).abs() < 1e-12,
+            "{lo} {hi}"
+        );
+        assert_eq!(m[1], (1e6, 0.4, None), "one seed: no bar");
+        assert_eq!(bars(&m, BLACK).len(), 1);
+    }
 }
