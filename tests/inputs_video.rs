@@ -22,13 +22,19 @@ fn ffmpeg(args: &[&str]) {
     );
 }
 
-/// The ffmpeg CLI's own decode to packed RGB (autorotate on unless `extra` turns it off).
+/// The ffmpeg CLI's own decode to packed RGB (autorotate on unless `extra` turns it off;
+/// `-vf F` in `extra` goes after the input, as an output option).
 fn cli_rgb(movie: &Path, extra: &[&str]) -> Vec<u8> {
+    let (input, output) = match extra {
+        ["-vf", f] => (&[][..], vec!["-vf", *f]),
+        _ => (extra, vec![]),
+    };
     let out = Command::new("ffmpeg")
         .args(["-hide_banner", "-v", "error"])
-        .args(extra)
+        .args(input)
         .arg("-i")
         .arg(movie)
+        .args(output)
         .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
         .output()
         .expect("run ffmpeg");
@@ -273,12 +279,13 @@ fn real_movies_are_not_called_truncated() {
     }
 }
 
-#[test]
-fn variable_frame_rate_movie_resamples_to_its_full_duration() {
-    // 3 s at 30 fps then 1 s at 5 fps (95 frames, 4 s), joined without re-encoding.
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+/// 3 s at 30 fps then 1 s at 5 fps (95 frames, 4 s), joined without re-encoding, in `ext`'s
+/// container.
+fn vfr_movie(d: &Path, ext: &str) -> PathBuf {
     for (name, rate, t) in [("a.mp4", 30, "3"), ("b.mp4", 5, "1")] {
+        if d.join(name).exists() {
+            continue;
+        }
         ffmpeg(&[
             "-f",
             "lavfi",
@@ -296,17 +303,24 @@ fn variable_frame_rate_movie_resamples_to_its_full_duration() {
         ]);
     }
     std::fs::write(d.join("list.txt"), "file a.mp4\nfile b.mp4\n").unwrap();
+    let vfr = d.join(format!("vfr.{ext}"));
+    ffmpeg(&[
+        "-f",
+        "concat",
+        "-i",
+        d.join("list.txt").to_str().unwrap(),
+        "-c",
+        "copy",
+        vfr.to_str().unwrap(),
+    ]);
+    vfr
+}
+
+#[test]
+fn variable_frame_rate_movie_resamples_to_its_full_duration() {
+    let dir = tempfile::tempdir().unwrap();
     for ext in ["mp4", "mkv"] {
-        let vfr = d.join(format!("vfr.{ext}"));
-        ffmpeg(&[
-            "-f",
-            "concat",
-            "-i",
-            d.join("list.txt").to_str().unwrap(),
-            "-c",
-            "copy",
-            vfr.to_str().unwrap(),
-        ]);
+        let vfr = vfr_movie(dir.path(), ext);
         let native = video::decode(&vfr, &Default::default()).unwrap();
         assert_eq!(native.len(), 95, "{ext}");
         assert!(
@@ -333,6 +347,60 @@ fn variable_frame_rate_movie_resamples_to_its_full_duration() {
     }
 }
 
+/// A resampled rate (`--fps`) streams into the cache too (issue 21): output frame k is written
+/// when the first input frame later than k/fps arrives. The cache equals the in-memory decode
+/// and resample bit for bit: a rate other than the stream's (resampled as frames arrive), the
+/// stream's own rate (native frames), and a variable-frame-rate movie at its declared average
+/// rate (known to need resampling only at the end: a second pass over the streamed frames).
+#[test]
+fn streamed_resampled_cache_equals_the_in_memory_resample() {
+    let data = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/video"));
+    let dir = tempfile::tempdir().unwrap();
+    let vfr = vfr_movie(dir.path(), "mp4");
+    let vfr_rate = video::probe(&vfr).unwrap().avg_fps;
+    let mut cases = vec![(vfr.clone(), Some(48), vfr_rate, "vfr, second pass")];
+    for (name, size, fps, what) in [
+        ("bikes.mp4", Some(48), 10.0, "fewer frames"),
+        ("carphone_pristine.mp4", None, 40.0, "more frames"),
+        ("bigbuckbunny.mp4", Some(32), 25.0, "the stream's rate"),
+    ] {
+        let p = data.join(name);
+        if p.exists() {
+            cases.push((p, size, fps, what));
+        } else {
+            eprintln!("skipping {name}: {} not found", p.display());
+        }
+    }
+    for (p, size, fps, what) in cases {
+        let o = DecodeOptions {
+            size,
+            fps: Some(fps),
+            ..Default::default()
+        };
+        let want = video::decode(&p, &o).unwrap();
+        let cache = dir.path().join("cache");
+        let rows = video::decode_stage(&[p.clone()], &cache, &o).unwrap();
+        let file = video::cache_path(&cache, &p, &o);
+        let got = video::load_frames(&file).unwrap();
+        assert_eq!(got.data, want.data, "{what}");
+        assert_eq!(got.times, want.times, "{what}");
+        assert_eq!((got.fps, got.end), (want.fps, want.end), "{what}");
+        assert_eq!(rows[0].frames, want.len(), "{what}");
+        assert_eq!(rows[0].duration, want.duration(), "{what}");
+        let left: Vec<_> = std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".safetensors"))
+            .collect();
+        assert!(left.is_empty(), "{what}: {left:?}");
+        if what.starts_with("vfr") {
+            // Resampled: 4 s at the declared average rate, not the 95 native frames.
+            let n = (4.0 * fps - 1e-9).ceil() as usize;
+            assert_eq!((got.len(), got.end), (n, None), "{what} at {fps}");
+        }
+    }
+}
+
 /// The decode stage streams frames into the cache one at a time (issue 21): the cache holds
 /// exactly the frames, times, rate and end of the in-memory decode, for real movies at their
 /// native size and resized, and is what later stages load.
@@ -355,6 +423,17 @@ fn streamed_frame_cache_equals_the_in_memory_decode() {
             ..Default::default()
         };
         let want = video::decode(&p, &o).unwrap();
+        if let Some(s) = size {
+            // The same pixels as the ffmpeg CLI's area resize (shorter side to s, the other
+            // rounded to the nearest pixel: `-1`) and centre crop. (The bench's `-2` rounds to
+            // an even width: the same for the 1280×720 clip, 113 vs 112 columns for bikes.)
+            let vf = format!("scale=-1:{s}:flags=area,crop={s}:{s}");
+            assert_eq!(
+                want.data.as_slice().unwrap(),
+                &cli_rgb(&p, &["-vf", &vf])[..],
+                "{name} at {s}"
+            );
+        }
         let cache = dir.path().join(name);
         let rows = video::decode_stage(&[p.clone()], &cache, &o).unwrap();
         let file = video::cache_path(&cache, &p, &o);
@@ -414,5 +493,65 @@ fn streamed_frame_cache_equals_the_in_memory_decode() {
         std::fs::write(&cut, &b[..b.len() - 100]).unwrap();
         let e = format!("{:#}", video::FrameCache::open(&cut).err().unwrap());
         assert!(e.contains("cut.safetensors") && e.contains("times"), "{e}");
+    }
+}
+
+/// The resampling rule written directly (the in-memory loop before issue 21): for each output
+/// instant, walk to the latest frame at or before it.
+fn naive(times: &[f64], duration: f64, fps: f64) -> Vec<usize> {
+    let n_out = ((duration * fps) - 1e-9).ceil().max(1.0) as usize;
+    let mut j = 0;
+    (0..n_out)
+        .map(|k| {
+            let t = k as f64 / fps;
+            while j + 1 < times.len() && times[j + 1] <= t + 1e-9 {
+                j += 1;
+            }
+            j
+        })
+        .collect()
+}
+
+#[test]
+fn resampling_as_frames_arrive_equals_the_direct_walk() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    for case in 0..400 {
+        let n = rng.gen_range(1..60);
+        // Irregular times, sometimes exactly on output instants, sometimes starting late.
+        let mut t = if case % 3 == 0 { 0.0 } else { rng.gen_range(0.0..0.5) };
+        let mut times = vec![];
+        for _ in 0..n {
+            times.push(t);
+            t += if case % 4 == 0 { 0.04 } else { rng.gen_range(0.001..0.3) };
+        }
+        let duration = t;
+        let fps = [1.0, 7.3, 10.0, 24.0, 25.0, 60.0][case % 6];
+        let frames = video::Frames {
+            data: ndarray::Array4::from_shape_fn((n, 1, 1, 3), |(i, _, _, c)| (i * 3 + c) as u8),
+            times: ndarray::Array1::from_vec(times.clone()),
+            fps: 25.0,
+            end: Some(duration),
+        };
+        let want = naive(&times, duration, fps);
+        let got = video::resample(&frames, fps);
+        let shown: Vec<usize> = got
+            .data
+            .outer_iter()
+            .map(|f| f[[0, 0, 0]] as usize / 3)
+            .collect();
+        assert_eq!(shown, want, "case {case}: {times:?} at {fps}");
+        // As frames arrive: each output decided once, in order.
+        let mut r = video::Resampler::new(fps);
+        let mut streamed = vec![];
+        for (i, &ti) in times.iter().enumerate() {
+            let ks = r.arrive(ti);
+            assert_eq!(ks.start, streamed.len());
+            streamed.extend(ks.map(|_| i.saturating_sub(1)));
+        }
+        let (n_out, ks) = r.finish(duration);
+        streamed.extend(ks.map(|_| n - 1));
+        streamed.truncate(n_out);
+        assert_eq!(streamed, want, "case {case}");
     }
 }

@@ -668,6 +668,71 @@ fn a_real_clip_goes_through_an_imported_tokenizer_to_features() {
         "{:?}",
         f.times
     );
+
+    // Saved features and codes record the tokenizer and frames they came from (issue 21: the
+    // GPT features made before imported tokenizers decoded at native size were not seen stale).
+    use brainscale::fmri::features::{ExtractorKind, FeaturesOptions, GptFeatureArgs};
+    let opts = FeaturesOptions {
+        extractor: ExtractorKind::Gpt,
+        pca: None,
+        fps: None,
+        size: Some(64),
+        gpt: Some(GptFeatureArgs {
+            model: Some(w.join("prior")),
+            layers: vec![1],
+            clip_stride: 1,
+            hop: Some(8),
+            device: "cpu".into(),
+        }),
+        decode: Default::default(),
+    };
+    let save = |config: String| {
+        let p = w.join("features.safetensors");
+        f.save(&p, std::collections::HashMap::from([("config".into(), config)]))
+            .unwrap();
+        p
+    };
+    let now = opts.fingerprint().unwrap();
+    assert!(now.contains("size native"), "{now}");
+    let p = save(now.clone());
+    assert!(opts.is_current(&p).unwrap());
+    // What the features stage recorded before: the options and the prior's checkpoint only.
+    let before = serde_json::to_string(&opts).unwrap()
+        + &std::fs::read_to_string(w.join("prior/latest.json")).unwrap();
+    assert!(!opts.is_current(&save(before)).unwrap());
+    let p = save(now.clone());
+    // The same checkpoint imported again into the prior's tokenizer folder: a new tokenizer.
+    let (ok, msg) = import_cli(&fx.join("small/model.ckpt"), &w.join("prior/tokenizer"));
+    assert!(ok, "{msg}");
+    assert!(!opts.is_current(&p).unwrap());
+    assert_ne!(opts.fingerprint().unwrap(), now);
+    // The code caches likewise: kept while the tokenizer is the same, remade when it changes.
+    let codes = &spaths[0];
+    let made = std::fs::metadata(codes).unwrap().modified().unwrap();
+    let again = vqvae::tokenize_caches(
+        &tok,
+        &[("carphone".to_string(), cache.clone())],
+        &w.join("codes-streamed"),
+        1,
+        4,
+    )
+    .unwrap();
+    assert_eq!(std::fs::metadata(&again[0]).unwrap().modified().unwrap(), made);
+    let meta = CodeFile::load(codes).unwrap().meta;
+    assert_eq!(meta["frames"], "decoder 2, size native");
+    let (ok, msg) = import_cli(&fx.join("small/model.ckpt"), &w.join("tok"));
+    assert!(ok, "{msg}");
+    vqvae::tokenize_caches(
+        &tok,
+        &[("carphone".to_string(), cache.clone())],
+        &w.join("codes-streamed"),
+        1,
+        4,
+    )
+    .unwrap();
+    let remade = CodeFile::load(codes).unwrap().meta;
+    assert_ne!(remade["tokenizer_identity"], meta["tokenizer_identity"]);
+    assert_eq!(CodeFile::load(codes).unwrap().codes, sc.codes);
 }
 
 /// Issue 21: `tokenizer encode` with an imported (`resize = "videogpt"`) tokenizer decodes the

@@ -63,6 +63,9 @@ pub enum Command {
     /// Time encode's per-voxel statistics on generated data: the block-permutation null (p,
     /// BH q, FWE p) and the block bootstrap (seconds, memory added).
     BenchSignificance(crate::cli::perf::BenchSignificanceArgs),
+    /// Time the VQ-VAE encoder (the tokenize step) at VideoGPT's default widths, beside the
+    /// reference PyTorch encoder at the same size, batch and threads (frames/s, CPU s per frame).
+    BenchTokenize(crate::cli::perf::BenchTokenizeArgs),
     /// Grids of cells over data size × model × precision × seed (local or SLURM): run, status,
     /// collect, downstream. (`bench` is its old name, kept as an alias; throughput benchmarks
     /// are the `bench-*` commands.)
@@ -95,6 +98,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::BenchRidge(a) => perf::bench_ridge(&a)?,
         Command::BenchWholeBrain(a) => perf::bench_whole_brain(&a)?,
         Command::BenchSignificance(a) => perf::bench_significance(&a)?,
+        Command::BenchTokenize(a) => perf::bench_tokenize(&a)?,
         Command::Grid(c) => crate::cli::study::bench(c)?,
         Command::Scaling(c) => crate::cli::study::scaling(c)?,
         Command::Biosignal(c) => crate::cli::biosignal::run(&c)?,

@@ -555,3 +555,41 @@ pub fn bench_significance(a: &BenchSignificanceArgs) -> Result<()> {
     println!("{}", serde_json::to_string(&r)?);
     Ok(())
 }
+
+/// `brainscale bench-tokenize`.
+#[derive(Args, Debug)]
+pub struct BenchTokenizeArgs {
+    /// Frame side in pixels.
+    #[arg(long, default_value_t = 64)]
+    pub resolution: i64,
+    /// Clips encoded in the timed loop (after one warm-up batch).
+    #[arg(long, default_value_t = 24)]
+    pub clips: usize,
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// libtorch CPU threads (the reference gets the same).
+    #[arg(long, default_value_t = 2)]
+    pub threads: i32,
+    /// Alternate brainscale and the reference this many times; medians reported.
+    #[arg(long, default_value_t = 1)]
+    pub repeats: usize,
+    /// Also time the reference PyTorch encoder (`tests/fixtures/videogpt_reference.py bench`,
+    /// in `.venv`).
+    #[arg(long)]
+    pub reference: bool,
+}
+
+/// `brainscale bench-tokenize`: prints the timings and the ratio to the reference.
+pub fn bench_tokenize(a: &BenchTokenizeArgs) -> Result<()> {
+    let b = crate::perf::video::TokenizeBench {
+        resolution: a.resolution,
+        clips: a.clips,
+        batch: a.batch,
+        threads: a.threads,
+        repeats: a.repeats,
+        reference: a.reference,
+    };
+    let r = crate::perf::video::bench_tokenize(&b)?;
+    println!("{}", crate::perf::video::describe(&b, &r));
+    Ok(())
+}

@@ -458,9 +458,12 @@ pub fn train_tokenizer(
     Ok(losses)
 }
 
-/// The metadata a code cache records of its tokenizer and cut (a cache with the same is kept).
-fn code_meta(tok: &Tokenizer, frame_stride: usize, hop: usize) -> HashMap<String, String> {
-    HashMap::from([
+/// The metadata a code cache records of its tokenizer and cut (a cache with the same is kept):
+/// the tokenizer's folder and [`identity`], and the frames it read (the decoder's version and
+/// the frame size of [`decode_size`]), so codes made before a change of tokenizer or frames
+/// (issue 21: imported tokenizers now read native-size frames) are made again.
+fn code_meta(tok: &Tokenizer, frame_stride: usize, hop: usize) -> Result<HashMap<String, String>> {
+    Ok(HashMap::from([
         (
             "tokenizer".to_string(),
             std::fs::canonicalize(&tok.dir)
@@ -468,11 +471,23 @@ fn code_meta(tok: &Tokenizer, frame_stride: usize, hop: usize) -> HashMap<String
                 .display()
                 .to_string(),
         ),
+        ("tokenizer_identity".to_string(), identity(&tok.dir)?.0),
+        ("frames".to_string(), frames_identity(decode_size(&tok.model.cfg))),
         ("n_codes".to_string(), tok.model.cfg.n_codes.to_string()),
         ("clip_len".to_string(), tok.model.cfg.clip_len.to_string()),
         ("frame_stride".to_string(), frame_stride.to_string()),
         ("hop".to_string(), hop.to_string()),
-    ])
+    ]))
+}
+
+/// The frames a cache was made from, for the caches' metadata: the decoder's version and the
+/// frame size (`native` or the shorter side in pixels).
+pub fn frames_identity(size: Option<u32>) -> String {
+    format!(
+        "decoder {}, size {}",
+        crate::fmri::video::DECODER_VERSION,
+        size.map_or("native".to_string(), |s| s.to_string())
+    )
 }
 
 /// Writes `<out>/<name>.codes.safetensors` with `codes()` unless a cache with the same
@@ -512,7 +527,7 @@ pub fn tokenize_movies(
     frame_stride: usize,
     hop: usize,
 ) -> Result<Vec<PathBuf>> {
-    let meta = code_meta(tok, frame_stride, hop);
+    let meta = code_meta(tok, frame_stride, hop)?;
     movies
         .iter()
         .map(|(name, frames)| {
@@ -534,7 +549,7 @@ pub fn tokenize_caches(
     frame_stride: usize,
     hop: usize,
 ) -> Result<Vec<PathBuf>> {
-    let meta = code_meta(tok, frame_stride, hop);
+    let meta = code_meta(tok, frame_stride, hop)?;
     caches
         .iter()
         .map(|(name, cache)| {
@@ -657,10 +672,36 @@ pub fn import_stage(ckpt: &Path, out: &Path) -> Result<VqVaeConfig> {
 /// they were trained. The frame cache's name records the size (`size-native` / `size-R`), so
 /// caches of the two kinds never mix.
 pub fn decode_size(cfg: &VqVaeConfig) -> Option<u32> {
+    decode_size_for(cfg, Some(cfg.resolution as u32))
+}
+
+/// The frame size (shorter side, pixels; None: native) a tokenizer's frames are decoded at when
+/// a stage asked for `asked`: native for `resize = "videogpt"` (see [`decode_size`]), else
+/// `asked`.
+pub fn decode_size_for(cfg: &VqVaeConfig, asked: Option<u32>) -> Option<u32> {
     match cfg.resize {
         Resize::Videogpt => None,
-        Resize::Antialiased => Some(cfg.resolution as u32),
+        Resize::Antialiased => asked,
     }
+}
+
+/// What identifies the model in a tokenizer folder for the caches made with it (codes,
+/// features): its config (resolution, preprocessing, widths) as JSON, and the size and
+/// modification time of `vqvae.json` (training record, import source) and of the weights, so a
+/// retrained or re-imported tokenizer in the same folder makes them stale. Returns the identity
+/// and the config. Errors: not a tokenizer folder (names the folder).
+pub fn identity(dir: &Path) -> Result<(String, VqVaeConfig)> {
+    let meta: TokenizerMeta = io::read_json(&dir.join("vqvae.json")).with_context(|| {
+        format!(
+            "{} is not a tokenizer folder (from `brainscale tokenizer train`)",
+            dir.display()
+        )
+    })?;
+    let mut id = serde_json::to_string(&meta.config)?;
+    for f in ["vqvae.json", "vqvae.safetensors"] {
+        id += &format!(";{f}={}", crate::fmri::video::file_fingerprint(&dir.join(f))?);
+    }
+    Ok((id, meta.config))
 }
 
 /// The tokenize stage: writes one code cache per movie and returns their paths; frames are

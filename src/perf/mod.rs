@@ -6,4 +6,5 @@ pub mod ridge;
 pub mod ridge_banded;
 pub mod significance;
 pub mod train;
+pub mod video;
 pub mod whole_brain;

@@ -138,10 +138,7 @@ impl Extractor for GptExtractor {
     /// An imported VideoGPT tokenizer (`resize = "videogpt"`) decodes at the native size, as
     /// `tokenizer encode` does ([`crate::fmri::tokenize::decode_size`]).
     fn decode_size(&self, asked: Option<u32>) -> Option<u32> {
-        match self.tokenizer.model.cfg.resize {
-            crate::models::vqvae::Resize::Videogpt => None,
-            _ => asked,
-        }
+        crate::fmri::tokenize::decode_size_for(&self.tokenizer.model.cfg, asked)
     }
 
     fn extract_cache(&mut self, cache: &mut FrameCache) -> Result<FrameFeatures> {

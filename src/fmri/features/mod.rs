@@ -299,14 +299,43 @@ impl FeaturesOptions {
         }
     }
 
-    /// What decides whether saved features are still valid: the options, plus the identity of
-    /// the trained model (its latest checkpoint) for the GPT extractor.
-    fn fingerprint(&self) -> Result<String> {
+    /// What decides whether saved features are still valid (recorded as their `config`): the
+    /// options; for extractors that read frames, the frames (decoder version and the size
+    /// actually decoded); for the GPT extractor the trained prior (its latest checkpoint) and
+    /// its tokenizer ([`crate::fmri::tokenize::identity`]: config, preprocessing, weights).
+    /// Features made before a change of any of these (issue 21: imported tokenizers now decode
+    /// at native size) are made again. Errors: the GPT extractor's model has no tokenizer
+    /// folder.
+    pub fn fingerprint(&self) -> Result<String> {
         let mut s = serde_json::to_string(self)?;
-        if let Some(dir) = self.gpt.as_ref().and_then(|g| g.model.as_ref()) {
-            s += &std::fs::read_to_string(dir.join("latest.json")).unwrap_or_default();
+        match self.extractor {
+            ExtractorKind::Groundtruth => {}
+            ExtractorKind::Baseline => {
+                s += &format!(";frames={}", crate::fmri::tokenize::frames_identity(self.size))
+            }
+            ExtractorKind::Gpt => {
+                if let Some(dir) = self.gpt.as_ref().and_then(|g| g.model.as_ref()) {
+                    s += &std::fs::read_to_string(dir.join("latest.json")).unwrap_or_default();
+                    let (id, cfg) = crate::fmri::tokenize::identity(&dir.join("tokenizer"))
+                        .with_context(|| format!("{}: the prior's tokenizer", dir.display()))?;
+                    let size = crate::fmri::tokenize::decode_size_for(&cfg, self.size);
+                    s += &format!(
+                        ";tokenizer={id};frames={}",
+                        crate::fmri::tokenize::frames_identity(size)
+                    );
+                }
+            }
         }
         Ok(s)
+    }
+
+    /// Whether the features file at `path` was made with these options and the same model,
+    /// tokenizer and frames ([`Self::fingerprint`]); false when it is missing or unreadable.
+    pub fn is_current(&self, path: &Path) -> Result<bool> {
+        let config = self.fingerprint()?;
+        Ok(TensorFile::open(path)
+            .map(|f| f.metadata().get("config") == Some(&config))
+            .unwrap_or(false))
     }
 
     fn extractor(&self) -> Result<Box<dyn Extractor>> {
@@ -353,11 +382,12 @@ pub fn run_stage(
         .iter()
         .map(|m| features_path(work, name, m))
         .collect();
-    let done = outs.iter().all(|p| {
-        TensorFile::open(p)
-            .map(|f| f.metadata().get("config") == Some(&config))
-            .unwrap_or(false)
-    });
+    let done = outs
+        .iter()
+        .map(|p| opts.is_current(p))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .all(|c| c);
     if done {
         return Ok(features_dir(work, name));
     }

@@ -140,15 +140,22 @@ pub fn probe(path: &Path) -> Result<Probe> {
     })
 }
 
+/// Where a decoded frame's pixels go: its time (s) with them.
+type Sink<'s> = &'s mut dyn FnMut(&[u8], f64) -> Result<()>;
+
 /// Frames received from the decoder: timestamps always; with a scaler, RGB pixels in the
 /// displayed orientation, cropped.
 struct Collector<'a, 's> {
     path: &'a Path,
     pixels: Vec<u8>,
     /// When set, each frame's pixels go here as they are decoded instead of into `pixels`.
-    sink: Option<&'s mut dyn FnMut(&[u8]) -> Result<()>>,
+    sink: Option<Sink<'s>>,
     timing: Timing,
     scaler: Option<Scaler>,
+    /// The scaler's output, allocated at the first frame and reused.
+    rgb: ff::frame::Video,
+    /// The frame as received, reused.
+    frame: ff::frame::Video,
     /// Stored size after scaling.
     scaled: (usize, usize),
     /// Requested square side (None: the whole displayed frame).
@@ -165,15 +172,16 @@ struct Collector<'a, 's> {
 
 impl Collector<'_, '_> {
     fn drain(&mut self, dec: &mut ff::decoder::Video) -> Result<()> {
-        let mut frame = ff::frame::Video::empty();
-        while dec.receive_frame(&mut frame).is_ok() {
+        while dec.receive_frame(&mut self.frame).is_ok() {
+            let frame = &self.frame;
             let pts = frame
                 .timestamp()
                 .or(frame.pts())
                 .unwrap_or(self.timing.times.len() as i64);
             let dur = frame.packet().duration;
             self.timing.last_duration = (dur > 0).then(|| dur as f64 * self.tb);
-            self.timing.times.push((pts - self.start) as f64 * self.tb);
+            let time = (pts - self.start) as f64 * self.tb;
+            self.timing.times.push(time);
             if self.layout.is_none() {
                 let m = frame
                     .side_data(ff::frame::side_data::Type::DisplayMatrix)
@@ -197,30 +205,38 @@ impl Collector<'_, '_> {
                 continue;
             };
             let (_, _, o, (w, h)) = self.layout.expect("set above");
-            let mut rgb = ff::frame::Video::empty();
+            // One pass of swscale: YUV → RGB and the resize together (the CLI's `scale`).
             scaler
-                .run(&frame, &mut rgb)
+                .run(frame, &mut self.rgb)
                 .context("converting a frame to RGB")?;
             let (sw, sh) = self.scaled;
-            let stride = rgb.stride(0);
-            let data = rgb.data(0);
-            let mut packed = Vec::with_capacity(sw * sh * 3);
-            for y in 0..sh {
-                packed.extend_from_slice(&data[y * stride..y * stride + sw * 3]);
-            }
-            let shown = o.apply(&packed, sw, sh, 3);
+            let stride = self.rgb.stride(0);
+            let data = self.rgb.data(0);
             let (dw, dh) = o.displayed_size(sw, sh);
             let (ox, oy) = ((dw - w) / 2, (dh - h) / 2);
             if self.sink.is_some() {
                 // Streaming: `pixels` holds one frame at a time.
                 self.pixels.clear();
             }
-            for y in oy..oy + h {
-                let row = (y * dw + ox) * 3;
-                self.pixels.extend_from_slice(&shown[row..row + w * 3]);
+            if o.is_identity() {
+                // The crop's rows straight from the scaler's picture: one copy.
+                for y in oy..oy + h {
+                    let row = y * stride + ox * 3;
+                    self.pixels.extend_from_slice(&data[row..row + w * 3]);
+                }
+            } else {
+                let mut packed = Vec::with_capacity(sw * sh * 3);
+                for y in 0..sh {
+                    packed.extend_from_slice(&data[y * stride..y * stride + sw * 3]);
+                }
+                let shown = o.apply(&packed, sw, sh, 3);
+                for y in oy..oy + h {
+                    let row = (y * dw + ox) * 3;
+                    self.pixels.extend_from_slice(&shown[row..row + w * 3]);
+                }
             }
             if let Some(sink) = self.sink.as_mut() {
-                sink(&self.pixels)?;
+                sink(&self.pixels, time)?;
             }
         }
         Ok(())
@@ -254,14 +270,14 @@ pub fn decoded_duration_check(path: &Path) -> Result<Option<Truncation>> {
 }
 
 /// Decodes at the native rate (`opts.fps` must be None), handing each frame's pixels
-/// ([H, W, 3] u8, displayed orientation, cropped) to `sink` as it is decoded, so memory stays
-/// at one frame whatever the movie's length. Returns the frames' times, rate and end (with an
+/// ([H, W, 3] u8, displayed orientation, cropped) and time (s) to `sink` as it is decoded, in
+/// presentation order, so memory stays at one frame whatever the movie's length. Returns the frames' times, rate and end (with an
 /// empty `data` of shape [n, 0, 0, 3]), the output (height, width) and the report; the checks
 /// are those of [`decode_with_report`].
 pub fn decode_streaming(
     path: &Path,
     opts: &DecodeOptions,
-    sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+    sink: Sink,
 ) -> Result<(Frames, (usize, usize), DecodeReport)> {
     if opts.fps.is_some() {
         bail!("decode_streaming decodes at the native rate only");
@@ -278,7 +294,7 @@ fn run_with(
     path: &Path,
     opts: &DecodeOptions,
     keep_pixels: bool,
-    sink: Option<&mut dyn FnMut(&[u8]) -> Result<()>>,
+    sink: Option<Sink>,
 ) -> Result<(Frames, (usize, usize), DecodeReport)> {
     let streaming = sink.is_some();
     let mut ictx = open(path)?;
@@ -354,6 +370,8 @@ fn run_with(
             ..Default::default()
         },
         scaler,
+        rgb: ff::frame::Video::empty(),
+        frame: ff::frame::Video::empty(),
         scaled: (sw as usize, sh as usize),
         size: opts.size,
         stream_matrix,
@@ -429,7 +447,7 @@ fn run_with(
     Ok((
         match opts.fps {
             Some(fps) if (fps - fps_native).abs() > 1e-9 || frames.is_vfr() => {
-                crate::fmri::video::resample(&frames, fps)
+                crate::fmri::video::resample::resample(&frames, fps)
             }
             _ => frames,
         },

@@ -9,14 +9,19 @@
 //! `autorotate` is off; a movie that ends before the duration its header declares is refused
 //! unless `allow_truncated` (see [`duration`]); the last frame lasts as long as its own stream
 //! timestamps say, so variable-frame-rate movies resample to the right number of frames.
+pub mod cache;
 pub mod duration;
 #[cfg(feature = "video")]
 mod ffmpeg;
 pub mod orientation;
+pub mod resample;
 
-use crate::core::io::{self, Tensor, TensorFile};
+pub use crate::fmri::video::cache::{load_frames, save_frames, FrameCache};
+pub use crate::fmri::video::resample::{resample, Resampler};
+use crate::core::io;
 use anyhow::{bail, Context, Result};
 use ndarray::{Array1, Array4};
+#[cfg(feature = "video")]
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -163,18 +168,19 @@ pub fn decode_stage(
             .map(|m| {
                 // A fresh decode streams into the cache without holding the frames.
                 let cache = cache_path(cache_dir, m, opts);
-                if opts.fps.is_none() && !cache_is_current(&cache, m)? {
+                if !cache_is_current(&cache, m)? {
                     return Ok(decode_into_cache(m, &cache, opts, fingerprint(m)?)?.0);
                 }
-                let (f, note) = decode_cached_with_note(m, cache_dir, opts)?;
-                let (_, height, width, _) = f.data.dim();
+                let (_, note) = decode_to_cache(m, cache_dir, opts)?;
+                let fc = FrameCache::open(&cache)?;
+                let (frames, height, width) = fc.dims;
                 Ok(DecodedMovie {
                     movie: m.clone(),
-                    frames: f.len(),
+                    frames,
                     width,
                     height,
-                    fps: f.fps,
-                    duration: f.duration(),
+                    fps: fc.fps,
+                    duration: fc.duration(),
                     note,
                 })
             })
@@ -185,56 +191,6 @@ pub fn decode_stage(
         let _ = (movies, cache_dir, opts);
         bail!("this build has no video support (built without the `video` feature)")
     }
-}
-
-/// Saves frames to a cache file (atomically), recording where they came from.
-pub fn save_frames(path: &Path, frames: &Frames, meta: HashMap<String, String>) -> Result<()> {
-    let mut meta = meta;
-    meta.insert("fps".into(), frames.fps.to_string());
-    if let Some(e) = frames.end {
-        meta.insert("end".into(), e.to_string());
-    }
-    io::write_tensors(
-        path,
-        vec![
-            ("frames", Tensor::U8(frames.data.clone().into_dyn())),
-            ("times", Tensor::F64(frames.times.clone().into_dyn())),
-        ],
-        meta,
-    )
-}
-
-/// Loads a frame cache written by [`save_frames`].
-pub fn load_frames(path: &Path) -> Result<Frames> {
-    let f = TensorFile::open(path)?;
-    let data = f.u8("frames")?;
-    let shape = data.shape().to_vec();
-    let data: Array4<u8> = data.into_dimensionality().map_err(|_| {
-        anyhow::anyhow!(
-            "{}: frames must be [T, H, W, 3], found {shape:?}",
-            path.display()
-        )
-    })?;
-    let times = io::into_1d(f.f64("times")?, &format!("{}: times", path.display()))?;
-    if times.len() != data.shape()[0] || data.shape()[3] != 3 {
-        bail!(
-            "{}: {} times for frames of shape {shape:?}",
-            path.display(),
-            times.len()
-        );
-    }
-    let fps = f
-        .metadata()
-        .get("fps")
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("{}: no fps in metadata", path.display()))?;
-    let end = f.metadata().get("end").and_then(|s| s.parse().ok());
-    Ok(Frames {
-        data,
-        times,
-        fps,
-        end,
-    })
 }
 
 /// Cache file for a movie, keyed by its stem and the decode options.
@@ -249,11 +205,10 @@ pub fn cache_path(cache_dir: &Path, movie: &Path, opts: &DecodeOptions) -> PathB
     cache_dir.join(format!("{stem}_fps-{fps}_size-{size}{rot}.safetensors"))
 }
 
-/// A fingerprint of a source file (size and modification time) to invalidate stale caches.
-#[cfg(feature = "video")]
-fn fingerprint(path: &Path) -> Result<String> {
-    let m = std::fs::metadata(path)
-        .with_context(|| format!("movie file {} not found", path.display()))?;
+/// A fingerprint of a file (size and modification time, ns) to invalidate caches made from it.
+/// Errors: the file cannot be read (names it).
+pub fn file_fingerprint(path: &Path) -> Result<String> {
+    let m = std::fs::metadata(path).with_context(|| format!("{} not found", path.display()))?;
     let mtime = m
         .modified()
         .ok()
@@ -261,10 +216,19 @@ fn fingerprint(path: &Path) -> Result<String> {
     Ok(format!("{}:{}", m.len(), mtime.map_or(0, |d| d.as_nanos())))
 }
 
-/// Version of the decoder's output in frame caches: caches of another version are remade
-/// (2: display orientation, last-frame duration, truncation check).
+/// [`file_fingerprint`] of a movie (the error says "movie file").
 #[cfg(feature = "video")]
-const DECODER_VERSION: &str = "2";
+fn fingerprint(path: &Path) -> Result<String> {
+    if !path.exists() {
+        bail!("movie file {} not found", path.display());
+    }
+    file_fingerprint(path)
+}
+
+/// Version of the decoder's output in frame caches: caches of another version are remade
+/// (2: display orientation, last-frame duration, truncation check); codes and features record
+/// it too.
+pub const DECODER_VERSION: &str = "2";
 
 /// Decodes `movie` (or loads its cache when the cache matches the file and options).
 #[cfg(feature = "video")]
@@ -351,118 +315,14 @@ pub fn decode_all_to_cache(
         .collect()
 }
 
-/// A frame cache opened for reading frames by range: only its header and times are read at
-/// open, so memory is bounded by the ranges read, not the movie (issue 21). Reads give the
-/// same bytes as [`load_frames`] on the same file.
-pub struct FrameCache {
-    path: PathBuf,
-    file: std::fs::File,
-    /// File offset of frame 0.
-    frames_at: u64,
-    /// Frames, height, width.
-    pub dims: (usize, usize, usize),
-    /// Presentation time of each frame (s).
-    pub times: Array1<f64>,
-    pub fps: f64,
-    /// As [`Frames::end`].
-    pub end: Option<f64>,
-}
-
-impl FrameCache {
-    /// Opens a cache written by [`save_frames`] or the streaming decode. Errors name the file
-    /// and field: not safetensors, `frames` not U8 [T, H, W, 3], `times` not F64 [T], no fps.
-    pub fn open(path: &Path) -> Result<Self> {
-        use std::io::{Read, Seek, SeekFrom};
-        let p = path.display();
-        let h = io::TensorHeader::open(path)?;
-        let fr = h.tensor("frames")?;
-        let tm = h.tensor("times")?;
-        if fr.dtype != "U8" || fr.shape.len() != 4 || fr.shape[3] != 3 {
-            bail!(
-                "{p}: frames must be U8 [T, H, W, 3], found {} {:?}",
-                fr.dtype,
-                fr.shape
-            );
-        }
-        if tm.dtype != "F64" || tm.shape != [fr.shape[0]] {
-            bail!(
-                "{p}: {} times ({}) for frames of shape {:?}",
-                tm.shape.first().copied().unwrap_or(0),
-                tm.dtype,
-                fr.shape
-            );
-        }
-        let mut file = std::fs::File::open(path).with_context(|| format!("opening {p}"))?;
-        file.seek(SeekFrom::Start(tm.begin))?;
-        let mut b = vec![0u8; (tm.end - tm.begin) as usize];
-        file.read_exact(&mut b)
-            .with_context(|| format!("{p}: reading times"))?;
-        let times: Array1<f64> = b
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
-            .collect();
-        let meta = h.metadata();
-        let fps = meta
-            .get("fps")
-            .and_then(|s| s.parse().ok())
-            .with_context(|| format!("{p}: no fps in metadata"))?;
-        let end = meta.get("end").and_then(|s| s.parse().ok());
-        Ok(Self {
-            path: path.to_path_buf(),
-            file,
-            frames_at: fr.begin,
-            dims: (fr.shape[0], fr.shape[1], fr.shape[2]),
-            times,
-            fps,
-            end,
-        })
-    }
-
-    pub fn len(&self) -> usize {
-        self.dims.0
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.dims.0 == 0
-    }
-
-    /// As [`Frames::duration`] (seconds).
-    pub fn duration(&self) -> f64 {
-        match self.end {
-            Some(e) if !self.is_empty() => e,
-            _ => self.times.last().map_or(0.0, |t| t + 1.0 / self.fps),
-        }
-    }
-
-    /// Frames `range` (with their times; `end` set only when the range reaches the last
-    /// frame). Errors: a range past the end, a read failure (both name the file).
-    pub fn read(&mut self, range: std::ops::Range<usize>) -> Result<Frames> {
-        use std::io::{Read, Seek, SeekFrom};
-        let (t, h, w) = self.dims;
-        if range.start > range.end || range.end > t {
-            bail!("{}: frames {range:?} asked of {t}", self.path.display());
-        }
-        let fb = h * w * 3;
-        let n = range.end - range.start;
-        let mut buf = vec![0u8; n * fb];
-        self.file
-            .seek(SeekFrom::Start(self.frames_at + (range.start * fb) as u64))?;
-        self.file
-            .read_exact(&mut buf)
-            .with_context(|| format!("{}: reading frames {range:?}", self.path.display()))?;
-        Ok(Frames {
-            data: Array4::from_shape_vec((n, h, w, 3), buf)?,
-            times: self.times.slice(ndarray::s![range.clone()]).to_owned(),
-            fps: self.fps,
-            end: if range.end == t { self.end } else { None },
-        })
-    }
-}
-
 /// Decodes `movie` into the cache file `cache` (atomically) and returns its frame count,
-/// (height, width), rate, duration and note. At the native rate (`opts.fps` None) the frames
-/// stream from the decoder to the file one at a time ([`StreamingCache`]), so memory does not
-/// grow with the movie; a resampled rate decodes in memory first.
+/// (height, width), rate, duration and note. The frames stream from the decoder to the file one
+/// at a time ([`StreamingCache`]), resampled as they come when `opts.fps` differs from the
+/// stream's declared rate ([`Resampler`]), so memory does not grow with the movie. When the
+/// asked rate equals the declared one (or none is declared), whether to resample depends on the
+/// frames' timing (a variable-frame-rate movie), known only at the end: the native frames are
+/// streamed to the file, then resampled from it in a second pass if needed. The frames are
+/// those of [`decode_with_report`] bit for bit.
 #[cfg(feature = "video")]
 fn decode_into_cache(
     movie: &Path,
@@ -475,36 +335,59 @@ fn decode_into_cache(
         ("source_fingerprint".to_string(), fp),
         ("decoder".to_string(), DECODER_VERSION.to_string()),
     ]);
-    let (frames, (height, width), report) = if opts.fps.is_none() {
-        let mut w = StreamingCache::create(cache)?;
-        let (f, size, report) = {
-            let mut sink = |px: &[u8]| w.push(px);
-            ffmpeg::decode_streaming(movie, opts, &mut sink)?
+    let declared_fps = match opts.fps {
+        Some(_) => probe(movie)?.avg_fps,
+        None => 0.0,
+    };
+    let direct = opts
+        .fps
+        .filter(|&f| declared_fps > 0.0 && (f - declared_fps).abs() > 1e-9);
+    let mut w = StreamingCache::create(cache, "partial")?;
+    let mut rs = direct.map(ResampleSink::new);
+    let native_opts = DecodeOptions { fps: None, ..*opts };
+    let (native, size, report) = {
+        let mut sink = |px: &[u8], t: f64| match rs.as_mut() {
+            Some(r) => r.push(px, t, &mut w),
+            None => w.push(px),
         };
-        let note = report.describe();
-        meta.insert("note".to_string(), note);
-        if let Some(t) = &report.truncated {
-            meta.insert("truncated".to_string(), t.to_string());
-        }
-        w.finish(&f, size, meta)?;
-        (f, size, report)
-    } else {
-        let (frames, report) = decode_with_report(movie, opts)?;
-        meta.insert("note".to_string(), report.describe());
-        if let Some(t) = &report.truncated {
-            meta.insert("truncated".to_string(), t.to_string());
-        }
-        save_frames(cache, &frames, meta)?;
-        let (_, h, w, _) = frames.data.dim();
-        (frames, (h, w), report)
+        ffmpeg::decode_streaming(movie, &native_opts, &mut sink)?
     };
     let note = report.describe();
+    meta.insert("note".to_string(), note.clone());
+    if let Some(t) = &report.truncated {
+        meta.insert("truncated".to_string(), t.to_string());
+    }
+    let frames = match (opts.fps, rs) {
+        (Some(fps), Some(r)) => {
+            r.finish(native.duration(), &mut w)?;
+            timing_only(w.len(), fps, None)
+        }
+        (Some(fps), None) if (fps - native.fps).abs() > 1e-9 || native.is_vfr() => {
+            // Second pass: the native frames read back in order from the partial file.
+            let mut out = StreamingCache::create(cache, "resampling")?;
+            let (mut file, fb) = w.read_back()?;
+            let mut r = ResampleSink::new(fps);
+            let mut px = vec![0u8; fb];
+            for &t in native.times.iter() {
+                std::io::Read::read_exact(&mut file, &mut px)
+                    .with_context(|| format!("{}: reading back frames", cache.display()))?;
+                r.push(&px, t, &mut out)?;
+            }
+            r.finish(native.duration(), &mut out)?;
+            drop(w);
+            w = out;
+            timing_only(w.len(), fps, None)
+        }
+        _ => native,
+    };
+    let times = frames.times.as_slice().expect("contiguous");
+    w.finish(times, frames.fps, frames.end, size, meta)?;
     Ok((
         DecodedMovie {
             movie: movie.to_path_buf(),
             frames: frames.len(),
-            width,
-            height,
+            width: size.1,
+            height: size.0,
             fps: frames.fps,
             duration: frames.duration(),
             note: note.clone(),
@@ -513,106 +396,52 @@ fn decode_into_cache(
     ))
 }
 
-/// A frame cache written while decoding: a safetensors file whose header (a fixed 64 KiB,
-/// space-padded as the format allows) is written last, the frames appended one at a time, the
-/// times after them; renamed into place by [`StreamingCache::finish`] (a failed decode leaves
-/// only the temporary file, removed on drop).
+/// The timing of `n` frames resampled at `fps` (frame k at k/fps), without pixels.
 #[cfg(feature = "video")]
-struct StreamingCache {
-    path: PathBuf,
-    tmp: PathBuf,
-    file: Option<std::io::BufWriter<std::fs::File>>,
-    bytes: u64,
-    frame_bytes: Option<usize>,
+fn timing_only(n: usize, fps: f64, end: Option<f64>) -> Frames {
+    Frames {
+        data: Array4::zeros((n, 0, 0, 3)),
+        times: Array1::from_iter((0..n).map(|k| k as f64 / fps)),
+        fps,
+        end,
+    }
+}
+
+/// The [`Resampler`] writing into a streamed cache: it keeps the previous input frame, the one
+/// the output frames decided by the next arrival show.
+#[cfg(feature = "video")]
+struct ResampleSink {
+    r: Resampler,
+    prev: Vec<u8>,
 }
 
 #[cfg(feature = "video")]
-const STREAM_HEADER: usize = 64 * 1024;
-
-#[cfg(feature = "video")]
-impl StreamingCache {
-    fn create(path: &Path) -> Result<Self> {
-        use std::io::Write;
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating folder {}", parent.display()))?;
+impl ResampleSink {
+    fn new(fps: f64) -> Self {
+        Self {
+            r: Resampler::new(fps),
+            prev: Vec::new(),
         }
-        let tmp = path.with_extension("safetensors.partial");
-        let f =
-            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let mut file = std::io::BufWriter::with_capacity(1 << 20, f);
-        file.write_all(&[0u8; 8 + STREAM_HEADER])?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            tmp,
-            file: Some(file),
-            bytes: 0,
-            frame_bytes: None,
-        })
     }
 
-    fn push(&mut self, px: &[u8]) -> Result<()> {
-        use std::io::Write;
-        if *self.frame_bytes.get_or_insert(px.len()) != px.len() {
-            bail!("{}: frames of different sizes", self.path.display());
+    /// Input frame `px` at `t` seconds.
+    fn push(&mut self, px: &[u8], t: f64, w: &mut StreamingCache) -> Result<()> {
+        for _ in self.r.arrive(t) {
+            w.push(&self.prev)?;
         }
-        self.file.as_mut().expect("open").write_all(px)?;
-        self.bytes += px.len() as u64;
+        self.prev.clear();
+        self.prev.extend_from_slice(px);
         Ok(())
     }
 
-    fn finish(
-        mut self,
-        f: &Frames,
-        (h, w): (usize, usize),
-        mut meta: HashMap<String, String>,
-    ) -> Result<()> {
-        use std::io::{Seek, SeekFrom, Write};
-        let n = f.times.len();
-        if self.bytes != (n * h * w * 3) as u64 {
-            bail!(
-                "{}: {} bytes of frames for {n} frames of {h}×{w}",
-                self.path.display(),
-                self.bytes
-            );
+    /// After the last frame of a movie of `duration` s: the remaining output frames, and the
+    /// cut at the output length.
+    fn finish(self, duration: f64, w: &mut StreamingCache) -> Result<()> {
+        let (n, rest) = self.r.finish(duration);
+        for _ in rest {
+            w.push(&self.prev)?;
         }
-        meta.insert("fps".into(), f.fps.to_string());
-        if let Some(e) = f.end {
-            meta.insert("end".into(), e.to_string());
-        }
-        let mut file = self.file.take().expect("open");
-        for t in f.times.iter() {
-            file.write_all(&t.to_le_bytes())?;
-        }
-        let header = serde_json::json!({
-            "__metadata__": meta,
-            "frames": {"dtype": "U8", "shape": [n, h, w, 3], "data_offsets": [0, self.bytes]},
-            "times": {"dtype": "F64", "shape": [n],
-                      "data_offsets": [self.bytes, self.bytes + 8 * n as u64]},
-        })
-        .to_string();
-        if header.len() > STREAM_HEADER {
-            bail!("{}: frame cache header too long", self.path.display());
-        }
-        let mut padded = header.into_bytes();
-        padded.resize(STREAM_HEADER, b' ');
-        let mut file = file.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
-        file.seek(SeekFrom::Start(0))?;
-        file.write_all(&(STREAM_HEADER as u64).to_le_bytes())?;
-        file.write_all(&padded)?;
-        file.sync_all()?;
-        drop(file);
-        io::commit(&self.tmp, &self.path)
-    }
-}
-
-#[cfg(feature = "video")]
-impl Drop for StreamingCache {
-    fn drop(&mut self) {
-        if self.file.is_some() {
-            self.file = None;
-            let _ = std::fs::remove_file(&self.tmp);
-        }
+        w.truncate(n)
     }
 }
 
@@ -646,33 +475,11 @@ pub fn decode_cached(movie: &Path, cache_dir: &Path, opts: &DecodeOptions) -> Re
 }
 
 #[cfg(feature = "video")]
+use crate::fmri::video::cache::StreamingCache;
+#[cfg(feature = "video")]
 pub use crate::fmri::video::ffmpeg::{
     decode, decode_with_report, decoded_duration_check, probe, DecodeReport, Probe,
 };
-
-/// Resamples frames to `fps`: output frame k at time k/fps shows the latest input frame whose
-/// time is at or before it (what a viewer sees at that instant).
-pub fn resample(frames: &Frames, fps: f64) -> Frames {
-    let dur = frames.duration();
-    let n_out = ((dur * fps) - 1e-9).ceil().max(1.0) as usize;
-    let (_, h, w, c) = frames.data.dim();
-    let mut data = Array4::<u8>::zeros((n_out, h, w, c));
-    let mut j = 0;
-    for k in 0..n_out {
-        let t = k as f64 / fps;
-        while j + 1 < frames.len() && frames.times[j + 1] <= t + 1e-9 {
-            j += 1;
-        }
-        data.index_axis_mut(ndarray::Axis(0), k)
-            .assign(&frames.data.index_axis(ndarray::Axis(0), j));
-    }
-    Frames {
-        data,
-        times: Array1::from_iter((0..n_out).map(|k| k as f64 / fps)),
-        fps,
-        end: None,
-    }
-}
 
 /// Encodes RGB frames to an H.264 MP4 with the `ffmpeg` program (used by `dataset synth`).
 /// Single-threaded and bit-exact flags keep the output identical for the same frames.
