@@ -66,6 +66,16 @@ fn repeat_ceiling_matches_the_true_ceiling() {
     .unwrap();
     let f = TensorFile::open(&encode::encode_path(&work, "groundtruth", &s.id)).unwrap();
     assert_eq!(f.metadata()["test_runs"], "03,04,05");
+    // Results saved before the split grouped the viewings have another key: refitted.
+    let key = encode::inputs_key(
+        s,
+        &work,
+        "groundtruth",
+        &SplitPlan::default(),
+        &RidgeOptions::default(),
+    )
+    .unwrap();
+    assert!(key.contains("runs of one movie grouped"));
     let est = f.f64("repeat_ceiling_r").unwrap();
     let truth = f.f64("ceiling_r").unwrap();
     let norm = f.f64("normalised_r").unwrap();

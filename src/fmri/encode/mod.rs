@@ -271,6 +271,17 @@ pub fn inputs_key(
         "{}|{ropts:?}|{s:?}|voxel order {VOXEL_ORDER}",
         serde_json::to_string(plan)?
     );
+    // Runs sharing a movie across episodes are held out together since the split learnt to
+    // group them: results saved before (other test runs under the same plan) are refitted.
+    // Other datasets keep their key, and their saved results.
+    let groups = crate::fmri::dataset::splits::stimulus_groups(&s.runs);
+    if s.runs
+        .iter()
+        .zip(&groups)
+        .any(|(r, g)| r.episode_group() != *g)
+    {
+        key += "|runs of one movie grouped";
+    }
     for r in &s.runs {
         key += &format!(
             "|{}:{}:{}",
