@@ -324,6 +324,29 @@ fn tokenizer_training_resumes_bit_for_bit() {
     for (n, t) in wa {
         assert!(t.equal(&wb[&n]), "{n} differs after resume");
     }
+    // From a frame cache, a batch of clips read at a time (`tokenizer train`): the same
+    // losses and weights as from the decoded movie.
+    let c = tempfile::tempdir().unwrap();
+    let cache = c.path().join("movie.safetensors");
+    brainscale::fmri::video::save_frames(&cache, &movie, Default::default()).unwrap();
+    let streamed = vqvae::train_tokenizer_caches(
+        &tiny_cfg(),
+        &tc(6),
+        &[cache],
+        &c.path().join("tok"),
+        Device::Cpu,
+        false,
+    )
+    .unwrap();
+    assert_eq!(streamed, straight);
+    let wc: std::collections::HashMap<String, Tensor> =
+        Tensor::read_safetensors(c.path().join("tok/vqvae.safetensors"))
+            .unwrap()
+            .into_iter()
+            .collect();
+    for (n, t) in Tensor::read_safetensors(a.path().join("vqvae.safetensors")).unwrap() {
+        assert!(t.equal(&wc[&n]), "{n} differs when trained from the cache");
+    }
     // A finished folder is returned as is; another config is refused.
     assert_eq!(
         vqvae::train_tokenizer(

@@ -357,6 +357,76 @@ impl Data<Tensor> for Clips {
     }
 }
 
+/// Clips read from frame caches as batches are drawn: the same clips, in the same order and
+/// with the same pixels as [`Clips`] built from the decoded movies (preprocessing is per
+/// frame), so training gives the same weights, while memory holds one batch, not the movies.
+struct CacheClips {
+    caches: Vec<std::cell::RefCell<FrameCache>>,
+    /// (cache, first frame) of each clip: movie by movie, in [`clip_starts`] order.
+    clips: Vec<(usize, usize)>,
+    resolution: i64,
+    len: usize,
+    stride: usize,
+}
+
+impl CacheClips {
+    fn open(caches: &[PathBuf], cfg: &VqVaeConfig, tc: &TokenizerTrainConfig) -> Result<Self> {
+        let len = cfg.clip_len as usize;
+        let mut opened = vec![];
+        let mut clips = vec![];
+        for p in caches {
+            let fc = FrameCache::open(p)?;
+            let starts = clip_starts(fc.len(), len, tc.frame_stride, tc.hop);
+            if !starts.is_empty() {
+                clips.extend(starts.into_iter().map(|s| (opened.len(), s)));
+                opened.push(std::cell::RefCell::new(fc));
+            }
+        }
+        Ok(Self {
+            caches: opened,
+            clips,
+            resolution: cfg.resolution,
+            len,
+            stride: tc.frame_stride,
+        })
+    }
+
+    /// Clips `rows` as one batch [n, 3, T, R, R] on `device`.
+    fn batch(&self, rows: impl Iterator<Item = usize>, device: Device) -> Result<Tensor> {
+        let span = (self.len - 1) * self.stride + 1;
+        let mut out = vec![];
+        for r in rows {
+            let (c, s) = self.clips[r];
+            let f = self.caches[c].borrow_mut().read(s..s + span)?;
+            let px = preprocess(&f, self.resolution, Device::Cpu)?;
+            out.push(cut_clips(&px, &[0], self.len, self.stride));
+        }
+        Ok(Tensor::cat(&out, 0).to_device(device))
+    }
+}
+
+impl Data<Tensor> for CacheClips {
+    fn train_batch(
+        &self,
+        rng: &mut ChaCha8Rng,
+        batch_size: usize,
+        device: Device,
+    ) -> Result<Tensor> {
+        // The draws of `Clips::train_batch` (an i64 range), so both give the same rows.
+        let n = self.clips.len() as i64;
+        let rows: Vec<i64> = (0..batch_size).map(|_| rng.gen_range(0..n)).collect();
+        self.batch(rows.into_iter().map(|r| r as usize), device)
+    }
+
+    fn eval_len(&self) -> usize {
+        0
+    }
+
+    fn eval_batch(&self, start: usize, len: usize, device: Device) -> Result<Tensor> {
+        self.batch(start..start + len, device)
+    }
+}
+
 /// Trains a VQ-VAE on clips cut from `movies` (already decoded) through the engine
 /// ([`crate::nn`]: AdamW β = (0.9, 0.999), constant learning rate, no weight decay, as
 /// VideoGPT). Engine checkpoints go to `out/train/` every `checkpoint_every` steps; at the end
@@ -372,22 +442,8 @@ pub fn train_tokenizer(
     device: Device,
     progress: bool,
 ) -> Result<Vec<f64>> {
-    cfg.validate()?;
-    if tc.steps == 0 || tc.batch_size == 0 || !(tc.lr > 0.0) {
-        bail!("tokenizer training needs positive steps, batch size and learning rate");
-    }
-    let meta_path = out.join("vqvae.json");
-    if meta_path.exists() {
-        let m: TokenizerMeta = io::read_json(&meta_path)?;
-        if m.config != *cfg || m.seed != tc.seed {
-            bail!(
-                "{} holds a tokenizer of another config or seed; use another --out",
-                out.display()
-            );
-        }
-        if m.steps >= tc.steps {
-            return Ok(m.losses);
-        }
+    if let Some(done) = finished(cfg, tc, out)? {
+        return Ok(done);
     }
     let len = cfg.clip_len as usize;
     let mut clips = Vec::new();
@@ -409,6 +465,68 @@ pub fn train_tokenizer(
         );
     }
     let data = Clips(Tensor::cat(&clips, 0));
+    train_on(cfg, tc, &data, out, device, progress)
+}
+
+/// [`train_tokenizer`] on the movies in frame caches (paths from
+/// [`crate::fmri::video::decode_all_to_cache`], decoded at the model's resolution): clips are
+/// read from the caches as batches are drawn, so memory holds one batch, not the movies; the
+/// same clips and draws as the in-memory path, hence the same losses and weights.
+pub fn train_tokenizer_caches(
+    cfg: &VqVaeConfig,
+    tc: &TokenizerTrainConfig,
+    caches: &[PathBuf],
+    out: &Path,
+    device: Device,
+    progress: bool,
+) -> Result<Vec<f64>> {
+    if let Some(done) = finished(cfg, tc, out)? {
+        return Ok(done);
+    }
+    let data = CacheClips::open(caches, cfg, tc)?;
+    if data.clips.is_empty() {
+        bail!(
+            "no movie is long enough for one {}-frame clip at frame stride {}",
+            cfg.clip_len,
+            tc.frame_stride
+        );
+    }
+    train_on(cfg, tc, &data, out, device, progress)
+}
+
+/// Checks the settings, and returns the losses of a folder that already holds `tc.steps` steps
+/// of this config and seed (None: train). Errors: bad settings, a folder of another config.
+fn finished(cfg: &VqVaeConfig, tc: &TokenizerTrainConfig, out: &Path) -> Result<Option<Vec<f64>>> {
+    cfg.validate()?;
+    if tc.steps == 0 || tc.batch_size == 0 || !(tc.lr > 0.0) {
+        bail!("tokenizer training needs positive steps, batch size and learning rate");
+    }
+    let meta_path = out.join("vqvae.json");
+    if meta_path.exists() {
+        let m: TokenizerMeta = io::read_json(&meta_path)?;
+        if m.config != *cfg || m.seed != tc.seed {
+            bail!(
+                "{} holds a tokenizer of another config or seed; use another --out",
+                out.display()
+            );
+        }
+        if m.steps >= tc.steps {
+            return Ok(Some(m.losses));
+        }
+    }
+    Ok(None)
+}
+
+/// The training loop of both paths; writes the tokenizer folder.
+fn train_on(
+    cfg: &VqVaeConfig,
+    tc: &TokenizerTrainConfig,
+    data: &dyn Data<Tensor>,
+    out: &Path,
+    device: Device,
+    progress: bool,
+) -> Result<Vec<f64>> {
+    let meta_path = out.join("vqvae.json");
     let ocfg = TrainConfig {
         seed: tc.seed,
         batch_size: tc.batch_size,
@@ -431,7 +549,7 @@ pub fn train_tokenizer(
         label: "tokenizer steps".into(),
         ..FitOptions::default()
     };
-    nn::fit(&mut t, &data, &ck_dir, &opts)?;
+    nn::fit(&mut t, data, &ck_dir, &opts)?;
     let rows = nn::read_loss_csv(&ck_dir.join("loss.csv"), t.step)?;
     let part = |r: &nn::LossRow, name: &str| {
         r.parts
@@ -595,20 +713,6 @@ pub struct EncodeOptions {
     pub device: String,
 }
 
-fn decode_movies(
-    movies: &[PathBuf],
-    cache: &Path,
-    fps: Option<f64>,
-    size: u32,
-) -> Result<Vec<(String, Frames)>> {
-    let opts = crate::fmri::video::DecodeOptions {
-        fps,
-        size: Some(size),
-        ..Default::default()
-    };
-    crate::fmri::video::decode_all(movies, cache, &opts)
-}
-
 /// The VQ-VAE config in `path` (through the one model-config loader), else the default.
 pub fn load_config(path: Option<&Path>) -> Result<VqVaeConfig> {
     match path {
@@ -626,12 +730,18 @@ pub fn train_stage(o: &TrainOptions) -> Result<Option<Vec<f64>>> {
     }
     let cfg = load_config(o.config.as_deref())?;
     let device = parse_device(&o.device)?;
-    let movies: Vec<Frames> = decode_movies(&o.movies, &o.cache, o.fps, cfg.resolution as u32)?
+    let opts = crate::fmri::video::DecodeOptions {
+        fps: o.fps,
+        size: Some(cfg.resolution as u32),
+        ..Default::default()
+    };
+    // The frames stay in their caches; training reads a batch of clips at a time.
+    let caches: Vec<PathBuf> = crate::fmri::video::decode_all_to_cache(&o.movies, &o.cache, &opts)?
         .into_iter()
-        .map(|(_, f)| f)
+        .map(|(_, p)| p)
         .collect();
-    Ok(Some(train_tokenizer(
-        &cfg, &o.train, &movies, &o.out, device, true,
+    Ok(Some(train_tokenizer_caches(
+        &cfg, &o.train, &caches, &o.out, device, true,
     )?))
 }
 
