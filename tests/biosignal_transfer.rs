@@ -10,6 +10,7 @@ use brainscale::biosignal::{Norm, Windows};
 use brainscale::models::BioModelConfig;
 use brainscale::nn::fit::read_loss_csv;
 use common::{brainscale, expect_error};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 fn repo(rel: &str) -> PathBuf {
@@ -116,6 +117,53 @@ fn frequency_mae_pretraining_beats_scratch_with_one_window_per_class() {
     assert_eq!(a.scores, b.scores);
 }
 
+/// The pretraining seed changes the pretraining (initialisation, batches, masks): two seeds give
+/// different weights, the same seed the same weights bit for bit.
+#[test]
+fn the_pretraining_seed_changes_the_weights_and_repeats_exactly() {
+    tch::set_num_threads(1);
+    let dir = tempfile::tempdir().unwrap();
+    let pool = eeg(SynthSplit::Pretrain, 40);
+    let weights = |seed: u64, name: &str| -> Vec<u8> {
+        let out = dir.path().join(name);
+        let opts = PretrainOptions {
+            steps: 2,
+            seed,
+            ..PretrainOptions::default()
+        };
+        pretrain(&citrus(), Objective::MaeFreq, &[pool.clone()], &opts, &out).unwrap();
+        let ckpt = brainscale::nn::trainer::latest_checkpoint(&out).unwrap();
+        std::fs::read(ckpt.join("model.safetensors")).unwrap()
+    };
+    let (a, b, c) = (weights(0, "a"), weights(0, "b"), weights(1, "c"));
+    assert!(a == b, "seed 0 twice: weights differ");
+    assert!(a != c, "seeds 0 and 1: same weights");
+    assert_eq!(transfer::pretrain_folder("x", 0), "x");
+    assert_eq!(transfer::pretrain_folder("x", 2), "x-seed2");
+}
+
+/// `runs.csv` written before the pretraining seed and test size were recorded still reads:
+/// its rows are pretraining seed 0 (the only one then), test size unknown (0).
+#[test]
+fn runs_written_before_pretraining_seeds_read_as_seed_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("runs.csv");
+    std::fs::write(
+        &p,
+        "dataset,variant,alignment,regime,seed,n_train,balanced_accuracy,auroc,macro_f1,kappa\n\
+         epilepsy,citrus ← mae-freq (real EDF),sinc,100%,2,60,0.85,0.9,0.84,0.7\n",
+    )
+    .unwrap();
+    let rows: Vec<transfer::RunRow> = brainscale::core::io::read_csv(&p).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].pretrain_seed, rows[0].seed, rows[0].n_test),
+        (0, 2, 0)
+    );
+    let s = transfer::summarise_runs(&rows).unwrap();
+    assert_eq!(s[0].balanced_accuracy_binomial_lo, None);
+}
+
 /// The whole study on a tiny plan: every table row, the figure, and a rerun that skips
 /// finished runs.
 #[test]
@@ -128,6 +176,8 @@ fn the_transfer_study_writes_its_tables_and_resumes() {
     plan.pretrain_steps = 2;
     plan.finetune.steps = 2;
     plan.seeds = vec![0, 1];
+    plan.pretrain_seeds = vec![0, 1];
+    plan.conv_check_steps = Some(3);
     plan.synth_regimes = vec![Regime::PerClass(1), Regime::Fraction(1.0)];
     plan.epilepsy_regimes = vec![Regime::Fraction(1.0)];
     let dir = tempfile::tempdir().unwrap();
@@ -141,34 +191,78 @@ fn the_transfer_study_writes_its_tables_and_resumes() {
         "transfer.png",
         "transfer-linear-probe.png",
         "pretrain/citrus-mae-freq-edf/pretrain.json",
+        "pretrain/citrus-mae-freq-edf-seed1/pretrain.json",
         "pretrain/biot-contrastive-eeg/pretrain.json",
+        "pretrain/biot-contrastive-eeg-seed1/pretrain.json",
     ] {
         assert!(dir.path().join(f).exists(), "{f} missing");
     }
-    let read = |f: &str| -> Vec<csv::StringRecord> {
-        csv::Reader::from_path(dir.path().join(f))
-            .unwrap()
-            .records()
-            .map(|r| r.unwrap())
+    let read = |f: &str| -> Vec<BTreeMap<String, String>> {
+        let mut r = csv::Reader::from_path(dir.path().join(f)).unwrap();
+        let head = r.headers().unwrap().clone();
+        r.records()
+            .map(|r| {
+                let r = r.unwrap();
+                head.iter()
+                    .zip(r.iter())
+                    .map(|(h, v)| (h.to_string(), v.to_string()))
+                    .collect()
+            })
             .collect()
     };
-    // 14 variants × 2 regimes on synthetic data; 16 × 1 on Epilepsy; 2 × 4 alignment rows.
-    assert_eq!(read("transfer-synthetic.csv").len(), 28);
-    assert_eq!(read("transfer-epilepsy.csv").len(), 16);
+    // 14 variants + 2 conv-only step checks × 2 regimes on synthetic data; 16 × 1 on Epilepsy;
+    // 2 × 4 alignment rows.
+    let synth = read("transfer-synthetic.csv");
+    assert_eq!(synth.len(), 32);
+    let epi = read("transfer-epilepsy.csv");
+    assert_eq!(epi.len(), 16);
     let align = read("alignment.csv");
     assert_eq!(align.len(), 8);
-    let runs = read("runs.csv").len();
-    // Every summary is over both seeds; the sinc alignment row reuses the main Epilepsy run.
-    assert_eq!(runs, 2 * (28 + 16 + 8 - 1));
+    // Per fine-tuning seed: 5 scratch rows and 9 (synthetic) / 11 (Epilepsy) / 7 (alignment,
+    // the sinc one reused) pretrained rows, each pretrained one for 2 pretraining seeds; plus the
+    // conv-only checks (scratch, and the stem for 2 pretraining seeds) in 2 regimes.
+    let runs = read("runs.csv");
+    assert_eq!(
+        runs.len(),
+        2 * ((5 + 9 * 2) * 2 + (5 + 11 * 2) + 7 * 2 + 3 * 2)
+    );
+    let stem = "conv-only ← mae-freq stem (synthetic EEG)";
+    for (variant, pre) in [
+        ("citrus (scratch)", 1),
+        (stem, 2),
+        (&format!("{stem}, 3 steps"), 2),
+    ] {
+        let r = synth.iter().find(|r| r["variant"] == variant).unwrap();
+        assert_eq!(r["pretrain_seeds"], pre.to_string(), "{r:?}");
+        assert_eq!(
+            (&r["finetune_seeds"][..], &r["runs"][..]),
+            ("2", &(2 * pre).to_string()[..])
+        );
+        assert_eq!(
+            r["balanced_accuracy_sd_pretrain"].is_empty(),
+            pre == 1,
+            "{r:?}"
+        );
+        assert!(!r["balanced_accuracy_sd_finetune"].is_empty(), "{r:?}");
+        assert_eq!(r["n_test"], "25");
+    }
+    // Epilepsy: 20 test windows, and a binomial interval around the mean.
+    for r in &epi {
+        let f = |k: &str| r[k].parse::<f64>().unwrap();
+        assert_eq!(r["n_test"], "20");
+        assert!(f("balanced_accuracy_binomial_lo") <= f("balanced_accuracy_mean"));
+        assert!(f("balanced_accuracy_binomial_hi") >= f("balanced_accuracy_mean"));
+    }
+    assert!(runs.iter().any(|r| r["pretrain_seed"] == "1"));
     assert!(table.contains("citrus ← mae-freq (multimodal)"), "{table}");
     assert!(table.contains("alignment"), "{table}");
     // Sinc resampling has the smallest spectral error on known sines, zero-padding a large one.
     let err = |m: &str| -> f64 {
         let r = align
             .iter()
-            .find(|r| &r[0] == "epilepsy" && &r[2] == m)
+            .find(|r| r["dataset"] == "epilepsy" && r["alignment"] == m)
             .unwrap();
-        r[14].parse().unwrap()
+        r["sine_spectral_error"].parse().unwrap()
     };
     assert!(err("sinc") < 0.01 && err("pad") > 0.5, "{align:?}");
     let before = std::fs::read(dir.path().join("runs.csv")).unwrap();

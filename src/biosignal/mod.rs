@@ -29,6 +29,7 @@ pub mod synth;
 pub mod tensors;
 pub mod train;
 pub mod transfer;
+pub mod transfer_report;
 pub mod window;
 
 use anyhow::{bail, Context, Result};

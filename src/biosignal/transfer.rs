@@ -17,6 +17,11 @@
 //! each data regime with several seeds ([`crate::biosignal::finetune`]); the conv-only variant is
 //! fine-tuned from scratch and from the frequency-target hybrid's stem.
 //!
+//! Every pretraining run is repeated for each pretraining seed ([`Plan::pretrain_seeds`]: the
+//! seed draws the initialisation, the batches, the masks / views and dropout), each in its own
+//! folder, and each fine-tuned with every fine-tuning seed; the summaries split the sd into
+//! pretraining and fine-tuning seeds ([`crate::biosignal::transfer_report`]).
+//!
 //! The alignment comparison fine-tunes the frequency-pretrained hybrid (largest regime) on the
 //! downstream sets aligned four ways — sinc resampling then crop/pad (CiTrus), linear-rate
 //! resampling, linear interpolation to the length (stretch) and zero-padding only — with the
@@ -24,26 +29,28 @@
 //! spectral error on known sines at the same rates ([`crate::biosignal::resample::alignment_spectral_errors`]).
 //!
 //! Outputs in `--out`: `runs.csv` (every fine-tuning run; reruns skip the runs it holds, and
-//! pretraining resumes from its checkpoints), `transfer-synthetic.csv`, `transfer-epilepsy.csv`
-//! (mean ± sd over seeds), `alignment.csv`, `transfer.png` (full fine-tuning) and
-//! `transfer-linear-probe.png`.
-use crate::biosignal::finetune::{
-    finetune, summarise, FinetuneOptions, MeanSd, Mode, Regime, ScoreSummary,
-};
-use crate::biosignal::metrics::Scores;
+//! pretraining resumes from its checkpoints in `pretrain/<name>` for pretraining seed 0 and
+//! `pretrain/<name>-seed<k>` for seed k), `transfer-synthetic.csv`, `transfer-epilepsy.csv`
+//! (mean, sd split by seed source, binomial interval), `alignment.csv`, `transfer.png` (full
+//! fine-tuning) and `transfer-linear-probe.png`.
+use crate::biosignal::finetune::{finetune, FinetuneOptions, MeanSd, Mode, Regime};
 use crate::biosignal::pretrain::{pretrain, Objective, PretrainOptions};
 use crate::biosignal::resample::{self, Method};
 use crate::biosignal::synth::{Generator, Modality, SynthSplit};
+use crate::biosignal::transfer_report::{draw_figure, RunKey};
+pub use crate::biosignal::transfer_report::{render_tables, summarise_runs, RunRow, SummaryRow};
 use crate::biosignal::{load, LoadOptions, Norm, Windows};
-use crate::core::plot::{draw, Figure, Panel, Series, Style};
 use crate::models::biot::BiotConfig;
 use crate::models::citrus::{CitrusConfig, CitrusVariant};
 use crate::models::registry::BioModelConfig;
 use crate::models::ModelConfig;
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+/// The conv-only row initialised from the frequency-target hybrid's stem.
+const CONV_STEM: &str = "conv-only ← mae-freq stem (synthetic EEG)";
 
 /// Model rate (Hz) and window length (samples) of the study.
 pub const RATE: f64 = 128.0;
@@ -55,7 +62,8 @@ pub enum Preset {
     /// A few minutes on 2 cores: small pools, short runs, 3 seeds.
     Demo,
     /// The recorded study (results/biosignal/): larger pools and labelled sets, longer
-    /// pretraining, regimes down to 1% (one window per class); about 20 minutes on 2 cores.
+    /// pretraining, regimes down to 1% (one window per class), 3 pretraining seeds, and the
+    /// conv-only fine-tuning-steps check; about 30 minutes on 2 cores.
     Full,
 }
 
@@ -67,7 +75,13 @@ pub struct Plan {
     pub synth_test: usize,
     pub pretrain_steps: u64,
     pub finetune: FinetuneOptions,
+    /// Fine-tuning seeds (each draws the regime's subset, the head and the batches).
     pub seeds: Vec<u64>,
+    /// Pretraining seeds: every pretraining method runs once per seed.
+    pub pretrain_seeds: Vec<u64>,
+    /// Also fine-tune the conv-only rows (scratch and ← stem) on the synthetic set with this
+    /// many steps: 40 steps leave the conv-only model under-fitted (results/biosignal.md).
+    pub conv_check_steps: Option<u64>,
     pub synth_regimes: Vec<Regime>,
     pub epilepsy_regimes: Vec<Regime>,
     pub citrus: CitrusConfig,
@@ -100,6 +114,15 @@ impl Preset {
                 ..FinetuneOptions::default()
             },
             seeds: (0..seeds).collect(),
+            // The recorded study reports the pretraining seeds' spread; the demo stays quick.
+            pretrain_seeds: match self {
+                Preset::Demo => vec![0],
+                Preset::Full => vec![0, 1, 2],
+            },
+            conv_check_steps: match self {
+                Preset::Demo => None,
+                Preset::Full => Some(200),
+            },
             synth_regimes: match self {
                 Preset::Demo => vec![Regime::PerClass(2), Regime::Fraction(1.0)],
                 Preset::Full => vec![
@@ -137,95 +160,11 @@ impl RealData {
     }
 }
 
-/// A fine-tuned row of the table: label, model, pretrained weights, fine-tuning settings.
-type Variant<'a> = (
-    &'a str,
-    &'a BioModelConfig,
-    Option<&'a Path>,
-    &'a FinetuneOptions,
-);
+/// Initialisations of a row: (pretraining seed, weights), `[(0, None)]` from scratch.
+type Inits = Vec<(u64, Option<PathBuf>)>;
 
-/// One fine-tuning run, a row of `runs.csv`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunRow {
-    pub dataset: String,
-    /// Model and initialisation, e.g. "citrus ← mae-freq (synthetic EEG)".
-    pub variant: String,
-    /// Alignment method of the downstream set.
-    pub alignment: String,
-    pub regime: String,
-    pub seed: u64,
-    pub n_train: usize,
-    pub balanced_accuracy: f64,
-    pub auroc: f64,
-    pub macro_f1: f64,
-    pub kappa: f64,
-}
-
-impl RunRow {
-    fn key(&self) -> (String, String, String, String, u64) {
-        (
-            self.dataset.clone(),
-            self.variant.clone(),
-            self.alignment.clone(),
-            self.regime.clone(),
-            self.seed,
-        )
-    }
-    fn scores(&self) -> Scores {
-        Scores {
-            n: 0,
-            classes: 0,
-            balanced_accuracy: self.balanced_accuracy,
-            auroc: self.auroc,
-            auc_pr: None,
-            macro_f1: self.macro_f1,
-            weighted_f1: f64::NAN,
-            kappa: self.kappa,
-        }
-    }
-}
-
-/// A summarised row of `transfer-*.csv` / `alignment.csv`.
-#[derive(Debug, Clone, Serialize)]
-pub struct SummaryRow {
-    pub dataset: String,
-    pub variant: String,
-    pub alignment: String,
-    pub regime: String,
-    pub n_train: usize,
-    pub seeds: usize,
-    pub balanced_accuracy: String,
-    pub auroc: String,
-    pub macro_f1: String,
-    pub kappa: String,
-    pub balanced_accuracy_mean: f64,
-    pub balanced_accuracy_sd: f64,
-    pub auroc_mean: f64,
-    pub auroc_sd: f64,
-    /// Mean spectral error of the alignment method on known sines (alignment rows only).
-    pub sine_spectral_error: Option<f64>,
-}
-
-fn summary_row(first: &RunRow, s: &ScoreSummary, sine: Option<f64>) -> SummaryRow {
-    SummaryRow {
-        dataset: first.dataset.clone(),
-        variant: first.variant.clone(),
-        alignment: first.alignment.clone(),
-        regime: first.regime.clone(),
-        n_train: first.n_train,
-        seeds: s.seeds,
-        balanced_accuracy: s.balanced_accuracy.to_string(),
-        auroc: s.auroc.to_string(),
-        macro_f1: s.macro_f1.to_string(),
-        kappa: s.kappa.to_string(),
-        balanced_accuracy_mean: s.balanced_accuracy.mean,
-        balanced_accuracy_sd: s.balanced_accuracy.sd,
-        auroc_mean: s.auroc.mean,
-        auroc_sd: s.auroc.sd,
-        sine_spectral_error: sine,
-    }
-}
+/// A fine-tuned row of the table: label, model, initialisations, fine-tuning settings.
+type Variant<'a> = (&'a str, &'a BioModelConfig, &'a Inits, &'a FinetuneOptions);
 
 fn zscored(mut d: Windows) -> Windows {
     d.normalise(Norm::Zscore);
@@ -251,113 +190,106 @@ struct Study<'a> {
     plan: &'a Plan,
     out: &'a Path,
     runs: Vec<RunRow>,
-    done: std::collections::BTreeSet<(String, String, String, String, u64)>,
+    done: std::collections::BTreeSet<RunKey>,
     progress: indicatif::ProgressBar,
 }
 
 impl Study<'_> {
-    /// Fine-tunes `model` from `init` in every regime and seed (skipping finished runs).
-    #[allow(clippy::too_many_arguments)]
+    /// Fine-tunes the variant `v` from each of its initialisations in every regime and
+    /// fine-tuning seed on `sets` = (train, test) (skipping finished runs).
     fn finetune_all(
         &mut self,
         dataset: &str,
-        variant: &str,
         alignment: &str,
-        model: &BioModelConfig,
-        init: Option<&Path>,
-        opts: &FinetuneOptions,
-        train: &Windows,
-        test: &Windows,
+        v: Variant,
+        sets: (&Windows, &Windows),
         regimes: &[Regime],
     ) -> Result<()> {
+        let (variant, model, inits, opts) = v;
+        let (train, test) = sets;
         for &regime in regimes {
-            for &seed in &self.plan.seeds {
-                let key = (
-                    dataset.to_string(),
-                    variant.to_string(),
-                    alignment.to_string(),
-                    regime.to_string(),
-                    seed,
-                );
-                self.progress.inc(1);
-                if self.done.contains(&key) {
-                    continue;
+            for (pre, init) in inits {
+                for &seed in &self.plan.seeds {
+                    let key = (
+                        dataset.to_string(),
+                        variant.to_string(),
+                        alignment.to_string(),
+                        regime.to_string(),
+                        *pre,
+                        seed,
+                    );
+                    self.progress.inc(1);
+                    if self.done.contains(&key) {
+                        continue;
+                    }
+                    let what = format!("{variant}, {regime}, pretraining seed {pre}, seed {seed}");
+                    self.progress.set_message(format!("{dataset}: {what}"));
+                    let r = finetune(model, init.as_deref(), train, test, regime, opts, seed)
+                        .with_context(|| format!("fine-tuning {what} on {dataset}"))?;
+                    let row = RunRow {
+                        dataset: dataset.into(),
+                        variant: variant.into(),
+                        alignment: alignment.into(),
+                        regime: regime.to_string(),
+                        pretrain_seed: *pre,
+                        seed,
+                        n_train: r.n_train,
+                        n_test: test.len(),
+                        balanced_accuracy: r.scores.balanced_accuracy,
+                        auroc: r.scores.auroc,
+                        macro_f1: r.scores.macro_f1,
+                        kappa: r.scores.kappa,
+                    };
+                    self.done.insert(row.key());
+                    self.runs.push(row);
+                    crate::core::io::write_csv(&self.out.join("runs.csv"), &self.runs)?;
                 }
-                self.progress
-                    .set_message(format!("{dataset}: {variant}, {regime}, seed {seed}"));
-                let r =
-                    finetune(model, init, train, test, regime, opts, seed).with_context(|| {
-                        format!("fine-tuning {variant} on {dataset} ({regime}, seed {seed})")
-                    })?;
-                let row = RunRow {
-                    dataset: dataset.into(),
-                    variant: variant.into(),
-                    alignment: alignment.into(),
-                    regime: regime.to_string(),
-                    seed,
-                    n_train: r.n_train,
-                    balanced_accuracy: r.scores.balanced_accuracy,
-                    auroc: r.scores.auroc,
-                    macro_f1: r.scores.macro_f1,
-                    kappa: r.scores.kappa,
-                };
-                self.done.insert(row.key());
-                self.runs.push(row);
-                crate::core::io::write_csv(&self.out.join("runs.csv"), &self.runs)?;
             }
         }
         Ok(())
     }
 
-    /// Pretrains (or resumes) one run under `out/pretrain/<name>` and returns its weights.
+    /// Pretrains (or resumes) one run per pretraining seed, seed 0 under `out/pretrain/<name>`
+    /// and seed k under `out/pretrain/<name>-seed<k>`, and returns their weights.
     fn pretrained(
         &mut self,
         name: &str,
         model: &BioModelConfig,
         objective: Objective,
         pools: &[&Windows],
-    ) -> Result<PathBuf> {
-        let dir = self.out.join("pretrain").join(name);
-        self.progress.set_message(format!(
-            "pretraining {name} ({} steps)",
-            self.plan.pretrain_steps
-        ));
+    ) -> Result<Inits> {
         let pools: Vec<Windows> = pools.iter().map(|d| (*d).clone()).collect();
-        let opts = PretrainOptions {
-            steps: self.plan.pretrain_steps,
-            ..PretrainOptions::default()
-        };
-        pretrain(model, objective, &pools, &opts, &dir)
-            .with_context(|| format!("pretraining {name}"))?;
-        Ok(crate::nn::trainer::latest_checkpoint(&dir)?.join("model.safetensors"))
+        let mut inits = Vec::new();
+        for &seed in &self.plan.pretrain_seeds {
+            let folder = pretrain_folder(name, seed);
+            let dir = self.out.join("pretrain").join(&folder);
+            self.progress.set_message(format!(
+                "pretraining {folder} ({} steps)",
+                self.plan.pretrain_steps
+            ));
+            let opts = PretrainOptions {
+                steps: self.plan.pretrain_steps,
+                seed,
+                ..PretrainOptions::default()
+            };
+            pretrain(model, objective, &pools, &opts, &dir)
+                .with_context(|| format!("pretraining {folder}"))?;
+            let w = crate::nn::trainer::latest_checkpoint(&dir)?.join("model.safetensors");
+            inits.push((seed, Some(w)));
+        }
+        Ok(inits)
     }
 }
 
-/// The summaries of `runs` grouped by (dataset, variant, alignment, regime), in first-seen order.
-pub fn summarise_runs(runs: &[RunRow]) -> Result<Vec<SummaryRow>> {
-    let mut order: Vec<(String, String, String, String)> = Vec::new();
-    let mut groups: BTreeMap<(String, String, String, String), Vec<&RunRow>> = BTreeMap::new();
-    for r in runs {
-        let k = (
-            r.dataset.clone(),
-            r.variant.clone(),
-            r.alignment.clone(),
-            r.regime.clone(),
-        );
-        if !groups.contains_key(&k) {
-            order.push(k.clone());
-        }
-        groups.entry(k).or_default().push(r);
+/// The folder (under `out/pretrain/`) of pretraining run `name` with `seed`: the bare name for
+/// seed 0 (as before pretraining seeds existed, so those checkpoints resume), else
+/// `<name>-seed<k>`.
+pub fn pretrain_folder(name: &str, seed: u64) -> String {
+    if seed == 0 {
+        name.to_string()
+    } else {
+        format!("{name}-seed{seed}")
     }
-    order
-        .iter()
-        .map(|k| {
-            let g = &groups[k];
-            let scores: Vec<Scores> = g.iter().map(|r| r.scores()).collect();
-            let s = summarise(&scores.iter().collect::<Vec<_>>())?;
-            Ok(summary_row(g[0], &s, None))
-        })
-        .collect()
 }
 
 /// Runs the whole study into `out` (see the module docs) and returns the printed table.
@@ -496,111 +428,102 @@ pub fn run(plan: &Plan, data: &RealData, out: &Path, progress: bool) -> Result<S
         lr: 1e-2,
         ..plan.finetune.clone()
     };
+    let scratch: Inits = vec![(0, None)];
     let mut variants: Vec<Variant> = vec![
-        ("citrus (scratch)", &hybrid, None, &full),
-        (
-            "citrus ← mae-time (synthetic EEG)",
-            &hybrid,
-            Some(&w_time),
-            &full,
-        ),
-        (
-            "citrus ← mae-freq (synthetic EEG)",
-            &hybrid,
-            Some(&w_freq),
-            &full,
-        ),
-        (
-            "citrus ← mae-freq (multimodal)",
-            &hybrid,
-            Some(&w_multi),
-            &full,
-        ),
-        ("conv-only (scratch)", &conv, None, &full),
-        (
-            "conv-only ← mae-freq stem (synthetic EEG)",
-            &conv,
-            Some(&w_freq),
-            &full,
-        ),
-        ("biot (scratch)", &biot, None, &full),
-        (
-            "biot ← contrastive (synthetic EEG)",
-            &biot,
-            Some(&w_con),
-            &full,
-        ),
-        ("citrus (scratch), linear probe", &hybrid, None, &probe),
+        ("citrus (scratch)", &hybrid, &scratch, &full),
+        ("citrus ← mae-time (synthetic EEG)", &hybrid, &w_time, &full),
+        ("citrus ← mae-freq (synthetic EEG)", &hybrid, &w_freq, &full),
+        ("citrus ← mae-freq (multimodal)", &hybrid, &w_multi, &full),
+        ("conv-only (scratch)", &conv, &scratch, &full),
+        (CONV_STEM, &conv, &w_freq, &full),
+        ("biot (scratch)", &biot, &scratch, &full),
+        ("biot ← contrastive (synthetic EEG)", &biot, &w_con, &full),
+        ("citrus (scratch), linear probe", &hybrid, &scratch, &probe),
         (
             "citrus ← mae-time (synthetic EEG), linear probe",
             &hybrid,
-            Some(&w_time),
+            &w_time,
             &probe,
         ),
         (
             "citrus ← mae-freq (synthetic EEG), linear probe",
             &hybrid,
-            Some(&w_freq),
+            &w_freq,
             &probe,
         ),
         (
             "citrus ← mae-freq (multimodal), linear probe",
             &hybrid,
-            Some(&w_multi),
+            &w_multi,
             &probe,
         ),
-        ("biot (scratch), linear probe", &biot, None, &probe),
+        ("biot (scratch), linear probe", &biot, &scratch, &probe),
         (
             "biot ← contrastive (synthetic EEG), linear probe",
             &biot,
-            Some(&w_con),
+            &w_con,
             &probe,
         ),
     ];
-    st.progress.set_length(
-        n_seeds
-            * (variants.len() as u64 * plan.synth_regimes.len() as u64
-                + (variants.len() as u64 + 2) * plan.epilepsy_regimes.len() as u64
-                + 2 * Method::ALL.len() as u64),
-    );
-    for (name, m, w, o) in &variants {
-        st.finetune_all(
-            "synthetic",
-            name,
-            "sinc",
-            m,
-            *w,
-            o,
-            &synth_train,
-            &synth_test,
-            &plan.synth_regimes,
-        )?;
+    let long = plan.conv_check_steps.map(|steps| FinetuneOptions {
+        steps,
+        ..plan.finetune.clone()
+    });
+    let long_labels = plan.conv_check_steps.map(|n| {
+        (
+            format!("conv-only (scratch), {n} steps"),
+            format!("{CONV_STEM}, {n} steps"),
+        )
+    });
+    let mut checks: Vec<Variant> = Vec::new();
+    if let (Some(o), Some((a, b))) = (&long, &long_labels) {
+        checks.push((a, &conv, &scratch, o));
+        checks.push((b, &conv, &w_freq, o));
     }
-    variants.push(("citrus ← mae-freq (real EDF)", &hybrid, Some(&w_edf), &full));
-    variants.push((
-        "citrus ← mae-freq (real EDF), linear probe",
-        &hybrid,
-        Some(&w_edf),
-        &probe,
-    ));
-    for (name, m, w, o) in &variants {
+    let edf_rows: [Variant; 2] = [
+        ("citrus ← mae-freq (real EDF)", &hybrid, &w_edf, &full),
+        (
+            "citrus ← mae-freq (real EDF), linear probe",
+            &hybrid,
+            &w_edf,
+            &probe,
+        ),
+    ];
+    let runs_of = |vs: &[Variant], regimes: usize| -> u64 {
+        vs.iter().map(|v| v.2.len() as u64).sum::<u64>() * regimes as u64 * n_seeds
+    };
+    let (n_syn, n_epi) = (plan.synth_regimes.len(), plan.epilepsy_regimes.len());
+    st.progress.set_length(
+        runs_of(&variants, n_syn + n_epi)
+            + runs_of(&checks, n_syn)
+            + runs_of(&edf_rows, n_epi)
+            + 2 * Method::ALL.len() as u64 * w_freq.len() as u64 * n_seeds,
+    );
+    let synth_sets = (&synth_train, &synth_test);
+    for v in &variants {
+        st.finetune_all("synthetic", "sinc", *v, synth_sets, &plan.synth_regimes)?;
+    }
+    variants.extend(edf_rows);
+    for v in &variants {
         st.finetune_all(
             "epilepsy",
-            name,
             "sinc",
-            m,
-            *w,
-            o,
-            &epi_train,
-            &epi_test,
+            *v,
+            (&epi_train, &epi_test),
             &plan.epilepsy_regimes,
         )?;
+    }
+
+    // The conv-only step check after the main tables (its runs are the slowest).
+    for v in &checks {
+        st.finetune_all("synthetic", "sinc", *v, synth_sets, &plan.synth_regimes)?;
     }
 
     // Alignment comparison: the frequency-pretrained hybrid, largest regime.
     let top = [*plan.synth_regimes.last().expect("regimes")];
     let top_epi = [*plan.epilepsy_regimes.last().expect("regimes")];
     let aligned = "citrus ← mae-freq (synthetic EEG)";
+    let aligned_v: Variant = (aligned, &hybrid, &w_freq, &full);
     let mut sine_err = BTreeMap::new();
     for m in Method::ALL {
         let s_train = synthetic(
@@ -621,25 +544,17 @@ pub fn run(plan: &Plan, data: &RealData, out: &Path, progress: bool) -> Result<S
         )?;
         st.finetune_all(
             "synthetic 200 Hz × 1 s",
-            aligned,
             m.name(),
-            &hybrid,
-            Some(&w_freq),
-            &full,
-            &s_train,
-            &s_test,
+            aligned_v,
+            (&s_train, &s_test),
             &top,
         )?;
         let (e_train, e_test) = epi(m)?;
         st.finetune_all(
             "epilepsy",
-            aligned,
             m.name(),
-            &hybrid,
-            Some(&w_freq),
-            &full,
-            &e_train,
-            &e_test,
+            aligned_v,
+            (&e_train, &e_test),
             &top_epi,
         )?;
     }
@@ -689,112 +604,14 @@ pub fn run(plan: &Plan, data: &RealData, out: &Path, progress: bool) -> Result<S
     crate::core::io::write_csv(&out.join("transfer-synthetic.csv"), &sets[0])?;
     crate::core::io::write_csv(&out.join("transfer-epilepsy.csv"), &sets[1])?;
     crate::core::io::write_csv(&out.join("alignment.csv"), &align)?;
-    draw_figure(&out.join("transfer.png"), &sets, plan, false)?;
-    draw_figure(&out.join("transfer-linear-probe.png"), &sets, plan, true)?;
+    let note = format!(
+        "mean over {} fine-tuning × {} pretraining seeds; {} pretraining steps, {} fine-tuning steps; 128 Hz × 2 s windows",
+        plan.seeds.len(),
+        plan.pretrain_seeds.len(),
+        plan.pretrain_steps,
+        plan.finetune.steps
+    );
+    draw_figure(&out.join("transfer.png"), &sets, &note, false)?;
+    draw_figure(&out.join("transfer-linear-probe.png"), &sets, &note, true)?;
     Ok(render_tables(&sets, &align))
-}
-
-/// The printed tables: balanced accuracy (mean ± sd) per variant × regime, then alignment.
-pub fn render_tables(sets: &[Vec<SummaryRow>], align: &[SummaryRow]) -> String {
-    let mut s = String::new();
-    for rows in sets {
-        let Some(first) = rows.first() else { continue };
-        let mut regimes: Vec<String> = Vec::new();
-        for r in rows {
-            if !regimes.contains(&r.regime) {
-                regimes.push(r.regime.clone());
-            }
-        }
-        s += &format!(
-            "\n{}: balanced accuracy, mean ± sd over {} seeds (n = training windows)\n{:<44}",
-            first.dataset, first.seeds, "model ← pretraining"
-        );
-        for g in &regimes {
-            let n = rows
-                .iter()
-                .find(|r| &r.regime == g)
-                .map_or(0, |r| r.n_train);
-            s += &format!("{:>18}", format!("{g} (n {n})"));
-        }
-        s += "\n";
-        let mut variants: Vec<&str> = Vec::new();
-        for r in rows {
-            if !variants.contains(&r.variant.as_str()) {
-                variants.push(&r.variant);
-            }
-        }
-        for v in variants {
-            s += &format!("{v:<44}");
-            for g in &regimes {
-                let cell = rows
-                    .iter()
-                    .find(|r| r.variant == v && &r.regime == g)
-                    .map_or("-".to_string(), |r| r.balanced_accuracy.clone());
-                s += &format!("{cell:>18}");
-            }
-            s += "\n";
-        }
-    }
-    if !align.is_empty() {
-        s += "\nalignment (citrus ← mae-freq, largest regime): balanced accuracy | sine spectral error\n";
-        for r in align {
-            s += &format!(
-                "{:<26}{:<9}{:>16} | {:.3}\n",
-                r.dataset,
-                r.alignment,
-                r.balanced_accuracy,
-                r.sine_spectral_error.unwrap_or(f64::NAN)
-            );
-        }
-    }
-    s
-}
-
-/// Balanced accuracy vs labelled windows, one panel per dataset: the fully fine-tuned
-/// variants, or (`probe`) the linear probes.
-fn draw_figure(path: &Path, sets: &[Vec<SummaryRow>], plan: &Plan, probe: bool) -> Result<()> {
-    const PROBE: &str = ", linear probe";
-    let panels = sets
-        .iter()
-        .filter_map(|rows| {
-            let first = rows.first()?;
-            let mut series: Vec<Series> = Vec::new();
-            for r in rows.iter().filter(|r| r.variant.ends_with(PROBE) == probe) {
-                let label = r.variant.trim_end_matches(PROBE).to_string();
-                let p = (r.n_train as f64, r.balanced_accuracy_mean);
-                match series.iter_mut().find(|s| s.label == label) {
-                    Some(s) => s.points.push(p),
-                    None => series.push(Series::new(label, vec![p], Style::Line)),
-                }
-            }
-            for s in &mut series {
-                s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
-            }
-            Some(Panel {
-                title: first.dataset.clone(),
-                x_label: "labelled training windows".into(),
-                y_label: "balanced accuracy".into(),
-                x_log: true,
-                series,
-            })
-        })
-        .collect();
-    draw(
-        path,
-        &Figure {
-            name: "transfer".into(),
-            title: if probe {
-                "Linear probes of randomly initialised vs self-supervised encoders".into()
-            } else {
-                "Fine-tuning from scratch vs from self-supervised pretraining".into()
-            },
-            panels,
-            note: format!(
-                "mean over {} seeds; {} pretraining steps, {} fine-tuning steps; 128 Hz × 2 s windows",
-                plan.seeds.len(),
-                plan.pretrain_steps,
-                plan.finetune.steps
-            ),
-        },
-    )
 }

@@ -237,9 +237,13 @@ pub struct TransferArgs {
     /// Output folder (default: results/biosignal for transfer, results/biosignal-demo for demo).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Override the preset's seeds (comma-separated).
+    /// Override the preset's fine-tuning seeds (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub seeds: Option<Vec<u64>>,
+    /// Override the preset's pretraining seeds (comma-separated; full: 0,1,2, demo: 0): every
+    /// pretraining method runs once per seed, each fine-tuned with every fine-tuning seed.
+    #[arg(long, value_delimiter = ',')]
+    pub pretrain_seeds: Option<Vec<u64>>,
     /// libtorch CPU threads (see `biosignal pretrain --threads`).
     #[arg(long, default_value_t = 1)]
     pub threads: i32,
@@ -599,8 +603,11 @@ fn run_finetune_inner(a: &FinetuneArgs, tmp_out: &mut Option<std::path::PathBuf>
                 variant: format!("{} ← {from}", model.name()),
                 alignment: a.shape.align.name().into(),
                 regime: r.to_string(),
+                // The pretraining folder is named in `variant`; its seed is not recorded.
+                pretrain_seed: 0,
                 seed,
                 n_train: run.n_train,
+                n_test: test.len(),
                 balanced_accuracy: run.scores.balanced_accuracy,
                 auroc: run.scores.auroc,
                 macro_f1: run.scores.macro_f1,
@@ -621,6 +628,19 @@ fn run_finetune_inner(a: &FinetuneArgs, tmp_out: &mut Option<std::path::PathBuf>
     Ok(())
 }
 
+/// A seed list given as `flag`: at least one seed, none twice.
+fn seed_list(flag: &str, seeds: &[u64]) -> Result<Vec<u64>> {
+    if seeds.is_empty() {
+        bail!("{flag} needs at least one seed");
+    }
+    for (i, s) in seeds.iter().enumerate() {
+        if seeds[..i].contains(s) {
+            bail!("{flag}: seed {s} is given twice");
+        }
+    }
+    Ok(seeds.to_vec())
+}
+
 /// Where `biosignal transfer` and `biosignal demo` find the real data without `--data`.
 pub const DATA_ENV: &str = "BRAINSCALE_DATA";
 
@@ -629,10 +649,10 @@ fn run_transfer(a: &TransferArgs, default: Preset, out: &str) -> Result<()> {
     let preset = a.preset.unwrap_or(default);
     let mut plan = preset.plan();
     if let Some(s) = &a.seeds {
-        if s.is_empty() {
-            bail!("--seeds needs at least one seed");
-        }
-        plan.seeds = s.clone();
+        plan.seeds = seed_list("--seeds", s)?;
+    }
+    if let Some(s) = &a.pretrain_seeds {
+        plan.pretrain_seeds = seed_list("--pretrain-seeds", s)?;
     }
     let root = match (&a.data, std::env::var_os(DATA_ENV)) {
         (Some(d), _) => d.clone(),
