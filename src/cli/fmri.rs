@@ -260,8 +260,8 @@ pub struct SynthArgs {
     #[arg(long)]
     pub bands: bool,
     /// Show the last movie K times (the last K runs, all of them test runs of the default
-    /// split), so that encode estimates a noise ceiling from the repeats.
-    #[arg(long, value_name = "K")]
+    /// split), so that encode estimates a noise ceiling from the repeats; 2 ≤ K ≤ runs − 2.
+    #[arg(long, value_name = "K", allow_negative_numbers = true)]
     pub repeat_test: Option<usize>,
 }
 

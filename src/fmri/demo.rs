@@ -241,6 +241,14 @@ pub fn maps_figures(
                         bg.as_ref().map(|(v, w)| (v, w.as_str())),
                         &rule.describe(&res),
                     )?;
+                } else {
+                    // No ceiling in the current results: drop a figure left by an earlier encode.
+                    let stale = dir.join("normalised_r_statmap.png");
+                    if stale.exists() {
+                        std::fs::remove_file(&stale).map_err(|e| {
+                            anyhow::anyhow!("{}: cannot remove stale figure: {e}", stale.display())
+                        })?;
+                    }
                 }
             }
             dataset::Space::Parcels { atlas: Some(a), .. } => {

@@ -112,8 +112,11 @@ impl Permutations {
                 o.block
             );
         }
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(o.seed);
         let nb = starts.len();
+        if let Some(w) = few_orders_warning(nb, o.n_perm) {
+            eprintln!("warning: {w}");
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(o.seed);
         let orders = (0..o.n_perm)
             .map(|_| {
                 let mut v: Vec<u32> = (0..nb as u32).collect();
@@ -132,6 +135,24 @@ impl Permutations {
 
     pub fn n_perm(&self) -> usize {
         self.orders.len()
+    }
+}
+
+/// Number of distinct orders of `n_blocks` blocks (n_blocks!), None above u64.
+pub fn distinct_orders(n_blocks: usize) -> Option<u64> {
+    (1..=n_blocks as u64).try_fold(1u64, |a, k| a.checked_mul(k))
+}
+
+/// A warning when `n_perm` permutations exceed the distinct block orders: orders then repeat,
+/// and no p can fall much below 1 / orders whatever `--permutations` says.
+pub fn few_orders_warning(n_blocks: usize, n_perm: usize) -> Option<String> {
+    match distinct_orders(n_blocks) {
+        Some(k) if k < n_perm as u64 => Some(format!(
+            "significance: {n_blocks} blocks have only {k} distinct orders, fewer than the \
+             {n_perm} permutations; orders repeat and the smallest attainable p is about 1/{k} \
+             (use a shorter --perm-block or longer test runs)"
+        )),
+        _ => None,
     }
 }
 
@@ -464,6 +485,20 @@ mod tests {
             }
         )
         .is_err());
+    }
+
+    #[test]
+    fn few_block_orders_are_warned_about() {
+        assert_eq!(distinct_orders(4), Some(24));
+        assert_eq!(distinct_orders(20), Some(2_432_902_008_176_640_000));
+        assert_eq!(distinct_orders(21), None);
+        let w = few_orders_warning(5, 1000).unwrap();
+        assert!(
+            w.contains("120 distinct orders") && w.contains("1/120"),
+            "{w}"
+        );
+        assert!(few_orders_warning(7, 1000).is_none(), "7! = 5040 orders");
+        assert!(few_orders_warning(30, 1000).is_none());
     }
 
     #[test]

@@ -278,7 +278,12 @@ impl Mask {
 
     /// Scatters per-voxel values back into a 3-D volume [x, y, z] (0 outside the mask).
     pub fn unmask(&self, values: &[f32]) -> ArrayD<f32> {
-        let mut flat = vec![0.0f32; self.dims.iter().product()];
+        self.unmask_fill(values, 0.0)
+    }
+
+    /// As [`Mask::unmask`], with `fill` outside the mask (e.g. NaN for p-value maps).
+    pub fn unmask_fill(&self, values: &[f32], fill: f32) -> ArrayD<f32> {
+        let mut flat = vec![fill; self.dims.iter().product()];
         for (&l, &v) in self.linear.iter().zip(values) {
             flat[l] = v;
         }

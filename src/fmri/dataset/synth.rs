@@ -66,8 +66,8 @@ pub struct SynthConfig {
     pub bands: bool,
     /// Show the last movie this many times: the last `repeat_test` runs (the default split's
     /// test runs, since they share a movie) are repeated viewings of one movie, with independent noise, so that a
-    /// noise ceiling can be estimated from the repeats (`fmri::ceiling`). 0 or 1: every run
-    /// its own movie.
+    /// noise ceiling can be estimated from the repeats (`fmri::ceiling`). 0: every run its
+    /// own movie. Otherwise 2 ≤ K ≤ runs − 2 (an error at generation otherwise).
     #[serde(default)]
     pub repeat_test: usize,
 }
@@ -139,11 +139,22 @@ impl SynthConfig {
         {
             bail!("synth: TR, fps, frame size (≥16) and volume dims (≥4) must be positive");
         }
-        if self.repeat_test > self.runs {
+        // K viewings test, the other runs train: one viewing gives no ceiling (`fmri::ceiling`
+        // needs ≥ 2 repeats) and ridge's CV over training runs needs ≥ 2 of them.
+        if self.repeat_test == 1 {
             bail!(
-                "synth: --repeat-test {} needs at least as many runs ({})",
+                "synth: --repeat-test 1 is not allowed: the noise ceiling needs at least 2 \
+                 viewings of the test movie (use ≥ 2, or leave the option out)"
+            );
+        }
+        if self.repeat_test >= 2 && self.repeat_test + 2 > self.runs {
+            bail!(
+                "synth: --repeat-test {} with {} runs leaves {} training run(s); encode needs at \
+                 least 2 (use --repeat-test ≤ {} or more --runs)",
                 self.repeat_test,
-                self.runs
+                self.runs,
+                self.runs.saturating_sub(self.repeat_test),
+                self.runs.saturating_sub(2)
             );
         }
         if !(0.0..1.0).contains(&self.no_signal_fraction) || !(self.snr > 0.0) {
@@ -618,4 +629,35 @@ pub fn load_truth(root: &Path, subject: &str, labels: &[String]) -> Result<Optio
         signal,
         mask_linear,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeat_test_must_leave_a_ceiling_and_two_training_runs() {
+        let cfg = |runs, k| SynthConfig {
+            runs,
+            repeat_test: k,
+            ..SynthConfig::preset(Size::Tiny, 0)
+        };
+        assert!(cfg(5, 0).validate().is_ok());
+        assert!(cfg(5, 2).validate().is_ok());
+        assert!(cfg(5, 3).validate().is_ok());
+        let e = cfg(5, 1).validate().unwrap_err().to_string();
+        assert!(
+            e.contains("--repeat-test 1") && e.contains("2 viewings"),
+            "{e}"
+        );
+        for k in [4, 5, 6] {
+            let e = cfg(5, k).validate().unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("--repeat-test {k}"))
+                    && e.contains("5 runs")
+                    && e.contains("≤ 3"),
+                "{e}"
+            );
+        }
+    }
 }

@@ -21,8 +21,37 @@ pub fn write_map(
     mask: &Mask,
     values: &Array1<f64>,
 ) -> Result<()> {
+    write_map_fill(path, reference, mask, values, 0.0)
+}
+
+/// As [`write_map`], with `fill` outside the mask.
+pub fn write_map_fill(
+    path: &Path,
+    reference: &NiftiHeader,
+    mask: &Mask,
+    values: &Array1<f64>,
+    fill: f32,
+) -> Result<()> {
     let v: Vec<f32> = values.iter().map(|&x| x as f32).collect();
-    nifti_io::write(path, reference, mask.unmask(&v).view())
+    nifti_io::write(path, reference, mask.unmask_fill(&v, fill).view())
+}
+
+/// File stems of the maps [`VoxelResults::significance_maps`] can write; `maps` removes those
+/// whose statistic the current encode results lack, so none is left from an earlier encode.
+pub const SIGNIFICANCE_STEMS: [&str; 5] = ["p", "q", "fwe_p", "repeat_ceiling_r", "normalised_r"];
+
+/// Removes `<stem>.nii.gz` in `out_dir` for each significance stem absent from `res`
+/// (stale maps of an earlier encode, e.g. p-values after re-encoding with `--permutations 0`).
+fn remove_stale_maps(out_dir: &Path, res: &VoxelResults) -> Result<()> {
+    let present: Vec<&str> = res.significance_maps().iter().map(|(n, _)| *n).collect();
+    for stem in SIGNIFICANCE_STEMS {
+        let f = out_dir.join(format!("{stem}.nii.gz"));
+        if !present.contains(&stem) && f.exists() {
+            std::fs::remove_file(&f)
+                .map_err(|e| anyhow::anyhow!("{}: cannot remove stale map: {e}", f.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Diverging colour map: blue (−max) → white (0) → red (+max).
@@ -292,8 +321,20 @@ pub fn write_subject_maps(
     if let Some(c) = &res.ceiling {
         write_map(&out_dir.join("ceiling_r.nii.gz"), h, mask, c)?;
     }
+    // NaN outside the mask, not 0: a p, q or FWE p of 0 would read as "most significant", so
+    // thresholding p < 0.05 in a viewer (nilearn, FSLeyes) would light up the background;
+    // NaN is what nibabel/nilearn treat as "no value" (nilearn masks non-finite voxels).
+    // The same for the ceiling and normalised r, where 0 is a real value. r, r² and alpha
+    // keep 0 outside, nilearn's convention for stat maps.
+    remove_stale_maps(out_dir, res)?;
     for (name, v) in res.significance_maps() {
-        write_map(&out_dir.join(format!("{name}.nii.gz")), h, mask, v)?;
+        write_map_fill(
+            &out_dir.join(format!("{name}.nii.gz")),
+            h,
+            mask,
+            v,
+            f32::NAN,
+        )?;
     }
     let r32: Vec<f32> = res.test_r.iter().map(|&v| v as f32).collect();
     mosaic_png(
@@ -458,6 +499,7 @@ pub fn write_parcel_maps(
         if let Some(c) = &res.ceiling {
             map("ceiling_r.nii.gz", c)?;
         }
+        remove_stale_maps(out_dir, res)?;
         for (name, v) in res.significance_maps() {
             map(&format!("{name}.nii.gz"), v)?;
         }
@@ -784,4 +826,62 @@ pub fn write_parcel_figure_as(
             n_slices: 12,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn results(n: usize, with_p: bool) -> VoxelResults {
+        let v = |x: f64| Some(Array1::from_elem(n, x));
+        VoxelResults {
+            test_r: Array1::from_elem(n, 0.3),
+            test_r2: Array1::from_elem(n, 0.09),
+            best_alpha: Array1::from_elem(n, 10.0),
+            ceiling: None,
+            has_signal: None,
+            test_runs: "04".into(),
+            bands: None,
+            p: if with_p { v(0.01) } else { None },
+            q: if with_p { v(0.02) } else { None },
+            fwe_p: if with_p { v(0.03) } else { None },
+            null: None,
+            repeat_ceiling: if with_p { v(0.6) } else { None },
+            normalised_r: if with_p { v(0.5) } else { None },
+            bootstrap: None,
+        }
+    }
+
+    /// p/q/FWE p and the ceiling maps are NaN outside the mask (0 would pass p < 0.05), r is 0;
+    /// re-running maps on results without them removes the old files.
+    #[test]
+    fn significance_maps_are_nan_outside_the_mask_and_never_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut vol = ArrayD::<f32>::zeros(IxDyn(&[4, 4, 4]));
+        vol[IxDyn(&[1, 2, 1])] = 1.0;
+        vol[IxDyn(&[2, 2, 3])] = 1.0;
+        let mask = Mask::from_volume(&vol, Path::new("mask")).unwrap();
+        let h = nifti_io::new_header([4, 4, 4], 2.0, None);
+        let d = dir.path();
+        write_subject_maps(d, "ds", "f", "01", &h, &mask, &results(2, true)).unwrap();
+        let read = |s: &str| {
+            nifti_io::read_f32(&d.join(format!("{s}.nii.gz")))
+                .unwrap()
+                .1
+        };
+        for stem in SIGNIFICANCE_STEMS {
+            let m = read(stem);
+            assert!(m[IxDyn(&[1, 2, 1])].is_finite() && m[IxDyn(&[2, 2, 3])].is_finite());
+            let outside = m.iter().filter(|x| x.is_nan()).count();
+            assert_eq!(outside, 64 - 2, "{stem}");
+        }
+        assert!((read("p")[IxDyn(&[1, 2, 1])] - 0.01).abs() < 1e-6);
+        let r = read("r");
+        assert_eq!(r[IxDyn(&[0, 0, 0])], 0.0);
+        write_subject_maps(d, "ds", "f", "01", &h, &mask, &results(2, false)).unwrap();
+        for stem in SIGNIFICANCE_STEMS {
+            assert!(!d.join(format!("{stem}.nii.gz")).exists(), "{stem} left");
+        }
+        assert!(d.join("r.nii.gz").exists());
+    }
 }
