@@ -519,11 +519,19 @@ fn resampling_as_frames_arrive_equals_the_direct_walk() {
     for case in 0..400 {
         let n = rng.gen_range(1..60);
         // Irregular times, sometimes exactly on output instants, sometimes starting late.
-        let mut t = if case % 3 == 0 { 0.0 } else { rng.gen_range(0.0..0.5) };
+        let mut t = if case % 3 == 0 {
+            0.0
+        } else {
+            rng.gen_range(0.0..0.5)
+        };
         let mut times = vec![];
         for _ in 0..n {
             times.push(t);
-            t += if case % 4 == 0 { 0.04 } else { rng.gen_range(0.001..0.3) };
+            t += if case % 4 == 0 {
+                0.04
+            } else {
+                rng.gen_range(0.001..0.3)
+            };
         }
         let duration = t;
         let fps = [1.0, 7.3, 10.0, 24.0, 25.0, 60.0][case % 6];

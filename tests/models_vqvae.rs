@@ -711,8 +711,11 @@ fn a_real_clip_goes_through_an_imported_tokenizer_to_features() {
     };
     let save = |config: String| {
         let p = w.join("features.safetensors");
-        f.save(&p, std::collections::HashMap::from([("config".into(), config)]))
-            .unwrap();
+        f.save(
+            &p,
+            std::collections::HashMap::from([("config".into(), config)]),
+        )
+        .unwrap();
         p
     };
     let now = opts.fingerprint().unwrap();
@@ -740,7 +743,10 @@ fn a_real_clip_goes_through_an_imported_tokenizer_to_features() {
         4,
     )
     .unwrap();
-    assert_eq!(std::fs::metadata(&again[0]).unwrap().modified().unwrap(), made);
+    assert_eq!(
+        std::fs::metadata(&again[0]).unwrap().modified().unwrap(),
+        made
+    );
     let meta = CodeFile::load(codes).unwrap().meta;
     assert_eq!(meta["frames"], "decoder 2, size native");
     let (ok, msg) = import_cli(&fx.join("small/model.ckpt"), &w.join("tok"));

@@ -590,7 +590,10 @@ fn code_meta(tok: &Tokenizer, frame_stride: usize, hop: usize) -> Result<HashMap
                 .to_string(),
         ),
         ("tokenizer_identity".to_string(), identity(&tok.dir)?.0),
-        ("frames".to_string(), frames_identity(decode_size(&tok.model.cfg))),
+        (
+            "frames".to_string(),
+            frames_identity(decode_size(&tok.model.cfg)),
+        ),
         ("n_codes".to_string(), tok.model.cfg.n_codes.to_string()),
         ("clip_len".to_string(), tok.model.cfg.clip_len.to_string()),
         ("frame_stride".to_string(), frame_stride.to_string()),
@@ -809,7 +812,10 @@ pub fn identity(dir: &Path) -> Result<(String, VqVaeConfig)> {
     })?;
     let mut id = serde_json::to_string(&meta.config)?;
     for f in ["vqvae.json", "vqvae.safetensors"] {
-        id += &format!(";{f}={}", crate::fmri::video::file_fingerprint(&dir.join(f))?);
+        id += &format!(
+            ";{f}={}",
+            crate::fmri::video::file_fingerprint(&dir.join(f))?
+        );
     }
     Ok((id, meta.config))
 }

@@ -311,7 +311,10 @@ impl FeaturesOptions {
         match self.extractor {
             ExtractorKind::Groundtruth => {}
             ExtractorKind::Baseline => {
-                s += &format!(";frames={}", crate::fmri::tokenize::frames_identity(self.size))
+                s += &format!(
+                    ";frames={}",
+                    crate::fmri::tokenize::frames_identity(self.size)
+                )
             }
             ExtractorKind::Gpt => {
                 if let Some(dir) = self.gpt.as_ref().and_then(|g| g.model.as_ref()) {

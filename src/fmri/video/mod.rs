@@ -16,9 +16,9 @@ mod ffmpeg;
 pub mod orientation;
 pub mod resample;
 
+use crate::core::io;
 pub use crate::fmri::video::cache::{load_frames, save_frames, FrameCache};
 pub use crate::fmri::video::resample::{resample, Resampler};
-use crate::core::io;
 use anyhow::{bail, Context, Result};
 use ndarray::{Array1, Array4};
 #[cfg(feature = "video")]
