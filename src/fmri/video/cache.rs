@@ -177,9 +177,17 @@ pub(crate) struct StreamingCache {
     file: Option<std::io::BufWriter<std::fs::File>>,
     frames: usize,
     frame_bytes: Option<usize>,
+    /// Bytes handed to the kernel for write-back so far (see [`WRITEBACK_CHUNK`]).
+    written_back: u64,
 }
 
 const STREAM_HEADER: usize = 64 * 1024;
+
+/// Frames are handed to the kernel for write-back every this many bytes while decoding, so the
+/// closing `fsync` waits only for the last chunk instead of the whole film (Linux
+/// `sync_file_range(SYNC_FILE_RANGE_WRITE)`: starts the write, does not wait for it). Without it
+/// the fsync of a 1.4 GB cache held the decode's wall time ≈ 7 s at the end on a 216 MB/s disk.
+const WRITEBACK_CHUNK: u64 = 32 << 20;
 
 impl StreamingCache {
     /// Starts the cache that will be renamed to `path`, written as `path` with the extension
@@ -202,6 +210,7 @@ impl StreamingCache {
             file: Some(file),
             frames: 0,
             frame_bytes: None,
+            written_back: 0,
         })
     }
 
@@ -218,6 +227,14 @@ impl StreamingCache {
             .write_all(px)
             .with_context(|| format!("writing {}", self.tmp.display()))?;
         self.frames += 1;
+        let end = (8 + STREAM_HEADER + self.frames * px.len()) as u64;
+        if end.saturating_sub(self.written_back) >= WRITEBACK_CHUNK {
+            let f = self.file.as_mut().expect("open");
+            f.flush()
+                .with_context(|| format!("writing {}", self.tmp.display()))?;
+            start_writeback(f.get_ref(), self.written_back, end - self.written_back);
+            self.written_back = end;
+        }
         Ok(())
     }
 
@@ -238,6 +255,7 @@ impl StreamingCache {
         f.get_ref().set_len(end)?;
         f.seek(SeekFrom::Start(end))?;
         self.frames = n;
+        self.written_back = self.written_back.min(end);
         Ok(())
     }
 
@@ -300,6 +318,25 @@ impl StreamingCache {
         io::commit(&self.tmp, &self.path)
     }
 }
+
+/// Starts the kernel's write-back of `len` bytes at `offset` without waiting for it; a hint
+/// only (the closing fsync is what makes the file durable), so a failure is ignored.
+#[cfg(target_os = "linux")]
+fn start_writeback(f: &std::fs::File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid open descriptor and a byte range; the call reads no memory of ours.
+    unsafe {
+        libc::sync_file_range(
+            f.as_raw_fd(),
+            offset as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_: &std::fs::File, _: u64, _: u64) {}
 
 impl Drop for StreamingCache {
     fn drop(&mut self) {
