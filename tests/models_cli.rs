@@ -140,6 +140,34 @@ fn tokenizer_tokenize_pretrain_resume_and_bench_train() {
         .failure()
         .stderr(contains("--threads 0: must be at least 1"));
     assert!(!d.join("prior-bad").exists());
+    // Factorized positions with another row length than the codes' 2×4×4 clips: refused,
+    // naming the shapes and the fix (it trained with every position mislabelled before).
+    std::fs::write(
+        d.join("gpt-wrong.toml"),
+        "name = \"t\"\nd_model = 32\nn_layer = 2\nn_head = 2\nctx = 32\nvocab = 32\npos = \"factorized\"\nlatent_shape = [1, 4, 8]\n",
+    )
+    .unwrap();
+    cmd(d)
+        .args(["pretrain", "--codes", "codes", "--model", "gpt-wrong.toml"])
+        .args(["--out", "prior-wrong", "--device", "cpu", "--threads", "1"])
+        .assert()
+        .failure()
+        .stderr(contains("[1, 4, 8]").and(contains("latent_shape = [2, 4, 4]")));
+    assert!(!d.join("prior-wrong/step-00000001").exists());
+    // A file where a tokenizer folder is expected (a VideoGPT .ckpt): told to import it.
+    cmd(d)
+        .args([
+            "tokenizer",
+            "encode",
+            "--movies",
+            "a.mp4",
+            "--tokenizer",
+            "gpt.toml",
+        ])
+        .args(["--out", "codes2", "--device", "cpu"])
+        .assert()
+        .failure()
+        .stderr(contains("tokenizer import"));
     let csv = std::fs::read_to_string(d.join("prior/loss.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 6, "{csv}");
     assert!(d.join("prior/tokenizer/vqvae.json").exists());

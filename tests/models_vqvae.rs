@@ -496,6 +496,30 @@ fn videogpt_checkpoints_import_with_equal_codes_and_decoder_output() {
         !ok && msg.contains("junk.ckpt") && msg.contains("zip"),
         "{msg}"
     );
+    // The kinds of bad file a user meets, each told its own cause, the file named once.
+    let real = std::fs::read(fx.join("small/model.ckpt")).unwrap();
+    let cut = out.path().join("cut.ckpt");
+    std::fs::write(&cut, &real[..real.len() / 2]).unwrap(); // an interrupted download
+    let empty = out.path().join("empty.ckpt");
+    std::fs::write(&empty, b"").unwrap();
+    let legacy = out.path().join("legacy.ckpt");
+    std::fs::write(&legacy, [0x80u8, 0x02, 0x8a, 0x0a]).unwrap(); // torch < 1.6: a bare pickle
+    for (file, want) in [
+        (&cut, "truncated or corrupt"),
+        (&empty, "empty"),
+        (&legacy, "torch < 1.6"),
+        (&fx.join("small"), "is a folder"),
+    ] {
+        let (ok, msg) = import_cli(file, &bad);
+        assert!(!ok && msg.contains(want), "{}: {msg}", file.display());
+        let name = file.display().to_string();
+        assert_eq!(msg.matches(&name).count(), 1, "{msg}");
+        assert!(!msg.contains("panicked"), "{msg}");
+    }
+    // --out an existing file: named, nothing written.
+    let (ok, msg) = import_cli(&fx.join("small/model.ckpt"), &junk);
+    assert!(!ok && msg.contains("is not a folder"), "{msg}");
+    assert!(!bad.join("vqvae.json").exists());
 }
 
 #[test]

@@ -73,7 +73,7 @@ pub struct TokenizerTrainArgs {
 pub struct TokenizeArgs {
     #[arg(long, required = true, num_args = 1..)]
     pub movies: Vec<PathBuf>,
-    /// Tokenizer folder (from `brainscale tokenizer train`).
+    /// Tokenizer folder (from `brainscale tokenizer train`, or `tokenizer import` for a VideoGPT checkpoint).
     #[arg(long)]
     pub tokenizer: PathBuf,
     /// Output folder of `<movie>.codes.safetensors`.
@@ -199,7 +199,12 @@ pub fn run_tokenizer(c: TokenizerCommand) -> Result<()> {
                 cache: a.cache,
                 device: a.device,
             })?;
-            println!("tokenized {} movies into {}", paths.len(), a.out.display());
+            let n = paths.len();
+            println!(
+                "tokenized {n} movie{} into {}",
+                if n == 1 { "" } else { "s" },
+                a.out.display()
+            );
         }
         TokenizerCommand::Import(a) => {
             let cfg = tokenize::import_stage(&a.ckpt, &a.out)?;

@@ -47,12 +47,32 @@ pub fn train_prior_from(
             model_cfg.vocab
         );
     }
+    let [t, h, w] = data.latent_shape;
     if l - 1 > model_cfg.ctx {
         bail!(
-            "clips of {l} codes need ctx ≥ {}, the model has ctx {}",
+            "clips of {l} codes ({t}×{h}×{w}) need ctx ≥ {}, the model has ctx {}: write a model \
+             TOML with ctx = {l}{}",
             l - 1,
-            model_cfg.ctx
+            model_cfg.ctx,
+            if model_cfg.pos == crate::models::gpt::PosEmbedding::Factorized {
+                format!(" and latent_shape = [{t}, {h}, {w}]")
+            } else {
+                String::new()
+            }
         );
+    }
+    // Factorized positions read a token's (t, row, column) from the model's latent_shape: a
+    // different row length would silently mislabel every position.
+    if let (crate::models::gpt::PosEmbedding::Factorized, Some([mt, mh, mw])) =
+        (model_cfg.pos, model_cfg.latent_shape)
+    {
+        if mh != h || mw != w || mt < t {
+            bail!(
+                "the model's latent_shape [{mt}, {mh}, {mw}] does not fit the codes' \
+                 {t}×{h}×{w} clips (factorized positions need the same h and w and t ≥ {t}): \
+                 write a model TOML with latent_shape = [{t}, {h}, {w}] and ctx = {l}"
+            );
+        }
     }
     model_cfg.validate()?;
     let mut t = Trainer::<Gpt>::open(out, model_cfg, cfg, device, |vs, _| match init_hf {

@@ -192,14 +192,29 @@ struct TokenizerMeta {
     imported_from: Option<String>,
 }
 
+/// `vqvae.json` of a tokenizer folder. Errors: not a tokenizer folder, naming it; a file
+/// (such as a VideoGPT `.ckpt`) is told to go through `tokenizer import` first.
+fn read_meta(dir: &Path) -> Result<TokenizerMeta> {
+    if dir.is_file() {
+        bail!(
+            "{} is a file, not a tokenizer folder: import a VideoGPT checkpoint first with \
+             `brainscale tokenizer import {} --out DIR`, then give DIR",
+            dir.display(),
+            dir.display()
+        );
+    }
+    io::read_json(&dir.join("vqvae.json")).with_context(|| {
+        format!(
+            "{} is not a tokenizer folder (from `brainscale tokenizer train` or `tokenizer \
+             import`)",
+            dir.display()
+        )
+    })
+}
+
 impl Tokenizer {
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
-        let meta: TokenizerMeta = io::read_json(&dir.join("vqvae.json")).with_context(|| {
-            format!(
-                "{} is not a tokenizer folder (from `brainscale tokenizer train`)",
-                dir.display()
-            )
-        })?;
+        let meta = read_meta(dir)?;
         meta.config
             .validate()
             .with_context(|| format!("{}: invalid VQ-VAE config", dir.display()))?;
@@ -754,6 +769,12 @@ pub fn train_stage(o: &TrainOptions) -> Result<Option<Vec<f64>>> {
 /// works with `tokenizer encode`, `pretrain` and `features` unchanged; it encodes with
 /// VideoGPT's preprocessing. Returns the imported config.
 pub fn import_stage(ckpt: &Path, out: &Path) -> Result<VqVaeConfig> {
+    if out.exists() && !out.is_dir() {
+        bail!(
+            "--out {} exists and is not a folder (the tokenizer is written as a folder)",
+            out.display()
+        );
+    }
     let imp = crate::models::videogpt::import_checkpoint(ckpt)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     io::write_atomic(&out.join("vqvae.safetensors"), |tmp| {
@@ -804,12 +825,7 @@ pub fn decode_size_for(cfg: &VqVaeConfig, asked: Option<u32>) -> Option<u32> {
 /// retrained or re-imported tokenizer in the same folder makes them stale. Returns the identity
 /// and the config. Errors: not a tokenizer folder (names the folder).
 pub fn identity(dir: &Path) -> Result<(String, VqVaeConfig)> {
-    let meta: TokenizerMeta = io::read_json(&dir.join("vqvae.json")).with_context(|| {
-        format!(
-            "{} is not a tokenizer folder (from `brainscale tokenizer train`)",
-            dir.display()
-        )
-    })?;
+    let meta = read_meta(dir)?;
     let mut id = serde_json::to_string(&meta.config)?;
     for f in ["vqvae.json", "vqvae.safetensors"] {
         id += &format!(

@@ -14,7 +14,7 @@ use crate::models::ModelConfig;
 use anyhow::{anyhow, bail, Context, Result};
 use pytorch_reader::{DType, PytorchReader};
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::path::Path;
 use tch::{nn, Device, Kind, Tensor};
 
@@ -34,7 +34,8 @@ pub struct Imported {
 /// mismatched field or tensor; a tensor of the checkpoint that maps to nothing is an error too.
 pub fn import_checkpoint(ckpt: &Path) -> Result<Imported> {
     let ctx = || format!("importing VideoGPT checkpoint {}", ckpt.display());
-    let args = read_hyper_parameters(ckpt).with_context(ctx)?;
+    // read_hyper_parameters's errors name the file already.
+    let args = read_hyper_parameters(ckpt)?;
     let cfg = config_from_args(&args).with_context(ctx)?;
     let reader = PytorchReader::with_top_level_key(ckpt, "state_dict")
         .map_err(|e| anyhow!("{e}"))
@@ -254,15 +255,25 @@ pub fn read_hyper_parameters(ckpt: &Path) -> Result<HashMap<String, PyVal>> {
         .entries()
         .ok_or_else(|| anyhow!("{}: the pickle is not a dict", ckpt.display()))?;
     let hp = entries.get("hyper_parameters").ok_or_else(|| {
+        let mut k: Vec<&String> = entries.keys().collect();
+        k.sort();
+        // A bare `state_dict` saved with torch.save has one key per tensor: name a few.
+        let shown: Vec<&String> = k.iter().take(8).copied().collect();
+        let more = if k.len() > 8 {
+            format!(" and {} more", k.len() - 8)
+        } else {
+            String::new()
+        };
+        let bare = if entries.contains_key("state_dict") {
+            ""
+        } else {
+            " (this looks like a bare state_dict, not a Lightning checkpoint: the config cannot \
+             be known without its training arguments)"
+        };
         anyhow!(
             "{}: no `hyper_parameters` (a Lightning checkpoint has the training arguments \
-             there); found keys {:?}",
-            ckpt.display(),
-            {
-                let mut k: Vec<&String> = entries.keys().collect();
-                k.sort();
-                k
-            }
+             there); found keys {shown:?}{more}{bare}",
+            ckpt.display()
         )
     })?;
     let hp = hp.entries().ok_or_else(|| {
@@ -284,13 +295,30 @@ pub fn read_hyper_parameters(ckpt: &Path) -> Result<HashMap<String, PyVal>> {
 
 /// The top-level object of a PyTorch zip checkpoint's `data.pkl`.
 pub fn read_pickle(ckpt: &Path) -> Result<PyVal> {
-    let f = std::fs::File::open(ckpt).with_context(|| format!("opening {}", ckpt.display()))?;
-    let mut z = zip::ZipArchive::new(f).map_err(|e| {
-        anyhow!(
-            "{}: not a PyTorch zip checkpoint ({e}); files from torch < 1.6 (legacy format) \
-             are not supported",
+    if ckpt.is_dir() {
+        bail!(
+            "{} is a folder: give the checkpoint file (.ckpt) itself",
             ckpt.display()
-        )
+        );
+    }
+    let mut f = std::fs::File::open(ckpt).with_context(|| format!("opening {}", ckpt.display()))?;
+    let mut magic = [0u8; 2];
+    let n = f.read(&mut magic)?;
+    f.rewind()?;
+    let mut z = zip::ZipArchive::new(f).map_err(|e| {
+        // Name the likely cause from the first bytes: a zip that does not open is cut short or
+        // damaged (an interrupted download); torch < 1.6 wrote a bare pickle (protocol 2: 0x80 0x02).
+        let why = match (n, magic) {
+            (0, _) => "the file is empty".to_string(),
+            (2, [b'P', b'K']) => {
+                format!("a zip archive that cannot be read, truncated or corrupt ({e})")
+            }
+            (2, [0x80, _]) => "a legacy (torch < 1.6) checkpoint, which is not supported: \
+                 re-save it with torch ≥ 1.6 (`torch.save(torch.load(f), g)`)"
+                .to_string(),
+            _ => format!("not a PyTorch checkpoint (no zip archive: {e})"),
+        };
+        anyhow!("{}: {why}", ckpt.display())
     })?;
     let name = z
         .file_names_raw()

@@ -398,6 +398,16 @@ pub fn run_stage(
         ExtractorKind::Groundtruth => None,
         _ => Some(opts.extractor()?),
     };
+    if let (Some(ex), Some(asked)) = (extractor.as_ref(), opts.size) {
+        if ex.decode_size(Some(asked)).is_none() {
+            // Imported VideoGPT tokenizers resize full frames themselves (issue 21).
+            eprintln!(
+                "note: --size {asked} is not used: the prior's tokenizer is an imported VideoGPT \
+                 one, whose preprocessing resizes the native frames itself, so the movies are \
+                 decoded at their native size"
+            );
+        }
+    }
     let bar = crate::core::progress::progress(movies.len() as u64, &format!("features ({name})"));
     let mut raw: Vec<(FrameFeatures, f64)> = Vec::new();
     for movie in &movies {
