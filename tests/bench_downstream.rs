@@ -181,13 +181,42 @@ fn downstream_scores_every_finished_cell_once() {
     // `bench collect` (a merge) keeps the downstream columns.
     bin().args(["bench", "collect"]).arg(&g).assert().success();
     assert_eq!(snapshot(&csv), before[0]);
-    // A cell to score whose pretraining checkpoint is gone: a clear error naming the cell.
+    // A later checkout (cells/ is not tracked): the folder is gone, the row keeps its score,
+    // which a rerun keeps; another regime is still refused, naming the cell.
     let id = &rows[0]["cell_id"];
     std::fs::remove_file(&jsons[0]).unwrap();
     std::fs::remove_dir_all(out.join(format!("cells/{id}/train"))).unwrap();
     downstream(&g, &[])
+        .success()
+        .stdout(contains("0 cells fine-tuned, 2 already scored"));
+    assert_eq!(snapshot(&csv), before[0]);
+    downstream(&g, &["--regime", "k3"])
+        .failure()
+        .stderr(contains(format!("cell {id} was scored in regime k5")));
+    // A cell to score (no score in its row) whose pretraining checkpoint is gone: a clear
+    // error naming the cell.
+    let mut rdr = csv::Reader::from_path(&csv).unwrap();
+    let header = rdr.headers().unwrap().clone();
+    let col = header
+        .iter()
+        .position(|h| h == "downstream_balanced_accuracy")
+        .unwrap();
+    let recs: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).collect();
+    let mut w = csv::Writer::from_path(&csv).unwrap();
+    w.write_record(&header).unwrap();
+    for r in &recs {
+        let mut f: Vec<&str> = r.iter().collect();
+        if r.get(header.iter().position(|h| h == "cell_id").unwrap()) == Some(id.as_str()) {
+            f[col] = "";
+        }
+        w.write_record(&f).unwrap();
+    }
+    w.flush().unwrap();
+    drop(w);
+    downstream(&g, &[])
         .failure()
         .stderr(contains(format!("cell {id}: its pretraining checkpoint")));
+    std::fs::write(&csv, &before[0]).unwrap();
 
     // The same out with a larger grid: its new cells are unfinished.
     let g2 = grid(dir.path(), "tiny", "[2e7, 4e7]", &out);

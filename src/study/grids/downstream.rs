@@ -24,7 +24,9 @@
 //! `downstream_scratch_balanced_accuracy` and `downstream_scratch_auroc`, and `downstream_regime`.
 //! Idempotent: a cell whose downstream.json holds the same settings is not fine-tuned again, and
 //! results.csv is rewritten (atomically) only when a value changes. Different settings for an
-//! already scored grid are an error (one set of downstream columns per results file).
+//! already scored grid are an error (one set of downstream columns per results file). A cell
+//! whose folder is gone (cells/ is not tracked: a later checkout has only results.csv) keeps the
+//! score its row holds, checked only for its regime, the one setting the row records.
 use crate::biosignal::finetune::{finetune, FinetuneOptions, MeanSd, Mode, Regime};
 use crate::biosignal::synth::SynthSplit;
 use crate::biosignal::{Norm, Windows};
@@ -340,11 +342,40 @@ pub fn run_downstream(a: &DownstreamOptions) -> Result<DownstreamSummary> {
         unfinished: unfinished.len(),
         ..Default::default()
     };
+    // Scores already in results.csv: a cell whose folder is gone (ignored by git, so a later
+    // checkout or session has only the row) keeps the score its row holds; only the regime is
+    // recorded there, so only the regime can be checked.
+    let (_, rows) = results::read_results(&out)?;
+    let recorded: std::collections::HashMap<&str, &str> = rows
+        .iter()
+        .filter(|r| {
+            r.get("downstream_balanced_accuracy")
+                .is_some_and(|v| !v.is_empty())
+        })
+        .map(|r| {
+            (
+                r["cell_id"].as_str(),
+                r.get("downstream_regime").map_or("", |v| v.as_str()),
+            )
+        })
+        .collect();
     // Cells to fine-tune; a score under other settings stops everything before any work.
     let mut todo = Vec::new();
     for c in &finished {
         let p = downstream_path(&out, &c.id);
-        if p.exists() {
+        let gone = !results::cell_dir(&out, &c.id).join("train").exists();
+        if let (false, true, Some(&regime)) = (p.exists(), gone, recorded.get(c.id.as_str())) {
+            if regime != settings.regime {
+                bail!(
+                    "{}: cell {} was scored in regime {regime} (its row; its folder is gone), \
+                     this run asks {}; one set of downstream columns per results file",
+                    results::results_path(&out).display(),
+                    c.id,
+                    settings.regime
+                );
+            }
+            summary.kept += 1;
+        } else if p.exists() {
             let d: Downstream = crate::core::io::read_json(&p)?;
             if d.settings != settings {
                 bail!(
