@@ -407,6 +407,24 @@ fn cli_holdout_predicts_larger_budgets() {
         let (obs, pred) = (row[1].as_f64().unwrap(), row[2].as_f64().unwrap());
         assert!(rel(pred, obs) < 0.05, "{row}");
     }
+    // The cut is within the budget tolerance, as the iso-FLOP groups: a budget just above the
+    // given one (a grid's D rounded to whole steps) is fitted, not held out.
+    Command::cargo_bin("brainscale")
+        .unwrap()
+        .args(["scaling", "fit"])
+        .arg(&csv)
+        .args([
+            "--bootstrap",
+            "0",
+            "--no-plots",
+            "--holdout-above",
+            "0.9999e19",
+        ])
+        .arg("--out")
+        .arg(dir.path().join("fit2"))
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("hold-out: fitted on 21 rows"));
 }
 
 #[test]

@@ -328,7 +328,7 @@ pub struct FitArgs {
     /// Compute budget(s) in FLOPs for which to report the compute-optimal N and D (repeatable).
     #[arg(long)]
     pub budget: Vec<f64>,
-    /// Fit only rows with C <= this budget and report prediction errors on the larger ones.
+    /// Fit only rows with C <= this budget (within --budget-tol) and report prediction errors on the larger ones.
     #[arg(long)]
     pub holdout_above: Option<f64>,
     /// Fit each iso-FLOP parabola to the K runs nearest (in ln N) to the budget's best run.

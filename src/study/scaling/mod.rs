@@ -74,7 +74,8 @@ pub struct FitConfig {
     pub seed: u64,
     /// Compute budget(s) in FLOPs for which to report the compute-optimal N and D (repeatable).
     pub budget: Vec<f64>,
-    /// Fit only rows with C <= this budget and report prediction errors on the larger ones.
+    /// Fit only rows with C <= this budget (within `budget_tol`) and report prediction errors
+    /// on the larger ones.
     pub holdout_above: Option<f64>,
     /// Runs whose budgets agree within this relative tolerance form one iso-FLOP group.
     pub budget_tol: f64,
@@ -285,7 +286,11 @@ pub fn run_fit(args: &FitConfig) -> Result<Fitted> {
     }
     let (fit_pts, held): (Vec<Point>, Vec<Point>) = match args.holdout_above {
         Some(t) => {
-            let (f, h): (Vec<_>, Vec<_>) = points.iter().cloned().partition(|p| p.c <= t);
+            // Within the budget tolerance, as the iso-FLOP groups: a grid's realised budgets
+            // sit a little off the nominal one (D rounded to whole steps), and a cell of the
+            // last fitted budget must not fall into the hold-out.
+            let upto = t * (1.0 + args.budget_tol);
+            let (f, h): (Vec<_>, Vec<_>) = points.iter().cloned().partition(|p| p.c <= upto);
             if h.is_empty() {
                 bail!(
                     "--holdout-above {t:e}: no row has a larger budget (largest is {:e})",
