@@ -20,6 +20,9 @@ fn lock() -> std::sync::MutexGuard<'static, ()> {
 struct MlpConfig {
     inputs: i64,
     hidden: i64,
+    /// Dropout on the hidden layer in training (draws from libtorch's global RNG).
+    #[serde(default)]
+    dropout: f64,
 }
 
 /// y = w2 · tanh(w1 x + b1) + b2, computed in the engine's compute dtype.
@@ -74,7 +77,8 @@ impl Model for Mlp {
         let h =
             b.x.to_kind(kind)
                 .linear(&self.w1.to_kind(kind), Some(&self.b1.to_kind(kind)))
-                .tanh();
+                .tanh()
+                .dropout(self.cfg.dropout, _train);
         let p = h.linear(&self.w2.to_kind(kind), Some(&self.b2.to_kind(kind)));
         let mse = (p.to_kind(Kind::Float) - &b.y).square().mean(Kind::Float);
         Ok(Loss {
@@ -143,6 +147,7 @@ fn cfg() -> MlpConfig {
     MlpConfig {
         inputs: 4,
         hidden: 32,
+        dropout: 0.0,
     }
 }
 
@@ -329,22 +334,36 @@ fn frozen_parameters_stay_put_and_the_rest_train() {
 #[test]
 fn seeded_trainers_in_parallel_threads_reproduce() {
     // No test-level lock here on purpose: the engine's own RNG lock must keep each seed and
-    // the draws after it together while several trainers initialise and step at once.
+    // the draws after it (initial weights, every step's dropout masks) together while several
+    // trainers initialise and step at once; the lock is let go before each backward pass, so
+    // this also checks that nothing after the forward draws. One and two micro-batches a step.
     tch::set_num_threads(1); // as every test here (intra-op threads change sums' order)
-    let run = || {
-        let data = teacher();
-        let mut t = Trainer::<Mlp>::new(&cfg(), &tc(10), Device::Cpu).unwrap();
-        for _ in 0..10 {
-            t.train_step(&data).unwrap();
+    for (dropout, grad_accum) in [(0.0, 2), (0.3, 1), (0.3, 2)] {
+        let run = || {
+            let data = teacher();
+            let model = MlpConfig { dropout, ..cfg() };
+            let train = TrainConfig {
+                grad_accum,
+                ..tc(10)
+            };
+            let mut t = Trainer::<Mlp>::new(&model, &train, Device::Cpu).unwrap();
+            let mut bits = Vec::new();
+            for _ in 0..10 {
+                bits.push(t.train_step(&data).unwrap().loss.to_bits());
+            }
+            bits.push(t.eval_loss(&data).unwrap().unwrap().to_bits());
+            bits
+        };
+        let serial = run();
+        for _ in 0..3 {
+            let got: Vec<Vec<u64>> = std::thread::scope(|s| {
+                let hs: Vec<_> = (0..4).map(|_| s.spawn(run)).collect();
+                hs.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            assert!(
+                got.iter().all(|b| *b == serial),
+                "dropout {dropout}, grad_accum {grad_accum}: {got:?} vs {serial:?}"
+            );
         }
-        t.eval_loss(&data).unwrap().unwrap().to_bits()
-    };
-    let serial = run();
-    for _ in 0..3 {
-        let got: Vec<u64> = std::thread::scope(|s| {
-            let hs: Vec<_> = (0..4).map(|_| s.spawn(run)).collect();
-            hs.into_iter().map(|h| h.join().unwrap()).collect()
-        });
-        assert!(got.iter().all(|&b| b == serial), "{got:?} vs {serial}");
     }
 }

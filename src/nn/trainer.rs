@@ -6,8 +6,9 @@
 //! seeds libtorch's global RNG per step and every batch's RNG per (step, micro-batch) from
 //! [`TrainConfig::seed`], so a run stopped after step k and resumed replays steps k+1… exactly
 //! on the CPU. libtorch's RNG is process-global, so each seed and the draws that follow it
-//! (initial weights, a step's dropout and masks) run under one process-wide lock
-//! ([`rng_turn`]): trainers in parallel threads (tests, grid cells) stay reproducible.
+//! (initial weights, a step's dropout and masks: the forward passes) run under one
+//! process-wide lock ([`rng_turn`]): trainers in parallel threads (tests, grid cells) stay
+//! reproducible, and their backward passes and updates still run in parallel.
 use crate::core::io;
 use crate::nn::optim::{mix, AdamW, TrainConfig};
 use crate::nn::precision::{configure_precision, LossScaler, Precision};
@@ -63,7 +64,9 @@ pub trait Model: Sized {
         p.dim() >= 2
     }
     /// Loss of one micro-batch; `train` turns on dropout and other training-only behaviour;
-    /// `kind` is the compute dtype of the forward pass ([`Precision::kind`]).
+    /// `kind` is the compute dtype of the forward pass ([`Precision::kind`]). Every draw from
+    /// libtorch's global RNG (dropout, masks, codebook restarts) must happen here: the trainer
+    /// holds [`rng_turn`] only through the forward passes.
     fn loss(&self, batch: &Self::Batch, train: bool, kind: Kind) -> Result<Loss>;
     /// Units counted for throughput in a batch (tokens for a language model, samples else).
     fn units(&self, batch: &Self::Batch) -> u64;
@@ -80,7 +83,8 @@ pub trait Model: Sized {
 /// Where batches come from.
 pub trait Data<B> {
     /// A training micro-batch of `batch_size` samples drawn with `rng`, which the trainer seeds
-    /// per (seed, step, micro-batch) so a resumed run replays the same batches.
+    /// per (seed, step, micro-batch) so a resumed run replays the same batches. It must not
+    /// draw from libtorch's global RNG (the first micro-batch is fetched outside [`rng_turn`]).
     fn train_batch(&self, rng: &mut ChaCha8Rng, batch_size: usize, device: Device) -> Result<B>;
     /// Number of held-out samples (0: no evaluation).
     fn eval_len(&self) -> usize;
@@ -178,18 +182,33 @@ impl<M: Model> Trainer<M> {
         let kind = self.cfg.precision.kind();
         let lr = self.cfg.lr_at(self.step);
         let scale = self.scaler.map_or(1.0, |s| s.scale);
-        // Dropout masks (and any other libtorch draws) depend only on (seed, step).
-        let _rng = rng_turn();
+        // Dropout masks (and any other libtorch draws) depend only on (seed, step). The draws
+        // all happen in the forward passes (`Model::loss`), so the lock is let go once the last
+        // micro-batch's forward is done: the backward and the update draw nothing, and holding
+        // the lock through them serialised the cells a grid trains in parallel threads. The
+        // first micro-batch (rendering it can cost as much as the step) is fetched before it.
+        let batch_rng =
+            |micro: usize| ChaCha8Rng::seed_from_u64(mix(self.cfg.seed, self.step, micro as u64));
+        let mut first =
+            Some(data.train_batch(&mut batch_rng(0), self.cfg.batch_size, self.device)?);
+        let mut rng_lock = Some(rng_turn());
         tch::manual_seed(mix(self.cfg.seed, self.step, u64::MAX) as i64 & i64::MAX);
         self.opt.zero_grad();
         let mut losses = Vec::with_capacity(self.cfg.grad_accum);
         let mut parts: Vec<(&'static str, Vec<Tensor>)> = Vec::new();
         let mut tokens = 0;
         for micro in 0..self.cfg.grad_accum {
-            let mut rng = ChaCha8Rng::seed_from_u64(mix(self.cfg.seed, self.step, micro as u64));
-            let batch = data.train_batch(&mut rng, self.cfg.batch_size, self.device)?;
+            let batch = match first.take() {
+                Some(b) => b,
+                None => {
+                    data.train_batch(&mut batch_rng(micro), self.cfg.batch_size, self.device)?
+                }
+            };
             tokens += self.model.units(&batch);
             let loss = self.model.loss(&batch, true, kind)?;
+            if micro + 1 == self.cfg.grad_accum {
+                drop(rng_lock.take());
+            }
             losses.push(loss.total.detach());
             for (name, t) in loss.parts {
                 match parts.iter_mut().find(|(n, _)| *n == name) {
