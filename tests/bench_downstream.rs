@@ -215,7 +215,18 @@ fn downstream_scores_every_finished_cell_once() {
     drop(w);
     downstream(&g, &[])
         .failure()
-        .stderr(contains(format!("cell {id}: its pretraining checkpoint")));
+        .stderr(contains(format!("cell {id}: its pretraining checkpoint")))
+        .stderr(contains("--skip-unfinished"));
+    // With --skip-unfinished it is left out, named, and the rest is kept as it was.
+    let blanked = snapshot(&csv);
+    downstream(&g, &["--skip-unfinished"])
+        .success()
+        .stdout(contains(
+            "0 cells fine-tuned, 1 already scored, 0 unfinished left out, 1 without checkpoint left out",
+        ))
+        .stderr(contains("finished cell(s) left out"))
+        .stderr(contains(id.as_str()));
+    assert_eq!(snapshot(&csv), blanked);
     std::fs::write(&csv, &before[0]).unwrap();
 
     // The same out with a larger grid: its new cells are unfinished.

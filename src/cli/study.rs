@@ -97,7 +97,8 @@ pub struct DownstreamArgs {
     /// Held-out labelled windows the score is computed on.
     #[arg(long, default_value_t = 500)]
     pub test_windows: usize,
-    /// Score the finished cells only, instead of failing when some are unfinished.
+    /// Score the finished cells only, instead of failing when some are unfinished (or finished
+    /// without a score and without their checkpoint: those are left out with a warning).
     #[arg(long)]
     pub skip_unfinished: bool,
 }
@@ -230,11 +231,16 @@ fn run_downstream(a: DownstreamArgs) -> Result<()> {
         skip_unfinished: a.skip_unfinished,
     })?;
     println!(
-        "{}: {} cells fine-tuned, {} already scored, {} unfinished left out; {} {}",
+        "{}: {} cells fine-tuned, {} already scored, {} unfinished left out{}; {} {}",
         s.name,
         s.scored.len(),
         s.kept,
         s.unfinished,
+        if s.lost.is_empty() {
+            String::new()
+        } else {
+            format!(", {} without checkpoint left out", s.lost.len())
+        },
         s.results.display(),
         if s.results_changed {
             "updated"

@@ -26,7 +26,8 @@
 //! results.csv is rewritten (atomically) only when a value changes. Different settings for an
 //! already scored grid are an error (one set of downstream columns per results file). A cell
 //! whose folder is gone (cells/ is not tracked: a later checkout has only results.csv) keeps the
-//! score its row holds, checked only for its regime, the one setting the row records.
+//! score its row holds, checked only for its regime, the one setting the row records; one
+//! without a score cannot be scored (an error, or left out with `--skip-unfinished`).
 use crate::biosignal::finetune::{finetune, FinetuneOptions, MeanSd, Mode, Regime};
 use crate::biosignal::synth::SynthSplit;
 use crate::biosignal::{Norm, Windows};
@@ -59,7 +60,8 @@ pub struct DownstreamOptions {
     pub train_windows: usize,
     /// Held-out labelled windows the score is computed on.
     pub test_windows: usize,
-    /// Score the finished cells only, instead of failing when some are unfinished.
+    /// Score the finished cells only, instead of failing when some are unfinished (or
+    /// finished without a score and without their checkpoint, which cannot be scored).
     pub skip_unfinished: bool,
 }
 
@@ -171,6 +173,9 @@ pub struct DownstreamSummary {
     pub kept: usize,
     /// Unfinished cells left out (with --skip-unfinished).
     pub unfinished: usize,
+    /// Finished cells left out (with --skip-unfinished) that have no score and whose
+    /// pretraining checkpoint is gone (a folder deleted, or trained in another checkout).
+    pub lost: Vec<String>,
     /// Whether results.csv was rewritten.
     pub results_changed: bool,
     /// The grid's name and its results.csv.
@@ -261,8 +266,10 @@ fn scores(
 
 /// Fine-tunes every finished cell of a `biosignal` grid not yet scored with these settings and
 /// writes the downstream columns into results.csv. Errors: another cell kind, no results,
-/// unfinished cells (unless `skip_unfinished`), rows made under another configuration, a
-/// checkpoint that is not the cell's last, cells scored with other settings, bad options.
+/// unfinished cells or finished ones without score and checkpoint (unless `skip_unfinished`:
+/// then both are left out, the latter named on stderr), rows made under another
+/// configuration, a checkpoint that is not the cell's last, cells scored with other settings,
+/// bad options.
 pub fn run_downstream(a: &DownstreamOptions) -> Result<DownstreamSummary> {
     let grid = Grid::load(&a.g.grid)?;
     let CellConfig::Biosignal(b) = &grid.cell else {
@@ -386,9 +393,38 @@ pub fn run_downstream(a: &DownstreamOptions) -> Result<DownstreamSummary> {
                 );
             }
             summary.kept += 1;
+        } else if gone {
+            summary.lost.push(c.id.clone());
         } else {
             todo.push(*c);
         }
+    }
+    if !summary.lost.is_empty() {
+        let ids = &summary.lost;
+        let list = format!(
+            "{}{}",
+            ids[..ids.len().min(4)].join(", "),
+            if ids.len() > 4 { ", ..." } else { "" }
+        );
+        if !a.skip_unfinished {
+            bail!(
+                "grid '{}': {} finished cell(s) have no downstream score and their pretraining \
+                 checkpoint is gone ({list}: cell {}: its pretraining checkpoint {} does not \
+                 exist); rerun them (delete their rows from {} and `brainscale grid run {}`), \
+                 or pass --skip-unfinished to score the others",
+                grid.name,
+                ids.len(),
+                ids[0],
+                results::cell_dir(&out, &ids[0]).join("train").display(),
+                results::results_path(&out).display(),
+                a.g.grid.display()
+            );
+        }
+        eprintln!(
+            "warning: {} finished cell(s) left out: no downstream score and no pretraining \
+             checkpoint ({list})",
+            ids.len()
+        );
     }
     if !todo.is_empty() {
         let device = crate::nn::parse_device(&b.device).context("[cell] device")?;
