@@ -22,7 +22,15 @@ const FORBIDDEN: [&str; 8] = [
 /// `device-bench.sh prepare`). A new one must be checked the same way before it is added.
 // linux-raw-sys (via pytorch-reader → tar → xattr → rustix) is pure-Rust syscall
 // definitions: it links no C library, so the prepared binary's `ldd` is unchanged.
-const ALLOWED_SYS: [&str; 4] = ["torch-sys", "bzip2-sys", "zstd-sys", "linux-raw-sys"];
+// libmimalloc-sys (the process allocator, `src/main.rs`) compiles mimalloc's C source into the
+// binary: no shared library, `ldd` unchanged.
+const ALLOWED_SYS: [&str; 5] = [
+    "torch-sys",
+    "bzip2-sys",
+    "zstd-sys",
+    "linux-raw-sys",
+    "libmimalloc-sys",
+];
 
 #[test]
 fn no_default_features_tree_links_no_hdf5_curl_or_tls() {
