@@ -42,7 +42,7 @@ cols = list(rows[0].keys()) + ["downstream_error_vs_scratch"]
 for r in rows:
     ba, sc = r.get("downstream_balanced_accuracy", ""), r.get("downstream_scratch_balanced_accuracy", "")
     r["downstream_error_vs_scratch"] = (1 - float(ba)) / (1 - float(sc)) if ba and sc and float(sc) < 1 else ""
-w = csv.DictWriter(open(sys.argv[2], "w", newline=""), fieldnames=cols)
+w = csv.DictWriter(open(sys.argv[2], "w", newline=""), fieldnames=cols, lineterminator="\n")
 w.writeheader()
 w.writerows(rows)
 PY
