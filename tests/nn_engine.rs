@@ -73,12 +73,12 @@ impl Model for Mlp {
         &self.cfg
     }
 
-    fn loss(&self, b: &Batch, _train: bool, kind: Kind) -> Result<Loss> {
+    fn loss(&self, b: &Batch, train: bool, kind: Kind) -> Result<Loss> {
         let h =
             b.x.to_kind(kind)
                 .linear(&self.w1.to_kind(kind), Some(&self.b1.to_kind(kind)))
                 .tanh()
-                .dropout(self.cfg.dropout, _train);
+                .dropout(self.cfg.dropout, train);
         let p = h.linear(&self.w2.to_kind(kind), Some(&self.b2.to_kind(kind)));
         let mse = (p.to_kind(Kind::Float) - &b.y).square().mean(Kind::Float);
         Ok(Loss {
