@@ -338,13 +338,28 @@ fn normal(rng: &mut ChaCha8Rng) -> f64 {
 /// Unit-variance 1/f^α noise of n samples (white noise shaped in the frequency domain).
 fn pink(rng: &mut ChaCha8Rng, n: usize, alpha: f64) -> Vec<f64> {
     let mut buf: Vec<Complex<f64>> = (0..n).map(|_| Complex::new(normal(rng), 0.0)).collect();
-    let mut planner = FftPlanner::new();
-    planner.plan_fft_forward(n).process(&mut buf);
-    for (k, b) in buf.iter_mut().enumerate() {
-        let f = k.min(n - k) as f64;
-        *b *= if f == 0.0 { 0.0 } else { f.powf(-alpha / 2.0) };
+    // One planner per thread: planning (twiddles, a sin/cos each) cost more than the FFTs of a
+    // window; a cached plan computes the same numbers.
+    thread_local! {
+        static PLANNER: std::cell::RefCell<FftPlanner<f64>> = std::cell::RefCell::new(FftPlanner::new());
     }
-    planner.plan_fft_inverse(n).process(&mut buf);
+    let (fwd, inv) = PLANNER.with(|p| {
+        let mut p = p.borrow_mut();
+        (p.plan_fft_forward(n), p.plan_fft_inverse(n))
+    });
+    fwd.process(&mut buf);
+    // Bins k and n − k share the frequency min(k, n − k): one power for both.
+    for k in 1..=n / 2 {
+        let g = (k as f64).powf(-alpha / 2.0);
+        buf[k] *= g;
+        if n - k != k {
+            buf[n - k] *= g;
+        }
+    }
+    if let Some(b) = buf.first_mut() {
+        *b *= 0.0;
+    }
+    inv.process(&mut buf);
     let v: Vec<f64> = buf.iter().map(|c| c.re).collect();
     let sd = (v.iter().map(|x| x * x).sum::<f64>() / n as f64)
         .sqrt()

@@ -55,20 +55,20 @@ pub fn windows(x: ArrayView2<f32>, len: usize, hop: usize) -> Array3<f32> {
 }
 
 /// The `q`-quantile (0 ≤ q ≤ 1) of `v` by linear interpolation between order statistics
-/// (numpy's default method): position q·(n−1). Sorts `v` in place; NaN if empty.
+/// (numpy's default method): position q·(n−1). Reorders `v` in place (a selection, not a full
+/// sort: the two order statistics are the same values); NaN if empty.
 pub fn quantile_linear(v: &mut [f32], q: f64) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }
-    v.sort_by(|a, b| a.total_cmp(b));
     let p = q.clamp(0.0, 1.0) * (v.len() - 1) as f64;
     let i = p.floor() as usize;
     let t = p - i as f64;
-    let lo = v[i] as f64;
-    if i + 1 < v.len() {
-        lo + t * (v[i + 1] as f64 - lo)
-    } else {
-        lo
+    let (_, lo, above) = v.select_nth_unstable_by(i, |a, b| a.total_cmp(b));
+    let lo = *lo as f64;
+    match above.iter().min_by(|a, b| a.total_cmp(b)) {
+        Some(&hi) => lo + t * (hi as f64 - lo),
+        None => lo,
     }
 }
 

@@ -321,6 +321,17 @@ impl BiotEncoder {
         kind: Kind,
     ) -> Result<Tensor> {
         let spec = stft_tokens(x, self.cfg.n_fft, self.cfg.hop)?;
+        self.embed_spec(&spec, channel_offset, train, kind)
+    }
+
+    /// [`BiotEncoder::embed`] of the STFT tokens `spec` [B, C, T, n_fft/2+1] ([`stft_tokens`]).
+    fn embed_spec(
+        &self,
+        spec: &Tensor,
+        channel_offset: i64,
+        train: bool,
+        kind: Kind,
+    ) -> Result<Tensor> {
         let (c, t) = (spec.size()[1], spec.size()[2]);
         if channel_offset < 0 || channel_offset + c > self.cfg.n_channels {
             bail!(
@@ -338,7 +349,7 @@ impl BiotEncoder {
         }
         let tok = self
             .patch_embedding
-            .forward(&spec, kind)
+            .forward(spec, kind)
             .to_kind(Kind::Float);
         let ch = self
             .channel_tokens
@@ -365,7 +376,19 @@ impl BiotEncoder {
         train: bool,
         kind: Kind,
     ) -> Result<Tensor> {
-        let e = self.embed(x, channel_offset, train, kind)?;
+        let spec = stft_tokens(x, self.cfg.n_fft, self.cfg.hop)?;
+        self.encode_spec(&spec, channel_offset, train, kind)
+    }
+
+    /// [`BiotEncoder::encode`] of the STFT tokens `spec` ([`stft_tokens`]).
+    fn encode_spec(
+        &self,
+        spec: &Tensor,
+        channel_offset: i64,
+        train: bool,
+        kind: Kind,
+    ) -> Result<Tensor> {
+        let e = self.embed_spec(spec, channel_offset, train, kind)?;
         let (b, c, t, d) = e.size4()?;
         Ok(self.transform(&e.reshape([b, c * t, d]), train, kind))
     }
@@ -381,7 +404,20 @@ impl BiotEncoder {
         train: bool,
         kind: Kind,
     ) -> Result<Tensor> {
-        let e = self.embed(x, channel_offset, train, kind)?;
+        let spec = stft_tokens(x, self.cfg.n_fft, self.cfg.hop)?;
+        self.encode_subset_spec(&spec, channel_offset, keep, train, kind)
+    }
+
+    /// [`BiotEncoder::encode_subset`] of the STFT tokens `spec` ([`stft_tokens`]).
+    fn encode_subset_spec(
+        &self,
+        spec: &Tensor,
+        channel_offset: i64,
+        keep: &[Vec<i64>],
+        train: bool,
+        kind: Kind,
+    ) -> Result<Tensor> {
+        let e = self.embed_spec(spec, channel_offset, train, kind)?;
         let (b, c, t, d) = e.size4()?;
         if keep.len() as i64 != c {
             bail!("keep lists {} channels, input has {c}", keep.len());
@@ -493,13 +529,18 @@ impl BiotPretrain {
         train: bool,
         kind: Kind,
     ) -> Result<Tensor> {
+        // Both views tokenise the same clip: one STFT (it takes no gradient and draws nothing,
+        // so the views' dropout draws keep their order).
+        let spec = stft_tokens(x, self.cfg.n_fft, self.cfg.hop)?;
         let a = self.predict(
             &self
                 .encoder
-                .encode_subset(x, channel_offset, keep, train, kind)?,
+                .encode_subset_spec(&spec, channel_offset, keep, train, kind)?,
             kind,
         );
-        let b = self.encoder.encode(x, channel_offset, train, kind)?;
+        let b = self
+            .encoder
+            .encode_spec(&spec, channel_offset, train, kind)?;
         crate::models::objectives::info_nce(&b, &a, temperature)
     }
 }
