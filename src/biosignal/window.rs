@@ -128,6 +128,33 @@ mod tests {
         assert_eq!(quantile_linear(&mut [3.0, 1.0, 2.0], 0.25), 1.5);
     }
 
+    /// The selection gives the same bits as interpolating between the sorted order statistics,
+    /// with ties, one element and q at the ends.
+    #[test]
+    fn quantile_selection_equals_the_sorted_definition() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for n in [1usize, 2, 3, 10, 101, 1000] {
+            for q in [0.0, 0.25, 0.5, 0.95, 0.999, 1.0] {
+                let v: Vec<f32> = (0..n)
+                    .map(|_| (rng.gen_range(0..20) as f32 * 0.37).abs())
+                    .collect();
+                let mut sorted = v.clone();
+                sorted.sort_by(|a, b| a.total_cmp(b));
+                let p = q * (n - 1) as f64;
+                let i = p.floor() as usize;
+                let lo = sorted[i] as f64;
+                let want = if i + 1 < n {
+                    lo + (p - i as f64) * (sorted[i + 1] as f64 - lo)
+                } else {
+                    lo
+                };
+                let got = quantile_linear(&mut v.clone(), q);
+                assert_eq!(got.to_bits(), want.to_bits(), "n {n}, q {q}");
+            }
+        }
+    }
+
     #[test]
     fn normalisations() {
         let mut s = Array3::from_shape_fn((1, 2, 100), |(_, c, t)| {
