@@ -345,6 +345,63 @@ fn adamw_first_steps_match_the_closed_form() {
     }
 }
 
+/// Two parameter tensors (a decayed matrix, an undecayed bias) and gradients that change every
+/// step: from the second step on AdamW's gradients are views of one flat buffer, so a wrong
+/// offset, a buffer not zeroed between steps or gradients not landing in it all break the
+/// closed form.
+#[test]
+fn adamw_with_a_flat_gradient_buffer_matches_the_closed_form_over_steps() {
+    let _rng = lock();
+    let tc = TrainConfig {
+        weight_decay: 0.1,
+        lr: 0.01,
+        eps: 1e-8,
+        ..train_cfg()
+    };
+    let vs = nn::VarStore::new(Device::Cpu);
+    let w = (vs.root() / "a").var("weight", &[2, 3], nn::Init::Const(0.5));
+    let b = (vs.root() / "b").var("bias", &[4], nn::Init::Const(-0.25));
+    let mut opt = brainscale::nn::AdamW::new(&vs);
+    // Variables in name order: a.weight (6, decays) then b.bias (4, no decay).
+    let mut expect: Vec<f64> = [vec![0.5; 6], vec![-0.25; 4]].concat();
+    let decays: Vec<bool> = (0..10).map(|i| i < 6).collect();
+    let (mut m, mut v) = (vec![0.0; 10], vec![0.0; 10]);
+    for step in 1..=4i32 {
+        // Gradient of sum(w·cw) + sum(b·cb) is (cw, cb), different at every step.
+        let g: Vec<f64> = (0..10)
+            .map(|i| ((i as f64 + 1.0) * 0.3 - 1.2) * (step as f64).powi(i % 3))
+            .collect();
+        let gf: Vec<f32> = g.iter().map(|&x| x as f32).collect();
+        let cw = Tensor::from_slice(&gf[..6]).view([2, 3]);
+        let cb = Tensor::from_slice(&gf[6..]);
+        opt.zero_grad();
+        ((&w * &cw).sum(Kind::Float) + (&b * &cb).sum(Kind::Float)).backward();
+        opt.step(&tc, tc.lr, 1.0);
+        for i in 0..10 {
+            let gi = gf[i] as f64;
+            m[i] = tc.beta1 * m[i] + (1.0 - tc.beta1) * gi;
+            v[i] = tc.beta2 * v[i] + (1.0 - tc.beta2) * gi * gi;
+            let mh = m[i] / (1.0 - tc.beta1.powi(step));
+            let vh = v[i] / (1.0 - tc.beta2.powi(step));
+            let wd = if decays[i] { tc.weight_decay } else { 0.0 };
+            expect[i] = expect[i] * (1.0 - tc.lr * wd) - tc.lr * mh / (vh.sqrt() + tc.eps);
+        }
+        let got: Vec<f32> = [
+            Vec::<f32>::try_from(w.view([-1])).unwrap(),
+            Vec::<f32>::try_from(b.view([-1])).unwrap(),
+        ]
+        .concat();
+        for i in 0..10 {
+            assert!(
+                (got[i] as f64 - expect[i]).abs() < 1e-6,
+                "step {step} [{i}]: {} vs {}",
+                got[i],
+                expect[i]
+            );
+        }
+    }
+}
+
 #[test]
 fn learning_rate_warms_up_then_follows_a_cosine() {
     let _rng = lock();
