@@ -173,6 +173,27 @@ fn downstream_scores_every_finished_cell_once() {
         before == after,
         "a rerun changed results.csv or downstream.json"
     );
+    // Scored again on parallel threads: the same scores, bit for bit (each run seeds its own
+    // draws), so results.csv is unchanged; --jobs 0 is refused.
+    let runs = |p: &PathBuf| -> serde_json::Value {
+        serde_json::from_slice::<serde_json::Value>(&snapshot(p)).unwrap()["runs"].clone()
+    };
+    let runs_before: Vec<serde_json::Value> = jsons.iter().map(runs).collect();
+    for p in &jsons {
+        std::fs::remove_file(p).unwrap();
+    }
+    downstream(&g, &["--jobs", "0"])
+        .failure()
+        .stderr(contains("--jobs must be at least 1"));
+    downstream(&g, &["--jobs", "3"])
+        .success()
+        .stdout(contains("2 cells fine-tuned, 0 already scored"));
+    assert_eq!(jsons.iter().map(runs).collect::<Vec<_>>(), runs_before);
+    assert_eq!(
+        snapshot(&csv),
+        before[0],
+        "results.csv changed with --jobs 3"
+    );
     // Other settings on a scored grid: an error naming the file, nothing rewritten.
     downstream(&g, &["--regime", "k3"])
         .failure()

@@ -101,6 +101,10 @@ pub struct DownstreamArgs {
     /// without a score and without their checkpoint: those are left out with a warning).
     #[arg(long)]
     pub skip_unfinished: bool,
+    /// Fine-tuning runs at a time (threads of one libtorch thread each); the scores are the
+    /// same for any value.
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
 }
 
 /// `bench ...`.
@@ -229,6 +233,7 @@ fn run_downstream(a: DownstreamArgs) -> Result<()> {
         train_windows: a.train_windows,
         test_windows: a.test_windows,
         skip_unfinished: a.skip_unfinished,
+        jobs: a.jobs,
     })?;
     println!(
         "{}: {} cells fine-tuned, {} already scored, {} unfinished left out{}; {} {}",

@@ -216,14 +216,21 @@ impl<M: Model> Trainer<M> {
                     None => parts.push((name, vec![t.detach()])),
                 }
             }
-            (loss.total * (scale / self.cfg.grad_accum as f64)).backward();
+            // (×1 skipped: the same gradients, one autograd node fewer.)
+            let factor = scale / self.cfg.grad_accum as f64;
+            if factor == 1.0 {
+                loss.total.backward();
+            } else {
+                (loss.total * factor).backward();
+            }
         }
         // One device sync per step for the loss (and one for the gradient norm below).
-        let mean = |v: &[Tensor]| {
-            Tensor::stack(v, 0)
+        let mean = |v: &[Tensor]| match v {
+            [one] => one.double_value(&[]),
+            _ => Tensor::stack(v, 0)
                 .to_kind(Kind::Double)
                 .mean(Kind::Double)
-                .double_value(&[])
+                .double_value(&[]),
         };
         let loss = mean(&losses);
         let parts = parts

@@ -63,6 +63,10 @@ pub struct DownstreamOptions {
     /// Score the finished cells only, instead of failing when some are unfinished (or
     /// finished without a score and without their checkpoint, which cannot be scored).
     pub skip_unfinished: bool,
+    /// Fine-tuning runs at a time (≥ 1): threads of one libtorch thread each. Every run seeds
+    /// its own draws ([`crate::nn::Trainer`] takes libtorch's RNG in turns), so the scores do
+    /// not depend on it.
+    pub jobs: usize,
 }
 
 /// Everything a score depends on besides the checkpoint (compared on reruns).
@@ -289,6 +293,9 @@ pub fn run_downstream(a: &DownstreamOptions) -> Result<DownstreamSummary> {
     if !(a.lr > 0.0 && a.lr.is_finite()) {
         bail!("--lr must be positive, got {}", a.lr);
     }
+    if a.jobs == 0 {
+        bail!("--jobs must be at least 1");
+    }
     let out = std::path::absolute(grid.out_dir(a.g.out.as_deref()))?;
     let cells = grid.cells()?;
     if !results::results_path(&out).exists() && results::read_row_files(&out)?.is_empty() {
@@ -440,8 +447,22 @@ pub fn run_downstream(a: &DownstreamOptions) -> Result<DownstreamSummary> {
             device,
             ..FinetuneOptions::default()
         };
-        let mut scratch: BTreeMap<String, Vec<SeedScore>> = BTreeMap::new();
-        for c in todo {
+        // From scratch the score depends on the model only: once per model, first.
+        let mut models: Vec<&Cell> = Vec::new();
+        for c in &todo {
+            if !models.iter().any(|m| m.model_name == c.model_name) {
+                models.push(*c);
+            }
+        }
+        let scratch: BTreeMap<String, Vec<SeedScore>> = in_parallel(&models, a.jobs, |c| {
+            let model = BioModelConfig::from(biot_config(&c.model, &c.model_name)?);
+            let s = scores(&model, None, &train, &test, regime, &opts, &a.seeds)
+                .with_context(|| format!("model {} from scratch", c.model_name))?;
+            Ok((c.model_name.clone(), s))
+        })?
+        .into_iter()
+        .collect();
+        let scored = in_parallel(&todo, a.jobs, |c| {
             let t0 = Instant::now();
             let (weights, step) = final_weights(b, c, &out)?;
             let cfg = biot_config(&c.model, &c.model_name)?;
@@ -456,12 +477,6 @@ pub fn run_downstream(a: &DownstreamOptions) -> Result<DownstreamSummary> {
                 &a.seeds,
             )
             .with_context(|| format!("cell {}", c.id))?;
-            // From scratch the score depends on the model only: once per model and run.
-            if !scratch.contains_key(&c.model_name) {
-                let s = scores(&model, None, &train, &test, regime, &opts, &a.seeds)
-                    .with_context(|| format!("model {} from scratch", c.model_name))?;
-                scratch.insert(c.model_name.clone(), s);
-            }
             let of = |runs: &[SeedScore], f: fn(&SeedScore) -> f64| {
                 Stat::of(&runs.iter().map(f).collect::<Vec<_>>())
             };
@@ -495,14 +510,53 @@ pub fn run_downstream(a: &DownstreamOptions) -> Result<DownstreamSummary> {
                 a.seeds.len(),
                 d.wall_s
             );
-            summary.scored.push(c.id.clone());
-        }
+            Ok(c.id.clone())
+        })?;
+        summary.scored.extend(scored);
     }
     summary.results_changed = write_columns(&out)?;
     summary.name = grid.name.clone();
     summary.results = results::results_path(&out);
     summary.optima = optimum_table(&grid, &out)?;
     Ok(summary)
+}
+
+/// `f` over `items` on `jobs` threads, results in the items' order; the first error (in
+/// order) is returned once every thread has stopped, and threads take no new item after one.
+fn in_parallel<T: Sync, R: Send>(
+    items: &[T],
+    jobs: usize,
+    f: impl Fn(&T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let slots: Vec<std::sync::Mutex<Option<Result<R>>>> =
+        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..jobs.clamp(1, items.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= items.len() || failed.load(Ordering::SeqCst) {
+                    break;
+                }
+                let r = f(&items[i]);
+                if r.is_err() {
+                    failed.store(true, Ordering::SeqCst);
+                }
+                *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+            });
+        }
+    });
+    let mut out = Vec::with_capacity(items.len());
+    for slot in slots {
+        match slot.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(r) => out.push(r?),
+            // Not started because an earlier item failed: that error comes first.
+            None => continue,
+        }
+    }
+    Ok(out)
 }
 
 /// Copies every cell's downstream.json into results.csv's downstream columns (appended after
