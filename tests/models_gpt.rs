@@ -297,6 +297,37 @@ fn fp16_and_bf16_losses_track_fp32() {
     }
 }
 
+/// One AdamW step of the closed form, in f64: moments `m`, `v` and the expected weights `w`
+/// after gradient `g` at step `t` (1-based), decoupled weight decay where `decays[i]`.
+fn adamw_closed_form(
+    tc: &TrainConfig,
+    t: i32,
+    g: &[f64],
+    decays: &[bool],
+    (m, v, w): (&mut [f64], &mut [f64], &mut [f64]),
+) {
+    for i in 0..g.len() {
+        m[i] = tc.beta1 * m[i] + (1.0 - tc.beta1) * g[i];
+        v[i] = tc.beta2 * v[i] + (1.0 - tc.beta2) * g[i] * g[i];
+        let mh = m[i] / (1.0 - tc.beta1.powi(t));
+        let vh = v[i] / (1.0 - tc.beta2.powi(t));
+        let wd = if decays[i] { tc.weight_decay } else { 0.0 };
+        w[i] = w[i] * (1.0 - tc.lr * wd) - tc.lr * mh / (vh.sqrt() + tc.eps);
+    }
+}
+
+/// The fp32 weights after step `t` equal the closed form's to 1e-6.
+fn assert_weights(t: i32, got: &[f32], expect: &[f64]) {
+    for i in 0..expect.len() {
+        assert!(
+            (got[i] as f64 - expect[i]).abs() < 1e-6,
+            "step {t} [{i}]: {} vs {}",
+            got[i],
+            expect[i]
+        );
+    }
+}
+
 #[test]
 fn adamw_first_steps_match_the_closed_form() {
     let _rng = lock();
@@ -325,23 +356,8 @@ fn adamw_first_steps_match_the_closed_form() {
         (&w * &c).sum(Kind::Float).backward();
         opt.step(&tc, tc.lr, 1.0);
         let _ = cfg;
-        for i in 0..6 {
-            m[i] = tc.beta1 * m[i] + (1.0 - tc.beta1) * cs[i];
-            v[i] = tc.beta2 * v[i] + (1.0 - tc.beta2) * cs[i] * cs[i];
-            let mh = m[i] / (1.0 - tc.beta1.powi(step));
-            let vh = v[i] / (1.0 - tc.beta2.powi(step));
-            expect[i] =
-                expect[i] * (1.0 - tc.lr * tc.weight_decay) - tc.lr * mh / (vh.sqrt() + tc.eps);
-        }
-        let got: Vec<f32> = Vec::<f32>::try_from(w.view([-1])).unwrap();
-        for i in 0..6 {
-            assert!(
-                (got[i] as f64 - expect[i]).abs() < 1e-6,
-                "step {step} [{i}]: {} vs {}",
-                got[i],
-                expect[i]
-            );
-        }
+        adamw_closed_form(&tc, step, &cs, &[true; 6], (&mut m, &mut v, &mut expect));
+        assert_weights(step, &Vec::<f32>::try_from(w.view([-1])).unwrap(), &expect);
     }
 }
 
@@ -377,28 +393,14 @@ fn adamw_with_a_flat_gradient_buffer_matches_the_closed_form_over_steps() {
         opt.zero_grad();
         ((&w * &cw).sum(Kind::Float) + (&b * &cb).sum(Kind::Float)).backward();
         opt.step(&tc, tc.lr, 1.0);
-        for i in 0..10 {
-            let gi = gf[i] as f64;
-            m[i] = tc.beta1 * m[i] + (1.0 - tc.beta1) * gi;
-            v[i] = tc.beta2 * v[i] + (1.0 - tc.beta2) * gi * gi;
-            let mh = m[i] / (1.0 - tc.beta1.powi(step));
-            let vh = v[i] / (1.0 - tc.beta2.powi(step));
-            let wd = if decays[i] { tc.weight_decay } else { 0.0 };
-            expect[i] = expect[i] * (1.0 - tc.lr * wd) - tc.lr * mh / (vh.sqrt() + tc.eps);
-        }
+        let g32: Vec<f64> = gf.iter().map(|&x| x as f64).collect();
+        adamw_closed_form(&tc, step, &g32, &decays, (&mut m, &mut v, &mut expect));
         let got: Vec<f32> = [
             Vec::<f32>::try_from(w.view([-1])).unwrap(),
             Vec::<f32>::try_from(b.view([-1])).unwrap(),
         ]
         .concat();
-        for i in 0..10 {
-            assert!(
-                (got[i] as f64 - expect[i]).abs() < 1e-6,
-                "step {step} [{i}]: {} vs {}",
-                got[i],
-                expect[i]
-            );
-        }
+        assert_weights(step, &got, &expect);
     }
 }
 

@@ -31,6 +31,7 @@
 use crate::biosignal::finetune::{finetune, FinetuneOptions, MeanSd, Mode, Regime};
 use crate::biosignal::synth::SynthSplit;
 use crate::biosignal::{Norm, Windows};
+use crate::exec::local::run_tasks;
 use crate::models::registry::BioModelConfig;
 use crate::study::grids::biosignal_cell::{biot_config, BiosignalCell};
 use crate::study::grids::cell::Cell;
@@ -454,15 +455,23 @@ pub fn run_downstream(a: &DownstreamOptions) -> Result<DownstreamSummary> {
                 models.push(*c);
             }
         }
-        let scratch: BTreeMap<String, Vec<SeedScore>> = in_parallel(&models, a.jobs, |c| {
-            let model = BioModelConfig::from(biot_config(&c.model, &c.model_name)?);
-            let s = scores(&model, None, &train, &test, regime, &opts, &a.seeds)
-                .with_context(|| format!("model {} from scratch", c.model_name))?;
-            Ok((c.model_name.clone(), s))
-        })?
-        .into_iter()
-        .collect();
-        let scored = in_parallel(&todo, a.jobs, |c| {
+        let mut scratch: BTreeMap<String, Vec<SeedScore>> = BTreeMap::new();
+        run_tasks(
+            models.len(),
+            a.jobs,
+            |i| {
+                let c = models[i];
+                let model = BioModelConfig::from(biot_config(&c.model, &c.model_name)?);
+                scores(&model, None, &train, &test, regime, &opts, &a.seeds)
+                    .with_context(|| format!("model {} from scratch", c.model_name))
+            },
+            |i, s| {
+                scratch.insert(models[i].model_name.clone(), s?);
+                Ok(())
+            },
+        )?;
+        let scratch = &scratch;
+        let score_cell = |c: &Cell| -> Result<()> {
             let t0 = Instant::now();
             let (weights, step) = final_weights(b, c, &out)?;
             let cfg = biot_config(&c.model, &c.model_name)?;
@@ -510,53 +519,24 @@ pub fn run_downstream(a: &DownstreamOptions) -> Result<DownstreamSummary> {
                 a.seeds.len(),
                 d.wall_s
             );
-            Ok(c.id.clone())
-        })?;
-        summary.scored.extend(scored);
+            Ok(())
+        };
+        run_tasks(
+            todo.len(),
+            a.jobs,
+            |i| score_cell(todo[i]),
+            |i, r| {
+                r?;
+                summary.scored.push(todo[i].id.clone());
+                Ok(())
+            },
+        )?;
     }
     summary.results_changed = write_columns(&out)?;
     summary.name = grid.name.clone();
     summary.results = results::results_path(&out);
     summary.optima = optimum_table(&grid, &out)?;
     Ok(summary)
-}
-
-/// `f` over `items` on `jobs` threads, results in the items' order; the first error (in
-/// order) is returned once every thread has stopped, and threads take no new item after one.
-fn in_parallel<T: Sync, R: Send>(
-    items: &[T],
-    jobs: usize,
-    f: impl Fn(&T) -> Result<R> + Sync,
-) -> Result<Vec<R>> {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let slots: Vec<std::sync::Mutex<Option<Result<R>>>> =
-        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    std::thread::scope(|s| {
-        for _ in 0..jobs.clamp(1, items.len().max(1)) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= items.len() || failed.load(Ordering::SeqCst) {
-                    break;
-                }
-                let r = f(&items[i]);
-                if r.is_err() {
-                    failed.store(true, Ordering::SeqCst);
-                }
-                *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
-            });
-        }
-    });
-    let mut out = Vec::with_capacity(items.len());
-    for slot in slots {
-        match slot.into_inner().unwrap_or_else(|e| e.into_inner()) {
-            Some(r) => out.push(r?),
-            // Not started because an earlier item failed: that error comes first.
-            None => continue,
-        }
-    }
-    Ok(out)
 }
 
 /// Copies every cell's downstream.json into results.csv's downstream columns (appended after
