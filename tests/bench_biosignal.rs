@@ -223,10 +223,13 @@ fn shipped_biosignal_grids_parse_and_meet_the_design() {
 #[test]
 fn redone_biosignal_grids_meet_the_issue_19_design() {
     // ≥ 7 fitted budgets spanning ≥ 30×, the validation budget 5× the largest fitted one, every
-    // budget a ladder spanning ≥ 30× in N with no gap above 2×, 3 seeds, ≥ 100 steps per cell.
-    for g in [
-        "bench/biosignal-cpu-eeg-v2.toml",
-        "bench/biosignal-cpu-accel-v2.toml",
+    // budget a ladder spanning ≥ 30× in N with no gap above 2× (v2: √2 rungs) or 3.5× (lean:
+    // every other v2 rung), 3 seeds, ≥ 100 steps per cell.
+    for (g, max_gap) in [
+        ("bench/biosignal-cpu-eeg-v2.toml", 2.0),
+        ("bench/biosignal-cpu-accel-v2.toml", 2.0),
+        ("bench/biosignal-cpu-eeg-lean.toml", 3.5),
+        ("bench/biosignal-cpu-accel-lean.toml", 3.5),
     ] {
         let grid = brainscale::study::grids::grid::Grid::load(&repo().join(g)).unwrap();
         let cells = grid.cells().unwrap();
@@ -261,7 +264,7 @@ fn redone_biosignal_grids_meet_the_issue_19_design() {
             expected += 3 * ns.len();
             assert!(ns[ns.len() - 1] / ns[0] >= 30.0, "{g} at {b:e}: {ns:?}");
             assert!(
-                ns.windows(2).all(|w| w[1] / w[0] <= 2.0),
+                ns.windows(2).all(|w| w[1] / w[0] <= max_gap),
                 "{g} at {b:e}: {ns:?}"
             );
         }
@@ -280,6 +283,80 @@ fn redone_biosignal_grids_meet_the_issue_19_design() {
                 "{g}: {} trains {} steps",
                 c.id,
                 c.tokens / per_step
+            );
+        }
+    }
+}
+
+#[test]
+fn lean_grids_are_every_other_rung_of_the_v2_grids() {
+    // scripts/biosignal-scaling-lean-grids.py: each lean ladder is its v2 ladder's rungs 0, 2, 4,
+    // ... by N plus the largest, and each lean cell is the v2 cell of the same id with the same
+    // model, tokens, seed and [cell] settings (its config hash differs only because the hash
+    // covers the whole [cell] table, whose lr_by_model lists just the lean models), so a lean
+    // run reproduces the v2 rows it shares.
+    use brainscale::study::grids::grid::{CellConfig, Grid};
+    for m in ["eeg", "accel"] {
+        let load = |d: &str| Grid::load(&repo().join(format!("bench/biosignal-cpu-{m}-{d}.toml")));
+        let (v2, lean) = (load("v2").unwrap(), load("lean").unwrap());
+        assert_eq!(v2.axes.budgets, lean.axes.budgets, "{m}");
+        assert_eq!(v2.axes.seeds, lean.axes.seeds, "{m}");
+        let n_of = |model: &str| {
+            let path = repo().join("bench").join(model);
+            let cfg: BiotConfig = toml::from_str(
+                &std::fs::read_to_string(&path)
+                    .unwrap()
+                    .replace("model = \"biot\"\n", ""),
+            )
+            .unwrap();
+            cfg.param_counts().per_token
+        };
+        assert_eq!(v2.axes.ladders.len(), lean.axes.ladders.len(), "{m}");
+        for (a, b) in v2.axes.ladders.iter().zip(&lean.axes.ladders) {
+            assert_eq!(a.budget, b.budget, "{m}");
+            let mut full = a.models.clone();
+            full.sort_by_key(|x| n_of(x));
+            let keep: Vec<String> = (0..full.len())
+                .filter(|&i| i % 2 == 0 || i + 1 == full.len())
+                .map(|i| full[i].clone())
+                .collect();
+            let mut got = b.models.clone();
+            got.sort_by_key(|x| n_of(x));
+            assert_eq!(got, keep, "{m} at {:e}", a.budget);
+        }
+        // The [cell] settings: equal once v2's per-model learning rates are cut to the lean models.
+        let (CellConfig::Biosignal(full), CellConfig::Biosignal(lean_cell)) =
+            (&v2.cell, &lean.cell)
+        else {
+            panic!("{m}: not biosignal grids");
+        };
+        let mut cut = full.clone();
+        cut.lr_by_model
+            .retain(|k, _| lean.axes.models.iter().any(|x| x == k));
+        assert_eq!(
+            serde_json::to_value(&cut).unwrap(),
+            serde_json::to_value(lean_cell).unwrap(),
+            "{m}"
+        );
+        let v2_cells: BTreeMap<String, _> = v2
+            .cells()
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.id.clone(), c))
+            .collect();
+        let lean_cells = lean.cells().unwrap();
+        assert!(
+            lean_cells.len() * 10 < v2_cells.len() * 6,
+            "{m}: {}",
+            lean_cells.len()
+        );
+        for c in &lean_cells {
+            let v = &v2_cells[&c.id];
+            assert_eq!(
+                (&v.model_name, v.tokens, v.flops, v.seed, &v.precision),
+                (&c.model_name, c.tokens, c.flops, c.seed, &c.precision),
+                "{m}: {}",
+                c.id
             );
         }
     }
