@@ -15,18 +15,29 @@ the recorded v2 rows restricted to the lean cells give the same answers (bracket
 allocation exponent's interval, the 5x verdicts; results/biosignal-scaling.md, "Lean design").
 
 Usage: scripts/biosignal-scaling-lean-grids.py [--check]   (--check: exit 1 if the files differ)"""
-import os, sys, tomllib
+import importlib.util, os, sys, tomllib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _v2_grids():
+    """scripts/biosignal-scaling-v2-grids.py as a module (its name has hyphens)."""
+    path = os.path.join(ROOT, "scripts", "biosignal-scaling-v2-grids.py")
+    spec = importlib.util.spec_from_file_location("v2_grids", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def n_params(model_path):
-    """The per-token parameter count of src/models/biot.rs (`param_counts().per_token`), used
-    only to check that a ladder is listed in increasing N."""
+    """The per-token parameter count of a model file (the v2 generator's `n_per_token`, which
+    follows src/models/biot.rs), used only to check that a ladder is listed in increasing N."""
     t = tomllib.load(open(os.path.join(ROOT, "bench", model_path), "rb"))
-    d, l, m, f = t["d_model"], t["n_layer"], t.get("ff_mult", 4), t.get("n_fft", 200) // 2 + 1
-    per_layer = 2 * d + 3 * d * d + (d * d + d) + 2 * d + (d * m * d + m * d) + (m * d * d + d)
-    return f * d + d + l * per_layer
+    f = t.get("n_fft", 200) // 2 + 1
+    return V2.n_per_token(t["d_model"], t["n_layer"], f, t.get("ff_mult", 4))
+
+
+V2 = _v2_grids()
 
 
 def q(s):
